@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Types shared by the XDP program and the Go side. bpf2go generates the Go
+ * declarations from the BTF of these types (see gen.go); the maps package
+ * gives them public names, and a test checks the layouts still match.
+ * No packed structs: every hole is an explicit padding field.
+ */
+#ifndef BULWARK_COMMON_H
+#define BULWARK_COMMON_H
+
+#include <linux/types.h>
+
+/* What happened to a packet. */
+enum action {
+	ACTION_PASS = 0,
+	ACTION_DROP = 1,
+	ACTION_WOULD_DROP = 2, /* monitor mode: a drop computed, not done */
+	ACTION_MAX = 3,
+};
+
+/* Why; the step of the decision order that decided. */
+enum reason {
+	REASON_PASSED = 0,
+	REASON_ALLOWLIST = 1,
+	REASON_BLOCKLIST = 2,
+	REASON_VERDICT = 3,
+	REASON_RATELIMIT = 4,
+	REASON_MALFORMED = 5,
+	REASON_NON_IP = 6,
+	REASON_MAX = 7,
+};
+
+/* Index into the stats array: action * REASON_MAX + reason. */
+#define STATS_SLOTS (ACTION_MAX * REASON_MAX)
+
+enum mode {
+	MODE_ENFORCE = 0,
+	MODE_MONITOR = 1,
+};
+
+enum verdict_action {
+	VERDICT_NONE = 0,
+	VERDICT_BLOCK = 1,
+	VERDICT_THROTTLE = 2,
+};
+
+/* Bits of settings.present: which lookup maps hold entries. Userspace sets a
+ * bit before it writes the first entry and clears it after the map is empty,
+ * so the packet path skips lookups into empty maps without missing one. */
+enum present_bits {
+	PRESENT_ALLOW_HOSTS4 = 1 << 0,
+	PRESENT_ALLOW_HOSTS6 = 1 << 1,
+	PRESENT_ALLOW_NETS4 = 1 << 2,
+	PRESENT_ALLOW_NETS6 = 1 << 3,
+	PRESENT_BLOCK_HOSTS4 = 1 << 4,
+	PRESENT_BLOCK_HOSTS6 = 1 << 5,
+	PRESENT_BLOCK_NETS4 = 1 << 6,
+	PRESENT_BLOCK_NETS6 = 1 << 7,
+	PRESENT_CLASSES4 = 1 << 8,
+	PRESENT_CLASSES6 = 1 << 9,
+	PRESENT_VERDICTS = 1 << 10,
+	PRESENT_PORT_RULES = 1 << 11,
+};
+
+/* Port tables: one rule id per (table, destination port). */
+enum port_table {
+	PORT_TABLE_TCP = 0,     /* every TCP segment */
+	PORT_TABLE_UDP = 1,     /* every UDP datagram */
+	PORT_TABLE_TCP_SYN = 2, /* TCP with SYN set and ACK clear */
+	PORT_TABLES = 3,
+};
+
+/* Eight ports per array slot; the array has PORT_TABLES * 65536 / 8 slots. */
+#define PORTS_PER_SLOT 8
+#define PORT_SLOTS (PORT_TABLES * 65536 / PORTS_PER_SLOT)
+
+/* Rule ids are one byte; rule 0 is the default limit. */
+#define MAX_RULES 256
+
+/* The single entry of the settings map. Everything a reload may change. */
+struct dp_settings {
+	__u32 mode;           /* enum mode */
+	__u32 malformed_pass; /* 1: malformed packets pass; 0: dropped */
+	__u32 present;        /* enum present_bits */
+	__u32 throttle_pm;    /* throttle tier: limits times throttle_pm / 1000 */
+	__u32 icmp_rule;      /* rule id for ICMP, 0 = none */
+	__u32 icmp6_rule;     /* rule id for ICMPv6, 0 = none */
+	__u32 sample_every;   /* sample 1 in N drops into the event ring; 0 = off */
+	__u32 sample_max_per_sec; /* at most this many samples per second */
+	__u32 ipv6_prefix;    /* IPv6 sources are tracked per this prefix */
+	__u32 pad;
+	__u64 v6_mask_hi;     /* the prefix as a mask over address bytes 0-7 */
+	__u64 v6_mask_lo;     /* ... and bytes 8-15, in memory order */
+};
+
+/* A limit: packets and bytes per second, each with its bucket depth. */
+struct rule {
+	__u64 pps;          /* packets per second; 0 = no packet limit */
+	__u64 pps_depth_ns; /* burst * 1e9 / pps: the bucket as time */
+	__u64 bps;          /* bytes per second; 0 = no byte limit */
+	__u64 bps_depth_ns; /* byte burst * 1e9 / bps */
+};
+
+struct port_slot {
+	__u8 rule[PORTS_PER_SLOT];
+};
+
+struct lpm_v4_key {
+	__u32 prefixlen;
+	__u32 addr; /* network byte order */
+};
+
+struct lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Value of allow and block entries, hosts and prefixes alike. */
+struct list_value {
+	__u32 list_id;     /* which list the entry came from (per-list counters) */
+	__u32 pad;
+	__u64 expires_ns;  /* CLOCK_MONOTONIC; 0 = never expires */
+};
+
+/* Source address: IPv4 as ::ffff:a.b.c.d, IPv6 masked to settings.ipv6_prefix. */
+struct src_key {
+	__u8 addr[16];
+};
+
+/* A dynamic verdict on one source. */
+struct verdict {
+	__u64 expires_ns; /* CLOCK_MONOTONIC; ignored once passed */
+	__u32 action;     /* enum verdict_action */
+	__u16 origin;     /* who set it (userspace meaning) */
+	__u16 score;      /* the score that caused it, 0-100 */
+};
+
+struct class_value {
+	__u32 class_id;
+	__u32 mult_pm; /* limits times mult_pm / 1000 */
+};
+
+/* Per-source state: default-limit buckets and observations for the scorer.
+ * Buckets are GCRA: tat is the theoretical arrival time, equivalent to a
+ * token bucket (see README, "Token buckets"). */
+struct src_state {
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u64 syns;            /* TCP SYN without ACK */
+	__u64 drops_ratelimit;
+	__u64 malformed;
+	__u64 tat_pps;
+	__u64 tat_bps;
+	__u64 port_bits[4];    /* destination ports hashed into 256 bits, this window */
+	__u32 port_window;     /* window (monotonic seconds >> 0, ~1 s) of port_bits */
+	__u32 ports_prev;      /* bits set in the previous window */
+};
+
+struct rule_key {
+	struct src_key src;
+	__u32 rule;
+};
+
+struct rule_state {
+	__u64 tat_pps;
+	__u64 tat_bps;
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct rule_counter {
+	__u64 matched; /* packets that reached this rule's buckets */
+	__u64 dropped; /* of those, over the limit (dropped or would drop) */
+};
+
+/* Indexes of the misc counters array. */
+enum misc_counter {
+	MISC_SAMPLED = 0,        /* drop events written to the ring */
+	MISC_SAMPLE_CAPPED = 1,  /* sampled but over the per-second cap */
+	MISC_SAMPLE_LOST = 2,    /* ring full */
+	MISC_STATE_FAILED = 3,   /* per-source state could not be created */
+	MISC_CONTENDED = 4,      /* bucket update lost its race four times */
+	MISC_MAX = 5,
+};
+
+#define EVENT_SNAP 128
+
+/* A sampled drop, as written to the event ring. */
+struct drop_event {
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u32 pkt_len;
+	__u32 rule;
+	__u16 cap_len;
+	__u8 action;
+	__u8 reason;
+	__u8 data[EVENT_SNAP];
+};
+
+struct sample_window {
+	__u64 second;
+	__u64 count;
+};
+
+#endif

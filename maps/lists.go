@@ -1,0 +1,212 @@
+package maps
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bulwark-filter/bulwark/bpf"
+)
+
+// List is an allow or block list: host entries in hash maps, true prefixes
+// in LPM tries, one of each per address family.
+type List struct {
+	set                          *Set
+	name                         string
+	bit                          uint32 // present bit of hosts4; the others follow
+	hosts4, hosts6, nets4, nets6 *ebpf.Map
+}
+
+func (l *List) bits() (h4, h6, n4, n6 uint32) {
+	return l.bit, l.bit << 1, l.bit << 2, l.bit << 3
+}
+
+func host4(a netip.Addr) [4]byte  { return a.As4() }
+func host6(a netip.Addr) [16]byte { return a.As16() }
+func listValue(e Entry) bpf.BulwarkListValue {
+	return bpf.BulwarkListValue{ListId: e.ListID, ExpiresNs: e.ExpiresNS}
+}
+
+// normalise returns the masked prefix with IPv4-in-IPv6 unmapped.
+func normalise(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() {
+		return p, fmt.Errorf("invalid prefix")
+	}
+	a := p.Addr()
+	if a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	if a.Zone() != "" {
+		return p, fmt.Errorf("%s: zones are not allowed", p)
+	}
+	return p.Masked(), nil
+}
+
+// Add writes entries (upsert): hosts into the hashes, prefixes into the
+// tries, in batches.
+func (l *List) Add(entries []Entry) error {
+	var k4 [][4]byte
+	var v4 []bpf.BulwarkListValue
+	var k6 [][16]byte
+	var v6 []bpf.BulwarkListValue
+	var n4 []bpf.BulwarkLpmV4Key
+	var nv4 []bpf.BulwarkListValue
+	var n6 []bpf.BulwarkLpmV6Key
+	var nv6 []bpf.BulwarkListValue
+	for _, e := range entries {
+		p, err := normalise(e.Prefix)
+		if err != nil {
+			return fmt.Errorf("%s list: %w", l.name, err)
+		}
+		v := listValue(e)
+		switch {
+		case p.Addr().Is4() && p.Bits() == 32:
+			k4, v4 = append(k4, host4(p.Addr())), append(v4, v)
+		case p.Addr().Is4():
+			n4, nv4 = append(n4, lpm4(p)), append(nv4, v)
+		case p.Bits() == 128:
+			k6, v6 = append(k6, host6(p.Addr())), append(v6, v)
+		default:
+			n6, nv6 = append(n6, lpm6(p)), append(nv6, v)
+		}
+	}
+	h4, h6, b4, b6 := l.bits()
+	var on uint32
+	if len(k4) > 0 {
+		on |= h4
+	}
+	if len(k6) > 0 {
+		on |= h6
+	}
+	if len(n4) > 0 {
+		on |= b4
+	}
+	if len(n6) > 0 {
+		on |= b6
+	}
+	l.set.mu.Lock()
+	defer l.set.mu.Unlock()
+	if err := l.set.setPresentLocked(on); err != nil {
+		return err
+	}
+	if err := batchPut(l.hosts4, k4, v4); err != nil {
+		return fmt.Errorf("%s list, IPv4 hosts: %w", l.name, err)
+	}
+	if err := batchPut(l.hosts6, k6, v6); err != nil {
+		return fmt.Errorf("%s list, IPv6 hosts: %w", l.name, err)
+	}
+	if err := batchPut(l.nets4, n4, nv4); err != nil {
+		return fmt.Errorf("%s list, IPv4 prefixes: %w", l.name, err)
+	}
+	if err := batchPut(l.nets6, n6, nv6); err != nil {
+		return fmt.Errorf("%s list, IPv6 prefixes: %w", l.name, err)
+	}
+	return nil
+}
+
+// batchSize bounds one batch syscall's buffers.
+const batchSize = 65536
+
+func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	for len(keys) > 0 {
+		n := min(len(keys), batchSize)
+		if _, err := m.BatchUpdate(keys[:n], vals[:n], nil); err != nil {
+			if errors.Is(err, ebpf.ErrNotSupported) {
+				return putEach(m, keys, vals)
+			}
+			return fmt.Errorf("%w (map holds at most %d entries)", err, m.MaxEntries())
+		}
+		keys, vals = keys[n:], vals[n:]
+	}
+	return nil
+}
+
+func putEach[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	for i := range keys {
+		if err := m.Put(keys[i], vals[i]); err != nil {
+			return fmt.Errorf("%w (map holds at most %d entries)", err, m.MaxEntries())
+		}
+	}
+	return nil
+}
+
+// Delete removes entries by prefix; prefixes not present are ignored.
+func (l *List) Delete(prefixes []netip.Prefix) error {
+	l.set.mu.Lock()
+	defer l.set.mu.Unlock()
+	for _, p := range prefixes {
+		p, err := normalise(p)
+		if err != nil {
+			return fmt.Errorf("%s list: %w", l.name, err)
+		}
+		var m *ebpf.Map
+		var key any
+		switch {
+		case p.Addr().Is4() && p.Bits() == 32:
+			m, key = l.hosts4, host4(p.Addr())
+		case p.Addr().Is4():
+			m, key = l.nets4, lpm4(p)
+		case p.Bits() == 128:
+			m, key = l.hosts6, host6(p.Addr())
+		default:
+			m, key = l.nets6, lpm6(p)
+		}
+		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("%s list: delete %s: %w", l.name, p, err)
+		}
+	}
+	h4, h6, b4, b6 := l.bits()
+	return l.set.clearIfEmptyLocked(map[uint32]*ebpf.Map{h4: l.hosts4, h6: l.hosts6, b4: l.nets4, b6: l.nets6})
+}
+
+// Entries lists every entry of the list.
+func (l *List) Entries() ([]Entry, error) {
+	var out []Entry
+	var v bpf.BulwarkListValue
+	{
+		var k [4]byte
+		it := l.hosts4.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom4(k), 32), v.ListId, v.ExpiresNs})
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("%s list, IPv4 hosts: %w", l.name, err)
+		}
+	}
+	{
+		var k [16]byte
+		it := l.hosts6.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom16(k), 128), v.ListId, v.ExpiresNs})
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("%s list, IPv6 hosts: %w", l.name, err)
+		}
+	}
+	{
+		var k bpf.BulwarkLpmV4Key
+		it := l.nets4.Iterate()
+		for it.Next(&k, &v) {
+			var a [4]byte
+			binary.LittleEndian.PutUint32(a[:], k.Addr)
+			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom4(a), int(k.Prefixlen)), v.ListId, v.ExpiresNs})
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("%s list, IPv4 prefixes: %w", l.name, err)
+		}
+	}
+	{
+		var k bpf.BulwarkLpmV6Key
+		it := l.nets6.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Prefixlen)), v.ListId, v.ExpiresNs})
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("%s list, IPv6 prefixes: %w", l.name, err)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,153 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bulwark-filter/bulwark/bpf"
+)
+
+// VerdictEntry is a dynamic verdict as the verdicts map holds it.
+type VerdictEntry struct {
+	Source    netip.Prefix // IPv4 host or IPv6 prefix at the tracking length
+	Action    VerdictAction
+	ExpiresNS uint64 // CLOCK_MONOTONIC
+	Origin    Origin
+	Score     uint16
+}
+
+// PutVerdict sets a verdict on the source that addr belongs to.
+func (s *Set) PutVerdict(addr netip.Addr, action VerdictAction, expiresNS uint64, origin Origin, score uint16) error {
+	if action != VerdictBlock && action != VerdictThrottle {
+		return fmt.Errorf("verdict action %d: want block or throttle", action)
+	}
+	key := bpf.BulwarkSrcKey{Addr: SourceKey(addr, s.IPv6Prefix())}
+	v := bpf.BulwarkVerdict{ExpiresNs: expiresNS, Action: uint32(action), Origin: uint16(origin), Score: score}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.setPresentLocked(presentVerdicts); err != nil {
+		return err
+	}
+	if err := s.m.Verdicts.Put(key, v); err != nil {
+		return fmt.Errorf("write verdict for %s: %w (map holds at most %d)", addr, err, s.m.Verdicts.MaxEntries())
+	}
+	return nil
+}
+
+// DeleteVerdict removes the verdict on addr's source, if any.
+func (s *Set) DeleteVerdict(addr netip.Addr) error {
+	key := bpf.BulwarkSrcKey{Addr: SourceKey(addr, s.IPv6Prefix())}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.m.Verdicts.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete verdict for %s: %w", addr, err)
+	}
+	return s.clearIfEmptyLocked(map[uint32]*ebpf.Map{presentVerdicts: s.m.Verdicts})
+}
+
+// Verdicts lists the verdicts the map holds, expired ones included (the
+// datapath ignores and lazily deletes those).
+func (s *Set) Verdicts() ([]VerdictEntry, error) {
+	prefix := s.IPv6Prefix()
+	var out []VerdictEntry
+	var k bpf.BulwarkSrcKey
+	var v bpf.BulwarkVerdict
+	it := s.m.Verdicts.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, VerdictEntry{SourceFromKey(k.Addr, prefix), VerdictAction(v.Action), v.ExpiresNs, Origin(v.Origin), v.Score})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate verdicts: %w", err)
+	}
+	return out, nil
+}
+
+// Source is one tracked source's observations.
+type Source struct {
+	Source         netip.Prefix
+	FirstSeenNS    uint64
+	LastSeenNS     uint64
+	Packets        uint64
+	Bytes          uint64
+	SYNs           uint64
+	DropsRatelimit uint64
+	Malformed      uint64
+	PortWindow     uint32 // window (monotonic ns >> 30) PortBits belong to
+	PortBitsSet    int    // distinct-port bits set in that window (of 256)
+	PortsPrev      int    // bits set in the window before it
+}
+
+// DistinctPorts estimates distinct destination ports from bits set out of
+// the 256-bit sketch (linear counting).
+func DistinctPorts(bitsSet int) float64 {
+	return linearCount(256, bitsSet)
+}
+
+// SourceBatch is how many sources one batch read returns at most.
+const SourceBatch = 4096
+
+// IterateSources calls fn with batches of tracked sources until fn returns
+// false or the map is exhausted. The map is read in batch syscalls.
+func (s *Set) IterateSources(fn func([]Source) bool) error {
+	prefix := s.IPv6Prefix()
+	keys := make([]bpf.BulwarkSrcKey, SourceBatch)
+	vals := make([]bpf.BulwarkSrcState, SourceBatch)
+	out := make([]Source, 0, SourceBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := s.m.Sources.BatchLookup(&cursor, keys, vals, nil)
+		out = out[:0]
+		for i := 0; i < n; i++ {
+			out = append(out, sourceFrom(keys[i], &vals[i], prefix))
+		}
+		if len(out) > 0 && !fn(out) {
+			return nil
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read sources: %w", err)
+		}
+	}
+}
+
+// LookupSource returns the observations of addr's source.
+func (s *Set) LookupSource(addr netip.Addr) (Source, bool, error) {
+	prefix := s.IPv6Prefix()
+	key := bpf.BulwarkSrcKey{Addr: SourceKey(addr, prefix)}
+	var v bpf.BulwarkSrcState
+	if err := s.m.Sources.Lookup(key, &v); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return Source{}, false, nil
+	} else if err != nil {
+		return Source{}, false, fmt.Errorf("read source %s: %w", addr, err)
+	}
+	return sourceFrom(key, &v, prefix), true, nil
+}
+
+func sourceFrom(k bpf.BulwarkSrcKey, v *bpf.BulwarkSrcState, prefix int) Source {
+	n := 0
+	for _, w := range v.PortBits {
+		n += bits.OnesCount64(w)
+	}
+	return Source{
+		Source:      SourceFromKey(k.Addr, prefix),
+		FirstSeenNS: v.FirstSeenNs, LastSeenNS: v.LastSeenNs,
+		Packets: v.Packets, Bytes: v.Bytes, SYNs: v.Syns,
+		DropsRatelimit: v.DropsRatelimit, Malformed: v.Malformed,
+		PortWindow: v.PortWindow, PortBitsSet: n, PortsPrev: int(v.PortsPrev),
+	}
+}
+
+func linearCount(m, set int) float64 {
+	zeros := m - set
+	if zeros <= 0 {
+		zeros = 1 // saturated: the estimate's ceiling
+	}
+	return float64(m) * math.Log(float64(m)/float64(zeros))
+}

@@ -1,0 +1,67 @@
+// Package testutil holds what Bulwark's privileged tests share: the root
+// check and loading the real datapath with a policy.
+package testutil
+
+import (
+	"os"
+	"testing"
+
+	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// RequireRoot skips the test, loudly, when not running as root: loading
+// BPF programs and making namespaces needs it. CI runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: needs root (BPF and network namespaces); run `sudo make test`")
+	}
+}
+
+// SmallSizes are map sizes that load fast in tests.
+func SmallSizes() loader.Sizes {
+	return loader.Sizes{
+		Sources: 4096, RuleBuckets: 4096, Verdicts: 1024,
+		AllowHosts: 1024, AllowPrefixes: 1024, BlockHosts: 1024, BlockPrefixes: 1024,
+		Classes: 256, Lists: 64, EventsBytes: 1 << 16,
+	}
+}
+
+// Setup is what Load writes into a fresh datapath.
+type Setup struct {
+	Sizes       loader.Sizes // zero: SmallSizes
+	ReplayClock bool         // the program reads time from the replay_clock map
+	Policy      maps.Policy
+	Allow       []maps.Entry
+	Block       []maps.Entry
+}
+
+// Load loads the real datapath (nothing attached, nothing pinned), applies
+// the setup and closes it when the test ends.
+func Load(t testing.TB, s Setup) *loader.Datapath {
+	t.Helper()
+	RequireRoot(t)
+	if s.Sizes == (loader.Sizes{}) {
+		s.Sizes = SmallSizes()
+	}
+	d, err := loader.Load(loader.Options{Sizes: s.Sizes, ReplayClock: s.ReplayClock})
+	if err != nil {
+		t.Fatalf("load datapath: %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := d.Maps.ApplyPolicy(&s.Policy); err != nil {
+		t.Fatalf("apply policy: %v", err)
+	}
+	if len(s.Allow) > 0 {
+		if err := d.Maps.Allow.Add(s.Allow); err != nil {
+			t.Fatalf("allow list: %v", err)
+		}
+	}
+	if len(s.Block) > 0 {
+		if err := d.Maps.Block.Add(s.Block); err != nil {
+			t.Fatalf("block list: %v", err)
+		}
+	}
+	return d
+}

@@ -154,7 +154,7 @@ struct src_state {
 	__u64 tat_pps;
 	__u64 tat_bps;
 	__u64 port_bits[4];    /* destination ports hashed into 256 bits, this window */
-	__u32 port_window;     /* window (monotonic seconds >> 0, ~1 s) of port_bits */
+	__u32 port_window;     /* window (monotonic ns >> 30, ~1.07 s) of port_bits */
 	__u32 ports_prev;      /* bits set in the previous window */
 };
 

@@ -36,6 +36,7 @@ struct {
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_HASH);                               \
 		__uint(max_entries, 1);                                        \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
 		__type(key, keytype);                                          \
 		__type(value, struct list_value);                              \
 	} name SEC(".maps")
@@ -49,7 +50,9 @@ struct {
 		__type(value, valtype);                                        \
 	} name SEC(".maps")
 
-/* Allow and block lists: single hosts in hashes, true prefixes in tries. */
+/* Allow and block lists: single hosts in hashes, true prefixes in tries.
+ * Only userspace writes them, so none is preallocated: memory follows the
+ * entries, not the configured maximum. */
 HOST_MAP(allow_hosts4, __u32);
 HOST_MAP(allow_hosts6, struct src_key);
 NET_MAP(allow_nets4, struct lpm_v4_key, struct list_value);
@@ -66,6 +69,7 @@ NET_MAP(classes6, struct lpm_v6_key, struct class_value);
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct src_key);
 	__type(value, struct verdict);
 } verdicts SEC(".maps");

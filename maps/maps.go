@@ -424,3 +424,31 @@ const (
 	ruleSlots = 256
 	portSlots = 3 * 65536 / 8
 )
+
+// Memory returns the kernel memory (memlock) of every map by name, as the
+// kernel reports it. Maps that are not preallocated (the LPM tries) report
+// what their current entries use.
+func (s *Set) Memory() (map[string]uint64, error) {
+	all := map[string]*ebpf.Map{
+		MapSettings: s.m.Settings, MapRules: s.m.Rules, MapPortRules: s.m.PortRules,
+		MapAllowHosts4: s.m.AllowHosts4, MapAllowHosts6: s.m.AllowHosts6,
+		MapAllowNets4: s.m.AllowNets4, MapAllowNets6: s.m.AllowNets6,
+		MapBlockHosts4: s.m.BlockHosts4, MapBlockHosts6: s.m.BlockHosts6,
+		MapBlockNets4: s.m.BlockNets4, MapBlockNets6: s.m.BlockNets6,
+		MapClasses4: s.m.Classes4, MapClasses6: s.m.Classes6,
+		MapVerdicts: s.m.Verdicts, MapSources: s.m.Sources, MapRuleBuckets: s.m.RuleBuckets,
+		MapStats: s.m.Stats, MapRuleStats: s.m.RuleStats, MapListHits: s.m.ListHits, MapMisc: s.m.Misc,
+		MapSampleCountdown: s.m.SampleCountdown, MapSampleWindow: s.m.SampleWindow,
+		MapEvents: s.m.Events, MapReplayClock: s.m.ReplayClock,
+	}
+	out := make(map[string]uint64, len(all))
+	for name, m := range all {
+		info, err := m.Info()
+		if err != nil {
+			return nil, fmt.Errorf("map %s info: %w", name, err)
+		}
+		n, _ := info.Memlock() // not preallocated (LPM tries): grows with entries, 0 when empty
+		out[name] = n
+	}
+	return out, nil
+}

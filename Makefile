@@ -1,0 +1,40 @@
+# Bulwark: `make help` lists the targets. `make demo` and `make test` run as root.
+SHELL := /bin/bash
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(dir $(GO)):$(PATH)
+MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo $$(uname -m)-linux-gnu)
+export BPF_EXTRA_CFLAGS := -I/usr/include/$(MULTIARCH)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/bulwark-filter/bulwark/agent.Version=$(VERSION)
+TEST_TIMEOUT ?= 30m
+
+.PHONY: help deps generate build test bench lint demo clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+deps: ## install what is missing (clang, llvm, libbpf-dev, iproute2, nftables) with apt-get
+	@scripts/deps.sh
+
+generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)
+	$(GO) generate ./bpf/
+
+build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/bulwark ./cmd/bulwark
+
+test: deps ## run every test, as root (privileged tests skip loudly otherwise)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+bench: deps ## benchmarks: ns/packet against the XDP_DROP floor (as root)
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+demo: deps build ## the main job on a built-in netns testbed (as root)
+	@scripts/demo.sh
+
+clean: ## remove build output
+	rm -rf bin

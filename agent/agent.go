@@ -1,0 +1,412 @@
+// Package agent is Bulwark's user-space agent: it loads or adopts the
+// datapath on each configured interface, reconciles the maps with the
+// config, serves the control API and metrics, reloads on SIGHUP, and writes
+// the audit log.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+
+	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// Version is set at build time (-ldflags -X).
+var Version = "dev"
+
+// iface is one interface's datapath.
+type iface struct {
+	name string
+	mode loader.AttachMode
+	dp   *loader.Datapath
+	lock *os.File
+}
+
+// Agent runs Bulwark on the configured interfaces.
+type Agent struct {
+	log     hclog.Logger
+	cfgPath string
+	started time.Time
+
+	mu      sync.Mutex // serialises every change of policy
+	cfg     *config.Config
+	want    *desired
+	ifaces  []*iface
+	audit   *Audit
+	reloads *prometheus.CounterVec
+	mapErrs *prometheus.CounterVec
+	reg     *prometheus.Registry
+}
+
+// New makes an agent for the config at path; Run starts it.
+func New(cfgPath string, log hclog.Logger) *Agent {
+	a := &Agent{log: log, cfgPath: cfgPath, started: time.Now()}
+	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bulwark_config_reloads_total", Help: "Config reloads by result (ok, rejected, error).",
+	}, []string{"result"})
+	a.mapErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bulwark_map_update_errors_total", Help: "Failed writes to datapath maps, by map.",
+	}, []string{"map"})
+	return a
+}
+
+// ConfigError is a config that failed validation; its text is the
+// file:line:col diagnostics.
+type ConfigError struct{ Text string }
+
+func (e *ConfigError) Error() string { return "invalid config:\n" + e.Text }
+
+func (a *Agent) loadConfig() (*config.Config, error) {
+	cfg, diags := config.Load(a.cfgPath)
+	if diags.HasErrors() {
+		return nil, &ConfigError{Text: config.FormatDiagnostics(diags)}
+	}
+	for _, d := range diags {
+		a.log.Warn("config", "warning", strings.TrimSpace(config.FormatDiagnostics(hcl.Diagnostics{d})))
+	}
+	return cfg, nil
+}
+
+// Run starts the agent and serves until ctx is done or a fatal error. On
+// return the program stays attached and the maps stay pinned (fail-static)
+// unless the config sets detach_on_exit.
+func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	want, err := desiredFrom(cfg)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := Preflight(); err != nil {
+		return err
+	}
+	a.audit, err = OpenAudit(cfg.Log.AuditFile)
+	if err != nil {
+		return err
+	}
+	defer a.audit.Close()
+
+	a.cfg, a.want = cfg, want
+	defer a.closeInterfaces()
+	for _, ic := range cfg.Interfaces {
+		if err := a.startInterface(ic, cfg, want); err != nil {
+			return err
+		}
+	}
+	a.auditf(AuditRecord{Who: "config", What: "start", Result: "ok", Detail: a.cfgPath})
+
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		a.reloads, a.mapErrs, &collector{a: a}, buildInfo())
+
+	srv, err := a.serveControl(cfg.Control.Socket)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if cfg.Metrics.Listen != "" {
+		msrv, err := a.serveMetrics(cfg.Metrics.Listen)
+		if err != nil {
+			return err
+		}
+		defer msrv.Close()
+	}
+	notifyReady(a.log)
+	a.log.Info("bulwark running", "interfaces", len(a.ifaces), "mode", cfg.Mode, "version", Version)
+
+	sweep := time.NewTicker(10 * time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info("stopping; the datapath stays attached (fail-static)", "detach_on_exit", a.cfg.DetachOnExit)
+			return nil
+		case <-hup:
+			if err := a.Reload("signal"); err != nil {
+				a.log.Error("reload rejected; the running policy is unchanged", "error", err)
+			}
+		case <-sweep.C:
+			a.sweepExpired()
+		}
+	}
+}
+
+func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *desired) error {
+	if err := loader.EnsureBPFFS(cfg.PinDir); err != nil {
+		return err
+	}
+	dir := loader.PinDir(cfg.PinDir, ic.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin directory %s: %w", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	dp, err := loader.Load(loader.Options{Sizes: want.sizes, PinDir: dir, Logger: a.log.Named("loader")})
+	if err != nil {
+		lock.Close()
+		return fmt.Errorf("interface %s: %w", ic.Name, err)
+	}
+	it := &iface{name: ic.Name, dp: dp, lock: lock}
+	a.ifaces = append(a.ifaces, it)
+	if err := a.applyTo(it, want); err != nil {
+		return fmt.Errorf("interface %s: %w", ic.Name, err)
+	}
+	it.mode, err = dp.Attach(ic.Name, loader.AttachMode(ic.Attach))
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", ic.Name, err)
+	}
+	a.log.Info("attached", "interface", ic.Name, "mode", it.mode, "pins", dir)
+	return nil
+}
+
+// lockDir takes an exclusive lock on the pin directory, so a second agent
+// on the same interface refuses to start.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open pin directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another bulwark agent holds %s: one agent per interface", dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// applyTo reconciles one interface's maps with the desired state.
+func (a *Agent) applyTo(it *iface, want *desired) error {
+	if err := it.dp.Maps.ApplyPolicy(&want.policy); err != nil {
+		a.mapErrs.WithLabelValues("policy").Inc()
+		return fmt.Errorf("apply policy: %w", err)
+	}
+	addA, delA, err := reconcileList(it.dp.Maps.Allow, want.allow)
+	if err != nil {
+		a.mapErrs.WithLabelValues("allow").Inc()
+		return fmt.Errorf("allow list: %w", err)
+	}
+	addB, delB, err := reconcileList(it.dp.Maps.Block, want.block)
+	if err != nil {
+		a.mapErrs.WithLabelValues("block").Inc()
+		return fmt.Errorf("block list: %w", err)
+	}
+	a.log.Debug("reconciled", "interface", it.name, "allow_written", addA, "allow_removed", delA,
+		"block_written", addB, "block_removed", delB)
+	return nil
+}
+
+func (a *Agent) closeInterfaces() {
+	for _, it := range a.ifaces {
+		if a.cfg != nil && a.cfg.DetachOnExit {
+			dir := it.dp.PinDir()
+			it.dp.Close()
+			if err := loader.Detach(dir); err != nil {
+				a.log.Error("detach on exit", "interface", it.name, "error", err)
+			} else {
+				a.log.Info("detached", "interface", it.name)
+			}
+		} else {
+			it.dp.Close()
+		}
+		it.lock.Close()
+	}
+	a.ifaces = nil
+}
+
+// Reload re-reads the config and reconciles. An invalid config changes
+// nothing; its diagnostics are in the error.
+func (a *Agent) Reload(who string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg, err := a.loadConfig()
+	if err == nil {
+		err = a.restartNeeded(cfg)
+	}
+	var want *desired
+	if err == nil {
+		want, err = desiredFrom(cfg)
+	}
+	if err != nil {
+		a.reloads.WithLabelValues("rejected").Inc()
+		a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
+		return err
+	}
+	for _, it := range a.ifaces {
+		if err := a.applyTo(it, want); err != nil {
+			a.reloads.WithLabelValues("error").Inc()
+			a.auditf(AuditRecord{Who: who, What: "reload", Result: "error", Detail: err.Error()})
+			return err
+		}
+	}
+	a.cfg, a.want = cfg, want
+	a.reloads.WithLabelValues("ok").Inc()
+	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
+	a.log.Info("config reloaded")
+	return nil
+}
+
+// restartNeeded rejects changes a reload cannot make.
+func (a *Agent) restartNeeded(cfg *config.Config) error {
+	old := a.cfg
+	if len(cfg.Interfaces) != len(old.Interfaces) {
+		return errors.New("interfaces changed: restart the agent to apply")
+	}
+	for i := range cfg.Interfaces {
+		if cfg.Interfaces[i].Name != old.Interfaces[i].Name || cfg.Interfaces[i].Attach != old.Interfaces[i].Attach {
+			return errors.New("interfaces changed: restart the agent to apply")
+		}
+	}
+	if cfg.Maps != old.Maps || cfg.PinDir != old.PinDir {
+		return errors.New("map sizes or pin_dir changed: restart the agent to apply")
+	}
+	if cfg.Control != old.Control || cfg.Metrics != old.Metrics || cfg.Log.AuditFile != old.Log.AuditFile {
+		return errors.New("control socket, metrics listener or audit file changed: restart the agent to apply")
+	}
+	return nil
+}
+
+func (a *Agent) auditf(r AuditRecord) {
+	if err := a.audit.Write(r); err != nil {
+		a.log.Error("audit log write failed", "error", err)
+	}
+}
+
+// monotonicNow is CLOCK_MONOTONIC in ns, the datapath's clock.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// sweepExpired deletes runtime list entries whose TTL passed. The datapath
+// already ignores them; this frees their slots.
+func (a *Agent) sweepExpired() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := monotonicNow()
+	for _, it := range a.ifaces {
+		for _, l := range []*maps.List{it.dp.Maps.Allow, it.dp.Maps.Block} {
+			es, err := l.Entries()
+			if err != nil {
+				a.log.Warn("sweep: list entries", "error", err)
+				continue
+			}
+			var gone []netip.Prefix
+			for _, e := range es {
+				if e.ExpiresNS != 0 && e.ExpiresNS <= now {
+					gone = append(gone, e.Prefix)
+				}
+			}
+			if len(gone) > 0 {
+				if err := l.Delete(gone); err != nil {
+					a.log.Warn("sweep: delete expired", "error", err)
+				}
+			}
+		}
+	}
+}
+
+func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		n := len(a.ifaces)
+		a.mu.Unlock()
+		if n == 0 {
+			http.Error(w, "not attached", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server", "error", err)
+		}
+	}()
+	return srv, nil
+}
+
+// notifyReady tells systemd (Type=notify) the datapath is attached.
+func notifyReady(log hclog.Logger) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	addr := &net.UnixAddr{Name: sock, Net: "unixgram"}
+	if sock[0] == '@' {
+		addr.Name = "\x00" + sock[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, addr)
+	if err != nil {
+		log.Warn("sd_notify", "error", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("READY=1")); err != nil {
+		log.Warn("sd_notify", "error", err)
+	}
+}
+
+// Preflight checks what the agent needs and says plainly what is missing.
+func Preflight() error {
+	if os.Geteuid() != 0 {
+		var hdr unix.CapUserHeader
+		hdr.Version = unix.LINUX_CAPABILITY_VERSION_3
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			return fmt.Errorf("not root and capabilities unreadable: %w", err)
+		}
+		need := []struct {
+			bit  uint
+			name string
+		}{{unix.CAP_BPF, "CAP_BPF"}, {unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {unix.CAP_PERFMON, "CAP_PERFMON"}}
+		for _, c := range need {
+			if data[c.bit/32].Effective&(1<<(c.bit%32)) == 0 {
+				return fmt.Errorf("not root and missing %s: run as root or grant CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON", c.name)
+			}
+		}
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return fmt.Errorf("no kernel BTF (/sys/kernel/btf/vmlinux): this kernel lacks CONFIG_DEBUG_INFO_BTF: %w", err)
+	}
+	if err := probeBPF(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ensureDir makes the parent directory of path with mode.
+func ensureDir(path string, mode os.FileMode) error {
+	return os.MkdirAll(filepath.Dir(path), mode)
+}

@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// AuditRecord is one line of the audit log: a change of policy.
+type AuditRecord struct {
+	Time   time.Time `json:"time"`
+	Who    string    `json:"who"`              // config, cli, scorer, feed
+	What   string    `json:"what"`             // e.g. block.add, allow.del, reload
+	Target []string  `json:"target,omitempty"` // CIDRs or sources
+	Why    string    `json:"why,omitempty"`
+	TTL    string    `json:"ttl,omitempty"`
+	Result string    `json:"result"` // ok, rejected, error
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Audit appends JSON lines to the audit file (0600, O_APPEND). A nil
+// *Audit, or one with no file, discards records.
+type Audit struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// OpenAudit opens (creating) the audit file; "" disables auditing.
+func OpenAudit(path string) (*Audit, error) {
+	if path == "" {
+		return &Audit{}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("audit log directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	return &Audit{f: f}, nil
+}
+
+// Write appends one record; errors are returned for the caller to log.
+func (a *Audit) Write(r AuditRecord) error {
+	if a == nil || a.f == nil {
+		return nil
+	}
+	if r.Time.IsZero() {
+		r.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err = a.f.Write(append(b, '\n'))
+	return err
+}
+
+// Close flushes and closes the file.
+func (a *Audit) Close() error {
+	if a == nil || a.f == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.f.Sync(); err != nil {
+		a.f.Close()
+		return err
+	}
+	return a.f.Close()
+}

@@ -1,0 +1,369 @@
+// Package config parses and validates Bulwark's HCL configuration file.
+//
+// Load (or Parse, for source held in memory) returns a fully normalised Config: every default is filled in, every
+// CIDR is masked and unmapped, every size and rate is in its base unit, every list file named in the config has been
+// read, and every relative path has been made absolute against the config file's directory. Nothing needs to be
+// parsed again by the caller.
+//
+// Every problem is reported as an hcl.Diagnostic of severity error whose Subject is the offending attribute, list
+// element or block header, so FormatDiagnostics and WriteDiagnostics print "file:line:col: ..." lines. All problems
+// are collected; decoding does not stop at the first one.
+//
+// The commented reference configuration in testdata/reference.hcl documents every key with its default and its
+// valid range; a test keeps it in step with this package.
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// Defaults that other packages (the CLI, the agent) need to agree on.
+const (
+	// DefaultPinDir is the default bpffs directory where the datapath's program and maps are pinned.
+	DefaultPinDir = "/sys/fs/bpf/bulwark"
+	// DefaultControlSocket is the default path of the agent's control API unix socket.
+	DefaultControlSocket = "/run/bulwark/bulwark.sock"
+	// DefaultMetricsListen is the default host:port of the Prometheus metrics endpoint.
+	DefaultMetricsListen = "127.0.0.1:9740"
+	// DefaultAuditFile is the default path of the append-only JSON-lines audit log.
+	DefaultAuditFile = "/var/log/bulwark/audit.jsonl"
+)
+
+// Config is a validated, normalised Bulwark configuration.
+type Config struct {
+	// Mode is "enforce" (drop what the policy says to drop) or "monitor" (count it as would_drop and pass it).
+	Mode string
+	// Malformed is "drop" or "pass": what to do with packets whose headers cannot be parsed.
+	Malformed string
+	// DetachOnExit detaches the program and removes the pins when the agent exits; the default (false) leaves
+	// filtering in place (fail-static).
+	DetachOnExit bool
+	// PinDir is the absolute bpffs directory where the program and maps are pinned.
+	PinDir string
+	// Interfaces lists the interfaces to attach to, in config order; there is at least one.
+	Interfaces []Interface
+	// Allow is the allow list: matching sources are always passed.
+	Allow List
+	// Block is the block list: matching sources are always dropped.
+	Block List
+	// Limits holds the per-source rate limits.
+	Limits Limits
+	// Metrics configures the Prometheus endpoint.
+	Metrics Metrics
+	// Log configures logging and the audit log.
+	Log Log
+	// Control configures the control API socket.
+	Control Control
+	// Maps holds the capacity of every kernel map.
+	Maps Maps
+	// Events configures the sampling of drop events sent to user space.
+	Events Events
+	// Reputation configures the scoring engine.
+	Reputation Reputation
+	// Feeds lists the threat feeds, in config order, with unique names.
+	Feeds []Feed
+	// GeoIP configures the optional location databases and their weights.
+	GeoIP GeoIP
+}
+
+// Interface is one network interface to attach the datapath to.
+type Interface struct {
+	// Name is the interface name, e.g. "eth0".
+	Name string
+	// Attach is the XDP attach mode: "auto" (native if the driver supports it, else generic), "native" or "generic".
+	Attach string
+	// Range is the position of the interface block's header in the config file.
+	Range hcl.Range
+}
+
+// List is an allow or block list: prefixes written in the config plus prefixes read from list files.
+type List struct {
+	// CIDRs are the prefixes written inline, masked, with IPv4-mapped IPv6 addresses unmapped. A bare address is
+	// a /32 or /128.
+	CIDRs []netip.Prefix
+	// Files are the list files named in the config, already read.
+	Files []ListFile
+}
+
+// ListFile is one list file and the prefixes read from it.
+type ListFile struct {
+	// Path is the absolute path of the file.
+	Path string
+	// Entries are the file's prefixes, normalised like List.CIDRs, in file order.
+	Entries []netip.Prefix
+}
+
+// Limits holds the per-source rate limits.
+type Limits struct {
+	// IPv6Prefix is the prefix length IPv6 sources are grouped by (one bucket per /IPv6Prefix), 1..128.
+	IPv6Prefix int
+	// Default is the limit for all traffic of a source; the zero Limit means no default limit.
+	Default Limit
+	// Rules are the per-protocol/port limits, in config order; their match sets do not overlap.
+	Rules []Rule
+	// Classes scale the limits of groups of sources.
+	Classes []Class
+	// ThrottleMultiplier scales the limits of a source under a throttle verdict, in (0, 1000].
+	ThrottleMultiplier float64
+}
+
+// Limit is a token-bucket limit on packets and/or bytes. A zero PPS means no packet-rate limit; a zero
+// BytesPerSec means no byte-rate limit.
+type Limit struct {
+	// PPS is the packet rate in packets per second, 0..4294967295.
+	PPS uint64
+	// Burst is the packet bucket size, 1..1e9 when PPS is set (default: PPS, at most 1e9), else 0.
+	Burst uint64
+	// BytesPerSec is the byte rate, 0..4294967295 (34.3 Gbit/s).
+	BytesPerSec uint64
+	// ByteBurst is the byte bucket size (default: max(BytesPerSec, 65536)) when BytesPerSec is set, else 0.
+	ByteBurst uint64
+}
+
+// Rule is a limit for one protocol and, for tcp and udp, a set of destination ports.
+type Rule struct {
+	// Name is unique, matches ^[a-z0-9][a-z0-9_.-]{0,31}$ and is not "default".
+	Name string
+	// Protocol is "tcp", "udp", "icmp" or "icmpv6".
+	Protocol string
+	// Ports are the destination ports, sorted and merged; for tcp and udp rules without ports it is the single
+	// range 0-65535; for icmp and icmpv6 it is nil.
+	Ports []PortRange
+	// SYN limits only TCP segments with SYN set and ACK clear (tcp_flags = "syn").
+	SYN bool
+	// Limit is the rule's limit; at least one of PPS and BytesPerSec is set.
+	Limit Limit
+	// Range is the position of the rule block's header in the config file.
+	Range hcl.Range
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct {
+	// Lo is the first port of the range.
+	Lo uint16
+	// Hi is the last port of the range, >= Lo.
+	Hi uint16
+}
+
+// Class scales the limits of the sources in its CIDRs.
+type Class struct {
+	// Name is unique and matches ^[a-z0-9][a-z0-9_.-]{0,31}$.
+	Name string
+	// CIDRs are the class's prefixes, normalised; no prefix is in two classes.
+	CIDRs []netip.Prefix
+	// Multiplier scales every limit for these sources, in (0, 1000].
+	Multiplier float64
+	// Range is the position of the class block's header in the config file.
+	Range hcl.Range
+}
+
+// Metrics configures the Prometheus metrics endpoint.
+type Metrics struct {
+	// Listen is the host:port to serve /metrics on; "" disables the endpoint.
+	Listen string
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is "trace", "debug", "info", "warn" or "error".
+	Level string
+	// Format is "text" or "json".
+	Format string
+	// AuditFile is the absolute path of the audit log; "" disables it.
+	AuditFile string
+}
+
+// Control configures the control API.
+type Control struct {
+	// Socket is the absolute path of the unix socket.
+	Socket string
+}
+
+// Maps holds the maximum number of entries of each kernel map. Every value is in 1..67108864.
+type Maps struct {
+	// Sources is the size of the per-source state LRU.
+	Sources uint32
+	// RuleBuckets is the size of the per-source, per-rule token bucket LRU.
+	RuleBuckets uint32
+	// Verdicts is the size of the verdict map (throttle/block with expiry).
+	Verdicts uint32
+	// AllowHosts is the size of the allow-list exact-host map (/32 and /128 entries).
+	AllowHosts uint32
+	// AllowPrefixes is the size of the allow-list LPM trie (shorter prefixes).
+	AllowPrefixes uint32
+	// BlockHosts is the size of the block-list exact-host map.
+	BlockHosts uint32
+	// BlockPrefixes is the size of the block-list LPM trie.
+	BlockPrefixes uint32
+	// Classes is the size of the class LPM trie.
+	Classes uint32
+	// EventsRingKiB is the size of the events ring buffer in KiB, a power of two in 4..262144.
+	EventsRingKiB uint32
+}
+
+// Events configures the drop events the datapath sends to user space.
+type Events struct {
+	// SampleEvery sends one drop event in SampleEvery; 0 disables drop events.
+	SampleEvery uint32
+	// MaxPerSecond caps the events sent per second, at least 1.
+	MaxPerSecond uint32
+}
+
+// Reputation configures the scoring engine.
+type Reputation struct {
+	// Mode is "enforce", "shadow" (compute and log verdicts without enforcing them) or "off".
+	Mode string
+	// Interval is the scoring period, 100ms..1h.
+	Interval time.Duration
+	// ThrottleScore is the score from which a source is throttled; 0 < ThrottleScore <= BlockScore.
+	ThrottleScore int
+	// BlockScore is the score from which a source is blocked; BlockScore <= 100.
+	BlockScore int
+	// ThrottleFor is how long a throttle verdict lasts, at least 1s.
+	ThrottleFor time.Duration
+	// BlockFor is how long a first block verdict lasts, at least 1s; it doubles for each repeat.
+	BlockFor time.Duration
+	// MaxBlockFor caps the doubling of BlockFor; MaxBlockFor >= BlockFor.
+	MaxBlockFor time.Duration
+	// MaxVerdicts caps the number of active verdicts, 1..Maps.Verdicts.
+	MaxVerdicts uint32
+	// Protect lists prefixes that are never throttled or blocked by the engine, normalised.
+	Protect []netip.Prefix
+	// Weights are the behaviour components' weights.
+	Weights Weights
+}
+
+// Weights are the maximum contribution of each behaviour component to a score, each in 0..100.
+type Weights struct {
+	// RateAnomaly weighs a packet or byte rate far above the learnt baseline (key rate_anomaly).
+	RateAnomaly float64
+	// SYNRatio weighs a high ratio of SYN-without-ACK segments (key syn_ratio).
+	SYNRatio float64
+	// PortScan weighs many distinct destination ports per second (key port_scan).
+	PortScan float64
+	// RatelimitDrops weighs drops by the rate limiter (key ratelimit_drops).
+	RatelimitDrops float64
+	// Malformed weighs malformed packets (key malformed).
+	Malformed float64
+	// Repeat weighs earlier verdicts against the source (key repeat).
+	Repeat float64
+}
+
+// Feed is a threat feed, read from a URL or a file.
+type Feed struct {
+	// Name is unique and matches ^[a-z0-9][a-z0-9_.-]{0,31}$.
+	Name string
+	// URL is the http or https URL to fetch; exactly one of URL and Path is set.
+	URL string
+	// Path is the absolute path of the file to read; exactly one of URL and Path is set.
+	Path string
+	// Format is "spamhaus", "spamhaus-json", "netset", "plain" or "abuseipdb-json".
+	Format string
+	// Refresh is the period between fetches, at least 1m.
+	Refresh time.Duration
+	// Action is "block" (entries go to the block list) or "score" (membership adds Weight to the score).
+	Action string
+	// Weight is the score contribution of membership, in (0, 100] with action "score", else 0.
+	Weight float64
+	// MaxEntries caps the entries taken from the feed, 1..67108864.
+	MaxEntries uint32
+	// MinConfidence is the lowest abuseConfidenceScore taken from an abuseipdb-json feed, 0..100.
+	MinConfidence int
+	// AllowShrink accepts an update that shrinks the feed by more than half instead of holding it back.
+	AllowShrink bool
+	// Range is the position of the feed block's header in the config file.
+	Range hcl.Range
+}
+
+// GeoIP configures the optional MaxMind databases and the weights of countries and ASNs.
+type GeoIP struct {
+	// CountryDatabase is the absolute path of an existing country .mmdb file, or "".
+	CountryDatabase string
+	// ASNDatabase is the absolute path of an existing ASN .mmdb file, or "".
+	ASNDatabase string
+	// CountryWeights maps ISO 3166-1 alpha-2 codes (uppercase) to a weight in 0..100.
+	CountryWeights map[string]float64
+	// ASNWeights maps autonomous system numbers to a weight in 0..100.
+	ASNWeights map[uint32]float64
+}
+
+// Options change how a config is checked.
+type Options struct {
+	// SkipInterfaceCheck skips checking that each configured interface exists on this host (only the name's
+	// syntax is checked). Use it to check a config meant for another host.
+	SkipInterfaceCheck bool
+}
+
+// Loader loads configs and keeps the parsed source of the last one, so diagnostics can be printed with snippets.
+// The zero Loader is ready to use and checks interfaces.
+type Loader struct {
+	// Options apply to every Load and Parse.
+	Options Options
+
+	files map[string]*hcl.File
+}
+
+// Load reads, parses and validates the file at path. Files named in allow/block `files` are read and parsed too
+// (relative paths are relative to the config file's directory). On error, cfg is nil and diags has errors; on
+// success diags may still hold warnings, which the caller should print.
+func Load(path string) (*Config, hcl.Diagnostics) {
+	return LoadWithOptions(path, Options{})
+}
+
+// LoadWithOptions is Load with options.
+func LoadWithOptions(path string, opts Options) (*Config, hcl.Diagnostics) {
+	l := Loader{Options: opts}
+	return l.Load(path)
+}
+
+// Parse is Load for in-memory source (filename used in diagnostics and to resolve relative paths).
+func Parse(filename string, src []byte) (*Config, hcl.Diagnostics) {
+	return ParseWithOptions(filename, src, Options{})
+}
+
+// ParseWithOptions is Parse with options.
+func ParseWithOptions(filename string, src []byte, opts Options) (*Config, hcl.Diagnostics) {
+	l := Loader{Options: opts}
+	return l.Parse(filename, src)
+}
+
+// Load is the package-level Load with l's options; afterwards Files returns the parsed source.
+func (l *Loader) Load(path string) (*Config, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		l.files = nil
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read config file",
+			Detail:   err.Error(),
+			Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
+		}}
+	}
+	return l.Parse(path, src)
+}
+
+// Parse is the package-level Parse with l's options; afterwards Files returns the parsed source.
+func (l *Loader) Parse(filename string, src []byte) (*Config, hcl.Diagnostics) {
+	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	l.files = map[string]*hcl.File{filename: file}
+	if diags.HasErrors() {
+		return nil, sortDiagnostics(diags)
+	}
+	d := &decoder{opts: l.Options, dir: filepath.Dir(filename)}
+	cfg := d.root(file.Body)
+	if d.diags.HasErrors() {
+		return nil, sortDiagnostics(d.diags)
+	}
+	return cfg, sortDiagnostics(d.diags)
+}
+
+// Files returns the source files parsed by the last Load or Parse, keyed by file name, for WriteDiagnostics.
+func (l *Loader) Files() map[string]*hcl.File {
+	return l.files
+}

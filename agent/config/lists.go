@@ -1,0 +1,117 @@
+package config
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Bounds on list files, so a wrong path (a disk image, a log) fails fast instead of filling the maps.
+const (
+	maxListFileBytes   = 64 << 20
+	maxListFileEntries = 2_000_000
+	// maxBadLines is how many bad lines of one file are reported one by one; the rest are counted.
+	maxBadLines = 10
+)
+
+// listBlock decodes an allow or block block.
+func (d *decoder) listBlock(b *hcl.Block) List {
+	c := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cidrs"}, {Name: "files"}}})
+	l := List{CIDRs: d.prefixesAttr(c.Attributes["cidrs"])}
+	if a := c.Attributes["files"]; a != nil {
+		for _, e := range d.list(a) {
+			p, ok := d.str(e)
+			if !ok {
+				continue
+			}
+			if p == "" {
+				d.errorf(e.Range(), "Invalid list file", "A list file path must not be empty.")
+				continue
+			}
+			if f, ok := d.readListFile(d.resolve(p), e.Range()); ok {
+				l.Files = append(l.Files, f)
+			}
+		}
+	}
+	return l
+}
+
+// readListFile reads a list file: one CIDR or address per line, '#' and ';' start comments, blank lines are
+// skipped. Problems are reported at subject, the file's element in the config.
+func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) {
+	// Checked before opening: opening a FIFO would block.
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		d.listFileError(subject, err)
+		return ListFile{}, false
+	case !st.Mode().IsRegular():
+		d.errorf(subject, "Cannot read list file", "%s is not a regular file.", path)
+		return ListFile{}, false
+	case st.Size() > maxListFileBytes:
+		d.errorf(subject, "List file too large", "%s is %d bytes; a list file may have at most %d bytes (64 MiB).", path, st.Size(), maxListFileBytes)
+		return ListFile{}, false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		d.listFileError(subject, err)
+		return ListFile{}, false
+	}
+	defer f.Close()
+
+	// The limit guards against a file that grows while it is read.
+	lr := &io.LimitedReader{R: f, N: maxListFileBytes + 1}
+	sc := bufio.NewScanner(lr)
+	sc.Buffer(nil, maxListFileBytes+1)
+	lf := ListFile{Path: path}
+	bad := 0
+	for lineNo := 1; sc.Scan(); lineNo++ {
+		line := sc.Text()
+		if i := strings.IndexAny(line, "#;"); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		p, err := parsePrefix(line)
+		if err != nil {
+			bad++
+			if bad <= maxBadLines {
+				d.errorf(subject, "Bad list file entry", "%s:%d: %s", path, lineNo, err)
+			}
+			continue
+		}
+		if len(lf.Entries) == maxListFileEntries {
+			d.errorf(subject, "List file too large", "%s:%d: a list file may have at most %d entries.", path, lineNo, maxListFileEntries)
+			return ListFile{}, false
+		}
+		lf.Entries = append(lf.Entries, p)
+	}
+	switch {
+	case sc.Err() != nil:
+		d.errorf(subject, "Cannot read list file", "%s: %s", path, sc.Err())
+		return ListFile{}, false
+	case lr.N == 0:
+		d.errorf(subject, "List file too large", "%s grew beyond %d bytes (64 MiB) while being read.", path, maxListFileBytes)
+		return ListFile{}, false
+	case bad > maxBadLines:
+		d.errorf(subject, "Bad list file entry", "%s: %d more bad lines not shown.", path, bad-maxBadLines)
+	}
+	return lf, bad == 0
+}
+
+// listFileError reports a list file that cannot be opened, saying plainly when it is missing.
+func (d *decoder) listFileError(subject hcl.Range, err error) {
+	var pe *fs.PathError
+	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) {
+		d.errorf(subject, "Missing list file", "%s does not exist.", pe.Path)
+		return
+	}
+	d.errorf(subject, "Cannot read list file", "%s", err)
+}

@@ -1,0 +1,455 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// Bounds of the control API's inputs.
+const (
+	MaxBodyBytes   = 1 << 20
+	MaxCIDRsPerReq = 10000
+	MinTTL         = time.Second
+	MaxTTL         = 365 * 24 * time.Hour
+	MaxReasonLen   = 256
+)
+
+func probeBPF() error {
+	if err := features.HaveProgramType(ebpf.XDP); err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return errors.New("this kernel does not support XDP programs (BPF disabled or too old)")
+		}
+		return fmt.Errorf("probe BPF: %w", err)
+	}
+	return nil
+}
+
+type peerKey struct{}
+
+// serveControl serves the HTTP+JSON control API on a unix socket that only
+// root may use (mode 0600, and the peer's uid is checked).
+func (a *Agent) serveControl(path string) (*http.Server, error) {
+	if err := ensureDir(path, 0o700); err != nil {
+		return nil, fmt.Errorf("control socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket path %s exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s is in use: is another agent running?", path)
+		}
+		os.Remove(path)
+	}
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket mode: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           a.controlHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			uid := -1
+			if uc, ok := c.(*net.UnixConn); ok {
+				if raw, err := uc.SyscallConn(); err == nil {
+					raw.Control(func(fd uintptr) {
+						if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+							uid = int(cred.Uid)
+						}
+					})
+				}
+			}
+			return context.WithValue(ctx, peerKey{}, uid)
+		},
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("control server", "error", err)
+		}
+	}()
+	return srv, nil
+}
+
+// APIError is the body of every error reply.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, APIError{Error: fmt.Sprintf(format, args...)})
+}
+
+// decodeBody reads a JSON body of at most MaxBodyBytes, strictly.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			fail(w, http.StatusRequestEntityTooLarge, "request body over %d bytes", MaxBodyBytes)
+			return false
+		}
+		fail(w, http.StatusBadRequest, "bad JSON body: %v", err)
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		fail(w, http.StatusBadRequest, "bad JSON body: trailing data")
+		return false
+	}
+	return true
+}
+
+func (a *Agent) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.HandleFunc("GET /v1/lists/{list}", a.handleListGet)
+	mux.HandleFunc("POST /v1/lists/{list}", a.handleListAdd)
+	mux.HandleFunc("DELETE /v1/lists/{list}", a.handleListDel)
+	mux.HandleFunc("POST /v1/reload", a.handleReload)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if uid, _ := r.Context().Value(peerKey{}).(int); uid != 0 {
+			fail(w, http.StatusForbidden, "the control API is for root only")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// ListRequest adds or deletes list entries.
+type ListRequest struct {
+	CIDRs  []string `json:"cidrs"`
+	TTL    string   `json:"ttl,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+}
+
+// ListEntry is one entry as the API shows it.
+type ListEntry struct {
+	CIDR      string  `json:"cidr"`
+	List      string  `json:"list"`
+	Origin    string  `json:"origin"`
+	ExpiresIn float64 `json:"expires_in_seconds,omitempty"`
+}
+
+// ParseCIDR parses an address or CIDR as the API and list files accept it:
+// a bare address is a host; host bits must be clear.
+func ParseCIDR(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR: %v", s, err)
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%s has host bits set; did you mean %s?", s, p.Masked())
+	}
+	return p, nil
+}
+
+func (a *Agent) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
+	switch name = r.PathValue("list"); name {
+	case "allow":
+		return name, ListRuntimeAllow, true
+	case "block":
+		return name, ListRuntimeBlock, true
+	}
+	fail(w, http.StatusNotFound, "no list %q: want allow or block", name)
+	return "", 0, false
+}
+
+func pick(it *iface, name string) *maps.List {
+	if name == "allow" {
+		return it.dp.Maps.Allow
+	}
+	return it.dp.Maps.Block
+}
+
+func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
+	name, _, ok := a.listFor(w, r)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.ifaces) == 0 {
+		fail(w, http.StatusServiceUnavailable, "no interface attached")
+		return
+	}
+	es, err := pick(a.ifaces[0], name).Entries()
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "read %s list: %v", name, err)
+		return
+	}
+	maps.SortEntries(es)
+	now := monotonicNow()
+	out := make([]ListEntry, 0, len(es))
+	for _, e := range es {
+		if e.ExpiresNS != 0 && e.ExpiresNS <= now {
+			continue
+		}
+		le := ListEntry{CIDR: e.Prefix.String(), List: a.want.listNames[e.ListID], Origin: "config"}
+		if runtimeList(e.ListID) {
+			le.Origin = "runtime"
+		}
+		if e.ExpiresNS != 0 {
+			le.ExpiresIn = float64(e.ExpiresNS-now) / 1e9
+		}
+		out = append(out, le)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func parseCIDRs(in []string) ([]netip.Prefix, error) {
+	if len(in) == 0 {
+		return nil, errors.New("no cidrs given")
+	}
+	if len(in) > MaxCIDRsPerReq {
+		return nil, fmt.Errorf("%d cidrs: at most %d per request", len(in), MaxCIDRsPerReq)
+	}
+	out := make([]netip.Prefix, 0, len(in))
+	for _, s := range in {
+		p, err := ParseCIDR(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
+	name, id, ok := a.listFor(w, r)
+	if !ok {
+		return
+	}
+	var req ListRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	pfxs, err := parseCIDRs(req.CIDRs)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if len(req.Reason) > MaxReasonLen {
+		fail(w, http.StatusBadRequest, "reason over %d characters", MaxReasonLen)
+		return
+	}
+	var expires uint64
+	if req.TTL != "" {
+		ttl, err := time.ParseDuration(req.TTL)
+		if err != nil || ttl < MinTTL || ttl > MaxTTL {
+			fail(w, http.StatusBadRequest, "ttl %q: want a duration from %s to %s, e.g. 10m", req.TTL, MinTTL, MaxTTL)
+			return
+		}
+		expires = monotonicNow() + uint64(ttl)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	entries := make([]maps.Entry, len(pfxs))
+	for i, p := range pfxs {
+		entries[i] = maps.Entry{Prefix: p, ListID: id, ExpiresNS: expires}
+	}
+	// A prefix the config owns stays the config's.
+	owned := a.want.block
+	if name == "allow" {
+		owned = a.want.allow
+	}
+	for _, p := range pfxs {
+		if _, ok := owned[p]; ok {
+			fail(w, http.StatusConflict, "%s is in the config's %s list; change the config instead", p, name)
+			return
+		}
+	}
+	for _, it := range a.ifaces {
+		if err := pick(it, name).Add(entries); err != nil {
+			a.mapErrs.WithLabelValues(name).Inc()
+			a.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "error", Detail: err.Error()})
+			fail(w, http.StatusInsufficientStorage, "%s list on %s: %v", name, it.name, err)
+			return
+		}
+	}
+	a.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "ok"})
+	writeJSON(w, http.StatusOK, map[string]int{"added": len(entries)})
+}
+
+func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
+	name, _, ok := a.listFor(w, r)
+	if !ok {
+		return
+	}
+	var req ListRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	pfxs, err := parseCIDRs(req.CIDRs)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	owned := a.want.block
+	if name == "allow" {
+		owned = a.want.allow
+	}
+	for _, p := range pfxs {
+		if _, ok := owned[p]; ok {
+			fail(w, http.StatusConflict, "%s comes from the config's %s list; change the config instead", p, name)
+			return
+		}
+	}
+	for _, it := range a.ifaces {
+		if err := pick(it, name).Delete(pfxs); err != nil {
+			a.mapErrs.WithLabelValues(name).Inc()
+			fail(w, http.StatusInternalServerError, "%s list on %s: %v", name, it.name, err)
+			return
+		}
+	}
+	a.auditf(AuditRecord{Who: "cli", What: name + ".del", Target: req.CIDRs, Result: "ok"})
+	writeJSON(w, http.StatusOK, map[string]int{"deleted": len(pfxs)})
+}
+
+// ReloadReply is the body of a reload reply.
+type ReloadReply struct {
+	Result      string `json:"result"`
+	Diagnostics string `json:"diagnostics,omitempty"`
+}
+
+func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
+	if err := a.Reload("cli"); err != nil {
+		var ce *ConfigError
+		msg := err.Error()
+		if errors.As(err, &ce) {
+			msg = ce.Text
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, ReloadReply{Result: "rejected", Diagnostics: msg})
+		return
+	}
+	writeJSON(w, http.StatusOK, ReloadReply{Result: "ok"})
+}
+
+// Status is the reply of GET /v1/status.
+type Status struct {
+	Version       string                       `json:"version"`
+	UptimeSeconds float64                      `json:"uptime_seconds"`
+	Mode          string                       `json:"mode"`
+	Interfaces    []InterfaceStatus            `json:"interfaces"`
+	Packets       map[string]map[string]uint64 `json:"packets"` // action -> reason -> packets, all interfaces
+	Lists         map[string]map[string]int    `json:"list_entries"`
+	Verdicts      map[string]int               `json:"verdicts_active"`
+}
+
+// InterfaceStatus is one interface in Status.
+type InterfaceStatus struct {
+	Name           string `json:"name"`
+	Attach         string `json:"attach"`
+	TrackedSources int    `json:"tracked_sources"`
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := Status{
+		Version: Version, UptimeSeconds: time.Since(a.started).Seconds(), Mode: a.cfg.Mode,
+		Packets: map[string]map[string]uint64{}, Lists: map[string]map[string]int{}, Verdicts: map[string]int{},
+	}
+	now := monotonicNow()
+	for i, it := range a.ifaces {
+		n := 0
+		if err := it.dp.Maps.IterateSources(func(b []maps.Source) bool { n += len(b); return true }); err != nil {
+			fail(w, http.StatusInternalServerError, "read sources: %v", err)
+			return
+		}
+		st.Interfaces = append(st.Interfaces, InterfaceStatus{Name: it.name, Attach: string(it.mode), TrackedSources: n})
+		stats, err := it.dp.Maps.Stats()
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "read stats: %v", err)
+			return
+		}
+		for _, act := range maps.Actions {
+			for _, rs := range maps.Reasons {
+				if c := stats[act][rs].Packets; c > 0 {
+					if st.Packets[act.String()] == nil {
+						st.Packets[act.String()] = map[string]uint64{}
+					}
+					st.Packets[act.String()][rs.String()] += c
+				}
+			}
+		}
+		if i > 0 {
+			continue // lists and verdicts are the same on every interface
+		}
+		for name, l := range map[string]*maps.List{"allow": it.dp.Maps.Allow, "block": it.dp.Maps.Block} {
+			es, err := l.Entries()
+			if err != nil {
+				fail(w, http.StatusInternalServerError, "read %s list: %v", name, err)
+				return
+			}
+			c := map[string]int{"ipv4": 0, "ipv6": 0}
+			for _, e := range es {
+				if e.ExpiresNS != 0 && e.ExpiresNS <= now {
+					continue
+				}
+				if e.Prefix.Addr().Is4() {
+					c["ipv4"]++
+				} else {
+					c["ipv6"]++
+				}
+			}
+			st.Lists[name] = c
+		}
+		vs, err := it.dp.Maps.Verdicts()
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "read verdicts: %v", err)
+			return
+		}
+		for _, v := range vs {
+			if v.ExpiresNS > now {
+				st.Verdicts[v.Action.String()]++
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}

@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+var (
+	descPackets = prometheus.NewDesc("bulwark_packets_total",
+		"Packets seen by the datapath, by action and reason.", []string{"interface", "action", "reason"}, nil)
+	descBytes = prometheus.NewDesc("bulwark_bytes_total",
+		"Bytes seen by the datapath, by action and reason.", []string{"interface", "action", "reason"}, nil)
+	descRuleDrops = prometheus.NewDesc("bulwark_rule_drops_total",
+		"Packets over a rate-limit rule's limit (dropped or would drop).", []string{"interface", "rule"}, nil)
+	descListHits = prometheus.NewDesc("bulwark_list_hits_total",
+		"Packets that matched an allow or block list.", []string{"interface", "list"}, nil)
+	descListEntries = prometheus.NewDesc("bulwark_list_entries",
+		"Entries in the allow and block lists.", []string{"list", "family"}, nil)
+	descTracked = prometheus.NewDesc("bulwark_tracked_sources",
+		"Sources with per-source state in the datapath.", []string{"interface"}, nil)
+	descVerdicts = prometheus.NewDesc("bulwark_verdicts_active",
+		"Dynamic verdicts in force.", []string{"action"}, nil)
+	descAttach = prometheus.NewDesc("bulwark_attach_mode",
+		"1 for the XDP mode each interface is attached in.", []string{"interface", "mode"}, nil)
+	descScrapeErrors = prometheus.NewDesc("bulwark_scrape_errors_total",
+		"Map reads that failed during this scrape.", nil, nil)
+)
+
+// collector reads the datapath maps at scrape time.
+type collector struct{ a *Agent }
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descRuleDrops, descListHits, descListEntries,
+		descTracked, descVerdicts, descAttach, descScrapeErrors} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	errs := 0
+	now := monotonicNow()
+	for i, it := range a.ifaces {
+		m := it.dp.Maps
+		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, 1, it.name, string(it.mode))
+		if st, err := m.Stats(); err == nil {
+			for _, act := range maps.Actions {
+				for _, r := range maps.Reasons {
+					v := st[act][r]
+					ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(v.Packets), it.name, act.String(), r.String())
+					ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(v.Bytes), it.name, act.String(), r.String())
+				}
+			}
+		} else {
+			errs++
+		}
+		if rc, err := m.RuleCounters(len(a.want.policy.Rules) + 1); err == nil {
+			for id, v := range rc {
+				ch <- prometheus.MustNewConstMetric(descRuleDrops, prometheus.CounterValue, float64(v.Dropped), it.name, a.want.policy.RuleName(id))
+			}
+		} else {
+			errs++
+		}
+		if hits, err := m.ListHits(m.MaxLists()); err == nil {
+			for id, name := range a.want.listNames {
+				if int(id) < len(hits) {
+					ch <- prometheus.MustNewConstMetric(descListHits, prometheus.CounterValue, float64(hits[id]), it.name, name)
+				}
+			}
+		} else {
+			errs++
+		}
+		n := 0
+		if err := m.IterateSources(func(b []maps.Source) bool { n += len(b); return true }); err == nil {
+			ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(n), it.name)
+		} else {
+			errs++
+		}
+		if i > 0 {
+			continue
+		}
+		for name, l := range map[string]*maps.List{"allow": m.Allow, "block": m.Block} {
+			es, err := l.Entries()
+			if err != nil {
+				errs++
+				continue
+			}
+			var v4, v6 int
+			for _, e := range es {
+				if e.ExpiresNS != 0 && e.ExpiresNS <= now {
+					continue
+				}
+				if e.Prefix.Addr().Is4() {
+					v4++
+				} else {
+					v6++
+				}
+			}
+			ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(v4), name, "ipv4")
+			ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(v6), name, "ipv6")
+		}
+		counts := map[maps.VerdictAction]int{maps.VerdictBlock: 0, maps.VerdictThrottle: 0}
+		if vs, err := m.Verdicts(); err == nil {
+			for _, v := range vs {
+				if v.ExpiresNS > now {
+					counts[v.Action]++
+				}
+			}
+		} else {
+			errs++
+		}
+		for act, n := range counts {
+			ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(n), act.String())
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, float64(errs))
+}
+
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bulwark_build_info", Help: "Always 1; the version label says which build runs.",
+	}, []string{"version"})
+	g.WithLabelValues(Version).Set(1)
+	return g
+}

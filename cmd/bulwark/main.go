@@ -1,0 +1,342 @@
+// Command bulwark is Bulwark's one binary: the agent (run) and the commands
+// that operate it through its control socket.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/bulwark-filter/bulwark/agent"
+	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/loader"
+)
+
+// cli is the command line; kong builds the parser and --help from it.
+type cli struct {
+	Socket string `help:"Path of the agent's control socket." default:"/run/bulwark/bulwark.sock" type:"path"`
+
+	Run     runCmd     `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
+	Config  configCmd  `cmd:"" help:"Work with config files."`
+	Status  statusCmd  `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
+	Block   listCmd    `cmd:"" help:"Add, delete or list run-time block-list entries."`
+	Allow   listCmd    `cmd:"" help:"Add, delete or list run-time allow-list entries."`
+	Reload  reloadCmd  `cmd:"" help:"Re-read the config (same as SIGHUP); prints the diagnostics if rejected."`
+	Detach  detachCmd  `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+}
+
+type runCmd struct {
+	Config string `help:"Path of the HCL config." required:"" type:"existingfile"`
+}
+
+func (runCmd) Help() string {
+	return "Example:\n  bulwark run --config /etc/bulwark/bulwark.hcl"
+}
+
+func (c *runCmd) Run(g *cli) error {
+	cfg, diags := config.Load(c.Config)
+	level, format := "info", "text"
+	if !diags.HasErrors() {
+		level, format = cfg.Log.Level, cfg.Log.Format
+	}
+	log := hclog.New(&hclog.LoggerOptions{
+		Name: "bulwark", Level: hclog.LevelFromString(level), JSONFormat: format == "json", Output: os.Stderr,
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := agent.New(c.Config, log).Run(ctx, hup); err != nil {
+		return err
+	}
+	return nil
+}
+
+type configCmd struct {
+	Check checkCmd `cmd:"" help:"Validate a config without touching the kernel; exit 1 with file:line:col errors."`
+}
+
+type checkCmd struct {
+	Path           string `arg:"" help:"Config file." type:"path"`
+	SkipInterfaces bool   `help:"Do not check that the interfaces exist on this host."`
+}
+
+func (checkCmd) Help() string {
+	return "Example:\n  bulwark config check /etc/bulwark/bulwark.hcl"
+}
+
+func (c *checkCmd) Run(g *cli) error {
+	_, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces})
+	if diags.HasErrors() {
+		fmt.Fprint(os.Stderr, config.FormatDiagnostics(diags))
+		return exitError{1}
+	}
+	fmt.Printf("%s: ok\n", c.Path)
+	return nil
+}
+
+type statusCmd struct {
+	JSON bool `help:"Print JSON."`
+}
+
+func (statusCmd) Help() string { return "Example:\n  bulwark status --json" }
+
+func (c *statusCmd) Run(g *cli) error {
+	var st agent.Status
+	raw, err := call(g.Socket, "GET", "/v1/status", nil, &st)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		os.Stdout.Write(raw)
+		return nil
+	}
+	fmt.Printf("bulwark %s, up %s, mode %s\n", st.Version, time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second), st.Mode)
+	for _, i := range st.Interfaces {
+		fmt.Printf("interface %s: attached %s, %d sources tracked\n", i.Name, i.Attach, i.TrackedSources)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTION\tREASON\tPACKETS")
+	for _, act := range sortedKeys(st.Packets) {
+		for _, r := range sortedKeys(st.Packets[act]) {
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", act, r, st.Packets[act][r])
+		}
+	}
+	tw.Flush()
+	for _, l := range sortedKeys(st.Lists) {
+		fmt.Printf("%s list: %d IPv4, %d IPv6 entries\n", l, st.Lists[l]["ipv4"], st.Lists[l]["ipv6"])
+	}
+	fmt.Printf("verdicts: %d block, %d throttle\n", st.Verdicts["block"], st.Verdicts["throttle"])
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+type listCmd struct {
+	Add  listAddCmd  `cmd:"" help:"Add entries (CIDRs or addresses)."`
+	Del  listDelCmd  `cmd:"" help:"Delete run-time entries."`
+	List listListCmd `cmd:"" help:"List the entries, config and run-time."`
+}
+
+// listName is the command's parent: block or allow.
+func listName(k *kong.Context) string {
+	for _, p := range k.Path {
+		if p.Command != nil && (p.Command.Name == "block" || p.Command.Name == "allow") {
+			return p.Command.Name
+		}
+	}
+	return ""
+}
+
+type listAddCmd struct {
+	CIDRs  []string      `arg:"" name:"cidr" help:"Addresses or CIDRs."`
+	TTL    time.Duration `help:"Remove the entries after this long (expiry is kept in the kernel)." name:"ttl"`
+	Reason string        `help:"Why, for the audit log."`
+}
+
+func (listAddCmd) Help() string {
+	return "Example:\n  bulwark block add 198.18.66.7 2001:2::/64 --ttl 10m --reason 'scanner'"
+}
+
+func (c *listAddCmd) Run(g *cli, k *kong.Context) error {
+	req := agent.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason}
+	if c.TTL != 0 {
+		req.TTL = c.TTL.String()
+	}
+	var out map[string]int
+	if _, err := call(g.Socket, "POST", "/v1/lists/"+listName(k), req, &out); err != nil {
+		return err
+	}
+	fmt.Printf("added %d\n", out["added"])
+	return nil
+}
+
+type listDelCmd struct {
+	CIDRs []string `arg:"" name:"cidr" help:"Addresses or CIDRs to delete."`
+}
+
+func (listDelCmd) Help() string { return "Example:\n  bulwark block del 198.18.66.7" }
+
+func (c *listDelCmd) Run(g *cli, k *kong.Context) error {
+	var out map[string]int
+	if _, err := call(g.Socket, "DELETE", "/v1/lists/"+listName(k), agent.ListRequest{CIDRs: c.CIDRs}, &out); err != nil {
+		return err
+	}
+	fmt.Printf("deleted %d\n", out["deleted"])
+	return nil
+}
+
+type listListCmd struct {
+	JSON bool `help:"Print JSON."`
+}
+
+func (listListCmd) Help() string { return "Example:\n  bulwark block list --json" }
+
+func (c *listListCmd) Run(g *cli, k *kong.Context) error {
+	var es []agent.ListEntry
+	raw, err := call(g.Socket, "GET", "/v1/lists/"+listName(k), nil, &es)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		os.Stdout.Write(raw)
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CIDR\tLIST\tORIGIN\tEXPIRES IN")
+	for _, e := range es {
+		exp := "never"
+		if e.ExpiresIn > 0 {
+			exp = time.Duration(e.ExpiresIn * float64(time.Second)).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.CIDR, e.List, e.Origin, exp)
+	}
+	return tw.Flush()
+}
+
+type reloadCmd struct{}
+
+func (reloadCmd) Help() string { return "Example:\n  bulwark reload" }
+
+func (c *reloadCmd) Run(g *cli) error {
+	var rep agent.ReloadReply
+	_, err := call(g.Socket, "POST", "/v1/reload", struct{}{}, &rep)
+	var ae *apiError
+	if errors.As(err, &ae) && rep.Result == "rejected" {
+		fmt.Fprintf(os.Stderr, "reload rejected; the running policy is unchanged:\n%s", rep.Diagnostics)
+		return exitError{1}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println("reloaded")
+	return nil
+}
+
+type detachCmd struct {
+	Interface string `help:"Interface to detach from." required:""`
+	PinDir    string `help:"Pin root directory (the config's pin_dir)." default:"/sys/fs/bpf/bulwark"`
+}
+
+func (detachCmd) Help() string { return "Example:\n  bulwark detach --interface eth0" }
+
+func (c *detachCmd) Run(g *cli) error {
+	if err := loader.Detach(loader.PinDir(c.PinDir, c.Interface)); err != nil {
+		return err
+	}
+	fmt.Printf("detached from %s\n", c.Interface)
+	return nil
+}
+
+type versionCmd struct{}
+
+func (c *versionCmd) Run() error {
+	fmt.Println("bulwark", agent.Version)
+	return nil
+}
+
+// exitError ends the process with a code, having printed its own message.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// apiError is an error reply of the control API.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.msg, e.status) }
+
+// call does one control API request over the unix socket. out receives
+// the reply body (also on errors with a JSON body); raw is returned too.
+func call(socket, method, path string, in, out any) ([]byte, error) {
+	client := &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://bulwark"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w (is the agent running? is this root?)", socket, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read reply: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e agent.APIError
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return raw, &apiError{resp.StatusCode, e.Error}
+		}
+		if out != nil {
+			_ = json.Unmarshal(raw, out)
+		}
+		return raw, &apiError{resp.StatusCode, strings.TrimSpace(string(raw))}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return raw, fmt.Errorf("bad reply: %w", err)
+		}
+	}
+	return raw, nil
+}
+
+func main() {
+	var c cli
+	k := kong.Parse(&c,
+		kong.Name("bulwark"),
+		kong.Description("Bulwark: an XDP traffic filter with per-source rate limits, allow/block lists and verdicts."),
+		kong.UsageOnError(),
+		kong.Bind(&c),
+	)
+	err := k.Run(&c, k)
+	var ee exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bulwark:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,278 @@
+## Bulwark configuration reference.
+##
+## Every key is listed with its default and its valid range. Lines starting with "##" are documentation; lines
+## starting with a single "# " are optional settings that are off by default: remove the "# " to use them. As
+## written, this file sets every key to its default and attaches to eth0 with no lists and no limits.
+##
+## Check a config without touching the kernel:   bulwark config check /etc/bulwark/bulwark.hcl
+## Apply a changed config to a running agent:    bulwark reload   (or SIGHUP)
+##
+## Syntax: HCL. Strings are in double quotes; "#" starts a comment. Unknown keys are errors.
+## Durations: a number and a unit, ms, s, m, h or d (days), as in "500ms", "90s", "5m", "1h", "7d", "1d12h".
+## CIDRs: an address ("198.51.100.7", a single host: /32 or /128) or a prefix ("198.51.100.0/24", "2001:db8::/32").
+##   A prefix with host bits set ("198.51.100.7/24") is an error. IPv4-mapped IPv6 ("::ffff:198.51.100.7") is
+##   treated as IPv4.
+## Names of rules, classes and feeds: 1-32 characters of a-z, 0-9, "_", "." and "-", starting with a-z or 0-9.
+## Relative file paths (list files, feed paths, GeoIP databases) are relative to this file's directory.
+
+## enforce: drop what the policy says to drop.
+## monitor: drop nothing; count it as would_drop in the metrics instead.
+## Default "enforce". One of: enforce | monitor.
+mode = "enforce"
+
+## What to do with IP packets whose headers cannot be parsed (truncated, bad IHL, ...).
+## Default "drop". One of: drop | pass.
+malformed = "drop"
+
+## On exit (SIGTERM/SIGINT) Bulwark leaves the program attached and the maps pinned, so filtering continues while
+## the agent is down (fail-static). Set to true to detach and remove the pins on exit instead (fail-open).
+## Default false.
+detach_on_exit = false
+
+## bpffs directory where the program and maps are pinned. Must be an absolute path.
+## Default "/sys/fs/bpf/bulwark".
+pin_dir = "/sys/fs/bpf/bulwark"
+
+## One block per interface to filter; at least one is required. The label is the interface name (at most 15
+## bytes); it must exist on the host. Names must be unique.
+interface "eth0" {
+  ## XDP attach mode: native (in the driver, fastest; fails if the driver lacks XDP support), generic (in the
+  ## kernel's network stack, works everywhere, slower) or auto (native if supported, else generic).
+  ## Default "auto". One of: auto | native | generic.
+  attach = "auto"
+}
+
+## Allow list: sources that are always passed, before any other check (block list, verdicts, limits).
+## Optional block; default empty.
+allow {
+  ## CIDRs or addresses. Default [].
+  cidrs = []
+  ## List files: one CIDR or address per line; "#" and ";" start a comment (whole line or trailing, as in
+  ## "1.10.16.0/20 ; SBL256894"); blank lines are ignored. A missing file or a bad line is an error naming the file
+  ## and line. At most 64 MiB and 2,000,000 entries per file. Default [].
+  files = []
+}
+
+## Block list: sources that are always dropped (unless allow-listed). Same keys as allow.
+## Optional block; default empty.
+block {
+  cidrs = []
+  files = []
+}
+
+## Per-source rate limits (token buckets). A source is an IPv4 address or an IPv6 prefix of ipv6_prefix bits.
+## Optional block.
+limits {
+  ## IPv6 sources are grouped by this prefix length, so a host rotating addresses inside its /64 is still one
+  ## source. Default 64. Range 1..128.
+  ipv6_prefix = 64
+
+  ## Multiplier applied to every limit of a source under a throttle verdict (from the reputation engine).
+  ## Default 0.1. Range (0, 1000].
+  throttle_multiplier = 0.1
+
+  ## The limit for all traffic of each source. Optional block; without it there is no default limit.
+  ## A limit (here and in rules) needs pps, bandwidth or both:
+  ##   pps             packets per second. Range 1..4294967295.
+  ##   burst           packet bucket size. Default: pps (at most 1000000000). Range 1..1000000000. Needs pps.
+  ##   bandwidth       bytes per second, as a string with a unit: bit, kbit, Mbit, Gbit (bits per second) or
+  ##                   B, KB, MB, GB, KiB, MiB, GiB (bytes per second). SI prefixes: k/K = 1000; KiB = 1024.
+  ##                   Units are case-sensitive: b is bits, B is bytes. "100Mbit" = 12500000 bytes/s.
+  ##                   At most 34.3 Gbit/s (4294967295 bytes/s) per source.
+  ##   bandwidth_burst byte bucket size, same units (an amount, not a rate). Default: one second of bandwidth,
+  ##                   at least 65536 bytes. Range 1514 bytes (one full-size frame)..4294967295 bytes.
+  ##                   Needs bandwidth.
+  # default {
+  #   pps             = 1000
+  #   burst           = 2000
+  #   bandwidth       = "100Mbit"
+  #   bandwidth_burst = "12500000B"
+  # }
+
+  ## Rules limit one protocol (and, for tcp and udp, a set of destination ports) per source, in addition to the
+  ## default limit. The label is the rule's name (unique; "default" is reserved). At most 254 rules.
+  ##   protocol  tcp | udp | icmp | icmpv6. Required.
+  ##   ports     tcp and udp only: a list of ports ("53") and ranges ("1000-2000"), 1..65535. Default: every port.
+  ##   tcp_flags tcp only: "syn" matches segments with SYN set and ACK clear (connection attempts). Default: all
+  ##             segments.
+  ##   pps, burst, bandwidth, bandwidth_burst: the limit, as in default.
+  ## Two rules may not match the same packets: rules are grouped into tcp, tcp with tcp_flags = "syn", udp, icmp
+  ## and icmpv6, and within a group their ports may not overlap (a group without ports covers every port; two
+  ## icmp or two icmpv6 rules always overlap). A tcp SYN rule and a plain tcp rule do not overlap.
+  # rule "dns" {
+  #   protocol = "udp"
+  #   ports    = ["53"]
+  #   pps      = 50
+  #   burst    = 100
+  # }
+  # rule "syn" {
+  #   protocol  = "tcp"
+  #   tcp_flags = "syn"
+  #   pps       = 20
+  #   burst     = 40
+  # }
+  # rule "web" {
+  #   protocol        = "tcp"
+  #   ports           = ["80", "443", "8000-8999"]
+  #   bandwidth       = "50Mbit"
+  #   bandwidth_burst = "8MB"
+  # }
+  # rule "ping" {
+  #   protocol = "icmp"
+  #   pps      = 10
+  # }
+
+  ## Classes scale every limit of the sources in their CIDRs (partners, monitoring, NAT gateways). The label is
+  ## the class's name (unique). At most 255 classes; a CIDR may be in one class only. The longest matching prefix
+  ## wins.
+  ##   cidrs      list of CIDRs. Required, not empty.
+  ##   multiplier factor applied to every limit. Required. Range (0, 1000].
+  # class "partners" {
+  #   cidrs      = ["198.18.10.0/24"]
+  #   multiplier = 10
+  # }
+}
+
+## Prometheus metrics endpoint (/metrics). Optional block.
+metrics {
+  ## host:port to listen on; "" disables the endpoint. ":9740" listens on every address.
+  ## Default "127.0.0.1:9740".
+  listen = "127.0.0.1:9740"
+}
+
+## Logging. Logs go to stderr. Optional block.
+log {
+  ## Default "info". One of: trace | debug | info | warn | error.
+  level = "info"
+  ## Default "text". One of: text | json.
+  format = "text"
+  ## Audit log: one JSON line per policy change (who, what, why, when, TTL), append-only. Absolute path; ""
+  ## disables it. Default "/var/log/bulwark/audit.jsonl".
+  audit_file = "/var/log/bulwark/audit.jsonl"
+}
+
+## Control API (used by the bulwark CLI): HTTP+JSON over a unix socket, mode 0600. Optional block.
+control {
+  ## Absolute path, at most 107 bytes. Default "/run/bulwark/bulwark.sock".
+  socket = "/run/bulwark/bulwark.sock"
+}
+
+## Maximum entries of each kernel map. Memory is allocated up front for most maps, so size them to the host.
+## Every value: range 1..67108864. Optional block.
+maps {
+  ## Per-source state (token buckets, counters), LRU: the least recently seen source is evicted when full.
+  ## Default 1048576.
+  sources = 1048576
+  ## Per-source, per-rule token buckets, LRU. Default 1048576.
+  rule_buckets = 1048576
+  ## Verdicts (throttle/block with expiry) from the CLI and the reputation engine. Default 131072.
+  verdicts = 131072
+  ## Allow list, single hosts (/32 and /128). Default 65536.
+  allow_hosts = 65536
+  ## Allow list, shorter prefixes. Default 16384.
+  allow_prefixes = 16384
+  ## Block list (config, files, feeds, CLI), single hosts. Default 1048576.
+  block_hosts = 1048576
+  ## Block list, shorter prefixes. Default 262144.
+  block_prefixes = 262144
+  ## Class prefixes. Default 16384.
+  classes = 16384
+  ## Size of the ring buffer carrying drop events to the agent, in KiB. A power of two, range 4..262144.
+  ## Default 1024 (1 MiB).
+  events_ring_kib = 1024
+}
+
+## Drop events sent from the datapath to the agent (for logs and the reputation engine). Optional block.
+events {
+  ## Send one drop event in every sample_every drops; 1 sends every drop, 0 disables drop events.
+  ## Default 100. Range 0..4294967295.
+  sample_every = 100
+  ## At most this many events per second. Default 1000. Range 1..4294967295.
+  max_per_second = 1000
+}
+
+## Reputation engine: scores every tracked source 0..100 from its behaviour, threat feeds and location, and turns
+## scores into throttle or block verdicts with a TTL. Allow-listed and protected sources are never scored into a
+## verdict. Optional block.
+reputation {
+  ## enforce: write verdicts to the kernel. shadow: compute, log and count verdicts without enforcing them.
+  ## off: no scoring. Default "off". One of: enforce | shadow | off.
+  mode = "off"
+  ## Scoring period. Default "1s". Range 100ms..1h.
+  interval = "1s"
+  ## Score from which a source is throttled (its limits multiplied by limits.throttle_multiplier).
+  ## Default 50. Range 1..100, at most block_score.
+  throttle_score = 50
+  ## Score from which a source is blocked. Default 80. Range 1..100, at least throttle_score.
+  block_score = 80
+  ## How long a throttle verdict lasts. Default "5m". At least 1s.
+  throttle_for = "5m"
+  ## How long a first block lasts; each repeat doubles it, up to max_block_for. Default "10m". At least 1s.
+  block_for = "10m"
+  ## Cap on the doubled block duration. Default "24h". At least block_for.
+  max_block_for = "24h"
+  ## Cap on active verdicts; when full, the lowest scores give way first. Default 100000.
+  ## Range 1..maps.verdicts.
+  max_verdicts = 100000
+  ## CIDRs the engine never throttles or blocks (your own infrastructure). Default [].
+  protect = []
+  ## Maximum contribution of each behaviour component to the score. Each: range 0..100.
+  ## Written as a map attribute (weights = { ... }) or as a block (weights { ... }); unknown keys are errors.
+  weights = {
+    ## Packet or byte rate far above the learnt baseline of this host. Default 30.
+    rate_anomaly = 30
+    ## High ratio of SYN-without-ACK segments. Default 30.
+    syn_ratio = 30
+    ## Many distinct destination ports per second. Default 40.
+    port_scan = 40
+    ## Drops by the rate limiter. Default 20.
+    ratelimit_drops = 20
+    ## Malformed packets. Default 20.
+    malformed = 20
+    ## Earlier verdicts against the source (decays over time). Default 20.
+    repeat = 20
+  }
+}
+
+## Threat feeds, one block per feed; the label is the feed's name (unique). A feed that fails to download, parse
+## or validate keeps its last good version in force.
+##   url            http(s) URL to fetch; or
+##   path           a file to read. Exactly one of url and path is required.
+##   format         spamhaus (DROP text, "; " comments) | spamhaus-json (JSON lines) | netset (FireHOL) |
+##                  plain (one CIDR or address per line) | abuseipdb-json (AbuseIPDB blacklist). Required.
+##   refresh        period between fetches. Default "1h". At least 1m.
+##   action         block: entries go to the block list (hits counted per feed); score: membership adds weight
+##                  to the score. Default "block". One of: block | score.
+##   weight         score contribution with action = "score": required, range (0, 100]. Not allowed with block.
+##   max_entries    entries taken at most. Default 1000000. Range 1..67108864.
+##   min_confidence abuseipdb-json only: lowest abuseConfidenceScore taken. Default 75. Range 0..100.
+##   allow_shrink   accept an update that shrinks the feed by more than half (held back as suspect otherwise).
+##                  Default false.
+# feed "spamhaus-drop" {
+#   url     = "https://www.spamhaus.org/drop/drop_v4.json"
+#   format  = "spamhaus-json"
+#   refresh = "1h"
+#   action  = "block"
+# }
+# feed "abuseipdb" {
+#   path           = "/var/lib/bulwark/feeds/abuseipdb.json"
+#   format         = "abuseipdb-json"
+#   refresh        = "6h"
+#   action         = "score"
+#   weight         = 40
+#   max_entries    = 10000
+#   min_confidence = 90
+#   allow_shrink   = true
+# }
+
+## Location (optional): MaxMind country and ASN databases (.mmdb) and the score weight of countries and ASNs.
+##   country_database path of a country database; must exist. Default: none.
+##   asn_database     path of an ASN database; must exist. Default: none.
+##   country_weights  ISO 3166-1 two-letter uppercase code = weight, range 0..100. Needs country_database.
+##   asn_weights      AS number (decimal, 1..4294967295, as a string) = weight, range 0..100. Needs asn_database.
+# geoip {
+#   country_database = "/var/lib/GeoIP/GeoLite2-Country.mmdb"
+#   asn_database     = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
+#   country_weights  = { "XX" = 20 }
+#   asn_weights      = { "64496" = 30 }
+# }

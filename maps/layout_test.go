@@ -1,0 +1,99 @@
+package maps
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/bulwark-filter/bulwark/bpf"
+)
+
+// TestLayout checks that the Go types this package reads and writes have the
+// sizes the object's maps declare, and that the structs bpf2go generated
+// still match the BTF (tetragon's alignchecker idea). It needs no kernel.
+func TestLayout(t *testing.T) {
+	spec, err := bpf.LoadBulwark()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		m          string
+		key, value any // nil: not checked (percpu values are checked per CPU)
+	}{
+		{MapSettings, uint32(0), bpf.BulwarkDpSettings{}},
+		{MapRules, uint32(0), bpf.BulwarkRule{}},
+		{MapPortRules, uint32(0), bpf.BulwarkPortSlot{}},
+		{MapAllowHosts4, [4]byte{}, bpf.BulwarkListValue{}},
+		{MapAllowHosts6, [16]byte{}, bpf.BulwarkListValue{}},
+		{MapAllowNets4, bpf.BulwarkLpmV4Key{}, bpf.BulwarkListValue{}},
+		{MapAllowNets6, bpf.BulwarkLpmV6Key{}, bpf.BulwarkListValue{}},
+		{MapBlockHosts4, [4]byte{}, bpf.BulwarkListValue{}},
+		{MapBlockHosts6, [16]byte{}, bpf.BulwarkListValue{}},
+		{MapBlockNets4, bpf.BulwarkLpmV4Key{}, bpf.BulwarkListValue{}},
+		{MapBlockNets6, bpf.BulwarkLpmV6Key{}, bpf.BulwarkListValue{}},
+		{MapClasses4, bpf.BulwarkLpmV4Key{}, bpf.BulwarkClassValue{}},
+		{MapClasses6, bpf.BulwarkLpmV6Key{}, bpf.BulwarkClassValue{}},
+		{MapVerdicts, bpf.BulwarkSrcKey{}, bpf.BulwarkVerdict{}},
+		{MapSources, bpf.BulwarkSrcKey{}, bpf.BulwarkSrcState{}},
+		{MapRuleBuckets, bpf.BulwarkRuleKey{}, bpf.BulwarkRuleState{}},
+		{MapStats, uint32(0), bpf.BulwarkCounter{}},
+		{MapRuleStats, uint32(0), bpf.BulwarkRuleCounter{}},
+		{MapListHits, uint32(0), uint64(0)},
+		{MapMisc, uint32(0), uint64(0)},
+		{MapReplayClock, uint32(0), uint64(0)},
+	}
+	for _, tt := range tests {
+		ms, ok := spec.Maps[tt.m]
+		if !ok {
+			t.Errorf("object has no map %q", tt.m)
+			continue
+		}
+		if got := binary.Size(tt.key); got != int(ms.KeySize) {
+			t.Errorf("map %s: Go key %T is %d bytes, BTF says %d", tt.m, tt.key, got, ms.KeySize)
+		}
+		if got := binary.Size(tt.value); got != int(ms.ValueSize) {
+			t.Errorf("map %s: Go value %T is %d bytes, BTF says %d", tt.m, tt.value, got, ms.ValueSize)
+		}
+	}
+
+	structs := map[string]any{
+		"dp_settings": bpf.BulwarkDpSettings{}, "src_state": bpf.BulwarkSrcState{},
+		"drop_event": bpf.BulwarkDropEvent{}, "verdict": bpf.BulwarkVerdict{},
+		"rule_key": bpf.BulwarkRuleKey{}, "list_value": bpf.BulwarkListValue{},
+	}
+	for name, v := range structs {
+		var st *btf.Struct
+		if err := spec.Types.TypeByName(name, &st); err != nil {
+			t.Errorf("BTF struct %s: %v", name, err)
+			continue
+		}
+		if got := binary.Size(v); uint32(got) != st.Size {
+			t.Errorf("struct %s: Go %T is %d bytes, BTF says %d", name, v, got, st.Size)
+		}
+	}
+
+	// The constants this package mirrors from common.h.
+	consts := []struct {
+		name     string
+		got, bpf uint32
+	}{
+		{"ACTION_WOULD_DROP", uint32(ActionWouldDrop), uint32(bpf.BulwarkActionACTION_WOULD_DROP)},
+		{"ACTION_MAX", numActions, uint32(bpf.BulwarkActionACTION_MAX)},
+		{"REASON_NON_IP", uint32(ReasonNonIP), uint32(bpf.BulwarkReasonREASON_NON_IP)},
+		{"REASON_RATELIMIT", uint32(ReasonRatelimit), uint32(bpf.BulwarkReasonREASON_RATELIMIT)},
+		{"REASON_MAX", numReasons, uint32(bpf.BulwarkReasonREASON_MAX)},
+		{"MODE_MONITOR", uint32(ModeMonitor), uint32(bpf.BulwarkModeMODE_MONITOR)},
+		{"VERDICT_THROTTLE", uint32(VerdictThrottle), uint32(bpf.BulwarkVerdictActionVERDICT_THROTTLE)},
+		{"PORT_TABLE_TCP_SYN", TableTCPSYN, uint32(bpf.BulwarkPortTablePORT_TABLE_TCP_SYN)},
+		{"MISC_MAX", 5, uint32(bpf.BulwarkMiscCounterMISC_MAX)},
+	}
+	for _, c := range consts {
+		if c.got != c.bpf {
+			t.Errorf("%s: Go has %d, common.h has %d", c.name, c.got, c.bpf)
+		}
+	}
+	if spec.Maps[MapRules].MaxEntries != ruleSlots || spec.Maps[MapPortRules].MaxEntries != portSlots {
+		t.Errorf("rules/port_rules sizes differ from common.h")
+	}
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# make demo: the agent on a namespace testbed with a scripted traffic mix
+# (see test/demo). Run as root, after `make build`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (sudo make demo)" >&2; exit 1; }
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+"$GO" build -o bin/bulwark-demo ./test/demo
+exec bin/bulwark-demo --bin bin/bulwark --config configs/demo.hcl "$@"

@@ -1,0 +1,34 @@
+// Command cmd prints Bulwark's datapath benchmark table (as root):
+//
+//	go run ./test/bench/cmd [-rounds 5] [-repeat 1000000]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/bulwark-filter/bulwark/test/bench"
+)
+
+func main() {
+	rounds := flag.Int("rounds", 5, "rounds; the median is reported")
+	repeat := flag.Int("repeat", 1_000_000, "runs per measurement in the kernel (>= 1e6)")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: needs root (BPF)")
+		os.Exit(1)
+	}
+	b, err := bench.Setup(func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	defer b.Close()
+	res, err := b.Measure(*rounds, *repeat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	bench.PrintTable(os.Stdout, res, *rounds, *repeat)
+}

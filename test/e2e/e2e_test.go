@@ -179,8 +179,11 @@ func floodingSourceHeldToLimit(t *testing.T, mode loader.AttachMode) {
 			tol := 3 + float64(lim.PPS)*0.020
 			t.Logf("sent %d in %v, delivered %d (model %.1f +- %.1f), ratelimit drops %d",
 				sent[0], elapsed, delivered, want, tol, drops)
-			if sent[0] < 500 {
-				t.Fatalf("only %d frames sent in the time box: the flood is too slow to test the limit", sent[0])
+			// The paced sender sleeps between frames, so on a busy host it
+			// sends fewer; what matters is that it stayed well over the
+			// limit for the whole time box.
+			if float64(sent[0]) < 1.25*want {
+				t.Fatalf("only %d frames sent in the time box, the limit allows %.0f: the flood is too slow to test the limit", sent[0], want)
 			}
 			if float64(delivered) < want-tol || float64(delivered) > want+tol {
 				t.Errorf("delivered %d, want %.1f +- %.1f", delivered, want, tol)

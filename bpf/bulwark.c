@@ -154,9 +154,18 @@ static __always_inline struct list_value *list_lookup(struct dp_settings *s, str
 			return v;
 		if (s->present & (bit << 2)) {
 			struct lpm_v4_key k = { .prefixlen = 32, .addr = addr };
-			v = bpf_map_lookup_elem(nets4, &k);
-			if (v && entry_live(v, now))
-				return v;
+			/* An expired longest match must not hide a shorter live
+			 * one: look again just above the expired prefix. */
+			for (int i = 0; i <= LPM_EXPIRED_RETRIES; i++) {
+				v = bpf_map_lookup_elem(nets4, &k);
+				if (!v)
+					break;
+				if (entry_live(v, now))
+					return v;
+				if (v->prefixlen == 0 || v->prefixlen > 32)
+					break;
+				k.prefixlen = v->prefixlen - 1;
+			}
 		}
 		return 0;
 	}
@@ -167,9 +176,16 @@ static __always_inline struct list_value *list_lookup(struct dp_settings *s, str
 	if (s->present & (bit << 3)) {
 		struct lpm_v6_key k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, p->src.addr, 16);
-		v = bpf_map_lookup_elem(nets6, &k);
-		if (v && entry_live(v, now))
-			return v;
+		for (int i = 0; i <= LPM_EXPIRED_RETRIES; i++) {
+			v = bpf_map_lookup_elem(nets6, &k);
+			if (!v)
+				break;
+			if (entry_live(v, now))
+				return v;
+			if (v->prefixlen == 0 || v->prefixlen > 128)
+				break;
+			k.prefixlen = v->prefixlen - 1;
+		}
 	}
 	return 0;
 }
@@ -225,7 +241,7 @@ static __always_inline __u32 port_rule(__u32 table, __u16 port)
 
 /* The buckets of one rule: packets first, then bytes. 1 = conforms. */
 static __always_inline int take_rule(struct rule *r, __u64 *tat_pps, __u64 *tat_bps, __u64 now,
-				     __u32 len, __u32 mult_pm, __u32 *contended)
+				     __u32 len, __u64 mult_pm, __u32 *contended)
 {
 	if (r->pps &&
 	    !gcra_take(tat_pps, now, gcra_interval(1, r->pps, mult_pm), r->pps_depth_ns, contended))
@@ -238,7 +254,7 @@ static __always_inline int take_rule(struct rule *r, __u64 *tat_pps, __u64 *tat_
 
 /* A configured rule (id > 0) in its own per-source bucket. 1 = conforms. */
 static __always_inline int limit_by_rule(__u32 id, struct src_key *k, __u64 now, __u32 len,
-					 __u32 mult_pm, __u32 *contended)
+					 __u64 mult_pm, __u32 *contended)
 {
 	__u32 key = id;
 	struct rule *r = bpf_map_lookup_elem(&rules, &key);
@@ -346,7 +362,7 @@ int bulwark(struct xdp_md *ctx)
 	source_key(s, &p, &key);
 	if (!now)
 		now = now_ns();
-	__u32 mult_pm = 1000;
+	__u64 mult_pm = 1000; /* 64 bits: throttle x class may pass 2^32 per mille */
 	if (s->present & PRESENT_VERDICTS) {
 		struct verdict *v = bpf_map_lookup_elem(&verdicts, &key);
 		if (v && v->expires_ns > now) {

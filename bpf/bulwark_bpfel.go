@@ -65,7 +65,7 @@ type BulwarkDropEvent struct {
 type BulwarkListValue struct {
 	_         structs.HostLayout
 	ListId    uint32
-	Pad       uint32
+	Prefixlen uint32
 	ExpiresNs uint64
 }
 

@@ -118,9 +118,12 @@ struct lpm_v6_key {
 /* Value of allow and block entries, hosts and prefixes alike. */
 struct list_value {
 	__u32 list_id;     /* which list the entry came from (per-list counters) */
-	__u32 pad;
+	__u32 prefixlen;   /* the entry's own prefix length */
 	__u64 expires_ns;  /* CLOCK_MONOTONIC; 0 = never expires */
 };
+
+/* How many shorter prefixes a lookup tries when the longest match expired. */
+#define LPM_EXPIRED_RETRIES 4
 
 /* Source address: IPv4 as ::ffff:a.b.c.d, IPv6 masked to settings.ipv6_prefix. */
 struct src_key {

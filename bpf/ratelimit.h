@@ -22,7 +22,7 @@
 #define CAS_TRIES 4
 
 /* The time one unit of cost takes to refill, times cost, at mult_pm/1000. */
-static __always_inline __u64 gcra_interval(__u64 cost, __u64 rate, __u32 mult_pm)
+static __always_inline __u64 gcra_interval(__u64 cost, __u64 rate, __u64 mult_pm)
 {
 	__u64 div = rate * mult_pm;
 	if (div == 0)

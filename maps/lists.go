@@ -26,8 +26,8 @@ func (l *List) bits() (h4, h6, n4, n6 uint32) {
 
 func host4(a netip.Addr) [4]byte  { return a.As4() }
 func host6(a netip.Addr) [16]byte { return a.As16() }
-func listValue(e Entry) bpf.BulwarkListValue {
-	return bpf.BulwarkListValue{ListId: e.ListID, ExpiresNs: e.ExpiresNS}
+func listValue(e Entry, bits int) bpf.BulwarkListValue {
+	return bpf.BulwarkListValue{ListId: e.ListID, Prefixlen: uint32(bits), ExpiresNs: e.ExpiresNS}
 }
 
 // normalise returns the masked prefix with IPv4-in-IPv6 unmapped.
@@ -61,7 +61,7 @@ func (l *List) Add(entries []Entry) error {
 		if err != nil {
 			return fmt.Errorf("%s list: %w", l.name, err)
 		}
-		v := listValue(e)
+		v := listValue(e, p.Bits())
 		switch {
 		case p.Addr().Is4() && p.Bits() == 32:
 			k4, v4 = append(k4, host4(p.Addr())), append(v4, v)

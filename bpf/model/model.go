@@ -103,7 +103,7 @@ func (m *Model) decide(frame []byte, now uint64) Decision {
 		return Decision{Action: maps.ActionDrop, Reason: maps.ReasonBlocklist, ListID: id}
 	}
 
-	key := maps.SourceKey(p.Src, m.policy.SourcePrefix())
+	key := sourceKey(&p, m.policy.SourcePrefix())
 	mult := uint64(1000)
 	if v, ok := m.verdicts[key]; ok {
 		if v.ExpiresNS > now {
@@ -165,6 +165,16 @@ func (m *Model) decide(frame []byte, now uint64) Decision {
 	return Decision{Action: maps.ActionPass, Reason: maps.ReasonPassed}
 }
 
+// sourceKey is the datapath's tracking key: by the packet's family, so an
+// IPv6 source of the form ::ffff:a.b.c.d stays an IPv6 source.
+func sourceKey(p *Packet, v6prefix int) [16]byte {
+	if p.Family == 4 {
+		return maps.SourceKey(p.Src, v6prefix)
+	}
+	pfx, _ := p.Src.Prefix(v6prefix)
+	return pfx.Addr().As16()
+}
+
 func (m *Model) classMult(a netip.Addr) uint32 {
 	best, bits := uint32(0), -1
 	for _, c := range m.classes {
@@ -210,8 +220,8 @@ func Interval(cost, rate, multPM uint64) uint64 {
 }
 
 // prefixSet mirrors a list: hosts in a hash, prefixes in a trie. As in the
-// kernel, the trie answers with its longest match only; an expired longest
-// match hides shorter ones.
+// kernel, the trie answers with its longest match; when that entry has
+// expired the lookup is repeated above it, at most lpmExpiredRetries times.
 type prefixSet struct {
 	hosts map[netip.Addr]maps.Entry
 	nets  []maps.Entry
@@ -234,15 +244,28 @@ func (s prefixSet) lookup(a netip.Addr, now uint64) (uint32, bool) {
 	if e, ok := s.hosts[a]; ok && live(e) {
 		return e.ListID, true
 	}
-	var best *maps.Entry
-	for i := range s.nets {
-		e := &s.nets[i]
-		if e.Prefix.Contains(a) && (best == nil || e.Prefix.Bits() > best.Prefix.Bits()) {
-			best = e
+	limit := a.BitLen()
+	for try := 0; try <= lpmExpiredRetries; try++ {
+		var best *maps.Entry
+		for i := range s.nets {
+			e := &s.nets[i]
+			if e.Prefix.Bits() <= limit && e.Prefix.Contains(a) && (best == nil || e.Prefix.Bits() > best.Prefix.Bits()) {
+				best = e
+			}
 		}
-	}
-	if best != nil && live(*best) {
-		return best.ListID, true
+		if best == nil {
+			return 0, false
+		}
+		if live(*best) {
+			return best.ListID, true
+		}
+		if best.Prefix.Bits() == 0 {
+			return 0, false
+		}
+		limit = best.Prefix.Bits() - 1
 	}
 	return 0, false
 }
+
+// lpmExpiredRetries is LPM_EXPIRED_RETRIES of bpf/common.h.
+const lpmExpiredRetries = 4

@@ -1,0 +1,102 @@
+package loader_test
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
+	"github.com/bulwark-filter/bulwark/test/testutil"
+)
+
+func pinDir(t *testing.T) string {
+	t.Helper()
+	if err := loader.EnsureBPFFS("/sys/fs/bpf"); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.MkdirTemp("/sys/fs/bpf", "bulwark-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	return filepath.Join(root, "lo")
+}
+
+// TestAdoptPins loads with a pin directory, writes state, drops every
+// handle, and loads again: the second load adopts the same maps.
+func TestAdoptPins(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := pinDir(t)
+	opts := loader.Options{Sizes: testutil.SmallSizes(), PinDir: dir}
+	d, err := loader.Load(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := maps.Entry{Prefix: netip.MustParsePrefix("198.18.66.0/24"), ListID: 7}
+	if err := d.Maps.ApplyPolicy(&maps.Policy{Mode: maps.ModeMonitor, IPv6Prefix: 56}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Maps.Block.Add([]maps.Entry{entry}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	d2, err := loader.Load(opts)
+	if err != nil {
+		t.Fatalf("adopt: %v", err)
+	}
+	defer d2.Close()
+	es, err := d2.Maps.Block.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || es[0].Prefix != entry.Prefix || es[0].ListID != 7 {
+		t.Errorf("adopted block list %v, want [%v]", es, entry)
+	}
+	if got := d2.Maps.IPv6Prefix(); got != 56 {
+		t.Errorf("adopted settings: IPv6 prefix %d, want 56", got)
+	}
+	if err := loader.Detach(dir); err != nil {
+		t.Fatalf("detach: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("pin directory still there after detach: %v", err)
+	}
+}
+
+// TestIncompatiblePins: pins made with other map sizes are refused with an
+// error naming each map and what differs, and nothing is changed.
+func TestIncompatiblePins(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := pinDir(t)
+	small := testutil.SmallSizes()
+	d, err := loader.Load(loader.Options{Sizes: small, PinDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	t.Cleanup(func() { loader.Detach(dir) })
+
+	other := small
+	other.Sources *= 2
+	other.BlockHosts *= 2
+	_, err = loader.Load(loader.Options{Sizes: other, PinDir: dir})
+	if err == nil {
+		t.Fatal("load over incompatible pins succeeded")
+	}
+	// The pinned size first, then what the new sizes want.
+	for _, want := range []string{"sources (4096 entries, want 8192)", "block_hosts4 (1024 entries, want 2048)", "bulwark detach"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	// The old pins are intact: the original sizes still load.
+	d, err = loader.Load(loader.Options{Sizes: small, PinDir: dir})
+	if err != nil {
+		t.Fatalf("reload with the original sizes: %v", err)
+	}
+	d.Close()
+}

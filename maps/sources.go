@@ -77,15 +77,35 @@ type Source struct {
 	SYNs           uint64
 	DropsRatelimit uint64
 	Malformed      uint64
-	PortWindow     uint32 // window (monotonic ns >> 30) PortBits belong to
-	PortBitsSet    int    // distinct-port bits set in that window (of 256)
-	PortsPrev      int    // bits set in the window before it
+	PortWindow     uint32    // window (monotonic ns >> 30) PortBits belong to
+	PortBits       [4]uint64 // destination ports hashed into 256 bits, that window
+	PortBitsSet    int       // bits set in PortBits
+	PortsPrev      int       // bits set in the window before it
 }
 
 // DistinctPorts estimates distinct destination ports from bits set out of
 // the 256-bit sketch (linear counting).
 func DistinctPorts(bitsSet int) float64 {
 	return linearCount(256, bitsSet)
+}
+
+// PortWindowOf is the datapath's distinct-port window number at monotonic
+// time ns (windows of 2^30 ns, about 1.07 s).
+func PortWindowOf(ns uint64) uint32 { return uint32(ns >> 30) }
+
+// WriteSources writes per-source state directly, for benchmarks and tests
+// of the scorer over many sources; the datapath writes it in production.
+func (s *Set) WriteSources(src []Source) error {
+	prefix := s.IPv6Prefix()
+	keys := make([]bpf.BulwarkSrcKey, len(src))
+	vals := make([]bpf.BulwarkSrcState, len(src))
+	for i, x := range src {
+		keys[i] = bpf.BulwarkSrcKey{Addr: SourceKey(x.Source.Addr(), prefix)}
+		vals[i] = bpf.BulwarkSrcState{FirstSeenNs: x.FirstSeenNS, LastSeenNs: x.LastSeenNS,
+			Packets: x.Packets, Bytes: x.Bytes, Syns: x.SYNs, DropsRatelimit: x.DropsRatelimit,
+			Malformed: x.Malformed, PortBits: x.PortBits, PortWindow: x.PortWindow, PortsPrev: uint32(x.PortsPrev)}
+	}
+	return batchPut(s.m.Sources, keys, vals)
 }
 
 // SourceBatch is how many sources one batch read returns at most.
@@ -140,7 +160,7 @@ func sourceFrom(k bpf.BulwarkSrcKey, v *bpf.BulwarkSrcState, prefix int) Source 
 		FirstSeenNS: v.FirstSeenNs, LastSeenNS: v.LastSeenNs,
 		Packets: v.Packets, Bytes: v.Bytes, SYNs: v.Syns,
 		DropsRatelimit: v.DropsRatelimit, Malformed: v.Malformed,
-		PortWindow: v.PortWindow, PortBitsSet: n, PortsPrev: int(v.PortsPrev),
+		PortWindow: v.PortWindow, PortBits: v.PortBits, PortBitsSet: n, PortsPrev: int(v.PortsPrev),
 	}
 }
 

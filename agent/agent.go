@@ -54,6 +54,7 @@ type Agent struct {
 	reloads *prometheus.CounterVec
 	mapErrs *prometheus.CounterVec
 	reg     *prometheus.Registry
+	scoring *scoring // nil while reputation.mode is off at start
 }
 
 // New makes an agent for the config at path; Run starts it.
@@ -118,6 +119,19 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		a.reloads, a.mapErrs, &collector{a: a}, buildInfo())
+
+	sc := newScoring(a)
+	if err := sc.start(cfg); err != nil {
+		return fmt.Errorf("reputation engine: %w", err)
+	}
+	a.reg.MustRegister(sc.collectors()...)
+	a.mu.Lock()
+	a.scoring = sc
+	a.mu.Unlock()
+	scoreCtx, stopScoring := context.WithCancel(ctx)
+	scoreDone := make(chan struct{})
+	go func() { defer close(scoreDone); sc.run(scoreCtx) }()
+	defer func() { stopScoring(); <-scoreDone }()
 
 	srv, err := a.serveControl(cfg.Control.Socket)
 	if err != nil {
@@ -263,6 +277,9 @@ func (a *Agent) Reload(who string) error {
 		}
 	}
 	a.cfg, a.want = cfg, want
+	if a.scoring != nil {
+		a.scoring.reconfigure(cfg)
+	}
 	a.reloads.WithLabelValues("ok").Inc()
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
 	a.log.Info("config reloaded")

@@ -19,6 +19,9 @@ type AuditRecord struct {
 	TTL    string    `json:"ttl,omitempty"`
 	Result string    `json:"result"` // ok, rejected, error
 	Detail string    `json:"detail,omitempty"`
+	// Score and Components explain a scorer's verdict.
+	Score      float64            `json:"score,omitempty"`
+	Components map[string]float64 `json:"components,omitempty"`
 }
 
 // Audit appends JSON lines to the audit file (0600, O_APPEND). A nil

@@ -138,6 +138,19 @@ func (a *Agent) controlHandler() http.Handler {
 	mux.HandleFunc("POST /v1/lists/{list}", a.handleListAdd)
 	mux.HandleFunc("DELETE /v1/lists/{list}", a.handleListDel)
 	mux.HandleFunc("POST /v1/reload", a.handleReload)
+	mux.HandleFunc("GET /v1/explain/{ip}", a.handleExplain)
+	mux.HandleFunc("GET /v1/verdicts", a.handleVerdictsGet)
+	mux.HandleFunc("DELETE /v1/verdicts", a.handleVerdictsDel)
+	// Every other request gets a JSON error too, not the mux's plain text.
+	notAllowed := func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
+	}
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts"} {
+		mux.HandleFunc(p, notAllowed)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, "no endpoint %s", r.URL.Path)
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if uid, _ := r.Context().Value(peerKey{}).(int); uid != 0 {
 			fail(w, http.StatusForbidden, "the control API is for root only")
@@ -310,6 +323,9 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if name == "allow" && a.scoring != nil {
+		a.scoring.rebuildExempt(a.cfg)
+	}
 	a.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "ok"})
 	writeJSON(w, http.StatusOK, map[string]int{"added": len(entries)})
 }
@@ -346,6 +362,9 @@ func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusInternalServerError, "%s list on %s: %v", name, it.name, err)
 			return
 		}
+	}
+	if name == "allow" && a.scoring != nil {
+		a.scoring.rebuildExempt(a.cfg)
 	}
 	a.auditf(AuditRecord{Who: "cli", What: name + ".del", Target: req.CIDRs, Result: "ok"})
 	writeJSON(w, http.StatusOK, map[string]int{"deleted": len(pfxs)})
@@ -452,4 +471,110 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
+	addr, err := netip.ParseAddr(r.PathValue("ip"))
+	if err != nil || addr.Zone() != "" {
+		fail(w, http.StatusBadRequest, "%q is not an IP address", r.PathValue("ip"))
+		return
+	}
+	a.mu.Lock()
+	sc := a.scoring
+	a.mu.Unlock()
+	if sc == nil || len(sc.engines) == 0 {
+		fail(w, http.StatusConflict, "the reputation engine is off (reputation.mode = \"off\")")
+		return
+	}
+	mono := monotonicNow()
+	x := sc.engines[0].Explain(addr.Unmap(), mono)
+	for _, e := range sc.engines[1:] {
+		if x.Tracked {
+			break
+		}
+		x = e.Explain(addr.Unmap(), mono)
+	}
+	writeJSON(w, http.StatusOK, x)
+}
+
+// VerdictView is one verdict as the API shows it.
+type VerdictView struct {
+	Source    string  `json:"source"`
+	Action    string  `json:"action"`
+	Origin    string  `json:"origin"`
+	Score     uint16  `json:"score"`
+	ExpiresIn float64 `json:"expires_in_seconds"`
+}
+
+func (a *Agent) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.ifaces) == 0 {
+		fail(w, http.StatusServiceUnavailable, "no interface attached")
+		return
+	}
+	now := monotonicNow()
+	out := []VerdictView{}
+	seen := map[string]bool{}
+	for _, it := range a.ifaces {
+		vs, err := it.dp.Maps.Verdicts()
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "read verdicts: %v", err)
+			return
+		}
+		for _, v := range vs {
+			if v.ExpiresNS <= now || seen[v.Source.String()] {
+				continue
+			}
+			seen[v.Source.String()] = true
+			out = append(out, VerdictView{Source: v.Source.String(), Action: v.Action.String(), Origin: v.Origin.String(),
+				Score: v.Score, ExpiresIn: float64(v.ExpiresNS-now) / 1e9})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// VerdictsRequest deletes verdicts.
+type VerdictsRequest struct {
+	Sources []string `json:"sources"`
+}
+
+func (a *Agent) handleVerdictsDel(w http.ResponseWriter, r *http.Request) {
+	var req VerdictsRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if len(req.Sources) == 0 || len(req.Sources) > MaxCIDRsPerReq {
+		fail(w, http.StatusBadRequest, "give 1 to %d sources", MaxCIDRsPerReq)
+		return
+	}
+	addrs := make([]netip.Addr, 0, len(req.Sources))
+	for _, s := range req.Sources {
+		p, err := ParseCIDR(s)
+		if err != nil {
+			fail(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		addrs = append(addrs, p.Addr())
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, it := range a.ifaces {
+		for _, ad := range addrs {
+			if err := it.dp.Maps.DeleteVerdict(ad); err != nil {
+				a.mapErrs.WithLabelValues("verdicts").Inc()
+				fail(w, http.StatusInternalServerError, "delete verdict on %s: %v", it.name, err)
+				return
+			}
+		}
+	}
+	if a.scoring != nil {
+		for _, e := range a.scoring.engines {
+			for _, ad := range addrs {
+				e.Forgive(ad)
+			}
+		}
+	}
+	a.auditf(AuditRecord{Who: "cli", What: "verdict.del", Target: req.Sources, Result: "ok"})
+	writeJSON(w, http.StatusOK, map[string]int{"deleted": len(addrs)})
 }

@@ -219,17 +219,21 @@ reputation {
   ## Maximum contribution of each behaviour component to the score. Each: range 0..100.
   ## Written as a map attribute (weights = { ... }) or as a block (weights { ... }); unknown keys are errors.
   weights = {
-    ## Packet or byte rate far above the learnt baseline of this host. Default 30.
-    rate_anomaly = 30
-    ## High ratio of SYN-without-ACK segments. Default 30.
-    syn_ratio = 30
-    ## Many distinct destination ports per second. Default 40.
-    port_scan = 40
-    ## Drops by the rate limiter. Default 20.
-    ratelimit_drops = 20
-    ## Malformed packets. Default 20.
-    malformed = 20
-    ## Earlier verdicts against the source (decays over time). Default 20.
+    ## Packet or byte rate far above the learnt baseline of this host: starts at 8x the
+    ## baseline (the median source), full at 128x. Default 50: a flood alone reaches the
+    ## throttle score.
+    rate_anomaly = 50
+    ## Share of SYN-without-ACK segments above one half, weighted by SYN volume. Default 40.
+    syn_ratio = 40
+    ## Distinct destination ports per second, or over the last minute (slow scans), far
+    ## above what clients use. Default 60: a port scan alone reaches the throttle score.
+    port_scan = 60
+    ## Share of the source's packets over the configured rate limits. Default 30.
+    ratelimit_drops = 30
+    ## Malformed packets per second (full at 10/s). Default 30.
+    malformed = 30
+    ## Earlier verdicts against the source, each fading with a half-life of
+    ## max_block_for. Default 20.
     repeat = 20
   }
 }

@@ -387,7 +387,7 @@ feed "local" {
 		{"events", cfg.Events, Events{0, 1}},
 		{"reputation", []any{cfg.Reputation.Mode, cfg.Reputation.Interval, cfg.Reputation.ThrottleScore, cfg.Reputation.BlockScore, cfg.Reputation.BlockFor, cfg.Reputation.MaxBlockFor, cfg.Reputation.MaxVerdicts},
 			[]any{"shadow", 100 * time.Millisecond, 60, 60, 36 * time.Hour, 168 * time.Hour, uint32(131072)}},
-		{"weights", cfg.Reputation.Weights, Weights{RateAnomaly: 30, SYNRatio: 30, PortScan: 100, RatelimitDrops: 20, Malformed: 20, Repeat: 20}},
+		{"weights", cfg.Reputation.Weights, Weights{RateAnomaly: 50, SYNRatio: 40, PortScan: 100, RatelimitDrops: 30, Malformed: 30, Repeat: 20}},
 		{"feed", []any{cfg.Feeds[0].Path, cfg.Feeds[0].Weight, cfg.Feeds[0].MinConfidence, cfg.Feeds[0].Refresh, cfg.Feeds[0].AllowShrink},
 			[]any{filepath.Join(wd, "feeds", "a.txt"), 12.5, 0, time.Minute, true}},
 	}

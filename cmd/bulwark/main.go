@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/loader"
 )
 
@@ -31,14 +33,16 @@ import (
 type cli struct {
 	Socket string `help:"Path of the agent's control socket." default:"/run/bulwark/bulwark.sock" type:"path"`
 
-	Run     runCmd     `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
-	Config  configCmd  `cmd:"" help:"Work with config files."`
-	Status  statusCmd  `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
-	Block   listCmd    `cmd:"" help:"Add, delete or list run-time block-list entries."`
-	Allow   listCmd    `cmd:"" help:"Add, delete or list run-time allow-list entries."`
-	Reload  reloadCmd  `cmd:"" help:"Re-read the config (same as SIGHUP); prints the diagnostics if rejected."`
-	Detach  detachCmd  `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
-	Version versionCmd `cmd:"" help:"Print the version."`
+	Run      runCmd      `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
+	Config   configCmd   `cmd:"" help:"Work with config files."`
+	Status   statusCmd   `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
+	Block    listCmd     `cmd:"" help:"Add, delete or list run-time block-list entries."`
+	Allow    listCmd     `cmd:"" help:"Add, delete or list run-time allow-list entries."`
+	Reload   reloadCmd   `cmd:"" help:"Re-read the config (same as SIGHUP); prints the diagnostics if rejected."`
+	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
+	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
+	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
+	Version  versionCmd  `cmd:"" help:"Print the version."`
 }
 
 type runCmd struct {
@@ -85,7 +89,7 @@ func (checkCmd) Help() string {
 func (c *checkCmd) Run(g *cli) error {
 	_, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces})
 	if diags.HasErrors() {
-		fmt.Fprint(os.Stderr, config.FormatDiagnostics(diags))
+		fmt.Fprintln(os.Stderr, strings.TrimRight(config.FormatDiagnostics(diags), "\n"))
 		return exitError{1}
 	}
 	fmt.Printf("%s: ok\n", c.Path)
@@ -153,9 +157,9 @@ func listName(k *kong.Context) string {
 }
 
 type listAddCmd struct {
-	CIDRs  []string      `arg:"" name:"cidr" help:"Addresses or CIDRs."`
-	TTL    time.Duration `help:"Remove the entries after this long (expiry is kept in the kernel)." name:"ttl"`
-	Reason string        `help:"Why, for the audit log."`
+	CIDRs  []string `arg:"" name:"cidr" help:"Addresses or CIDRs."`
+	TTL    string   `help:"Remove the entries after this long, 1s to 8760h, e.g. 10m (expiry is kept in the kernel)." name:"ttl" placeholder:"DURATION"`
+	Reason string   `help:"Why, for the audit log."`
 }
 
 func (listAddCmd) Help() string {
@@ -163,10 +167,7 @@ func (listAddCmd) Help() string {
 }
 
 func (c *listAddCmd) Run(g *cli, k *kong.Context) error {
-	req := agent.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason}
-	if c.TTL != 0 {
-		req.TTL = c.TTL.String()
-	}
+	req := agent.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason, TTL: c.TTL}
 	var out map[string]int
 	if _, err := call(g.Socket, "POST", "/v1/lists/"+listName(k), req, &out); err != nil {
 		return err
@@ -227,7 +228,7 @@ func (c *reloadCmd) Run(g *cli) error {
 	_, err := call(g.Socket, "POST", "/v1/reload", struct{}{}, &rep)
 	var ae *apiError
 	if errors.As(err, &ae) && rep.Result == "rejected" {
-		fmt.Fprintf(os.Stderr, "reload rejected; the running policy is unchanged:\n%s", rep.Diagnostics)
+		fmt.Fprintf(os.Stderr, "reload rejected; the running policy is unchanged:\n%s\n", strings.TrimRight(rep.Diagnostics, "\n"))
 		return exitError{1}
 	}
 	if err != nil {
@@ -249,6 +250,108 @@ func (c *detachCmd) Run(g *cli) error {
 		return err
 	}
 	fmt.Printf("detached from %s\n", c.Interface)
+	return nil
+}
+
+type explainCmd struct {
+	IP   string `arg:"" help:"Source address."`
+	JSON bool   `help:"Print JSON."`
+}
+
+func (explainCmd) Help() string { return "Example:\n  bulwark explain 198.18.3.66" }
+
+func (c *explainCmd) Run(g *cli) error {
+	var x reputation.Explanation
+	raw, err := call(g.Socket, "GET", "/v1/explain/"+url.PathEscape(c.IP), nil, &x)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		os.Stdout.Write(raw)
+		return nil
+	}
+	fmt.Printf("source %s: score %.1f of 100 (throttle at %.0f, block at %.0f)\n", x.Source, x.Score, x.Thresholds["throttle"], x.Thresholds["block"])
+	switch {
+	case x.Exempt:
+		fmt.Println("  exempt: allow-listed or protected; never throttled or blocked")
+	case !x.Tracked:
+		fmt.Println("  not tracked: no traffic from it reached the rate limiter recently")
+	}
+	if x.Active != nil {
+		fmt.Printf("  verdict in force: %s for %s since %s (score %.1f)\n", x.Active.Action, x.Active.For, x.Active.At.Format(time.RFC3339), x.Active.Score)
+	}
+	if len(x.Components) > 0 {
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  COMPONENT\tVALUE\tCONTRIBUTION\tOF WEIGHT")
+		for _, comp := range x.Components {
+			fmt.Fprintf(tw, "  %s\t%g\t%.1f\t%g\n", comp.Name, comp.Value, comp.Contribution, comp.Weight)
+		}
+		tw.Flush()
+	}
+	fmt.Printf("  observed: %s\n", kv(x.Observed))
+	fmt.Printf("  baseline (this host's median source): %s\n", kv(x.Baseline))
+	for _, f := range x.Feeds {
+		fmt.Printf("  in feed %s (weight %g)\n", f.Feed, f.Weight)
+	}
+	if x.Location != nil && (x.Location.Country != "" || x.Location.ASN != 0) {
+		fmt.Printf("  location: country %q, AS%d %s\n", x.Location.Country, x.Location.ASN, x.Location.ASOrg)
+	}
+	for _, v := range x.History {
+		fmt.Printf("  history: %s %s for %s, score %.1f, enforced %v\n", v.At.Format(time.RFC3339), v.Action, v.For, v.Score, v.Enforced)
+	}
+	return nil
+}
+
+func kv(m map[string]float64) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s=%.4g", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+type verdictsCmd struct {
+	List verdictsListCmd `cmd:"" help:"List the verdicts in force."`
+	Del  verdictsDelCmd  `cmd:"" help:"Delete verdicts (the scorer may judge the source again)."`
+}
+
+type verdictsListCmd struct {
+	JSON bool `help:"Print JSON."`
+}
+
+func (verdictsListCmd) Help() string { return "Example:\n  bulwark verdicts list" }
+
+func (c *verdictsListCmd) Run(g *cli) error {
+	var vs []agent.VerdictView
+	raw, err := call(g.Socket, "GET", "/v1/verdicts", nil, &vs)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		os.Stdout.Write(raw)
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tACTION\tORIGIN\tSCORE\tEXPIRES IN")
+	for _, v := range vs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", v.Source, v.Action, v.Origin, v.Score,
+			time.Duration(v.ExpiresIn*float64(time.Second)).Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+type verdictsDelCmd struct {
+	Sources []string `arg:"" name:"source" help:"Source addresses."`
+}
+
+func (verdictsDelCmd) Help() string { return "Example:\n  bulwark verdicts del 198.18.3.66" }
+
+func (c *verdictsDelCmd) Run(g *cli) error {
+	var out map[string]int
+	if _, err := call(g.Socket, "DELETE", "/v1/verdicts", agent.VerdictsRequest{Sources: c.Sources}, &out); err != nil {
+		return err
+	}
+	fmt.Printf("deleted %d\n", out["deleted"])
 	return nil
 }
 

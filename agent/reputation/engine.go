@@ -1,0 +1,714 @@
+// Package reputation is Bulwark's scorer: every interval it reads the
+// datapath's per-source observations, measures each source against a
+// baseline it learns online, adds threat-feed, location and history
+// evidence, and turns the score into verdicts (throttle, or block with a
+// doubling TTL) in the kernel's verdict map. Every score is a sum of named
+// components, so every verdict can be explained.
+package reputation
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// Component names.
+const (
+	CompRateAnomaly    = "rate_anomaly"
+	CompSYNRatio       = "syn_ratio"
+	CompPortScan       = "port_scan"
+	CompRatelimitDrops = "ratelimit_drops"
+	CompMalformed      = "malformed"
+	CompRepeat         = "repeat"
+	CompCountry        = "country"
+	CompASN            = "asn"
+	compFeedPrefix     = "feed:"
+)
+
+// Weights are each component's largest contribution to a score.
+type Weights struct {
+	RateAnomaly, SYNRatio, PortScan, RatelimitDrops, Malformed, Repeat float64
+}
+
+// Config is the scorer's configuration.
+type Config struct {
+	Mode          string // enforce, shadow or off
+	Interval      time.Duration
+	ThrottleScore float64
+	BlockScore    float64
+	ThrottleFor   time.Duration
+	BlockFor      time.Duration
+	MaxBlockFor   time.Duration
+	MaxVerdicts   int
+	Weights       Weights
+	// BaselineTau is the baseline's time constant; 0 means 10 minutes.
+	BaselineTau time.Duration
+	// PortHorizon is how long distinct ports are accumulated for slow
+	// scans; 0 means 60 s.
+	PortHorizon time.Duration
+}
+
+// Location is what the location databases say of a source.
+type Location struct {
+	Country string
+	ASN     uint32
+	ASOrg   string
+}
+
+// Evidence gives the scorer what it knows besides behaviour. Every function
+// may be nil.
+type Evidence struct {
+	// Exempt reports allow-listed and protected sources: never a verdict.
+	Exempt func(netip.Addr) bool
+	// Feeds returns the score-feeds the address is in, with their weights.
+	Feeds func(netip.Addr) []FeedHit
+	// Locate looks the address up in the location databases.
+	Locate func(netip.Addr) Location
+	// CountryWeight and ASNWeight return the configured weights (0: none).
+	CountryWeight func(string) float64
+	ASNWeight     func(uint32) float64
+}
+
+// FeedHit is membership of a source in a score feed.
+type FeedHit struct {
+	Feed   string
+	Weight float64
+}
+
+// Sink is where verdicts go: the verdict maps of every interface.
+type Sink interface {
+	PutVerdict(src netip.Addr, action maps.VerdictAction, expiresMono uint64, score uint16) error
+	DeleteVerdict(src netip.Addr) error
+}
+
+// Verdict is one verdict the scorer issued (or, in shadow mode, would have).
+type Verdict struct {
+	Source     netip.Prefix       `json:"source"`
+	Action     string             `json:"action"`
+	Score      float64            `json:"score"`
+	At         time.Time          `json:"at"`
+	For        time.Duration      `json:"for_ns"`
+	Enforced   bool               `json:"enforced"`
+	Components map[string]float64 `json:"components"`
+	expires    uint64             // monotonic ns
+}
+
+// state is what the scorer keeps per tracked source; it is kept small
+// (the issue's budget is 200 bytes per source, map overhead included).
+type state struct {
+	key                                      [16]byte
+	packets, bytes, syns, drops, malformed   uint64
+	portsCur, portsOld                       [4]uint64
+	lastCycle                                uint32
+	score                                    float32
+	contrib                                  [5]float32 // behaviour components
+	pps, synRatio, ports, horizon, dropShare float32
+}
+
+// active is a verdict in force.
+type active struct {
+	action  maps.VerdictAction
+	expires uint64
+	score   float64
+}
+
+// Engine scores sources. Methods are safe for concurrent use.
+type Engine struct {
+	cfg      Config
+	ev       Evidence
+	sink     Sink
+	prefix   int // IPv6 tracking prefix
+	baseline *Baseline
+
+	mu         sync.Mutex
+	index      map[[16]byte]int32
+	states     []state
+	cycle      uint32
+	lastAt     time.Time
+	lastRotate time.Time
+	active     map[[16]byte]active
+	history    map[[16]byte][]Verdict
+	pending    []Verdict // issued since the last TakeVerdicts
+	stats      Stats
+}
+
+// Stats counts what the engine did, for metrics.
+type Stats struct {
+	Verdicts       map[string]uint64 // action -> enforced verdicts issued
+	ShadowVerdicts map[string]uint64 // action -> verdicts computed in shadow mode
+	CapHits        uint64            // verdicts refused or evicting at max_verdicts
+	SinkErrors     uint64
+	LastCycle      time.Duration
+	Tracked        int
+	CycleDurations []time.Duration // since the last Snapshot
+	LastBaseline   map[string]float64
+}
+
+// New makes an engine. prefix is the IPv6 tracking prefix of the datapath.
+func New(cfg Config, ev Evidence, sink Sink, prefix int) *Engine {
+	if cfg.BaselineTau == 0 {
+		cfg.BaselineTau = 10 * time.Minute
+	}
+	if cfg.PortHorizon == 0 {
+		cfg.PortHorizon = 60 * time.Second
+	}
+	return &Engine{
+		cfg: cfg, ev: ev, sink: sink, prefix: prefix,
+		baseline: NewBaseline(cfg.BaselineTau),
+		index:    map[[16]byte]int32{},
+		active:   map[[16]byte]active{},
+		history:  map[[16]byte][]Verdict{},
+		stats:    Stats{Verdicts: map[string]uint64{}, ShadowVerdicts: map[string]uint64{}},
+	}
+}
+
+// SetConfig changes thresholds, weights, durations and mode; what the
+// engine learnt (baseline, history) stays.
+func (e *Engine) SetConfig(cfg Config) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cfg.BaselineTau, cfg.PortHorizon = e.cfg.BaselineTau, e.cfg.PortHorizon
+	e.cfg = cfg
+}
+
+// Adopt takes the verdicts already in the kernel (from an earlier run) as
+// active, so the cap and the doubling continue.
+func (e *Engine) Adopt(vs []maps.VerdictEntry, monoNow uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, v := range vs {
+		if v.ExpiresNS > monoNow && v.Origin == maps.OriginScorer {
+			e.active[maps.SourceKey(v.Source.Addr(), e.prefix)] = active{v.Action, v.ExpiresNS, float64(v.Score)}
+		}
+	}
+}
+
+// Reader reads the datapath's sources in batches (maps.Set.IterateSources).
+type Reader func(fn func([]maps.Source) bool) error
+
+// Cycle runs one scoring cycle at wall (or capture) time now and monotonic
+// time mono (the datapath's clock, for expiries and port windows).
+func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
+	start := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	dt := e.cfg.Interval
+	if !e.lastAt.IsZero() {
+		dt = now.Sub(e.lastAt)
+	}
+	if dt <= 0 {
+		dt = time.Millisecond
+	}
+	first := e.lastAt.IsZero()
+	e.lastAt = now
+	e.cycle++
+	rotate := false
+	if now.Sub(e.lastRotate) >= e.cfg.PortHorizon/2 {
+		rotate, e.lastRotate = true, now
+	}
+	window := maps.PortWindowOf(mono)
+	for k, a := range e.active {
+		if a.expires <= mono {
+			delete(e.active, k)
+		}
+	}
+
+	e.baseline.beginCycle()
+	var candidates []int32
+	secs := dt.Seconds()
+	err := read(func(batch []maps.Source) bool {
+		for i := range batch {
+			src := &batch[i]
+			key := maps.SourceKey(src.Source.Addr(), e.prefix)
+			idx, ok := e.index[key]
+			if !ok {
+				idx = int32(len(e.states))
+				e.states = append(e.states, state{key: key, packets: src.Packets, bytes: src.Bytes,
+					syns: src.SYNs, drops: src.DropsRatelimit, malformed: src.Malformed})
+				e.index[key] = idx
+				if !first {
+					// New since the last cycle: everything it sent is this
+					// interval's.
+					e.states[idx] = state{key: key}
+				}
+			}
+			st := &e.states[idx]
+			st.lastCycle = e.cycle
+			dp := sub(src.Packets, st.packets)
+			if dp == 0 && src.Malformed == st.malformed {
+				st.score = 0
+				continue
+			}
+			var f [numFeatures]float64
+			f[FeaturePPS] = float64(dp) / secs
+			f[FeatureBPS] = float64(sub(src.Bytes, st.bytes)) / secs
+			dsyn := sub(src.SYNs, st.syns)
+			f[FeatureSYNPS] = float64(dsyn) / secs
+			// The ports of the last complete ~1 s window, or of the
+			// current one if it is more (a burst just started).
+			cur := 0
+			if src.PortWindow == window || src.PortWindow+1 == window {
+				cur = src.PortBitsSet
+			}
+			prev := 0
+			if src.PortWindow == window {
+				prev = src.PortsPrev
+			}
+			f[FeaturePorts] = maps.DistinctPorts(max(cur, prev))
+			if rotate {
+				st.portsOld, st.portsCur = st.portsCur, [4]uint64{}
+			}
+			if src.PortWindow == window || src.PortWindow+1 == window {
+				for w := range st.portsCur {
+					st.portsCur[w] |= src.PortBits[w]
+				}
+			}
+			n := 0
+			for w := range st.portsCur {
+				n += bits.OnesCount64(st.portsCur[w] | st.portsOld[w])
+			}
+			f[FeatureHorizon] = maps.DistinctPorts(n)
+
+			ddrop := sub(src.DropsRatelimit, st.drops)
+			dmal := sub(src.Malformed, st.malformed)
+			st.packets, st.bytes, st.syns, st.drops, st.malformed = src.Packets, src.Bytes, src.SYNs, src.DropsRatelimit, src.Malformed
+
+			e.behaviour(st, &f, dp, dsyn, ddrop, float64(dmal)/secs)
+			if _, verdict := e.active[key]; !verdict {
+				e.baseline.observe(&f)
+			}
+			if float64(st.score)+e.maxExtra() >= e.cfg.ThrottleScore {
+				candidates = append(candidates, idx)
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("read sources: %w", err)
+	}
+
+	for _, idx := range candidates {
+		st := &e.states[idx]
+		addr := netip.AddrFrom16(st.key).Unmap()
+		score, comps := e.total(st, addr, mono)
+		e.decide(st, addr, score, comps, now, mono)
+	}
+	e.baseline.endCycle(dt)
+	e.forget()
+	e.stats.LastCycle = time.Since(start)
+	e.stats.CycleDurations = append(e.stats.CycleDurations, e.stats.LastCycle)
+	if len(e.stats.CycleDurations) > 1024 {
+		e.stats.CycleDurations = e.stats.CycleDurations[1:]
+	}
+	e.stats.Tracked = len(e.states)
+	return nil
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return a // the source was evicted and came back: its counters restarted
+	}
+	return a - b
+}
+
+// ramp is 0 below lo, 1 above hi, linear between.
+func ramp(x, lo, hi float64) float64 {
+	if x <= lo {
+		return 0
+	}
+	if x >= hi {
+		return 1
+	}
+	return (x - lo) / (hi - lo)
+}
+
+// Thresholds of the behaviour components, relative to the baseline. Each is
+// explained in the README ("Reputation").
+const (
+	// rate: ratio to the baseline where the component starts and where it
+	// is full. Rates on a host spread roughly log-normally; 8x the median
+	// is beyond what the bulk of ordinary sources reach, 128x is a flood.
+	rateStart, rateFull = 8.0, 128.0
+	// syn: share of SYN-without-ACK among a source's packets. Ordinary TCP
+	// sends one SYN and then ACKs: a share over one half needs sustained
+	// connection attempts that never complete.
+	synStart, synFull = 0.5, 0.9
+	// ports: distinct ports per window (or per horizon) as multiples of the
+	// baseline, with absolute minimums: a client uses a handful of ports.
+	portStartMin, portFullFactor = 8.0, 4.0
+	horizonStartMin              = 12.0
+	// drops: share of a source's packets over the operator's own limits;
+	// at least dropMin in the interval.
+	dropFull = 0.5
+	dropMin  = 5
+	// malformed packets per second for the full component.
+	malformedFull = 10.0
+)
+
+// behaviour computes the behaviour components into st.
+func (e *Engine) behaviour(st *state, f *[numFeatures]float64, dp, dsyn, ddrop uint64, malPS float64) {
+	w := &e.cfg.Weights
+	b := e.baseline
+	ratio := math.Max(f[FeaturePPS]/b.Value(FeaturePPS), f[FeatureBPS]/b.Value(FeatureBPS))
+	st.pps = float32(f[FeaturePPS])
+	rate := ramp(math.Log2(ratio), math.Log2(rateStart), math.Log2(rateFull))
+
+	synRatio := 0.0
+	if dp > 0 {
+		synRatio = float64(dsyn) / float64(dp)
+	}
+	st.synRatio = float32(synRatio)
+	// Weighted by volume, so one SYN of a new connection is not a flood.
+	synVolume := ramp(f[FeatureSYNPS], 0, rateStart*b.Value(FeatureSYNPS))
+	syn := ramp(synRatio, synStart, synFull) * synVolume
+
+	pStart := math.Max(portStartMin, 4*b.Value(FeaturePorts))
+	hStart := math.Max(horizonStartMin, 4*b.Value(FeatureHorizon))
+	st.ports, st.horizon = float32(f[FeaturePorts]), float32(f[FeatureHorizon])
+	ports := math.Max(ramp(f[FeaturePorts], pStart, portFullFactor*pStart),
+		ramp(f[FeatureHorizon], hStart, 3*hStart))
+
+	drop := 0.0
+	if dp > 0 && ddrop >= dropMin {
+		drop = ramp(float64(ddrop)/float64(dp), 0, dropFull)
+	}
+	st.dropShare = 0
+	if dp > 0 {
+		st.dropShare = float32(float64(ddrop) / float64(dp))
+	}
+	mal := ramp(malPS, 0, malformedFull)
+
+	st.contrib = [5]float32{
+		float32(w.RateAnomaly * rate), float32(w.SYNRatio * syn), float32(w.PortScan * ports),
+		float32(w.RatelimitDrops * drop), float32(w.Malformed * mal),
+	}
+	var s float32
+	for _, c := range st.contrib {
+		s += c
+	}
+	st.score = s
+}
+
+// maxExtra bounds what non-behaviour evidence can add, so sources that
+// cannot reach the throttle score skip the lookups.
+func (e *Engine) maxExtra() float64 {
+	extra := e.cfg.Weights.Repeat
+	if e.ev.Feeds != nil || e.ev.Locate != nil {
+		return math.Inf(1) // unknown bound: look every source up
+	}
+	return extra
+}
+
+// total adds feed, location and repeat evidence to the behaviour score.
+func (e *Engine) total(st *state, addr netip.Addr, mono uint64) (float64, map[string]float64) {
+	comps := map[string]float64{
+		CompRateAnomaly: float64(st.contrib[0]), CompSYNRatio: float64(st.contrib[1]),
+		CompPortScan: float64(st.contrib[2]), CompRatelimitDrops: float64(st.contrib[3]),
+		CompMalformed: float64(st.contrib[4]),
+	}
+	score := float64(st.score)
+	add := func(name string, v float64) {
+		if v > 0 {
+			comps[name] += v
+			score += v
+		}
+	}
+	if e.ev.Feeds != nil {
+		for _, h := range e.ev.Feeds(addr) {
+			add(compFeedPrefix+h.Feed, h.Weight)
+		}
+	}
+	if e.ev.Locate != nil {
+		loc := e.ev.Locate(addr)
+		if e.ev.CountryWeight != nil && loc.Country != "" {
+			add(CompCountry, e.ev.CountryWeight(loc.Country))
+		}
+		if e.ev.ASNWeight != nil && loc.ASN != 0 {
+			add(CompASN, e.ev.ASNWeight(loc.ASN))
+		}
+	}
+	add(CompRepeat, e.cfg.Weights.Repeat*e.repeatFactor(st.key, mono))
+	return math.Min(score, 100), comps
+}
+
+// repeatFactor is 1 - 2^-n for n earlier verdicts, each counted with a
+// half-life of max_block_for: repeat offenders score higher for as long as
+// the longest block lasts, and the memory fades after.
+func (e *Engine) repeatFactor(key [16]byte, mono uint64) float64 {
+	h := e.history[key]
+	if len(h) == 0 {
+		return 0
+	}
+	n := 0.0
+	now := time.Duration(mono)
+	for _, v := range h {
+		age := now - time.Duration(v.expires-uint64(v.For))
+		n += math.Exp2(-age.Seconds() / e.cfg.MaxBlockFor.Seconds())
+	}
+	return 1 - math.Exp2(-n)
+}
+
+// blocksBefore counts earlier block verdicts still remembered.
+func (e *Engine) blocksBefore(key [16]byte) int {
+	n := 0
+	for _, v := range e.history[key] {
+		if v.Action == "block" {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *Engine) decide(st *state, addr netip.Addr, score float64, comps map[string]float64, now time.Time, mono uint64) {
+	var action maps.VerdictAction
+	var dur time.Duration
+	switch {
+	case score >= e.cfg.BlockScore:
+		action = maps.VerdictBlock
+		dur = e.cfg.BlockFor
+		for i := e.blocksBefore(st.key); i > 0 && dur < e.cfg.MaxBlockFor; i-- {
+			dur *= 2
+		}
+		dur = min(dur, e.cfg.MaxBlockFor)
+	case score >= e.cfg.ThrottleScore:
+		action, dur = maps.VerdictThrottle, e.cfg.ThrottleFor
+	default:
+		return
+	}
+	if e.ev.Exempt != nil && e.ev.Exempt(addr) {
+		return
+	}
+	if a, ok := e.active[st.key]; ok && (a.action == maps.VerdictBlock || a.action == action) {
+		return // in force already (a block outranks a throttle)
+	}
+	enforce := e.cfg.Mode == "enforce"
+	if len(e.active) >= e.cfg.MaxVerdicts {
+		e.stats.CapHits++
+		lowKey, low := [16]byte{}, math.Inf(1)
+		for k, a := range e.active {
+			if a.score < low {
+				lowKey, low = k, a.score
+			}
+		}
+		if low >= score {
+			return
+		}
+		if enforce {
+			if err := e.sink.DeleteVerdict(netip.AddrFrom16(lowKey).Unmap()); err != nil {
+				e.stats.SinkErrors++
+				return
+			}
+		}
+		delete(e.active, lowKey)
+	}
+	expires := mono + uint64(dur)
+	v := Verdict{Source: maps.SourceFromKey(st.key, e.prefix), Action: action.String(), Score: math.Round(score*10) / 10,
+		At: now, For: dur, Enforced: enforce, Components: comps, expires: expires}
+	if enforce {
+		if err := e.sink.PutVerdict(addr, action, expires, uint16(math.Round(score))); err != nil {
+			e.stats.SinkErrors++
+			return
+		}
+		e.stats.Verdicts[v.Action]++
+	} else {
+		e.stats.ShadowVerdicts[v.Action]++
+	}
+	e.active[st.key] = active{action, expires, score}
+	h := append(e.history[st.key], v)
+	if len(h) > maxHistory {
+		h = h[len(h)-maxHistory:]
+	}
+	e.history[st.key] = h
+	e.pending = append(e.pending, v)
+}
+
+// maxHistory bounds the verdicts remembered per source.
+const maxHistory = 16
+
+// forget drops sources the datapath no longer tracks (evicted from its LRU)
+// and history past its memory.
+func (e *Engine) forget() {
+	for i := 0; i < len(e.states); {
+		st := &e.states[i]
+		if st.lastCycle == e.cycle {
+			i++
+			continue
+		}
+		delete(e.index, st.key)
+		last := len(e.states) - 1
+		if i != last {
+			e.states[i] = e.states[last]
+			e.index[e.states[i].key] = int32(i)
+		}
+		e.states = e.states[:last]
+	}
+	if len(e.history) > 4*e.cfg.MaxVerdicts {
+		// Keep the most recent: drop sources whose last verdict is oldest.
+		type kv struct {
+			k  [16]byte
+			at time.Time
+		}
+		all := make([]kv, 0, len(e.history))
+		for k, h := range e.history {
+			all = append(all, kv{k, h[len(h)-1].At})
+		}
+		sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
+		for _, x := range all[:len(all)-4*e.cfg.MaxVerdicts] {
+			delete(e.history, x.k)
+		}
+	}
+}
+
+// TakeVerdicts returns the verdicts issued since the last call (for the
+// audit log and the replay report).
+func (e *Engine) TakeVerdicts() []Verdict {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v := e.pending
+	e.pending = nil
+	return v
+}
+
+// Explanation is why a source scores what it scores.
+type Explanation struct {
+	Source     netip.Prefix       `json:"source"`
+	Tracked    bool               `json:"tracked"`
+	Exempt     bool               `json:"exempt"`
+	Score      float64            `json:"score"`
+	Components []ComponentView    `json:"components"`
+	Observed   map[string]float64 `json:"observed"`
+	Baseline   map[string]float64 `json:"baseline"`
+	Feeds      []FeedHit          `json:"feeds"`
+	Location   *Location          `json:"location,omitempty"`
+	Active     *Verdict           `json:"active_verdict,omitempty"`
+	History    []Verdict          `json:"history"`
+	Thresholds map[string]float64 `json:"thresholds"`
+}
+
+// ComponentView is one component of a score: its observed value and what
+// it contributed, out of its weight.
+type ComponentView struct {
+	Name         string  `json:"name"`
+	Value        float64 `json:"value"`
+	Contribution float64 `json:"contribution"`
+	Weight       float64 `json:"weight"`
+}
+
+// Explain tells why addr's source scores what it does, as of the last cycle.
+func (e *Engine) Explain(addr netip.Addr, mono uint64) Explanation {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := maps.SourceKey(addr, e.prefix)
+	x := Explanation{Source: maps.SourceFromKey(key, e.prefix), Baseline: e.baseline.Snapshot(),
+		Observed: map[string]float64{}, History: append([]Verdict(nil), e.history[key]...),
+		Thresholds: map[string]float64{"throttle": e.cfg.ThrottleScore, "block": e.cfg.BlockScore}}
+	if x.History == nil {
+		x.History = []Verdict{}
+	}
+	a := netip.AddrFrom16(key).Unmap()
+	if e.ev.Exempt != nil {
+		x.Exempt = e.ev.Exempt(a)
+	}
+	if e.ev.Feeds != nil {
+		x.Feeds = e.ev.Feeds(a)
+	}
+	if e.ev.Locate != nil {
+		loc := e.ev.Locate(a)
+		x.Location = &loc
+	}
+	if act, ok := e.active[key]; ok {
+		for i := len(x.History) - 1; i >= 0; i-- {
+			if x.History[i].expires == act.expires {
+				v := x.History[i]
+				x.Active = &v
+				break
+			}
+		}
+	}
+	idx, ok := e.index[key]
+	if !ok {
+		return x
+	}
+	x.Tracked = true
+	st := &e.states[idx]
+	score, comps := e.total(st, a, mono)
+	x.Score = math.Round(score*10) / 10
+	x.Observed = map[string]float64{"pps": float64(st.pps), "syn_ratio": float64(st.synRatio),
+		"ports_per_second": float64(st.ports), "ports_per_horizon": float64(st.horizon),
+		"ratelimit_drop_share": float64(st.dropShare)}
+	w := e.cfg.Weights
+	weights := map[string]float64{CompRateAnomaly: w.RateAnomaly, CompSYNRatio: w.SYNRatio, CompPortScan: w.PortScan,
+		CompRatelimitDrops: w.RatelimitDrops, CompMalformed: w.Malformed, CompRepeat: w.Repeat}
+	values := map[string]float64{CompRateAnomaly: float64(st.pps) / e.baseline.Value(FeaturePPS),
+		CompSYNRatio: float64(st.synRatio), CompPortScan: float64(max(st.ports, st.horizon)),
+		CompRatelimitDrops: float64(st.dropShare), CompRepeat: e.repeatFactor(key, mono)}
+	for name, c := range comps {
+		wt, ok := weights[name]
+		if !ok {
+			wt = c
+		}
+		x.Components = append(x.Components, ComponentView{Name: name, Value: round3(values[name]), Contribution: round3(c), Weight: wt})
+	}
+	slices.SortFunc(x.Components, func(a, b ComponentView) int {
+		if a.Contribution != b.Contribution {
+			if a.Contribution > b.Contribution {
+				return -1
+			}
+			return 1
+		}
+		if a.Name < b.Name {
+			return -1
+		}
+		return 1
+	})
+	return x
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// ActiveVerdicts counts the verdicts in force by action.
+func (e *Engine) ActiveVerdicts() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]int{"block": 0, "throttle": 0}
+	for _, a := range e.active {
+		out[a.action.String()]++
+	}
+	return out
+}
+
+// Forgive removes a verdict from the engine's books (an operator deleted
+// it), so the next cycle may judge the source afresh.
+func (e *Engine) Forgive(addr netip.Addr) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.active, maps.SourceKey(addr, e.prefix))
+}
+
+// Snapshot returns the counters for metrics and resets the cycle durations.
+func (e *Engine) Snapshot() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stats
+	s.Verdicts = cloneMap(e.stats.Verdicts)
+	s.ShadowVerdicts = cloneMap(e.stats.ShadowVerdicts)
+	s.CycleDurations = e.stats.CycleDurations
+	e.stats.CycleDurations = nil
+	s.LastBaseline = e.baseline.Snapshot()
+	return s
+}
+
+func cloneMap(m map[string]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

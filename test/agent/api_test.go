@@ -1,0 +1,180 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawCall does one HTTP request over the control socket and returns the
+// status and body.
+func (e *env) rawCall(method, path, body string) (int, string) {
+	e.t.Helper()
+	client := &http.Client{
+		Timeout: 20 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", e.sock)
+		}},
+	}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://bulwark"+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAPIBadInputs sends bad inputs through the CLI and raw HTTP: each is
+// refused with a message and a 4xx status, and changes no list.
+func TestAPIBadInputs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig("", cfg{PPS: 100, Burst: 100, Allow: []string{"198.18.20.0/30"}, Block: []string{"198.18.66.0/24"}})
+	e.start()
+	e.mustCLI("block", "add", "198.18.5.5", "--ttl", "1h")
+	e.mustCLI("allow", "add", "198.18.21.1")
+
+	fi, err := os.Stat(e.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket mode %v, want a socket with 0600", fi.Mode())
+	}
+
+	type lists struct{ Block, Allow []listEntry }
+	snapshot := func() lists {
+		l := lists{e.list("block"), e.list("allow")}
+		for i := range l.Block {
+			l.Block[i].ExpiresIn = 0 // counts down
+		}
+		return l
+	}
+	before := snapshot()
+	unchanged := func(what string) {
+		t.Helper()
+		if after := snapshot(); !reflect.DeepEqual(before, after) {
+			t.Errorf("%s changed the lists:\nbefore %+v\nafter  %+v", what, before, after)
+			before = after // report each change once
+		}
+	}
+
+	t.Run("cli", func(t *testing.T) {
+		for _, c := range []struct {
+			args []string
+			want string // in stderr
+		}{
+			{[]string{"block", "add", "300.1.1.1"}, `"300.1.1.1" is not an IP address`},
+			{[]string{"block", "add", "198.18.0.1/24"}, "host bits"},
+			{[]string{"block", "add", "198.18.7.7", "--ttl", "0s"}, "ttl"},
+			{[]string{"block", "add", "198.18.7.7", "--ttl=-5s"}, "ttl"},
+			{[]string{"block", "add", "198.18.7.7", "--ttl", "1000000h"}, "ttl"},
+			{[]string{"block", "add", "198.18.7.7", "--ttl", "500ms"}, "ttl"},
+			{[]string{"allow", "add", "2001:2::1/64"}, "host bits"},
+			{[]string{"allow", "add", "fe80::1%eth0"}, "not an IP address"},
+			{[]string{"block", "add", "198.18.7.7", "--reason", strings.Repeat("x", 300)}, "reason"},
+			{[]string{"block", "add", "198.18.66.0/24"}, "config"},
+			{[]string{"block", "del", "198.18.66.0/24"}, "config"},
+			{[]string{"block", "add", "198.18.7.7", "banana"}, "not an IP address"},
+		} {
+			r := e.cli(c.args...)
+			if r.code != 1 || !strings.Contains(strings.ToLower(r.stderr), strings.ToLower(c.want)) || !regexp.MustCompile(`HTTP 4\d\d`).MatchString(r.stderr) {
+				t.Errorf("bulwark %s: %s, want exit 1 with a 4xx error mentioning %q", strings.Join(c.args, " "), r, c.want)
+			}
+			unchanged("bulwark " + strings.Join(c.args, " "))
+		}
+	})
+
+	t.Run("http", func(t *testing.T) {
+		big := `{"cidrs":["` + strings.Repeat("1", 1<<20+100) + `"]}`
+		for _, c := range []struct {
+			name, method, path, body string
+			status                   int
+		}{
+			{"body over 1 MiB", "POST", "/v1/lists/block", big, 413},
+			{"unknown field", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"bogus":1}`, 400},
+			{"unknown list get", "GET", "/v1/lists/foo", "", 404},
+			{"unknown list add", "POST", "/v1/lists/foo", `{"cidrs":["198.18.7.7"]}`, 404},
+			{"unknown list del", "DELETE", "/v1/lists/foo", `{"cidrs":["198.18.5.5"]}`, 404},
+			{"not JSON", "POST", "/v1/lists/block", `cidrs=198.18.7.7`, 400},
+			{"trailing data", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"]} {}`, 400},
+			{"no cidrs", "POST", "/v1/lists/block", `{"cidrs":[]}`, 400},
+			{"wrong type", "POST", "/v1/lists/block", `{"cidrs":"198.18.7.7"}`, 400},
+			{"bad cidr among good", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7","198.18.7.8/33"]}`, 400},
+			{"bad ttl", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"ttl":"soon"}`, 400},
+			{"ttl zero", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"ttl":"0s"}`, 400},
+			{"ttl too long", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"ttl":"9000h"}`, 400},
+			{"bad cidr del", "DELETE", "/v1/lists/block", `{"cidrs":["198.18.5.5/16"]}`, 400},
+			{"config entry del", "DELETE", "/v1/lists/allow", `{"cidrs":["198.18.20.0/30"]}`, 409},
+			{"unknown path", "GET", "/v1/nope", "", 404},
+			{"wrong method", "PUT", "/v1/lists/block", `{"cidrs":["198.18.7.7"]}`, 405},
+		} {
+			status, body := e.rawCall(c.method, c.path, c.body)
+			if status != c.status {
+				t.Errorf("%s: %s %s: HTTP %d %q, want %d", c.name, c.method, c.path, status, body, c.status)
+			}
+			var ae struct {
+				Error string `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &ae); err != nil || ae.Error == "" {
+				t.Errorf("%s: error body %q, want JSON with a message (the API's errors are JSON)", c.name, body)
+			}
+			unchanged(c.name)
+		}
+	})
+
+	t.Run("non-root refused", func(t *testing.T) {
+		// The socket's directory is private too; open it up so the refusal
+		// is the socket's own mode.
+		if err := os.Chmod(e.dir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chmod(e.dir, 0o700)
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Skip("no setpriv")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+			bin, "--socket", e.sock, "block", "add", "198.18.7.7").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "permission denied") {
+			t.Fatalf("block add as uid 65534: %v %q, want refused with permission denied", err, out)
+		}
+		unchanged("a non-root client")
+
+		// Behind the mode, the agent checks the peer's uid: with the socket
+		// opened up, a non-root client gets 403.
+		if err := os.Chmod(e.sock, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chmod(e.sock, 0o600)
+		out, err = exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+			bin, "--socket", e.sock, "block", "add", "198.18.7.7").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "HTTP 403") || !strings.Contains(string(out), "root only") {
+			t.Fatalf("block add as uid 65534 through a 0666 socket: %v %q, want HTTP 403 root only", err, out)
+		}
+		unchanged("a non-root client through an open socket")
+	})
+	unchanged("all of it")
+}

@@ -1,0 +1,83 @@
+package agent_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestConfigCheck runs `bulwark config check` on broken configs (exit 1,
+// one file:line:col line per error) and on the reference config (exit 0).
+func TestConfigCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	listFile := filepath.Join(dir, "block.txt")
+	if err := os.WriteFile(listFile, []byte("198.18.66.0/24\n# comment\n198.18.67.1 ; trailing\nnot-an-address\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	head := "mode = \"enforce\"\ninterface \"eth0\" {\n  attach = \"auto\"\n}\n"
+	for _, c := range []struct {
+		name string
+		body string
+		want []string
+	}{
+		{"unknown key", head + "bogus = 1\n", []string{":5:1: "}},
+		{"bad CIDR", head + "block {\n  cidrs = [\"198.18.66.0/24\", \"300.1.1.1\"]\n}\n", []string{":6:30: "}},
+		{"port out of range", head + "limits {\n  rule \"x\" {\n    protocol = \"udp\"\n    ports = [\"70000\"]\n    pps = 1\n  }\n}\n", []string{":8:"}},
+		{"rate zero", head + "limits {\n  default {\n    pps = 0\n  }\n}\n", []string{":7:"}},
+		{"burst zero", head + "limits {\n  default {\n    pps = 10\n    burst = 0\n  }\n}\n", []string{":8:"}},
+		{"wrong type", head + "mode = 3\n", []string{":"}},
+		{"two errors", head + "bogus = 1\nblock {\n  cidrs = [\"198.18.0.1/24\"]\n}\n", []string{":5:1: ", ":7:"}},
+		// The diagnostic points at the files entry and names the bad line.
+		{"list file bad line", head + "block {\n  files = [\"" + listFile + "\"]\n}\n", []string{":6:"}},
+		{"list file missing", head + "block {\n  files = [\"" + filepath.Join(dir, "nope.txt") + "\"]\n}\n", []string{":6:"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".hcl")
+			if err := os.WriteFile(path, []byte(c.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := runBin(t, "config", "check", "--skip-interfaces", path)
+			if r.code != 1 {
+				t.Fatalf("config check: %s, want exit 1", r)
+			}
+			at := path
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			re := regexp.MustCompile("^" + regexp.QuoteMeta(at) + `:\d+:\d+: \S`)
+			for _, l := range lines {
+				if !strings.HasPrefix(l, at+":") {
+					t.Errorf("diagnostic line %q does not start with the file", l)
+				}
+			}
+			for _, w := range c.want {
+				found := false
+				for _, l := range lines {
+					if re.MatchString(l) && strings.Contains(l, at+w) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("config check stderr %q: no %s%s... diagnostic", r.stderr, at, w)
+				}
+			}
+			if c.name == "list file bad line" && !strings.Contains(r.stderr, listFile+":4:") {
+				t.Errorf("config check stderr %q does not name %s:4 (the bad line)", r.stderr, listFile)
+			}
+			if len(lines) < len(c.want) {
+				t.Errorf("config check: %d diagnostics, want %d", len(lines), len(c.want))
+			}
+		})
+	}
+	t.Run("reference config", func(t *testing.T) {
+		ref, err := filepath.Abs("../../configs/bulwark.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := runBin(t, "config", "check", "--skip-interfaces", ref)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != ref+": ok" {
+			t.Fatalf("config check %s: %s, want exit 0 and %q", ref, r, ref+": ok")
+		}
+	})
+}

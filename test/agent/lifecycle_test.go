@@ -1,0 +1,156 @@
+package agent_test
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRestartNoGap stops the agent with SIGTERM and starts a new one while
+// a config-blocked, a runtime-blocked and a well-behaved source send: the
+// program stays attached and the maps pinned while no agent runs
+// (fail-static), not one blocked frame gets through at any time, every
+// well-behaved frame does, and the runtime entry is still there after.
+func TestRestartNoGap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig("", cfg{PPS: 5000, Burst: 5000, Block: []string{"198.18.66.0/24"}})
+	a := e.start()
+	if out := e.mustCLI("block", "add", "198.18.5.5", "--reason", "runtime"); strings.TrimSpace(out) != "added 1" {
+		t.Fatalf("block add: %q", out)
+	}
+	progBefore, err := e.tb.ServerXDPProgID()
+	if err != nil || progBefore == 0 {
+		t.Fatalf("no XDP program attached: %d, %v", progBefore, err)
+	}
+
+	cfgBlocked, rtBlocked, good := addr("198.18.66.7"), addr("198.18.5.5"), addr("198.18.2.2")
+	frames := [][]byte{e.frame(cfgBlocked, 1), e.frame(rtBlocked, 2), e.frame(good, 3)}
+	type sendResult struct {
+		sent []int
+		err  error
+	}
+	const period = 4 * time.Second
+	done := make(chan sendResult, 1)
+	go func() {
+		// About 1000 frames a second for 4 s, at most 6000.
+		sent, _, err := e.snd.Send(frames, 6000, time.Now().Add(period), time.Millisecond)
+		done <- sendResult{sent, err}
+	}()
+
+	time.Sleep(500 * time.Millisecond)
+	pinsBefore := e.pins()
+	if err := a.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	stopAt := time.Now()
+	if !a.wait(5 * time.Second) {
+		t.Fatal("agent did not exit within 5 s of SIGTERM")
+	}
+	if c := a.exitCode(); c != 0 {
+		t.Fatalf("agent exit code %d on SIGTERM, want 0:\n%s", c, a.logText())
+	}
+	t.Logf("agent stopped in %v", time.Since(stopAt).Round(time.Millisecond))
+	// Fail-static: the program stays attached, the pins stay.
+	if id, err := e.tb.ServerXDPProgID(); err != nil || id != progBefore {
+		t.Fatalf("after SIGTERM: XDP program %d (%v), want %d still attached", id, err, progBefore)
+	}
+	pinsStopped := e.pins()
+	if len(pinsStopped) == 0 || !slices.Equal(pinsBefore, pinsStopped) || !slices.Contains(pinsStopped, "link") {
+		t.Fatalf("after SIGTERM: pins %v, want %v (with the link) kept", pinsStopped, pinsBefore)
+	}
+	// Some time with no agent at all.
+	time.Sleep(500 * time.Millisecond)
+	if got := e.rcv.Count(good); got == 0 {
+		t.Fatal("no frame from the well-behaved source delivered while the agent was down")
+	}
+	e.start()
+	t.Logf("agent back after %v", time.Since(stopAt).Round(time.Millisecond))
+	bl := e.list("block")
+	if en, ok := findEntry(bl, "198.18.5.5/32"); !ok || en.Origin != "runtime" || en.ExpiresIn != 0 {
+		t.Fatalf("after restart: block list %+v, want 198.18.5.5/32 runtime, no expiry", bl)
+	}
+	if en, ok := findEntry(bl, "198.18.66.0/24"); !ok || en.Origin != "config" {
+		t.Fatalf("after restart: block list %+v, want 198.18.66.0/24 from config", bl)
+	}
+	if id, err := e.tb.ServerXDPProgID(); err != nil || id == 0 {
+		t.Fatalf("after restart: no XDP program attached (%d, %v)", id, err)
+	}
+
+	var res sendResult
+	select {
+	case res = <-done:
+	case <-time.After(period + 5*time.Second):
+		t.Fatal("background sender did not finish")
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	e.rcv.Settle(200*time.Millisecond, 3*time.Second)
+	if time.Since(stopAt) > period {
+		t.Logf("note: the restart ended after the traffic (%v)", time.Since(stopAt))
+	}
+	for i, src := range []string{"config-blocked", "runtime-blocked"} {
+		if res.sent[i] < 1000 {
+			t.Fatalf("only %d frames sent from the %s source", res.sent[i], src)
+		}
+	}
+	if got := e.rcv.Count(cfgBlocked); got != 0 {
+		t.Errorf("%d of %d frames from the config-blocked %s delivered across the restart, want 0", got, res.sent[0], cfgBlocked)
+	}
+	if got := e.rcv.Count(rtBlocked); got != 0 {
+		t.Errorf("%d of %d frames from the runtime-blocked %s delivered across the restart, want 0", got, res.sent[1], rtBlocked)
+	}
+	if got := e.rcv.Count(good); got != res.sent[2] {
+		t.Errorf("%d of %d frames from the well-behaved %s delivered across the restart, want all", got, res.sent[2], good)
+	}
+	t.Logf("sent %v, delivered good %d", res.sent, e.rcv.Count(good))
+}
+
+// TestSecondAgentRefused starts a second agent on the same interface (its
+// own control socket, no metrics listener): it must exit non-zero at once,
+// naming the other agent, and leave the first one serving.
+func TestSecondAgentRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24"}}
+	e.writeConfig("", c)
+	a1 := e.start()
+
+	none := ""
+	c.Socket = filepath.Join(e.dir, "second.sock")
+	c.Metrics = &none
+	second := e.writeConfig(filepath.Join(e.dir, "second.hcl"), c)
+	start := time.Now()
+	a2 := e.spawn(second)
+	if !a2.wait(10 * time.Second) {
+		t.Fatal("second agent still running after 10 s, want refused")
+	}
+	took := time.Since(start)
+	if a2.exitCode() == 0 {
+		t.Fatalf("second agent exited 0, want non-zero:\n%s", a2.logText())
+	}
+	if log := a2.logText(); !strings.Contains(log, "another bulwark agent") {
+		t.Fatalf("second agent's error %q does not mention another bulwark agent", log)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("second agent took %v to give up, want quick", took)
+	}
+	// The first agent is unharmed.
+	if a1.exited() {
+		t.Fatalf("first agent exited: %v", a1.err)
+	}
+	e.mustCLI("status")
+	if got := e.send(addr("198.18.66.7"), 50); got != 0 {
+		t.Fatalf("after the refused agent: %d of 50 blocked frames delivered, want 0", got)
+	}
+	if got := e.send(addr("198.18.2.2"), 50); got != 50 {
+		t.Fatalf("after the refused agent: %d of 50 frames delivered, want 50", got)
+	}
+	if en, ok := findEntry(e.list("block"), "198.18.66.0/24"); !ok || en.Origin != "config" {
+		t.Fatal("after the refused agent: block list lost 198.18.66.0/24")
+	}
+}

@@ -100,16 +100,59 @@ type Verdict struct {
 	expires    uint64             // monotonic ns
 }
 
-// state is what the scorer keeps per tracked source; it is kept small
-// (the budget is 200 bytes per source, map overhead included).
+// state is what the scorer keeps per tracked source: 128 bytes, so with
+// the index map a source costs under 200 bytes.
 type state struct {
-	key                                      [16]byte
-	packets, bytes, syns, drops, malformed   uint64
-	portsCur, portsOld                       [4]uint64
-	lastCycle                                uint32
-	score                                    float32
-	contrib                                  [5]float32 // behaviour components
-	pps, synRatio, ports, horizon, dropShare float32
+	key                                    [16]byte
+	packets, bytes, syns, drops, malformed uint64
+	portsCur, portsOld                     [2]uint64 // the kernel's 256-bit port sketch folded to 128 bits
+	lastCycle                              uint32
+	score                                  float32
+	contrib                                [5]float32 // behaviour components
+	pps                                    float32
+	ports, horizon                         uint16 // distinct ports per window, per horizon
+	synPct, dropPct                        uint8  // SYN share and rate-limited share, percent
+}
+
+// chunk is how many states one allocation holds: the table grows by chunks,
+// never by doubling, so its slack stays under one chunk.
+const chunk = 4096
+
+// table holds the states in fixed-size chunks, indexed by int32.
+type table struct {
+	chunks [][]state
+	n      int
+}
+
+func (t *table) at(i int32) *state { return &t.chunks[i/chunk][i%chunk] }
+
+func (t *table) add(s state) int32 {
+	if t.n == len(t.chunks)*chunk {
+		t.chunks = append(t.chunks, make([]state, chunk))
+	}
+	i := int32(t.n)
+	*t.at(i) = s
+	t.n++
+	return i
+}
+
+// removeSwap removes state i by moving the last one into its place; it
+// returns the moved state's key (and false if i was the last).
+func (t *table) removeSwap(i int32) ([16]byte, bool) {
+	last := int32(t.n - 1)
+	moved := i != last
+	if moved {
+		*t.at(i) = *t.at(last)
+	}
+	t.n--
+	if t.n <= (len(t.chunks)-2)*chunk {
+		t.chunks[len(t.chunks)-1] = nil
+		t.chunks = t.chunks[:len(t.chunks)-1]
+	}
+	if moved {
+		return t.at(i).key, true
+	}
+	return [16]byte{}, false
 }
 
 // active is a verdict in force.
@@ -129,7 +172,7 @@ type Engine struct {
 
 	mu         sync.Mutex
 	index      map[[16]byte]int32
-	states     []state
+	states     table
 	cycle      uint32
 	lastAt     time.Time
 	lastRotate time.Time
@@ -229,17 +272,17 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			key := maps.SourceKey(src.Source.Addr(), e.prefix)
 			idx, ok := e.index[key]
 			if !ok {
-				idx = int32(len(e.states))
-				e.states = append(e.states, state{key: key, packets: src.Packets, bytes: src.Bytes,
-					syns: src.SYNs, drops: src.DropsRatelimit, malformed: src.Malformed})
-				e.index[key] = idx
-				if !first {
-					// New since the last cycle: everything it sent is this
-					// interval's.
-					e.states[idx] = state{key: key}
+				ns := state{key: key}
+				if first {
+					// Present at start: only what it sends from now counts.
+					ns.packets, ns.bytes, ns.syns, ns.drops, ns.malformed = src.Packets, src.Bytes, src.SYNs, src.DropsRatelimit, src.Malformed
 				}
+				// New since the last cycle: everything it sent is this
+				// interval's.
+				idx = e.states.add(ns)
+				e.index[key] = idx
 			}
-			st := &e.states[idx]
+			st := e.states.at(idx)
 			st.lastCycle = e.cycle
 			dp := sub(src.Packets, st.packets)
 			if dp == 0 && src.Malformed == st.malformed {
@@ -263,18 +306,17 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			}
 			f[FeaturePorts] = maps.DistinctPorts(max(cur, prev))
 			if rotate {
-				st.portsOld, st.portsCur = st.portsCur, [4]uint64{}
+				st.portsOld, st.portsCur = st.portsCur, [2]uint64{}
 			}
 			if src.PortWindow == window || src.PortWindow+1 == window {
-				for w := range st.portsCur {
-					st.portsCur[w] |= src.PortBits[w]
-				}
+				st.portsCur[0] |= src.PortBits[0] | src.PortBits[2]
+				st.portsCur[1] |= src.PortBits[1] | src.PortBits[3]
 			}
 			n := 0
 			for w := range st.portsCur {
 				n += bits.OnesCount64(st.portsCur[w] | st.portsOld[w])
 			}
-			f[FeatureHorizon] = maps.DistinctPorts(n)
+			f[FeatureHorizon] = linearCount(128, n)
 
 			ddrop := sub(src.DropsRatelimit, st.drops)
 			dmal := sub(src.Malformed, st.malformed)
@@ -295,7 +337,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 	}
 
 	for _, idx := range candidates {
-		st := &e.states[idx]
+		st := e.states.at(idx)
 		addr := netip.AddrFrom16(st.key).Unmap()
 		score, comps := e.total(st, addr, mono)
 		e.decide(st, addr, score, comps, now, mono)
@@ -307,7 +349,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 	if len(e.stats.CycleDurations) > 1024 {
 		e.stats.CycleDurations = e.stats.CycleDurations[1:]
 	}
-	e.stats.Tracked = len(e.states)
+	e.stats.Tracked = e.states.n
 	return nil
 }
 
@@ -364,14 +406,14 @@ func (e *Engine) behaviour(st *state, f *[numFeatures]float64, dp, dsyn, ddrop u
 	if dp > 0 {
 		synRatio = float64(dsyn) / float64(dp)
 	}
-	st.synRatio = float32(synRatio)
+	st.synPct = uint8(math.Round(100 * synRatio))
 	// Weighted by volume, so one SYN of a new connection is not a flood.
 	synVolume := ramp(f[FeatureSYNPS], 0, rateStart*b.Value(FeatureSYNPS))
 	syn := ramp(synRatio, synStart, synFull) * synVolume
 
 	pStart := math.Max(portStartMin, 4*b.Value(FeaturePorts))
 	hStart := math.Max(horizonStartMin, 4*b.Value(FeatureHorizon))
-	st.ports, st.horizon = float32(f[FeaturePorts]), float32(f[FeatureHorizon])
+	st.ports, st.horizon = uint16(min(f[FeaturePorts], 65535)), uint16(min(f[FeatureHorizon], 65535))
 	ports := math.Max(ramp(f[FeaturePorts], pStart, portFullFactor*pStart),
 		ramp(f[FeatureHorizon], hStart, 3*hStart))
 
@@ -379,9 +421,9 @@ func (e *Engine) behaviour(st *state, f *[numFeatures]float64, dp, dsyn, ddrop u
 	if dp > 0 && ddrop >= dropMin {
 		drop = ramp(float64(ddrop)/float64(dp), 0, dropFull)
 	}
-	st.dropShare = 0
+	st.dropPct = 0
 	if dp > 0 {
-		st.dropShare = float32(float64(ddrop) / float64(dp))
+		st.dropPct = uint8(math.Round(100 * math.Min(1, float64(ddrop)/float64(dp))))
 	}
 	mal := ramp(malPS, 0, malformedFull)
 
@@ -438,7 +480,7 @@ func (e *Engine) total(st *state, addr netip.Addr, mono uint64) (float64, map[st
 	return math.Min(score, 100), comps
 }
 
-// repeatFactor is 1 - 2^-n for n earlier verdicts, each counted with a
+// repeatFactor is 1 - 2^-n for n earlier (ended) verdicts, each counted with a
 // half-life of max_block_for: repeat offenders score higher for as long as
 // the longest block lasts, and the memory fades after.
 func (e *Engine) repeatFactor(key [16]byte, mono uint64) float64 {
@@ -449,6 +491,9 @@ func (e *Engine) repeatFactor(key [16]byte, mono uint64) float64 {
 	n := 0.0
 	now := time.Duration(mono)
 	for _, v := range h {
+		if v.expires > mono {
+			continue // in force: it is the present offence, not a repeat
+		}
 		age := now - time.Duration(v.expires-uint64(v.For))
 		n += math.Exp2(-age.Seconds() / e.cfg.MaxBlockFor.Seconds())
 	}
@@ -535,19 +580,16 @@ const maxHistory = 16
 // forget drops sources the datapath no longer tracks (evicted from its LRU)
 // and history past its memory.
 func (e *Engine) forget() {
-	for i := 0; i < len(e.states); {
-		st := &e.states[i]
+	for i := int32(0); int(i) < e.states.n; {
+		st := e.states.at(i)
 		if st.lastCycle == e.cycle {
 			i++
 			continue
 		}
 		delete(e.index, st.key)
-		last := len(e.states) - 1
-		if i != last {
-			e.states[i] = e.states[last]
-			e.index[e.states[i].key] = int32(i)
+		if moved, ok := e.states.removeSwap(i); ok {
+			e.index[moved] = i
 		}
-		e.states = e.states[:last]
 	}
 	if len(e.history) > 4*e.cfg.MaxVerdicts {
 		// Keep the most recent: drop sources whose last verdict is oldest.
@@ -637,18 +679,18 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) Explanation {
 		return x
 	}
 	x.Tracked = true
-	st := &e.states[idx]
+	st := e.states.at(idx)
 	score, comps := e.total(st, a, mono)
 	x.Score = math.Round(score*10) / 10
-	x.Observed = map[string]float64{"pps": float64(st.pps), "syn_ratio": float64(st.synRatio),
+	x.Observed = map[string]float64{"pps": float64(st.pps), "syn_ratio": float64(st.synPct) / 100,
 		"ports_per_second": float64(st.ports), "ports_per_horizon": float64(st.horizon),
-		"ratelimit_drop_share": float64(st.dropShare)}
+		"ratelimit_drop_share": float64(st.dropPct) / 100}
 	w := e.cfg.Weights
 	weights := map[string]float64{CompRateAnomaly: w.RateAnomaly, CompSYNRatio: w.SYNRatio, CompPortScan: w.PortScan,
 		CompRatelimitDrops: w.RatelimitDrops, CompMalformed: w.Malformed, CompRepeat: w.Repeat}
 	values := map[string]float64{CompRateAnomaly: float64(st.pps) / e.baseline.Value(FeaturePPS),
-		CompSYNRatio: float64(st.synRatio), CompPortScan: float64(max(st.ports, st.horizon)),
-		CompRatelimitDrops: float64(st.dropShare), CompRepeat: e.repeatFactor(key, mono)}
+		CompSYNRatio: float64(st.synPct) / 100, CompPortScan: float64(max(st.ports, st.horizon)),
+		CompRatelimitDrops: float64(st.dropPct) / 100, CompRepeat: e.repeatFactor(key, mono)}
 	for name, c := range comps {
 		wt, ok := weights[name]
 		if !ok {
@@ -672,6 +714,12 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) Explanation {
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// linearCount estimates distinct items from set bits of an m-bit sketch.
+func linearCount(m, set int) float64 {
+	zeros := max(m-set, 1)
+	return float64(m) * math.Log(float64(m)/float64(zeros))
+}
 
 // ActiveVerdicts counts the verdicts in force by action.
 func (e *Engine) ActiveVerdicts() map[string]int {

@@ -16,9 +16,10 @@
 #include "parse.h"
 #include "ratelimit.h"
 
-/* Set by the loader for `bulwark replay`: take the time from replay_clock
- * instead of the kernel's clock. A constant, so the verifier prunes the
- * branch the production program does not take. */
+/* Set by the loader for `bulwark replay`: take the time from the replay global
+ * instead of the kernel's clock, and report each decision there. A
+ * constant, so the verifier prunes the branches the production program does
+ * not take: they cost it nothing. */
 volatile const __u32 clock_from_map = 0;
 
 /* Never used: they put these types into the object's BTF so bpf2go can
@@ -34,11 +35,8 @@ const enum misc_counter *unused_misc __attribute__((unused));
 
 static __always_inline __u64 now_ns(void)
 {
-	if (clock_from_map) {
-		__u32 zero = 0;
-		__u64 *t = bpf_map_lookup_elem(&replay_clock, &zero);
-		return t ? *t : 0;
-	}
+	if (clock_from_map)
+		return *(volatile __u64 *)&replay.now;
 	return bpf_ktime_get_coarse_ns();
 }
 
@@ -102,12 +100,18 @@ static __always_inline void sample_drop(struct xdp_md *ctx, struct dp_settings *
 	misc_inc(MISC_SAMPLED);
 }
 
-/* The one exit: count the packet under (action, reason) and return. */
+/* The one exit: count the packet under (action, reason) and return.
+ * detail is the rule (ratelimit) or the list id (allow and block lists). */
 static __always_inline int finish(struct xdp_md *ctx, struct dp_settings *s, __u32 action,
-				  __u32 reason, __u32 rule, __u32 len)
+				  __u32 reason, __u32 detail, __u32 len)
 {
 	if (action == ACTION_DROP && s->mode == MODE_MONITOR)
 		action = ACTION_WOULD_DROP;
+	if (clock_from_map) {
+		replay.action = action;
+		replay.reason = reason;
+		replay.detail = detail;
+	}
 
 	__u32 slot = action * REASON_MAX + reason;
 	struct counter *c = bpf_map_lookup_elem(&stats, &slot);
@@ -116,7 +120,7 @@ static __always_inline int finish(struct xdp_md *ctx, struct dp_settings *s, __u
 		c->bytes += len;
 	}
 	if (action != ACTION_PASS)
-		sample_drop(ctx, s, action, reason, rule, len);
+		sample_drop(ctx, s, action, reason, detail, len);
 	return action == ACTION_DROP ? XDP_DROP : XDP_PASS;
 }
 
@@ -346,7 +350,7 @@ int bulwark(struct xdp_md *ctx)
 					    &allow_nets6, PRESENT_ALLOW_HOSTS4, &now);
 	if (lv) {
 		count_list(lv->list_id);
-		return finish(ctx, s, ACTION_PASS, REASON_ALLOWLIST, 0, len);
+		return finish(ctx, s, ACTION_PASS, REASON_ALLOWLIST, lv->list_id, len);
 	}
 
 	/* 2. block list */
@@ -354,7 +358,7 @@ int bulwark(struct xdp_md *ctx)
 			 PRESENT_BLOCK_HOSTS4, &now);
 	if (lv) {
 		count_list(lv->list_id);
-		return finish(ctx, s, ACTION_DROP, REASON_BLOCKLIST, 0, len);
+		return finish(ctx, s, ACTION_DROP, REASON_BLOCKLIST, lv->list_id, len);
 	}
 
 	/* 3. dynamic verdicts */

@@ -143,6 +143,15 @@ const (
 	BulwarkReasonREASON_MAX       BulwarkReason = 7
 )
 
+type BulwarkReplayIo struct {
+	_      structs.HostLayout
+	Now    uint64
+	Action uint32
+	Reason uint32
+	Detail uint32
+	Pad    uint32
+}
+
 type BulwarkRule struct {
 	_          structs.HostLayout
 	Pps        uint64
@@ -230,7 +239,6 @@ const (
 	BulwarkMapListHits            = "list_hits"
 	BulwarkMapMisc                = "misc"
 	BulwarkMapPortRules           = "port_rules"
-	BulwarkMapReplayClock         = "replay_clock"
 	BulwarkMapRuleBuckets         = "rule_buckets"
 	BulwarkMapRuleStats           = "rule_stats"
 	BulwarkMapRules               = "rules"
@@ -242,6 +250,7 @@ const (
 	BulwarkMapVerdicts            = "verdicts"
 	BulwarkProgBulwark            = "bulwark"
 	BulwarkVarClockFromMap        = "clock_from_map"
+	BulwarkVarReplay              = "replay"
 	BulwarkVarUnusedAction        = "unused_action"
 	BulwarkVarUnusedEvent         = "unused_event"
 	BulwarkVarUnusedMisc          = "unused_misc"
@@ -315,7 +324,6 @@ type BulwarkMapSpecs struct {
 	ListHits        *ebpf.MapSpec `ebpf:"list_hits"`
 	Misc            *ebpf.MapSpec `ebpf:"misc"`
 	PortRules       *ebpf.MapSpec `ebpf:"port_rules"`
-	ReplayClock     *ebpf.MapSpec `ebpf:"replay_clock"`
 	RuleBuckets     *ebpf.MapSpec `ebpf:"rule_buckets"`
 	RuleStats       *ebpf.MapSpec `ebpf:"rule_stats"`
 	Rules           *ebpf.MapSpec `ebpf:"rules"`
@@ -332,6 +340,7 @@ type BulwarkMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type BulwarkVariableSpecs struct {
 	ClockFromMap        *ebpf.VariableSpec `ebpf:"clock_from_map"`
+	Replay              *ebpf.VariableSpec `ebpf:"replay"`
 	UnusedAction        *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedMisc          *ebpf.VariableSpec `ebpf:"unused_misc"`
@@ -376,7 +385,6 @@ type BulwarkMaps struct {
 	ListHits        *ebpf.Map `ebpf:"list_hits"`
 	Misc            *ebpf.Map `ebpf:"misc"`
 	PortRules       *ebpf.Map `ebpf:"port_rules"`
-	ReplayClock     *ebpf.Map `ebpf:"replay_clock"`
 	RuleBuckets     *ebpf.Map `ebpf:"rule_buckets"`
 	RuleStats       *ebpf.Map `ebpf:"rule_stats"`
 	Rules           *ebpf.Map `ebpf:"rules"`
@@ -404,7 +412,6 @@ func (m *BulwarkMaps) Close() error {
 		m.ListHits,
 		m.Misc,
 		m.PortRules,
-		m.ReplayClock,
 		m.RuleBuckets,
 		m.RuleStats,
 		m.Rules,
@@ -422,6 +429,7 @@ func (m *BulwarkMaps) Close() error {
 // It can be passed to LoadBulwarkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BulwarkVariables struct {
 	ClockFromMap        *ebpf.Variable `ebpf:"clock_from_map"`
+	Replay              *ebpf.Variable `ebpf:"replay"`
 	UnusedAction        *ebpf.Variable `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`
 	UnusedMisc          *ebpf.Variable `ebpf:"unused_misc"`

@@ -198,11 +198,22 @@ struct drop_event {
 	__u64 ts_ns;
 	__u32 ifindex;
 	__u32 pkt_len;
-	__u32 rule;
+	__u32 rule;           /* the rule (ratelimit) or the list id (block list) */
 	__u16 cap_len;
 	__u8 action;
 	__u8 reason;
 	__u8 data[EVENT_SNAP];
+};
+
+/* Replay I/O, used only when the program is loaded for replay: the time
+ * the program sees, set by userspace before each frame, and the decision of
+ * the last frame, read back after it. */
+struct replay_io {
+	__u64 now;
+	__u32 action;
+	__u32 reason;
+	__u32 detail; /* the rule (ratelimit) or the list id (allow/block list) */
+	__u32 pad;
 };
 
 struct sample_window {

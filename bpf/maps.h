@@ -138,12 +138,8 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-/* The clock, when the program is loaded for replay (clock_from_map). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} replay_clock SEC(".maps");
+/* Replay I/O (see struct replay_io): a global in .bss, which userspace maps
+ * into its memory, so a replayed frame costs one syscall. */
+struct replay_io replay;
 
 #endif

@@ -154,6 +154,9 @@ func Load(opts Options) (*Datapath, error) {
 		d.objs.Close()
 		return nil, err
 	}
+	if opts.ReplayClock {
+		d.Maps.UseReplay(d.objs.Replay)
+	}
 	return d, nil
 }
 

@@ -41,7 +41,6 @@ func TestLayout(t *testing.T) {
 		{MapRuleStats, uint32(0), bpf.BulwarkRuleCounter{}},
 		{MapListHits, uint32(0), uint64(0)},
 		{MapMisc, uint32(0), uint64(0)},
-		{MapReplayClock, uint32(0), uint64(0)},
 	}
 	for _, tt := range tests {
 		ms, ok := spec.Maps[tt.m]

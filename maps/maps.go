@@ -39,7 +39,6 @@ const (
 	MapSampleCountdown = "sample_countdown"
 	MapSampleWindow    = "sample_window"
 	MapEvents          = "events"
-	MapReplayClock     = "replay_clock"
 )
 
 // Present bits, as in bpf/common.h enum present_bits.
@@ -58,6 +57,7 @@ type Set struct {
 	mu       sync.Mutex
 	m        *bpf.BulwarkMaps
 	settings bpf.BulwarkDpSettings
+	replay   *ebpf.Variable // the program's replay global (mapped memory); nil unless loaded for replay
 
 	// Allow and Block are the two prefix lists.
 	Allow *List
@@ -405,9 +405,37 @@ func (s *Set) Misc() (Misc, error) {
 	return Misc{vals[0], vals[1], vals[2], vals[3], vals[4]}, nil
 }
 
+// UseReplay connects the Set to the replay global of a program loaded for
+// replay. The global lives in mapped memory: reading and writing it costs
+// no syscall.
+func (s *Set) UseReplay(v *ebpf.Variable) { s.replay = v }
+
 // SetReplayClock sets the time a program loaded for replay sees.
 func (s *Set) SetReplayClock(ns uint64) error {
-	return s.m.ReplayClock.Put(uint32(0), ns)
+	if s.replay == nil {
+		return errors.New("the datapath was not loaded for replay")
+	}
+	return s.replay.Set(bpf.BulwarkReplayIo{Now: ns})
+}
+
+// Decision is what a program loaded for replay decided for its last frame.
+type Decision struct {
+	Action Action
+	Reason Reason
+	Detail uint32 // the rule (ratelimit) or the list id (allow and block lists)
+}
+
+// LastDecision reads the decision of the last frame run through a program
+// loaded for replay.
+func (s *Set) LastDecision() (Decision, error) {
+	if s.replay == nil {
+		return Decision{}, errors.New("the datapath was not loaded for replay")
+	}
+	var r bpf.BulwarkReplayIo
+	if err := s.replay.Get(&r); err != nil {
+		return Decision{}, fmt.Errorf("read the replay global: %w", err)
+	}
+	return Decision{Action(r.Action), Reason(r.Reason), r.Detail}, nil
 }
 
 // Events opens a reader of the sampled-drop ring. Close it when done.
@@ -439,7 +467,7 @@ func (s *Set) Memory() (map[string]uint64, error) {
 		MapVerdicts: s.m.Verdicts, MapSources: s.m.Sources, MapRuleBuckets: s.m.RuleBuckets,
 		MapStats: s.m.Stats, MapRuleStats: s.m.RuleStats, MapListHits: s.m.ListHits, MapMisc: s.m.Misc,
 		MapSampleCountdown: s.m.SampleCountdown, MapSampleWindow: s.m.SampleWindow,
-		MapEvents: s.m.Events, MapReplayClock: s.m.ReplayClock,
+		MapEvents: s.m.Events,
 	}
 	out := make(map[string]uint64, len(all))
 	for name, m := range all {

@@ -93,7 +93,7 @@ func TestDropEvents(t *testing.T) {
 				t.Fatalf("%d events, want %d", len(events), tt.wantEvents)
 			}
 			for _, ev := range events {
-				want, reason, rule := blocked, maps.ReasonBlocklist, uint32(0)
+				want, reason, rule := blocked, maps.ReasonBlocklist, uint32(3) // the list id
 				if maps.Reason(ev.Reason) == maps.ReasonRatelimit {
 					want, reason, rule = limited, maps.ReasonRatelimit, 1
 				}

@@ -82,6 +82,10 @@ func run(t testing.TB, d *loader.Datapath, frame []byte) (uint32, maps.Action, m
 	if found != 1 {
 		t.Fatalf("%d stats slots changed for one packet; want 1", found)
 	}
+	// A program loaded for replay also reports the decision itself.
+	if dec, err := d.Maps.LastDecision(); err == nil && (dec.Action != act || dec.Reason != why) {
+		t.Errorf("replay decision %s/%s, stats say %s/%s", dec.Action, dec.Reason, act, why)
+	}
 	return ret, act, why
 }
 

@@ -54,7 +54,10 @@ type Agent struct {
 	reloads *prometheus.CounterVec
 	mapErrs *prometheus.CounterVec
 	reg     *prometheus.Registry
-	scoring *scoring // nil while reputation.mode is off at start
+	scoring *scoring
+	feeds   *feedSet
+	geo     *geoSource
+	runCtx  context.Context
 }
 
 // New makes an agent for the config at path; Run starts it.
@@ -120,14 +123,24 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		a.reloads, a.mapErrs, &collector{a: a}, buildInfo())
 
+	a.geo = &geoSource{}
+	if err := a.geo.update(cfg.GeoIP); err != nil {
+		return fmt.Errorf("geoip: %w", err)
+	}
+	defer a.geo.close()
+	a.feeds = newFeedSet(a)
+	a.reg.MustRegister(a.feeds.collectors()...)
 	sc := newScoring(a)
-	if err := sc.start(cfg); err != nil {
+	if err := sc.start(cfg, a.feeds, a.geo); err != nil {
 		return fmt.Errorf("reputation engine: %w", err)
 	}
 	a.reg.MustRegister(sc.collectors()...)
 	a.mu.Lock()
 	a.scoring = sc
+	a.runCtx = ctx
 	a.mu.Unlock()
+	a.feeds.sync(ctx, cfg, want.feedIDs)
+	defer a.feeds.stopAll()
 	scoreCtx, stopScoring := context.WithCancel(ctx)
 	scoreDone := make(chan struct{})
 	go func() { defer close(scoreDone); sc.run(scoreCtx) }()
@@ -254,6 +267,22 @@ func (a *Agent) closeInterfaces() {
 // Reload re-reads the config and reconciles. An invalid config changes
 // nothing; its diagnostics are in the error.
 func (a *Agent) Reload(who string) error {
+	cfg, want, err := a.reload(who)
+	if err != nil {
+		return err
+	}
+	// The feed runners take a.mu to apply their lists: they are synced with
+	// the new config after it is released.
+	a.mu.Lock()
+	ctx := a.runCtx
+	a.mu.Unlock()
+	if a.feeds != nil && ctx != nil {
+		a.feeds.sync(ctx, cfg, want.feedIDs)
+	}
+	return nil
+}
+
+func (a *Agent) reload(who string) (*config.Config, *desired, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cfg, err := a.loadConfig()
@@ -267,13 +296,22 @@ func (a *Agent) Reload(who string) error {
 	if err != nil {
 		a.reloads.WithLabelValues("rejected").Inc()
 		a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
-		return err
+		return nil, nil, err
+	}
+	// The location databases first: a file that fails to open rejects the
+	// reload before any map changes.
+	if a.geo != nil {
+		if err := a.geo.update(cfg.GeoIP); err != nil {
+			a.reloads.WithLabelValues("rejected").Inc()
+			a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
+			return nil, nil, fmt.Errorf("geoip: %w", err)
+		}
 	}
 	for _, it := range a.ifaces {
 		if err := a.applyTo(it, want); err != nil {
 			a.reloads.WithLabelValues("error").Inc()
 			a.auditf(AuditRecord{Who: who, What: "reload", Result: "error", Detail: err.Error()})
-			return err
+			return nil, nil, err
 		}
 	}
 	a.cfg, a.want = cfg, want
@@ -283,7 +321,7 @@ func (a *Agent) Reload(who string) error {
 	a.reloads.WithLabelValues("ok").Inc()
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
 	a.log.Info("config reloaded")
-	return nil
+	return cfg, want, nil
 }
 
 // restartNeeded rejects changes a reload cannot make.

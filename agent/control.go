@@ -242,8 +242,11 @@ func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		le := ListEntry{CIDR: e.Prefix.String(), List: a.want.listNames[e.ListID], Origin: "config"}
-		if runtimeList(e.ListID) {
+		switch {
+		case runtimeList(e.ListID):
 			le.Origin = "runtime"
+		case e.ListID >= firstFeedList:
+			le.Origin = "feed"
 		}
 		if e.ExpiresNS != 0 {
 			le.ExpiresIn = float64(e.ExpiresNS-now) / 1e9

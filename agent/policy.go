@@ -26,6 +26,7 @@ type desired struct {
 	allow     map[netip.Prefix]uint32 // prefix -> list id
 	block     map[netip.Prefix]uint32
 	listNames map[uint32]string
+	feedIDs   map[string]uint32 // list id of each block feed
 	sizes     loader.Sizes
 }
 
@@ -102,16 +103,24 @@ func desiredFrom(c *config.Config) (*desired, error) {
 	if err := add(d.block, c.Block, ListConfigBlock, "block"); err != nil {
 		return nil, err
 	}
+	d.feedIDs = feedListIDs(c, d.listNames)
+	if n := uint32(len(d.feedIDs)); n > 0 && firstFeedList+n > d.sizes.Lists {
+		return nil, fmt.Errorf("%d block feeds: at most %d", n, d.sizes.Lists-firstFeedList)
+	}
 	return d, nil
 }
 
 // runtimeList reports whether a list id belongs to runtime entries.
 func runtimeList(id uint32) bool { return id == ListRuntimeAllow || id == ListRuntimeBlock }
 
+// configList reports whether a list id belongs to the config (not to the
+// CLI, not to a feed): only those entries does a config reconcile delete.
+func configList(id uint32) bool { return !runtimeList(id) && id < firstFeedList }
+
 // reconcileList makes the config-owned part of l equal want: every wanted
 // entry is written first, then stale config entries are deleted. Runtime
-// entries are left alone unless the config names the same prefix (then the
-// config's entry replaces it).
+// and feed entries are left alone unless the config names the same prefix
+// (then the config's entry replaces it).
 func reconcileList(l *maps.List, want map[netip.Prefix]uint32) (added, removed int, err error) {
 	cur, err := l.Entries()
 	if err != nil {
@@ -133,7 +142,7 @@ func reconcileList(l *maps.List, want map[netip.Prefix]uint32) (added, removed i
 	}
 	var stale []netip.Prefix
 	for pfx, e := range have {
-		if _, ok := want[pfx]; !ok && !runtimeList(e.ListID) {
+		if _, ok := want[pfx]; !ok && configList(e.ListID) {
 			stale = append(stale, pfx)
 		}
 	}

@@ -16,9 +16,10 @@ import (
 
 // scoring runs the reputation engine of each interface.
 type scoring struct {
-	a       *Agent
-	engines []*reputation.Engine // one per interface, in a.ifaces order
-	exempt  atomic.Pointer[reputation.PrefixSet]
+	a          *Agent
+	engines    []*reputation.Engine // one per interface, in a.ifaces order
+	exempt     atomic.Pointer[reputation.PrefixSet]
+	generation atomic.Uint32 // bumped when feed or location evidence may have changed
 
 	cycleSeconds prometheus.Histogram
 	verdicts     *prometheus.CounterVec
@@ -80,9 +81,16 @@ func (s *scoring) collectors() []prometheus.Collector {
 }
 
 // start makes the engines (they adopt the verdicts already in the kernel).
-func (s *scoring) start(cfg *config.Config) error {
+func (s *scoring) start(cfg *config.Config, fs *feedSet, geo *geoSource) error {
 	s.rebuildExempt(cfg)
-	ev := reputation.Evidence{Exempt: func(a netip.Addr) bool { return s.exempt.Load().Contains(a) }}
+	ev := reputation.Evidence{
+		Exempt:        func(a netip.Addr) bool { return s.exempt.Load().Contains(a) },
+		Feeds:         fs.scoreHits,
+		Locate:        geo.locate,
+		CountryWeight: geo.countryWeight,
+		ASNWeight:     geo.asnWeight,
+		Generation:    func() uint32 { return s.generation.Load() },
+	}
 	mono := monotonicNow()
 	for _, it := range s.a.ifaces {
 		e := reputation.New(engineConfig(cfg), ev, ifaceSink{it.dp.Maps}, it.dp.Maps.IPv6Prefix())
@@ -99,27 +107,13 @@ func (s *scoring) start(cfg *config.Config) error {
 // rebuildExempt collects the never-judged space: the config's allow list,
 // run-time allow entries and reputation.protect.
 func (s *scoring) rebuildExempt(cfg *config.Config) {
-	var ps []netip.Prefix
-	ps = append(ps, cfg.Reputation.Protect...)
-	ps = append(ps, cfg.Allow.CIDRs...)
-	for _, f := range cfg.Allow.Files {
-		ps = append(ps, f.Entries...)
-	}
-	if len(s.a.ifaces) > 0 {
-		if es, err := s.a.ifaces[0].dp.Maps.Allow.Entries(); err == nil {
-			for _, e := range es {
-				ps = append(ps, e.Prefix)
-			}
-		} else {
-			s.a.log.Warn("scorer: read allow list", "error", err)
-		}
-	}
-	s.exempt.Store(reputation.NewPrefixSet(ps))
+	s.exempt.Store(reputation.NewPrefixSet(exemptPrefixes(cfg, s.a.ifaces)))
 }
 
 // reconfigure applies a reloaded config to the running engines.
 func (s *scoring) reconfigure(cfg *config.Config) {
 	s.rebuildExempt(cfg)
+	s.generation.Add(1)
 	for _, e := range s.engines {
 		e.SetConfig(engineConfig(cfg))
 	}

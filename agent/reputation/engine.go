@@ -74,6 +74,9 @@ type Evidence struct {
 	// CountryWeight and ASNWeight return the configured weights (0: none).
 	CountryWeight func(string) float64
 	ASNWeight     func(uint32) float64
+	// Generation changes whenever what Feeds, Locate or the weights answer
+	// may have changed; the engine caches each source's evidence until then.
+	Generation func() uint32
 }
 
 // FeedHit is membership of a source in a score feed.
@@ -110,8 +113,10 @@ type state struct {
 	score                                  float32
 	contrib                                [5]float32 // behaviour components
 	pps                                    float32
-	ports, horizon                         uint16 // distinct ports per window, per horizon
-	synPct, dropPct                        uint8  // SYN share and rate-limited share, percent
+	ports, horizon                         uint16  // distinct ports per window, per horizon
+	synPct, dropPct                        uint8   // SYN share and rate-limited share, percent
+	extraGen                               uint16  // Evidence.Generation (+1) extra was computed at; 0 = never
+	extra                                  float32 // feed, country and ASN contributions, cached
 }
 
 // chunk is how many states one allocation holds: the table grows by chunks,
@@ -265,6 +270,13 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 
 	e.baseline.beginCycle()
 	var candidates []int32
+	var gen uint16 = 1
+	if e.ev.Generation != nil {
+		gen = uint16(e.ev.Generation()) + 1
+		if gen == 0 {
+			gen = 1
+		}
+	}
 	secs := dt.Seconds()
 	err := read(func(batch []maps.Source) bool {
 		for i := range batch {
@@ -326,7 +338,11 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			if _, verdict := e.active[key]; !verdict {
 				e.baseline.observe(&f)
 			}
-			if float64(st.score)+e.maxExtra() >= e.cfg.ThrottleScore {
+			bound := float64(st.score) + e.cachedExtra(st, gen)
+			if len(e.history) > 0 {
+				bound += e.cfg.Weights.Repeat
+			}
+			if bound >= e.cfg.ThrottleScore {
 				candidates = append(candidates, idx)
 			}
 		}
@@ -438,14 +454,47 @@ func (e *Engine) behaviour(st *state, f *[numFeatures]float64, dp, dsyn, ddrop u
 	st.score = s
 }
 
-// maxExtra bounds what non-behaviour evidence can add, so sources that
-// cannot reach the throttle score skip the lookups.
-func (e *Engine) maxExtra() float64 {
-	extra := e.cfg.Weights.Repeat
-	if e.ev.Feeds != nil || e.ev.Locate != nil {
-		return math.Inf(1) // unknown bound: look every source up
+// cachedExtra is what feeds and location add to st's score, looked up once
+// per source and evidence generation: a million sources do not mean a
+// million lookups every cycle.
+func (e *Engine) cachedExtra(st *state, gen uint16) float64 {
+	if e.ev.Feeds == nil && e.ev.Locate == nil {
+		return 0
 	}
-	return extra
+	if st.extraGen != gen {
+		sum := 0.0
+		for _, v := range e.evidence(netip.AddrFrom16(st.key).Unmap()) {
+			sum += v
+		}
+		st.extra, st.extraGen = float32(sum), gen
+	}
+	return float64(st.extra)
+}
+
+// evidence looks addr up in the feeds and the location databases.
+func (e *Engine) evidence(addr netip.Addr) map[string]float64 {
+	out := map[string]float64{}
+	if e.ev.Feeds != nil {
+		for _, h := range e.ev.Feeds(addr) {
+			if h.Weight > 0 {
+				out[compFeedPrefix+h.Feed] += h.Weight
+			}
+		}
+	}
+	if e.ev.Locate != nil {
+		loc := e.ev.Locate(addr)
+		if e.ev.CountryWeight != nil && loc.Country != "" {
+			if w := e.ev.CountryWeight(loc.Country); w > 0 {
+				out[CompCountry] = w
+			}
+		}
+		if e.ev.ASNWeight != nil && loc.ASN != 0 {
+			if w := e.ev.ASNWeight(loc.ASN); w > 0 {
+				out[CompASN] = w
+			}
+		}
+	}
+	return out
 }
 
 // total adds feed, location and repeat evidence to the behaviour score.
@@ -462,19 +511,8 @@ func (e *Engine) total(st *state, addr netip.Addr, mono uint64) (float64, map[st
 			score += v
 		}
 	}
-	if e.ev.Feeds != nil {
-		for _, h := range e.ev.Feeds(addr) {
-			add(compFeedPrefix+h.Feed, h.Weight)
-		}
-	}
-	if e.ev.Locate != nil {
-		loc := e.ev.Locate(addr)
-		if e.ev.CountryWeight != nil && loc.Country != "" {
-			add(CompCountry, e.ev.CountryWeight(loc.Country))
-		}
-		if e.ev.ASNWeight != nil && loc.ASN != 0 {
-			add(CompASN, e.ev.ASNWeight(loc.ASN))
-		}
+	for name, v := range e.evidence(addr) {
+		add(name, v)
 	}
 	add(CompRepeat, e.cfg.Weights.Repeat*e.repeatFactor(st.key, mono))
 	return math.Min(score, 100), comps

@@ -298,7 +298,8 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			st.lastCycle = e.cycle
 			dp := sub(src.Packets, st.packets)
 			if dp == 0 && src.Malformed == st.malformed {
-				st.score = 0
+				// Nothing this interval: no stale components in explain.
+				st.score, st.contrib = 0, [5]float32{}
 				continue
 			}
 			var f [numFeatures]float64
@@ -515,7 +516,9 @@ func (e *Engine) total(st *state, addr netip.Addr, mono uint64) (float64, map[st
 		add(name, v)
 	}
 	add(CompRepeat, e.cfg.Weights.Repeat*e.repeatFactor(st.key, mono))
-	return math.Min(score, 100), comps
+	// Decide on the score that is shown (one decimal), so a verdict never
+	// disagrees with the score printed beside it.
+	return math.Min(math.Round(score*10)/10, 100), comps
 }
 
 // repeatFactor is 1 - 2^-n for n earlier (ended) verdicts, each counted with a

@@ -40,6 +40,7 @@ type cli struct {
 	Allow    listCmd     `cmd:"" help:"Add, delete or list run-time allow-list entries."`
 	Reload   reloadCmd   `cmd:"" help:"Re-read the config (same as SIGHUP); prints the diagnostics if rejected."`
 	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
+	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
 	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
 	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
@@ -355,6 +356,97 @@ func (c *verdictsDelCmd) Run(g *cli) error {
 	return nil
 }
 
+type replayCmd struct {
+	Config       string   `help:"The candidate config." required:"" type:"existingfile"`
+	JSON         bool     `help:"Print one JSON document."`
+	WriteDropped string   `help:"Write every dropped frame, with its original timestamp, to this pcap file." name:"write-dropped" placeholder:"OUT.pcap"`
+	Top          int      `help:"Sources in the text table." default:"20"`
+	Captures     []string `arg:"" name:"capture" help:"pcap or pcapng files (Ethernet, raw IPv4/IPv6, Linux cooked), replayed in order." type:"existingfile"`
+}
+
+func (replayCmd) Help() string {
+	return "Loads a fresh copy of the datapath (nothing attached, nothing pinned: a running agent is not touched),\n" +
+		"fills its maps from the config and runs every frame through it in capture order, on capture time.\n\n" +
+		"Example:\n  bulwark replay --config /etc/bulwark/bulwark.hcl --write-dropped dropped.pcap incident.pcap"
+}
+
+func (c *replayCmd) Run(g *cli) error {
+	if c.Top < 0 {
+		return fmt.Errorf("--top %d: want 0 or more", c.Top)
+	}
+	rep, err := agent.Replay(agent.ReplayOptions{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
+	var ce *agent.ConfigError
+	if errors.As(err, &ce) {
+		fmt.Fprintln(os.Stderr, strings.TrimRight(ce.Text, "\n"))
+		return exitError{1}
+	}
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printReplay(rep, c.Top)
+	return nil
+}
+
+func printReplay(rep *agent.ReplayReport, top int) {
+	fmt.Printf("%d packets over %s: pass %d, drop %d, would_drop %d\n", rep.Packets, rep.Duration,
+		rep.Actions["pass"], rep.Actions["drop"], rep.Actions["would_drop"])
+	fmt.Print("by reason:")
+	for _, r := range []string{"passed", "allowlist", "blocklist", "verdict", "ratelimit", "malformed", "non_ip"} {
+		fmt.Printf(" %s %d", r, rep.Reasons[r])
+	}
+	fmt.Println()
+	if rep.Runts > 0 {
+		fmt.Printf("(%d frames shorter than an Ethernet header, counted as malformed)\n", rep.Runts)
+	}
+	for _, k := range sortedKeys(rep.Rules) {
+		fmt.Printf("rule %s: %d over the limit\n", k, rep.Rules[k])
+	}
+	for _, k := range sortedKeys(rep.Lists) {
+		fmt.Printf("list %s: %d hits\n", k, rep.Lists[k])
+	}
+	if top > 0 && len(rep.Sources) > 0 {
+		fmt.Println()
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SOURCE\tPACKETS\tPASSED\tDROPPED\tBY REASON")
+		for i, s := range rep.Sources {
+			if i == top {
+				break
+			}
+			var rs []string
+			for _, r := range sortedKeys(s.Reasons) {
+				rs = append(rs, fmt.Sprintf("%s %d", r, s.Reasons[r]))
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", s.Source, s.Packets, s.Passed, s.Dropped, strings.Join(rs, ", "))
+		}
+		tw.Flush()
+		if len(rep.Sources) > top {
+			fmt.Printf("(%d more sources; --json lists all)\n", len(rep.Sources)-top)
+		}
+	}
+	if len(rep.Verdicts) > 0 {
+		fmt.Println("\nthe scorer would have issued:")
+		for _, v := range rep.Verdicts {
+			enf := ""
+			if !v.Enforced {
+				enf = " (shadow: not enforced)"
+			}
+			var cs []string
+			for _, k := range sortedKeys(v.Components) {
+				if v.Components[k] > 0 {
+					cs = append(cs, fmt.Sprintf("%s %.1f", k, v.Components[k]))
+				}
+			}
+			fmt.Printf("  %s %s %s for %s, score %.1f%s: %s\n", v.At, v.Action, v.Source, v.For, v.Score, enf, strings.Join(cs, ", "))
+		}
+	}
+}
+
 type versionCmd struct{}
 
 func (c *versionCmd) Run() error {
@@ -430,6 +522,7 @@ func main() {
 	k := kong.Parse(&c,
 		kong.Name("bulwark"),
 		kong.Description("Bulwark: an XDP traffic filter with per-source rate limits, allow/block lists and verdicts."),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.UsageOnError(),
 		kong.Bind(&c),
 	)

@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// captureReader reads the frames of a pcap or pcapng file as Ethernet
+// frames: raw IPv4/IPv6 and Linux cooked (SLL, SLL2) captures get an
+// Ethernet header, so the datapath sees what a NIC would hand it.
+type captureReader struct {
+	path  string
+	f     *os.File
+	next  func() ([]byte, gopacket.CaptureInfo, error)
+	link  uint32
+	frame []byte
+}
+
+// Link types replay understands (as the file says them: gopacket's
+// LinkType is one byte and cannot hold SLL2's 276).
+const (
+	linkEthernet uint32 = 1
+	linkRawBSD   uint32 = 12 // raw IP on some systems
+	linkRaw      uint32 = 101
+	linkSLL      uint32 = 113
+	linkIPv4     uint32 = 228
+	linkIPv6     uint32 = 229
+	linkSLL2     uint32 = 276
+	maxSnapRead         = 256 << 10
+)
+
+// fileLinkType reads the link type from a pcap header, or from the first
+// interface description block of a pcapng file.
+func fileLinkType(head []byte) (uint32, bool) {
+	if len(head) < 24 {
+		return 0, false
+	}
+	switch binary.LittleEndian.Uint32(head) {
+	case 0xa1b2c3d4, 0xa1b23c4d:
+		return binary.LittleEndian.Uint32(head[20:24]), true
+	case 0xd4c3b2a1, 0x4d3cb2a1:
+		return binary.BigEndian.Uint32(head[20:24]), true
+	case 0x0a0d0d0a: // section header block; its byte-order magic at 8
+		var bo binary.ByteOrder = binary.BigEndian
+		if binary.LittleEndian.Uint32(head[8:12]) == 0x1a2b3c4d {
+			bo = binary.LittleEndian
+		}
+		shb := int(bo.Uint32(head[4:8]))
+		if shb < 28 || len(head) < shb+12 || bo.Uint32(head[shb:shb+4]) != 1 {
+			return 0, false
+		}
+		return uint32(bo.Uint16(head[shb+8 : shb+10])), true
+	}
+	return 0, false
+}
+
+func openCapture(path string) (*captureReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("capture %s: %w", path, err)
+	}
+	br := bufio.NewReaderSize(f, 64<<10)
+	head, _ := br.Peek(4096)
+	link, ok := fileLinkType(head)
+	if !ok {
+		f.Close()
+		return nil, fmt.Errorf("capture %s: not a pcap or pcapng file (or its first interface block is missing)", path)
+	}
+	c := &captureReader{path: path, f: f, link: link}
+	if binary.LittleEndian.Uint32(head) == 0x0a0d0d0a {
+		r, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{})
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("capture %s: pcapng: %w", path, err)
+		}
+		c.next = r.ReadPacketData
+	} else {
+		r, err := pcapgo.NewReader(br)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("capture %s: pcap: %w", path, err)
+		}
+		// Some captures declare a snap length smaller than their records.
+		r.SetSnaplen(maxSnapRead)
+		c.next = r.ReadPacketData
+	}
+	switch link {
+	case linkEthernet, linkRaw, linkRawBSD, linkIPv4, linkIPv6, linkSLL, linkSLL2:
+	default:
+		f.Close()
+		return nil, fmt.Errorf("capture %s: link type %d is not supported: replay reads Ethernet, raw IPv4/IPv6 and Linux cooked (SLL, SLL2) captures",
+			path, link)
+	}
+	return c, nil
+}
+
+func (c *captureReader) Close() error { return c.f.Close() }
+
+// ether builds an Ethernet header for a frame carrying ethertype.
+func (c *captureReader) ether(ethertype uint16, payload []byte) []byte {
+	c.frame = append(c.frame[:0], 0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, byte(ethertype>>8), byte(ethertype))
+	return append(c.frame, payload...)
+}
+
+// Next returns the next frame, as Ethernet, and its capture info; io.EOF at
+// the end. Records that cannot be turned into a frame are an error naming
+// the record.
+func (c *captureReader) Next(n int) ([]byte, gopacket.CaptureInfo, error) {
+	data, ci, err := c.next()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, ci, io.EOF
+		}
+		return nil, ci, fmt.Errorf("capture %s, record %d: %w", c.path, n+1, err)
+	}
+	ipType := func(b []byte) uint16 {
+		if len(b) > 0 && b[0]>>4 == 6 {
+			return 0x86dd
+		}
+		return 0x0800
+	}
+	switch c.link {
+	case linkEthernet:
+		return data, ci, nil
+	case linkIPv4:
+		return c.ether(0x0800, data), ci, nil
+	case linkIPv6:
+		return c.ether(0x86dd, data), ci, nil
+	case linkRaw, linkRawBSD:
+		return c.ether(ipType(data), data), ci, nil
+	case linkSLL:
+		// 16-byte header; the protocol (ethertype) in its last two bytes.
+		if len(data) < 16 {
+			return nil, ci, fmt.Errorf("capture %s, record %d: %d bytes, shorter than a Linux cooked header", c.path, n+1, len(data))
+		}
+		return c.ether(binary.BigEndian.Uint16(data[14:16]), data[16:]), ci, nil
+	case linkSLL2:
+		// 20-byte header; the protocol in its first two bytes.
+		if len(data) < 20 {
+			return nil, ci, fmt.Errorf("capture %s, record %d: %d bytes, shorter than a Linux cooked v2 header", c.path, n+1, len(data))
+		}
+		return c.ether(binary.BigEndian.Uint16(data[0:2]), data[20:]), ci, nil
+	}
+	return nil, ci, fmt.Errorf("capture %s: link type %d", c.path, c.link)
+}
+
+// droppedWriter writes dropped frames, with their original timestamps, to a
+// pcap file.
+type droppedWriter struct {
+	f *os.File
+	b *bufio.Writer
+	w *pcapgo.Writer
+}
+
+func newDroppedWriter(path string) (*droppedWriter, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--write-dropped: %w", err)
+	}
+	b := bufio.NewWriter(f)
+	w := pcapgo.NewWriterNanos(b)
+	if err := w.WriteFileHeader(maxSnapRead, layers.LinkTypeEthernet); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--write-dropped: %w", err)
+	}
+	return &droppedWriter{f: f, b: b, w: w}, nil
+}
+
+func (d *droppedWriter) write(ts time.Time, frame []byte, origLen int) error {
+	return d.w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(frame), Length: max(origLen, len(frame))}, frame)
+}
+
+func (d *droppedWriter) Close() error {
+	if err := d.b.Flush(); err != nil {
+		d.f.Close()
+		return fmt.Errorf("--write-dropped: %w", err)
+	}
+	return d.f.Close()
+}

@@ -1,0 +1,240 @@
+// Package recorder keeps a bounded, after-the-fact record of the packets the
+// XDP program sampled when it dropped them (issue 5).
+//
+// The XDP program samples dropped packets (1 in N, with a per-second cap)
+// into a BPF ring buffer as struct drop_event records. A [Recorder] reads
+// those records, decodes them into [Event]s and
+//
+//   - writes them to rotating pcapng files in a configured directory
+//     (drops-<UTC timestamp>-<seq>.pcapng, mode 0600, at most MaxFiles files
+//     of about MaxFileBytes each; the oldest file is deleted first), and
+//   - hands them to live subscribers ([Recorder.Subscribe]) for
+//     `bulwark capture`.
+//
+// # File format
+//
+// Files are pcapng. gopacket v1.1.19's pcapgo.NgWriter cannot attach options
+// to a packet, so the recorder writes the few pcapng blocks it needs itself
+// (Section Header, one Interface Description per network interface, with
+// if_name and nanosecond if_tsresol, and Enhanced Packet blocks). Every
+// Enhanced Packet Block carries an opt_comment such as
+//
+//	reason=ratelimit rule=dns rule_id=3 action=drop iface=eth0 len=1514
+//
+// so Wireshark/tshark show why a packet was dropped (tshark -T fields -e
+// frame.comment), and no side index is needed. The snap length is 128
+// bytes (the sample size); every packet carries its original length and the
+// time the XDP program saw it. The files read back with pcapgo.NewNgReader.
+//
+// # Bounded memory and disk, never stalling
+//
+// The reader loop ([Recorder.Run]) never blocks on the disk or on a
+// subscriber: decoded events go to a bounded queue drained by one writer
+// goroutine, and to bounded subscriber channels; an event that does not fit
+// is dropped and counted ([Stats]). A write error (a full disk, a vanished
+// directory) loses the sample (counted), is logged at most once a minute,
+// closes the current file and the next sample is tried on a new file.
+package recorder
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// SnapLen is the number of bytes of each frame the XDP program captures
+// (EVENT_SNAP in bpf/common.h).
+const SnapLen = 128
+
+// RecordSize is the size of a struct drop_event ring buffer record.
+const RecordSize = 24 + SnapLen
+
+// headerSize is the fixed part of struct drop_event before data.
+const headerSize = 24
+
+// Event is one decoded drop sample.
+type Event struct {
+	// Time is the wall-clock time the XDP program saw the packet.
+	Time time.Time `json:"time"`
+	// Iface is the name of the receiving interface ("if<N>" if unknown).
+	Iface string `json:"iface"`
+	// Action is maps.Action's name: "pass", "drop" or "would_drop".
+	Action string `json:"action"`
+	// Reason is maps.Reason's name, e.g. "ratelimit" or "blocklist".
+	Reason string `json:"reason"`
+	// Rule is the rule id (reason ratelimit) or the list id (reasons
+	// allowlist and blocklist); 0 otherwise.
+	Rule uint32 `json:"rule"`
+	// RuleName is the name of Rule, if the agent knows it.
+	RuleName string `json:"rule_name,omitempty"`
+	// PktLen is the original length of the frame.
+	PktLen int `json:"pkt_len"`
+	// Data is the start of the frame (Ethernet), at most SnapLen bytes.
+	Data []byte `json:"data"`
+}
+
+// Comment returns the pcapng packet comment describing e, e.g.
+// "reason=ratelimit rule=dns rule_id=3 action=drop iface=eth0 len=1514".
+// rule is the rule name if known, else the id; rule and rule_id are left
+// out when the reason carries no rule or list id and Rule is 0.
+func (e Event) Comment() string {
+	var b strings.Builder
+	b.WriteString("reason=")
+	b.WriteString(e.Reason)
+	if e.Rule != 0 || e.RuleName != "" || reasonHasRule(e.Reason) {
+		id := strconv.FormatUint(uint64(e.Rule), 10)
+		b.WriteString(" rule=")
+		if e.RuleName != "" {
+			b.WriteString(e.RuleName)
+		} else {
+			b.WriteString(id)
+		}
+		b.WriteString(" rule_id=")
+		b.WriteString(id)
+	}
+	b.WriteString(" action=")
+	b.WriteString(e.Action)
+	b.WriteString(" iface=")
+	b.WriteString(e.Iface)
+	b.WriteString(" len=")
+	b.WriteString(strconv.Itoa(e.PktLen))
+	return b.String()
+}
+
+func reasonHasRule(reason string) bool {
+	switch reason {
+	case maps.ReasonRatelimit.String(), maps.ReasonAllowlist.String(), maps.ReasonBlocklist.String():
+		return true
+	}
+	return false
+}
+
+// Decoding errors. Decode wraps them with details; test with errors.Is.
+var (
+	// ErrShortRecord means the record is shorter than its header or than
+	// the captured bytes it claims.
+	ErrShortRecord = errors.New("short drop event record")
+	// ErrBadRecord means a field of the record is out of range.
+	ErrBadRecord = errors.New("garbled drop event record")
+)
+
+// Decode decodes one raw ring buffer record (struct drop_event, host byte
+// order, i.e. little endian on the platforms bulwark supports).
+//
+// bootTime is the wall-clock time at CLOCK_MONOTONIC 0; ifname maps an
+// ifindex to a name and ruleName maps (reason name, rule or list id) to a
+// name; either may be nil. Decode never panics on bad input: a record that is
+// too short fails with ErrShortRecord, one with an unknown action or reason,
+// a capture length above SnapLen or above the packet length fails with
+// ErrBadRecord. Data is copied; raw may be reused afterwards.
+func Decode(raw []byte, bootTime time.Time, ifname func(int) string, ruleName func(reason string, id uint32) string) (Event, error) {
+	if len(raw) < headerSize {
+		return Event{}, fmt.Errorf("%w: %d bytes, want at least %d", ErrShortRecord, len(raw), headerSize)
+	}
+	le := binary.LittleEndian
+	ts := le.Uint64(raw[0:8])
+	ifindex := le.Uint32(raw[8:12])
+	pktLen := le.Uint32(raw[12:16])
+	rule := le.Uint32(raw[16:20])
+	capLen := int(le.Uint16(raw[20:22]))
+	action := raw[22]
+	reason := raw[23]
+
+	if int(action) >= len(maps.Actions) {
+		return Event{}, fmt.Errorf("%w: unknown action %d", ErrBadRecord, action)
+	}
+	if int(reason) >= len(maps.Reasons) {
+		return Event{}, fmt.Errorf("%w: unknown reason %d", ErrBadRecord, reason)
+	}
+	if capLen > SnapLen {
+		return Event{}, fmt.Errorf("%w: capture length %d above snap length %d", ErrBadRecord, capLen, SnapLen)
+	}
+	if uint32(capLen) > pktLen {
+		return Event{}, fmt.Errorf("%w: capture length %d above packet length %d", ErrBadRecord, capLen, pktLen)
+	}
+	if ts > math.MaxInt64 {
+		return Event{}, fmt.Errorf("%w: timestamp %d out of range", ErrBadRecord, ts)
+	}
+	if pktLen > math.MaxInt32 {
+		return Event{}, fmt.Errorf("%w: packet length %d out of range", ErrBadRecord, pktLen)
+	}
+	if len(raw) < headerSize+capLen {
+		return Event{}, fmt.Errorf("%w: %d bytes, capture length %d needs %d", ErrShortRecord, len(raw), capLen, headerSize+capLen)
+	}
+
+	e := Event{
+		Time:   bootTime.Add(time.Duration(ts)),
+		Action: maps.Action(action).String(),
+		Reason: maps.Reason(reason).String(),
+		Rule:   rule,
+		PktLen: int(pktLen),
+		Data:   append([]byte(nil), raw[headerSize:headerSize+capLen]...),
+	}
+	if ifname != nil {
+		e.Iface = ifname(int(ifindex))
+	}
+	if e.Iface == "" {
+		e.Iface = "if" + strconv.FormatUint(uint64(ifindex), 10)
+	}
+	if ruleName != nil {
+		e.RuleName = ruleName(e.Reason, rule)
+	}
+	return e, nil
+}
+
+// Filter selects events for a subscriber. An empty field matches anything.
+type Filter struct {
+	// Reason is a maps.Reason name, e.g. "ratelimit".
+	Reason string `json:"reason,omitempty"`
+	// Action is a maps.Action name, e.g. "drop".
+	Action string `json:"action,omitempty"`
+}
+
+// Validate reports an unknown reason or action name, so an API can reject a
+// filter that would never match.
+func (f Filter) Validate() error {
+	if f.Reason != "" && !knownReason(f.Reason) {
+		names := make([]string, len(maps.Reasons))
+		for i, r := range maps.Reasons {
+			names[i] = r.String()
+		}
+		return fmt.Errorf("unknown reason %q (want one of %s)", f.Reason, strings.Join(names, ", "))
+	}
+	if f.Action != "" && !knownAction(f.Action) {
+		names := make([]string, len(maps.Actions))
+		for i, a := range maps.Actions {
+			names[i] = a.String()
+		}
+		return fmt.Errorf("unknown action %q (want one of %s)", f.Action, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// Match reports whether e passes the filter.
+func (f Filter) Match(e Event) bool {
+	return (f.Reason == "" || f.Reason == e.Reason) && (f.Action == "" || f.Action == e.Action)
+}
+
+func knownReason(s string) bool {
+	for _, r := range maps.Reasons {
+		if r.String() == s {
+			return true
+		}
+	}
+	return false
+}
+
+func knownAction(s string) bool {
+	for _, a := range maps.Actions {
+		if a.String() == s {
+			return true
+		}
+	}
+	return false
+}

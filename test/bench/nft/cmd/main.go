@@ -1,0 +1,61 @@
+// Command cmd measures Bulwark's XDP datapath against nftables on a veth
+// testbed and prints a table (as root; about three minutes):
+//
+//	go run ./test/bench/nft/cmd [-sizes 10000,100000,1000000] [-json bench/results-nft.json]
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulwark-filter/bulwark/test/bench/nft"
+)
+
+func main() {
+	sizes := flag.String("sizes", "10000,100000,1000000", "block list sizes, comma separated")
+	limit := flag.Uint64("limit", 100, "per-source limit in pps (0: skip the limit test)")
+	floors := flag.Bool("floors", true, "measure the XDP_DROP and nft drop-all floors")
+	dur := flag.Duration("dur", 2*time.Second, "bound of one measured run in time")
+	pkts := flag.Uint64("pkts", 40_000_000, "bound of one measured run in frames")
+	jsonOut := flag.String("json", "", "write the results as JSON to this file")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "nft bench: needs root (BPF, namespaces, nft)")
+		os.Exit(1)
+	}
+	var ns []int
+	for _, s := range strings.Split(*sizes, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "nft bench: bad size %q\n", s)
+			os.Exit(2)
+		}
+		ns = append(ns, n)
+	}
+	b := nft.DefaultBounds()
+	b.MaxDur, b.MaxPkts = *dur, *pkts
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	start := time.Now()
+	rep, err := nft.Suite(nft.Config{Sizes: ns, Limit: *limit, Floors: *floors, Bounds: b, Logf: logf})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nft bench:", err)
+		os.Exit(1)
+	}
+	nft.Print(os.Stdout, rep)
+	fmt.Printf("total time %.0f s\n", time.Since(start).Seconds())
+	if *jsonOut != "" {
+		out, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(out, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "nft bench:", err)
+			os.Exit(1)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/recorder"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -46,18 +48,20 @@ type Agent struct {
 	cfgPath string
 	started time.Time
 
-	mu      sync.Mutex // serialises every change of policy
-	cfg     *config.Config
-	want    *desired
-	ifaces  []*iface
-	audit   *Audit
-	reloads *prometheus.CounterVec
-	mapErrs *prometheus.CounterVec
-	reg     *prometheus.Registry
-	scoring *scoring
-	feeds   *feedSet
-	geo     *geoSource
-	runCtx  context.Context
+	mu        sync.Mutex // serialises every change of policy
+	cfg       *config.Config
+	want      *desired
+	ifaces    []*iface
+	audit     *Audit
+	reloads   *prometheus.CounterVec
+	mapErrs   *prometheus.CounterVec
+	reg       *prometheus.Registry
+	scoring   *scoring
+	feeds     *feedSet
+	geo       *geoSource
+	runCtx    context.Context
+	recorders []*recorder.Recorder    // per interface; set at start only
+	names     atomic.Pointer[desired] // for readers that must not wait on a.mu
 }
 
 // New makes an agent for the config at path; Run starts it.
@@ -141,6 +145,9 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.mu.Unlock()
 	a.feeds.sync(ctx, cfg, want.feedIDs)
 	defer a.feeds.stopAll()
+	a.names.Store(want)
+	a.startRecorders(ctx, cfg.Events)
+	a.reg.MustRegister(recorderCollector{a})
 	scoreCtx, stopScoring := context.WithCancel(ctx)
 	scoreDone := make(chan struct{})
 	go func() { defer close(scoreDone); sc.run(scoreCtx) }()
@@ -315,6 +322,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired, error) {
 		}
 	}
 	a.cfg, a.want = cfg, want
+	a.names.Store(want)
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)
 	}

@@ -141,11 +141,12 @@ func (a *Agent) controlHandler() http.Handler {
 	mux.HandleFunc("GET /v1/explain/{ip}", a.handleExplain)
 	mux.HandleFunc("GET /v1/verdicts", a.handleVerdictsGet)
 	mux.HandleFunc("DELETE /v1/verdicts", a.handleVerdictsDel)
+	mux.HandleFunc("GET /v1/capture", a.handleCapture)
 	// Every other request gets a JSON error too, not the mux's plain text.
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -189,6 +189,14 @@ events {
   sample_every = 100
   ## At most this many events per second. Default 1000. Range 1..4294967295.
   max_per_second = 1000
+  ## The flight recorder: sampled drops go to rotating pcapng files here (mode 0600), with the
+  ## reason, rule or list and interface in each packet's comment. "" disables it.
+  ## Default "/var/lib/bulwark/drops". An absolute path.
+  dir = "/var/lib/bulwark/drops"
+  ## Rotate a file at this size. Default 16. Range 1..4096.
+  max_file_mib = 16
+  ## Keep this many files; the oldest are deleted. Default 8. Range 1..10000.
+  max_files = 8
 }
 
 ## Reputation engine: scores every tracked source 0..100 from its behaviour, threat feeds and location, and turns

@@ -31,6 +31,8 @@ const (
 	DefaultControlSocket = "/run/bulwark/bulwark.sock"
 	// DefaultMetricsListen is the default host:port of the Prometheus metrics endpoint.
 	DefaultMetricsListen = "127.0.0.1:9740"
+	// DefaultDropsDir is the default directory of the flight recorder's files.
+	DefaultDropsDir = "/var/lib/bulwark/drops"
 	// DefaultAuditFile is the default path of the append-only JSON-lines audit log.
 	DefaultAuditFile = "/var/log/bulwark/audit.jsonl"
 )
@@ -213,6 +215,12 @@ type Events struct {
 	SampleEvery uint32
 	// MaxPerSecond caps the events sent per second, at least 1.
 	MaxPerSecond uint32
+	// Dir is where the flight recorder keeps its pcapng files; "" disables it.
+	Dir string
+	// MaxFileMiB rotates a file at this size, 1..4096.
+	MaxFileMiB uint32
+	// MaxFiles is how many files are kept (the oldest are deleted), 1..10000.
+	MaxFiles uint32
 }
 
 // Reputation configures the scoring engine.

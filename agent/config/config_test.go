@@ -263,7 +263,7 @@ func TestDefaults(t *testing.T) {
 		cfg.Metrics.Listen != "127.0.0.1:9740" || cfg.Log != (Log{"info", "text", "/var/log/bulwark/audit.jsonl"}) ||
 		cfg.Control.Socket != "/run/bulwark/bulwark.sock" ||
 		cfg.Maps != (Maps{1048576, 1048576, 131072, 65536, 16384, 1048576, 262144, 16384, 1024}) ||
-		cfg.Events != (Events{100, 1000}) || cfg.Reputation.Mode != "off" {
+		cfg.Events != (Events{100, 1000, DefaultDropsDir, 16, 8}) || cfg.Reputation.Mode != "off" {
 		t.Errorf("defaults changed: %+v", *cfg)
 	}
 }
@@ -384,7 +384,7 @@ feed "local" {
 		{"listen", cfg.Metrics.Listen, ""},
 		{"log", cfg.Log, Log{"debug", "json", ""}},
 		{"maps", []uint32{cfg.Maps.Sources, cfg.Maps.EventsRingKiB, cfg.Maps.Verdicts}, []uint32{4096, 4, 131072}},
-		{"events", cfg.Events, Events{0, 1}},
+		{"events", cfg.Events, Events{0, 1, DefaultDropsDir, 16, 8}},
 		{"reputation", []any{cfg.Reputation.Mode, cfg.Reputation.Interval, cfg.Reputation.ThrottleScore, cfg.Reputation.BlockScore, cfg.Reputation.BlockFor, cfg.Reputation.MaxBlockFor, cfg.Reputation.MaxVerdicts},
 			[]any{"shadow", 100 * time.Millisecond, 60, 60, 36 * time.Hour, 168 * time.Hour, uint32(131072)}},
 		{"weights", cfg.Reputation.Weights, Weights{RateAnomaly: 50, SYNRatio: 40, PortScan: 100, RatelimitDrops: 30, Malformed: 30, Repeat: 20}},

@@ -48,7 +48,7 @@ func defaults() *Config {
 			Classes:       1 << 14,
 			EventsRingKiB: 1024,
 		},
-		Events: Events{SampleEvery: 100, MaxPerSecond: 1000},
+		Events: Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
 		Reputation: Reputation{
 			Mode:          "off",
 			Interval:      time.Second,
@@ -117,9 +117,13 @@ func (d *decoder) root(body hcl.Body) *Config {
 		verdictsAttr = d.maps(b, &cfg.Maps)
 	}
 	if b := d.single(c.Blocks, "events"); b != nil {
-		ec := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "sample_every"}, {Name: "max_per_second"}}})
+		ec := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "sample_every"}, {Name: "max_per_second"},
+			{Name: "dir"}, {Name: "max_file_mib"}, {Name: "max_files"}}})
 		uintAttr(d, ec.Attributes["sample_every"], &cfg.Events.SampleEvery, "sample_every", 0, math.MaxUint32)
 		uintAttr(d, ec.Attributes["max_per_second"], &cfg.Events.MaxPerSecond, "max_per_second", 1, math.MaxUint32)
+		uintAttr(d, ec.Attributes["max_file_mib"], &cfg.Events.MaxFileMiB, "max_file_mib", 1, 4096)
+		uintAttr(d, ec.Attributes["max_files"], &cfg.Events.MaxFiles, "max_files", 1, 10000)
+		d.pathAttr(ec.Attributes["dir"], &cfg.Events.Dir, true)
 	}
 	var maxVerdictsAttr *hcl.Attribute
 	if b := d.single(c.Blocks, "reputation"); b != nil {

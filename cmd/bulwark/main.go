@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/recorder"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/loader"
 )
@@ -41,6 +43,7 @@ type cli struct {
 	Reload   reloadCmd   `cmd:"" help:"Re-read the config (same as SIGHUP); prints the diagnostics if rejected."`
 	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
 	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
+	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
 	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
 	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
@@ -445,6 +448,51 @@ func printReplay(rep *agent.ReplayReport, top int) {
 			fmt.Printf("  %s %s %s for %s, score %.1f%s: %s\n", v.At, v.Action, v.Source, v.For, v.Score, enf, strings.Join(cs, ", "))
 		}
 	}
+}
+
+type captureCmd struct {
+	Reason  string        `help:"Only this reason (blocklist, verdict, ratelimit, malformed, ...)."`
+	Action  string        `help:"Only this action (drop, would_drop)."`
+	Count   int           `help:"Stop after this many samples (1 to 10000)." default:"100"`
+	Timeout time.Duration `help:"Stop after this long even with fewer samples (up to 5m)." default:"30s"`
+	Write   string        `short:"w" help:"Write the samples to this pcap file." required:"" placeholder:"FILE"`
+}
+
+func (captureCmd) Help() string {
+	return "Samples are the datapath's sampled drops (events.sample_every, events.max_per_second).\n\n" +
+		"Example:\n  bulwark capture --reason ratelimit --count 50 -w ratelimited.pcap"
+}
+
+func (c *captureCmd) Run(g *cli) error {
+	q := url.Values{}
+	q.Set("count", strconv.Itoa(c.Count))
+	q.Set("timeout", c.Timeout.String())
+	if c.Reason != "" {
+		q.Set("reason", c.Reason)
+	}
+	if c.Action != "" {
+		q.Set("action", c.Action)
+	}
+	var events []recorder.Event
+	if _, err := call(g.Socket, "GET", "/v1/capture?"+q.Encode(), nil, &events); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(c.Write, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := recorder.WritePcap(f, events); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", c.Write, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, e := range events {
+		fmt.Printf("%s %s\n", e.Time.Format(time.RFC3339Nano), e.Comment())
+	}
+	fmt.Printf("%d samples written to %s\n", len(events), c.Write)
+	return nil
 }
 
 type versionCmd struct{}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -142,11 +144,12 @@ func (a *Agent) controlHandler() http.Handler {
 	mux.HandleFunc("GET /v1/verdicts", a.handleVerdictsGet)
 	mux.HandleFunc("DELETE /v1/verdicts", a.handleVerdictsDel)
 	mux.HandleFunc("GET /v1/capture", a.handleCapture)
+	mux.HandleFunc("GET /v1/sources", a.handleSources)
 	// Every other request gets a JSON error too, not the mux's plain text.
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -581,4 +584,53 @@ func (a *Agent) handleVerdictsDel(w http.ResponseWriter, r *http.Request) {
 	}
 	a.auditf(AuditRecord{Who: "cli", What: "verdict.del", Target: req.Sources, Result: "ok"})
 	writeJSON(w, http.StatusOK, map[string]int{"deleted": len(addrs)})
+}
+
+// SourcesReply is the reply of GET /v1/sources.
+type SourcesReply struct {
+	Interval float64                 `json:"interval_seconds"`
+	Measured bool                    `json:"measured"` // false until a scoring cycle has run
+	Sources  []reputation.SourceView `json:"sources"`
+}
+
+// handleSources lists the busiest or riskiest sources:
+// GET /v1/sources?sort=pps|dropped|score&limit=N
+func (a *Agent) handleSources(w http.ResponseWriter, r *http.Request) {
+	by := r.URL.Query().Get("sort")
+	switch by {
+	case "":
+		by = "pps"
+	case "pps", "dropped", "score":
+	default:
+		fail(w, http.StatusBadRequest, "sort %q: want pps, dropped or score", by)
+		return
+	}
+	limit := 20
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			fail(w, http.StatusBadRequest, "limit %q: want 1 to 1000", s)
+			return
+		}
+		limit = n
+	}
+	a.mu.Lock()
+	sc := a.scoring
+	interval := a.cfg.Reputation.Interval
+	a.mu.Unlock()
+	if sc == nil {
+		fail(w, http.StatusServiceUnavailable, "the agent is starting")
+		return
+	}
+	sc.lastTop.Store(time.Now().UnixNano())
+	mono := monotonicNow()
+	rep := SourcesReply{Interval: interval.Seconds(), Sources: []reputation.SourceView{}}
+	for _, e := range sc.engines {
+		rep.Measured = rep.Measured || e.Cycles() > 1
+		rep.Sources = append(rep.Sources, e.Top(limit, by, mono)...)
+	}
+	if len(rep.Sources) > limit {
+		rep.Sources = rep.Sources[:limit]
+	}
+	writeJSON(w, http.StatusOK, rep)
 }

@@ -20,6 +20,7 @@ type scoring struct {
 	engines    []*reputation.Engine // one per interface, in a.ifaces order
 	exempt     atomic.Pointer[reputation.PrefixSet]
 	generation atomic.Uint32 // bumped when feed or location evidence may have changed
+	lastTop    atomic.Int64  // unix ns of the last /v1/sources request
 
 	cycleSeconds prometheus.Histogram
 	verdicts     *prometheus.CounterVec
@@ -131,7 +132,10 @@ func (s *scoring) run(ctx context.Context) {
 			return
 		case <-time.After(interval):
 		}
-		if mode == "off" {
+		// With the engine off, rates are still measured while someone
+		// watches bulwark top (never otherwise: a cycle over a million
+		// sources is most of a second of CPU).
+		if mode == "off" && time.Since(time.Unix(0, s.lastTop.Load())) > topIdle {
 			continue
 		}
 		s.cycle(time.Now(), monotonicNow())
@@ -198,3 +202,7 @@ func componentsText(c map[string]float64) string {
 }
 
 func trimFloat(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+// topIdle is how long rates keep being measured, with the engine off,
+// after the last bulwark top request.
+const topIdle = 30 * time.Second

@@ -553,6 +553,9 @@ func (e *Engine) blocksBefore(key [16]byte) int {
 }
 
 func (e *Engine) decide(st *state, addr netip.Addr, score float64, comps map[string]float64, now time.Time, mono uint64) {
+	if e.cfg.Mode == "off" {
+		return // measuring only (for bulwark top): no verdicts
+	}
 	var action maps.VerdictAction
 	var dur time.Duration
 	switch {
@@ -800,4 +803,102 @@ func cloneMap(m map[string]uint64) map[string]uint64 {
 		out[k] = v
 	}
 	return out
+}
+
+// SourceView is one source as `bulwark top` shows it.
+type SourceView struct {
+	Source       string  `json:"source"`
+	PPS          float64 `json:"pps"`           // packets per second reaching the rate limiter
+	DeliveredPPS float64 `json:"delivered_pps"` // of those, passed
+	RatelimitPPS float64 `json:"ratelimit_pps"` // dropped by the rate limits
+	SYNShare     float64 `json:"syn_share"`
+	Ports        int     `json:"ports_per_second"`
+	Score        float64 `json:"score"`
+	Verdict      string  `json:"verdict,omitempty"`
+	TTLSeconds   float64 `json:"verdict_ttl_seconds,omitempty"`
+}
+
+// Top returns the n busiest ("pps", "dropped") or riskiest ("score")
+// sources of the last cycle; sources under a verdict are included even when
+// their traffic no longer reaches the observations (a block drops it first).
+func (e *Engine) Top(n int, by string, mono uint64) []SourceView {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]SourceView, 0, min(n*4, e.states.n)+len(e.active))
+	seen := map[[16]byte]bool{}
+	view := func(key [16]byte, st *state) SourceView {
+		v := SourceView{Source: maps.SourceFromKey(key, e.prefix).String()}
+		if p := maps.SourceFromKey(key, e.prefix); p.IsSingleIP() {
+			v.Source = p.Addr().String()
+		}
+		if st != nil && st.lastCycle == e.cycle {
+			v.PPS = float64(st.pps)
+			v.RatelimitPPS = v.PPS * float64(st.dropPct) / 100
+			v.DeliveredPPS = v.PPS - v.RatelimitPPS
+			v.SYNShare = float64(st.synPct) / 100
+			v.Ports = int(st.ports)
+			v.Score = math.Round(float64(st.score)*10) / 10
+		}
+		if a, ok := e.active[key]; ok {
+			v.Verdict = a.action.String()
+			v.TTLSeconds = math.Round(float64(a.expires-mono)/1e8) / 10
+			v.Score = math.Max(v.Score, math.Round(a.score*10)/10)
+			if a.action == maps.VerdictBlock {
+				v.DeliveredPPS = 0
+			}
+		}
+		return v
+	}
+	less := func(a, b SourceView) bool {
+		switch by {
+		case "score":
+			if a.Score != b.Score {
+				return a.Score > b.Score
+			}
+		case "dropped":
+			if a.RatelimitPPS != b.RatelimitPPS {
+				return a.RatelimitPPS > b.RatelimitPPS
+			}
+		}
+		return a.PPS > b.PPS
+	}
+	// A bounded selection: keep the best n while scanning.
+	keep := func(v SourceView) {
+		if len(out) < n {
+			out = append(out, v)
+		} else if less(v, out[len(out)-1]) {
+			out[len(out)-1] = v
+		} else {
+			return
+		}
+		for i := len(out) - 1; i > 0 && less(out[i], out[i-1]); i-- {
+			out[i], out[i-1] = out[i-1], out[i]
+		}
+	}
+	for k := range e.active {
+		if a := e.active[k]; a.expires > mono {
+			idx, ok := e.index[k]
+			var st *state
+			if ok {
+				st = e.states.at(idx)
+			}
+			keep(view(k, st))
+			seen[k] = true
+		}
+	}
+	for i := 0; i < e.states.n; i++ {
+		st := e.states.at(int32(i))
+		if seen[st.key] || st.lastCycle != e.cycle || (st.pps == 0 && st.score == 0) {
+			continue
+		}
+		keep(view(st.key, st))
+	}
+	return out
+}
+
+// Cycles is how many scoring cycles have run.
+func (e *Engine) Cycles() uint32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cycle
 }

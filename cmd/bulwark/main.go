@@ -44,6 +44,7 @@ type cli struct {
 	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
 	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
 	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
+	Top      topCmd      `cmd:"" help:"Live view of the busiest and riskiest sources (plain text when not a terminal)."`
 	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
 	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`

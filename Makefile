@@ -7,6 +7,7 @@ export BPF_EXTRA_CFLAGS := -I/usr/include/$(MULTIARCH)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bulwark-filter/bulwark/agent.Version=$(VERSION)
 TEST_TIMEOUT ?= 30m
+NFT_SIZES ?= 10000,100000,1000000
 
 .PHONY: help deps generate build test bench lint demo clean
 
@@ -25,8 +26,13 @@ build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
 test: deps ## run every test, as root (privileged tests skip loudly otherwise)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-bench: deps ## benchmarks: ns/packet against the XDP_DROP floor (as root)
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, nftables; bench/results.json, docs/benchmarks.md
+	@mkdir -p bench docs
+	$(GO) run ./test/bench/cmd -json bench/results-datapath.json
+	$(GO) test -count=1 -run '^$$' -bench 'ScoreCycle|Replay' -benchtime 3x -timeout 30m ./test/bench/ | tee bench/gobench.txt
+	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json
+	$(GO) run ./test/bench/report
+	@echo "wrote bench/results.json and docs/benchmarks.md"
 
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

@@ -35,11 +35,11 @@ type Case struct {
 
 // Result is a case's median over the rounds.
 type Result struct {
-	Name     string
-	Note     string
-	NsPerPkt float64
-	XFloor   float64
-	Rounds   []float64
+	Name     string    `json:"case"`
+	Note     string    `json:"note"`
+	NsPerPkt float64   `json:"ns_per_packet"`
+	XFloor   float64   `json:"x_floor"`
+	Rounds   []float64 `json:"rounds_ns"`
 }
 
 // XDP verdicts.

@@ -14,7 +14,7 @@ import (
 type nullSink struct{}
 
 func (nullSink) PutVerdict(netip.Addr, maps.VerdictAction, uint64, uint16) error { return nil }
-func (nullSink) DeleteVerdict(netip.Addr) error                                 { return nil }
+func (nullSink) DeleteVerdict(netip.Addr) error                                  { return nil }
 
 // BenchmarkScoreCycle is one scoring cycle over a million sources held in
 // the real sources map (synthetic observations written into it), read in

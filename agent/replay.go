@@ -171,7 +171,12 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	var nextCycle time.Time
 	interval := cfg.Reputation.Interval
 	n := 0
-	for _, r := range readers {
+	// Captures replay on one timeline. One that starts before the previous
+	// ended (another day, another host) is laid after it, a second later, on
+	// its own time base; times reported stay the capture's own.
+	var offset time.Duration
+	for fi, r := range readers {
+		fileStart := true
 		for {
 			frame, ci, err := r.Next(n)
 			if errors.Is(err, io.EOF) {
@@ -181,7 +186,11 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 				return nil, err
 			}
 			n++
-			ts := ci.Timestamp
+			if fileStart && fi > 0 && ci.Timestamp.Add(offset).Before(last) {
+				offset = last.Add(time.Second).Sub(ci.Timestamp)
+			}
+			fileStart = false
+			ts := ci.Timestamp.Add(offset)
 			if first.IsZero() {
 				first, nextCycle = ts, ts.Add(interval)
 			}
@@ -197,7 +206,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 				if err := engine.Cycle(nextCycle, replayBase+uint64(nextCycle.Sub(first)), m.IterateSources); err != nil {
 					return nil, err
 				}
-				rep.addVerdicts(engine.TakeVerdicts())
+				rep.addVerdicts(engine.TakeVerdicts(), offset)
 				nextCycle = nextCycle.Add(interval)
 				if !ts.Before(nextCycle) {
 					nextCycle = nextCycle.Add(ts.Sub(nextCycle).Truncate(interval) + interval)
@@ -250,7 +259,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 			return nil, err
 		}
 	}
-	rep.Duration = last.Sub(first).String()
+	rep.Duration = last.Sub(first).String() // replayed time, gaps between captures included
 	for _, s := range sources {
 		rep.Sources = append(rep.Sources, *s)
 	}
@@ -325,8 +334,9 @@ func (rep *ReplayReport) count(dec maps.Decision, want *desired) {
 	}
 }
 
-func (rep *ReplayReport) addVerdicts(vs []reputation.Verdict) {
+func (rep *ReplayReport) addVerdicts(vs []reputation.Verdict, offset time.Duration) {
 	for _, v := range vs {
+		v.At = v.At.Add(-offset)
 		src := v.Source.String()
 		if v.Source.IsSingleIP() {
 			src = v.Source.Addr().String()

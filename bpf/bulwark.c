@@ -221,11 +221,33 @@ static __always_inline void source_key(struct dp_settings *s, struct packet *p, 
 	}
 }
 
-static __always_inline struct src_state *source_state(struct src_key *k, __u64 now)
+/* The source's state, created if new. A new source first takes a token
+ * from the global ceiling on new sources; over it, *limited is set and no
+ * state is created, so a flood of spoofed sources cannot churn the table
+ * and push out the sources already tracked. count: the packet's decision
+ * rests on this (the rate-limit step), so the rule's counters count it. */
+static __always_inline struct src_state *source_state(struct src_key *k, __u64 now, int *limited,
+						      int count)
 {
 	struct src_state *st = bpf_map_lookup_elem(&sources, k);
 	if (st)
 		return st;
+	__u32 id = RULE_NEW_SOURCES, zero = 0, contended = 0;
+	struct rule *nr = bpf_map_lookup_elem(&rules, &id);
+	if (nr && nr->pps) {
+		struct rule_state *g = bpf_map_lookup_elem(&new_sources, &zero);
+		struct rule_counter *rs = count ? bpf_map_lookup_elem(&rule_stats, &id) : 0;
+		if (rs)
+			rs->matched += 1;
+		if (g && !gcra_take(&g->tat_pps, now, gcra_interval(1, nr->pps, 1000), nr->pps_depth_ns,
+				    &contended)) {
+			if (rs)
+				rs->dropped += 1;
+			misc_inc(MISC_NEW_SOURCE_LIMITED);
+			*limited = 1;
+			return 0;
+		}
+	}
 	struct src_state init = { .first_seen_ns = now, .last_seen_ns = now };
 	bpf_map_update_elem(&sources, k, &init, BPF_NOEXIST);
 	st = bpf_map_lookup_elem(&sources, k);
@@ -286,6 +308,46 @@ static __always_inline int limit_by_rule(__u32 id, struct src_key *k, __u64 now,
 	return 0;
 }
 
+/* The aggregate limit of the source's prefix (IPv4 /24, IPv6 /48 by
+ * default), scaled by the source's class but not by a throttle verdict (a
+ * verdict is on one source, not on its neighbours). 1 = conforms. */
+static __always_inline int limit_aggregate(struct dp_settings *s, struct packet *p, __u64 now,
+					   __u32 len, __u64 cmult, __u32 *contended)
+{
+	__u32 id = RULE_AGGREGATE;
+	struct rule *r = bpf_map_lookup_elem(&rules, &id);
+	if (!r)
+		return 1;
+	struct src_key k;
+	__builtin_memcpy(k.addr, p->src.addr, 16);
+	__u64 *w = (__u64 *)k.addr;
+	if (p->family == 4) {
+		__u32 *a = (__u32 *)&k.addr[12];
+		*a &= s->agg4_mask;
+	} else {
+		w[0] &= s->agg6_mask_hi;
+		w[1] &= s->agg6_mask_lo;
+	}
+	struct rule_counter *rs = bpf_map_lookup_elem(&rule_stats, &id);
+	if (rs)
+		rs->matched += 1;
+	struct rule_state *st = bpf_map_lookup_elem(&agg_buckets, &k);
+	if (!st) {
+		struct rule_state init = {};
+		bpf_map_update_elem(&agg_buckets, &k, &init, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&agg_buckets, &k);
+		if (!st) {
+			misc_inc(MISC_STATE_FAILED);
+			return 1;
+		}
+	}
+	if (take_rule(r, &st->tat_pps, &st->tat_bps, now, len, cmult ? cmult : 1, contended))
+		return 1;
+	if (rs)
+		rs->dropped += 1;
+	return 0;
+}
+
 static __always_inline void observe(struct src_state *st, struct packet *p, __u64 now, __u32 len)
 {
 	__sync_fetch_and_add(&st->packets, 1);
@@ -335,7 +397,8 @@ int bulwark(struct xdp_md *ctx)
 			struct src_key k;
 			source_key(s, &p, &k);
 			now = now_ns();
-			struct src_state *st = source_state(&k, now);
+			int limited = 0;
+			struct src_state *st = source_state(&k, now, &limited, 0);
 			if (st) {
 				__sync_fetch_and_add(&st->malformed, 1);
 				st->last_seen_ns = now;
@@ -379,13 +442,18 @@ int bulwark(struct xdp_md *ctx)
 		}
 	}
 
-	/* 4. per-source rate limits: matching rules first, then the default */
-	struct src_state *st = source_state(&key, now);
+	/* 4. per-source rate limits: matching rules first, then the default,
+	 * then the aggregate of the source's prefix */
+	int new_limited = 0;
+	struct src_state *st = source_state(&key, now, &new_limited, 1);
+	if (new_limited)
+		return finish(ctx, s, ACTION_DROP, REASON_RATELIMIT, RULE_NEW_SOURCES, len);
 	if (!st)
 		return finish(ctx, s, ACTION_PASS, REASON_PASSED, 0, len);
 	observe(st, &p, now, len);
 
-	mult_pm = mult_pm * class_mult(s, &p) / 1000;
+	__u64 cmult = class_mult(s, &p);
+	mult_pm = mult_pm * cmult / 1000;
 	if (mult_pm == 0)
 		mult_pm = 1;
 
@@ -426,6 +494,9 @@ int bulwark(struct xdp_md *ctx)
 			}
 		}
 	}
+	if (over == MAX_RULES && (s->present & PRESENT_AGGREGATE) &&
+	    !limit_aggregate(s, &p, now, len, cmult, &contended))
+		over = RULE_AGGREGATE;
 	if (contended)
 		misc_inc(MISC_CONTENDED);
 	if (over != MAX_RULES) {

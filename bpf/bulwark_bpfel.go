@@ -45,9 +45,11 @@ type BulwarkDpSettings struct {
 	SampleEvery     uint32
 	SampleMaxPerSec uint32
 	Ipv6Prefix      uint32
-	Pad             uint32
+	Agg4Mask        uint32
 	V6MaskHi        uint64
 	V6MaskLo        uint64
+	Agg6MaskHi      uint64
+	Agg6MaskLo      uint64
 }
 
 type BulwarkDropEvent struct {
@@ -84,12 +86,13 @@ type BulwarkLpmV6Key struct {
 type BulwarkMiscCounter uint32
 
 const (
-	BulwarkMiscCounterMISC_SAMPLED       BulwarkMiscCounter = 0
-	BulwarkMiscCounterMISC_SAMPLE_CAPPED BulwarkMiscCounter = 1
-	BulwarkMiscCounterMISC_SAMPLE_LOST   BulwarkMiscCounter = 2
-	BulwarkMiscCounterMISC_STATE_FAILED  BulwarkMiscCounter = 3
-	BulwarkMiscCounterMISC_CONTENDED     BulwarkMiscCounter = 4
-	BulwarkMiscCounterMISC_MAX           BulwarkMiscCounter = 5
+	BulwarkMiscCounterMISC_SAMPLED            BulwarkMiscCounter = 0
+	BulwarkMiscCounterMISC_SAMPLE_CAPPED      BulwarkMiscCounter = 1
+	BulwarkMiscCounterMISC_SAMPLE_LOST        BulwarkMiscCounter = 2
+	BulwarkMiscCounterMISC_STATE_FAILED       BulwarkMiscCounter = 3
+	BulwarkMiscCounterMISC_CONTENDED          BulwarkMiscCounter = 4
+	BulwarkMiscCounterMISC_NEW_SOURCE_LIMITED BulwarkMiscCounter = 5
+	BulwarkMiscCounterMISC_MAX                BulwarkMiscCounter = 6
 )
 
 type BulwarkMode uint32
@@ -128,6 +131,7 @@ const (
 	BulwarkPresentBitsPRESENT_CLASSES6     BulwarkPresentBits = 512
 	BulwarkPresentBitsPRESENT_VERDICTS     BulwarkPresentBits = 1024
 	BulwarkPresentBitsPRESENT_PORT_RULES   BulwarkPresentBits = 2048
+	BulwarkPresentBitsPRESENT_AGGREGATE    BulwarkPresentBits = 4096
 )
 
 type BulwarkReason uint32
@@ -225,6 +229,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	BulwarkMapAggBuckets          = "agg_buckets"
 	BulwarkMapAllowHosts4         = "allow_hosts4"
 	BulwarkMapAllowHosts6         = "allow_hosts6"
 	BulwarkMapAllowNets4          = "allow_nets4"
@@ -238,6 +243,7 @@ const (
 	BulwarkMapEvents              = "events"
 	BulwarkMapListHits            = "list_hits"
 	BulwarkMapMisc                = "misc"
+	BulwarkMapNewSources          = "new_sources"
 	BulwarkMapPortRules           = "port_rules"
 	BulwarkMapRuleBuckets         = "rule_buckets"
 	BulwarkMapRuleStats           = "rule_stats"
@@ -310,6 +316,7 @@ type BulwarkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BulwarkMapSpecs struct {
+	AggBuckets      *ebpf.MapSpec `ebpf:"agg_buckets"`
 	AllowHosts4     *ebpf.MapSpec `ebpf:"allow_hosts4"`
 	AllowHosts6     *ebpf.MapSpec `ebpf:"allow_hosts6"`
 	AllowNets4      *ebpf.MapSpec `ebpf:"allow_nets4"`
@@ -323,6 +330,7 @@ type BulwarkMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	ListHits        *ebpf.MapSpec `ebpf:"list_hits"`
 	Misc            *ebpf.MapSpec `ebpf:"misc"`
+	NewSources      *ebpf.MapSpec `ebpf:"new_sources"`
 	PortRules       *ebpf.MapSpec `ebpf:"port_rules"`
 	RuleBuckets     *ebpf.MapSpec `ebpf:"rule_buckets"`
 	RuleStats       *ebpf.MapSpec `ebpf:"rule_stats"`
@@ -371,6 +379,7 @@ func (o *BulwarkObjects) Close() error {
 //
 // It can be passed to LoadBulwarkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BulwarkMaps struct {
+	AggBuckets      *ebpf.Map `ebpf:"agg_buckets"`
 	AllowHosts4     *ebpf.Map `ebpf:"allow_hosts4"`
 	AllowHosts6     *ebpf.Map `ebpf:"allow_hosts6"`
 	AllowNets4      *ebpf.Map `ebpf:"allow_nets4"`
@@ -384,6 +393,7 @@ type BulwarkMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	ListHits        *ebpf.Map `ebpf:"list_hits"`
 	Misc            *ebpf.Map `ebpf:"misc"`
+	NewSources      *ebpf.Map `ebpf:"new_sources"`
 	PortRules       *ebpf.Map `ebpf:"port_rules"`
 	RuleBuckets     *ebpf.Map `ebpf:"rule_buckets"`
 	RuleStats       *ebpf.Map `ebpf:"rule_stats"`
@@ -398,6 +408,7 @@ type BulwarkMaps struct {
 
 func (m *BulwarkMaps) Close() error {
 	return _BulwarkClose(
+		m.AggBuckets,
 		m.AllowHosts4,
 		m.AllowHosts6,
 		m.AllowNets4,
@@ -411,6 +422,7 @@ func (m *BulwarkMaps) Close() error {
 		m.Events,
 		m.ListHits,
 		m.Misc,
+		m.NewSources,
 		m.PortRules,
 		m.RuleBuckets,
 		m.RuleStats,

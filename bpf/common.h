@@ -60,6 +60,7 @@ enum present_bits {
 	PRESENT_CLASSES6 = 1 << 9,
 	PRESENT_VERDICTS = 1 << 10,
 	PRESENT_PORT_RULES = 1 << 11,
+	PRESENT_AGGREGATE = 1 << 12, /* the per-prefix aggregate limit is on */
 };
 
 /* Port tables: one rule id per (table, destination port). */
@@ -74,8 +75,12 @@ enum port_table {
 #define PORTS_PER_SLOT 8
 #define PORT_SLOTS (PORT_TABLES * 65536 / PORTS_PER_SLOT)
 
-/* Rule ids are one byte; rule 0 is the default limit. */
+/* Rule ids are one byte; rule 0 is the default limit, 1..253 configured
+ * rules, and two ids are the limits that hold when per-source state does
+ * not: the per-prefix aggregate and the ceiling on new sources. */
 #define MAX_RULES 256
+#define RULE_AGGREGATE 254
+#define RULE_NEW_SOURCES 255
 
 /* The single entry of the settings map. Everything a reload may change. */
 struct dp_settings {
@@ -88,9 +93,11 @@ struct dp_settings {
 	__u32 sample_every;   /* sample 1 in N drops into the event ring; 0 = off */
 	__u32 sample_max_per_sec; /* at most this many samples per second */
 	__u32 ipv6_prefix;    /* IPv6 sources are tracked per this prefix */
-	__u32 pad;
+	__u32 agg4_mask;      /* aggregate limit: IPv4 prefix mask, memory order */
 	__u64 v6_mask_hi;     /* the prefix as a mask over address bytes 0-7 */
 	__u64 v6_mask_lo;     /* ... and bytes 8-15, in memory order */
+	__u64 agg6_mask_hi;   /* aggregate limit: IPv6 prefix mask */
+	__u64 agg6_mask_lo;
 };
 
 /* A limit: packets and bytes per second, each with its bucket depth. */
@@ -188,7 +195,8 @@ enum misc_counter {
 	MISC_SAMPLE_LOST = 2,    /* ring full */
 	MISC_STATE_FAILED = 3,   /* per-source state could not be created */
 	MISC_CONTENDED = 4,      /* bucket update lost its race four times */
-	MISC_MAX = 5,
+	MISC_NEW_SOURCE_LIMITED = 5, /* packets of untracked sources over the new-source ceiling */
+	MISC_MAX = 6,
 };
 
 #define EVENT_SNAP 128

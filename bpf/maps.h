@@ -88,6 +88,23 @@ struct {
 	__type(value, struct rule_state);
 } rule_buckets SEC(".maps");
 
+/* Aggregate buckets: one per IPv4 /24 or IPv6 /48 (prefixes configurable),
+ * so a limit holds when a flood of sources evicts per-source state. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct src_key);
+	__type(value, struct rule_state);
+} agg_buckets SEC(".maps");
+
+/* The one bucket of the ceiling on new sources (rule RULE_NEW_SOURCES). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rule_state);
+} new_sources SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STATS_SLOTS);

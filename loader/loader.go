@@ -30,6 +30,7 @@ type Sizes struct {
 	BlockPrefixes uint32 // per family
 	Classes       uint32 // class prefixes, per family
 	Lists         uint32 // list ids counted in list_hits
+	Aggregates    uint32 // aggregate buckets (per IPv4 /24, IPv6 /48; LRU)
 	EventsBytes   uint32 // ring buffer of sampled drops; a power of two >= 4096
 }
 
@@ -46,6 +47,7 @@ func DefaultSizes() Sizes {
 		BlockPrefixes: 1 << 18,
 		Classes:       1 << 14,
 		Lists:         1 << 10,
+		Aggregates:    1 << 16,
 		EventsBytes:   1 << 20,
 	}
 }
@@ -60,8 +62,9 @@ func (s Sizes) byMap() map[string]uint32 {
 		maps.MapBlockHosts4: s.BlockHosts, maps.MapBlockHosts6: s.BlockHosts,
 		maps.MapBlockNets4: s.BlockPrefixes, maps.MapBlockNets6: s.BlockPrefixes,
 		maps.MapClasses4: s.Classes, maps.MapClasses6: s.Classes,
-		maps.MapListHits: s.Lists,
-		maps.MapEvents:   s.EventsBytes,
+		maps.MapListHits:   s.Lists,
+		maps.MapAggBuckets: s.Aggregates,
+		maps.MapEvents:     s.EventsBytes,
 	}
 }
 

@@ -40,6 +40,8 @@ func TestLayout(t *testing.T) {
 		{MapStats, uint32(0), bpf.BulwarkCounter{}},
 		{MapRuleStats, uint32(0), bpf.BulwarkRuleCounter{}},
 		{MapListHits, uint32(0), uint64(0)},
+		{MapAggBuckets, bpf.BulwarkSrcKey{}, bpf.BulwarkRuleState{}},
+		{MapNewSources, uint32(0), bpf.BulwarkRuleState{}},
 		{MapMisc, uint32(0), uint64(0)},
 	}
 	for _, tt := range tests {
@@ -85,12 +87,16 @@ func TestLayout(t *testing.T) {
 		{"MODE_MONITOR", uint32(ModeMonitor), uint32(bpf.BulwarkModeMODE_MONITOR)},
 		{"VERDICT_THROTTLE", uint32(VerdictThrottle), uint32(bpf.BulwarkVerdictActionVERDICT_THROTTLE)},
 		{"PORT_TABLE_TCP_SYN", TableTCPSYN, uint32(bpf.BulwarkPortTablePORT_TABLE_TCP_SYN)},
-		{"MISC_MAX", 5, uint32(bpf.BulwarkMiscCounterMISC_MAX)},
+		{"MISC_MAX", 6, uint32(bpf.BulwarkMiscCounterMISC_MAX)},
+		{"PRESENT_AGGREGATE", presentAggregate, uint32(bpf.BulwarkPresentBitsPRESENT_AGGREGATE)},
 	}
 	for _, c := range consts {
 		if c.got != c.bpf {
 			t.Errorf("%s: Go has %d, common.h has %d", c.name, c.got, c.bpf)
 		}
+	}
+	if got := binary.Size(bpf.BulwarkReplayIo{}); got != replayIOSize {
+		t.Errorf("struct replay_io is %d bytes, replayIOSize says %d", got, replayIOSize)
 	}
 	if spec.Maps[MapRules].MaxEntries != ruleSlots || spec.Maps[MapPortRules].MaxEntries != portSlots {
 		t.Errorf("rules/port_rules sizes differ from common.h")

@@ -39,6 +39,8 @@ const (
 	MapSampleCountdown = "sample_countdown"
 	MapSampleWindow    = "sample_window"
 	MapEvents          = "events"
+	MapAggBuckets      = "agg_buckets"
+	MapNewSources      = "new_sources"
 )
 
 // Present bits, as in bpf/common.h enum present_bits.
@@ -49,15 +51,17 @@ const (
 	presentClasses6    = uint32(bpf.BulwarkPresentBitsPRESENT_CLASSES6)
 	presentVerdicts    = uint32(bpf.BulwarkPresentBitsPRESENT_VERDICTS)
 	presentPortRules   = uint32(bpf.BulwarkPresentBitsPRESENT_PORT_RULES)
+	presentAggregate   = uint32(bpf.BulwarkPresentBitsPRESENT_AGGREGATE)
 )
 
 // Set is typed access to one loaded datapath's maps. Writers are serialised
 // by the Set; readers may run at any time.
 type Set struct {
-	mu       sync.Mutex
-	m        *bpf.BulwarkMaps
-	settings bpf.BulwarkDpSettings
-	replay   *ebpf.Variable // the program's replay global (mapped memory); nil unless loaded for replay
+	mu        sync.Mutex
+	m         *bpf.BulwarkMaps
+	settings  bpf.BulwarkDpSettings
+	replay    *ebpf.Variable // the program's replay global (mapped memory); nil unless loaded for replay
+	replayBuf [replayIOSize]byte
 
 	// Allow and Block are the two prefix lists.
 	Allow *List
@@ -153,6 +157,15 @@ func (s *Set) ApplyPolicy(p *Policy) error {
 	for i, r := range p.Rules {
 		rules[i+1] = ruleValue(r.Limit)
 	}
+	rules[RuleAggregate] = ruleValue(p.Aggregate)
+	if p.NewSources.BytesPerSec != 0 {
+		return errors.New("the new-sources ceiling counts packets only")
+	}
+	rules[RuleNewSources] = ruleValue(p.NewSources)
+	agg4, agg6 := p.AggregatePrefixes()
+	if agg4 < 1 || agg4 > 32 || agg6 < 1 || agg6 > 128 {
+		return fmt.Errorf("aggregate prefixes /%d and /%d: want 1-32 and 1-128", agg4, agg6)
+	}
 	keys := make([]uint32, len(rules))
 	for i := range keys {
 		keys[i] = uint32(i)
@@ -195,6 +208,14 @@ func (s *Set) ApplyPolicy(p *Policy) error {
 	st.SampleMaxPerSec = p.SampleMaxPerSec
 	st.Ipv6Prefix = uint32(prefix)
 	st.V6MaskHi, st.V6MaskLo = v6Mask(prefix)
+	st.Agg6MaskHi, st.Agg6MaskLo = v6Mask(agg6)
+	hi, _ := v6Mask(agg4) // the first 4 bytes of a mask of agg4 bits
+	st.Agg4Mask = uint32(hi)
+	if p.Aggregate.Active() {
+		st.Present |= presentAggregate
+	} else {
+		st.Present &^= presentAggregate
+	}
 	if !pt.Any {
 		st.Present &^= presentPortRules
 	}
@@ -387,12 +408,12 @@ func (s *Set) MaxLists() int { return int(s.m.ListHits.MaxEntries()) }
 
 // Misc counters, as in bpf/common.h enum misc_counter.
 type Misc struct {
-	Sampled, SampleCapped, SampleLost, StateFailed, Contended uint64
+	Sampled, SampleCapped, SampleLost, StateFailed, Contended, NewSourceLimited uint64
 }
 
 // Misc reads the datapath's internal counters.
 func (s *Set) Misc() (Misc, error) {
-	var vals [5]uint64
+	var vals [6]uint64
 	var per []uint64
 	for i := range vals {
 		if err := s.m.Misc.Lookup(uint32(i), &per); err != nil {
@@ -402,7 +423,7 @@ func (s *Set) Misc() (Misc, error) {
 			vals[i] += c
 		}
 	}
-	return Misc{vals[0], vals[1], vals[2], vals[3], vals[4]}, nil
+	return Misc{vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]}, nil
 }
 
 // UseReplay connects the Set to the replay global of a program loaded for
@@ -410,12 +431,18 @@ func (s *Set) Misc() (Misc, error) {
 // no syscall.
 func (s *Set) UseReplay(v *ebpf.Variable) { s.replay = v }
 
+// replayIOSize is sizeof(struct replay_io).
+const replayIOSize = 24
+
 // SetReplayClock sets the time a program loaded for replay sees.
 func (s *Set) SetReplayClock(ns uint64) error {
 	if s.replay == nil {
 		return errors.New("the datapath was not loaded for replay")
 	}
-	return s.replay.Set(bpf.BulwarkReplayIo{Now: ns})
+	// Raw bytes: the variable's memory takes them without reflection.
+	binary.LittleEndian.PutUint64(s.replayBuf[:8], ns)
+	clear(s.replayBuf[8:])
+	return s.replay.Set(s.replayBuf[:])
 }
 
 // Decision is what a program loaded for replay decided for its last frame.
@@ -431,11 +458,12 @@ func (s *Set) LastDecision() (Decision, error) {
 	if s.replay == nil {
 		return Decision{}, errors.New("the datapath was not loaded for replay")
 	}
-	var r bpf.BulwarkReplayIo
-	if err := s.replay.Get(&r); err != nil {
+	b := s.replayBuf[:]
+	if err := s.replay.Get(b); err != nil {
 		return Decision{}, fmt.Errorf("read the replay global: %w", err)
 	}
-	return Decision{Action(r.Action), Reason(r.Reason), r.Detail}, nil
+	le := binary.LittleEndian
+	return Decision{Action(le.Uint32(b[8:])), Reason(le.Uint32(b[12:])), le.Uint32(b[16:])}, nil
 }
 
 // Events opens a reader of the sampled-drop ring. Close it when done.
@@ -467,7 +495,7 @@ func (s *Set) Memory() (map[string]uint64, error) {
 		MapVerdicts: s.m.Verdicts, MapSources: s.m.Sources, MapRuleBuckets: s.m.RuleBuckets,
 		MapStats: s.m.Stats, MapRuleStats: s.m.RuleStats, MapListHits: s.m.ListHits, MapMisc: s.m.Misc,
 		MapSampleCountdown: s.m.SampleCountdown, MapSampleWindow: s.m.SampleWindow,
-		MapEvents: s.m.Events,
+		MapEvents: s.m.Events, MapAggBuckets: s.m.AggBuckets, MapNewSources: s.m.NewSources,
 	}
 	out := make(map[string]uint64, len(all))
 	for name, m := range all {

@@ -159,10 +159,39 @@ type Policy struct {
 	Default            Limit
 	Rules              []Rule
 	Classes            []Class
+	// Aggregate limits every IPv4 /AggregatePrefix4 and IPv6
+	// /AggregatePrefix6 (0 means 24 and 48) as one source, so a limit holds
+	// when a flood of sources evicts per-source state. Zero: off.
+	Aggregate        Limit
+	AggregatePrefix4 int
+	AggregatePrefix6 int
+	// NewSources is a global ceiling on packets that would create
+	// per-source state (sources not tracked yet); over it they are dropped
+	// and nothing is created. Packets per second only; zero: off.
+	NewSources Limit
 }
 
 // MaxRules is how many rules a policy may have besides the default.
-const MaxRules = 254
+const MaxRules = 253
+
+// Rule ids of the limits that hold when per-source state does not, as in
+// bpf/common.h.
+const (
+	RuleAggregate  = 254
+	RuleNewSources = 255
+)
+
+// AggregatePrefixes are the aggregate limit's prefix lengths, defaulted.
+func (p *Policy) AggregatePrefixes() (int, int) {
+	p4, p6 := p.AggregatePrefix4, p.AggregatePrefix6
+	if p4 == 0 {
+		p4 = 24
+	}
+	if p6 == 0 {
+		p6 = 48
+	}
+	return p4, p6
+}
 
 // Permille converts a multiplier to the datapath's integer per-mille form,
 // at least 1.
@@ -192,8 +221,13 @@ func (p *Policy) SourcePrefix() int {
 
 // RuleName returns the name of rule id (0 is "default").
 func (p *Policy) RuleName(id int) string {
-	if id == 0 {
+	switch id {
+	case 0:
 		return "default"
+	case RuleAggregate:
+		return "aggregate"
+	case RuleNewSources:
+		return "new_sources"
 	}
 	if id-1 < len(p.Rules) {
 		return p.Rules[id-1].Name

@@ -31,14 +31,16 @@ type ruleKey struct {
 // Model holds a policy, its lists and verdicts, and the per-source buckets,
 // and decides frames the way the datapath does. Not safe for concurrent use.
 type Model struct {
-	policy   maps.Policy
-	ports    *maps.PortTables
-	allow    prefixSet
-	block    prefixSet
-	classes  []classEntry
-	verdicts map[[16]byte]Verdict
-	sources  map[[16]byte]*bucketPair
-	ruleBkts map[ruleKey]*bucketPair
+	policy     maps.Policy
+	ports      *maps.PortTables
+	allow      prefixSet
+	block      prefixSet
+	classes    []classEntry
+	verdicts   map[[16]byte]Verdict
+	sources    map[[16]byte]*bucketPair
+	ruleBkts   map[ruleKey]*bucketPair
+	aggBkts    map[[16]byte]*bucketPair
+	newSources bucketPair
 }
 
 type classEntry struct {
@@ -60,6 +62,7 @@ func New(p maps.Policy, allow, block []maps.Entry) (*Model, error) {
 		verdicts: map[[16]byte]Verdict{},
 		sources:  map[[16]byte]*bucketPair{},
 		ruleBkts: map[ruleKey]*bucketPair{},
+		aggBkts:  map[[16]byte]*bucketPair{},
 	}
 	for _, c := range p.Classes {
 		for _, pfx := range c.CIDRs {
@@ -90,6 +93,12 @@ func (m *Model) decide(frame []byte, now uint64) Decision {
 	case ParseNonIP:
 		return Decision{Action: maps.ActionPass, Reason: maps.ReasonNonIP}
 	case ParseMalformed:
+		if p.Family != 0 {
+			// The datapath tracks the source of a malformed packet whose
+			// IP header parsed (its malformed count), under the same
+			// ceiling on new sources.
+			m.track(sourceKey(&p, m.policy.SourcePrefix()), now)
+		}
 		if m.policy.MalformedPass {
 			return Decision{Action: maps.ActionPass, Reason: maps.ReasonMalformed}
 		}
@@ -118,12 +127,12 @@ func (m *Model) decide(frame []byte, now uint64) Decision {
 		}
 	}
 
-	src := m.sources[key]
+	src := m.track(key, now)
 	if src == nil {
-		src = &bucketPair{}
-		m.sources[key] = src
+		return Decision{Action: maps.ActionDrop, Reason: maps.ReasonRatelimit, Rule: maps.RuleNewSources}
 	}
-	mult = mult * uint64(m.classMult(p.Src)) / 1000
+	cmult := uint64(m.classMult(p.Src))
+	mult = mult * cmult / 1000
 	if mult == 0 {
 		mult = 1
 	}
@@ -162,6 +171,27 @@ func (m *Model) decide(frame []byte, now uint64) Decision {
 	if m.policy.Default.Active() && !take(m.policy.Default, src, now, length, mult) {
 		return Decision{Action: maps.ActionDrop, Reason: maps.ReasonRatelimit, Rule: 0}
 	}
+	if m.policy.Aggregate.Active() {
+		// Scaled by the class, not by a throttle verdict.
+		p4, p6 := m.policy.AggregatePrefixes()
+		bits := p6
+		if p.Family == 4 {
+			bits = p4
+		}
+		pfx, _ := p.Src.Prefix(bits)
+		k := pfx.Addr().As16()
+		if p.Family == 4 {
+			k = maps.SourceKey(pfx.Addr(), 128)
+		}
+		b := m.aggBkts[k]
+		if b == nil {
+			b = &bucketPair{}
+			m.aggBkts[k] = b
+		}
+		if !take(m.policy.Aggregate, b, now, length, cmult) {
+			return Decision{Action: maps.ActionDrop, Reason: maps.ReasonRatelimit, Rule: maps.RuleAggregate}
+		}
+	}
 	return Decision{Action: maps.ActionPass, Reason: maps.ReasonPassed}
 }
 
@@ -173,6 +203,22 @@ func sourceKey(p *Packet, v6prefix int) [16]byte {
 	}
 	pfx, _ := p.Src.Prefix(v6prefix)
 	return pfx.Addr().As16()
+}
+
+// track returns the source's state, created if new; a new source first
+// takes a token from the ceiling on new sources, and over it nothing is
+// created (nil).
+func (m *Model) track(key [16]byte, now uint64) *bucketPair {
+	if src := m.sources[key]; src != nil {
+		return src
+	}
+	if l := m.policy.NewSources; l.PPS > 0 &&
+		!gcraTake(&m.newSources.pps, now, Interval(1, l.PPS, 1000), maps.Depth(l.Burst, l.PPS)) {
+		return nil
+	}
+	src := &bucketPair{}
+	m.sources[key] = src
+	return src
 }
 
 func (m *Model) classMult(a netip.Addr) uint32 {

@@ -80,7 +80,7 @@ func sizes(blockHosts, blockPrefixes, sources uint32) loader.Sizes {
 	return loader.Sizes{
 		Sources: sources, RuleBuckets: 4096, Verdicts: 1024,
 		AllowHosts: 1024, AllowPrefixes: 1024, BlockHosts: blockHosts, BlockPrefixes: blockPrefixes,
-		Classes: 256, Lists: 64, EventsBytes: 1 << 16,
+		Classes: 256, Lists: 64, Aggregates: 1024, EventsBytes: 1 << 16,
 	}
 }
 

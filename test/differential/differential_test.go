@@ -105,11 +105,18 @@ func setups(cs []*capture) []setup {
 
 	throttled := limitedPolicy(64)
 	throttled.ThrottleMultiplier = 0.25
+	// The limits that hold without per-source state: an aggregate per /24
+	// and /48 below the floods' rates, and a ceiling on new sources low
+	// enough that some sources of the captures are turned away.
+	aggregates := limitedPolicy(64)
+	aggregates.Aggregate = maps.Limit{PPS: 150, Burst: 60, BytesPerSec: 200_000, ByteBurst: 40_000}
+	aggregates.NewSources = maps.Limit{PPS: 2, Burst: 8}
 
 	return []setup{
 		{name: "empty", policy: maps.Policy{}},
 		{name: "limits-v6/64", policy: limitedPolicy(64), allow: allow, block: block},
 		{name: "limits-v6/48", policy: limitedPolicy(48), allow: allow, block: block},
+		{name: "aggregates", policy: aggregates, allow: allow, block: block},
 		{name: "monitor", policy: monitor, allow: allow, block: block},
 		{name: "verdicts", policy: throttled, allow: allow, block: block, verdicts: []verdictSpec{
 			// The SYN flood's source is throttled; the DHCP flood's blocked.

@@ -24,7 +24,7 @@ func SmallSizes() loader.Sizes {
 	return loader.Sizes{
 		Sources: 4096, RuleBuckets: 4096, Verdicts: 1024,
 		AllowHosts: 1024, AllowPrefixes: 1024, BlockHosts: 1024, BlockPrefixes: 1024,
-		Classes: 256, Lists: 64, EventsBytes: 1 << 16,
+		Classes: 256, Lists: 64, Aggregates: 1024, EventsBytes: 1 << 16,
 	}
 }
 

@@ -441,7 +441,7 @@ func BulwarkSizes() loader.Sizes {
 	return loader.Sizes{
 		Sources: 1 << 16, RuleBuckets: 1 << 14, Verdicts: 1024,
 		AllowHosts: 1024, AllowPrefixes: 1024, BlockHosts: 1 << 20, BlockPrefixes: 1 << 17,
-		Classes: 256, Lists: 64, EventsBytes: 1 << 16,
+		Classes: 256, Lists: 64, Aggregates: 1024, EventsBytes: 1 << 16,
 	}
 }
 

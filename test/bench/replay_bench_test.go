@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bulwark-filter/bulwark/agent"
+	"github.com/bulwark-filter/bulwark/test/testutil"
+)
+
+// replayBenchConfig: lists (a 1000-entry block file and inline entries),
+// rules, classes, a default limit and the scorer on (enforce, 1 s cycles of
+// capture time).
+const replayBenchConfig = `
+interface "eth0" {}
+allow {
+  cidrs = ["198.18.255.0/24"]
+}
+block {
+  cidrs = ["198.19.200.0/24"]
+  files = ["block.txt"]
+}
+limits {
+  default {
+    pps       = 500
+    burst     = 1000
+    bandwidth = "20Mbit"
+  }
+  rule "dns" {
+    protocol = "udp"
+    ports    = ["53"]
+    pps      = 50
+    burst    = 100
+  }
+  rule "syn" {
+    protocol  = "tcp"
+    tcp_flags = "syn"
+    pps       = 20
+    burst     = 40
+  }
+  rule "web" {
+    protocol = "tcp"
+    ports    = ["80", "443"]
+    pps      = 200
+    burst    = 400
+  }
+  rule "ping" {
+    protocol = "icmp"
+    pps      = 10
+  }
+  class "partners" {
+    cidrs      = ["198.18.128.0/17"]
+    multiplier = 4
+  }
+  class "nat" {
+    cidrs      = ["198.18.64.0/18"]
+    multiplier = 10
+  }
+}
+maps {
+  sources      = 65536
+  rule_buckets = 65536
+  verdicts     = 4096
+}
+reputation {
+  mode         = "enforce"
+  interval     = "1s"
+  max_verdicts = 4096
+}
+`
+
+// replayBenchCapture writes ~200k frames over 20 s of capture time: 2000
+// ordinary sources (UDP, DNS, TCP SYN and ACK to web ports, ICMP), block-
+// listed sources and one flooder.
+func replayBenchCapture(b *testing.B, dir string) (string, int) {
+	rng := rand.New(rand.NewSource(1))
+	const (
+		frames  = 200_000
+		span    = 20 * time.Second
+		sources = 2000
+	)
+	type src struct{ frames [][]byte }
+	pool := make([]src, sources)
+	for i := range pool {
+		a := fmt.Sprintf("198.18.%d.%d", (i*37)%256, i%250+1)
+		pool[i].frames = [][]byte{
+			testutil.UDP4(b, a, "198.18.0.1", 9000, 100),
+			testutil.UDP4(b, a, "198.18.0.1", 53, 40),
+			testutil.TCP4(b, a, "198.18.0.1", 443, testutil.FlagSYN),
+			testutil.TCP4(b, a, "198.18.0.1", 443, testutil.FlagACK),
+			testutil.TCP4(b, a, "198.18.0.1", 80, testutil.FlagACK),
+			testutil.ICMP4(b, a, "198.18.0.1"),
+		}
+	}
+	blocked := make([][]byte, 100)
+	for i := range blocked {
+		blocked[i] = testutil.UDP4(b, fmt.Sprintf("198.19.%d.%d", i%4, i+1), "198.18.0.1", 9000, 60)
+	}
+	flood := testutil.UDP4(b, "198.18.0.66", "198.18.0.1", 9000, 60)
+
+	path := filepath.Join(dir, "bench.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var h [24]byte
+	binary.LittleEndian.PutUint32(h[0:4], 0xa1b23c4d)
+	binary.LittleEndian.PutUint16(h[4:6], 2)
+	binary.LittleEndian.PutUint16(h[6:8], 4)
+	binary.LittleEndian.PutUint32(h[16:20], 65535)
+	binary.LittleEndian.PutUint32(h[20:24], 1)
+	w.Write(h[:])
+	start := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := 0; i < frames; i++ {
+		ts := start.Add(time.Duration(i) * span / frames)
+		var fr []byte
+		switch r := rng.Intn(100); {
+		case r < 5:
+			fr = blocked[rng.Intn(len(blocked))]
+		case r < 20 && ts.Sub(start) > span/2:
+			fr = flood
+		default:
+			s := pool[rng.Intn(sources)]
+			fr = s.frames[rng.Intn(len(s.frames))]
+		}
+		var rh [16]byte
+		binary.LittleEndian.PutUint32(rh[0:4], uint32(ts.Unix()))
+		binary.LittleEndian.PutUint32(rh[4:8], uint32(ts.Nanosecond()))
+		binary.LittleEndian.PutUint32(rh[8:12], uint32(len(fr)))
+		binary.LittleEndian.PutUint32(rh[12:16], uint32(len(fr)))
+		w.Write(rh[:])
+		w.Write(fr)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path, frames
+}
+
+// BenchmarkReplay measures `bulwark replay` in process (agent.Replay): the
+// load, the map fill and every frame through BPF_PROG_TEST_RUN with the
+// scorer cycling on capture time. The target is at least 300k pkts/s on
+// the 2-core test machine; it is reported, not asserted.
+func BenchmarkReplay(b *testing.B) {
+	testutil.RequireRoot(b)
+	dir := b.TempDir()
+	var bl strings.Builder
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&bl, "198.19.%d.%d\n", i/250, i%250+1)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "block.txt"), []byte(bl.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "bulwark.hcl")
+	if err := os.WriteFile(cfg, []byte(replayBenchConfig), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	capPath, n := replayBenchCapture(b, dir)
+	// The fixed cost (config, load, map fill) of a replay: one frame.
+	one := "../testdata/pcaps/tcpd_ip_printroute_asan.pcap"
+	fixedStart := time.Now()
+	if _, err := agent.Replay(agent.ReplayOptions{Config: cfg, Captures: []string{one}}); err != nil {
+		b.Fatal(err)
+	}
+	fixed := time.Since(fixedStart)
+
+	b.ResetTimer()
+	var total time.Duration
+	var rep *agent.ReplayReport
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		var err error
+		rep, err = agent.Replay(agent.ReplayOptions{Config: cfg, Captures: []string{capPath}})
+		total += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if rep.Packets != uint64(n) {
+		b.Fatalf("replayed %d packets, want %d", rep.Packets, n)
+	}
+	pps := float64(n) * float64(b.N) / total.Seconds()
+	perRun := total / time.Duration(b.N)
+	steady := 0.0
+	if perRun > fixed {
+		steady = float64(n) / (perRun - fixed).Seconds()
+	}
+	b.ReportMetric(pps, "pkts/s")
+	b.ReportMetric(steady, "pkts/s-after-load")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("%d frames: actions %v, reasons %v, rules %v, lists %v, %d verdicts", n, rep.Actions, rep.Reasons,
+		rep.Rules, rep.Lists, len(rep.Verdicts))
+	b.Logf("%.0f pkts/s end to end (target >= 300000); load and fill %v; %.0f pkts/s after the load", pps, fixed, steady)
+}

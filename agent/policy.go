@@ -42,6 +42,7 @@ func sizesFrom(c *config.Config) loader.Sizes {
 	s.AllowHosts, s.AllowPrefixes = m.AllowHosts, m.AllowPrefixes
 	s.BlockHosts, s.BlockPrefixes = m.BlockHosts, m.BlockPrefixes
 	s.Classes = m.Classes
+	s.Aggregates = m.Aggregates
 	s.EventsBytes = m.EventsRingKiB * 1024
 	return s
 }
@@ -66,6 +67,9 @@ func desiredFrom(c *config.Config) (*desired, error) {
 	p.SampleEvery = c.Events.SampleEvery
 	p.SampleMaxPerSec = c.Events.MaxPerSecond
 	p.Default = limitFrom(c.Limits.Default)
+	p.Aggregate = limitFrom(c.Limits.Aggregate.Limit)
+	p.AggregatePrefix4, p.AggregatePrefix6 = c.Limits.Aggregate.IPv4Prefix, c.Limits.Aggregate.IPv6Prefix
+	p.NewSources = limitFrom(c.Limits.NewSources)
 	for _, r := range c.Limits.Rules {
 		mr := maps.Rule{Name: r.Name, Protocol: maps.Protocol(r.Protocol), SYN: r.SYN, Limit: limitFrom(r.Limit)}
 		for _, pr := range r.Ports {

@@ -71,6 +71,26 @@ limits {
   ## Default 0.1. Range (0, 1000].
   throttle_multiplier = 0.1
 
+  ## The ceiling on new sources: packets per second that may create per-source state (sources not
+  ## tracked yet). Over it they are dropped (rule "new_sources") and nothing is created, so a flood of
+  ## spoofed sources cannot push the sources already tracked out of the table. Default pps 50000,
+  ## burst 100000. Packets only (no bandwidth).
+  new_sources {
+    pps   = 50000
+    burst = 100000
+  }
+
+  ## An aggregate limit on each IPv4 /ipv4_prefix and IPv6 /ipv6_prefix taken as one source (rule
+  ## "aggregate"): it holds when per-source state is evicted. Scaled by a source's class, not by a
+  ## throttle verdict. Optional block; off by default. ipv4_prefix default 24 (1..32), ipv6_prefix
+  ## default 48 (1..128), then the same keys as a limit.
+  # aggregate {
+  #   ipv4_prefix = 24
+  #   ipv6_prefix = 48
+  #   pps         = 20000
+  #   burst       = 40000
+  # }
+
   ## The limit for all traffic of each source. Optional block; without it there is no default limit.
   ## A limit (here and in rules) needs pps, bandwidth or both:
   ##   pps             packets per second. Range 1..4294967295.
@@ -177,6 +197,9 @@ maps {
   block_prefixes = 262144
   ## Class prefixes. Default 16384.
   classes = 16384
+  ## Aggregate limit buckets (LRU; one per IPv4 /24 or IPv6 /48 seen), about 100 bytes each, preallocated.
+  ## Default 65536.
+  aggregates = 65536
   ## Size of the ring buffer carrying drop events to the agent, in KiB. A power of two, range 4..262144.
   ## Default 1024 (1 MiB).
   events_ring_kib = 1024

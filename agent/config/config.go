@@ -113,6 +113,22 @@ type Limits struct {
 	Classes []Class
 	// ThrottleMultiplier scales the limits of a source under a throttle verdict, in (0, 1000].
 	ThrottleMultiplier float64
+	// Aggregate limits every IPv4 /IPv4Prefix and IPv6 /IPv6Prefix as one source; it holds when per-source
+	// state is evicted by a flood of sources. The zero Limit means off.
+	Aggregate Aggregate
+	// NewSources caps the packets per second that may create per-source state (sources not tracked yet);
+	// over it they are dropped and nothing is created. The zero Limit means off.
+	NewSources Limit
+}
+
+// Aggregate is a limit on a prefix of sources taken together.
+type Aggregate struct {
+	// Limit is the prefix's limit; zero: no aggregate limit.
+	Limit
+	// IPv4Prefix is the IPv4 prefix length sources are grouped by, 1..32 (default 24).
+	IPv4Prefix int
+	// IPv6Prefix is the IPv6 prefix length sources are grouped by, 1..128 (default 48).
+	IPv6Prefix int
 }
 
 // Limit is a token-bucket limit on packets and/or bytes. A zero PPS means no packet-rate limit; a zero
@@ -205,6 +221,8 @@ type Maps struct {
 	BlockPrefixes uint32
 	// Classes is the size of the class LPM trie.
 	Classes uint32
+	// Aggregates is the size of the aggregate limit's bucket LRU (one per IPv4 /24 or IPv6 /48 seen).
+	Aggregates uint32
 	// EventsRingKiB is the size of the events ring buffer in KiB, a power of two in 4..262144.
 	EventsRingKiB uint32
 }

@@ -171,6 +171,8 @@ func TestIssue3Example(t *testing.T) {
 		},
 		Classes:            []Class{{Name: "partners", CIDRs: []netip.Prefix{pfx("198.18.10.0/24")}, Multiplier: 10}},
 		ThrottleMultiplier: 0.1,
+		Aggregate:          Aggregate{IPv4Prefix: 24, IPv6Prefix: 48},
+		NewSources:         Limit{PPS: 50000, Burst: 100000},
 	}
 	// Ranges are checked apart from the values.
 	if got := cfg.Limits.Rules[1].Range; got.Start.Line != 31 || got.Start.Column != 3 {
@@ -259,10 +261,10 @@ func TestDefaults(t *testing.T) {
 	}
 	// The documented defaults, spelled out once more so a change to defaults() is deliberate.
 	if cfg.Mode != "enforce" || cfg.Malformed != "drop" || cfg.DetachOnExit || cfg.PinDir != "/sys/fs/bpf/bulwark" ||
-		cfg.Limits.IPv6Prefix != 64 || cfg.Limits.ThrottleMultiplier != 0.1 || cfg.Limits.Default != (Limit{}) ||
+		cfg.Limits.IPv6Prefix != 64 || cfg.Limits.ThrottleMultiplier != 0.1 || cfg.Limits.Default != (Limit{}) || cfg.Limits.NewSources != (Limit{PPS: 50000, Burst: 100000}) ||
 		cfg.Metrics.Listen != "127.0.0.1:9740" || cfg.Log != (Log{"info", "text", "/var/log/bulwark/audit.jsonl"}) ||
 		cfg.Control.Socket != "/run/bulwark/bulwark.sock" ||
-		cfg.Maps != (Maps{1048576, 1048576, 131072, 65536, 16384, 1048576, 262144, 16384, 1024}) ||
+		cfg.Maps != (Maps{1048576, 1048576, 131072, 65536, 16384, 1048576, 262144, 16384, 65536, 1024}) ||
 		cfg.Events != (Events{100, 1000, DefaultDropsDir, 16, 8}) || cfg.Reputation.Mode != "off" {
 		t.Errorf("defaults changed: %+v", *cfg)
 	}

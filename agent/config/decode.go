@@ -33,10 +33,12 @@ func defaults() *Config {
 		Mode:      "enforce",
 		Malformed: "drop",
 		PinDir:    DefaultPinDir,
-		Limits:    Limits{IPv6Prefix: 64, ThrottleMultiplier: 0.1},
-		Metrics:   Metrics{Listen: DefaultMetricsListen},
-		Log:       Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
-		Control:   Control{Socket: DefaultControlSocket},
+		Limits: Limits{IPv6Prefix: 64, ThrottleMultiplier: 0.1,
+			Aggregate:  Aggregate{IPv4Prefix: 24, IPv6Prefix: 48},
+			NewSources: Limit{PPS: 50_000, Burst: 100_000}},
+		Metrics: Metrics{Listen: DefaultMetricsListen},
+		Log:     Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
+		Control: Control{Socket: DefaultControlSocket},
 		Maps: Maps{
 			Sources:       1 << 20,
 			RuleBuckets:   1 << 20,
@@ -46,6 +48,7 @@ func defaults() *Config {
 			BlockHosts:    1 << 20,
 			BlockPrefixes: 1 << 18,
 			Classes:       1 << 14,
+			Aggregates:    1 << 16,
 			EventsRingKiB: 1024,
 		},
 		Events: Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
@@ -220,6 +223,8 @@ func (d *decoder) limits(b *hcl.Block, l *Limits) {
 			{Type: "default"},
 			{Type: "rule", LabelNames: []string{"name"}},
 			{Type: "class", LabelNames: []string{"name"}},
+			{Type: "aggregate"},
+			{Type: "new_sources"},
 		},
 	})
 	uintAttr(d, c.Attributes["ipv6_prefix"], &l.IPv6Prefix, "ipv6_prefix", 1, 128)
@@ -227,6 +232,17 @@ func (d *decoder) limits(b *hcl.Block, l *Limits) {
 	if db := d.single(c.Blocks, "default"); db != nil {
 		dc := d.content(db.Body, &hcl.BodySchema{Attributes: limitAttrs})
 		l.Default = d.limit(dc.Attributes, db)
+	}
+	if ab := d.single(c.Blocks, "aggregate"); ab != nil {
+		attrs := append([]hcl.AttributeSchema{{Name: "ipv4_prefix"}, {Name: "ipv6_prefix"}}, limitAttrs...)
+		ac := d.content(ab.Body, &hcl.BodySchema{Attributes: attrs})
+		l.Aggregate.Limit = d.limit(ac.Attributes, ab)
+		uintAttr(d, ac.Attributes["ipv4_prefix"], &l.Aggregate.IPv4Prefix, "ipv4_prefix", 1, 32)
+		uintAttr(d, ac.Attributes["ipv6_prefix"], &l.Aggregate.IPv6Prefix, "ipv6_prefix", 1, 128)
+	}
+	if nb := d.single(c.Blocks, "new_sources"); nb != nil {
+		nc := d.content(nb.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "pps"}, {Name: "burst"}}})
+		l.NewSources = d.limit(nc.Attributes, nb)
 	}
 	d.rules(c.Blocks.OfType("rule"), l)
 	d.classes(c.Blocks.OfType("class"), l)
@@ -488,6 +504,7 @@ func (d *decoder) maps(b *hcl.Block, m *Maps) *hcl.Attribute {
 		{"sources", &m.Sources}, {"rule_buckets", &m.RuleBuckets}, {"verdicts", &m.Verdicts},
 		{"allow_hosts", &m.AllowHosts}, {"allow_prefixes", &m.AllowPrefixes},
 		{"block_hosts", &m.BlockHosts}, {"block_prefixes", &m.BlockPrefixes}, {"classes", &m.Classes},
+		{"aggregates", &m.Aggregates},
 	}
 	schema := &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "events_ring_kib"}}}
 	for _, s := range sizes {

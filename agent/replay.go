@@ -165,6 +165,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 		rep.Rules["default"] = 0
 	}
 	sources := map[netip.Prefix]*ReplaySource{}
+	counts := &tally{lists: map[uint32]uint64{}}
 	prefix := m.IPv6Prefix()
 
 	var first, last time.Time
@@ -220,7 +221,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 			if dec.runt {
 				rep.Runts++
 			}
-			rep.count(dec.Decision, want)
+			counts.count(dec.Decision)
 			p, _ := model.Parse(frame)
 			if p.Family != 0 {
 				key := maps.SourceFromKey(maps.SourceKey(p.Src, prefix), prefix)
@@ -259,6 +260,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 			return nil, err
 		}
 	}
+	counts.into(rep, want)
 	rep.Duration = last.Sub(first).String() // replayed time, gaps between captures included
 	for _, s := range sources {
 		rep.Sources = append(rep.Sources, *s)
@@ -318,19 +320,47 @@ func replayFrame(m *maps.Set, d *loader.Datapath, frame []byte, mono uint64, wan
 	return replayDecision{Decision: dec}, err
 }
 
-func (rep *ReplayReport) count(dec maps.Decision, want *desired) {
-	rep.Packets++
-	rep.Actions[dec.Action.String()]++
-	rep.Reasons[dec.Reason.String()]++
+// tally counts decisions in arrays on the per-frame path; names are
+// attached once, at the end.
+type tally struct {
+	actions [8]uint64
+	reasons [8]uint64
+	rules   [256]uint64
+	lists   map[uint32]uint64
+}
+
+func (t *tally) count(dec maps.Decision) {
+	t.actions[dec.Action&7]++
+	t.reasons[dec.Reason&7]++
 	switch dec.Reason {
 	case maps.ReasonRatelimit:
-		rep.Rules[want.policy.RuleName(int(dec.Detail))]++
+		t.rules[dec.Detail&255]++
 	case maps.ReasonAllowlist, maps.ReasonBlocklist:
-		name := want.listNames[dec.Detail]
-		if name == "" {
-			name = fmt.Sprintf("list%d", dec.Detail)
+		t.lists[dec.Detail]++
+	}
+}
+
+// into adds the tally to the report under the actions', reasons', rules'
+// and lists' names.
+func (t *tally) into(rep *ReplayReport, want *desired) {
+	for _, a := range maps.Actions {
+		rep.Actions[a.String()] += t.actions[a]
+		rep.Packets += t.actions[a]
+	}
+	for _, r := range maps.Reasons {
+		rep.Reasons[r.String()] += t.reasons[r]
+	}
+	for id, n := range t.rules {
+		if n > 0 {
+			rep.Rules[want.policy.RuleName(id)] += n
 		}
-		rep.Lists[name]++
+	}
+	for id, n := range t.lists {
+		name := want.listNames[id]
+		if name == "" {
+			name = fmt.Sprintf("list%d", id)
+		}
+		rep.Lists[name] += n
 	}
 }
 

@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/bulwark-filter/bulwark/agent.Version=$(VERSION)
 TEST_TIMEOUT ?= 30m
 NFT_SIZES ?= 10000,100000,1000000
 
-.PHONY: help deps generate build test bench lint demo clean
+.PHONY: help deps generate build test bench resilience lint demo clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json
 	$(GO) run ./test/bench/report
 	@echo "wrote bench/results.json and docs/benchmarks.md"
+
+resilience: deps build ## the resilience suite at full size and bounded fuzzing, within 15 minutes (as root)
+	@scripts/resilience.sh
 
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

@@ -316,6 +316,13 @@ func (a *Agent) reload(who string) (*config.Config, *desired, error) {
 	}
 	for _, it := range a.ifaces {
 		if err := a.applyTo(it, want); err != nil {
+			// applyTo may have written part of want (the policy before the
+			// lists): put the running config back everywhere.
+			for _, it := range a.ifaces {
+				if rerr := a.applyTo(it, a.want); rerr != nil {
+					a.log.Error("restore the running config after a failed reload", "interface", it.name, "error", rerr)
+				}
+			}
 			a.reloads.WithLabelValues("error").Inc()
 			a.auditf(AuditRecord{Who: who, What: "reload", Result: "error", Detail: err.Error()})
 			return nil, nil, err

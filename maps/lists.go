@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 
@@ -92,19 +93,85 @@ func (l *List) Add(entries []Entry) error {
 	if err := l.set.setPresentLocked(on); err != nil {
 		return err
 	}
-	if err := batchPut(l.hosts4, k4, v4); err != nil {
-		return fmt.Errorf("%s list, IPv4 hosts: %w", l.name, err)
+	// All or nothing: a write that fails (a full map) undoes what this Add
+	// wrote before it, so a refused request leaves no part of it in force.
+	var undo []func()
+	fail := func(what string, err error) error {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return fmt.Errorf("%s list, %s: %w", l.name, what, err)
 	}
-	if err := batchPut(l.hosts6, k6, v6); err != nil {
-		return fmt.Errorf("%s list, IPv6 hosts: %w", l.name, err)
+	if err := putUndoable(l.hosts4, k4, v4, &undo); err != nil {
+		return fail("IPv4 hosts", err)
 	}
-	if err := batchPut(l.nets4, n4, nv4); err != nil {
-		return fmt.Errorf("%s list, IPv4 prefixes: %w", l.name, err)
+	if err := putUndoable(l.hosts6, k6, v6, &undo); err != nil {
+		return fail("IPv6 hosts", err)
 	}
-	if err := batchPut(l.nets6, n6, nv6); err != nil {
-		return fmt.Errorf("%s list, IPv6 prefixes: %w", l.name, err)
+	if err := putUndoable(l.nets4, n4, nv4, &undo); err != nil {
+		return fail("IPv4 prefixes", err)
+	}
+	if err := putUndoable(l.nets6, n6, nv6, &undo); err != nil {
+		return fail("IPv6 prefixes", err)
 	}
 	return nil
+}
+
+// putUndoable writes keys and appends to undo a function that restores
+// what they held before (deleting the keys that were new).
+func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]func()) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	prev, err := existing[K, V](m, keys)
+	if err != nil {
+		return err
+	}
+	*undo = append(*undo, func() {
+		for _, k := range keys {
+			if v, ok := prev[k]; ok {
+				_ = m.Put(k, v)
+			} else {
+				_ = m.Delete(k)
+			}
+		}
+	})
+	return batchPut(m, keys, vals)
+}
+
+// existing returns the values keys hold now. An LPM trie's lookup is a
+// longest-prefix match, not an exact one: tries are walked instead.
+func existing[K comparable, V any](m *ebpf.Map, keys []K) (map[K]V, error) {
+	out := make(map[K]V)
+	// An empty map (a first load) holds nothing to restore: no lookups.
+	first := make([]byte, m.KeySize())
+	if err := m.NextKey(nil, &first); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return out, nil
+	}
+	if m.Type() == ebpf.LPMTrie {
+		want := make(map[K]struct{}, len(keys))
+		for _, k := range keys {
+			want[k] = struct{}{}
+		}
+		var k K
+		var v V
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			if _, ok := want[k]; ok {
+				out[k] = v
+			}
+		}
+		return out, it.Err()
+	}
+	for _, k := range keys {
+		var v V
+		if err := m.Lookup(k, &v); err == nil {
+			out[k] = v
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // batchSize bounds one batch syscall's buffers.
@@ -117,7 +184,11 @@ func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 			if errors.Is(err, ebpf.ErrNotSupported) {
 				return putEach(m, keys, vals)
 			}
-			return fmt.Errorf("%w (map holds at most %d entries)", err, m.MaxEntries())
+			if errors.Is(err, syscall.E2BIG) || errors.Is(err, syscall.ENOSPC) {
+				// A full hash map says E2BIG, a full trie ENOSPC.
+				return fmt.Errorf("map %s is full: it holds at most %d entries (%w)", mapName(m), m.MaxEntries(), err)
+			}
+			return fmt.Errorf("%w (map %s holds at most %d entries)", err, mapName(m), m.MaxEntries())
 		}
 		keys, vals = keys[n:], vals[n:]
 	}

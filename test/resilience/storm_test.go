@@ -1,0 +1,182 @@
+package resilience_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestReloadStorm alternates good and broken configs through POST
+// /v1/reload while other clients make thousands of API calls and traffic
+// flows: exactly the broken half is rejected, nothing else fails, the
+// policy in force is always the last good one, and the agent's memory does
+// not grow after a warm-up.
+func TestReloadStorm(t *testing.T) {
+	t.Parallel()
+	reloads := pick(100, 1000)
+	calls := pick(1000, 10000)
+	warmup := pick(50, 100)
+	// The quick subset's storm lasts about a second: too short for the Go
+	// heap to settle, so its memory bound is a smoke test; the full run
+	// holds the agent to 5 %.
+	maxGrowth := float64(pick(15, 5))
+
+	e := newEnv(t)
+	good := func(i int) cfg {
+		// Two good configs in turn: each blocks 198.18.66.6 and its own marker.
+		return cfg{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.6", fmt.Sprintf("198.18.67.%d", 1+i%2)}}
+	}
+	broken := func(i int) string {
+		switch i % 3 {
+		case 0:
+			return e.render(good(0)) + "\nlimits {\n  this is not HCL\n"
+		case 1:
+			return e.render(cfg{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.6", "198.18.300.1"}})
+		default:
+			// Valid HCL, invalid config: a burst of 0 with a rate.
+			return e.render(cfg{PPS: 1000, Burst: 0, Block: []string{"198.18.66.6"}})
+		}
+	}
+	e.writeConfig("", good(1))
+	a := e.start()
+	pid := a.cmd.Process.Pid
+
+	blocked, normal := addr("198.18.66.6"), addr("2001:2:0:1::2")
+	bg := e.background([][]byte{e.frame(blocked, 1), e.frame(normal, 2)}, 2*time.Millisecond, 10*time.Minute)
+	defer bg.finish(t)
+
+	// The API clients: status, block add with a TTL, lists, block del.
+	var apiWG sync.WaitGroup
+	var apiMu sync.Mutex
+	apiCalls, apiErrs := 0, []string{}
+	apiDone := make(chan struct{})
+	workers := 2
+	for w := 0; w < workers; w++ {
+		apiWG.Add(1)
+		go func(w int) {
+			defer apiWG.Done()
+			c := e.api()
+			defer c.CloseIdleConnections()
+			for i := w; i < calls; i += workers {
+				ip := fmt.Sprintf("198.18.%d.%d", 100+w, 1+(i/workers)%250)
+				var method, path, body string
+				switch i / workers % 5 {
+				case 0:
+					method, path = "GET", "/v1/status"
+				case 1:
+					method, path, body = "POST", "/v1/lists/block", `{"cidrs":["`+ip+`"],"ttl":"1h","reason":"storm"}`
+				case 2:
+					method, path = "GET", "/v1/lists/block"
+				case 3:
+					method, path, body = "DELETE", "/v1/lists/block", `{"cidrs":["`+ip+`"]}`
+				default:
+					method, path = "GET", "/v1/lists/allow"
+				}
+				st, rb, err := do(c, method, path, body)
+				apiMu.Lock()
+				apiCalls++
+				if err != nil || st != 200 {
+					apiErrs = append(apiErrs, fmt.Sprintf("%s %s: HTTP %d %v %.200s", method, path, st, err, rb))
+				}
+				apiMu.Unlock()
+			}
+		}(w)
+	}
+	go func() { apiWG.Wait(); close(apiDone) }()
+
+	c := e.api()
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(time.Duration(pick(60, 600)) * time.Second)
+	ok, rejected, other := 0, 0, []string{}
+	lastGood := 1
+	var rssWarm int
+	checks := 0
+	start := time.Now()
+	for i := 0; i < reloads && time.Now().Before(deadline); i++ {
+		if i%2 == 0 {
+			writeFile(t, e.cfgPath, e.render(good(i/2)))
+		} else {
+			writeFile(t, e.cfgPath, broken(i/2))
+		}
+		st, body, err := do(c, "POST", "/v1/reload", "")
+		switch {
+		case err != nil:
+			other = append(other, fmt.Sprintf("reload %d: %v", i, err))
+		case i%2 == 0 && st == 200:
+			ok++
+			lastGood = i / 2
+		case i%2 == 1 && st == 422 && strings.Contains(body, `"rejected"`):
+			rejected++
+		default:
+			other = append(other, fmt.Sprintf("reload %d (%s): HTTP %d %.300s", i, map[bool]string{true: "good", false: "broken"}[i%2 == 0], st, body))
+		}
+		if i+1 == warmup {
+			rssWarm = rssKiB(t, pid)
+		}
+		// Now and then, right after a rejected reload: the last good
+		// config's entries are the ones in force.
+		if i%2 == 1 && i%20 == 19 {
+			checks++
+			st, body, err := do(c, "GET", "/v1/lists/block", "")
+			want := fmt.Sprintf(`"198.18.67.%d/32"`, 1+lastGood%2)
+			other2 := fmt.Sprintf(`"198.18.67.%d/32"`, 2-lastGood%2)
+			if err != nil || st != 200 || !strings.Contains(body, want) || strings.Contains(body, other2) || !strings.Contains(body, `"198.18.66.6/32"`) {
+				t.Errorf("after reload %d (a rejected one): block list %d %v does not hold the last good config (%s, not %s): %.500s", i, st, err, want, other2, body)
+			}
+		}
+	}
+	reloadTime := time.Since(start)
+	select {
+	case <-apiDone:
+	case <-time.After(time.Until(deadline.Add(30 * time.Second))):
+		t.Fatalf("API clients not done by the deadline")
+	}
+	apiTime := time.Since(start)
+	rssEnd := rssKiB(t, pid)
+	sent := bg.finish(t)
+	e.rcv.Settle(200*time.Millisecond, 3*time.Second)
+
+	m := e.metrics()
+	mOK, mRej, mErr := m.get("bulwark_config_reloads_total", "result", "ok"), m.get("bulwark_config_reloads_total", "result", "rejected"), m.get("bulwark_config_reloads_total", "result", "error")
+	growth := 100 * float64(rssEnd-rssWarm) / float64(rssWarm)
+	t.Logf("%d reloads in %s (%d ok, %d rejected, metrics ok=%v rejected=%v error=%v); %d API calls in %s, %d failed; RSS %d KiB after %d reloads, %d KiB at the end (%+.1f%%); traffic: blocked %d sent, %d delivered; normal %d sent, %d delivered",
+		ok+rejected+len(other), reloadTime.Round(time.Millisecond), ok, rejected, mOK, mRej, mErr, apiCalls, apiTime.Round(time.Millisecond), len(apiErrs),
+		rssWarm, warmup, rssEnd, growth, sent[0], e.rcv.Count(blocked), sent[1], e.rcv.Count(normal))
+	summary(t, "%d reloads (%d ok, %d rejected; metrics %v/%v/%v ok/rejected/error) + %d API calls (%d failed) in %s; RSS %d -> %d KiB (%+.1f%%) after %d warm-up reloads; blocked source delivered %d of %d",
+		reloads, ok, rejected, mOK, mRej, mErr, apiCalls, len(apiErrs), apiTime.Round(time.Second), rssWarm, rssEnd, growth, warmup, e.rcv.Count(blocked), sent[0])
+
+	if len(other) > 0 {
+		t.Errorf("%d unexpected reload results, first: %s", len(other), strings.Join(other[:min(5, len(other))], "; "))
+	}
+	if ok != reloads/2 || rejected != reloads/2 {
+		t.Errorf("reloads: %d ok, %d rejected, want %d each", ok, rejected, reloads/2)
+	}
+	if mOK != float64(reloads/2) || mRej != float64(reloads/2) || mErr != 0 {
+		t.Errorf("bulwark_config_reloads_total ok=%v rejected=%v error=%v, want %d, %d, 0", mOK, mRej, mErr, reloads/2, reloads/2)
+	}
+	if apiCalls != calls || len(apiErrs) > 0 {
+		t.Errorf("%d of %d API calls made, %d failed; first: %s", apiCalls, calls, len(apiErrs), strings.Join(apiErrs[:min(5, len(apiErrs))], "; "))
+	}
+	if growth >= maxGrowth {
+		t.Errorf("agent RSS grew %.1f%% (%d -> %d KiB) from reload %d to the end, want under %.0f%%", growth, rssWarm, rssEnd, warmup, maxGrowth)
+	}
+	if n := e.rcv.Count(blocked); n != 0 {
+		t.Errorf("%d of %d frames from the source every good config blocks were delivered during the storm, want 0", n, sent[0])
+	}
+	if n := e.rcv.Count(normal); n != sent[1] {
+		t.Errorf("%d of %d frames from a normal source delivered during the storm, want all", n, sent[1])
+	}
+	if checks == 0 {
+		t.Errorf("no policy check ran during the storm")
+	}
+	// At the end: the last good config in force, also by traffic.
+	want := fmt.Sprintf("198.18.67.%d", 1+lastGood%2)
+	if got := e.send(addr(want), 10); got != 0 {
+		t.Errorf("%d of 10 frames from %s (blocked by the last good config) delivered", got, want)
+	}
+	if a.exited() {
+		t.Fatalf("agent exited during the storm: %v\n%s", a.err, a.logText())
+	}
+}

@@ -21,7 +21,7 @@ generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)
 	$(GO) generate ./bpf/
 
 build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/bulwark ./cmd/bulwark
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/bulwark ./cmd/bulwark
 
 test: deps ## run every test, as root (privileged tests skip loudly otherwise)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -165,6 +165,16 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		}
 		defer msrv.Close()
 	}
+	// Everything that needed privileges is done: keep only CAP_BPF.
+	dropped := prometheus.NewGauge(prometheus.GaugeOpts{Name: "bulwark_privileges_dropped",
+		Help: "1 when the agent runs with only the capabilities it still needs (CAP_BPF)."})
+	a.reg.MustRegister(dropped)
+	if err := dropPrivileges(); err != nil {
+		a.log.Warn("running with all start-up capabilities", "error", err)
+	} else {
+		dropped.Set(1)
+		a.log.Info("capabilities dropped to CAP_BPF")
+	}
 	notifyReady(a.log)
 	a.log.Info("bulwark running", "interfaces", len(a.ifaces), "mode", cfg.Mode, "version", Version)
 

@@ -41,15 +41,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = "/usr/local/go/bin/go"
-	}
-	bin = filepath.Join(dir, "bulwark")
-	cmd := exec.Command(gobin, "build", "-o", bin, "./cmd/bulwark")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build bulwark: %v\n%s", err, out)
+	if bin, err = testutil.BuildBulwark("../..", dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()

@@ -3,7 +3,10 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/bulwark-filter/bulwark/loader"
@@ -64,4 +67,23 @@ func Load(t testing.TB, s Setup) *loader.Datapath {
 		}
 	}
 	return d
+}
+
+// BuildBulwark builds cmd/bulwark into dir the way `make build` does
+// (without cgo, so the agent can drop capabilities on every thread) and
+// returns the binary's path. repo is the repository root, relative to the
+// calling test's directory.
+func BuildBulwark(repo, dir string) (string, error) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = "/usr/local/go/bin/go"
+	}
+	bin := filepath.Join(dir, "bulwark")
+	cmd := exec.Command(gobin, "build", "-o", bin, "./cmd/bulwark")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build bulwark: %v\n%s", err, out)
+	}
+	return bin, nil
 }

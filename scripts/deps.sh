@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Bulwark needs, with apt-get, when it is
 # missing: clang and llvm (BPF objects), libbpf-dev (BPF headers), iproute2
-# (namespaces), nftables (benchmarks against nft). Nothing is done when all
-# is present.
+# (namespaces), nftables (benchmarks against nft), tmux (the bulwark top
+# test drives the terminal view), systemd-analyze (the unit is verified),
+# setpriv (least-privilege tests). Nothing is done when all is present.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,9 @@ command -v llvm-strip >/dev/null || need+=(llvm)
 [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
+command -v tmux >/dev/null || need+=(tmux)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v setpriv >/dev/null || need+=(util-linux)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

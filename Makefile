@@ -30,6 +30,7 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	@mkdir -p bench docs
 	$(GO) run ./test/bench/cmd -json bench/results-datapath.json
 	$(GO) test -count=1 -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory' -benchtime 3x -timeout 30m ./test/bench/ | tee bench/gobench.txt
+	$(GO) test -count=1 -run 'TestRuntimeBlockLatency' -v ./test/agent/ | grep 'run-time block' | tee bench/block-latency.txt
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json
 	$(GO) run ./test/bench/report
 	@echo "wrote bench/results.json and docs/benchmarks.md"

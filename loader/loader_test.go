@@ -100,3 +100,31 @@ func TestIncompatiblePins(t *testing.T) {
 	}
 	d.Close()
 }
+
+// TestRunner: the lean test-run path agrees with Program.Run frame after
+// frame (the kernel writes sizes back into the attributes it reuses).
+func TestRunner(t *testing.T) {
+	d := testutil.Load(t, testutil.Setup{Block: []maps.Entry{{Prefix: netip.MustParsePrefix("198.18.66.0/24"), ListID: 3}}})
+	r := d.NewRunner()
+	frames := [][]byte{
+		testutil.UDP4(t, "198.18.66.1", "198.18.1.1", 53, 20),
+		testutil.UDP4(t, "198.18.2.1", "198.18.1.1", 53, 200),
+		testutil.TCP4(t, "198.18.66.9", "198.18.1.1", 80, 0x02),
+		make([]byte, 14), // non-IP
+	}
+	for round := 0; round < 3; round++ {
+		for i, f := range frames {
+			want, err := d.Run(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.Run(f)
+			if err != nil || got != want {
+				t.Errorf("round %d frame %d: runner %d (%v), Program.Run %d", round, i, got, err, want)
+			}
+		}
+	}
+	if _, err := r.Run(nil); err == nil {
+		t.Error("an empty frame ran")
+	}
+}

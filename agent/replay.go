@@ -168,7 +168,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	if want.policy.Default.Active() {
 		rep.Rules["default"] = 0
 	}
-	sources := map[netip.Prefix]*ReplaySource{}
+	sources := map[[16]byte]*ReplaySource{}
 	counts := &tally{lists: map[uint32]uint64{}}
 	runner := d.NewRunner()
 	prefix := m.IPv6Prefix()
@@ -229,17 +229,21 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 			counts.count(dec.Decision)
 			p, _ := model.Parse(frame)
 			if p.Family != 0 {
-				key := maps.SourceFromKey(maps.SourceKey(p.Src, prefix), prefix)
-				if p.Family == 6 {
+				var key [16]byte
+				if p.Family == 4 {
+					key = maps.SourceKey(p.Src, prefix)
+				} else {
 					pp, _ := p.Src.Prefix(prefix)
-					key = pp
+					key = pp.Addr().As16()
 				}
 				s := sources[key]
 				if s == nil {
-					s = &ReplaySource{Source: key.String(), Reasons: map[string]uint64{}}
-					if key.IsSingleIP() {
-						s.Source = key.Addr().String()
+					name := p.Src.Unmap().String()
+					if p.Family == 6 {
+						pp, _ := p.Src.Prefix(prefix)
+						name = pp.String()
 					}
+					s = &ReplaySource{Source: name, Reasons: map[string]uint64{}}
 					sources[key] = s
 				}
 				s.Packets++

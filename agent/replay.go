@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/gopacket"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
@@ -176,32 +177,21 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	var first, last time.Time
 	var nextCycle time.Time
 	interval := cfg.Reputation.Interval
-	n := 0
-	// Captures replay on one timeline. One that starts before the previous
-	// ended (another day, another host) is laid after it, a second later, on
-	// its own time base; times reported stay the capture's own.
-	var offset time.Duration
-	for fi, r := range readers {
-		fileStart := true
-		for {
-			frame, ci, err := r.Next(n)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			n++
-			if fileStart && fi > 0 && ci.Timestamp.Add(offset).Before(last) {
-				offset = last.Add(time.Second).Sub(ci.Timestamp)
-			}
-			fileStart = false
-			ts := ci.Timestamp.Add(offset)
+	// Reading and parsing run ahead on another goroutine (another core):
+	// this loop keeps only what needs the datapath in capture order.
+	frames := make(chan frameBatch, 4)
+	stop := make(chan struct{})
+	defer close(stop)
+	go readFrames(readers, prefix, frames, stop)
+	for batch := range frames {
+		if batch.err != nil {
+			return nil, batch.err
+		}
+		for i := range batch.items {
+			f := &batch.items[i]
+			ts := f.ts
 			if first.IsZero() {
 				first, nextCycle = ts, ts.Add(interval)
-			}
-			if ts.Before(last) {
-				ts = last // capture order wins over a clock that stepped back
 			}
 			last = ts
 			mono := replayBase + uint64(ts.Sub(first))
@@ -212,39 +202,26 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 				if err := engine.Cycle(nextCycle, replayBase+uint64(nextCycle.Sub(first)), m.IterateSources); err != nil {
 					return nil, err
 				}
-				rep.addVerdicts(engine.TakeVerdicts(), offset)
+				rep.addVerdicts(engine.TakeVerdicts(), f.offset)
 				nextCycle = nextCycle.Add(interval)
 				if !ts.Before(nextCycle) {
 					nextCycle = nextCycle.Add(ts.Sub(nextCycle).Truncate(interval) + interval)
 				}
 			}
 
-			dec, err := replayFrame(m, runner, frame, mono, want)
+			dec, err := replayFrame(m, runner, f.frame, mono, want)
 			if err != nil {
-				return nil, fmt.Errorf("capture %s, record %d: %w", r.path, n, err)
+				return nil, fmt.Errorf("capture %s, record %d: %w", f.path, f.record, err)
 			}
 			if dec.runt {
 				rep.Runts++
 			}
 			counts.count(dec.Decision)
-			p, _ := model.Parse(frame)
-			if p.Family != 0 {
-				var key [16]byte
-				if p.Family == 4 {
-					key = maps.SourceKey(p.Src, prefix)
-				} else {
-					pp, _ := p.Src.Prefix(prefix)
-					key = pp.Addr().As16()
-				}
-				s := sources[key]
+			if f.family != 0 {
+				s := sources[f.key]
 				if s == nil {
-					name := p.Src.Unmap().String()
-					if p.Family == 6 {
-						pp, _ := p.Src.Prefix(prefix)
-						name = pp.String()
-					}
-					s = &ReplaySource{Source: name, Reasons: map[string]uint64{}}
-					sources[key] = s
+					s = &ReplaySource{Source: f.name(prefix), Reasons: map[string]uint64{}}
+					sources[f.key] = s
 				}
 				s.Packets++
 				if dec.Action == maps.ActionDrop {
@@ -258,7 +235,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 				}
 			}
 			if dropped != nil && dec.Action == maps.ActionDrop {
-				if err := dropped.write(ci.Timestamp, frame, ci.Length+len(frame)-ci.CaptureLength); err != nil {
+				if err := dropped.write(f.ci.Timestamp, f.frame, f.ci.Length+len(f.frame)-f.ci.CaptureLength); err != nil {
 					return nil, fmt.Errorf("--write-dropped: %w", err)
 				}
 			}
@@ -298,6 +275,102 @@ func cmpDesc(a, b uint64) int {
 		return -1
 	}
 	return 1
+}
+
+// replayedFrame is a frame read and parsed ahead of the datapath.
+type replayedFrame struct {
+	frame  []byte
+	ci     gopacket.CaptureInfo
+	ts     time.Time     // on the replay's timeline
+	offset time.Duration // the timeline's shift of this capture
+	path   string
+	record int
+	family int
+	src    netip.Addr
+	key    [16]byte // the source's tracking key
+}
+
+// name is how the report shows the frame's source.
+func (f *replayedFrame) name(prefix int) string {
+	if f.family == 6 {
+		pp, _ := f.src.Prefix(prefix)
+		return pp.String()
+	}
+	return f.src.Unmap().String()
+}
+
+type frameBatch struct {
+	items []replayedFrame
+	err   error
+}
+
+// frameBatchSize is how many frames travel together from the reader.
+const frameBatchSize = 512
+
+// readFrames reads the captures in order, lays them on one timeline and
+// parses each frame's source, in batches, until done or stop is closed.
+// Captures replay on one timeline: one that starts before the previous
+// ended (another day, another host) is laid after it, a second later, on
+// its own time base; within a capture time never goes backwards.
+func readFrames(readers []*captureReader, prefix int, out chan<- frameBatch, stop <-chan struct{}) {
+	defer close(out)
+	send := func(b frameBatch) bool {
+		select {
+		case out <- b:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	var last time.Time
+	var offset time.Duration
+	n := 0
+	batch := make([]replayedFrame, 0, frameBatchSize)
+	for fi, r := range readers {
+		fileStart := true
+		for {
+			frame, ci, err := r.Next(n)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				send(frameBatch{err: err})
+				return
+			}
+			n++
+			if fileStart && fi > 0 && ci.Timestamp.Add(offset).Before(last) {
+				offset = last.Add(time.Second).Sub(ci.Timestamp)
+			}
+			fileStart = false
+			ts := ci.Timestamp.Add(offset)
+			if ts.Before(last) {
+				ts = last // capture order wins over a clock that stepped back
+			}
+			last = ts
+			// The reader reuses its buffer for frames it built an
+			// Ethernet header for: keep a copy.
+			f := replayedFrame{frame: append([]byte(nil), frame...), ci: ci, ts: ts, offset: offset, path: r.path, record: n}
+			if p, _ := model.Parse(f.frame); p.Family != 0 {
+				f.family, f.src = p.Family, p.Src
+				if p.Family == 4 {
+					f.key = maps.SourceKey(p.Src, prefix)
+				} else {
+					pp, _ := p.Src.Prefix(prefix)
+					f.key = pp.Addr().As16()
+				}
+			}
+			batch = append(batch, f)
+			if len(batch) == frameBatchSize {
+				if !send(frameBatch{items: batch}) {
+					return
+				}
+				batch = make([]replayedFrame, 0, frameBatchSize)
+			}
+		}
+	}
+	if len(batch) > 0 {
+		send(frameBatch{items: batch})
+	}
 }
 
 type replayDecision struct {

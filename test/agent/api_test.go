@@ -13,17 +13,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // rawCall does one HTTP request over the control socket and returns the
 // status and body.
 func (e *env) rawCall(method, path, body string) (int, string) {
-	e.t.Helper()
+	e.T.Helper()
 	client := &http.Client{
 		Timeout: 20 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", e.sock)
+			return d.DialContext(ctx, "unix", e.Sock)
 		}},
 	}
 	var rd io.Reader
@@ -32,12 +34,12 @@ func (e *env) rawCall(method, path, body string) (int, string) {
 	}
 	req, err := http.NewRequest(method, "http://bulwark"+path, rd)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+		e.T.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -49,12 +51,12 @@ func (e *env) rawCall(method, path, body string) (int, string) {
 func TestAPIBadInputs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 100, Burst: 100, Allow: []string{"198.18.20.0/30"}, Block: []string{"198.18.66.0/24"}})
-	e.start()
-	e.mustCLI("block", "add", "198.18.5.5", "--ttl", "1h")
-	e.mustCLI("allow", "add", "198.18.21.1")
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Allow: []string{"198.18.20.0/30"}, Block: []string{"198.18.66.0/24"}})
+	e.Start()
+	e.MustCLI("block", "add", "198.18.5.5", "--ttl", "1h")
+	e.MustCLI("allow", "add", "198.18.21.1")
 
-	fi, err := os.Stat(e.sock)
+	fi, err := os.Stat(e.Sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,9 +64,9 @@ func TestAPIBadInputs(t *testing.T) {
 		t.Fatalf("control socket mode %v, want a socket with 0600", fi.Mode())
 	}
 
-	type lists struct{ Block, Allow []listEntry }
+	type lists struct{ Block, Allow []agenttest.ListEntry }
 	snapshot := func() lists {
-		l := lists{e.list("block"), e.list("allow")}
+		l := lists{e.List("block"), e.List("allow")}
 		for i := range l.Block {
 			l.Block[i].ExpiresIn = 0 // counts down
 		}
@@ -97,8 +99,8 @@ func TestAPIBadInputs(t *testing.T) {
 			{[]string{"block", "del", "198.18.66.0/24"}, "config"},
 			{[]string{"block", "add", "198.18.7.7", "banana"}, "not an IP address"},
 		} {
-			r := e.cli(c.args...)
-			if r.code != 1 || !strings.Contains(strings.ToLower(r.stderr), strings.ToLower(c.want)) || !regexp.MustCompile(`HTTP 4\d\d`).MatchString(r.stderr) {
+			r := e.CLI(c.args...)
+			if r.Code != 1 || !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(c.want)) || !regexp.MustCompile(`HTTP 4\d\d`).MatchString(r.Stderr) {
 				t.Errorf("bulwark %s: %s, want exit 1 with a 4xx error mentioning %q", strings.Join(c.args, " "), r, c.want)
 			}
 			unchanged("bulwark " + strings.Join(c.args, " "))
@@ -146,10 +148,10 @@ func TestAPIBadInputs(t *testing.T) {
 	t.Run("non-root refused", func(t *testing.T) {
 		// The socket's directory is private too; open it up so the refusal
 		// is the socket's own mode.
-		if err := os.Chmod(e.dir, 0o711); err != nil {
+		if err := os.Chmod(e.Dir, 0o711); err != nil {
 			t.Fatal(err)
 		}
-		defer os.Chmod(e.dir, 0o700)
+		defer os.Chmod(e.Dir, 0o700)
 		setpriv, err := exec.LookPath("setpriv")
 		if err != nil {
 			t.Skip("no setpriv")
@@ -157,7 +159,7 @@ func TestAPIBadInputs(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-			bin, "--socket", e.sock, "block", "add", "198.18.7.7").CombinedOutput()
+			agenttest.Bin, "--socket", e.Sock, "block", "add", "198.18.7.7").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "permission denied") {
 			t.Fatalf("block add as uid 65534: %v %q, want refused with permission denied", err, out)
 		}
@@ -165,12 +167,12 @@ func TestAPIBadInputs(t *testing.T) {
 
 		// Behind the mode, the agent checks the peer's uid: with the socket
 		// opened up, a non-root client gets 403.
-		if err := os.Chmod(e.sock, 0o666); err != nil {
+		if err := os.Chmod(e.Sock, 0o666); err != nil {
 			t.Fatal(err)
 		}
-		defer os.Chmod(e.sock, 0o600)
+		defer os.Chmod(e.Sock, 0o600)
 		out, err = exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-			bin, "--socket", e.sock, "block", "add", "198.18.7.7").CombinedOutput()
+			agenttest.Bin, "--socket", e.Sock, "block", "add", "198.18.7.7").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "HTTP 403") || !strings.Contains(string(out), "root only") {
 			t.Fatalf("block add as uid 65534 through a 0666 socket: %v %q, want HTTP 403 root only", err, out)
 		}

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // TestConfigCheck runs `bulwark config check` on broken configs (exit 1,
@@ -39,12 +41,12 @@ func TestConfigCheck(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.body), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			r := runBin(t, "config", "check", "--skip-interfaces", path)
-			if r.code != 1 {
+			r := agenttest.RunBin(t, "config", "check", "--skip-interfaces", path)
+			if r.Code != 1 {
 				t.Fatalf("config check: %s, want exit 1", r)
 			}
 			at := path
-			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
 			re := regexp.MustCompile("^" + regexp.QuoteMeta(at) + `:\d+:\d+: \S`)
 			for _, l := range lines {
 				if !strings.HasPrefix(l, at+":") {
@@ -59,11 +61,11 @@ func TestConfigCheck(t *testing.T) {
 					}
 				}
 				if !found {
-					t.Errorf("config check stderr %q: no %s%s... diagnostic", r.stderr, at, w)
+					t.Errorf("config check stderr %q: no %s%s... diagnostic", r.Stderr, at, w)
 				}
 			}
-			if c.name == "list file bad line" && !strings.Contains(r.stderr, listFile+":4:") {
-				t.Errorf("config check stderr %q does not name %s:4 (the bad line)", r.stderr, listFile)
+			if c.name == "list file bad line" && !strings.Contains(r.Stderr, listFile+":4:") {
+				t.Errorf("config check stderr %q does not name %s:4 (the bad line)", r.Stderr, listFile)
 			}
 			if len(lines) < len(c.want) {
 				t.Errorf("config check: %d diagnostics, want %d", len(lines), len(c.want))
@@ -75,8 +77,8 @@ func TestConfigCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := runBin(t, "config", "check", "--skip-interfaces", ref)
-		if r.code != 0 || strings.TrimSpace(r.stdout) != ref+": ok" {
+		r := agenttest.RunBin(t, "config", "check", "--skip-interfaces", ref)
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != ref+": ok" {
 			t.Fatalf("config check %s: %s, want exit 0 and %q", ref, r, ref+": ok")
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 	"github.com/bulwark-filter/bulwark/test/netns"
 )
 
@@ -16,10 +17,10 @@ import (
 // block took to be in force. Asserted: the block does take effect.
 func TestRuntimeBlockLatency(t *testing.T) {
 	e := newEnv(t)
-	e.writeConfig("", cfg{})
-	e.start()
-	const port = udpPort + 1
-	rcv, err := e.tb.NewReceiver(port, true)
+	e.WriteConfig("", agenttest.Config{})
+	e.Start()
+	const port = agenttest.UDPPort + 1
+	rcv, err := e.TB.NewReceiver(port, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,15 +29,15 @@ func TestRuntimeBlockLatency(t *testing.T) {
 	var lat []time.Duration
 	for round := 0; round < 5; round++ {
 		src := netip.AddrFrom4([4]byte{198, 18, 1, byte(100 + round)})
-		frame := netns.UDP4(e.tb.ServerMAC, e.tb.ClientMAC, src, netns.ServerAddr4, 40000, port, netns.Payload(1, 32))
+		frame := netns.UDP4(e.TB.ServerMAC, e.TB.ClientMAC, src, netns.ServerAddr4, 40000, port, netns.Payload(1, 32))
 		done := make(chan error, 1)
 		go func() {
-			_, _, err := e.snd.Send([][]byte{frame}, 2000, time.Now().Add(2*time.Second), 500*time.Microsecond)
+			_, _, err := e.Snd.Send([][]byte{frame}, 2000, time.Now().Add(2*time.Second), 500*time.Microsecond)
 			done <- err
 		}()
 		time.Sleep(300 * time.Millisecond) // traffic flows
 		t0 := time.Now()
-		e.mustCLI("block", "add", src.String(), "--ttl", "1m")
+		e.MustCLI("block", "add", src.String(), "--ttl", "1m")
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}

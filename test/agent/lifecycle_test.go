@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // TestRestartNoGap stops the agent with SIGTERM and starts a new one while
@@ -17,18 +19,18 @@ import (
 func TestRestartNoGap(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 5000, Burst: 5000, Block: []string{"198.18.66.0/24"}})
-	a := e.start()
-	if out := e.mustCLI("block", "add", "198.18.5.5", "--reason", "runtime"); strings.TrimSpace(out) != "added 1" {
+	e.WriteConfig("", agenttest.Config{PPS: 5000, Burst: 5000, Block: []string{"198.18.66.0/24"}})
+	a := e.Start()
+	if out := e.MustCLI("block", "add", "198.18.5.5", "--reason", "runtime"); strings.TrimSpace(out) != "added 1" {
 		t.Fatalf("block add: %q", out)
 	}
-	progBefore, err := e.tb.ServerXDPProgID()
+	progBefore, err := e.TB.ServerXDPProgID()
 	if err != nil || progBefore == 0 {
 		t.Fatalf("no XDP program attached: %d, %v", progBefore, err)
 	}
 
-	cfgBlocked, rtBlocked, good := addr("198.18.66.7"), addr("198.18.5.5"), addr("198.18.2.2")
-	frames := [][]byte{e.frame(cfgBlocked, 1), e.frame(rtBlocked, 2), e.frame(good, 3)}
+	cfgBlocked, rtBlocked, good := agenttest.Addr("198.18.66.7"), agenttest.Addr("198.18.5.5"), agenttest.Addr("198.18.2.2")
+	frames := [][]byte{e.Frame(cfgBlocked, 1), e.Frame(rtBlocked, 2), e.Frame(good, 3)}
 	type sendResult struct {
 		sent []int
 		err  error
@@ -37,25 +39,25 @@ func TestRestartNoGap(t *testing.T) {
 	done := make(chan sendResult, 1)
 	go func() {
 		// About 1000 frames a second for 4 s, at most 6000.
-		sent, _, err := e.snd.Send(frames, 6000, time.Now().Add(period), time.Millisecond)
+		sent, _, err := e.Snd.Send(frames, 6000, time.Now().Add(period), time.Millisecond)
 		done <- sendResult{sent, err}
 	}()
 
 	time.Sleep(500 * time.Millisecond)
 	pinsBefore := e.pins()
-	if err := a.signal(syscall.SIGTERM); err != nil {
+	if err := a.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	stopAt := time.Now()
-	if !a.wait(5 * time.Second) {
+	if !a.Wait(5 * time.Second) {
 		t.Fatal("agent did not exit within 5 s of SIGTERM")
 	}
-	if c := a.exitCode(); c != 0 {
-		t.Fatalf("agent exit code %d on SIGTERM, want 0:\n%s", c, a.logText())
+	if c := a.ExitCode(); c != 0 {
+		t.Fatalf("agent exit code %d on SIGTERM, want 0:\n%s", c, a.LogText())
 	}
 	t.Logf("agent stopped in %v", time.Since(stopAt).Round(time.Millisecond))
 	// Fail-static: the program stays attached, the pins stay.
-	if id, err := e.tb.ServerXDPProgID(); err != nil || id != progBefore {
+	if id, err := e.TB.ServerXDPProgID(); err != nil || id != progBefore {
 		t.Fatalf("after SIGTERM: XDP program %d (%v), want %d still attached", id, err, progBefore)
 	}
 	pinsStopped := e.pins()
@@ -64,19 +66,19 @@ func TestRestartNoGap(t *testing.T) {
 	}
 	// Some time with no agent at all.
 	time.Sleep(500 * time.Millisecond)
-	if got := e.rcv.Count(good); got == 0 {
+	if got := e.Rcv.Count(good); got == 0 {
 		t.Fatal("no frame from the well-behaved source delivered while the agent was down")
 	}
-	e.start()
+	e.Start()
 	t.Logf("agent back after %v", time.Since(stopAt).Round(time.Millisecond))
-	bl := e.list("block")
-	if en, ok := findEntry(bl, "198.18.5.5/32"); !ok || en.Origin != "runtime" || en.ExpiresIn != 0 {
+	bl := e.List("block")
+	if en, ok := agenttest.FindEntry(bl, "198.18.5.5/32"); !ok || en.Origin != "runtime" || en.ExpiresIn != 0 {
 		t.Fatalf("after restart: block list %+v, want 198.18.5.5/32 runtime, no expiry", bl)
 	}
-	if en, ok := findEntry(bl, "198.18.66.0/24"); !ok || en.Origin != "config" {
+	if en, ok := agenttest.FindEntry(bl, "198.18.66.0/24"); !ok || en.Origin != "config" {
 		t.Fatalf("after restart: block list %+v, want 198.18.66.0/24 from config", bl)
 	}
-	if id, err := e.tb.ServerXDPProgID(); err != nil || id == 0 {
+	if id, err := e.TB.ServerXDPProgID(); err != nil || id == 0 {
 		t.Fatalf("after restart: no XDP program attached (%d, %v)", id, err)
 	}
 
@@ -89,7 +91,7 @@ func TestRestartNoGap(t *testing.T) {
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
-	e.rcv.Settle(200*time.Millisecond, 3*time.Second)
+	e.Rcv.Settle(200*time.Millisecond, 3*time.Second)
 	if time.Since(stopAt) > period {
 		t.Logf("note: the restart ended after the traffic (%v)", time.Since(stopAt))
 	}
@@ -98,16 +100,16 @@ func TestRestartNoGap(t *testing.T) {
 			t.Fatalf("only %d frames sent from the %s source", res.sent[i], src)
 		}
 	}
-	if got := e.rcv.Count(cfgBlocked); got != 0 {
+	if got := e.Rcv.Count(cfgBlocked); got != 0 {
 		t.Errorf("%d of %d frames from the config-blocked %s delivered across the restart, want 0", got, res.sent[0], cfgBlocked)
 	}
-	if got := e.rcv.Count(rtBlocked); got != 0 {
+	if got := e.Rcv.Count(rtBlocked); got != 0 {
 		t.Errorf("%d of %d frames from the runtime-blocked %s delivered across the restart, want 0", got, res.sent[1], rtBlocked)
 	}
-	if got := e.rcv.Count(good); got != res.sent[2] {
+	if got := e.Rcv.Count(good); got != res.sent[2] {
 		t.Errorf("%d of %d frames from the well-behaved %s delivered across the restart, want all", got, res.sent[2], good)
 	}
-	t.Logf("sent %v, delivered good %d", res.sent, e.rcv.Count(good))
+	t.Logf("sent %v, delivered good %d", res.sent, e.Rcv.Count(good))
 }
 
 // TestSecondAgentRefused starts a second agent on the same interface (its
@@ -116,41 +118,41 @@ func TestRestartNoGap(t *testing.T) {
 func TestSecondAgentRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	c := cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24"}}
-	e.writeConfig("", c)
-	a1 := e.start()
+	c := agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24"}}
+	e.WriteConfig("", c)
+	a1 := e.Start()
 
 	none := ""
-	c.Socket = filepath.Join(e.dir, "second.sock")
+	c.Socket = filepath.Join(e.Dir, "second.sock")
 	c.Metrics = &none
-	second := e.writeConfig(filepath.Join(e.dir, "second.hcl"), c)
+	second := e.WriteConfig(filepath.Join(e.Dir, "second.hcl"), c)
 	start := time.Now()
-	a2 := e.spawn(second)
-	if !a2.wait(10 * time.Second) {
+	a2 := e.Spawn(second)
+	if !a2.Wait(10 * time.Second) {
 		t.Fatal("second agent still running after 10 s, want refused")
 	}
 	took := time.Since(start)
-	if a2.exitCode() == 0 {
-		t.Fatalf("second agent exited 0, want non-zero:\n%s", a2.logText())
+	if a2.ExitCode() == 0 {
+		t.Fatalf("second agent exited 0, want non-zero:\n%s", a2.LogText())
 	}
-	if log := a2.logText(); !strings.Contains(log, "another bulwark agent") {
+	if log := a2.LogText(); !strings.Contains(log, "another bulwark agent") {
 		t.Fatalf("second agent's error %q does not mention another bulwark agent", log)
 	}
 	if took > 5*time.Second {
 		t.Fatalf("second agent took %v to give up, want quick", took)
 	}
 	// The first agent is unharmed.
-	if a1.exited() {
-		t.Fatalf("first agent exited: %v", a1.err)
+	if a1.Exited() {
+		t.Fatalf("first agent exited: %v", a1.Err)
 	}
-	e.mustCLI("status")
-	if got := e.send(addr("198.18.66.7"), 50); got != 0 {
+	e.MustCLI("status")
+	if got := e.Send(agenttest.Addr("198.18.66.7"), 50); got != 0 {
 		t.Fatalf("after the refused agent: %d of 50 blocked frames delivered, want 0", got)
 	}
-	if got := e.send(addr("198.18.2.2"), 50); got != 50 {
+	if got := e.Send(agenttest.Addr("198.18.2.2"), 50); got != 50 {
 		t.Fatalf("after the refused agent: %d of 50 frames delivered, want 50", got)
 	}
-	if en, ok := findEntry(e.list("block"), "198.18.66.0/24"); !ok || en.Origin != "config" {
+	if en, ok := agenttest.FindEntry(e.List("block"), "198.18.66.0/24"); !ok || en.Origin != "config" {
 		t.Fatal("after the refused agent: block list lost 198.18.66.0/24")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // capBPF is CAP_BPF's bit in /proc/PID/status's capability masks.
@@ -17,12 +19,12 @@ const capBPF = uint64(1) << 39
 // still works: a reload, a run-time block, metrics.
 func TestCapabilitiesDropped(t *testing.T) {
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 1000, Burst: 1000})
-	a := e.start()
-	if got := e.waitMetric(5*time.Second, 1, "bulwark_privileges_dropped"); got != 1 {
-		t.Fatalf("bulwark_privileges_dropped = %v:\n%s", got, a.logText())
+	e.WriteConfig("", agenttest.Config{PPS: 1000, Burst: 1000})
+	a := e.Start()
+	if got := e.WaitMetric(5*time.Second, 1, "bulwark_privileges_dropped"); got != 1 {
+		t.Fatalf("bulwark_privileges_dropped = %v:\n%s", got, a.LogText())
 	}
-	pid := a.cmd.Process.Pid
+	pid := a.Cmd.Process.Pid
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		t.Fatal(err)
@@ -40,18 +42,18 @@ func TestCapabilitiesDropped(t *testing.T) {
 		}
 	}
 	// Still works without the rest.
-	e.writeConfig("", cfg{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.0/24"}})
-	if out := e.mustCLI("reload"); !strings.Contains(out, "reloaded") {
+	e.WriteConfig("", agenttest.Config{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.0/24"}})
+	if out := e.MustCLI("reload"); !strings.Contains(out, "reloaded") {
 		t.Errorf("reload: %q", out)
 	}
-	e.mustCLI("block", "add", "198.18.1.77", "--ttl", "1m")
-	if got := e.send(addr("198.18.66.3"), 20); got != 0 {
+	e.MustCLI("block", "add", "198.18.1.77", "--ttl", "1m")
+	if got := e.Send(agenttest.Addr("198.18.66.3"), 20); got != 0 {
 		t.Errorf("%d frames from a source blocked by the reloaded config delivered", got)
 	}
-	if got := e.send(addr("198.18.1.77"), 20); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.1.77"), 20); got != 0 {
 		t.Errorf("%d frames from a run-time blocked source delivered", got)
 	}
-	if got := e.send(addr("198.18.1.78"), 20); got != 20 {
+	if got := e.Send(agenttest.Addr("198.18.1.78"), 20); got != 20 {
 		t.Errorf("%d of 20 frames from an ordinary source delivered", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 	"github.com/google/gopacket/pcapgo"
 )
 
@@ -16,24 +17,24 @@ import (
 // reason into a pcap with their original bytes.
 func TestFlightRecorder(t *testing.T) {
 	e := newEnv(t)
-	dir := filepath.Join(e.dir, "drops")
-	e.writeConfig("", cfg{Block: []string{"198.18.66.0/24"}, PPS: 50, Burst: 50,
+	dir := filepath.Join(e.Dir, "drops")
+	e.WriteConfig("", agenttest.Config{Block: []string{"198.18.66.0/24"}, PPS: 50, Burst: 50,
 		Extra: fmt.Sprintf("\nevents {\n  sample_every = 1\n  max_per_second = 10000\n  dir = %q\n}\n", dir)})
-	e.start()
+	e.Start()
 
 	// A live capture of rate-limit drops, while both kinds of drop happen.
-	out := filepath.Join(e.dir, "ratelimited.pcap")
-	done := make(chan result, 1)
+	out := filepath.Join(e.Dir, "ratelimited.pcap")
+	done := make(chan agenttest.Result, 1)
 	go func() {
-		done <- runBin(t, "--socket", e.sock, "capture", "--reason", "ratelimit", "--count", "20", "--timeout", "20s", "-w", out)
+		done <- agenttest.RunBin(t, "--socket", e.Sock, "capture", "--reason", "ratelimit", "--count", "20", "--timeout", "20s", "-w", out)
 	}()
 	time.Sleep(300 * time.Millisecond) // let the capture subscribe
-	if got := e.send(addr("198.18.66.7"), 40); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.66.7"), 40); got != 0 {
 		t.Errorf("%d blocked frames delivered", got)
 	}
-	e.send(addr("198.18.1.40"), 300) // 250 over the limit
+	e.Send(agenttest.Addr("198.18.1.40"), 300) // 250 over the limit
 	res := <-done
-	if res.code != 0 || !strings.Contains(res.stdout, "20 samples written") {
+	if res.Code != 0 || !strings.Contains(res.Stdout, "20 samples written") {
 		t.Fatalf("capture: %v", res)
 	}
 	f, err := os.Open(out)
@@ -45,7 +46,7 @@ func TestFlightRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := e.frame(addr("198.18.1.40"), 1)
+	want := e.Frame(agenttest.Addr("198.18.1.40"), 1)
 	n := 0
 	for {
 		data, ci, err := r.ReadPacketData()
@@ -60,17 +61,17 @@ func TestFlightRecorder(t *testing.T) {
 	if n != 20 {
 		t.Errorf("pcap holds %d samples, want 20", n)
 	}
-	if strings.Count(res.stdout, "reason=ratelimit") != 20 || strings.Contains(res.stdout, "reason=blocklist") {
-		t.Errorf("capture listed other reasons:\n%s", res.stdout)
+	if strings.Count(res.Stdout, "reason=ratelimit") != 20 || strings.Contains(res.Stdout, "reason=blocklist") {
+		t.Errorf("capture listed other reasons:\n%s", res.Stdout)
 	}
 
 	// The recorder's files: every drop sampled (40 blocked + 250 limited).
-	waitFor(t, 10*time.Second, "290 recorded samples", func() bool {
-		return e.metrics().get("bulwark_flight_recorder_samples_total") >= 290
+	agenttest.WaitFor(t, 10*time.Second, "290 recorded samples", func() bool {
+		return e.Metrics().Get("bulwark_flight_recorder_samples_total") >= 290
 	})
-	files, _ := filepath.Glob(filepath.Join(dir, e.tb.ServerIf, "drops-*.pcapng"))
+	files, _ := filepath.Glob(filepath.Join(dir, e.TB.ServerIf, "drops-*.pcapng"))
 	if len(files) == 0 {
-		t.Fatalf("no pcapng files in %s", filepath.Join(dir, e.tb.ServerIf))
+		t.Fatalf("no pcapng files in %s", filepath.Join(dir, e.TB.ServerIf))
 	}
 	for _, p := range files {
 		fi, err := os.Stat(p)
@@ -78,7 +79,7 @@ func TestFlightRecorder(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0600 (%v)", p, fi.Mode().Perm(), err)
 		}
 	}
-	if lost := e.metrics().get("bulwark_flight_recorder_lost_total", "cause", "disk"); lost != 0 {
+	if lost := e.Metrics().Get("bulwark_flight_recorder_lost_total", "cause", "disk"); lost != 0 {
 		t.Errorf("lost to disk: %v", lost)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // TestReloadGood changes the block list and the default limit of a running
@@ -14,60 +16,60 @@ import (
 func TestReloadGood(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 100, Burst: 100})
-	a := e.start()
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100})
+	a := e.Start()
 
 	// Config A: 100 pps, burst 100. A flood of 1000 back-to-back frames
 	// passes about the burst.
-	flooder := addr("198.18.3.3")
-	if got := e.send(flooder, 1000); !between(got, 100, 110) {
+	flooder := agenttest.Addr("198.18.3.3")
+	if got := e.Send(flooder, 1000); !agenttest.Between(got, 100, 110) {
 		t.Fatalf("config A: %d of 1000 flood frames delivered, want about 100 (burst)", got)
 	}
-	m := e.metrics()
-	if got := m.get("bulwark_packets_total", "action", "drop", "reason", "ratelimit"); got < 890 || got > 900 {
+	m := e.Metrics()
+	if got := m.Get("bulwark_packets_total", "action", "drop", "reason", "ratelimit"); got < 890 || got > 900 {
 		t.Fatalf("config A: ratelimit drops %v, want 890..900", got)
 	}
 
 	// Config B: 198.18.7.7 blocked, the limit 20 pps, burst 20.
-	blocked := addr("198.18.7.7")
-	e.writeConfig("", cfg{PPS: 20, Burst: 20, Block: []string{"198.18.7.7"}})
-	r := e.cli("reload")
-	if r.code != 0 || strings.TrimSpace(r.stdout) != "reloaded" {
+	blocked := agenttest.Addr("198.18.7.7")
+	e.WriteConfig("", agenttest.Config{PPS: 20, Burst: 20, Block: []string{"198.18.7.7"}})
+	r := e.CLI("reload")
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "reloaded" {
 		t.Fatalf("bulwark reload: %s, want exit 0 and \"reloaded\"", r)
 	}
-	if got := e.send(blocked, 50); got != 0 {
+	if got := e.Send(blocked, 50); got != 0 {
 		t.Fatalf("after reload: %d of 50 frames from the newly blocked %s delivered, want 0", got, blocked)
 	}
-	if got := e.send(addr("198.18.4.4"), 500); !between(got, 20, 25) {
+	if got := e.Send(agenttest.Addr("198.18.4.4"), 500); !agenttest.Between(got, 20, 25) {
 		t.Fatalf("after reload: %d of 500 flood frames from a fresh source delivered, want about 20 (new burst)", got)
 	}
-	m = e.metrics()
-	if got := m.get("bulwark_config_reloads_total", "result", "ok"); got != 1 {
+	m = e.Metrics()
+	if got := m.Get("bulwark_config_reloads_total", "result", "ok"); got != 1 {
 		t.Fatalf("reloads ok = %v, want 1", got)
 	}
-	if got := m.get("bulwark_config_reloads_total", "result", "rejected"); got != 0 {
+	if got := m.Get("bulwark_config_reloads_total", "result", "rejected"); got != 0 {
 		t.Fatalf("reloads rejected = %v, want 0", got)
 	}
-	if es := e.list("block"); len(es) != 1 || es[0].CIDR != "198.18.7.7/32" || es[0].Origin != "config" {
+	if es := e.List("block"); len(es) != 1 || es[0].CIDR != "198.18.7.7/32" || es[0].Origin != "config" {
 		t.Fatalf("block list after reload: %+v, want 198.18.7.7/32 from config", es)
 	}
 
 	// Config C by SIGHUP: 198.18.7.7 no longer blocked, 198.18.8.8 is.
-	e.writeConfig("", cfg{PPS: 20, Burst: 20, Block: []string{"198.18.8.8"}})
-	if err := a.signal(syscall.SIGHUP); err != nil {
+	e.WriteConfig("", agenttest.Config{PPS: 20, Burst: 20, Block: []string{"198.18.8.8"}})
+	if err := a.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.waitMetric(5*time.Second, 2, "bulwark_config_reloads_total", "result", "ok"); got != 2 {
+	if got := e.WaitMetric(5*time.Second, 2, "bulwark_config_reloads_total", "result", "ok"); got != 2 {
 		t.Fatalf("after SIGHUP: reloads ok = %v, want 2", got)
 	}
-	if got := e.send(blocked, 10); got != 10 {
+	if got := e.Send(blocked, 10); got != 10 {
 		t.Fatalf("after SIGHUP: %d of 10 frames from the unblocked %s delivered, want 10", got, blocked)
 	}
-	if got := e.send(addr("198.18.8.8"), 50); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.8.8"), 50); got != 0 {
 		t.Fatalf("after SIGHUP: %d of 50 frames from the newly blocked 198.18.8.8 delivered, want 0", got)
 	}
-	if a.exited() {
-		t.Fatalf("agent exited: %v", a.err)
+	if a.Exited() {
+		t.Fatalf("agent exited: %v", a.Err)
 	}
 	var reloads int
 	for _, rec := range e.auditLog() {
@@ -90,10 +92,10 @@ func diagLine(path string, line int) *regexp.Regexp {
 func TestReloadBroken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	good := cfg{PPS: 50, Burst: 50, Block: []string{"198.18.66.0/24"}}
-	e.writeConfig("", good)
-	a := e.start()
-	text := e.render(good)
+	good := agenttest.Config{PPS: 50, Burst: 50, Block: []string{"198.18.66.0/24"}}
+	e.WriteConfig("", good)
+	a := e.Start()
+	text := e.Render(good)
 	lineOf := func(s string) int {
 		for i, l := range strings.Split(text, "\n") {
 			if strings.Contains(l, s) {
@@ -116,53 +118,53 @@ func TestReloadBroken(t *testing.T) {
 		{"rate zero", strings.Replace(text, "pps   = 50", "pps   = 0", 1), lineOf("pps   = 50"), "pps"},
 	}
 	for i, c := range cases {
-		writeFile(t, e.cfgPath, c.broken)
-		r := e.cli("reload")
-		if r.code != 1 {
+		agenttest.WriteFile(t, e.CfgPath, c.broken)
+		r := e.CLI("reload")
+		if r.Code != 1 {
 			t.Fatalf("%s: bulwark reload: %s, want exit 1", c.name, r)
 		}
-		if !diagLine(e.cfgPath, c.line).MatchString(r.stderr) || !strings.Contains(r.stderr, c.want) {
-			t.Fatalf("%s: reload stderr %q, want a %s:%d:col diagnostic naming %q", c.name, r.stderr, e.cfgPath, c.line, c.want)
+		if !diagLine(e.CfgPath, c.line).MatchString(r.Stderr) || !strings.Contains(r.Stderr, c.want) {
+			t.Fatalf("%s: reload stderr %q, want a %s:%d:col diagnostic naming %q", c.name, r.Stderr, e.CfgPath, c.line, c.want)
 		}
-		if strings.Contains(r.stdout, "reloaded") {
-			t.Fatalf("%s: reload printed %q", c.name, r.stdout)
+		if strings.Contains(r.Stdout, "reloaded") {
+			t.Fatalf("%s: reload printed %q", c.name, r.Stdout)
 		}
 		// The running policy is the good config's: the block list still
 		// blocks, and a fresh source still gets the 50-frame burst.
-		if got := e.send(addr("198.18.66.9"), 50); got != 0 {
+		if got := e.Send(agenttest.Addr("198.18.66.9"), 50); got != 0 {
 			t.Fatalf("%s: %d of 50 frames from the blocked 198.18.66.9 delivered, want 0", c.name, got)
 		}
-		fresh := addr("198.18.4." + itoa(10+i))
-		if got := e.send(fresh, 300); !between(got, 50, 55) {
+		fresh := agenttest.Addr("198.18.4." + itoa(10+i))
+		if got := e.Send(fresh, 300); !agenttest.Between(got, 50, 55) {
 			t.Fatalf("%s: %d of 300 flood frames from %s delivered, want about 50 (the old burst)", c.name, got, fresh)
 		}
-		m := e.metrics()
-		if got := m.get("bulwark_config_reloads_total", "result", "rejected"); got != float64(i+1) {
+		m := e.Metrics()
+		if got := m.Get("bulwark_config_reloads_total", "result", "rejected"); got != float64(i+1) {
 			t.Fatalf("%s: reloads rejected = %v, want %d", c.name, got, i+1)
 		}
-		if got := m.get("bulwark_config_reloads_total", "result", "ok"); got != 0 {
+		if got := m.Get("bulwark_config_reloads_total", "result", "ok"); got != 0 {
 			t.Fatalf("%s: reloads ok = %v, want 0", c.name, got)
 		}
-		if es := e.list("block"); len(es) != 1 || es[0].CIDR != "198.18.66.0/24" {
+		if es := e.List("block"); len(es) != 1 || es[0].CIDR != "198.18.66.0/24" {
 			t.Fatalf("%s: block list %+v, want just 198.18.66.0/24", c.name, es)
 		}
-		if a.exited() {
-			t.Fatalf("%s: agent exited: %v\n%s", c.name, a.err, a.logText())
+		if a.Exited() {
+			t.Fatalf("%s: agent exited: %v\n%s", c.name, a.Err, a.LogText())
 		}
 	}
 
 	// SIGHUP with a broken config: rejected too, the agent keeps running.
-	writeFile(t, e.cfgPath, cases[0].broken)
-	if err := a.signal(syscall.SIGHUP); err != nil {
+	agenttest.WriteFile(t, e.CfgPath, cases[0].broken)
+	if err := a.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.waitMetric(5*time.Second, float64(len(cases)+1), "bulwark_config_reloads_total", "result", "rejected"); got != float64(len(cases)+1) {
+	if got := e.WaitMetric(5*time.Second, float64(len(cases)+1), "bulwark_config_reloads_total", "result", "rejected"); got != float64(len(cases)+1) {
 		t.Fatalf("after SIGHUP: reloads rejected = %v, want %d", got, len(cases)+1)
 	}
-	if a.exited() {
-		t.Fatalf("agent exited after a broken SIGHUP reload: %v", a.err)
+	if a.Exited() {
+		t.Fatalf("agent exited after a broken SIGHUP reload: %v", a.Err)
 	}
-	if got := e.send(addr("198.18.66.9"), 20); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.66.9"), 20); got != 0 {
 		t.Fatalf("after SIGHUP: %d of 20 frames from the blocked 198.18.66.9 delivered, want 0", got)
 	}
 
@@ -178,7 +180,7 @@ func TestReloadBroken(t *testing.T) {
 	if len(rejected) != len(cases)+1 {
 		t.Fatalf("audit log: %d rejected reload records, want %d", len(rejected), len(cases)+1)
 	}
-	if !strings.Contains(rejected[0].Detail, e.cfgPath+":") || rejected[0].Who != "cli" || rejected[len(rejected)-1].Who != "signal" {
+	if !strings.Contains(rejected[0].Detail, e.CfgPath+":") || rejected[0].Who != "cli" || rejected[len(rejected)-1].Who != "signal" {
 		t.Fatalf("audit log: reload records %+v, want who cli then signal and the diagnostics in detail", rejected)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // TestRuntimeBlockTTL blocks a source for 2 s with `bulwark block add
@@ -22,40 +24,40 @@ func TestRuntimeBlockTTL(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			e.writeConfig("", cfg{PPS: 1000, Burst: 1000})
-			a := e.start()
-			src := addr("198.18.5.5")
-			if got := e.send(src, 20); got != 20 {
+			e.WriteConfig("", agenttest.Config{PPS: 1000, Burst: 1000})
+			a := e.Start()
+			src := agenttest.Addr("198.18.5.5")
+			if got := e.Send(src, 20); got != 20 {
 				t.Fatalf("before the block: %d of 20 frames delivered, want 20", got)
 			}
 			added := time.Now()
-			if out := e.mustCLI("block", "add", "198.18.5.5", "--ttl", "2s", "--reason", "t"); strings.TrimSpace(out) != "added 1" {
+			if out := e.MustCLI("block", "add", "198.18.5.5", "--ttl", "2s", "--reason", "t"); strings.TrimSpace(out) != "added 1" {
 				t.Fatalf("block add: %q, want \"added 1\"", out)
 			}
-			es := e.list("block")
-			en, ok := findEntry(es, "198.18.5.5/32")
+			es := e.List("block")
+			en, ok := agenttest.FindEntry(es, "198.18.5.5/32")
 			if !ok || en.Origin != "runtime" || en.List != "runtime-block" || en.ExpiresIn <= 0 || en.ExpiresIn > 2 {
 				t.Fatalf("block list --json: %+v, want 198.18.5.5/32 origin runtime, list runtime-block, expiring within 2 s", es)
 			}
 			if tc.kill {
-				if err := a.signal(syscall.SIGKILL); err != nil {
+				if err := a.Signal(syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
-				if !a.wait(5 * time.Second) {
+				if !a.Wait(5 * time.Second) {
 					t.Fatal("agent did not die on SIGKILL")
 				}
 			}
-			if got := e.send(src, 50); got != 0 {
+			if got := e.Send(src, 50); got != 0 {
 				t.Fatalf("blocked (TTL 2s): %d of 50 frames delivered, want 0", got)
 			}
 			if time.Since(added) > 1900*time.Millisecond {
 				t.Skip("too slow to check the block before it expires")
 			}
-			if id, err := e.tb.ServerXDPProgID(); err != nil || id == 0 {
+			if id, err := e.TB.ServerXDPProgID(); err != nil || id == 0 {
 				t.Fatalf("no XDP program attached (id %d, %v)", id, err)
 			}
 			time.Sleep(time.Until(added.Add(3 * time.Second)))
-			if got := e.send(src, 50); got != 50 {
+			if got := e.Send(src, 50); got != 50 {
 				t.Fatalf("3 s after a 2 s block: %d of 50 frames delivered, want 50 (expired)", got)
 			}
 			audit := e.auditLog()
@@ -70,7 +72,7 @@ func TestRuntimeBlockTTL(t *testing.T) {
 				t.Fatalf("audit log %+v: no block.add record for 198.18.5.5 with ttl 2s, reason t", audit)
 			}
 			if !tc.kill {
-				if es := e.list("block"); len(es) != 0 {
+				if es := e.List("block"); len(es) != 0 {
 					t.Fatalf("block list after expiry: %+v, want empty", es)
 				}
 			}
@@ -84,50 +86,50 @@ func TestRuntimeBlockTTL(t *testing.T) {
 func TestRuntimeAllowAndSurvival(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24"}})
-	a := e.start()
-	over := addr("198.18.6.6")
-	if got := e.send(over, 300); !between(got, 100, 110) {
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24"}})
+	a := e.Start()
+	over := agenttest.Addr("198.18.6.6")
+	if got := e.Send(over, 300); !agenttest.Between(got, 100, 110) {
 		t.Fatalf("before allow: %d of 300 delivered, want about 100", got)
 	}
 	// The bucket is empty: only what refilled since (100 pps for the
 	// fraction of a second the first send and settling took) passes.
-	if got := e.send(over, 300); got >= 50 {
+	if got := e.Send(over, 300); got >= 50 {
 		t.Fatalf("before allow, bucket empty: %d of 300 delivered, want well under the burst", got)
 	}
-	if out := e.mustCLI("allow", "add", "198.18.6.6", "--reason", "partner"); strings.TrimSpace(out) != "added 1" {
+	if out := e.MustCLI("allow", "add", "198.18.6.6", "--reason", "partner"); strings.TrimSpace(out) != "added 1" {
 		t.Fatalf("allow add: %q", out)
 	}
-	if got := e.send(over, 500); got != 500 {
+	if got := e.Send(over, 500); got != 500 {
 		t.Fatalf("allow-listed at run time: %d of 500 delivered, want all", got)
 	}
-	if out := e.mustCLI("block", "add", "198.18.9.0/24", "--reason", "scan"); strings.TrimSpace(out) != "added 1" {
+	if out := e.MustCLI("block", "add", "198.18.9.0/24", "--reason", "scan"); strings.TrimSpace(out) != "added 1" {
 		t.Fatalf("block add: %q", out)
 	}
-	if got := e.send(addr("198.18.9.9"), 30); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.9.9"), 30); got != 0 {
 		t.Fatalf("runtime-blocked /24: %d of 30 delivered, want 0", got)
 	}
 
 	traffic := func(when string) {
 		t.Helper()
-		if got := e.send(over, 300); got != 300 {
+		if got := e.Send(over, 300); got != 300 {
 			t.Fatalf("%s: %d of 300 from the runtime-allowed source delivered, want all", when, got)
 		}
-		if got := e.send(addr("198.18.9.9"), 30); got != 0 {
+		if got := e.Send(agenttest.Addr("198.18.9.9"), 30); got != 0 {
 			t.Fatalf("%s: %d of 30 from the runtime-blocked /24 delivered, want 0", when, got)
 		}
 	}
 	check := func(when string) {
 		t.Helper()
-		al := e.list("allow")
-		if en, ok := findEntry(al, "198.18.6.6/32"); !ok || en.Origin != "runtime" || en.ExpiresIn != 0 {
+		al := e.List("allow")
+		if en, ok := agenttest.FindEntry(al, "198.18.6.6/32"); !ok || en.Origin != "runtime" || en.ExpiresIn != 0 {
 			t.Fatalf("%s: allow list %+v, want 198.18.6.6/32 runtime without expiry", when, al)
 		}
-		bl := e.list("block")
-		if en, ok := findEntry(bl, "198.18.9.0/24"); !ok || en.Origin != "runtime" {
+		bl := e.List("block")
+		if en, ok := agenttest.FindEntry(bl, "198.18.9.0/24"); !ok || en.Origin != "runtime" {
 			t.Fatalf("%s: block list %+v, want 198.18.9.0/24 runtime", when, bl)
 		}
-		if en, ok := findEntry(bl, "198.18.66.0/24"); !ok || en.Origin != "config" {
+		if en, ok := agenttest.FindEntry(bl, "198.18.66.0/24"); !ok || en.Origin != "config" {
 			t.Fatalf("%s: block list %+v, want 198.18.66.0/24 from config", when, bl)
 		}
 		traffic(when)
@@ -135,28 +137,28 @@ func TestRuntimeAllowAndSurvival(t *testing.T) {
 	check("after add")
 
 	// A reload with a changed config keeps runtime entries.
-	e.writeConfig("", cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24", "198.18.67.0/24"}})
-	if out := e.mustCLI("reload"); strings.TrimSpace(out) != "reloaded" {
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24", "198.18.67.0/24"}})
+	if out := e.MustCLI("reload"); strings.TrimSpace(out) != "reloaded" {
 		t.Fatalf("reload: %q", out)
 	}
 	check("after reload")
 
 	// A restart keeps them too.
-	if err := a.signal(syscall.SIGTERM); err != nil {
+	if err := a.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if !a.wait(10*time.Second) || a.exitCode() != 0 {
-		t.Fatalf("agent on SIGTERM: exited %v code %d", a.exited(), a.exitCode())
+	if !a.Wait(10*time.Second) || a.ExitCode() != 0 {
+		t.Fatalf("agent on SIGTERM: exited %v code %d", a.Exited(), a.ExitCode())
 	}
 	traffic("agent stopped")
-	e.start()
+	e.Start()
 	check("after restart")
 
 	// Deleting the runtime allow entry puts the source back under its limit.
-	if out := e.mustCLI("allow", "del", "198.18.6.6"); strings.TrimSpace(out) != "deleted 1" {
+	if out := e.MustCLI("allow", "del", "198.18.6.6"); strings.TrimSpace(out) != "deleted 1" {
 		t.Fatalf("allow del: %q", out)
 	}
-	if got := e.send(over, 1000); got >= 1000 {
+	if got := e.Send(over, 1000); got >= 1000 {
 		t.Fatalf("after allow del: %d of 1000 delivered, want rate limited", got)
 	}
 }

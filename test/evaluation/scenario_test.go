@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 	"github.com/bulwark-filter/bulwark/test/netns"
 )
 
@@ -79,7 +80,7 @@ var (
 
 // scenario builds the attackers of the evaluation.
 func (e *env) scenario() []*attacker {
-	mac := func() ([]byte, []byte) { return e.tb.ServerMAC, e.tb.ClientMAC }
+	mac := func() ([]byte, []byte) { return e.TB.ServerMAC, e.TB.ClientMAC }
 	dmac, smac := mac()
 	a4 := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -154,13 +155,13 @@ type sighting struct {
 // TestScenario is the labelled evaluation (see the scenario above).
 func TestScenario(t *testing.T) {
 	e := newEnv(t)
-	rx, err := e.tb.NewReceiver(rxPort, false)
+	rx, err := e.TB.NewReceiver(rxPort, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rx.Close() })
-	feedFile := filepath.Join(e.dir, "feed.txt")
-	writeFile(t, feedFile, "# test feed\n"+feedAddr.String()+"\n")
+	feedFile := filepath.Join(e.Dir, "feed.txt")
+	agenttest.WriteFile(t, feedFile, "# test feed\n"+feedAddr.String()+"\n")
 	e.start(e.config("enforce", fmt.Sprintf("feed \"test-feed\" {\n  path   = %q\n  format = \"plain\"\n  action = \"block\"\n}\n", feedFile)))
 
 	good := population(populationN, popSeed)
@@ -437,7 +438,7 @@ func TestScenario(t *testing.T) {
 		t.Error(f)
 	}
 	if t.Failed() {
-		if b, err := os.ReadFile(e.agent.log); err == nil {
+		if b, err := os.ReadFile(e.agent.Log); err == nil {
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 			t.Logf("agent log (last 40 lines):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
 		}

@@ -20,17 +20,17 @@ import (
 // (burst 1000 plus 500 pps).
 func TestShadowMode(t *testing.T) {
 	e := newEnv(t)
-	rx, err := e.tb.NewReceiver(rxPort, false)
+	rx, err := e.TB.NewReceiver(rxPort, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rx.Close() })
 	e.start(e.config("shadow", ""))
-	iface := e.tb.ServerIf
+	iface := e.TB.ServerIf
 
 	good := population(populationN, popSeed)[:20]
 	flood := netip.MustParseAddr("198.18.40.1")
-	frame := netns.UDP4(e.tb.ServerMAC, e.tb.ClientMAC, flood, netns.ServerAddr4, 40000, rxPort, netns.Payload(1, 64))
+	frame := netns.UDP4(e.TB.ServerMAC, e.TB.ClientMAC, flood, netns.ServerAddr4, 40000, rxPort, netns.Payload(1, 64))
 	a := &attacker{name: "udp-flooder", addr: flood, startAt: 6 * time.Second, dur: 6 * time.Second, pps: 3000,
 		frame: func(int) []byte { return frame }, stop: make(chan struct{})}
 
@@ -63,10 +63,10 @@ func TestShadowMode(t *testing.T) {
 	got := rx.Count(flood)
 	// The limit lets through the burst and then 500 pps.
 	want := 1000 + 500*dur.Seconds()
-	m := e.metrics()
-	verdictDrops := m.get("bulwark_packets_total", "interface", iface, "action", "drop", "reason", "verdict")
-	shadow := m.get("bulwark_shadow_verdicts_total")
-	enforced := m.get("bulwark_verdicts_total")
+	m := e.Metrics()
+	verdictDrops := m.Get("bulwark_packets_total", "interface", iface, "action", "drop", "reason", "verdict")
+	shadow := m.Get("bulwark_shadow_verdicts_total")
+	enforced := m.Get("bulwark_verdicts_total")
 	t.Logf("flooder: %d sent in %s, %d delivered (rate-limit level %.0f); verdict drops %.0f; shadow verdicts %.0f; enforced verdicts %.0f; %d polls of verdicts list",
 		sent, dur.Round(10*time.Millisecond), got, want, verdictDrops, shadow, enforced, polls)
 

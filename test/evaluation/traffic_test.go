@@ -118,7 +118,7 @@ func (e *env) goodFrame(g *goodSource, rng *rand.Rand) []byte {
 	useTCP := len(g.tcp) > 0 && (len(g.udp) == 0 || g.left > 0 || rng.Float64() < 0.6)
 	if !useTCP {
 		p := g.udp[rng.IntN(len(g.udp))]
-		return netns.UDP4(e.tb.ServerMAC, e.tb.ClientMAC, g.addr, netns.ServerAddr4,
+		return netns.UDP4(e.TB.ServerMAC, e.TB.ClientMAC, g.addr, netns.ServerAddr4,
 			uint16(30000+rng.IntN(30000)), p, netns.Payload(uint64(g.sent.Load()), 64+rng.IntN(449)))
 	}
 	if g.left == 0 {
@@ -126,7 +126,7 @@ func (e *env) goodFrame(g *goodSource, rng *rand.Rand) []byte {
 		g.sport = uint16(30000 + rng.IntN(30000))
 		g.dport = g.tcp[rng.IntN(len(g.tcp))]
 		g.seq = rng.Uint32()
-		return tcp4(e.tb.ServerMAC, e.tb.ClientMAC, g.addr, netns.ServerAddr4, g.sport, g.dport, tcpSYN, g.seq, 0)
+		return tcp4(e.TB.ServerMAC, e.TB.ClientMAC, g.addr, netns.ServerAddr4, g.sport, g.dport, tcpSYN, g.seq, 0)
 	}
 	g.left--
 	n := 0
@@ -134,12 +134,12 @@ func (e *env) goodFrame(g *goodSource, rng *rand.Rand) []byte {
 		n = 16 + rng.IntN(585)
 	}
 	g.seq += uint32(n)
-	return tcp4(e.tb.ServerMAC, e.tb.ClientMAC, g.addr, netns.ServerAddr4, g.sport, g.dport, tcpACK|tcpPSH, g.seq, n)
+	return tcp4(e.TB.ServerMAC, e.TB.ClientMAC, g.addr, netns.ServerAddr4, g.sport, g.dport, tcpACK|tcpPSH, g.seq, n)
 }
 
 // sendFrame sends one frame (retrying a full queue until deadline).
 func (e *env) sendFrame(f []byte, deadline time.Time) bool {
-	sent, _, err := e.snd.Send([][]byte{f}, 1, deadline, 0)
+	sent, _, err := e.Snd.Send([][]byte{f}, 1, deadline, 0)
 	return err == nil && sent[0] == 1
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulwark-filter/bulwark/maps"
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 	"github.com/bulwark-filter/bulwark/test/netns"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
@@ -62,7 +63,7 @@ func TestFloodDistinctSources(t *testing.T) {
 	}
 
 	good := netip.MustParseAddr("198.18.1.2")
-	goodFrame := netns.UDP4(macA, macB, good, netns.ServerAddr4, 40000, udpPort, netns.Payload(1, 64))
+	goodFrame := netns.UDP4(macA, macB, good, netns.ServerAddr4, 40000, agenttest.UDPPort, netns.Payload(1, 64))
 	for i := 0; i < 10; i++ {
 		if ret, err := d.Run(goodFrame); err != nil || ret != xdpPass {
 			t.Fatalf("well-behaved source before the flood: verdict %d, %v; want pass", ret, err)
@@ -87,8 +88,8 @@ func TestFloodDistinctSources(t *testing.T) {
 			defer wg.Done()
 			r := &results[w]
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
-			f4 := netns.UDP4(macA, macB, netip.MustParseAddr("198.18.0.1"), netns.ServerAddr4, 40000, udpPort, netns.Payload(2, 64))
-			f6 := netns.UDP6(macA, macB, netip.MustParseAddr("2001:2::1"), netns.ServerAddr6, 40000, udpPort, netns.Payload(3, 64))
+			f4 := netns.UDP4(macA, macB, netip.MustParseAddr("198.18.0.1"), netns.ServerAddr4, 40000, agenttest.UDPPort, netns.Payload(2, 64))
+			f6 := netns.UDP6(macA, macB, netip.MustParseAddr("2001:2::1"), netns.ServerAddr6, 40000, agenttest.UDPPort, netns.Payload(3, 64))
 			for i := w; i < total; i += workers {
 				var f []byte
 				if i%4 == 0 {

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // background sends frames round robin with a gap until stop is closed or
@@ -30,7 +32,7 @@ func (e *env) background(frames [][]byte, gap, max time.Duration) *background {
 			default:
 			}
 			// Small slices, so stop is seen within a few ms.
-			n, _, err := e.snd.Send(frames, len(frames)*5, end, gap)
+			n, _, err := e.Snd.Send(frames, len(frames)*5, end, gap)
 			b.mu.Lock()
 			for i := range n {
 				b.sent[i] += n[i]
@@ -67,70 +69,70 @@ func (b *background) finish(t *testing.T) []int {
 func TestAgentKilledDuringFlood(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}})
-	a := e.start()
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}})
+	a := e.Start()
 
-	flood, rtBlocked, cfgBlocked, ttlBlocked := addr("198.18.3.3"), addr("198.18.7.7"), addr("198.18.66.6"), addr("2001:2:0:9::9")
-	e.mustCLI("block", "add", rtBlocked.String(), "--reason", "resilience")
+	flood, rtBlocked, cfgBlocked, ttlBlocked := agenttest.Addr("198.18.3.3"), agenttest.Addr("198.18.7.7"), agenttest.Addr("198.18.66.6"), agenttest.Addr("2001:2:0:9::9")
+	e.MustCLI("block", "add", rtBlocked.String(), "--reason", "resilience")
 	ttlAdded := time.Now()
-	e.mustCLI("block", "add", ttlBlocked.String(), "--ttl", "2s")
-	if got := e.send(ttlBlocked, 5); got != 0 {
+	e.MustCLI("block", "add", ttlBlocked.String(), "--ttl", "2s")
+	if got := e.Send(ttlBlocked, 5); got != 0 {
 		t.Fatalf("%d of 5 frames from the TTL-blocked source delivered before its expiry, want 0", got)
 	}
 
 	// The flood: about 300 frames/s from each source (100 pps allowed for
 	// the flooder), for the whole run.
-	frames := [][]byte{e.frame(flood, 1), e.frame(rtBlocked, 2), e.frame(cfgBlocked, 3)}
+	frames := [][]byte{e.Frame(flood, 1), e.Frame(rtBlocked, 2), e.Frame(cfgBlocked, 3)}
 	bg := e.background(frames, time.Millisecond, 30*time.Second)
 	defer bg.finish(t)
 
 	time.Sleep(time.Second)
-	before := e.metrics()
-	progBefore, _ := e.tb.ServerXDPProgID()
-	if err := a.signal(syscall.SIGKILL); err != nil {
+	before := e.Metrics()
+	progBefore, _ := e.TB.ServerXDPProgID()
+	if err := a.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if !a.wait(5 * time.Second) {
+	if !a.Wait(5 * time.Second) {
 		t.Fatal("agent did not die from SIGKILL")
 	}
 	deadAt := time.Now()
-	floodAtDeath := e.rcv.Count(flood)
-	if id, err := e.tb.ServerXDPProgID(); err != nil || id == 0 || id != progBefore {
+	floodAtDeath := e.Rcv.Count(flood)
+	if id, err := e.TB.ServerXDPProgID(); err != nil || id == 0 || id != progBefore {
 		t.Fatalf("XDP program after SIGKILL: id %d (%v), want %d still attached", id, err, progBefore)
 	}
 
 	// The TTL entry expires while no agent runs.
 	time.Sleep(time.Until(ttlAdded.Add(2500 * time.Millisecond)))
-	ttlBefore := e.rcv.Count(ttlBlocked)
-	if _, _, err := e.snd.Send([][]byte{e.frame(ttlBlocked, 4)}, 10, time.Now().Add(5*time.Second), 0); err != nil {
+	ttlBefore := e.Rcv.Count(ttlBlocked)
+	if _, _, err := e.Snd.Send([][]byte{e.Frame(ttlBlocked, 4)}, 10, time.Now().Add(5*time.Second), 0); err != nil {
 		t.Fatal(err)
 	}
-	ttlDelivered := e.rcv.WaitFor(ttlBlocked, ttlBefore+10, 3*time.Second) - ttlBefore
+	ttlDelivered := e.Rcv.WaitFor(ttlBlocked, ttlBefore+10, 3*time.Second) - ttlBefore
 
 	time.Sleep(time.Until(deadAt.Add(4 * time.Second)))
 	deadFor := time.Since(deadAt)
-	floodDead := e.rcv.Count(flood) - floodAtDeath
+	floodDead := e.Rcv.Count(flood) - floodAtDeath
 
 	restartAt := time.Now()
-	e.start()
+	e.Start()
 	restartTook := time.Since(restartAt)
 	time.Sleep(time.Second)
 	sent := bg.finish(t)
-	e.rcv.Settle(200*time.Millisecond, 3*time.Second)
-	after := e.metrics()
+	e.Rcv.Settle(200*time.Millisecond, 3*time.Second)
+	after := e.Metrics()
 
-	floodDelivered := e.rcv.Count(flood)
+	floodDelivered := e.Rcv.Count(flood)
 	t.Logf("sent flood %d, runtime-blocked %d, config-blocked %d; delivered flood %d (%d in %s dead), blocked %d+%d; TTL source after expiry %d of 10; restart %s",
 		sent[0], sent[1], sent[2], floodDelivered, floodDead, deadFor.Round(time.Millisecond),
-		e.rcv.Count(rtBlocked), e.rcv.Count(cfgBlocked), ttlDelivered, restartTook.Round(time.Millisecond))
-	rlBefore := before.get("bulwark_packets_total", "action", "drop", "reason", "ratelimit")
-	rlAfter := after.get("bulwark_packets_total", "action", "drop", "reason", "ratelimit")
-	blBefore := before.get("bulwark_packets_total", "action", "drop", "reason", "blocklist")
-	blAfter := after.get("bulwark_packets_total", "action", "drop", "reason", "blocklist")
+		e.Rcv.Count(rtBlocked), e.Rcv.Count(cfgBlocked), ttlDelivered, restartTook.Round(time.Millisecond))
+	rlBefore := before.Get("bulwark_packets_total", "action", "drop", "reason", "ratelimit")
+	rlAfter := after.Get("bulwark_packets_total", "action", "drop", "reason", "ratelimit")
+	blBefore := before.Get("bulwark_packets_total", "action", "drop", "reason", "blocklist")
+	blAfter := after.Get("bulwark_packets_total", "action", "drop", "reason", "blocklist")
 	summary(t, "dead %s: flood %d delivered while dead (limit 100 pps), blocked delivered %d, TTL entry expired while dead (%d/10 passed); ratelimit drops %.0f -> %.0f, blocklist drops %.0f -> %.0f (= sent %d)",
-		deadFor.Round(100*time.Millisecond), floodDead, e.rcv.Count(rtBlocked)+e.rcv.Count(cfgBlocked), ttlDelivered, rlBefore, rlAfter, blBefore, blAfter, sent[1]+sent[2]+5)
+		deadFor.Round(100*time.Millisecond), floodDead, e.Rcv.Count(rtBlocked)+e.Rcv.Count(cfgBlocked), ttlDelivered, rlBefore, rlAfter, blBefore, blAfter, sent[1]+sent[2]+5)
 
-	if n := e.rcv.Count(rtBlocked) + e.rcv.Count(cfgBlocked); n != 0 {
+	if n := e.Rcv.Count(rtBlocked) + e.Rcv.Count(cfgBlocked); n != 0 {
 		t.Errorf("%d frames from blocked sources delivered across the run, want 0", n)
 	}
 	if sent[1] < 1000 {
@@ -156,14 +158,14 @@ func TestAgentKilledDuringFlood(t *testing.T) {
 		t.Errorf("counters did not grow: ratelimit %v -> %v, blocklist %v -> %v", rlBefore, rlAfter, blBefore, blAfter)
 	}
 	// The restarted agent adopted the runtime entries; the expired one is gone.
-	es := e.list("block")
-	if en, ok := findEntry(es, netip.PrefixFrom(rtBlocked, 32).String()); !ok || en.Origin != "runtime" {
+	es := e.List("block")
+	if en, ok := agenttest.FindEntry(es, netip.PrefixFrom(rtBlocked, 32).String()); !ok || en.Origin != "runtime" {
 		t.Errorf("runtime block entry after restart: %+v (found %v), want adopted with origin runtime; list %+v", en, ok, es)
 	}
-	if _, ok := findEntry(es, netip.PrefixFrom(ttlBlocked, 128).String()); ok {
+	if _, ok := agenttest.FindEntry(es, netip.PrefixFrom(ttlBlocked, 128).String()); ok {
 		t.Errorf("the expired TTL entry is still listed after restart: %+v", es)
 	}
-	if _, ok := findEntry(es, "198.18.66.6/32"); !ok {
+	if _, ok := agenttest.FindEntry(es, "198.18.66.6/32"); !ok {
 		t.Errorf("config block entry missing after restart: %+v", es)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // hosts is n addresses format(i) for i in 1..n.
@@ -18,7 +20,7 @@ func hosts(n int, format string) []string {
 }
 
 // countPrefix is how many entries of es start with p.
-func countPrefix(es []listEntry, p string) int {
+func countPrefix(es []agenttest.ListEntry, p string) int {
 	n := 0
 	for _, x := range es {
 		if strings.HasPrefix(x.CIDR, p) {
@@ -35,20 +37,20 @@ func countPrefix(es []listEntry, p string) int {
 func TestMapFullRuntime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"},
-		Maps: sizes{BlockHosts: 64, AllowHosts: 64, BlockPrefixes: 64, AllowPrefixes: 64}})
-	a := e.start()
-	e.mustCLI("block", "add", "198.18.7.7")
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"},
+		Maps: agenttest.Sizes{BlockHosts: 64, AllowHosts: 64, BlockPrefixes: 64, AllowPrefixes: 64}})
+	a := e.Start()
+	e.MustCLI("block", "add", "198.18.7.7")
 
 	enforced := func(when string, fresh string) {
 		t.Helper()
-		if got := e.send(addr("198.18.7.7"), 20); got != 0 {
+		if got := e.Send(agenttest.Addr("198.18.7.7"), 20); got != 0 {
 			t.Errorf("%s: %d of 20 frames from the runtime-blocked 198.18.7.7 delivered, want 0", when, got)
 		}
-		if got := e.send(addr("198.18.66.6"), 20); got != 0 {
+		if got := e.Send(agenttest.Addr("198.18.66.6"), 20); got != 0 {
 			t.Errorf("%s: %d of 20 frames from the config-blocked 198.18.66.6 delivered, want 0", when, got)
 		}
-		if got := e.send(addr(fresh), 500); !between(got, 100, 110) {
+		if got := e.Send(agenttest.Addr(fresh), 500); !agenttest.Between(got, 100, 110) {
 			t.Errorf("%s: %d of 500 flood frames from %s delivered, want about 100 (the limit's burst)", when, got, fresh)
 		}
 	}
@@ -66,20 +68,20 @@ func TestMapFullRuntime(t *testing.T) {
 		{"allow", "IPv6 prefixes", "allow", hosts(100, "2001:2:%x::/64"), "2001:2:"},
 	} {
 		name := c.list + " " + c.what
-		before := e.metrics().get("bulwark_map_update_errors_total", "map", c.metric)
-		r := e.cli(append([]string{c.list, "add"}, c.entries...)...)
-		msg := strings.ToLower(r.stderr)
-		if r.code != 1 || !strings.Contains(r.stderr, "HTTP 507") || !strings.Contains(msg, c.list+" list") ||
+		before := e.Metrics().Get("bulwark_map_update_errors_total", "map", c.metric)
+		r := e.CLI(append([]string{c.list, "add"}, c.entries...)...)
+		msg := strings.ToLower(r.Stderr)
+		if r.Code != 1 || !strings.Contains(r.Stderr, "HTTP 507") || !strings.Contains(msg, c.list+" list") ||
 			!strings.Contains(msg, strings.ToLower(c.what)) || !strings.Contains(msg, "64 entries") {
 			t.Errorf("%s: 100 entries into a map of 64: %s; want exit 1, HTTP 507, naming the %s list, %s and the size 64", name, r, c.list, c.what)
 		}
-		after := e.metrics().get("bulwark_map_update_errors_total", "map", c.metric)
+		after := e.Metrics().Get("bulwark_map_update_errors_total", "map", c.metric)
 		if after != before+1 {
 			t.Errorf("%s: bulwark_map_update_errors_total{map=%q} %v -> %v, want +1", name, c.metric, before, after)
 		}
 		// A refused request changes nothing: no part of it is in force.
-		left := countPrefix(e.list(c.list), c.prefix)
-		t.Logf("%s: %q, %d of 100 left in the list", name, strings.TrimSpace(r.stderr), left)
+		left := countPrefix(e.List(c.list), c.prefix)
+		t.Logf("%s: %q, %d of 100 left in the list", name, strings.TrimSpace(r.Stderr), left)
 		notes = append(notes, fmt.Sprintf("%s %d", name, left))
 		if left != 0 {
 			t.Errorf("%s: the refused `%s add` (HTTP 507) left %d of its 100 entries in the %s list (the audit log says error): a partial write", name, c.list, left, c.list)
@@ -87,12 +89,12 @@ func TestMapFullRuntime(t *testing.T) {
 		enforced("after "+name+" overflowed", fmt.Sprintf("198.18.%d.3", 30+i))
 		// Clean up what a partial write left, so the next case starts empty.
 		if left > 0 {
-			e.mustCLI(append([]string{c.list, "del"}, c.entries...)...)
+			e.MustCLI(append([]string{c.list, "del"}, c.entries...)...)
 		}
 	}
 	summary(t, "5 overflows of maps of 64, each exit 1, HTTP 507 naming list+map size, map_update_errors +1, policy enforced; entries of the refused request left in force: %s", strings.Join(notes, ", "))
-	if a.exited() {
-		t.Fatalf("agent exited: %v", a.err)
+	if a.Exited() {
+		t.Fatalf("agent exited: %v", a.Err)
 	}
 }
 
@@ -102,54 +104,54 @@ func TestMapFullRuntime(t *testing.T) {
 func TestMapFullFeed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	small := filepath.Join(e.dir, "feed-small.txt")
-	big := filepath.Join(e.dir, "feed-big.txt")
-	writeFile(t, small, strings.Join(hosts(10, "198.18.70.%d"), "\n")+"\n")
-	writeFile(t, big, strings.Join(hosts(200, "198.18.80.%d"), "\n")+"\n")
+	small := filepath.Join(e.Dir, "feed-small.txt")
+	big := filepath.Join(e.Dir, "feed-big.txt")
+	agenttest.WriteFile(t, small, strings.Join(hosts(10, "198.18.70.%d"), "\n")+"\n")
+	agenttest.WriteFile(t, big, strings.Join(hosts(200, "198.18.80.%d"), "\n")+"\n")
 	feed := func(path string) string {
 		return fmt.Sprintf("\nfeed \"big\" {\n  path   = %q\n  format = \"plain\"\n  action = \"block\"\n}\n", path)
 	}
-	c := cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}, Maps: sizes{BlockHosts: 64}}
+	c := agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}, Maps: agenttest.Sizes{BlockHosts: 64}}
 	c.Extra = feed(small)
-	e.writeConfig("", c)
-	a := e.start()
-	waitFor(t, 10*time.Second, "the small feed applied", func() bool { return countPrefix(e.list("block"), "198.18.70.") == 10 })
+	e.WriteConfig("", c)
+	a := e.Start()
+	agenttest.WaitFor(t, 10*time.Second, "the small feed applied", func() bool { return countPrefix(e.List("block"), "198.18.70.") == 10 })
 
 	c.Extra = feed(big)
-	e.writeConfig("", c)
-	e.mustCLI("reload")
-	if got := e.waitMetric(10*time.Second, 1, "bulwark_feed_errors_total", "feed", "big", "kind", "apply"); got != 1 {
+	e.WriteConfig("", c)
+	e.MustCLI("reload")
+	if got := e.WaitMetric(10*time.Second, 1, "bulwark_feed_errors_total", "feed", "big", "kind", "apply"); got != 1 {
 		t.Fatalf("feed apply errors %v, want 1 (200 entries into a block map of 64)", got)
 	}
-	m := e.metrics()
-	es := e.list("block")
+	m := e.Metrics()
+	es := e.List("block")
 	good, partial := countPrefix(es, "198.18.70."), countPrefix(es, "198.18.80.")
 	summary(t, "feed of 200 into block_hosts 64: feed_errors{kind=apply} %v, map_update_errors{map=block} %v; last good %d/10 kept, %d entries of the failed update left in force",
-		m.get("bulwark_feed_errors_total", "feed", "big", "kind", "apply"), m.get("bulwark_map_update_errors_total", "map", "block"), good, partial)
-	if m.get("bulwark_map_update_errors_total", "map", "block") < 1 {
+		m.Get("bulwark_feed_errors_total", "feed", "big", "kind", "apply"), m.Get("bulwark_map_update_errors_total", "map", "block"), good, partial)
+	if m.Get("bulwark_map_update_errors_total", "map", "block") < 1 {
 		t.Errorf("bulwark_map_update_errors_total{map=block} not incremented by the failed feed")
 	}
 	if good != 10 {
 		t.Errorf("%d of the last good feed's 10 entries left, want all 10", good)
 	}
-	if got := e.send(addr("198.18.70.5"), 20); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.70.5"), 20); got != 0 {
 		t.Errorf("%d of 20 frames from a source of the last good feed delivered, want 0", got)
 	}
 	if partial != 0 {
 		t.Errorf("%d entries of the failed (too big) feed update are in the block list: a partial update is in force and fills the map", partial)
 	}
-	if got := e.send(addr("198.18.66.6"), 20); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.66.6"), 20); got != 0 {
 		t.Errorf("%d of 20 frames from the config-blocked source delivered, want 0", got)
 	}
-	if got := e.send(addr("198.18.31.3"), 500); !between(got, 100, 110) {
+	if got := e.Send(agenttest.Addr("198.18.31.3"), 500); !agenttest.Between(got, 100, 110) {
 		t.Errorf("%d of 500 flood frames delivered, want about 100", got)
 	}
 	// The block map still has room for the operator.
-	if r := e.cli("block", "add", "198.18.7.7"); r.code != 0 {
+	if r := e.CLI("block", "add", "198.18.7.7"); r.Code != 0 {
 		t.Errorf("block add after the failed feed: %s; want room in the map (64 - 11 in use)", r)
 	}
-	if a.exited() {
-		t.Fatalf("agent exited: %v\n%s", a.err, a.logText())
+	if a.Exited() {
+		t.Fatalf("agent exited: %v\n%s", a.Err, a.LogText())
 	}
 }
 
@@ -159,53 +161,53 @@ func TestMapFullFeed(t *testing.T) {
 func TestMapFullConfig(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tooBig := cfg{PPS: 1000, Burst: 1000, Block: append([]string{"198.18.66.6"}, hosts(100, "198.18.110.%d")...), Maps: sizes{BlockHosts: 64}}
+	tooBig := agenttest.Config{PPS: 1000, Burst: 1000, Block: append([]string{"198.18.66.6"}, hosts(100, "198.18.110.%d")...), Maps: agenttest.Sizes{BlockHosts: 64}}
 
 	t.Run("start", func(t *testing.T) {
-		e.writeConfig("", tooBig)
-		a := e.spawn("")
-		if !a.wait(30 * time.Second) {
+		e.WriteConfig("", tooBig)
+		a := e.Spawn("")
+		if !a.Wait(30 * time.Second) {
 			t.Fatalf("agent with a block list of 101 hosts and block_hosts = 64 still running after 30 s")
 		}
-		log := strings.ToLower(a.logText())
-		if a.exitCode() == 0 || !strings.Contains(log, "block list") || !strings.Contains(log, "ipv4 hosts") || !strings.Contains(log, "64 entries") {
-			t.Errorf("bulwark run: exit %d, log:\n%s\nwant a failure naming the block list, IPv4 hosts and the size 64", a.exitCode(), a.logText())
+		log := strings.ToLower(a.LogText())
+		if a.ExitCode() == 0 || !strings.Contains(log, "block list") || !strings.Contains(log, "ipv4 hosts") || !strings.Contains(log, "64 entries") {
+			t.Errorf("bulwark run: exit %d, log:\n%s\nwant a failure naming the block list, IPv4 hosts and the size 64", a.ExitCode(), a.LogText())
 		}
-		summary(t, "bulwark run exit %d: %q", a.exitCode(), lastLine(a.logText()))
+		summary(t, "bulwark run exit %d: %q", a.ExitCode(), lastLine(a.LogText()))
 	})
 
 	t.Run("reload", func(t *testing.T) {
-		e.writeConfig("", cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}, Maps: sizes{BlockHosts: 64}})
-		a := e.start()
-		e.writeConfig("", tooBig)
-		r := e.cli("reload")
-		msg := strings.ToLower(r.stderr + r.stdout)
-		if r.code != 1 || !strings.Contains(msg, "block list") || !strings.Contains(msg, "64 entries") {
+		e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}, Maps: agenttest.Sizes{BlockHosts: 64}})
+		a := e.Start()
+		e.WriteConfig("", tooBig)
+		r := e.CLI("reload")
+		msg := strings.ToLower(r.Stderr + r.Stdout)
+		if r.Code != 1 || !strings.Contains(msg, "block list") || !strings.Contains(msg, "64 entries") {
 			t.Errorf("reload to a config whose block list exceeds the map: %s; want exit 1 naming the block list and the size 64", r)
 		}
-		m := e.metrics()
-		notOK := m.get("bulwark_config_reloads_total", "result", "error") + m.get("bulwark_config_reloads_total", "result", "rejected")
-		if notOK != 1 || m.get("bulwark_config_reloads_total", "result", "ok") != 0 {
-			t.Errorf("bulwark_config_reloads_total: ok %v, error+rejected %v; want 0 and 1", m.get("bulwark_config_reloads_total", "result", "ok"), notOK)
+		m := e.Metrics()
+		notOK := m.Get("bulwark_config_reloads_total", "result", "error") + m.Get("bulwark_config_reloads_total", "result", "rejected")
+		if notOK != 1 || m.Get("bulwark_config_reloads_total", "result", "ok") != 0 {
+			t.Errorf("bulwark_config_reloads_total: ok %v, error+rejected %v; want 0 and 1", m.Get("bulwark_config_reloads_total", "result", "ok"), notOK)
 		}
 		// The running policy is whole: the old limit (100 pps, burst 100),
 		// not the failed config's (1000, burst 1000), and no entry of the
 		// failed config's list.
-		got := e.send(addr("198.18.32.3"), 500)
-		left := countPrefix(e.list("block"), "198.18.110.")
+		got := e.Send(agenttest.Addr("198.18.32.3"), 500)
+		left := countPrefix(e.List("block"), "198.18.110.")
 		summary(t, "reload exit %d %q; after it: flood %d of 500 delivered (old burst 100, failed config's 1000), %d of the failed config's entries in force",
-			r.code, strings.TrimSpace(r.stderr), got, left)
-		if !between(got, 100, 110) {
+			r.Code, strings.TrimSpace(r.Stderr), got, left)
+		if !agenttest.Between(got, 100, 110) {
 			t.Errorf("after the failed reload: %d of 500 flood frames delivered, want about 100 (the running config's burst); the failed config's limits (burst 1000) were applied", got)
 		}
 		if left != 0 {
 			t.Errorf("after the failed reload: %d entries of the failed config's block list are in force", left)
 		}
-		if got := e.send(addr("198.18.66.6"), 20); got != 0 {
+		if got := e.Send(agenttest.Addr("198.18.66.6"), 20); got != 0 {
 			t.Errorf("%d of 20 frames from the config-blocked source delivered after the failed reload", got)
 		}
-		if a.exited() {
-			t.Fatalf("agent exited: %v", a.err)
+		if a.Exited() {
+			t.Fatalf("agent exited: %v", a.Err)
 		}
 	})
 }
@@ -221,9 +223,9 @@ func lastLine(s string) string {
 func TestVerdictCap(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	bad := filepath.Join(e.dir, "bad.txt")
-	writeFile(t, bad, strings.Join(hosts(5, "198.18.90.%d"), "\n")+"\n")
-	e.writeConfig("", cfg{PPS: 100, Burst: 100, Maps: sizes{Verdicts: 16}, Extra: fmt.Sprintf(`
+	bad := filepath.Join(e.Dir, "bad.txt")
+	agenttest.WriteFile(t, bad, strings.Join(hosts(5, "198.18.90.%d"), "\n")+"\n")
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Maps: agenttest.Sizes{Verdicts: 16}, Extra: fmt.Sprintf(`
 reputation {
   mode         = "enforce"
   interval     = "200ms"
@@ -237,17 +239,17 @@ feed "bad" {
   weight = 90
 }
 `, bad)})
-	a := e.start()
+	a := e.Start()
 	srcs := hosts(5, "198.18.90.%d")
 	var caps, active float64
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, s := range srcs {
-			e.snd.Send([][]byte{e.frame(addr(s), 1)}, 5, time.Now().Add(time.Second), 0)
+			e.Snd.Send([][]byte{e.Frame(agenttest.Addr(s), 1)}, 5, time.Now().Add(time.Second), 0)
 		}
 		time.Sleep(300 * time.Millisecond)
-		m := e.metrics()
-		caps, active = m.get("bulwark_verdict_cap_hits_total"), m.get("bulwark_verdicts_active")
+		m := e.Metrics()
+		caps, active = m.Get("bulwark_verdict_cap_hits_total"), m.Get("bulwark_verdicts_active")
 		if caps >= 1 && active == 2 {
 			break
 		}
@@ -259,7 +261,7 @@ feed "bad" {
 	if active != 2 {
 		t.Errorf("bulwark_verdicts_active %v, want 2 (max_verdicts)", active)
 	}
-	if a.exited() {
-		t.Fatalf("agent exited: %v\n%s", a.err, a.logText())
+	if a.Exited() {
+		t.Fatalf("agent exited: %v\n%s", a.Err, a.LogText())
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // TestLeastPrivilege: the control socket refuses non-root clients; oversized,
@@ -20,9 +22,9 @@ import (
 func TestLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.writeConfig("", cfg{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}})
-	a := e.start()
-	e.mustCLI("block", "add", "198.18.5.5", "--ttl", "1h")
+	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.6"}})
+	a := e.Start()
+	e.MustCLI("block", "add", "198.18.5.5", "--ttl", "1h")
 
 	type state struct {
 		Block, Allow []string
@@ -31,19 +33,19 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	snap := func() state {
 		var s state
-		for _, x := range e.list("block") {
+		for _, x := range e.List("block") {
 			s.Block = append(s.Block, x.CIDR)
 		}
-		for _, x := range e.list("allow") {
+		for _, x := range e.List("allow") {
 			s.Allow = append(s.Allow, x.CIDR)
 		}
-		m := e.metrics()
-		s.MapErrs, s.Reloads = m.get("bulwark_map_update_errors_total"), m.get("bulwark_config_reloads_total")
+		m := e.Metrics()
+		s.MapErrs, s.Reloads = m.Get("bulwark_map_update_errors_total"), m.Get("bulwark_config_reloads_total")
 		return s
 	}
 	before := snap()
 
-	for path, want := range map[string]os.FileMode{e.sock: 0o600, filepath.Join(e.pinRoot, e.tb.ServerIf): 0o700, e.audit: 0o600} {
+	for path, want := range map[string]os.FileMode{e.Sock: 0o600, filepath.Join(e.PinRoot, e.TB.ServerIf): 0o700, e.Audit: 0o600} {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -55,14 +57,14 @@ func TestLeastPrivilege(t *testing.T) {
 
 	// A non-root client, with the socket's directory opened up so the
 	// refusal is the socket's own.
-	if err := os.Chmod(e.dir, 0o711); err != nil {
+	if err := os.Chmod(e.Dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-		bin, "--socket", e.sock, "block", "add", "198.18.7.7").CombinedOutput()
-	os.Chmod(e.dir, 0o700)
+		agenttest.Bin, "--socket", e.Sock, "block", "add", "198.18.7.7").CombinedOutput()
+	os.Chmod(e.Dir, 0o700)
 	if err == nil || !strings.Contains(string(out), "permission denied") {
 		t.Errorf("block add as uid 65534: %v %q, want refused with permission denied", err, out)
 	}
@@ -90,7 +92,7 @@ func TestLeastPrivilege(t *testing.T) {
 	// Headers over the server's limit (1 MiB by default) and clients that
 	// open connections and send nothing: refused or left waiting, and the
 	// API still answers.
-	conn, err := net.Dial("unix", e.sock)
+	conn, err := net.Dial("unix", e.Sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	var idle []net.Conn
 	for i := 0; i < 50; i++ {
-		c, err := net.Dial("unix", e.sock)
+		c, err := net.Dial("unix", e.Sock)
 		if err != nil {
 			t.Fatalf("idle connection %d: %v", i, err)
 		}
@@ -112,12 +114,12 @@ func TestLeastPrivilege(t *testing.T) {
 		idle = append(idle, c)
 	}
 	start := time.Now()
-	r := e.cli("status", "--json")
+	r := e.CLI("status", "--json")
 	took := time.Since(start)
 	for _, c := range idle {
 		c.Close()
 	}
-	if r.code != 0 || took > 5*time.Second {
+	if r.Code != 0 || took > 5*time.Second {
 		t.Errorf("status with 50 stalled clients: %s in %s, want an answer within 5 s", r, took)
 	}
 
@@ -125,11 +127,11 @@ func TestLeastPrivilege(t *testing.T) {
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("refused requests changed the agent's state:\nbefore %+v\nafter  %+v", before, after)
 	}
-	if got := e.send(addr("198.18.66.6"), 20); got != 0 {
+	if got := e.Send(agenttest.Addr("198.18.66.6"), 20); got != 0 {
 		t.Errorf("%d of 20 frames from the blocked source delivered", got)
 	}
 	summary(t, "uid 65534 refused (permission denied); %d bad requests 4xx; 2 MiB header 431; status in %s with 50 stalled clients; state unchanged", len(bad), took.Round(time.Millisecond))
-	if a.exited() {
-		t.Fatalf("agent exited: %v", a.err)
+	if a.Exited() {
+		t.Fatalf("agent exited: %v", a.Err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
 // TestReloadStorm alternates good and broken configs through POST
@@ -24,27 +26,27 @@ func TestReloadStorm(t *testing.T) {
 	maxGrowth := float64(pick(15, 5))
 
 	e := newEnv(t)
-	good := func(i int) cfg {
+	good := func(i int) agenttest.Config {
 		// Two good configs in turn: each blocks 198.18.66.6 and its own marker.
-		return cfg{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.6", fmt.Sprintf("198.18.67.%d", 1+i%2)}}
+		return agenttest.Config{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.6", fmt.Sprintf("198.18.67.%d", 1+i%2)}}
 	}
 	broken := func(i int) string {
 		switch i % 3 {
 		case 0:
-			return e.render(good(0)) + "\nlimits {\n  this is not HCL\n"
+			return e.Render(good(0)) + "\nlimits {\n  this is not HCL\n"
 		case 1:
-			return e.render(cfg{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.6", "198.18.300.1"}})
+			return e.Render(agenttest.Config{PPS: 1000, Burst: 1000, Block: []string{"198.18.66.6", "198.18.300.1"}})
 		default:
 			// Valid HCL, invalid config: a burst of 0 with a rate.
-			return e.render(cfg{PPS: 1000, Burst: 0, Block: []string{"198.18.66.6"}})
+			return e.Render(agenttest.Config{PPS: 1000, Burst: 0, Block: []string{"198.18.66.6"}})
 		}
 	}
-	e.writeConfig("", good(1))
-	a := e.start()
-	pid := a.cmd.Process.Pid
+	e.WriteConfig("", good(1))
+	a := e.Start()
+	pid := a.Cmd.Process.Pid
 
-	blocked, normal := addr("198.18.66.6"), addr("2001:2:0:1::2")
-	bg := e.background([][]byte{e.frame(blocked, 1), e.frame(normal, 2)}, 2*time.Millisecond, 10*time.Minute)
+	blocked, normal := agenttest.Addr("198.18.66.6"), agenttest.Addr("2001:2:0:1::2")
+	bg := e.background([][]byte{e.Frame(blocked, 1), e.Frame(normal, 2)}, 2*time.Millisecond, 10*time.Minute)
 	defer bg.finish(t)
 
 	// The API clients: status, block add with a TTL, lists, block del.
@@ -96,9 +98,9 @@ func TestReloadStorm(t *testing.T) {
 	start := time.Now()
 	for i := 0; i < reloads && time.Now().Before(deadline); i++ {
 		if i%2 == 0 {
-			writeFile(t, e.cfgPath, e.render(good(i/2)))
+			agenttest.WriteFile(t, e.CfgPath, e.Render(good(i/2)))
 		} else {
-			writeFile(t, e.cfgPath, broken(i/2))
+			agenttest.WriteFile(t, e.CfgPath, broken(i/2))
 		}
 		st, body, err := do(c, "POST", "/v1/reload", "")
 		switch {
@@ -136,16 +138,16 @@ func TestReloadStorm(t *testing.T) {
 	apiTime := time.Since(start)
 	rssEnd := rssKiB(t, pid)
 	sent := bg.finish(t)
-	e.rcv.Settle(200*time.Millisecond, 3*time.Second)
+	e.Rcv.Settle(200*time.Millisecond, 3*time.Second)
 
-	m := e.metrics()
-	mOK, mRej, mErr := m.get("bulwark_config_reloads_total", "result", "ok"), m.get("bulwark_config_reloads_total", "result", "rejected"), m.get("bulwark_config_reloads_total", "result", "error")
+	m := e.Metrics()
+	mOK, mRej, mErr := m.Get("bulwark_config_reloads_total", "result", "ok"), m.Get("bulwark_config_reloads_total", "result", "rejected"), m.Get("bulwark_config_reloads_total", "result", "error")
 	growth := 100 * float64(rssEnd-rssWarm) / float64(rssWarm)
 	t.Logf("%d reloads in %s (%d ok, %d rejected, metrics ok=%v rejected=%v error=%v); %d API calls in %s, %d failed; RSS %d KiB after %d reloads, %d KiB at the end (%+.1f%%); traffic: blocked %d sent, %d delivered; normal %d sent, %d delivered",
 		ok+rejected+len(other), reloadTime.Round(time.Millisecond), ok, rejected, mOK, mRej, mErr, apiCalls, apiTime.Round(time.Millisecond), len(apiErrs),
-		rssWarm, warmup, rssEnd, growth, sent[0], e.rcv.Count(blocked), sent[1], e.rcv.Count(normal))
+		rssWarm, warmup, rssEnd, growth, sent[0], e.Rcv.Count(blocked), sent[1], e.Rcv.Count(normal))
 	summary(t, "%d reloads (%d ok, %d rejected; metrics %v/%v/%v ok/rejected/error) + %d API calls (%d failed) in %s; RSS %d -> %d KiB (%+.1f%%) after %d warm-up reloads; blocked source delivered %d of %d",
-		reloads, ok, rejected, mOK, mRej, mErr, apiCalls, len(apiErrs), apiTime.Round(time.Second), rssWarm, rssEnd, growth, warmup, e.rcv.Count(blocked), sent[0])
+		reloads, ok, rejected, mOK, mRej, mErr, apiCalls, len(apiErrs), apiTime.Round(time.Second), rssWarm, rssEnd, growth, warmup, e.Rcv.Count(blocked), sent[0])
 
 	if len(other) > 0 {
 		t.Errorf("%d unexpected reload results, first: %s", len(other), strings.Join(other[:min(5, len(other))], "; "))
@@ -162,10 +164,10 @@ func TestReloadStorm(t *testing.T) {
 	if growth >= maxGrowth {
 		t.Errorf("agent RSS grew %.1f%% (%d -> %d KiB) from reload %d to the end, want under %.0f%%", growth, rssWarm, rssEnd, warmup, maxGrowth)
 	}
-	if n := e.rcv.Count(blocked); n != 0 {
+	if n := e.Rcv.Count(blocked); n != 0 {
 		t.Errorf("%d of %d frames from the source every good config blocks were delivered during the storm, want 0", n, sent[0])
 	}
-	if n := e.rcv.Count(normal); n != sent[1] {
+	if n := e.Rcv.Count(normal); n != sent[1] {
 		t.Errorf("%d of %d frames from a normal source delivered during the storm, want all", n, sent[1])
 	}
 	if checks == 0 {
@@ -173,10 +175,10 @@ func TestReloadStorm(t *testing.T) {
 	}
 	// At the end: the last good config in force, also by traffic.
 	want := fmt.Sprintf("198.18.67.%d", 1+lastGood%2)
-	if got := e.send(addr(want), 10); got != 0 {
+	if got := e.Send(agenttest.Addr(want), 10); got != 0 {
 		t.Errorf("%d of 10 frames from %s (blocked by the last good config) delivered", got, want)
 	}
-	if a.exited() {
-		t.Fatalf("agent exited during the storm: %v\n%s", a.err, a.logText())
+	if a.Exited() {
+		t.Fatalf("agent exited during the storm: %v\n%s", a.Err, a.LogText())
 	}
 }

@@ -11,10 +11,7 @@ package top_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -26,43 +23,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 	"github.com/bulwark-filter/bulwark/test/netns"
-	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
-// bin is the bulwark binary TestMain builds.
-var bin string
-
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "bulwark-top-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if bin, err = testutil.BuildBulwark("../..", dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
-}
-
-const udpPort = 9000
+func TestMain(m *testing.M) { os.Exit(agenttest.Main(m, "bulwark-top-test-")) }
 
 var (
 	flooder = netip.MustParseAddr("198.18.7.1")
 	trickle = netip.MustParseAddr("198.18.7.2")
 )
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
 
 // sourcesReply mirrors agent.SourcesReply as a script would read it.
 type sourcesReply struct {
@@ -78,66 +48,13 @@ type sourcesReply struct {
 	} `json:"sources"`
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
-}
-
-// runBin runs the bulwark binary, bounded in time, stdout a pipe (not a
-// terminal).
-func runBin(t *testing.T, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("run bulwark %v: %v", args, err)
-	}
-	return r
-}
-
-type env struct {
-	tb      *netns.Testbed
-	dir     string
-	pinRoot string
-	sock    string
-}
+type env struct{ *agenttest.Env }
 
 // startAgent builds a testbed, starts the agent on the server veth and
 // registers the cleanups: agent, detach and pins, files, testbed.
 func startAgent(t *testing.T) *env {
 	t.Helper()
-	testutil.RequireRoot(t)
-	tb := netns.New(t, netns.Options{})
-	dir, err := os.MkdirTemp("", "bwk-top-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{tb: tb, dir: dir, pinRoot: "/sys/fs/bpf/bulwark-test-" + randHex(4), sock: filepath.Join(dir, "bulwark.sock")}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	t.Cleanup(func() {
-		if _, err := os.Stat(filepath.Join(e.pinRoot, tb.ServerIf)); err == nil {
-			if out, err := exec.Command(bin, "detach", "--interface", tb.ServerIf, "--pin-dir", e.pinRoot).CombinedOutput(); err != nil {
-				t.Logf("cleanup: detach: %v: %s", err, out)
-			}
-		}
-		if err := os.RemoveAll(e.pinRoot); err != nil {
-			t.Logf("cleanup: pins: %v", err)
-		}
-	})
+	e := &env{agenttest.NewEnv(t, agenttest.Options{DirPrefix: "bwk-top-"})}
 	cfg := fmt.Sprintf(`mode      = "enforce"
 malformed = "drop"
 pin_dir   = %q
@@ -176,59 +93,14 @@ maps {
 reputation {
   mode = "off"
 }
-`, e.pinRoot, tb.ServerIf, e.sock)
-	cfgPath := filepath.Join(dir, "bulwark.hcl")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+`, e.PinRoot, e.TB.ServerIf, e.Sock)
+	if err := os.WriteFile(e.CfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "agent.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	// nsenter, not `ip netns exec`: only the network namespace changes, so
-	// the host's bpffs (and the pins) stay visible.
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+tb.Server, bin, "run", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		select {
-		case <-done:
-			return
-		default:
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	logText := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("agent exited early:\n%s", logText())
-		default:
-		}
-		if r := runBin(t, "--socket", e.sock, "status", "--json"); r.code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready after 20 s:\n%s", logText())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	a := e.Start()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("agent log:\n%s", logText())
+			t.Logf("agent log:\n%s", a.LogText())
 		}
 	})
 	return e
@@ -238,17 +110,17 @@ reputation {
 // (up to ~20k pps) and a trickle (~50 pps) from trickle.
 func (e *env) traffic(t *testing.T, max time.Duration) (stop func()) {
 	t.Helper()
-	rcv, err := e.tb.NewReceiver(udpPort, false)
+	rcv, err := e.TB.NewReceiver(agenttest.UDPPort, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snd, err := e.tb.NewSender()
+	snd, err := e.TB.NewSender()
 	if err != nil {
 		rcv.Close()
 		t.Fatal(err)
 	}
 	frame := func(src netip.Addr) []byte {
-		return netns.UDP4(e.tb.ServerMAC, e.tb.ClientMAC, src, netns.ServerAddr4, 40000, udpPort, netns.Payload(1, 64))
+		return netns.UDP4(e.TB.ServerMAC, e.TB.ClientMAC, src, netns.ServerAddr4, 40000, agenttest.UDPPort, netns.Payload(1, 64))
 	}
 	flood, little := frame(flooder), frame(trickle)
 	quit := make(chan struct{})
@@ -296,16 +168,16 @@ func TestTop(t *testing.T) {
 
 	t.Run("once-json", func(t *testing.T) {
 		var rep sourcesReply
-		var last result
+		var last agenttest.Result
 		found := false
 		for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
-			last = runBin(t, "--socket", e.sock, "top", "--once", "--json", "--sort", "pps")
-			if last.code != 0 {
+			last = agenttest.RunBin(t, "--socket", e.Sock, "top", "--once", "--json", "--sort", "pps")
+			if last.Code != 0 {
 				t.Fatalf("top --once --json: %s", last)
 			}
 			rep = sourcesReply{}
-			if err := json.Unmarshal([]byte(last.stdout), &rep); err != nil {
-				t.Fatalf("top --once --json: not JSON: %v: %q", err, last.stdout)
+			if err := json.Unmarshal([]byte(last.Stdout), &rep); err != nil {
+				t.Fatalf("top --once --json: not JSON: %v: %q", err, last.Stdout)
 			}
 			if rep.Measured && len(rep.Sources) >= 2 && rep.Sources[0].Source == flooder.String() {
 				found = true
@@ -328,7 +200,7 @@ func TestTop(t *testing.T) {
 			}
 		}
 		if little < 0 {
-			t.Fatalf("trickle source %s missing: %s", trickle, last.stdout)
+			t.Fatalf("trickle source %s missing: %s", trickle, last.Stdout)
 		}
 		if !(flood > little) {
 			t.Errorf("flooder %v pps, trickle %v pps: want flooder busier", flood, little)
@@ -336,37 +208,37 @@ func TestTop(t *testing.T) {
 		t.Logf("flooder %.0f pps, trickle %.0f pps, interval %.1fs", flood, little, rep.Interval)
 
 		// Sorted by dropped: the flooder leads too (the trickle has no drops).
-		r := runBin(t, "--socket", e.sock, "top", "--once", "--json", "--sort", "dropped", "--limit", "1")
-		if r.code != 0 {
+		r := agenttest.RunBin(t, "--socket", e.Sock, "top", "--once", "--json", "--sort", "dropped", "--limit", "1")
+		if r.Code != 0 {
 			t.Fatalf("top --sort dropped: %s", r)
 		}
 		var d sourcesReply
-		if err := json.Unmarshal([]byte(r.stdout), &d); err != nil || len(d.Sources) != 1 || d.Sources[0].Source != flooder.String() {
-			t.Errorf("top --once --json --sort dropped --limit 1: %v: %s", err, r.stdout)
+		if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil || len(d.Sources) != 1 || d.Sources[0].Source != flooder.String() {
+			t.Errorf("top --once --json --sort dropped --limit 1: %v: %s", err, r.Stdout)
 		}
 	})
 
 	t.Run("once-plain", func(t *testing.T) {
-		r := runBin(t, "--socket", e.sock, "top", "--once")
-		if r.code != 0 {
+		r := agenttest.RunBin(t, "--socket", e.Sock, "top", "--once")
+		if r.Code != 0 {
 			t.Fatalf("top --once: %s", r)
 		}
-		if strings.Contains(r.stdout, "\x1b") {
-			t.Errorf("plain output holds escape sequences: %q", r.stdout)
+		if strings.Contains(r.Stdout, "\x1b") {
+			t.Errorf("plain output holds escape sequences: %q", r.Stdout)
 		}
 		for _, want := range []string{"SOURCE", "IN pps", "DELIVERED pps", "RATELIMIT pps", "SCORE", "VERDICT", "TTL", flooder.String(), "mode enforce"} {
-			if !strings.Contains(r.stdout, want) {
-				t.Errorf("top --once: missing %q in\n%s", want, r.stdout)
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("top --once: missing %q in\n%s", want, r.Stdout)
 			}
 		}
-		t.Logf("top --once:\n%s", r.stdout)
+		t.Logf("top --once:\n%s", r.Stdout)
 	})
 
 	t.Run("plain-stream", func(t *testing.T) {
 		// Not a terminal and no --once: a table per interval, until a signal.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, "--socket", e.sock, "top", "--interval", "300ms")
+		cmd := exec.CommandContext(ctx, agenttest.Bin, "--socket", e.Sock, "top", "--interval", "300ms")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -386,12 +258,12 @@ func TestTop(t *testing.T) {
 	})
 
 	t.Run("no-agent", func(t *testing.T) {
-		r := runBin(t, "--socket", filepath.Join(e.dir, "missing.sock"), "top", "--once")
-		if r.code != 1 || !strings.Contains(r.stderr, "is the agent running") {
+		r := agenttest.RunBin(t, "--socket", filepath.Join(e.Dir, "missing.sock"), "top", "--once")
+		if r.Code != 1 || !strings.Contains(r.Stderr, "is the agent running") {
 			t.Errorf("top with no agent: %s", r)
 		}
-		r = runBin(t, "--socket", e.sock, "top", "--json")
-		if r.code == 0 || !strings.Contains(r.stderr, "--json needs --once") {
+		r = agenttest.RunBin(t, "--socket", e.Sock, "top", "--json")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "--json needs --once") {
 			t.Errorf("top --json: %s", r)
 		}
 	})
@@ -412,7 +284,7 @@ func (e *env) tmux(t *testing.T) {
 	}
 	// A private server on a socket in the test's directory: nothing of
 	// the host's tmux is touched, and the socket goes with the directory.
-	server := filepath.Join(e.dir, "tmux.sock")
+	server := filepath.Join(e.Dir, "tmux.sock")
 	tm := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -426,8 +298,8 @@ func (e *env) tmux(t *testing.T) {
 			_, _ = tm("kill-server")
 		}
 	})
-	status := filepath.Join(e.dir, "tmux-exit")
-	shell := fmt.Sprintf("%s --socket %s top --interval 300ms; echo $? > %s", bin, e.sock, status)
+	status := filepath.Join(e.Dir, "tmux-exit")
+	shell := fmt.Sprintf("%s --socket %s top --interval 300ms; echo $? > %s", agenttest.Bin, e.Sock, status)
 	if out, err := tm("new-session", "-d", "-s", "top", "-x", "160", "-y", "40", shell); err != nil {
 		t.Fatalf("tmux new-session: %v: %s", err, out)
 	}

@@ -384,14 +384,25 @@ int bulwark(struct xdp_md *ctx)
 	__u32 zero = 0;
 	__u64 now = 0;
 
+	__u32 action, reason, detail;
 	struct dp_settings *s = bpf_map_lookup_elem(&settings, &zero);
 	if (!s)
 		return XDP_PASS;
 
+/* Every decision leaves through the one exit below: the counting and
+ * sampling code is in the program once, not once per decision. */
+#define EXIT(a, r, d)                                                          \
+	do {                                                                   \
+		action = (a);                                                  \
+		reason = (r);                                                  \
+		detail = (d);                                                  \
+		goto out;                                                      \
+	} while (0)
+
 	struct packet p = {};
 	int r = parse_packet(data, data_end, &p);
 	if (r == PARSE_NON_IP)
-		return finish(ctx, s, ACTION_PASS, REASON_NON_IP, 0, len);
+		EXIT(ACTION_PASS, REASON_NON_IP, 0);
 	if (r != PARSE_OK) {
 		if (p.family) {
 			struct src_key k;
@@ -404,8 +415,7 @@ int bulwark(struct xdp_md *ctx)
 				st->last_seen_ns = now;
 			}
 		}
-		return finish(ctx, s, s->malformed_pass ? ACTION_PASS : ACTION_DROP,
-			      REASON_MALFORMED, 0, len);
+		EXIT(s->malformed_pass ? ACTION_PASS : ACTION_DROP, REASON_MALFORMED, 0);
 	}
 
 	/* 1. allow list */
@@ -413,7 +423,7 @@ int bulwark(struct xdp_md *ctx)
 					    &allow_nets6, PRESENT_ALLOW_HOSTS4, &now);
 	if (lv) {
 		count_list(lv->list_id);
-		return finish(ctx, s, ACTION_PASS, REASON_ALLOWLIST, lv->list_id, len);
+		EXIT(ACTION_PASS, REASON_ALLOWLIST, lv->list_id);
 	}
 
 	/* 2. block list */
@@ -421,7 +431,7 @@ int bulwark(struct xdp_md *ctx)
 			 PRESENT_BLOCK_HOSTS4, &now);
 	if (lv) {
 		count_list(lv->list_id);
-		return finish(ctx, s, ACTION_DROP, REASON_BLOCKLIST, lv->list_id, len);
+		EXIT(ACTION_DROP, REASON_BLOCKLIST, lv->list_id);
 	}
 
 	/* 3. dynamic verdicts */
@@ -434,7 +444,7 @@ int bulwark(struct xdp_md *ctx)
 		struct verdict *v = bpf_map_lookup_elem(&verdicts, &key);
 		if (v && v->expires_ns > now) {
 			if (v->action == VERDICT_BLOCK)
-				return finish(ctx, s, ACTION_DROP, REASON_VERDICT, 0, len);
+				EXIT(ACTION_DROP, REASON_VERDICT, 0);
 			if (v->action == VERDICT_THROTTLE)
 				mult_pm = s->throttle_pm;
 		} else if (v) {
@@ -447,9 +457,9 @@ int bulwark(struct xdp_md *ctx)
 	int new_limited = 0;
 	struct src_state *st = source_state(&key, now, &new_limited, 1);
 	if (new_limited)
-		return finish(ctx, s, ACTION_DROP, REASON_RATELIMIT, RULE_NEW_SOURCES, len);
+		EXIT(ACTION_DROP, REASON_RATELIMIT, RULE_NEW_SOURCES);
 	if (!st)
-		return finish(ctx, s, ACTION_PASS, REASON_PASSED, 0, len);
+		EXIT(ACTION_PASS, REASON_PASSED, 0);
 	observe(st, &p, now, len);
 
 	__u64 cmult = class_mult(s, &p);
@@ -501,11 +511,16 @@ int bulwark(struct xdp_md *ctx)
 		misc_inc(MISC_CONTENDED);
 	if (over != MAX_RULES) {
 		__sync_fetch_and_add(&st->drops_ratelimit, 1);
-		return finish(ctx, s, ACTION_DROP, REASON_RATELIMIT, over, len);
+		EXIT(ACTION_DROP, REASON_RATELIMIT, over);
 	}
 
 	/* 5. pass */
-	return finish(ctx, s, ACTION_PASS, REASON_PASSED, 0, len);
+	action = ACTION_PASS;
+	reason = REASON_PASSED;
+	detail = 0;
+out:
+	return finish(ctx, s, action, reason, detail, len);
+#undef EXIT
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -278,18 +278,26 @@ func parseCIDRs(in []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
-	name, id, ok := a.listFor(w, r)
-	if !ok {
+// listRequest reads a list request: the list (name and run-time id), the
+// body and its CIDRs; false when it has answered with an error.
+func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string, id uint32, req ListRequest, pfxs []netip.Prefix, ok bool) {
+	if name, id, ok = a.listFor(w, r); !ok {
 		return
 	}
-	var req ListRequest
 	if !decodeBody(w, r, &req) {
-		return
+		return name, id, req, nil, false
 	}
 	pfxs, err := parseCIDRs(req.CIDRs)
 	if err != nil {
 		fail(w, http.StatusBadRequest, "%v", err)
+		return name, id, req, nil, false
+	}
+	return name, id, req, pfxs, true
+}
+
+func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
+	name, id, req, pfxs, ok := a.listRequest(w, r)
+	if !ok {
 		return
 	}
 	if len(req.Reason) > MaxReasonLen {
@@ -338,17 +346,8 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
-	name, _, ok := a.listFor(w, r)
+	name, _, req, pfxs, ok := a.listRequest(w, r)
 	if !ok {
-		return
-	}
-	var req ListRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	pfxs, err := parseCIDRs(req.CIDRs)
-	if err != nil {
-		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	a.mu.Lock()

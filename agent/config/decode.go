@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/loader"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -28,6 +30,17 @@ const (
 )
 
 // defaults returns the configuration with every default filled in and nothing configured.
+// defaultMaps are the loader's default map sizes: one source of truth.
+func defaultMaps() Maps {
+	d := loader.DefaultSizes()
+	return Maps{
+		Sources: d.Sources, RuleBuckets: d.RuleBuckets, Verdicts: d.Verdicts,
+		AllowHosts: d.AllowHosts, AllowPrefixes: d.AllowPrefixes,
+		BlockHosts: d.BlockHosts, BlockPrefixes: d.BlockPrefixes,
+		Classes: d.Classes, Aggregates: d.Aggregates, EventsRingKiB: d.EventsBytes / 1024,
+	}
+}
+
 func defaults() *Config {
 	return &Config{
 		Mode:      "enforce",
@@ -39,19 +52,8 @@ func defaults() *Config {
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Log:     Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
 		Control: Control{Socket: DefaultControlSocket},
-		Maps: Maps{
-			Sources:       1 << 20,
-			RuleBuckets:   1 << 20,
-			Verdicts:      1 << 17,
-			AllowHosts:    1 << 16,
-			AllowPrefixes: 1 << 14,
-			BlockHosts:    1 << 20,
-			BlockPrefixes: 1 << 18,
-			Classes:       1 << 14,
-			Aggregates:    1 << 16,
-			EventsRingKiB: 1024,
-		},
-		Events: Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
+		Maps:    defaultMaps(),
+		Events:  Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
 		Reputation: Reputation{
 			Mode:          "off",
 			Interval:      time.Second,

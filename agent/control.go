@@ -295,6 +295,21 @@ func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string
 	return name, id, req, pfxs, true
 }
 
+// configOwned returns the first of pfxs that the config puts on list name
+// (a.mu held): the CLI may not change those.
+func (a *Agent) configOwned(name string, pfxs []netip.Prefix) (netip.Prefix, bool) {
+	owned := a.want.block
+	if name == "allow" {
+		owned = a.want.allow
+	}
+	for _, p := range pfxs {
+		if _, ok := owned[p]; ok {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
 func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 	name, id, req, pfxs, ok := a.listRequest(w, r)
 	if !ok {
@@ -320,15 +335,9 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 		entries[i] = maps.Entry{Prefix: p, ListID: id, ExpiresNS: expires}
 	}
 	// A prefix the config owns stays the config's.
-	owned := a.want.block
-	if name == "allow" {
-		owned = a.want.allow
-	}
-	for _, p := range pfxs {
-		if _, ok := owned[p]; ok {
-			fail(w, http.StatusConflict, "%s is in the config's %s list; change the config instead", p, name)
-			return
-		}
+	if p, ok := a.configOwned(name, pfxs); ok {
+		fail(w, http.StatusConflict, "%s is in the config's %s list; change the config instead", p, name)
+		return
 	}
 	for _, it := range a.ifaces {
 		if err := pick(it, name).Add(entries); err != nil {
@@ -352,15 +361,9 @@ func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	owned := a.want.block
-	if name == "allow" {
-		owned = a.want.allow
-	}
-	for _, p := range pfxs {
-		if _, ok := owned[p]; ok {
-			fail(w, http.StatusConflict, "%s comes from the config's %s list; change the config instead", p, name)
-			return
-		}
+	if p, ok := a.configOwned(name, pfxs); ok {
+		fail(w, http.StatusConflict, "%s comes from the config's %s list; change the config instead", p, name)
+		return
 	}
 	for _, it := range a.ifaces {
 		if err := pick(it, name).Delete(pfxs); err != nil {

@@ -818,6 +818,24 @@ type SourceView struct {
 	TTLSeconds   float64 `json:"verdict_ttl_seconds,omitempty"`
 }
 
+// SourceOrder is how sources are ranked by key ("pps", "dropped" or
+// "score"): by the key, then by packet rate.
+func SourceOrder(by string) func(a, b SourceView) bool {
+	return func(a, b SourceView) bool {
+		switch by {
+		case "score":
+			if a.Score != b.Score {
+				return a.Score > b.Score
+			}
+		case "dropped":
+			if a.RatelimitPPS != b.RatelimitPPS {
+				return a.RatelimitPPS > b.RatelimitPPS
+			}
+		}
+		return a.PPS > b.PPS
+	}
+}
+
 // Top returns the n busiest ("pps", "dropped") or riskiest ("score")
 // sources of the last cycle; sources under a verdict are included even when
 // their traffic no longer reaches the observations (a block drops it first).
@@ -849,19 +867,7 @@ func (e *Engine) Top(n int, by string, mono uint64) []SourceView {
 		}
 		return v
 	}
-	less := func(a, b SourceView) bool {
-		switch by {
-		case "score":
-			if a.Score != b.Score {
-				return a.Score > b.Score
-			}
-		case "dropped":
-			if a.RatelimitPPS != b.RatelimitPPS {
-				return a.RatelimitPPS > b.RatelimitPPS
-			}
-		}
-		return a.PPS > b.PPS
-	}
+	less := SourceOrder(by)
 	// A bounded selection: keep the best n while scanning.
 	keep := func(v SourceView) {
 		if len(out) < n {

@@ -121,20 +121,8 @@ func fetchTop(socket, by string, limit int) (*topSnapshot, error) {
 
 // sortSources orders sources as the agent does: by the key, then by pps.
 func sortSources(src []reputation.SourceView, by string) {
-	sort.SliceStable(src, func(i, j int) bool {
-		a, b := src[i], src[j]
-		switch by {
-		case "score":
-			if a.Score != b.Score {
-				return a.Score > b.Score
-			}
-		case "dropped":
-			if a.RatelimitPPS != b.RatelimitPPS {
-				return a.RatelimitPPS > b.RatelimitPPS
-			}
-		}
-		return a.PPS > b.PPS
-	})
+	less := reputation.SourceOrder(by)
+	sort.SliceStable(src, func(i, j int) bool { return less(src[i], src[j]) })
 }
 
 func (c *topCmd) limitOr(rows int) int {

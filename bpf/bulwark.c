@@ -400,7 +400,7 @@ int bulwark(struct xdp_md *ctx)
 	} while (0)
 
 	struct packet p = {};
-	int r = parse_packet(data, data_end, &p);
+	int r = parse_packet(ctx, data, data_end, &p);
 	if (r == PARSE_NON_IP)
 		EXIT(ACTION_PASS, REASON_NON_IP, 0);
 	if (r != PARSE_OK) {

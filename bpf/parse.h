@@ -18,6 +18,10 @@
 
 #define MAX_VLAN_TAGS 3
 #define MAX_IPV6_EXT 8
+/* The furthest an L4 header can start: 3 tags, 40 bytes of IPv6 and 8
+ * extension headers of at most 2048 bytes make 16450. The verifier wants
+ * a bound, and one under half its own 0xffff. */
+#define MAX_L4_OFF 0x7fff
 
 #define IPPROTO_HOPOPTS_ 0
 #define IPPROTO_ROUTING_ 43
@@ -52,6 +56,7 @@ struct packet {
 };
 
 struct cursor {
+	void *start;
 	void *pos;
 	void *end;
 };
@@ -113,7 +118,8 @@ struct ipv6_ext {
 	__be16 frag_off; /* fragment header only */
 };
 
-static __always_inline int parse_ipv6(struct cursor *c, struct packet *p, __u32 *rem)
+static __always_inline int parse_ipv6(struct xdp_md *ctx, struct cursor *c, struct packet *p,
+				      __u32 *rem)
 {
 	struct ipv6hdr *ip6 = c->pos;
 	if ((void *)(ip6 + 1) > c->end)
@@ -131,36 +137,55 @@ static __always_inline int parse_ipv6(struct cursor *c, struct packet *p, __u32 
 	p->family = 6;
 	__builtin_memcpy(p->src.addr, &ip6->saddr, 16);
 	__u8 nh = ip6->nexthdr;
+	if (nh != IPPROTO_HOPOPTS_ && nh != IPPROTO_ROUTING_ && nh != IPPROTO_DSTOPTS_ &&
+	    nh != IPPROTO_FRAGMENT_ && nh != IPPROTO_AH_) {
+		p->proto = nh; /* the common case: no extension header */
+		*rem = plen;
+		return PARSE_OK;
+	}
 
+	/* The walk reads each header with bpf_xdp_load_bytes at a plain
+	 * offset, not through a packet pointer: the verifier then needs no
+	 * exact bounds of the offset and checks the loop body a few times
+	 * instead of once per combination of header lengths. */
+	__u64 off = c->pos - c->start;
+	/* The verifier knows nothing of a difference of packet pointers;
+	 * bound it in a way the compiler keeps. */
+	asm volatile("%0 &= 0xffff" : "+r"(off));
 	for (int i = 0; i < MAX_IPV6_EXT + 1; i++) {
 		__u32 len;
-		struct ipv6_ext *ext = c->pos;
+		struct ipv6_ext ext;
 
 		if (nh != IPPROTO_HOPOPTS_ && nh != IPPROTO_ROUTING_ && nh != IPPROTO_DSTOPTS_ &&
 		    nh != IPPROTO_FRAGMENT_ && nh != IPPROTO_AH_)
 			break; /* an upper layer, ESP, no-next-header or unknown: the walk ends */
 		if (i == MAX_IPV6_EXT)
 			return PARSE_MALFORMED; /* a ninth extension header */
-		if ((void *)(ext + 1) > c->end || plen < 8)
+		if (plen < 8 || bpf_xdp_load_bytes(ctx, off, &ext, sizeof(ext)) < 0)
 			return PARSE_MALFORMED;
 		if (nh == IPPROTO_FRAGMENT_)
 			len = 8;
 		else if (nh == IPPROTO_AH_)
-			len = ((__u32)ext->len + 2) * 4;
+			len = ((__u32)ext.len + 2) * 4;
 		else
-			len = ((__u32)ext->len + 1) * 8;
+			len = ((__u32)ext.len + 1) * 8;
 		if (len > plen)
 			return PARSE_MALFORMED;
-		if (nh == IPPROTO_FRAGMENT_ && (bpf_ntohs(ext->frag_off) & 0xfff8)) {
+		if (nh == IPPROTO_FRAGMENT_ && (bpf_ntohs(ext.frag_off) & 0xfff8)) {
 			p->nonfirst_frag = 1;
-			p->proto = ext->nexthdr;
+			p->proto = ext.nexthdr;
 			*rem = 0;
 			return PARSE_OK;
 		}
-		nh = ext->nexthdr;
+		nh = ext.nexthdr;
 		plen -= len;
-		c->pos += len;
+		off += len;
 	}
+	/* off lies inside the frame (plen <= avail bounded every step) and
+	 * under MAX_L4_OFF; the check only tells the verifier so. */
+	if (off > MAX_L4_OFF)
+		return PARSE_MALFORMED;
+	c->pos = c->start + off;
 	p->proto = nh;
 	*rem = plen;
 	return PARSE_OK;
@@ -203,9 +228,10 @@ static __always_inline int parse_l4(struct cursor *c, struct packet *p, __u32 re
 	return PARSE_OK;
 }
 
-static __always_inline int parse_packet(void *data, void *data_end, struct packet *p)
+static __always_inline int parse_packet(struct xdp_md *ctx, void *data, void *data_end,
+					struct packet *p)
 {
-	struct cursor c = { .pos = data, .end = data_end };
+	struct cursor c = { .start = data, .pos = data, .end = data_end };
 	__u16 ethertype;
 	__u32 rem = 0;
 	int r;
@@ -216,7 +242,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 	if (ethertype == bpf_htons(ETH_P_IP))
 		r = parse_ipv4(&c, p, &rem);
 	else if (ethertype == bpf_htons(ETH_P_IPV6))
-		r = parse_ipv6(&c, p, &rem);
+		r = parse_ipv6(ctx, &c, p, &rem);
 	else
 		return PARSE_NON_IP;
 	if (r != PARSE_OK)

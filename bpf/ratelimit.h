@@ -31,10 +31,14 @@ static __always_inline __u64 gcra_interval(__u64 cost, __u64 rate, __u64 mult_pm
 }
 
 /* Takes cost from the bucket at *tat if it holds enough. Returns 1 when the
- * packet conforms (and has paid), 0 when it is over the limit. */
-static __always_inline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u64 depth,
-				     __u32 *contended)
+ * packet conforms (and has paid), 0 when it is over the limit.
+ * A global function: the verifier checks its compare-and-swap loop once,
+ * not at each of the five places that take from a bucket. It must accept
+ * NULL pointers, which no caller passes. */
+__noinline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u64 depth, __u32 *contended)
 {
+	if (!tat || !contended)
+		return 1;
 	for (int i = 0; i < CAS_TRIES; i++) {
 		__u64 old = *(volatile __u64 *)tat;
 		__u64 base = old > now ? old : now;

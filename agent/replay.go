@@ -26,7 +26,10 @@ type ReplayOptions struct {
 	Config       string   // the candidate config
 	Captures     []string // pcap or pcapng files, replayed in this order
 	WriteDropped string   // "" or a pcap file for every dropped frame
-	Logger       hclog.Logger
+	// CPUs caps the CPUs the replay runs frames on: 0 means all of them
+	// (at most 8). The result is the same for any value (replaypool.go).
+	CPUs   int
+	Logger hclog.Logger
 }
 
 // ReplayReport is what a policy would have done to the captures.
@@ -85,24 +88,14 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	readers := make([]*captureReader, 0, len(o.Captures))
-	defer func() {
-		for _, r := range readers {
-			r.Close()
-		}
-	}()
-	for _, p := range o.Captures {
-		r, err := openCapture(p)
-		if err != nil {
-			return nil, err
-		}
-		readers = append(readers, r)
-	}
-	if len(readers) == 0 {
+	if len(o.Captures) == 0 {
 		return nil, errors.New("no capture given")
 	}
+	if o.CPUs < 0 {
+		return nil, fmt.Errorf("cpus %d: want 0 (all) or more", o.CPUs)
+	}
 
-	sizes, err := replaySizes(o.Captures, want)
+	inMemory, sizes, nsources, err := scanCaptures(o.Captures, want)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +105,9 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	}
 	defer d.Close()
 	m := d.Maps
+	// Nothing reads drop events in a replay; sampling them would only make
+	// the CPUs contend for the ring. Decisions do not depend on it.
+	want.policy.SampleEvery = 0
 	if err := m.ApplyPolicy(&want.policy); err != nil {
 		return nil, err
 	}
@@ -171,72 +167,106 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	}
 	sources := map[[16]byte]*ReplaySource{}
 	counts := &tally{lists: map[uint32]uint64{}}
-	runner := d.NewRunner()
+	pool := newReplayPool(d, replayWorkers(&want.policy, nsources, o.CPUs), want)
 	prefix := m.IPv6Prefix()
+	log.Debug("replay", "cpus", len(pool.runners), "sources", nsources)
 
 	var first, last time.Time
 	var nextCycle time.Time
 	interval := cfg.Reputation.Interval
-	// Reading and parsing run ahead on another goroutine (another core):
-	// this loop keeps only what needs the datapath in capture order.
-	frames := make(chan frameBatch, 4)
-	stop := make(chan struct{})
-	defer close(stop)
-	go readFrames(readers, prefix, frames, stop)
+	span := maxSegmentSpan(&want.policy)
+	// The frames are in memory already, or (a capture too large for that)
+	// are read and parsed again, ahead, on another goroutine. This loop
+	// cuts them into segments that end at a scorer cycle, has the pool
+	// decide each, and counts them in capture order.
+	var frames chan frameBatch
+	if inMemory != nil {
+		frames = make(chan frameBatch, len(inMemory))
+		for _, b := range inMemory {
+			frames <- b
+		}
+		close(frames)
+	} else {
+		frames = make(chan frameBatch, 4)
+		readers := make([]*captureReader, 0, len(o.Captures))
+		defer func() {
+			for _, r := range readers {
+				r.Close()
+			}
+		}()
+		for _, p := range o.Captures {
+			r, err := openCapture(p)
+			if err != nil {
+				return nil, err
+			}
+			readers = append(readers, r)
+		}
+		stop := make(chan struct{})
+		defer close(stop)
+		go readFrames(newTimeline(readers, prefix, newPartitioner(&want.policy)), frames, stop)
+	}
 	for batch := range frames {
 		if batch.err != nil {
 			return nil, batch.err
 		}
-		for i := range batch.items {
-			f := &batch.items[i]
-			ts := f.ts
+		items := batch.items
+		for len(items) > 0 {
 			if first.IsZero() {
-				first, nextCycle = ts, ts.Add(interval)
+				first, nextCycle = items[0].ts, items[0].ts.Add(interval)
 			}
-			last = ts
-			mono := replayBase + uint64(ts.Sub(first))
-			if engine != nil && !ts.Before(nextCycle) {
+			if engine != nil && !items[0].ts.Before(nextCycle) {
 				// The cycle that was due; a quiet gap in the capture (hours,
 				// or the years between two files) is one long interval, not
 				// a cycle per second of it.
 				if err := engine.Cycle(nextCycle, replayBase+uint64(nextCycle.Sub(first)), m.IterateSources); err != nil {
 					return nil, err
 				}
-				rep.addVerdicts(engine.TakeVerdicts(), f.offset)
+				rep.addVerdicts(engine.TakeVerdicts(), items[0].offset)
 				nextCycle = nextCycle.Add(interval)
-				if !ts.Before(nextCycle) {
+				if ts := items[0].ts; !ts.Before(nextCycle) {
 					nextCycle = nextCycle.Add(ts.Sub(nextCycle).Truncate(interval) + interval)
 				}
+				continue
 			}
-
-			dec, err := replayFrame(m, runner, f.frame, mono, want)
+			n := 1
+			for n < len(items) && items[n].ts.Sub(items[0].ts) < span &&
+				(engine == nil || items[n].ts.Before(nextCycle)) {
+				n++
+			}
+			seg := items[:n]
+			items = items[n:]
+			decs, err := pool.decide(seg, first)
 			if err != nil {
-				return nil, fmt.Errorf("capture %s, record %d: %w", f.path, f.record, err)
+				return nil, err
 			}
-			if dec.runt {
-				rep.Runts++
-			}
-			counts.count(dec.Decision)
-			if f.family != 0 {
-				s := sources[f.key]
-				if s == nil {
-					s = &ReplaySource{Source: f.name(prefix), Reasons: map[string]uint64{}}
-					sources[f.key] = s
+			for i := range seg {
+				f, dec := &seg[i], decs[i]
+				last = f.ts
+				if dec.runt {
+					rep.Runts++
 				}
-				s.Packets++
-				if dec.Action == maps.ActionDrop {
-					s.Dropped++
-					s.Reasons[dec.Reason.String()]++
-				} else {
-					s.Passed++
-					if dec.Action == maps.ActionWouldDrop {
+				counts.count(dec.Decision)
+				if f.family != 0 {
+					s := sources[f.key]
+					if s == nil {
+						s = &ReplaySource{Source: f.name(prefix), Reasons: map[string]uint64{}}
+						sources[f.key] = s
+					}
+					s.Packets++
+					if dec.Action == maps.ActionDrop {
+						s.Dropped++
 						s.Reasons[dec.Reason.String()]++
+					} else {
+						s.Passed++
+						if dec.Action == maps.ActionWouldDrop {
+							s.Reasons[dec.Reason.String()]++
+						}
 					}
 				}
-			}
-			if dropped != nil && dec.Action == maps.ActionDrop {
-				if err := dropped.write(f.ci.Timestamp, f.frame, f.ci.Length+len(f.frame)-f.ci.CaptureLength); err != nil {
-					return nil, fmt.Errorf("--write-dropped: %w", err)
+				if dropped != nil && dec.Action == maps.ActionDrop {
+					if err := dropped.write(f.ci.Timestamp, f.frame, f.ci.Length+len(f.frame)-f.ci.CaptureLength); err != nil {
+						return nil, fmt.Errorf("--write-dropped: %w", err)
+					}
 				}
 			}
 		}
@@ -279,6 +309,7 @@ func cmpDesc(a, b uint64) int {
 
 // replayedFrame is a frame read and parsed ahead of the datapath.
 type replayedFrame struct {
+	buf    []byte // room for the replay I/O, then the frame
 	frame  []byte
 	ci     gopacket.CaptureInfo
 	ts     time.Time     // on the replay's timeline
@@ -288,6 +319,7 @@ type replayedFrame struct {
 	family int
 	src    netip.Addr
 	key    [16]byte // the source's tracking key
+	part   uint32   // the hash of its partition (replaypool.go)
 }
 
 // name is how the report shows the frame's source.
@@ -307,12 +339,83 @@ type frameBatch struct {
 // frameBatchSize is how many frames travel together from the reader.
 const frameBatchSize = 512
 
-// readFrames reads the captures in order, lays them on one timeline and
-// parses each frame's source, in batches, until done or stop is closed.
-// Captures replay on one timeline: one that starts before the previous
-// ended (another day, another host) is laid after it, a second later, on
-// its own time base; within a capture time never goes backwards.
-func readFrames(readers []*captureReader, prefix int, out chan<- frameBatch, stop <-chan struct{}) {
+// timeline reads the captures in order, lays them on one timeline and
+// parses each frame's source. Captures replay on one timeline: one that
+// starts before the previous ended (another day, another host) is laid
+// after it, a second later, on its own time base; within a capture time
+// never goes backwards.
+type timeline struct {
+	readers   []*captureReader
+	prefix    int
+	part      partitioner
+	fi        int // the file being read
+	n         int // records read from it
+	fileStart bool
+	last      time.Time
+	offset    time.Duration
+	arena     []byte // frames are copied here, each after loader.ReplayHeadroom bytes
+}
+
+// copyFrame copies frame into the arena behind room for the replay I/O
+// and returns the headroom and frame together.
+func (t *timeline) copyFrame(frame []byte) []byte {
+	n := loader.ReplayHeadroom + len(frame)
+	if len(t.arena)+n > cap(t.arena) {
+		t.arena = make([]byte, 0, max(1<<20, n))
+	}
+	b := t.arena[len(t.arena) : len(t.arena)+n : len(t.arena)+n]
+	t.arena = t.arena[:len(t.arena)+n]
+	copy(b[loader.ReplayHeadroom:], frame)
+	return b
+}
+
+func newTimeline(readers []*captureReader, prefix int, part partitioner) *timeline {
+	return &timeline{readers: readers, prefix: prefix, part: part, fileStart: true}
+}
+
+// next returns the next frame, or io.EOF after the last.
+func (t *timeline) next() (replayedFrame, error) {
+	for t.fi < len(t.readers) {
+		r := t.readers[t.fi]
+		frame, ci, err := r.Next(t.n)
+		if errors.Is(err, io.EOF) {
+			t.fi++
+			t.n, t.fileStart = 0, true
+			continue
+		}
+		if err != nil {
+			return replayedFrame{}, err
+		}
+		t.n++
+		if t.fileStart && t.fi > 0 && ci.Timestamp.Add(t.offset).Before(t.last) {
+			t.offset = t.last.Add(time.Second).Sub(ci.Timestamp)
+		}
+		t.fileStart = false
+		ts := ci.Timestamp.Add(t.offset)
+		if ts.Before(t.last) {
+			ts = t.last // capture order wins over a clock that stepped back
+		}
+		t.last = ts
+		// The reader reuses its buffers: keep a copy.
+		buf := t.copyFrame(frame)
+		f := replayedFrame{buf: buf, frame: buf[loader.ReplayHeadroom:], ci: ci, ts: ts, offset: t.offset, path: r.path, record: t.n}
+		if p, _ := model.Parse(f.frame); p.Family != 0 {
+			f.family, f.src, f.part = p.Family, p.Src, t.part.of(p.Src)
+			if p.Family == 4 {
+				f.key = maps.SourceKey(p.Src, t.prefix)
+			} else {
+				pp, _ := p.Src.Prefix(t.prefix)
+				f.key = pp.Addr().As16()
+			}
+		}
+		return f, nil
+	}
+	return replayedFrame{}, io.EOF
+}
+
+// readFrames sends the timeline's frames in batches until done or stop is
+// closed.
+func readFrames(t *timeline, out chan<- frameBatch, stop <-chan struct{}) {
 	defer close(out)
 	send := func(b frameBatch) bool {
 		select {
@@ -322,50 +425,22 @@ func readFrames(readers []*captureReader, prefix int, out chan<- frameBatch, sto
 			return false
 		}
 	}
-	var last time.Time
-	var offset time.Duration
-	n := 0
 	batch := make([]replayedFrame, 0, frameBatchSize)
-	for fi, r := range readers {
-		fileStart := true
-		for {
-			frame, ci, err := r.Next(n)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				send(frameBatch{err: err})
+	for {
+		f, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			send(frameBatch{err: err})
+			return
+		}
+		batch = append(batch, f)
+		if len(batch) == frameBatchSize {
+			if !send(frameBatch{items: batch}) {
 				return
 			}
-			n++
-			if fileStart && fi > 0 && ci.Timestamp.Add(offset).Before(last) {
-				offset = last.Add(time.Second).Sub(ci.Timestamp)
-			}
-			fileStart = false
-			ts := ci.Timestamp.Add(offset)
-			if ts.Before(last) {
-				ts = last // capture order wins over a clock that stepped back
-			}
-			last = ts
-			// The reader reuses its buffer for frames it built an
-			// Ethernet header for: keep a copy.
-			f := replayedFrame{frame: append([]byte(nil), frame...), ci: ci, ts: ts, offset: offset, path: r.path, record: n}
-			if p, _ := model.Parse(f.frame); p.Family != 0 {
-				f.family, f.src = p.Family, p.Src
-				if p.Family == 4 {
-					f.key = maps.SourceKey(p.Src, prefix)
-				} else {
-					pp, _ := p.Src.Prefix(prefix)
-					f.key = pp.Addr().As16()
-				}
-			}
-			batch = append(batch, f)
-			if len(batch) == frameBatchSize {
-				if !send(frameBatch{items: batch}) {
-					return
-				}
-				batch = make([]replayedFrame, 0, frameBatchSize)
-			}
+			batch = make([]replayedFrame, 0, frameBatchSize)
 		}
 	}
 	if len(batch) > 0 {
@@ -381,8 +456,11 @@ type replayDecision struct {
 // replayFrame runs one frame at time mono. A frame shorter than an
 // Ethernet header cannot be test-run (no NIC hands XDP one); it is decided
 // as malformed, as the datapath's model decides it.
-func replayFrame(m *maps.Set, run *loader.Runner, frame []byte, mono uint64, want *desired) (replayDecision, error) {
-	if len(frame) < 14 {
+//
+// buf is the frame behind loader.ReplayHeadroom bytes of room for the
+// replay I/O.
+func replayFrame(run *loader.Runner, buf []byte, mono uint64, want *desired) (replayDecision, error) {
+	if len(buf)-loader.ReplayHeadroom < 14 {
 		act := maps.ActionDrop
 		if want.policy.MalformedPass {
 			act = maps.ActionPass
@@ -392,13 +470,7 @@ func replayFrame(m *maps.Set, run *loader.Runner, frame []byte, mono uint64, wan
 		}
 		return replayDecision{maps.Decision{Action: act, Reason: maps.ReasonMalformed}, true}, nil
 	}
-	if err := m.SetReplayClock(mono); err != nil {
-		return replayDecision{}, err
-	}
-	if _, err := run.Run(frame); err != nil {
-		return replayDecision{}, err
-	}
-	dec, err := m.LastDecision()
+	dec, _, err := run.RunIn(buf, mono)
 	return replayDecision{Decision: dec}, err
 }
 
@@ -458,40 +530,67 @@ func (rep *ReplayReport) addVerdicts(vs []reputation.Verdict, offset time.Durati
 	}
 }
 
-// replaySizes sizes the preallocated per-source tables to the captures: a
-// table at least twice the distinct sources it will hold never evicts, so
-// it decides exactly as one of the config's size would, and it loads in a
-// fraction of the time (1M preallocated entries take half a second to
-// create). A capture with more sources than the config's table gets the
-// config's size, so evictions happen as they would live.
-func replaySizes(captures []string, want *desired) (loader.Sizes, error) {
+// replayInMemory caps the memory a replay may take to hold the captures
+// parsed, counted as each frame's bytes plus replayFrameOverhead. They are
+// held in chunks of frameChunk frames.
+const (
+	replayInMemory      = 256 << 20
+	replayFrameOverhead = 256
+	frameChunk          = 4096
+)
+
+// scanCaptures reads the captures once, before the datapath is loaded. It
+// returns every frame, parsed and on the replay's timeline, when they fit
+// in replayInMemory (nil when not: the replay then reads them again as it
+// goes), and sizes the preallocated per-source tables: a table at least
+// twice the distinct sources it will hold never evicts, so it decides
+// exactly as one of the config's size would, and it loads in a fraction of
+// the time (1M preallocated entries take half a second to create). A
+// capture with more sources than the config's table gets the config's
+// size, so evictions happen as they would live.
+func scanCaptures(captures []string, want *desired) ([]frameBatch, loader.Sizes, int, error) {
 	s := want.sizes
-	prefix := want.policy.SourcePrefix()
-	seen := map[[16]byte]struct{}{}
+	readers := make([]*captureReader, 0, len(captures))
+	defer func() {
+		for _, r := range readers {
+			r.Close()
+		}
+	}()
 	for _, path := range captures {
 		r, err := openCapture(path)
 		if err != nil {
-			return s, err
+			return nil, s, 0, err
 		}
-		for n := 0; ; n++ {
-			frame, _, err := r.Next(n)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				r.Close()
-				return s, err
-			}
-			if p, _ := model.Parse(frame); p.Family != 0 {
-				if p.Family == 4 {
-					seen[maps.SourceKey(p.Src, prefix)] = struct{}{}
-				} else {
-					pp, _ := p.Src.Prefix(prefix)
-					seen[pp.Addr().As16()] = struct{}{}
-				}
+		readers = append(readers, r)
+	}
+	t := newTimeline(readers, want.policy.SourcePrefix(), newPartitioner(&want.policy))
+	seen := map[[16]byte]struct{}{}
+	var frames []frameBatch
+	kept, keep := 0, true
+	for {
+		f, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, s, 0, err
+		}
+		if f.family != 0 {
+			seen[f.key] = struct{}{}
+		}
+		if keep {
+			kept += len(f.frame) + replayFrameOverhead
+			switch {
+			case kept > replayInMemory:
+				keep, frames = false, nil
+			case len(frames) == 0 || len(frames[len(frames)-1].items) == frameChunk:
+				frames = append(frames, frameBatch{items: make([]replayedFrame, 0, frameChunk)})
+				fallthrough
+			default:
+				last := &frames[len(frames)-1]
+				last.items = append(last.items, f)
 			}
 		}
-		r.Close()
 	}
 	room := func(per int, cfg uint32) uint32 {
 		n := uint32(4096)
@@ -504,7 +603,10 @@ func replaySizes(captures []string, want *desired) (loader.Sizes, error) {
 	s.Sources = room(1, s.Sources)
 	s.RuleBuckets = room(2, s.RuleBuckets)
 	s.Aggregates = room(1, s.Aggregates)
-	return s, nil
+	if keep && frames == nil {
+		frames = []frameBatch{}
+	}
+	return frames, s, len(seen), nil
 }
 
 type scoreFeed struct {

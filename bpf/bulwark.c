@@ -16,11 +16,13 @@
 #include "parse.h"
 #include "ratelimit.h"
 
-/* Set by the loader for `bulwark replay`: take the time from the replay global
- * instead of the kernel's clock, and report each decision there. A
- * constant, so the verifier prunes the branches the production program does
- * not take: they cost it nothing. */
-volatile const __u32 clock_from_map = 0;
+/* Set by the loader for `bulwark replay`: take the time from the frame's
+ * metadata (struct replay_io, which BPF_PROG_TEST_RUN places in front of
+ * the frame) instead of the kernel's clock, and write each decision back
+ * there. The I/O travels with each run, so runs on several CPUs at once do
+ * not share it. A constant, so the verifier prunes the branches the
+ * production program does not take: they cost it nothing. */
+volatile const __u32 replay_mode = 0;
 
 /* Never used: they put these types into the object's BTF so bpf2go can
  * generate their Go declarations. */
@@ -32,11 +34,23 @@ const enum verdict_action *unused_verdict_action __attribute__((unused));
 const enum present_bits *unused_present __attribute__((unused));
 const enum port_table *unused_port_table __attribute__((unused));
 const enum misc_counter *unused_misc __attribute__((unused));
+const struct replay_io *unused_replay_io __attribute__((unused));
 
-static __always_inline __u64 now_ns(void)
+/* The replay I/O in front of the frame; NULL if there is none. */
+static __always_inline struct replay_io *replay_io(struct xdp_md *ctx)
 {
-	if (clock_from_map)
-		return *(volatile __u64 *)&replay.now;
+	struct replay_io *io = (void *)(long)ctx->data_meta;
+	if ((void *)(io + 1) > (void *)(long)ctx->data)
+		return 0;
+	return io;
+}
+
+static __always_inline __u64 now_ns(struct xdp_md *ctx)
+{
+	if (replay_mode) {
+		struct replay_io *io = replay_io(ctx);
+		return io ? io->now : 0;
+	}
 	return bpf_ktime_get_coarse_ns();
 }
 
@@ -63,7 +77,7 @@ static __always_inline void sample_drop(struct xdp_md *ctx, struct dp_settings *
 	}
 	*countdown = s->sample_every;
 
-	__u64 now = now_ns();
+	__u64 now = now_ns(ctx);
 	struct sample_window *w = bpf_map_lookup_elem(&sample_window, &zero);
 	if (!w)
 		return;
@@ -107,10 +121,13 @@ static __always_inline int finish(struct xdp_md *ctx, struct dp_settings *s, __u
 {
 	if (action == ACTION_DROP && s->mode == MODE_MONITOR)
 		action = ACTION_WOULD_DROP;
-	if (clock_from_map) {
-		replay.action = action;
-		replay.reason = reason;
-		replay.detail = detail;
+	if (replay_mode) {
+		struct replay_io *io = replay_io(ctx);
+		if (io) {
+			io->action = action;
+			io->reason = reason;
+			io->detail = detail;
+		}
 	}
 
 	__u32 slot = action * REASON_MAX + reason;
@@ -132,18 +149,19 @@ static __always_inline void count_list(__u32 list_id)
 }
 
 /* An entry applies unless it has an expiry that has passed. */
-static __always_inline int entry_live(struct list_value *v, __u64 *now)
+static __always_inline int entry_live(struct xdp_md *ctx, struct list_value *v, __u64 *now)
 {
 	if (!v->expires_ns)
 		return 1;
 	if (!*now)
-		*now = now_ns();
+		*now = now_ns(ctx);
 	return v->expires_ns > *now;
 }
 
 /* Looks p's source up in one list (hosts hash, then prefix trie). bit is the
  * list's PRESENT_*_HOSTS4 bit; the other three follow it in enum order. */
-static __always_inline struct list_value *list_lookup(struct dp_settings *s, struct packet *p,
+static __always_inline struct list_value *list_lookup(struct xdp_md *ctx, struct dp_settings *s,
+						      struct packet *p,
 						      void *hosts4, void *hosts6, void *nets4,
 						      void *nets6, __u32 bit, __u64 *now)
 {
@@ -154,7 +172,7 @@ static __always_inline struct list_value *list_lookup(struct dp_settings *s, str
 		__builtin_memcpy(&addr, &p->src.addr[12], 4);
 		if (s->present & bit)
 			v = bpf_map_lookup_elem(hosts4, &addr);
-		if (v && entry_live(v, now))
+		if (v && entry_live(ctx, v, now))
 			return v;
 		if (s->present & (bit << 2)) {
 			struct lpm_v4_key k = { .prefixlen = 32, .addr = addr };
@@ -164,7 +182,7 @@ static __always_inline struct list_value *list_lookup(struct dp_settings *s, str
 				v = bpf_map_lookup_elem(nets4, &k);
 				if (!v)
 					break;
-				if (entry_live(v, now))
+				if (entry_live(ctx, v, now))
 					return v;
 				if (v->prefixlen == 0 || v->prefixlen > 32)
 					break;
@@ -175,7 +193,7 @@ static __always_inline struct list_value *list_lookup(struct dp_settings *s, str
 	}
 	if (s->present & (bit << 1))
 		v = bpf_map_lookup_elem(hosts6, &p->src);
-	if (v && entry_live(v, now))
+	if (v && entry_live(ctx, v, now))
 		return v;
 	if (s->present & (bit << 3)) {
 		struct lpm_v6_key k = { .prefixlen = 128 };
@@ -184,7 +202,7 @@ static __always_inline struct list_value *list_lookup(struct dp_settings *s, str
 			v = bpf_map_lookup_elem(nets6, &k);
 			if (!v)
 				break;
-			if (entry_live(v, now))
+			if (entry_live(ctx, v, now))
 				return v;
 			if (v->prefixlen == 0 || v->prefixlen > 128)
 				break;
@@ -407,7 +425,7 @@ int bulwark(struct xdp_md *ctx)
 		if (p.family) {
 			struct src_key k;
 			source_key(s, &p, &k);
-			now = now_ns();
+			now = now_ns(ctx);
 			int limited = 0;
 			struct src_state *st = source_state(&k, now, &limited, 0);
 			if (st) {
@@ -419,7 +437,7 @@ int bulwark(struct xdp_md *ctx)
 	}
 
 	/* 1. allow list */
-	struct list_value *lv = list_lookup(s, &p, &allow_hosts4, &allow_hosts6, &allow_nets4,
+	struct list_value *lv = list_lookup(ctx, s, &p, &allow_hosts4, &allow_hosts6, &allow_nets4,
 					    &allow_nets6, PRESENT_ALLOW_HOSTS4, &now);
 	if (lv) {
 		count_list(lv->list_id);
@@ -427,7 +445,7 @@ int bulwark(struct xdp_md *ctx)
 	}
 
 	/* 2. block list */
-	lv = list_lookup(s, &p, &block_hosts4, &block_hosts6, &block_nets4, &block_nets6,
+	lv = list_lookup(ctx, s, &p, &block_hosts4, &block_hosts6, &block_nets4, &block_nets6,
 			 PRESENT_BLOCK_HOSTS4, &now);
 	if (lv) {
 		count_list(lv->list_id);
@@ -438,7 +456,7 @@ int bulwark(struct xdp_md *ctx)
 	struct src_key key;
 	source_key(s, &p, &key);
 	if (!now)
-		now = now_ns();
+		now = now_ns(ctx);
 	__u64 mult_pm = 1000; /* 64 bits: throttle x class may pass 2^32 per mille */
 	if (s->present & PRESENT_VERDICTS) {
 		struct verdict *v = bpf_map_lookup_elem(&verdicts, &key);

@@ -255,8 +255,7 @@ const (
 	BulwarkMapStats               = "stats"
 	BulwarkMapVerdicts            = "verdicts"
 	BulwarkProgBulwark            = "bulwark"
-	BulwarkVarClockFromMap        = "clock_from_map"
-	BulwarkVarReplay              = "replay"
+	BulwarkVarReplayMode          = "replay_mode"
 	BulwarkVarUnusedAction        = "unused_action"
 	BulwarkVarUnusedEvent         = "unused_event"
 	BulwarkVarUnusedMisc          = "unused_misc"
@@ -264,6 +263,7 @@ const (
 	BulwarkVarUnusedPortTable     = "unused_port_table"
 	BulwarkVarUnusedPresent       = "unused_present"
 	BulwarkVarUnusedReason        = "unused_reason"
+	BulwarkVarUnusedReplayIo      = "unused_replay_io"
 	BulwarkVarUnusedVerdictAction = "unused_verdict_action"
 )
 
@@ -347,8 +347,7 @@ type BulwarkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BulwarkVariableSpecs struct {
-	ClockFromMap        *ebpf.VariableSpec `ebpf:"clock_from_map"`
-	Replay              *ebpf.VariableSpec `ebpf:"replay"`
+	ReplayMode          *ebpf.VariableSpec `ebpf:"replay_mode"`
 	UnusedAction        *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedMisc          *ebpf.VariableSpec `ebpf:"unused_misc"`
@@ -356,6 +355,7 @@ type BulwarkVariableSpecs struct {
 	UnusedPortTable     *ebpf.VariableSpec `ebpf:"unused_port_table"`
 	UnusedPresent       *ebpf.VariableSpec `ebpf:"unused_present"`
 	UnusedReason        *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedReplayIo      *ebpf.VariableSpec `ebpf:"unused_replay_io"`
 	UnusedVerdictAction *ebpf.VariableSpec `ebpf:"unused_verdict_action"`
 }
 
@@ -440,8 +440,7 @@ func (m *BulwarkMaps) Close() error {
 //
 // It can be passed to LoadBulwarkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BulwarkVariables struct {
-	ClockFromMap        *ebpf.Variable `ebpf:"clock_from_map"`
-	Replay              *ebpf.Variable `ebpf:"replay"`
+	ReplayMode          *ebpf.Variable `ebpf:"replay_mode"`
 	UnusedAction        *ebpf.Variable `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`
 	UnusedMisc          *ebpf.Variable `ebpf:"unused_misc"`
@@ -449,6 +448,7 @@ type BulwarkVariables struct {
 	UnusedPortTable     *ebpf.Variable `ebpf:"unused_port_table"`
 	UnusedPresent       *ebpf.Variable `ebpf:"unused_present"`
 	UnusedReason        *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedReplayIo      *ebpf.Variable `ebpf:"unused_replay_io"`
 	UnusedVerdictAction *ebpf.Variable `ebpf:"unused_verdict_action"`
 }
 

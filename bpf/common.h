@@ -213,9 +213,9 @@ struct drop_event {
 	__u8 data[EVENT_SNAP];
 };
 
-/* Replay I/O, used only when the program is loaded for replay: the time
- * the program sees, set by userspace before each frame, and the decision of
- * the last frame, read back after it. */
+/* Replay I/O, used only when the program is loaded for replay: the XDP
+ * metadata in front of each test-run frame. Userspace sets the time the
+ * program sees; the program writes its decision. */
 struct replay_io {
 	__u64 now;
 	__u32 action;

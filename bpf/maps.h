@@ -155,8 +155,4 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-/* Replay I/O (see struct replay_io): a global in .bss, which userspace maps
- * into its memory, so a replayed frame costs one syscall. */
-struct replay_io replay;
-
 #endif

@@ -84,8 +84,9 @@ func (s Sizes) Validate() error {
 // Options say how to load.
 type Options struct {
 	Sizes Sizes
-	// ReplayClock loads the program so it takes its time from the
-	// replay_clock map (bulwark replay); never for attaching.
+	// ReplayClock loads the program for bulwark replay: it takes its time
+	// from each frame's metadata and writes its decision there (see
+	// Runner.RunAt); never for attaching.
 	ReplayClock bool
 	// PinDir, when set, pins every map there by name and reuses the maps
 	// already pinned there: their entries, buckets and counters survive.
@@ -100,6 +101,7 @@ type Datapath struct {
 	pinDir string
 	log    hclog.Logger
 	links  []link.Link // attached without pinning: they end with Close
+	replay bool        // loaded with Options.ReplayClock
 }
 
 // pinned lists the maps that are pinned (all but the object's own data
@@ -128,7 +130,7 @@ func Load(opts Options) (*Datapath, error) {
 		ms.MaxEntries = n
 	}
 	if opts.ReplayClock {
-		if err := spec.Variables["clock_from_map"].Set(uint32(1)); err != nil {
+		if err := spec.Variables["replay_mode"].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("set replay clock: %w", err)
 		}
 	}
@@ -148,7 +150,7 @@ func Load(opts Options) (*Datapath, error) {
 		}
 	}
 
-	d := &Datapath{pinDir: opts.PinDir, log: log}
+	d := &Datapath{pinDir: opts.PinDir, log: log, replay: opts.ReplayClock}
 	if err := spec.LoadAndAssign(&d.objs, &co); err != nil {
 		return nil, explainLoadError(err, log)
 	}
@@ -156,9 +158,6 @@ func Load(opts Options) (*Datapath, error) {
 	if err != nil {
 		d.objs.Close()
 		return nil, err
-	}
-	if opts.ReplayClock {
-		d.Maps.UseReplay(d.objs.Replay)
 	}
 	return d, nil
 }
@@ -234,6 +233,13 @@ func (d *Datapath) Run(frame []byte) (uint32, error) {
 		return 0, fmt.Errorf("test run: %w", err)
 	}
 	return ret, nil
+}
+
+// RunAt passes one frame through a program loaded for replay at time now
+// (ns on the datapath's clock) and returns its decision and XDP verdict;
+// see Runner.RunAt.
+func (d *Datapath) RunAt(frame []byte, now uint64) (maps.Decision, uint32, error) {
+	return d.NewRunner().RunAt(frame, now)
 }
 
 // Program is the XDP program, for attaching and benchmarks.

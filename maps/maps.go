@@ -57,11 +57,9 @@ const (
 // Set is typed access to one loaded datapath's maps. Writers are serialised
 // by the Set; readers may run at any time.
 type Set struct {
-	mu        sync.Mutex
-	m         *bpf.BulwarkMaps
-	settings  bpf.BulwarkDpSettings
-	replay    *ebpf.Variable // the program's replay global (mapped memory); nil unless loaded for replay
-	replayBuf [replayIOSize]byte
+	mu       sync.Mutex
+	m        *bpf.BulwarkMaps
+	settings bpf.BulwarkDpSettings
 
 	// Allow and Block are the two prefix lists.
 	Allow *List
@@ -426,44 +424,11 @@ func (s *Set) Misc() (Misc, error) {
 	return Misc{vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]}, nil
 }
 
-// UseReplay connects the Set to the replay global of a program loaded for
-// replay. The global lives in mapped memory: reading and writing it costs
-// no syscall.
-func (s *Set) UseReplay(v *ebpf.Variable) { s.replay = v }
-
-// replayIOSize is sizeof(struct replay_io).
-const replayIOSize = 24
-
-// SetReplayClock sets the time a program loaded for replay sees.
-func (s *Set) SetReplayClock(ns uint64) error {
-	if s.replay == nil {
-		return errors.New("the datapath was not loaded for replay")
-	}
-	// Raw bytes: the variable's memory takes them without reflection.
-	binary.LittleEndian.PutUint64(s.replayBuf[:8], ns)
-	clear(s.replayBuf[8:])
-	return s.replay.Set(s.replayBuf[:])
-}
-
-// Decision is what a program loaded for replay decided for its last frame.
+// Decision is what a program loaded for replay decided for a frame.
 type Decision struct {
 	Action Action
 	Reason Reason
 	Detail uint32 // the rule (ratelimit) or the list id (allow and block lists)
-}
-
-// LastDecision reads the decision of the last frame run through a program
-// loaded for replay.
-func (s *Set) LastDecision() (Decision, error) {
-	if s.replay == nil {
-		return Decision{}, errors.New("the datapath was not loaded for replay")
-	}
-	b := s.replayBuf[:]
-	if err := s.replay.Get(b); err != nil {
-		return Decision{}, fmt.Errorf("read the replay global: %w", err)
-	}
-	le := binary.LittleEndian
-	return Decision{Action(le.Uint32(b[8:])), Reason(le.Uint32(b[12:])), le.Uint32(b[16:])}, nil
 }
 
 // Events opens a reader of the sampled-drop ring. Close it when done.

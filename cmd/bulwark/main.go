@@ -365,6 +365,7 @@ type replayCmd struct {
 	JSON         bool     `help:"Print one JSON document."`
 	WriteDropped string   `help:"Write every dropped frame, with its original timestamp, to this pcap file." name:"write-dropped" placeholder:"OUT.pcap"`
 	Top          int      `help:"Sources in the text table." default:"20"`
+	CPUs         int      `help:"CPUs to run frames on; 0: all (at most 8). Results are the same for any value." name:"cpus" default:"0"`
 	Captures     []string `arg:"" name:"capture" help:"pcap or pcapng files (Ethernet, raw IPv4/IPv6, Linux cooked), replayed in order." type:"existingfile"`
 }
 
@@ -378,8 +379,11 @@ func (c *replayCmd) Run(g *cli) error {
 	if c.Top < 0 {
 		return fmt.Errorf("--top %d: want 0 or more", c.Top)
 	}
+	if c.CPUs < 0 {
+		return fmt.Errorf("--cpus %d: want 0 (all) or more", c.CPUs)
+	}
 	rep, err := agent.Replay(agent.ReplayOptions{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
+		CPUs: c.CPUs, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
 	var ce *agent.ConfigError
 	if errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(ce.Text, "\n"))

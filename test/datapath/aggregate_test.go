@@ -76,14 +76,7 @@ func TestLimitsWithoutPerSourceState(t *testing.T) {
 			before, _ := d.Maps.RuleCounters(256)
 			const base = uint64(1e15)
 			for i, s := range tt.steps {
-				if err := d.Maps.SetReplayClock(base + s.at); err != nil {
-					t.Fatal(err)
-				}
-				_, _, why := run(t, d, s.frame)
-				dec, err := d.Maps.LastDecision()
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, _, why, dec := runAt(t, d, s.frame, base+s.at)
 				if why != s.reason || (why == rl && int(dec.Detail) != s.rule) {
 					t.Errorf("step %d: %s rule %d, want %s rule %d", i, why, dec.Detail, s.reason, s.rule)
 				}

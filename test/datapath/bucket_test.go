@@ -63,10 +63,7 @@ func TestBucketAccuracyReplay(t *testing.T) {
 			kernel, modelPassed := 0, 0
 			for k := 0; k < sent; k++ {
 				now := base + uint64(k)*step
-				if err := d.Maps.SetReplayClock(now); err != nil {
-					t.Fatal(err)
-				}
-				ret, err := d.Run(f)
+				_, ret, err := d.RunAt(f, now)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -197,9 +194,14 @@ func TestBucketTwoCPUs(t *testing.T) {
 		t.Errorf("%d passed, want %.0f +- %.0f (1%% + two ticks)", passed, want, slack)
 	}
 	// A hard upper bound from the user-space window, which contains the
-	// datapath's: the bucket cannot have refilled for longer than it.
-	if upper := float64(burst) + float64(rate)*float64(g1-g0)/1e9 + 1; float64(passed) > upper {
-		t.Errorf("%d passed, more than burst + rate x the whole user-space window (%.0f)", passed, upper)
+	// datapath's: the bucket cannot have refilled for longer than it. In
+	// the datapath's integer arithmetic a packet costs interval ns and the
+	// bucket holds depth ns, so a bucket full at F has admitted at most
+	// (depth + L - F) / interval packets by L. (interval is rounded down,
+	// so this may be one more than burst + rate x window.)
+	interval := uint64(time.Second) / rate
+	if upper := (maps.Depth(burst, rate) + (g1 - g0)) / interval; passed > upper {
+		t.Errorf("%d passed, more than (depth + the whole user-space window) / interval (%d)", passed, upper)
 	}
 }
 

@@ -534,11 +534,8 @@ func TestDecide(t *testing.T) {
 			srcs0 := sourcesOf(t, d.Maps, c)
 			n0 := countSources(t, d.Maps)
 			for i, s := range c.steps {
-				if err := d.Maps.SetReplayClock(base + s.at); err != nil {
-					t.Fatal(err)
-				}
 				for k := 0; k < s.sends(); k++ {
-					ret, act, why := run(t, d, s.frame)
+					ret, act, why, _ := runAt(t, d, s.frame, base+s.at)
 					if ret != xdpFor(s.action) || act != s.action || why != s.reason {
 						t.Fatalf("step %d send %d: XDP %d, %s/%s; want XDP %d, %s/%s",
 							i, k, ret, act, why, xdpFor(s.action), s.action, s.reason)

@@ -57,17 +57,15 @@ func TestDropEvents(t *testing.T) {
 			const base = uint64(1e15)
 			for s := 0; s < tt.seconds; s++ {
 				for i := 0; i < tt.dropsPerS; i++ {
-					if err := d.Maps.SetReplayClock(base + uint64(s)*1e9 + uint64(i)); err != nil {
-						t.Fatal(err)
-					}
+					now := base + uint64(s)*1e9 + uint64(i)
 					frame := blocked
 					if i%2 == 1 {
 						frame = limited
 					}
-					if ret, err := d.Run(frame); err != nil || ret != xdpDrop {
+					if _, ret, err := d.RunAt(frame, now); err != nil || ret != xdpDrop {
 						t.Fatalf("run: %d %v, want drop", ret, err)
 					}
-					if ret, err := d.Run(fine); err != nil || ret != xdpPass {
+					if _, ret, err := d.RunAt(fine, now); err != nil || ret != xdpPass {
 						t.Fatalf("run: %d %v, want pass", ret, err)
 					}
 				}

@@ -50,11 +50,31 @@ func xdpFor(a maps.Action) uint32 {
 // slot, so every caller checks the counters as well as the return code.
 func run(t testing.TB, d *loader.Datapath, frame []byte) (uint32, maps.Action, maps.Reason) {
 	t.Helper()
+	ret, act, why, _ := runChecked(t, d, frame, func() (uint32, *maps.Decision, error) {
+		ret, err := d.Run(frame)
+		return ret, nil, err
+	})
+	return ret, act, why
+}
+
+// runAt is run for a program loaded for replay, at time now; the decision
+// the program reports must agree with the counters, and is returned too.
+func runAt(t testing.TB, d *loader.Datapath, frame []byte, now uint64) (uint32, maps.Action, maps.Reason, maps.Decision) {
+	t.Helper()
+	return runChecked(t, d, frame, func() (uint32, *maps.Decision, error) {
+		dec, ret, err := d.RunAt(frame, now)
+		return ret, &dec, err
+	})
+}
+
+func runChecked(t testing.TB, d *loader.Datapath, frame []byte,
+	do func() (uint32, *maps.Decision, error)) (uint32, maps.Action, maps.Reason, maps.Decision) {
+	t.Helper()
 	before, err := d.Maps.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ret, err := d.Run(frame)
+	ret, dec, err := do()
 	if err != nil {
 		t.Fatalf("run %d-byte frame: %v", len(frame), err)
 	}
@@ -83,10 +103,13 @@ func run(t testing.TB, d *loader.Datapath, frame []byte) (uint32, maps.Action, m
 		t.Fatalf("%d stats slots changed for one packet; want 1", found)
 	}
 	// A program loaded for replay also reports the decision itself.
-	if dec, err := d.Maps.LastDecision(); err == nil && (dec.Action != act || dec.Reason != why) {
+	if dec == nil {
+		return ret, act, why, maps.Decision{}
+	}
+	if dec.Action != act || dec.Reason != why {
 		t.Errorf("replay decision %s/%s, stats say %s/%s", dec.Action, dec.Reason, act, why)
 	}
-	return ret, act, why
+	return ret, act, why, *dec
 }
 
 func put16(b []byte, off int, v uint16) { binary.BigEndian.PutUint16(b[off:], v) }

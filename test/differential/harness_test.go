@@ -110,10 +110,7 @@ func newHarness(t testing.TB, s setup) *harness {
 // runKernel runs one frame at time now and reads which (action, reason)
 // counter it incremented.
 func (h *harness) runKernel(frame []byte, now uint64) (kernelOutcome, error) {
-	if err := h.d.Maps.SetReplayClock(now); err != nil {
-		return kernelOutcome{}, fmt.Errorf("set clock: %w", err)
-	}
-	ret, err := h.d.Run(frame)
+	dec, ret, err := h.d.RunAt(frame, now)
 	if err != nil {
 		return kernelOutcome{}, err
 	}
@@ -141,6 +138,10 @@ func (h *harness) runKernel(frame []byte, now uint64) (kernelOutcome, error) {
 	h.stats = st
 	if cells != 1 {
 		return out, fmt.Errorf("%d stats cells moved, want exactly 1", cells)
+	}
+	if dec.Action != out.action || dec.Reason != out.reason {
+		return out, fmt.Errorf("the program reported %s/%s, its counters %s/%s", dec.Action, dec.Reason,
+			out.action, out.reason)
 	}
 	return out, nil
 }

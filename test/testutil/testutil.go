@@ -34,7 +34,7 @@ func SmallSizes() loader.Sizes {
 // Setup is what Load writes into a fresh datapath.
 type Setup struct {
 	Sizes       loader.Sizes // zero: SmallSizes
-	ReplayClock bool         // the program reads time from the replay_clock map
+	ReplayClock bool         // loaded for replay: time comes with each frame (RunAt)
 	Policy      maps.Policy
 	Allow       []maps.Entry
 	Block       []maps.Entry

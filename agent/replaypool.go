@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// A replay runs frames on several CPUs at once when that cannot change a
+// single decision. Every piece of datapath state a decision reads is kept
+// per source, per rule and source, or per aggregate prefix (IPv4 /24 and
+// IPv6 /48 by default), except the global ceiling on new sources. Frames
+// are split into partitions by the shortest of those keys, so a partition
+// holds every frame that touches any of its state, and each partition runs
+// on one CPU in capture order: its state evolves exactly as in a run on
+// one CPU. Verdicts come from the scorer between segments, when every
+// frame before the cycle has run. The new-source ceiling is shared, so
+// replayWorkers allows more than one partition only when the ceiling
+// cannot refuse anything in any order (see there). The report is built in
+// capture order afterwards, so --write-dropped keeps the capture's order.
+
+// partitioner maps a frame's source to its partition's key.
+type partitioner struct {
+	srcPrefix6 int // the per-source IPv6 prefix
+	agg        bool
+	agg4, agg6 int // the aggregate limit's prefixes, when agg
+}
+
+func newPartitioner(p *maps.Policy) partitioner {
+	pt := partitioner{srcPrefix6: p.SourcePrefix(), agg: p.Aggregate.Active()}
+	pt.agg4, pt.agg6 = p.AggregatePrefixes()
+	return pt
+}
+
+// of hashes the coarsest state key of a source: its aggregate prefix when
+// the aggregate limit is on, else its own source key.
+func (pt partitioner) of(src netip.Addr) uint32 {
+	bits := 32
+	if src.Is4In6() {
+		src = src.Unmap()
+	}
+	if src.Is4() {
+		if pt.agg {
+			bits = pt.agg4
+		}
+	} else {
+		bits = pt.srcPrefix6
+		if pt.agg && pt.agg6 < bits {
+			bits = pt.agg6
+		}
+	}
+	pp, _ := src.Prefix(bits)
+	k := pp.Addr().As16()
+	// FNV-1a over the masked address, then murmur3's finaliser: the
+	// partition is h modulo a small number, so the low bits must mix.
+	h := uint32(2166136261)
+	for _, b := range k {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
+}
+
+// replayWorkers is how many CPUs a replay may use: one per CPU (at most
+// 8, and at most cpus unless that is 0), or 1 when the new-source ceiling
+// could refuse a source. Across
+// partitions the ceiling's bucket sees times slightly out of order (by at
+// most one segment's span, which runSegments caps at half the bucket's
+// depth). With sources distinct sources, the bucket's theoretical arrival
+// time stays within sources intervals of the latest time it has seen, so
+// when sources intervals fit in the other half of the depth it admits
+// every source in every order, as it would on one CPU.
+func replayWorkers(p *maps.Policy, sources, cpus int) int {
+	n := min(runtime.NumCPU(), maxReplayCPUs)
+	if cpus > 0 {
+		n = min(n, cpus)
+	}
+	if n < 2 {
+		return 1
+	}
+	if l := p.NewSources; l.PPS > 0 {
+		interval := uint64(time.Second) / l.PPS
+		depth := maps.Depth(l.Burst, l.PPS)
+		if uint64(sources)*interval > depth/2 {
+			return 1
+		}
+	}
+	return n
+}
+
+// maxReplayCPUs caps the CPUs one replay uses.
+const maxReplayCPUs = 8
+
+// maxSegmentSpan is how much capture time one parallel segment may span.
+func maxSegmentSpan(p *maps.Policy) time.Duration {
+	if l := p.NewSources; l.PPS > 0 {
+		if d := maps.Depth(l.Burst, l.PPS) / 2; d < uint64(1<<62) {
+			return max(time.Duration(d), 1)
+		}
+	}
+	return time.Duration(1 << 62)
+}
+
+// replayPool decides segments of frames on its runners, one per
+// partition.
+type replayPool struct {
+	runners []*loader.Runner
+	want    *desired
+	decs    []replayDecision
+}
+
+func newReplayPool(d *loader.Datapath, workers int, want *desired) *replayPool {
+	p := &replayPool{want: want}
+	for range workers {
+		p.runners = append(p.runners, d.NewRunner())
+	}
+	return p
+}
+
+// decide runs frames (all before the next scorer cycle) with time
+// measured from first and returns their decisions, in order. The slice is
+// reused by the next call.
+func (p *replayPool) decide(frames []replayedFrame, first time.Time) ([]replayDecision, error) {
+	p.decs = append(p.decs[:0], make([]replayDecision, len(frames))...)
+	n := uint32(len(p.runners))
+	run := func(w uint32) error {
+		for i := range frames {
+			f := &frames[i]
+			if n > 1 && f.part%n != w {
+				continue
+			}
+			mono := replayBase + uint64(f.ts.Sub(first))
+			dec, err := replayFrame(p.runners[w], f.buf, mono, p.want)
+			if err != nil {
+				return fmt.Errorf("capture %s, record %d: %w", f.path, f.record, err)
+			}
+			p.decs[i] = dec
+		}
+		return nil
+	}
+	if n == 1 {
+		return p.decs, run(0)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := uint32(1); w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = run(w)
+		}()
+	}
+	errs[0] = run(0)
+	wg.Wait()
+	return p.decs, errors.Join(errs...)
+}

@@ -23,6 +23,7 @@ type Config struct {
 	Socket     string   // "": the env's socket
 	Metrics    *string  // nil: the env's MetricsAddr
 	Maps       Sizes    // zero fields: DefaultSizes
+	IPv6Prefix int      // limits.ipv6_prefix, the IPv6 tracking prefix; 0: 64
 }
 
 func quoteList(l []string) string {
@@ -48,7 +49,11 @@ func (e *Env) Render(c Config) string {
 	fmt.Fprintf(&b, "mode      = \"enforce\"\nmalformed = \"drop\"\npin_dir   = %q\n\n", e.PinRoot)
 	fmt.Fprintf(&b, "interface %q {\n  attach = \"native\"\n}\n\n", e.TB.ServerIf)
 	fmt.Fprintf(&b, "allow {\n  cidrs = %s\n}\n\nblock {\n  cidrs = %s\n}\n\n", quoteList(c.Allow), quoteList(c.Block))
-	b.WriteString("limits {\n  ipv6_prefix = 64\n")
+	v6 := c.IPv6Prefix
+	if v6 == 0 {
+		v6 = 64
+	}
+	fmt.Fprintf(&b, "limits {\n  ipv6_prefix = %d\n", v6)
 	if c.PPS > 0 {
 		fmt.Fprintf(&b, "  default {\n    pps   = %d\n    burst = %d\n  }\n", c.PPS, c.Burst)
 	}

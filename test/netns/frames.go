@@ -67,19 +67,47 @@ func UDP4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uin
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(u[6:], c)
+	return IPv4(dstMAC, srcMAC, src, dst, 17, u)
+}
 
+// IPv4 is an Ethernet/IPv4 frame of protocol proto whose payload is l4,
+// copied as it is: no L4 checksum or length is filled in, so it can carry
+// an upper layer the datapath must refuse (e.g. a TCP header cut short).
+// The IPv4 header is 20 bytes with a valid checksum.
+func IPv4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto uint8, l4 []byte) []byte {
+	s, d := src.As4(), dst.As4()
 	ip := make([]byte, 20)
 	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(u)))
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(l4)))
 	ip[8] = 64
-	ip[9] = 17
+	ip[9] = proto
 	copy(ip[12:16], s[:])
 	copy(ip[16:20], d[:])
 	binary.BigEndian.PutUint16(ip[10:], csumFold(csumAdd(0, ip)))
 
 	f := ether(dstMAC, srcMAC, 0x0800)
 	f = append(f, ip...)
-	return append(f, u...)
+	return append(f, l4...)
+}
+
+// VLAN tag protocol identifiers for Tagged.
+const (
+	TPID8021Q  uint16 = 0x8100 // IEEE 802.1Q (customer tag)
+	TPID8021AD uint16 = 0x88a8 // IEEE 802.1ad (service tag, QinQ)
+)
+
+// Tagged is a copy of the Ethernet frame with a VLAN tag for each of tpids
+// inserted after the MAC addresses, outermost first; the tags get VLAN ids
+// 100, 101, ... and priority 0, and the last is followed by the frame's
+// own EtherType.
+func Tagged(frame []byte, tpids ...uint16) []byte {
+	f := make([]byte, 0, len(frame)+4*len(tpids))
+	f = append(f, frame[:12]...)
+	for i, tpid := range tpids {
+		f = binary.BigEndian.AppendUint16(f, tpid)
+		f = binary.BigEndian.AppendUint16(f, uint16(100+i))
+	}
+	return append(f, frame[12:]...)
 }
 
 // ExtHeader is an IPv6 extension header for UDP6: protocol number 0

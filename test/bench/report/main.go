@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -out bench/results.json -md docs/benchmarks.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -out bench/results.json -md docs/benchmarks.md
 package main
 
 import (
@@ -20,10 +20,11 @@ func main() {
 	datapath := flag.String("datapath", "bench/results-datapath.json", "datapath table (test/bench/cmd -json)")
 	nft := flag.String("nft", "bench/results-nft.json", "nftables comparison (test/bench/nft/cmd -json); missing is fine")
 	gobench := flag.String("gobench", "bench/gobench.txt", "output of go test -bench for the scorer and replay")
+	agentRSS := flag.String("agent-rss", "bench/agent-rss.json", "the agent's memory with 1M sources (TestAgentRSS1M); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
 	flag.Parse()
-	if err := run(*datapath, *nft, *gobench, *out, *md); err != nil {
+	if err := run(*datapath, *nft, *gobench, *agentRSS, *out, *md); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -94,7 +95,20 @@ func machine() map[string]string {
 	return m
 }
 
-func run(datapath, nft, gobench, out, md string) error {
+// writeAgentRSS writes the section of TestAgentRSS1M's figures.
+func writeAgentRSS(w *strings.Builder, r map[string]any) {
+	const mib = 1 << 20
+	num := func(k string) float64 { v, _ := r[k].(float64); return v }
+	w.WriteString("\n## Agent memory with 1M tracked sources (the real agent, reputation scoring on)\n\n")
+	w.WriteString("| sources | scoring interval | cycles over all | s per cycle | VmRSS MiB | idle VmRSS MiB | VmHWM MiB | Go heap in use MiB | RSS B per source |\n")
+	w.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %.0f | %v | %.0f | %.3f | %.1f | %.1f | %.1f | %.1f | %.0f |\n",
+		num("sources"), r["scoring_interval"], num("cycles_over_all"), num("cycle_seconds"),
+		num("rss_mib"), num("idle_rss_bytes")/mib, num("hwm_mib"), num("heap_inuse_bytes")/mib, num("rss_bytes_per_src"))
+	w.WriteString("\nRSS per source is (VmRSS - idle VmRSS) / sources; the BPF maps are kernel memory, not in RSS.\n")
+}
+
+func run(datapath, nft, gobench, agentRSS, out, md string) error {
 	dp, err := readJSON(datapath, false)
 	if err != nil {
 		return err
@@ -107,9 +121,16 @@ func run(datapath, nft, gobench, out, md string) error {
 	if err != nil {
 		return err
 	}
+	rss, err := readJSON(agentRSS, true)
+	if err != nil {
+		return err
+	}
 	all := map[string]any{"machine": machine(), "datapath": dp, "go_benchmarks": gb}
 	if nf != nil {
 		all["nftables"] = nf
+	}
+	if rss != nil {
+		all["agent_rss"] = rss
 	}
 	b, err := json.MarshalIndent(all, "", "  ")
 	if err != nil {
@@ -137,6 +158,9 @@ func run(datapath, nft, gobench, out, md string) error {
 		for unit, v := range m {
 			fmt.Fprintf(&w, "| %s | %s | %.4g |\n", name, unit, v)
 		}
+	}
+	if rss != nil {
+		writeAgentRSS(&w, rss)
 	}
 	if nf != nil {
 		w.WriteString("\n## Against nftables (same veth testbed, in-kernel generator)\n\n```\n")

@@ -7,10 +7,13 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,10 +24,11 @@ func main() {
 	nft := flag.String("nft", "bench/results-nft.json", "nftables comparison (test/bench/nft/cmd -json); missing is fine")
 	gobench := flag.String("gobench", "bench/gobench.txt", "output of go test -bench for the scorer and replay")
 	agentRSS := flag.String("agent-rss", "bench/agent-rss.json", "the agent's memory with 1M sources (TestAgentRSS1M); missing is fine")
+	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
 	flag.Parse()
-	if err := run(*datapath, *nft, *gobench, *agentRSS, *out, *md); err != nil {
+	if err := run(*datapath, *nft, *gobench, *agentRSS, *latency, *out, *md); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -108,7 +112,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 	w.WriteString("\nRSS per source is (VmRSS - idle VmRSS) / sources; the BPF maps are kernel memory, not in RSS.\n")
 }
 
-func run(datapath, nft, gobench, agentRSS, out, md string) error {
+func run(datapath, nft, gobench, agentRSS, latency, out, md string) error {
 	dp, err := readJSON(datapath, false)
 	if err != nil {
 		return err
@@ -125,12 +129,27 @@ func run(datapath, nft, gobench, agentRSS, out, md string) error {
 	if err != nil {
 		return err
 	}
+	// The test's log line, without its file:line prefix.
+	var blockLatency string
+	switch b, err := os.ReadFile(latency); {
+	case err == nil:
+		l := strings.TrimSpace(string(b))
+		if _, after, ok := strings.Cut(l, ": "); ok && strings.Contains(l, "_test.go:") {
+			l = after
+		}
+		blockLatency = l
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
 	all := map[string]any{"machine": machine(), "datapath": dp, "go_benchmarks": gb}
 	if nf != nil {
 		all["nftables"] = nf
 	}
 	if rss != nil {
 		all["agent_rss"] = rss
+	}
+	if blockLatency != "" {
+		all["block_latency"] = blockLatency
 	}
 	b, err := json.MarshalIndent(all, "", "  ")
 	if err != nil {
@@ -154,13 +173,17 @@ func run(datapath, nft, gobench, agentRSS, out, md string) error {
 		}
 	}
 	w.WriteString("\n## Scorer and replay\n\n| benchmark | metric | value |\n|---|---|---|\n")
-	for name, m := range gb {
-		for unit, v := range m {
-			fmt.Fprintf(&w, "| %s | %s | %.4g |\n", name, unit, v)
+	for _, name := range slices.Sorted(maps.Keys(gb)) {
+		m := gb[name]
+		for _, unit := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(&w, "| %s | %s | %.4g |\n", name, unit, m[unit])
 		}
 	}
 	if rss != nil {
 		writeAgentRSS(&w, rss)
+	}
+	if blockLatency != "" {
+		fmt.Fprintf(&w, "\n## Run-time block latency\n\n%s\n", blockLatency)
 	}
 	if nf != nil {
 		w.WriteString("\n## Against nftables (same veth testbed, in-kernel generator)\n\n```\n")

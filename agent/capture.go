@@ -77,6 +77,10 @@ func openCapture(path string) (*captureReader, error) {
 	}
 	c := &captureReader{path: path, f: f, link: link}
 	if binary.LittleEndian.Uint32(head) == 0x0a0d0d0a {
+		if err := checkPcapng(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("capture %s: pcapng: %w", path, err)
+		}
 		r, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{})
 		if err != nil {
 			f.Close()
@@ -104,6 +108,77 @@ func openCapture(path string) (*captureReader, error) {
 }
 
 func (c *captureReader) Close() error { return c.f.Close() }
+
+// pcapng block types checkPcapng looks into.
+const (
+	ngSectionHeader  = 0x0a0d0d0a
+	ngPacket         = 2 // obsolete, still written by old tools
+	ngSimplePacket   = 3
+	ngEnhancedPacket = 6
+)
+
+// checkPcapng walks the blocks of a pcapng file, reading their headers
+// only, and refuses one that does not fit the file or whose packet claims
+// more bytes than its block holds or than replay reads (maxSnapRead):
+// gopacket's pcapng reader allocates what a packet claims before it reads
+// it, so a crafted length could make it allocate gigabytes. It leaves the
+// file's offset where it was.
+func checkPcapng(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, fi.Size()), 64<<10)
+	size := fi.Size()
+	var bo binary.ByteOrder = binary.LittleEndian
+	for off := int64(0); off < size; {
+		if size-off < 12 {
+			return fmt.Errorf("block at offset %d: %d bytes left, too few for a block", off, size-off)
+		}
+		h, err := br.Peek(int(min(28, size-off)))
+		if err != nil {
+			return fmt.Errorf("block at offset %d: %w", off, err)
+		}
+		typ := bo.Uint32(h[0:4])
+		if typ == ngSectionHeader {
+			switch binary.LittleEndian.Uint32(h[8:12]) {
+			case 0x1a2b3c4d:
+				bo = binary.LittleEndian
+			case 0x4d3c2b1a:
+				bo = binary.BigEndian
+			default:
+				return fmt.Errorf("section header at offset %d: bad byte-order magic", off)
+			}
+		}
+		total := int64(bo.Uint32(h[4:8]))
+		if total < 12 || total%4 != 0 || total > size-off {
+			return fmt.Errorf("block at offset %d: length %d does not fit the file (%d bytes left)", off, total, size-off)
+		}
+		switch typ {
+		case ngEnhancedPacket, ngPacket:
+			if total < 32 {
+				return fmt.Errorf("packet block at offset %d: length %d, shorter than its header", off, total)
+			}
+			if caplen := int64(bo.Uint32(h[20:24])); caplen > total-32 || caplen > maxSnapRead {
+				return fmt.Errorf("packet block at offset %d: captured length %d exceeds its block (%d bytes) or %d",
+					off, caplen, total, maxSnapRead)
+			}
+		case ngSimplePacket:
+			if total < 16 {
+				return fmt.Errorf("simple packet block at offset %d: length %d, shorter than its header", off, total)
+			}
+			// Read as the captured length, cut to the interface's snap length.
+			if orig := int64(bo.Uint32(h[8:12])); orig > maxSnapRead {
+				return fmt.Errorf("simple packet block at offset %d: packet length %d exceeds %d", off, orig, maxSnapRead)
+			}
+		}
+		if _, err := br.Discard(int(total)); err != nil {
+			return fmt.Errorf("block at offset %d: %w", off, err)
+		}
+		off += total
+	}
+	return nil
+}
 
 // ether builds an Ethernet header for a frame carrying ethertype.
 func (c *captureReader) ether(ethertype uint16, payload []byte) []byte {

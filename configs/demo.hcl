@@ -1,5 +1,5 @@
-# The config `make demo` runs. The demo fills in @IFACE@, @SOCKET@, @PINDIR@
-# and @AUDIT@ for its testbed. Limits here are what the demo's expected
+# The config `make demo` runs. The demo fills in @IFACE@, @SOCKET@, @PINDIR@,
+# @AUDIT@ and @EVENTS@ for its testbed. Limits here are what the demo's expected
 # outcomes are computed from.
 mode      = "enforce"
 malformed = "drop"
@@ -42,6 +42,11 @@ log {
 
 control {
   socket = "@SOCKET@"
+}
+
+# The flight recorder writes into the demo's temporary directory.
+events {
+  dir = "@EVENTS@"
 }
 
 maps {

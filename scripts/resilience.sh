@@ -67,7 +67,7 @@ for t in "${targets[@]}"; do
 	fi
 	echo "== fuzz ${name} in ./${pkg} for ${ft}s"
 	t0=$(date +%s)
-	timeout --kill-after=10 $((ft + 90)) "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "${ft}s" "./${pkg}" >"$logdir/fuzz-$name.log" 2>&1
+	timeout --kill-after=10 $((ft + 90)) "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "${ft}s" -fuzzminimizetime 5s "./${pkg}" >"$logdir/fuzz-$name.log" 2>&1
 	rc=$?
 	execs=$(grep -oE 'execs: [0-9]+' "$logdir/fuzz-$name.log" | tail -1 | grep -oE '[0-9]+')
 	newint=$(grep -oE 'new interesting: [0-9]+' "$logdir/fuzz-$name.log" | tail -1 | grep -oE '[0-9]+')

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,13 +20,7 @@ import (
 // status and body.
 func (e *env) rawCall(method, path, body string) (int, string) {
 	e.T.Helper()
-	client := &http.Client{
-		Timeout: 20 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", e.Sock)
-		}},
-	}
+	client := agenttest.SocketClient(e.Sock, 20*time.Second)
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)

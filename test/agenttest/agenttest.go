@@ -55,6 +55,16 @@ func Main(m *testing.M, prefix string) int {
 	return m.Run()
 }
 
+// SocketClient is an HTTP client of an agent's control socket; requests go
+// to http://bulwark/v1/....
+func SocketClient(sock string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}}
+}
+
 // RandHex is n random bytes in hex.
 func RandHex(n int) string {
 	b := make([]byte, n)
@@ -71,7 +81,7 @@ func Addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func Between(v, lo, hi int) bool { return v >= lo && v <= hi }
 
 // WaitFor polls cond every 100 ms until it holds; it fails t after max.
-func WaitFor(t *testing.T, max time.Duration, what string, cond func() bool) {
+func WaitFor(t testing.TB, max time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(max)
 	for !cond() {
@@ -84,7 +94,7 @@ func WaitFor(t *testing.T, max time.Duration, what string, cond func() bool) {
 
 // WriteFile writes text to path: write and rename, so a reload never reads
 // half a file.
-func WriteFile(t *testing.T, path, text string) {
+func WriteFile(t testing.TB, path, text string) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
@@ -105,7 +115,7 @@ type Options struct {
 
 // Env is one testbed with its agents and files.
 type Env struct {
-	T           *testing.T
+	T           testing.TB
 	TB          *netns.Testbed
 	Dir         string // the env's directory, removed at the end
 	PinRoot     string // the agent's pin_dir
@@ -120,7 +130,7 @@ type Env struct {
 
 // NewEnv makes a testbed and the env's directory, and registers the
 // cleanups. It skips t when not root.
-func NewEnv(t *testing.T, o Options) *Env {
+func NewEnv(t testing.TB, o Options) *Env {
 	t.Helper()
 	testutil.RequireRoot(t)
 	tb := netns.New(t, netns.Options{})
@@ -325,7 +335,7 @@ func Exec(timeout time.Duration, args ...string) (Result, error) {
 
 // RunBin runs the bulwark binary with args, bounded in time (30 s); it
 // fails t if the command could not run.
-func RunBin(t *testing.T, args ...string) Result {
+func RunBin(t testing.TB, args ...string) Result {
 	t.Helper()
 	r, err := Exec(30*time.Second, args...)
 	if err != nil {
@@ -445,7 +455,7 @@ type Sample struct {
 type MetricSet []Sample
 
 // ParseMetrics parses the text exposition format; it fails t on a bad line.
-func ParseMetrics(t *testing.T, text string) MetricSet {
+func ParseMetrics(t testing.TB, text string) MetricSet {
 	var ms MetricSet
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -2,6 +2,7 @@ package agenttest
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -74,6 +75,11 @@ func (e *Env) Render(c Config) string {
 		z(ms.Sources, ds.Sources), z(ms.RuleBuckets, ds.RuleBuckets), z(ms.Verdicts, ds.Verdicts),
 		z(ms.AllowHosts, ds.AllowHosts), z(ms.AllowPrefixes, ds.AllowPrefixes), z(ms.BlockHosts, ds.BlockHosts),
 		z(ms.BlockPrefixes, ds.BlockPrefixes), z(ms.Classes, ds.Classes))
+	// The flight recorder writes under the env's directory, not the
+	// default /var/lib/bulwark/drops, unless Extra says where.
+	if !strings.Contains(c.Extra, "events {") {
+		fmt.Fprintf(&b, "\nevents {\n  dir = %q\n}\n", filepath.Join(e.Dir, "drops"))
+	}
 	b.WriteString(c.Extra)
 	return b.String()
 }

@@ -181,7 +181,7 @@ func run() (bool, error) {
 	}
 	sock := filepath.Join(tmp, "bulwark.sock")
 	cfg := strings.NewReplacer("@IFACE@", srvIf, "@SOCKET@", sock, "@PINDIR@", pinRoot,
-		"@AUDIT@", filepath.Join(tmp, "audit.jsonl")).Replace(string(base))
+		"@AUDIT@", filepath.Join(tmp, "audit.jsonl"), "@EVENTS@", filepath.Join(tmp, "drops")).Replace(string(base))
 	cfgFile := filepath.Join(tmp, "demo.hcl")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return false, err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func (e *env) config(mode, extra string) string {
 	fmt.Fprintf(&b, "metrics {\n  listen = %q\n}\n\n", metricsAddr)
 	fmt.Fprintf(&b, "log {\n  level      = \"info\"\n  audit_file = %q\n}\n\n", e.Audit)
 	fmt.Fprintf(&b, "control {\n  socket = %q\n}\n\n", e.Sock)
+	fmt.Fprintf(&b, "events {\n  dir = %q\n}\n\n", filepath.Join(e.Dir, "drops"))
 	b.WriteString("maps {\n  sources        = 65536\n  rule_buckets   = 4096\n  verdicts       = 4096\n" +
 		"  allow_hosts    = 1024\n  allow_prefixes = 1024\n  block_hosts    = 4096\n  block_prefixes = 1024\n" +
 		"  classes        = 256\n  events_ring_kib = 64\n}\n\n")

@@ -84,8 +84,8 @@ func cpusCapture(t *testing.T, dir string) string {
 			testutil.TCP6(t, src, "2001:2::1", 80, testutil.FlagSYN))
 	}
 	special := [][]byte{
-		testutil.UDP4(t, "198.18.250.9", "198.18.0.1", 9000, 100), // allowed
-		testutil.UDP4(t, "198.19.200.9", "198.18.0.1", 9000, 100), // blocked
+		testutil.UDP4(t, "198.18.250.9", "198.18.0.1", 9000, 100),  // allowed
+		testutil.UDP4(t, "198.19.200.9", "198.18.0.1", 9000, 100),  // blocked
 		testutil.UDP6(t, "2001:2:0:ff::9", "2001:2::1", 9000, 100), // blocked
 	}
 	flood := testutil.UDP4(t, "198.18.0.66", "198.18.0.1", 9000, 60)

@@ -9,11 +9,9 @@
 package resilience_test
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -111,10 +109,4 @@ func summary(t *testing.T, format string, args ...any) {
 }
 
 // api is an HTTP client of the agent's control socket.
-func (e *env) api() *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", e.Sock)
-		}}}
-}
+func (e *env) api() *http.Client { return agenttest.SocketClient(e.Sock, 30*time.Second) }

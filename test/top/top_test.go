@@ -74,6 +74,14 @@ metrics {
   listen = ""
 }
 
+log {
+  audit_file = %q
+}
+
+events {
+  dir = %q
+}
+
 control {
   socket = %q
 }
@@ -93,7 +101,7 @@ maps {
 reputation {
   mode = "off"
 }
-`, e.PinRoot, e.TB.ServerIf, e.Sock)
+`, e.PinRoot, e.TB.ServerIf, e.Audit, filepath.Join(e.Dir, "drops"), e.Sock)
 	if err := os.WriteFile(e.CfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

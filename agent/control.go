@@ -343,7 +343,11 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 		if err := pick(it, name).Add(entries); err != nil {
 			a.mapErrs.WithLabelValues(name).Inc()
 			a.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "error", Detail: err.Error()})
-			fail(w, http.StatusInsufficientStorage, "%s list on %s: %v", name, it.name, err)
+			code := http.StatusInternalServerError
+			if fe := (*maps.FullError)(nil); errors.As(err, &fe) {
+				code = http.StatusInsufficientStorage
+			}
+			fail(w, code, "%s list on %s: %v", name, it.name, err)
 			return
 		}
 	}

@@ -174,6 +174,21 @@ func existing[K comparable, V any](m *ebpf.Map, keys []K) (map[K]V, error) {
 	return out, nil
 }
 
+// FullError says a list map had no room for a write; nothing of the
+// write is left in force (List.Add undoes what got in).
+type FullError struct {
+	Map string // the map's name
+	Max uint32 // its max_entries
+	Err error  // the kernel's error (E2BIG from a hash map, ENOSPC from a trie)
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("map %s is full: it holds at most %d entries", e.Map, e.Max)
+}
+
+// Unwrap returns the kernel's error.
+func (e *FullError) Unwrap() error { return e.Err }
+
 // batchSize bounds one batch syscall's buffers.
 const batchSize = 65536
 
@@ -186,7 +201,7 @@ func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 			}
 			if errors.Is(err, syscall.E2BIG) || errors.Is(err, syscall.ENOSPC) {
 				// A full hash map says E2BIG, a full trie ENOSPC.
-				return fmt.Errorf("map %s is full: it holds at most %d entries (%w)", mapName(m), m.MaxEntries(), err)
+				return &FullError{Map: mapName(m), Max: m.MaxEntries(), Err: err}
 			}
 			return fmt.Errorf("%w (map %s holds at most %d entries)", err, mapName(m), m.MaxEntries())
 		}
@@ -198,7 +213,10 @@ func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 func putEach[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	for i := range keys {
 		if err := m.Put(keys[i], vals[i]); err != nil {
-			return fmt.Errorf("%w (map holds at most %d entries)", err, m.MaxEntries())
+			if errors.Is(err, syscall.E2BIG) || errors.Is(err, syscall.ENOSPC) {
+				return &FullError{Map: mapName(m), Max: m.MaxEntries(), Err: err}
+			}
+			return fmt.Errorf("%w (map %s holds at most %d entries)", err, mapName(m), m.MaxEntries())
 		}
 	}
 	return nil

@@ -28,8 +28,8 @@ func admitted(l maps.Limit, span time.Duration) int {
 // (198.18.1.0/24) send one packet each per second. Two configurations:
 //
 //   - "ceiling": the global ceiling on new sources is on. No more
-//     per-source states are created than it admits, what it refuses
-//     creates nothing, and the flood cannot evict the tracked sources;
+//     per-source states are created than it admits and what it refuses
+//     creates nothing, so the flood churns the table no faster than that;
 //   - "aggregate, state churning": no ceiling and a per-source table of
 //     4096, which the flood churns 50 times a second, so every flood packet
 //     meets a fresh, full per-source bucket. The flood is packed into four

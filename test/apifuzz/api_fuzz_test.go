@@ -142,6 +142,17 @@ func startAgent(f *testing.F) (*http.Client, func() bool, func() string) {
 	return client, exited, logText
 }
 
+// validTarget reports whether uri can be an HTTP/1.1 request target:
+// printable ASCII without spaces.
+func validTarget(uri string) bool {
+	for i := 0; i < len(uri); i++ {
+		if uri[i] <= ' ' || uri[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 var methods = []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodPut, http.MethodPatch,
 	http.MethodHead, http.MethodOptions}
 
@@ -187,8 +198,11 @@ func FuzzControlAPI(f *testing.F) {
 			path = "/" + path
 		}
 		req, err := http.NewRequest(method, "http://bulwark"+path, bytes.NewReader(body))
-		if err != nil {
-			return // not a request a client can send
+		if err != nil || !validTarget(req.URL.RequestURI()) {
+			// Not a request a client can send: net/http would write a
+			// space or a control byte of the query into the request line
+			// as it is, and the server rightly answers 400 and hangs up.
+			return
 		}
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)

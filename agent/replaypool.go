@@ -131,7 +131,11 @@ func newReplayPool(d *loader.Datapath, workers int, want *desired) *replayPool {
 // measured from first and returns their decisions, in order. The slice is
 // reused by the next call.
 func (p *replayPool) decide(frames []replayedFrame, first time.Time) ([]replayDecision, error) {
-	p.decs = append(p.decs[:0], make([]replayDecision, len(frames))...)
+	// Every frame belongs to exactly one partition, so each slot is written.
+	if cap(p.decs) < len(frames) {
+		p.decs = make([]replayDecision, len(frames))
+	}
+	p.decs = p.decs[:len(frames)]
 	n := uint32(len(p.runners))
 	run := func(w uint32) error {
 		for i := range frames {

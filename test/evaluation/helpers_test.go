@@ -220,23 +220,6 @@ const (
 	tcpACK = 0x10
 )
 
-func csum(sum uint32, b []byte) uint32 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	return sum
-}
-
-func fold(sum uint32) uint16 {
-	for sum > 0xffff {
-		sum = (sum >> 16) + (sum & 0xffff)
-	}
-	return ^uint16(sum)
-}
-
 // tcp4 is an Ethernet/IPv4/TCP frame with valid checksums and payload
 // bytes of data after the header.
 func tcp4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, flags uint8, seq uint32, payload int) []byte {
@@ -254,10 +237,10 @@ func tcp4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uin
 		copy(tcp[20:], netns.Payload(uint64(seq), payload))
 	}
 	s, d := src.As4(), dst.As4()
-	ps := csum(0, s[:])
-	ps = csum(ps, d[:])
+	ps := netns.ChecksumAdd(0, s[:])
+	ps = netns.ChecksumAdd(ps, d[:])
 	ps += 6 + uint32(len(tcp))
-	binary.BigEndian.PutUint16(tcp[16:], fold(csum(ps, tcp)))
+	binary.BigEndian.PutUint16(tcp[16:], netns.ChecksumFold(netns.ChecksumAdd(ps, tcp)))
 
 	ip := make([]byte, 20)
 	ip[0] = 0x45
@@ -267,7 +250,7 @@ func tcp4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uin
 	ip[9] = 6
 	copy(ip[12:16], s[:])
 	copy(ip[16:20], d[:])
-	binary.BigEndian.PutUint16(ip[10:], fold(csum(0, ip)))
+	binary.BigEndian.PutUint16(ip[10:], netns.ChecksumFold(netns.ChecksumAdd(0, ip)))
 
 	f := make([]byte, 14, 14+len(ip)+len(tcp))
 	copy(f[0:6], dstMAC)

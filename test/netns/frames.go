@@ -22,7 +22,9 @@ func Payload(seq uint64, size int) []byte {
 	return p
 }
 
-func csumAdd(sum uint32, b []byte) uint32 {
+// ChecksumAdd adds b, as big-endian 16-bit words, to an Internet checksum
+// sum (RFC 1071); an odd last byte is padded with zero.
+func ChecksumAdd(sum uint32, b []byte) uint32 {
 	for i := 0; i+1 < len(b); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(b[i:]))
 	}
@@ -32,7 +34,8 @@ func csumAdd(sum uint32, b []byte) uint32 {
 	return sum
 }
 
-func csumFold(sum uint32) uint16 {
+// ChecksumFold folds sum to 16 bits and complements it: the checksum.
+func ChecksumFold(sum uint32) uint16 {
 	for sum > 0xffff {
 		sum = (sum >> 16) + (sum & 0xffff)
 	}
@@ -55,18 +58,23 @@ func udpHeader(sport, dport uint16, payload []byte) []byte {
 	return append(u, payload...)
 }
 
-// UDP4 is an Ethernet/IPv4/UDP frame with valid checksums.
-func UDP4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+// udpDatagram is a UDP header and payload with the checksum over the
+// pseudo-header of addresses src and dst (4 or 16 bytes each).
+func udpDatagram(src, dst []byte, sport, dport uint16, payload []byte) []byte {
 	u := udpHeader(sport, dport, payload)
-	s, d := src.As4(), dst.As4()
-	ps := csumAdd(0, s[:])
-	ps = csumAdd(ps, d[:])
-	ps += 17 + uint32(len(u))
-	c := csumFold(csumAdd(ps, u))
+	ps := ChecksumAdd(ChecksumAdd(0, src), dst) + 17 + uint32(len(u))
+	c := ChecksumFold(ChecksumAdd(ps, u))
 	if c == 0 {
-		c = 0xffff
+		c = 0xffff // zero means no checksum in UDP
 	}
 	binary.BigEndian.PutUint16(u[6:], c)
+	return u
+}
+
+// UDP4 is an Ethernet/IPv4/UDP frame with valid checksums.
+func UDP4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	s, d := src.As4(), dst.As4()
+	u := udpDatagram(s[:], d[:], sport, dport, payload)
 	return IPv4(dstMAC, srcMAC, src, dst, 17, u)
 }
 
@@ -83,7 +91,7 @@ func IPv4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto uint8, l4 
 	ip[9] = proto
 	copy(ip[12:16], s[:])
 	copy(ip[16:20], d[:])
-	binary.BigEndian.PutUint16(ip[10:], csumFold(csumAdd(0, ip)))
+	binary.BigEndian.PutUint16(ip[10:], ChecksumFold(ChecksumAdd(0, ip)))
 
 	f := ether(dstMAC, srcMAC, 0x0800)
 	f = append(f, ip...)
@@ -125,16 +133,8 @@ const (
 // UDP6 is an Ethernet/IPv6/[extension headers]/UDP frame with a valid UDP
 // checksum.
 func UDP6(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, payload []byte, ext ...ExtHeader) []byte {
-	u := udpHeader(sport, dport, payload)
 	s, d := src.As16(), dst.As16()
-	ps := csumAdd(0, s[:])
-	ps = csumAdd(ps, d[:])
-	ps += 17 + uint32(len(u))
-	c := csumFold(csumAdd(ps, u))
-	if c == 0 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(u[6:], c)
+	u := udpDatagram(s[:], d[:], sport, dport, payload)
 
 	var exts []byte
 	for i, e := range ext {

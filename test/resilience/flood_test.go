@@ -28,14 +28,7 @@ var (
 // ipv4Checksum rewrites the header checksum of the IPv4 header at h.
 func ipv4Checksum(h []byte) {
 	h[10], h[11] = 0, 0
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	binary.BigEndian.PutUint16(h[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(h[10:], netns.ChecksumFold(netns.ChecksumAdd(0, h[:20])))
 }
 
 // TestFloodDistinctSources runs millions of distinct random sources

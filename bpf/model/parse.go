@@ -1,7 +1,10 @@
-// Package model is Bulwark's decision procedure in pure Go: the same parse,
-// the same decision order and the same integer token-bucket arithmetic as
-// bpf/bulwark.c. The differential tests run every packet through both and
-// require the same action and reason; keep the two in step.
+// Package model is Bulwark's decision procedure written a second time, in
+// pure Go and its own way: the same parse rules, decision order and bucket
+// rounding as bpf/bulwark.c specifies, but a linear scan of the configured
+// rules instead of the compiled port tables, and exact integer arithmetic
+// instead of the datapath's 64-bit words. It shares only the policy and
+// packet types with the loader. The differential tests run every packet
+// through both and require the same action and reason.
 package model
 
 import (

@@ -29,7 +29,7 @@ test: deps ## run every test, as root (privileged tests skip loudly otherwise)
 bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, agent RSS, nftables; bench/results.json, docs/benchmarks.md
 	@mkdir -p bench docs
 	$(GO) run ./test/bench/cmd -json bench/results-datapath.json
-	$(GO) test -count=1 -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory' -benchtime 3x -timeout 30m ./test/bench/ | tee bench/gobench.txt
+	$(GO) test -count=1 -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory|Verifier' -benchtime 3x -timeout 30m ./test/bench/ | tee bench/gobench.txt
 	$(GO) test -count=1 -run 'TestRuntimeBlockLatency' -v ./test/agent/ | grep 'run-time block' | tee bench/block-latency.txt
 	BULWARK_AGENT_RSS_OUT=$(CURDIR)/bench/agent-rss.json $(GO) test -count=1 -run '^TestAgentRSS1M$$' -v -timeout 10m ./test/bench/
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json

@@ -189,7 +189,7 @@ func run(datapath, nft, gobench, agentRSS, latency, out, md string) error {
 			fmt.Fprintf(&w, "| %v | %.0f | %.2f | %v |\n", m["case"], m["ns_per_packet"], m["x_floor"], m["note"])
 		}
 	}
-	w.WriteString("\n## Scorer and replay\n\n| benchmark | metric | value |\n|---|---|---|\n")
+	w.WriteString("\n## Scorer, replay, control plane and verifier\n\n| benchmark | metric | value |\n|---|---|---|\n")
 	for _, name := range slices.Sorted(maps.Keys(gb)) {
 		m := gb[name]
 		for _, unit := range slices.Sorted(maps.Keys(m)) {

@@ -40,10 +40,16 @@ type iface struct {
 	mode loader.AttachMode
 	dp   *loader.Datapath
 	lock *os.File
+	pins loader.PinPersistence // whether the pins outlive the agent, found at start
 }
 
 // Agent runs Bulwark on the configured interfaces.
 type Agent struct {
+	// RequirePersistentPins makes Run refuse to start on an interface whose
+	// pins would not outlive the agent (see loader.CheckPinPersistence);
+	// without it the agent starts and says so loudly.
+	RequirePersistentPins bool
+
 	log     hclog.Logger
 	cfgPath string
 	started time.Time
@@ -207,12 +213,21 @@ func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *de
 	if err != nil {
 		return err
 	}
+	pins := loader.CheckPinPersistence(dir)
+	if !pins.Persistent {
+		if a.RequirePersistentPins {
+			lock.Close()
+			return fmt.Errorf("interface %s: the pins would not outlive the agent (--require-persistent-pins): %s", ic.Name, pins.Detail)
+		}
+		a.log.Error("FAIL-STATIC IS OFF: the pins will not outlive the agent; if it dies, the interface is left unfiltered",
+			"interface", ic.Name, "pins", dir, "why", pins.Detail)
+	}
 	dp, err := loader.Load(loader.Options{Sizes: want.sizes, PinDir: dir, Logger: a.log.Named("loader")})
 	if err != nil {
 		lock.Close()
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
 	}
-	it := &iface{name: ic.Name, dp: dp, lock: lock}
+	it := &iface{name: ic.Name, dp: dp, lock: lock, pins: pins}
 	a.ifaces = append(a.ifaces, it)
 	if err := a.applyTo(it, want); err != nil {
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
@@ -221,7 +236,7 @@ func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *de
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
 	}
-	a.log.Info("attached", "interface", ic.Name, "mode", it.mode, "pins", dir)
+	a.log.Info("attached", "interface", ic.Name, "mode", it.mode, "pins", dir, "pins_persistent", pins.Persistent)
 	return nil
 }
 

@@ -418,6 +418,10 @@ type InterfaceStatus struct {
 	Name           string `json:"name"`
 	Attach         string `json:"attach"`
 	TrackedSources int    `json:"tracked_sources"`
+	// PinsPersistent is whether the pins outlive the agent (fail-static);
+	// PinsDetail says why not and what to do.
+	PinsPersistent bool   `json:"pins_persistent"`
+	PinsDetail     string `json:"pins_detail,omitempty"`
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -434,7 +438,11 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusInternalServerError, "read sources: %v", err)
 			return
 		}
-		st.Interfaces = append(st.Interfaces, InterfaceStatus{Name: it.name, Attach: string(it.mode), TrackedSources: n})
+		is := InterfaceStatus{Name: it.name, Attach: string(it.mode), TrackedSources: n, PinsPersistent: it.pins.Persistent}
+		if !it.pins.Persistent {
+			is.PinsDetail = it.pins.Detail
+		}
+		st.Interfaces = append(st.Interfaces, is)
 		stats, err := it.dp.Maps.Stats()
 		if err != nil {
 			fail(w, http.StatusInternalServerError, "read stats: %v", err)

@@ -23,6 +23,8 @@ var (
 		"Dynamic verdicts in force.", []string{"action"}, nil)
 	descAttach = prometheus.NewDesc("bulwark_attach_mode",
 		"1 for the XDP mode each interface is attached in.", []string{"interface", "mode"}, nil)
+	descPinsPersistent = prometheus.NewDesc("bulwark_pins_persistent",
+		"1 when the interface's pins outlive the agent (fail-static holds), 0 when they go with it.", []string{"interface"}, nil)
 	descScrapeErrors = prometheus.NewDesc("bulwark_scrape_errors_total",
 		"Map reads that failed during this scrape.", nil, nil)
 )
@@ -33,7 +35,7 @@ type collector struct{ a *Agent }
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descRuleDrops, descListHits, descListEntries,
-		descTracked, descVerdicts, descAttach, descScrapeErrors} {
+		descTracked, descVerdicts, descAttach, descPinsPersistent, descScrapeErrors} {
 		ch <- d
 	}
 }
@@ -48,6 +50,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i, it := range a.ifaces {
 		m := it.dp.Maps
 		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, 1, it.name, string(it.mode))
+		ch <- prometheus.MustNewConstMetric(descPinsPersistent, prometheus.GaugeValue, boolGauge(it.pins.Persistent), it.name)
 		if st, err := m.Stats(); err == nil {
 			for _, act := range maps.Actions {
 				for _, r := range maps.Reasons {
@@ -119,6 +122,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, float64(errs))
+}
+
+// boolGauge is 1 for true, 0 for false.
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func buildInfo() prometheus.Collector {

@@ -51,7 +51,8 @@ type cli struct {
 }
 
 type runCmd struct {
-	Config string `help:"Path of the HCL config." required:"" type:"existingfile"`
+	Config                string `help:"Path of the HCL config." required:"" type:"existingfile"`
+	RequirePersistentPins bool   `help:"Refuse to start when the pins would not outlive the agent (a bpffs of its own mount namespace, as under 'ip netns exec'); without it the agent starts and logs an error."`
 }
 
 func (runCmd) Help() string {
@@ -72,7 +73,9 @@ func (c *runCmd) Run(g *cli) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := agent.New(c.Config, log).Run(ctx, hup); err != nil {
+	ag := agent.New(c.Config, log)
+	ag.RequirePersistentPins = c.RequirePersistentPins
+	if err := ag.Run(ctx, hup); err != nil {
 		return err
 	}
 	return nil
@@ -120,6 +123,9 @@ func (c *statusCmd) Run(g *cli) error {
 	fmt.Printf("bulwark %s, up %s, mode %s\n", st.Version, time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second), st.Mode)
 	for _, i := range st.Interfaces {
 		fmt.Printf("interface %s: attached %s, %d sources tracked\n", i.Name, i.Attach, i.TrackedSources)
+		if !i.PinsPersistent {
+			fmt.Printf("  WARNING: fail-static is off, the pins will not outlive the agent: %s\n", i.PinsDetail)
+		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACTION\tREASON\tPACKETS")

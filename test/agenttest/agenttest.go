@@ -251,6 +251,17 @@ func (a *Agent) LogText() string {
 // "") in the server namespace; it does not wait for it to be ready.
 func (e *Env) Spawn(path string) *Agent {
 	e.T.Helper()
+	// nsenter, not `ip netns exec`: only the network namespace changes, so
+	// the host's bpffs (and the pins) stay visible. nsenter execs bulwark:
+	// the pid is the agent's.
+	return e.SpawnVia([]string{"nsenter", "--net=/var/run/netns/" + e.TB.Server}, path)
+}
+
+// SpawnVia is Spawn with enter, a command that runs its arguments in the
+// server namespace and execs them, in front of bulwark: e.g. `ip netns
+// exec NAME`, which also gives the agent a mount namespace of its own.
+func (e *Env) SpawnVia(enter []string, path string, args ...string) *Agent {
+	e.T.Helper()
 	if path == "" {
 		path = e.CfgPath
 	}
@@ -259,10 +270,8 @@ func (e *Env) Spawn(path string) *Agent {
 		e.T.Fatal(err)
 	}
 	defer logf.Close()
-	// nsenter, not `ip netns exec`: only the network namespace changes, so
-	// the host's bpffs (and the pins) stay visible. nsenter execs bulwark:
-	// the pid is the agent's.
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+e.TB.Server, Bin, "run", "--config", path)
+	argv := append(append(append([]string(nil), enter[1:]...), Bin, "run", "--config", path), args...)
+	cmd := exec.Command(enter[0], argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		e.T.Fatalf("start agent: %v", err)

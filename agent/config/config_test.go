@@ -484,9 +484,9 @@ func TestParseDuration(t *testing.T) {
 		{"5x", 0, false},
 		{"99999999999d", 0, false},
 	} {
-		got, err := parseDuration(c.in)
+		got, err := ParseDuration(c.in)
 		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
 		}
 	}
 }

@@ -40,7 +40,7 @@ type cli struct {
 	Status   statusCmd   `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
 	Block    listCmd     `cmd:"" help:"Add, delete or list run-time block-list entries."`
 	Allow    listCmd     `cmd:"" help:"Add, delete or list run-time allow-list entries."`
-	Reload   reloadCmd   `cmd:"" help:"Re-read the config (same as SIGHUP); prints the diagnostics if rejected."`
+	Reload   reloadCmd   `cmd:"" help:"Have the agent re-read its config (as SIGHUP does) and wait for its answer; exit 1 with the diagnostics if rejected."`
 	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
 	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
 	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`

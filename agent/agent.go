@@ -131,7 +131,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.reloads, a.mapErrs, &collector{a: a}, buildInfo())
+		a.reloads, a.mapErrs, newCollector(a), buildInfo())
 
 	a.geo = &geoSource{}
 	if err := a.geo.update(cfg.GeoIP); err != nil {

@@ -110,7 +110,8 @@ limits {
   # }
 
   ## Rules limit one protocol (and, for tcp and udp, a set of destination ports) per source, in addition to the
-  ## default limit. The label is the rule's name (unique; "default" is reserved). At most 254 rules.
+  ## default limit. The label is the rule's name (unique; "default", "aggregate" and "new_sources" are reserved).
+  ## At most 254 rules.
   ##   protocol  tcp | udp | icmp | icmpv6. Required.
   ##   ports     tcp and udp only: a list of ports ("53") and ranges ("1000-2000"), 1..65535. Default: every port.
   ##   tcp_flags tcp only: "syn" matches segments with SYN set and ACK clear (connection attempts). Default: all

@@ -370,15 +370,26 @@ type RuleCounter struct{ Matched, Dropped uint64 }
 // RuleCounters returns the counters of rule ids 0..n-1 (0 is the default).
 func (s *Set) RuleCounters(n int) ([]RuleCounter, error) {
 	out := make([]RuleCounter, n)
+	for i := range out {
+		c, err := s.RuleCounter(i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// RuleCounter returns the counters of rule id (see Policy.RuleIDs).
+func (s *Set) RuleCounter(id int) (RuleCounter, error) {
 	var per []bpf.BulwarkRuleCounter
-	for i := 0; i < n; i++ {
-		if err := s.m.RuleStats.Lookup(uint32(i), &per); err != nil {
-			return nil, fmt.Errorf("read rule stats %d: %w", i, err)
-		}
-		for _, c := range per {
-			out[i].Matched += c.Matched
-			out[i].Dropped += c.Dropped
-		}
+	if err := s.m.RuleStats.Lookup(uint32(id), &per); err != nil {
+		return RuleCounter{}, fmt.Errorf("read rule stats %d: %w", id, err)
+	}
+	var out RuleCounter
+	for _, c := range per {
+		out.Matched += c.Matched
+		out.Dropped += c.Dropped
 	}
 	return out, nil
 }

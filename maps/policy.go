@@ -222,6 +222,17 @@ func (p *Policy) SourcePrefix() int {
 	return p.IPv6Prefix
 }
 
+// RuleIDs are the ids the datapath counts the policy's limits under: the
+// default (0), each rule, the aggregate limit and the ceiling on new sources
+// (all of them also when off, so their series never come and go).
+func (p *Policy) RuleIDs() []int {
+	ids := make([]int, 0, len(p.Rules)+3)
+	for id := 0; id <= len(p.Rules); id++ {
+		ids = append(ids, id)
+	}
+	return append(ids, RuleAggregate, RuleNewSources)
+}
+
 // RuleName returns the name of rule id (0 is "default").
 func (p *Policy) RuleName(id int) string {
 	switch id {

@@ -484,9 +484,9 @@ func TestParseDuration(t *testing.T) {
 		{"5x", 0, false},
 		{"99999999999d", 0, false},
 	} {
-		got, err := parseDuration(c.in)
+		got, err := ParseDuration(c.in)
 		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
 		}
 	}
 }
@@ -778,9 +778,19 @@ test.hcl:3:11: Invalid interface name: "" is not a valid interface name.`,
     protocol = "icmpv6"
     pps      = 1
   }
+  rule "aggregate" {
+    protocol = "udp"
+    pps      = 1
+  }
+  rule "new_sources" {
+    protocol = "tcp"
+    pps      = 1
+  }
 }`,
 		want: `test.hcl:3:8: Reserved rule name: The rule name "default" is reserved for the default limit.
-test.hcl:7:8: Invalid rule name: "Web" is not a valid rule name: use 1-32 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit.`,
+test.hcl:7:8: Invalid rule name: "Web" is not a valid rule name: use 1-32 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit.
+test.hcl:11:8: Reserved rule name: The rule name "aggregate" is reserved for the aggregate limit.
+test.hcl:15:8: Reserved rule name: The rule name "new_sources" is reserved for the ceiling on new sources.`,
 	}, {
 		name: "overlapping rules",
 		src: `limits {

@@ -278,6 +278,14 @@ func (d *decoder) limit(attrs hcl.Attributes, b *hcl.Block) Limit {
 	return l
 }
 
+// reservedRuleNames are the names the metrics and drop events give the
+// limits that are not rules; a rule may not take them.
+var reservedRuleNames = map[string]string{
+	"default":     "the default limit",
+	"aggregate":   "the aggregate limit",
+	"new_sources": "the ceiling on new sources",
+}
+
 // rules decodes the rule blocks and checks that no two rules match the same packets.
 func (d *decoder) rules(blocks hcl.Blocks, l *Limits) {
 	seen := map[string]hcl.Range{}
@@ -287,8 +295,8 @@ func (d *decoder) rules(blocks hcl.Blocks, l *Limits) {
 		}
 		name := b.Labels[0]
 		nameOK := d.checkName(b, "rule") && i < maxRules
-		if name == "default" {
-			d.errorf(b.LabelRanges[0], "Reserved rule name", `The rule name "default" is reserved for the default limit.`)
+		if what, ok := reservedRuleNames[name]; ok {
+			d.errorf(b.LabelRanges[0], "Reserved rule name", "The rule name %q is reserved for %s.", name, what)
 			nameOK = false
 		}
 		if first, dup := seen[name]; dup {

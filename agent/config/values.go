@@ -197,7 +197,7 @@ func (d *decoder) durationAttr(a *hcl.Attribute, dst *time.Duration, lo, hi time
 	if !d.stringAttr(a, &s) {
 		return false
 	}
-	v, err := parseDuration(s)
+	v, err := ParseDuration(s)
 	switch {
 	case err != nil:
 		d.errorf(a.Expr.Range(), "Invalid duration", "%s", err)
@@ -215,8 +215,9 @@ func (d *decoder) durationAttr(a *hcl.Attribute, dst *time.Duration, lo, hi time
 // maxDays is the largest day count whose duration fits in a time.Duration.
 const maxDays = math.MaxInt64 / int64(24*time.Hour)
 
-// parseDuration is time.ParseDuration plus a leading whole number of days, as in "7d" or "1d12h".
-func parseDuration(s string) (time.Duration, error) {
+// ParseDuration is time.ParseDuration plus a leading whole number of days, as in "7d" or "1d12h": the
+// durations of the config, also taken by the CLI (block add --ttl).
+func ParseDuration(s string) (time.Duration, error) {
 	bad := fmt.Errorf("bad duration %q: use a number with a unit: ms, s, m, h or d, as in \"500ms\", \"90s\", \"5m\", \"1h\", \"7d\" or \"1d12h\"", s)
 	var days time.Duration
 	rest := s

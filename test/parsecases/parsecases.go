@@ -24,6 +24,7 @@ const (
 	NonIP                    // not IP: passed as non_ip
 )
 
+// String is the outcome as the datapath's counters name it.
 func (o Outcome) String() string {
 	return [...]string{"passed", "malformed", "non_ip"}[o]
 }

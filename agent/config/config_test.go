@@ -969,6 +969,20 @@ test.hcl:6:20: Invalid weight: weight must be at most 100; got 101.`,
 }`,
 		want: `test.hcl:4:5: Unknown weight: "scan" is not a reputation weight; the weights are: rate_anomaly, syn_ratio, port_scan, ratelimit_drops, malformed, repeat.`,
 	}, {
+		name: "safety limits",
+		src: `safety {
+  min_prefix_ipv4 = 0
+  min_prefix_ipv6 = 129
+  max_growth_ipv4 = 33
+  max_growth_ipv6 = -1
+}
+safety {}`,
+		want: `test.hcl:3:21: Invalid min_prefix_ipv4: min_prefix_ipv4 must be > 0; got 0.
+test.hcl:4:21: Invalid min_prefix_ipv6: min_prefix_ipv6 must be at most 128; got 129.
+test.hcl:5:21: Invalid max_growth_ipv4: max_growth_ipv4 must be at most 32; got 33.
+test.hcl:6:21: Invalid max_growth_ipv6: max_growth_ipv6 must be at least 0; got -1.
+test.hcl:8:1: Duplicate safety block: Only one safety block is allowed; the first is at test.hcl:2:1.`,
+	}, {
 		name: "bad country code",
 		src: `geoip {
   country_database = "$TMP/missing.mmdb"

@@ -157,6 +157,16 @@ func (g *Guard) Screen(ps []netip.Prefix) (kept []netip.Prefix, refused []Refusa
 	return kept, refused
 }
 
+// Growth returns an error when what the Guard accepts of next covers more
+// space than what it accepts of prev, by more than its limits allow in one
+// update (Limits.CheckGrowth). Refused entries do not count: a poisoned
+// 0.0.0.0/0 is refused on its own, not a reason to hold back the rest.
+func (g *Guard) Growth(prev, next []netip.Prefix) error {
+	kp, _ := g.Screen(prev)
+	kn, _ := g.Screen(next)
+	return g.limits.CheckGrowth(kp, kn)
+}
+
 // Coverage is the number of addresses a list of prefixes covers, per
 // family, overlaps counted once.
 type Coverage struct {

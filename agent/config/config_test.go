@@ -1061,6 +1061,28 @@ metrics {}`,
 	}
 }
 
+// TestSafetyValues: the safety keys reach the Config; a growth limit that
+// one accepted entry can exceed is a warning, not an error.
+func TestSafetyValues(t *testing.T) {
+	cfg, diags := ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+safety {
+  min_prefix_ipv4 = 3
+  min_prefix_ipv6 = 48
+  max_growth_ipv4 = 0
+  max_growth_ipv6 = 56
+}`), Options{SkipInterfaceCheck: true})
+	if diags.HasErrors() {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	if want := (Safety{MinPrefixIPv4: 3, MinPrefixIPv6: 48, MaxGrowthIPv4: 0, MaxGrowthIPv6: 56}); cfg.Safety != want {
+		t.Errorf("safety %+v, want %+v", cfg.Safety, want)
+	}
+	const wantDiags = `test.hcl:6:21: warning: Growth limit below the prefix limit: max_growth_ipv6 = 56 allows less growth than one entry of min_prefix_ipv6 = 48 covers: a feed update that adds a /48 is held back whole.`
+	if got := FormatDiagnostics(diags); got != wantDiags {
+		t.Errorf("diagnostics:\n%s\nwant\n%s", got, wantDiags)
+	}
+}
+
 func ExampleFormatDiagnostics() {
 	_, diags := ParseWithOptions("bulwark.hcl", []byte(`interface "eth0" {}
 limits {

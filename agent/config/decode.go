@@ -154,6 +154,21 @@ func (d *decoder) root(body hcl.Body) *Config {
 		uintAttr(d, sc.Attributes["min_prefix_ipv6"], &cfg.Safety.MinPrefixIPv6, "min_prefix_ipv6", 1, 128)
 		uintAttr(d, sc.Attributes["max_growth_ipv4"], &cfg.Safety.MaxGrowthIPv4, "max_growth_ipv4", 0, 32)
 		uintAttr(d, sc.Attributes["max_growth_ipv6"], &cfg.Safety.MaxGrowthIPv6, "max_growth_ipv6", 0, 128)
+		s := cfg.Safety
+		for _, f := range []struct {
+			fam                  string
+			minPrefix, maxGrowth int
+		}{{"ipv4", s.MinPrefixIPv4, s.MaxGrowthIPv4}, {"ipv6", s.MinPrefixIPv6, s.MaxGrowthIPv6}} {
+			if a := sc.Attributes["max_growth_"+f.fam]; a != nil && f.maxGrowth > f.minPrefix {
+				d.diags = append(d.diags, &hcl.Diagnostic{
+					Severity: hcl.DiagWarning,
+					Summary:  "Growth limit below the prefix limit",
+					Detail: fmt.Sprintf("max_growth_%s = %d allows less growth than one entry of min_prefix_%s = %d covers: a feed update that adds a /%d is held back whole.",
+						f.fam, f.maxGrowth, f.fam, f.minPrefix, f.minPrefix),
+					Subject: a.Expr.Range().Ptr(),
+				})
+			}
+		}
 	}
 	if b := d.single(c.Blocks, "geoip"); b != nil {
 		d.geoip(b, &cfg.GeoIP)

@@ -182,13 +182,11 @@ func CoverageOf(ps []netip.Prefix) Coverage {
 		sorted[i] = normal(p)
 	}
 	// By address, the broader first at equal addresses: a prefix is inside
-	// the last one counted, or disjoint from everything counted.
-	slices.SortFunc(sorted, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
+	// the last one counted, or disjoint from everything counted. Feed lists
+	// come sorted so.
+	if !slices.IsSortedFunc(sorted, netip.Prefix.Compare) {
+		slices.SortFunc(sorted, netip.Prefix.Compare)
+	}
 	var last netip.Prefix
 	size := new(big.Int)
 	for _, p := range sorted {

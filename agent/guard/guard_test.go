@@ -237,3 +237,26 @@ func TestHost(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFeedUpdate is the guard's work on one update of a feed of 1M
+// entries: screen and the growth check (which screens both versions).
+func BenchmarkFeedUpdate(b *testing.B) {
+	const n = 1 << 20
+	ps := make([]netip.Prefix, n)
+	for i := range ps {
+		a := netip.AddrFrom4([4]byte{byte(11 + i>>18), byte(i >> 10), byte(i >> 2), byte(i << 6)})
+		ps[i] = netip.PrefixFrom(a, 26+i%7).Masked()
+	}
+	var protect []Protected
+	for i := range 1000 {
+		protect = append(protect, Protected{netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32), "allow list"})
+	}
+	g := New(defaults, protect)
+	b.ResetTimer()
+	for range b.N {
+		g.Screen(ps)
+		if err := g.Growth(ps[:n/2], ps); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -388,8 +388,9 @@ func exemptSpace(c *config.Config, ifaces []*iface) []guard.Protected {
 }
 
 // feedGuard is the safety rails feed entries pass: the config's safety
-// limits, and the space no feed may overlap (host, the host's own addresses
-// and default gateways; nil in a replay, which runs for another host).
+// limits, and the space no feed may overlap: exemptSpace and host (the
+// host's own addresses and default gateways; nil in a replay, which runs
+// for the capture's host, not this one).
 func feedGuard(c *config.Config, ifaces []*iface, host []guard.Protected) *guard.Guard {
 	l := guard.Limits{MinBits4: c.Safety.MinPrefixIPv4, MinBits6: c.Safety.MinPrefixIPv6,
 		MaxGrowth4: c.Safety.MaxGrowthIPv4, MaxGrowth6: c.Safety.MaxGrowthIPv6}

@@ -616,8 +616,9 @@ type scoreFeed struct {
 }
 
 // replayFeeds loads the config's feeds that have a path (a replay fetches
-// nothing from the network): block feeds into the block list under their
-// list ids, score feeds as evidence.
+// nothing from the network), screened by the safety rails as in the agent
+// (but for the host's own addresses): block feeds into the block list under
+// their list ids, score feeds as evidence.
 func replayFeeds(cfg *config.Config, want *desired, m *maps.Set, log hclog.Logger) ([]scoreFeed, error) {
 	var out []scoreFeed
 	g := feedGuard(cfg, nil, nil)

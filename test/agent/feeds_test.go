@@ -90,7 +90,8 @@ func TestFeedBlock(t *testing.T) {
 // The host facts come from the agent's namespace, where the test adds an
 // address and default routes. An update that grows the feed's coverage past
 // safety.max_growth_ipv4 is held back with the last good version in force;
-// a reload that relaxes the limit applies it at once.
+// a reload that relaxes the limit applies it at once. An address the host
+// gains takes a good entry that covers it out at the next screening.
 func TestFeedSafety(t *testing.T) {
 	e := newEnv(t)
 	ip := func(args ...string) {
@@ -198,5 +199,21 @@ feed "poisoned" {
 	}
 	if got := e.Send(agenttest.Addr("198.18.60.1"), 20); got != 20 {
 		t.Errorf("%d of 20 frames from a source only 0.0.0.0/0 covers delivered, want 20", got)
+	}
+
+	// The host gains an address a good entry covers: the next screening
+	// (here the one a changed safety block starts) takes the entry out.
+	ip("addr", "add", "198.18.71.5/32", "dev", e.TB.ServerIf)
+	e.WriteConfig("", cfg(0))
+	e.MustCLI("reload")
+	agenttest.WaitFor(t, 10*time.Second, "the entry over the new host address removed", func() bool {
+		_, ok := agenttest.FindEntry(e.List("block"), "198.18.71.5/32")
+		return !ok
+	})
+	if got := e.WaitMetric(5*time.Second, 7, "bulwark_feed_entries_refused", "feed", "poisoned", "reason", "protected"); got != 7 {
+		t.Errorf("refused entries (protected) after the new address: %v, want 7", got)
+	}
+	if _, ok := agenttest.FindEntry(e.List("block"), "198.18.70.0/24"); !ok {
+		t.Errorf("a good entry that covers no host address was removed with the one that does")
 	}
 }

@@ -616,12 +616,12 @@ type scoreFeed struct {
 }
 
 // replayFeeds loads the config's feeds that have a path (a replay fetches
-// nothing from the network): block feeds into the block list under their
-// list ids, score feeds as evidence.
+// nothing from the network), screened by the safety rails as in the agent
+// (but for the host's own addresses): block feeds into the block list under
+// their list ids, score feeds as evidence.
 func replayFeeds(cfg *config.Config, want *desired, m *maps.Set, log hclog.Logger) ([]scoreFeed, error) {
 	var out []scoreFeed
-	exemptList := exemptPrefixes(cfg, nil)
-	exempt := reputation.NewPrefixSet(exemptList)
+	g := feedGuard(cfg, nil, nil)
 	for _, f := range cfg.Feeds {
 		if f.Path == "" {
 			log.Warn("replay: feed has a URL, not a path; it is left out", "feed", f.Name, "url", f.URL)
@@ -633,16 +633,25 @@ func replayFeeds(cfg *config.Config, want *desired, m *maps.Set, log hclog.Logge
 		if err != nil {
 			return nil, fmt.Errorf("feed %q: %w", f.Name, err)
 		}
+		// The safety rails as the agent's: a first version counts its
+		// growth from nothing and is left out if it grows too much.
+		if err := g.Growth(nil, list.Prefixes); err != nil {
+			log.Warn("replay: feed held back by the safety rails; it is left out", "feed", f.Name, "error", err)
+			fmt.Fprintf(os.Stderr, "replay: feed %q is left out: %v\n", f.Name, err)
+			continue
+		}
+		kept, refused := g.Screen(list.Prefixes)
+		if len(refused) > 0 {
+			fmt.Fprintf(os.Stderr, "replay: feed %q: %d entries refused by the safety rails, e.g. %s\n", f.Name, len(refused), refused[0])
+		}
 		if f.Action == "score" {
-			out = append(out, scoreFeed{f.Name, f.Weight, reputation.NewPrefixSet(list.Prefixes)})
+			out = append(out, scoreFeed{f.Name, f.Weight, reputation.NewPrefixSet(kept)})
 			continue
 		}
 		id := want.feedIDs[f.Name]
 		var es []maps.Entry
-		for _, p := range list.Prefixes {
-			if !exemptOverlap(p, exempt, exemptList) {
-				es = append(es, maps.Entry{Prefix: p, ListID: id})
-			}
+		for _, p := range kept {
+			es = append(es, maps.Entry{Prefix: p, ListID: id})
 		}
 		if err := m.Block.Add(es); err != nil {
 			return nil, fmt.Errorf("feed %q: %w", f.Name, err)

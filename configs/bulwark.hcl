@@ -301,6 +301,26 @@ reputation {
 #   allow_shrink   = true
 # }
 
+## Safety rails against a poisoned or broken outside source (threat feeds). An entry from a feed is refused,
+## logged and counted (bulwark_feed_entries_refused{feed,reason}) when it overlaps the host's own addresses
+## (every interface's), a gateway of its default routes, the allow list or reputation.protect (always, not
+## tunable: the entry is refused whole, not narrowed), or when it is broader than the limits below. A feed
+## update that would make the feed cover too much more address space at once is held back like a shrunk one:
+## the last good version stays in force (bulwark_feed_errors_total{kind="growth"}). Optional block.
+safety {
+  ## Entries shorter than this are refused ("too_broad"). Default 8 (a /7 or broader is refused).
+  ## Range 1..32.
+  min_prefix_ipv4 = 8
+  ## The same for IPv6. Default 32 (a /31 or broader is refused). Range 1..128.
+  min_prefix_ipv6 = 32
+  ## An update may add at most the addresses of one /N to the IPv4 space the feed covers (after refused
+  ## entries are left out; the first version counts from nothing). Default 5 (134217728 addresses, eight
+  ## /8s, 1/32 of IPv4). Range 0..32; 0 allows any growth.
+  max_growth_ipv4 = 5
+  ## The same for IPv6. Default 24 (256 /32s). Range 0..128; 0 allows any growth.
+  max_growth_ipv6 = 24
+}
+
 ## Location (optional): MaxMind country and ASN databases (.mmdb) and the score weight of countries and ASNs.
 ##   country_database path of a country database; must exist. Default: none.
 ##   asn_database     path of an ASN database; must exist. Default: none.

@@ -70,6 +70,8 @@ type Config struct {
 	Reputation Reputation
 	// Feeds lists the threat feeds, in config order, with unique names.
 	Feeds []Feed
+	// Safety bounds what sources outside this file (threat feeds) may block.
+	Safety Safety
 	// GeoIP configures the optional location databases and their weights.
 	GeoIP GeoIP
 }
@@ -305,6 +307,21 @@ type Feed struct {
 	AllowShrink bool
 	// Range is the position of the feed block's header in the config file.
 	Range hcl.Range
+}
+
+// Safety holds the rails that keep a poisoned or broken outside source (a threat feed) from cutting the host off.
+// Entries that overlap the host's own addresses, its default gateways, the allow list or reputation.protect are
+// always refused; these are the limits that can be tuned.
+type Safety struct {
+	// MinPrefixIPv4 is the shortest IPv4 prefix length accepted from a source, 1..32 (default 8).
+	MinPrefixIPv4 int
+	// MinPrefixIPv6 is the shortest IPv6 prefix length accepted from a source, 1..128 (default 32).
+	MinPrefixIPv6 int
+	// MaxGrowthIPv4 bounds how many IPv4 addresses one update of a source may add to what it covers: at most
+	// the addresses of one /MaxGrowthIPv4, 0..32 (default 5); 0 allows any growth.
+	MaxGrowthIPv4 int
+	// MaxGrowthIPv6 is MaxGrowthIPv4 for IPv6, 0..128 (default 24).
+	MaxGrowthIPv6 int
 }
 
 // GeoIP configures the optional MaxMind databases and the weights of countries and ASNs.

@@ -979,6 +979,20 @@ test.hcl:6:20: Invalid weight: weight must be at most 100; got 101.`,
 }`,
 		want: `test.hcl:4:5: Unknown weight: "scan" is not a reputation weight; the weights are: rate_anomaly, syn_ratio, port_scan, ratelimit_drops, malformed, repeat.`,
 	}, {
+		name: "safety limits",
+		src: `safety {
+  min_prefix_ipv4 = 0
+  min_prefix_ipv6 = 129
+  max_growth_ipv4 = 33
+  max_growth_ipv6 = -1
+}
+safety {}`,
+		want: `test.hcl:3:21: Invalid min_prefix_ipv4: min_prefix_ipv4 must be > 0; got 0.
+test.hcl:4:21: Invalid min_prefix_ipv6: min_prefix_ipv6 must be at most 128; got 129.
+test.hcl:5:21: Invalid max_growth_ipv4: max_growth_ipv4 must be at most 32; got 33.
+test.hcl:6:21: Invalid max_growth_ipv6: max_growth_ipv6 must be at least 0; got -1.
+test.hcl:8:1: Duplicate safety block: Only one safety block is allowed; the first is at test.hcl:2:1.`,
+	}, {
 		name: "bad country code",
 		src: `geoip {
   country_database = "$TMP/missing.mmdb"
@@ -1054,6 +1068,28 @@ metrics {}`,
 				t.Errorf("got:\n%s\nwant:\n%s", got, c.want)
 			}
 		})
+	}
+}
+
+// TestSafetyValues: the safety keys reach the Config; a growth limit that
+// one accepted entry can exceed is a warning, not an error.
+func TestSafetyValues(t *testing.T) {
+	cfg, diags := ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+safety {
+  min_prefix_ipv4 = 3
+  min_prefix_ipv6 = 48
+  max_growth_ipv4 = 0
+  max_growth_ipv6 = 56
+}`), Options{SkipInterfaceCheck: true})
+	if diags.HasErrors() {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	if want := (Safety{MinPrefixIPv4: 3, MinPrefixIPv6: 48, MaxGrowthIPv4: 0, MaxGrowthIPv6: 56}); cfg.Safety != want {
+		t.Errorf("safety %+v, want %+v", cfg.Safety, want)
+	}
+	const wantDiags = `test.hcl:6:21: warning: Growth limit below the prefix limit: max_growth_ipv6 = 56 allows less growth than one entry of min_prefix_ipv6 = 48 covers: a feed update that adds a /48 is held back whole.`
+	if got := FormatDiagnostics(diags); got != wantDiags {
+		t.Errorf("diagnostics:\n%s\nwant\n%s", got, wantDiags)
 	}
 }
 

@@ -53,6 +53,7 @@ func defaults() *Config {
 		Log:     Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
 		Control: Control{Socket: DefaultControlSocket},
 		Maps:    defaultMaps(),
+		Safety:  Safety{MinPrefixIPv4: 8, MinPrefixIPv6: 32, MaxGrowthIPv4: 5, MaxGrowthIPv6: 24},
 		Events:  Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
 		Reputation: Reputation{
 			Mode:          "off",
@@ -82,7 +83,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "allow"}, {Type: "block"}, {Type: "limits"}, {Type: "metrics"}, {Type: "log"}, {Type: "control"},
 		{Type: "maps"}, {Type: "events"}, {Type: "reputation"},
 		{Type: "feed", LabelNames: []string{"name"}},
-		{Type: "geoip"},
+		{Type: "geoip"}, {Type: "safety"},
 	},
 }
 
@@ -146,6 +147,29 @@ func (d *decoder) root(body hcl.Body) *Config {
 			cfg.Reputation.MaxVerdicts, cfg.Maps.Verdicts)
 	}
 	d.feeds(c.Blocks.OfType("feed"), cfg)
+	if b := d.single(c.Blocks, "safety"); b != nil {
+		sc := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "min_prefix_ipv4"}, {Name: "min_prefix_ipv6"},
+			{Name: "max_growth_ipv4"}, {Name: "max_growth_ipv6"}}})
+		uintAttr(d, sc.Attributes["min_prefix_ipv4"], &cfg.Safety.MinPrefixIPv4, "min_prefix_ipv4", 1, 32)
+		uintAttr(d, sc.Attributes["min_prefix_ipv6"], &cfg.Safety.MinPrefixIPv6, "min_prefix_ipv6", 1, 128)
+		uintAttr(d, sc.Attributes["max_growth_ipv4"], &cfg.Safety.MaxGrowthIPv4, "max_growth_ipv4", 0, 32)
+		uintAttr(d, sc.Attributes["max_growth_ipv6"], &cfg.Safety.MaxGrowthIPv6, "max_growth_ipv6", 0, 128)
+		s := cfg.Safety
+		for _, f := range []struct {
+			fam                  string
+			minPrefix, maxGrowth int
+		}{{"ipv4", s.MinPrefixIPv4, s.MaxGrowthIPv4}, {"ipv6", s.MinPrefixIPv6, s.MaxGrowthIPv6}} {
+			if a := sc.Attributes["max_growth_"+f.fam]; a != nil && f.maxGrowth > f.minPrefix {
+				d.diags = append(d.diags, &hcl.Diagnostic{
+					Severity: hcl.DiagWarning,
+					Summary:  "Growth limit below the prefix limit",
+					Detail: fmt.Sprintf("max_growth_%s = %d allows less growth than one entry of min_prefix_%s = %d covers: a feed update that adds a /%d is held back whole.",
+						f.fam, f.maxGrowth, f.fam, f.minPrefix, f.minPrefix),
+					Subject: a.Expr.Range().Ptr(),
+				})
+			}
+		}
+	}
 	if b := d.single(c.Blocks, "geoip"); b != nil {
 		d.geoip(b, &cfg.GeoIP)
 	}

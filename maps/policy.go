@@ -174,6 +174,14 @@ type Policy struct {
 // MaxRules is how many rules a policy may have besides the default.
 const MaxRules = 253
 
+// The layout of list ids (the list_hits map): 0-3 are the run-time and
+// config lists, each list file of the config takes one id from
+// FirstFileList, each block feed one from FirstFeedList up to the map's size.
+const (
+	FirstFileList = 4
+	FirstFeedList = 512
+)
+
 // Rule ids of the limits that hold when per-source state does not, as in
 // bpf/common.h.
 const (

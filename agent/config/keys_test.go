@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,13 @@ func TestKeysAreInReference(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join("..", "..", "configs", "bulwark.hcl"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The limits the datapath owns, as the reference states them.
+	for _, limit := range []string{fmt.Sprintf("At most %d rules.", maxRules), fmt.Sprintf("%d files in allow and block", MaxListFiles),
+		fmt.Sprintf("At most %d feeds with action = \"block\"", MaxBlockFeeds), fmt.Sprintf("At most %d classes", maxClasses)} {
+		if !strings.Contains(string(src), limit) {
+			t.Errorf("configs/bulwark.hcl does not say %q", limit)
+		}
 	}
 	for _, k := range Keys() {
 		last := k[strings.LastIndexByte(k, '.')+1:]

@@ -106,7 +106,7 @@ func restartNeeded(old, cfg *config.Config) error {
 		}
 	}
 	if len(keys) > 0 {
-		return fmt.Errorf("restart needed: %s (a reload cannot change it; the running config is kept)", strings.Join(keys, ", "))
+		return fmt.Errorf("restart needed: %s (a reload cannot apply it; the running config is kept)", strings.Join(keys, ", "))
 	}
 	return nil
 }

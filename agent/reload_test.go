@@ -105,7 +105,7 @@ func TestRestartNeededNamesEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = restartNeeded(base, parseKeys(t, dir, src))
-	const want = "restart needed: pin_dir, maps.sources (a reload cannot change it; the running config is kept)"
+	const want = "restart needed: pin_dir, maps.sources (a reload cannot apply it; the running config is kept)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)
 	}

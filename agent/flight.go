@@ -29,7 +29,7 @@ type recorderSet struct {
 	recs   []*recorder.Recorder
 	ifaces []*iface       // parallel to recs
 	base   recorder.Stats // final counts of the sets this one replaced
-	cancel func()         // ends the recorders' Run
+	cancel func()         // ends the recorders' Run; set by runRecorders
 	done   sync.WaitGroup // their goroutines
 }
 
@@ -43,7 +43,7 @@ func recorderSettingsChanged(old, c config.Events) bool {
 // c.Dir/<interface> (created now); it starts nothing. An empty c.Dir gives
 // an empty set.
 func (a *Agent) newRecorders(c config.Events) (*recorderSet, error) {
-	set := &recorderSet{cancel: func() {}}
+	set := &recorderSet{}
 	if c.Dir == "" {
 		return set, nil
 	}
@@ -68,7 +68,7 @@ func (a *Agent) startRecorders(c config.Events) {
 	if err != nil {
 		a.log.Error("flight recorder not started; drops are not recorded", "error", err)
 		a.mapErrs.WithLabelValues("events").Inc()
-		set = &recorderSet{cancel: func() {}}
+		set = &recorderSet{}
 	}
 	a.runRecorders(set)
 	a.recorders.Store(set)
@@ -79,7 +79,8 @@ func (a *Agent) startRecorders(c config.Events) {
 func (a *Agent) runRecorders(set *recorderSet) {
 	ctx, cancel := context.WithCancel(context.Background())
 	set.cancel = cancel
-	kept := set.recs[:0]
+	var recs []*recorder.Recorder
+	var ifaces []*iface
 	for i, rec := range set.recs {
 		it := set.ifaces[i]
 		rd, err := it.dp.Maps.Events()
@@ -91,9 +92,9 @@ func (a *Agent) runRecorders(set *recorderSet) {
 			defer rd.Close()
 			rec.Run(ctx, recorder.RingbufReadFunc(rd, 500*time.Millisecond))
 		})
-		kept = append(kept, rec)
+		recs, ifaces = append(recs, rec), append(ifaces, it)
 	}
-	set.recs = kept
+	set.recs, set.ifaces = recs, ifaces
 }
 
 // stopRecorders ends the running recorders and waits until their files are

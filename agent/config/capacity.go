@@ -105,7 +105,7 @@ func (d *decoder) checkCapacity(cfg *Config, allowAt, blockAt listSources, mapsA
 		}
 		for is4, n := range perFamily {
 			if n > cfg.Maps.Classes {
-				d.errorf(c.Range, "Class map too small", "The classes hold %d %s prefixes up to here, more than maps classes (%d) allows; raise it%s",
+				d.errorf(c.Range, "Class map too small", "The classes hold %d %s prefixes up to here, more than their map holds: maps classes is %d entries; raise it%s",
 					n, family(is4), cfg.Maps.Classes, setAt(mapsAttrs["classes"]))
 				return
 			}
@@ -138,12 +138,12 @@ func (d *decoder) checkListCapacity(name string, l List, rng hcl.Range, hosts, p
 	for _, is4 := range []bool{true, false} {
 		if n := count[kind{is4, true}]; n > hosts {
 			key := name + "_hosts"
-			d.errorf(rng, "List map too small", "The %s list has %d %s host addresses, more than maps %s (%d) allows; raise it%s",
+			d.errorf(rng, "List map too small", "The %s list has %d %s hosts, more than its map holds: maps %s is %d entries; raise it%s",
 				name, n, family(is4), key, hosts, setAt(mapsAttrs[key]))
 		}
 		if n := count[kind{is4, false}]; n > prefixes {
 			key := name + "_prefixes"
-			d.errorf(rng, "List map too small", "The %s list has %d %s prefixes, more than maps %s (%d) allows; raise it%s",
+			d.errorf(rng, "List map too small", "The %s list has %d %s prefixes, more than its map holds: maps %s is %d entries; raise it%s",
 				name, n, family(is4), key, prefixes, setAt(mapsAttrs[key]))
 		}
 	}

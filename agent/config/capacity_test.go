@@ -57,10 +57,10 @@ func TestCapacity(t *testing.T) {
 allow { cidrs = ["198.18.0.1", "198.18.0.2", "2001:2::1", "2001:2::2", "198.18.0.1/32"] }`, ""},
 		{"allow hosts past the limit", `maps { allow_hosts = 2 }
 allow { cidrs = ["198.18.0.1", "198.18.0.2", "198.18.0.3"] }`,
-			"test.hcl:3:1: List map too small: The allow list has 3 IPv4 host addresses, more than maps allow_hosts (2) allows; raise it (set at test.hcl:2:8)."},
+			"test.hcl:3:1: List map too small: The allow list has 3 IPv4 hosts, more than its map holds: maps allow_hosts is 2 entries; raise it (set at test.hcl:2:8)."},
 		{"block prefixes past the default", `block { cidrs = ["2001:2::/48", "2001:2:1::/48"] }
 maps { block_prefixes = 1 }`,
-			"test.hcl:2:1: List map too small: The block list has 2 IPv6 prefixes, more than maps block_prefixes (1) allows; raise it (set at test.hcl:3:8)."},
+			"test.hcl:2:1: List map too small: The block list has 2 IPv6 prefixes, more than its map holds: maps block_prefixes is 1 entries; raise it (set at test.hcl:3:8)."},
 		{"class prefixes past the limit", `maps { classes = 1 }
 limits {
   class "a" {
@@ -71,7 +71,7 @@ limits {
     cidrs = ["198.18.1.0/24"]
     multiplier = 2
   }
-}`, "test.hcl:8:3: Class map too small: The classes hold 2 IPv4 prefixes up to here, more than maps classes (1) allows; raise it (set at test.hcl:2:8)."},
+}`, "test.hcl:8:3: Class map too small: The classes hold 2 IPv4 prefixes up to here, more than their map holds: maps classes is 1 entries; raise it (set at test.hcl:2:8)."},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, diags := ParseWithOptions("test.hcl", []byte("interface \"eth0\" {}\n"+c.src), skipIfCheck)

@@ -170,6 +170,22 @@ func TestReloadEveryKeyAgent(t *testing.T) {
 			t.Fatalf("%s: the base config reloaded gives other policy maps than at start", key)
 		}
 	}
+
+	// An events.dir that cannot be made refuses the reload, and the recorder goes on in the old one.
+	agenttest.WriteFile(t, filepath.Join(e.Dir, "a-file"), "")
+	src, err := agenttest.Edit(baseSrc, []agenttest.Setting{{Block: []string{"events"}, Attr: "dir", Value: `"$DIR/a-file/drops"`}}, nil, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WriteFile(t, e.CfgPath, string(src))
+	if r := reload("events.dir under a file"); r.Code == 0 || !strings.Contains(r.Stderr, "events.dir") {
+		t.Errorf("reload to an events.dir under a file: %s, want it refused naming events.dir", r)
+	}
+	before := e.Metrics().Get("bulwark_flight_recorder_samples_total")
+	e.Send(blocked, 20)
+	if got := e.WaitMetric(20*time.Second, before+20, "bulwark_flight_recorder_samples_total"); got != before+20 {
+		t.Errorf("after the refused reload the recorder wrote %v of 20 sampled drops, want 20", got-before)
+	}
 }
 
 // observe checks that a reload changing key (and nothing else) took effect.

@@ -169,13 +169,16 @@ var (
 	t0    time.Time // the start of the traffic
 )
 
-// say prints one timeline line, not interleaved with others.
-func say(format string, args ...any) { sayAt(time.Since(t0), format, args...) }
-
-// sayAt prints one timeline line about what happened at t.
-func sayAt(t time.Duration, format string, args ...any) {
+// say prints one timeline line, in order with the others.
+func say(format string, args ...any) {
 	outMu.Lock()
 	defer outMu.Unlock()
+	printAt(time.Since(t0), format, args...)
+}
+
+// printAt prints one timeline line about what happened at t, for a caller
+// that holds outMu.
+func printAt(t time.Duration, format string, args ...any) {
 	fmt.Printf("   t=%4.1fs  "+format+"\n", append([]any{t.Seconds()}, args...)...)
 }
 
@@ -611,41 +614,51 @@ func pollVerdicts(sock string, byKey map[string]*source, unexpected *sync.Map) e
 			}
 			continue
 		}
-		ph := int32(phaseOf(v.Action))
 		s.mu.Lock()
 		known := len(s.verdicts) > 0 && s.verdicts[len(s.verdicts)-1].action == v.Action
 		s.mu.Unlock()
 		if known {
 			continue
 		}
-		if s.verdict != "" {
-			// Frames sent from now on are counted in the verdict's phase.
-			s.enter(ph)
-		}
-		sv := seenVerdict{action: v.Action, at: time.Since(t0), score: float64(v.Score)}
-		var x explainReply
-		if err := cliJSON(sock, &x, "explain", "--json", p.Addr().String()); err == nil && x.Active != nil {
-			sv.score, sv.why = x.Active.Score, components(x.Active.Components)
-		}
-		s.mu.Lock()
-		first := len(s.verdicts) == 0
-		s.verdicts = append(s.verdicts, sv)
-		s.mu.Unlock()
-		sayAt(sv.at, "engine: %s %s (%s), score %.0f: %s", v.Action, key, s.name, sv.score, sv.why)
-		if first && s.explain {
-			text, err := exec.Command(*bin, "--socket", sock, "explain", p.Addr().String()).CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("bulwark explain: %v: %s", err, text)
-			}
-			outMu.Lock()
-			fmt.Printf("\n   $ bulwark explain %s\n", p.Addr())
-			for _, l := range strings.Split(strings.TrimRight(string(text), "\n"), "\n") {
-				fmt.Println("   | " + l)
-			}
-			fmt.Println()
-			outMu.Unlock()
+		if err := showVerdict(sock, s, key, p.Addr(), v.Action, float64(v.Score)); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// showVerdict records a verdict the demo sees for the first time and
+// prints it (with `bulwark explain` for the source chosen). It holds the
+// output meanwhile, so the timeline stays in order.
+func showVerdict(sock string, s *source, key string, a netip.Addr, action string, score float64) error {
+	outMu.Lock()
+	defer outMu.Unlock()
+	if s.verdict != "" {
+		// Frames sent from now on are counted in the verdict's phase.
+		s.enter(int32(phaseOf(action)))
+	}
+	sv := seenVerdict{action: action, at: time.Since(t0), score: score}
+	var x explainReply
+	if err := cliJSON(sock, &x, "explain", "--json", a.String()); err == nil && x.Active != nil {
+		sv.score, sv.why = x.Active.Score, components(x.Active.Components)
+	}
+	s.mu.Lock()
+	first := len(s.verdicts) == 0
+	s.verdicts = append(s.verdicts, sv)
+	s.mu.Unlock()
+	printAt(sv.at, "engine: %s %s (%s), score %.0f: %s", action, key, s.name, sv.score, sv.why)
+	if !first || !s.explain {
+		return nil
+	}
+	text, err := exec.Command(*bin, "--socket", sock, "explain", a.String()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("bulwark explain: %v: %s", err, text)
+	}
+	fmt.Printf("\n   $ bulwark explain %s\n", a)
+	for _, l := range strings.Split(strings.TrimRight(string(text), "\n"), "\n") {
+		fmt.Println("   | " + l)
+	}
+	fmt.Println()
 	return nil
 }
 
@@ -685,13 +698,17 @@ func components(c map[string]float64) string {
 // The engine's baseline (the median source) is learnt from the first
 // seconds. With more ordinary clients than other sources, every client
 // under 10 packets/s, it stays at its floor of 10 packets/s, so each
-// source's score follows from its own rates (README, "Reputation"):
-//   - the partner, 400 pps (40x): rate_anomaly 29 of 50: no verdict;
-//   - a flood held by the limits, 1000 or 2000 pps (100x, 200x):
-//     rate_anomaly 45 or 50, plus ratelimit_drops 30: 75 or 80, throttled,
-//     never blocked (both components are at most 80 together);
-//   - the SYN flood adds syn_ratio 40, the scan syn_ratio 40 and port_scan
-//     60: at the cap of 100, blocked.
+// source's score follows from its own rates (README, "Reputation:
+// explainable risk scores"):
+//   - the partner, 400 pps (40x): rate_anomaly 29 of 50, no verdict;
+//   - the UDP and the IPv6 flood, 2000 and 1000 pps (200x, 100x):
+//     rate_anomaly 50 and 45, plus ratelimit_drops 30: 80 and 75,
+//     throttled, never blocked (those two components make 80 at most);
+//   - the SYN flood, 1000 SYN/s, adds syn_ratio 40 to both: blocked, as
+//     long as it reaches 184 SYN/s (rate_anomaly 15), as even a busy
+//     machine does;
+//   - the scan, 100 SYN/s each to a new port: syn_ratio 40 and port_scan
+//     60, blocked.
 func scenario() []*source {
 	host := func(s string) func(int) netip.Addr {
 		a := netip.MustParseAddr(s)
@@ -720,7 +737,7 @@ func scenario() []*source {
 		&source{name: "UDP flood", addr: host("198.18.3.66"), key: "198.18.3.66", pps: 2000, start: floodAt,
 			verdict: "throttle", lim: &limit{200, 200}, explain: true,
 			expected: "200 pps + 200, throttled: 20 pps + 20", check: heldThenVerdict},
-		&source{name: "SYN flood", addr: host("198.18.4.4"), key: "198.18.4.4", pps: 500, syn: true, start: floodAt,
+		&source{name: "SYN flood", addr: host("198.18.4.4"), key: "198.18.4.4", pps: 1000, syn: true, start: floodAt,
 			verdict: "block", lim: &limit{20, 40},
 			expected: "20 SYN/s + 40, blocked: none", check: heldThenVerdict},
 		&source{name: "IPv6 /64 rotator", addr: func(i int) netip.Addr {
@@ -992,7 +1009,7 @@ func report(srcs []*source, st *statusReply, others []string) bool {
 	fmt.Println("\n== the reputation engine's verdicts (as `bulwark verdicts list` showed them appear;")
 	fmt.Println("   AFTER: frames sent once the demo saw the verdict in force, and how many of them got through)")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tROLE\tVERDICT\tSCORE\tIN FORCE FROM\tSENT AFTER\tDELIVERED AFTER\tEXPECTED\tRESULT")
+	fmt.Fprintln(tw, "SOURCE\tROLE\tVERDICT\tSCORE\tSEEN AT\tSENT AFTER\tDELIVERED AFTER\tEXPECTED\tRESULT")
 	var quiet []string
 	for _, s := range srcs {
 		vs := s.seen()

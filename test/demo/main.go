@@ -373,7 +373,13 @@ func run() (bool, error) {
 			return
 		}
 		s := byKey["198.18.5.5"]
-		s.sentBeforeHand.Store(s.total(&s.sent))
+		// What it sent so far has reached the server before the block
+		// (bounded wait: a frame can sit in the veth queue a moment).
+		before := s.total(&s.sent)
+		s.sentBeforeHand.Store(before)
+		for deadline := time.Now().Add(2 * time.Second); s.delivered[phaseOpen].Load() < before && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
 		out, err := exec.Command(*bin, "--socket", sock, "block", "add", s.key, "--ttl", "5m",
 			"--reason", "demo: operator blocks a source by hand").CombinedOutput()
 		if err != nil {
@@ -392,8 +398,13 @@ func run() (bool, error) {
 	pollWG.Add(1)
 	go func() {
 		defer pollWG.Done()
+		var failing time.Time // since when every poll failed
 		for {
-			if err := pollVerdicts(sock, byKey, &unexpected); err != nil {
+			if err := pollVerdicts(sock, byKey, &unexpected); err == nil {
+				failing = time.Time{}
+			} else if failing.IsZero() {
+				failing = time.Now()
+			} else if time.Since(failing) > 10*time.Second {
 				fail <- err
 				return
 			}

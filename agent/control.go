@@ -516,11 +516,11 @@ func (a *Agent) handleSources(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "sort %q: want pps, dropped or score", by)
 		return
 	}
-	limit := 20
+	limit := api.DefaultSources
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			fail(w, http.StatusBadRequest, "limit %q: want 1 to 1000", s)
+		if err != nil || n < 1 || n > api.MaxSources {
+			fail(w, http.StatusBadRequest, "limit %q: want 1 to %d", s, api.MaxSources)
 			return
 		}
 		limit = n

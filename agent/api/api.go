@@ -37,6 +37,12 @@ const (
 	MaxReasonLen   = 256
 )
 
+// Bounds of GET /v1/sources: the limit, and the limit when none is given.
+const (
+	MaxSources     = 1000
+	DefaultSources = 20
+)
+
 // Bounds of a live capture request.
 const (
 	MaxCaptureCount   = 10000

@@ -41,7 +41,7 @@ func (topCmd) Help() string {
 
 const (
 	topMinInterval = 200 * time.Millisecond
-	topMaxLimit    = 1000
+	topMaxLimit    = api.MaxSources
 	topDefaultRows = 20
 	// topChromeRows is how many terminal rows the header, the table's
 	// title row and the key help take.

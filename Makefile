@@ -14,7 +14,7 @@ NFT_SIZES ?= 10000,100000,1000000
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## install what is missing (clang, llvm, libbpf-dev, iproute2, nftables) with apt-get
+deps: ## install what is missing with apt-get (clang, llvm, iproute2, procps, ethtool, nftables...: see scripts/deps.sh)
 	@scripts/deps.sh
 
 generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)

@@ -23,8 +23,8 @@ generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)
 build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/bulwark ./cmd/bulwark
 
-test: deps ## run every test, as root (privileged tests skip loudly otherwise)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
+	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
 
 bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, agent RSS, nftables; bench/results.json, docs/benchmarks.md
 	@mkdir -p bench docs

@@ -403,16 +403,8 @@ func (e *Env) Frame(src netip.Addr, seq uint64) []byte {
 // receiver to settle; it returns how many of them arrived.
 func (e *Env) Send(src netip.Addr, n int) int {
 	e.T.Helper()
-	before := e.Rcv.Count(src)
-	sent, _, err := e.Snd.Send([][]byte{e.Frame(src, 1)}, n, time.Now().Add(time.Minute), 0)
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	if sent[0] != n {
-		e.T.Fatalf("sent %d of %d frames from %s", sent[0], n, src)
-	}
-	e.Rcv.Settle(100*time.Millisecond, 10*time.Second)
-	return e.Rcv.Count(src) - before
+	got, _ := e.send(src, n)
+	return got
 }
 
 // SendFlood sends n frames from src, a source the agent has not seen, as
@@ -423,6 +415,16 @@ func (e *Env) Send(src netip.Addr, n int) int {
 // machine that stretches the sends does not fail the check.
 func (e *Env) SendFlood(src netip.Addr, n, burst, pps int) (int, bool) {
 	e.T.Helper()
+	got, took := e.send(src, n)
+	hi := burst + int(math.Ceil(float64(pps)*(took+10*time.Millisecond).Seconds())) + 1
+	return got, got >= min(n, burst) && got <= hi
+}
+
+// send sends n frames from src as fast as possible, waits for the receiver
+// to settle, and returns how many arrived and the time from the first send
+// to the last.
+func (e *Env) send(src netip.Addr, n int) (int, time.Duration) {
+	e.T.Helper()
 	before := e.Rcv.Count(src)
 	sent, took, err := e.Snd.Send([][]byte{e.Frame(src, 1)}, n, time.Now().Add(time.Minute), 0)
 	if err != nil {
@@ -432,9 +434,7 @@ func (e *Env) SendFlood(src netip.Addr, n, burst, pps int) (int, bool) {
 		e.T.Fatalf("sent %d of %d frames from %s", sent[0], n, src)
 	}
 	e.Rcv.Settle(100*time.Millisecond, 10*time.Second)
-	got := e.Rcv.Count(src) - before
-	hi := burst + int(math.Ceil(float64(pps)*(took+10*time.Millisecond).Seconds())) + 1
-	return got, got >= min(n, burst) && got <= hi
+	return e.Rcv.Count(src) - before, took
 }
 
 // Metrics scrapes the agent's /metrics at MetricsAddr from inside the

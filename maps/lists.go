@@ -222,6 +222,20 @@ func putEach[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	return nil
 }
 
+// mapKey returns the map that holds a normalised prefix and its key there.
+func (l *List) mapKey(p netip.Prefix) (*ebpf.Map, any) {
+	switch {
+	case p.Addr().Is4() && p.Bits() == 32:
+		return l.hosts4, host4(p.Addr())
+	case p.Addr().Is4():
+		return l.nets4, lpm4(p)
+	case p.Bits() == 128:
+		return l.hosts6, host6(p.Addr())
+	default:
+		return l.nets6, lpm6(p)
+	}
+}
+
 // Delete removes entries by prefix; prefixes not present are ignored.
 func (l *List) Delete(prefixes []netip.Prefix) error {
 	l.set.mu.Lock()
@@ -231,18 +245,7 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 		if err != nil {
 			return fmt.Errorf("%s list: %w", l.name, err)
 		}
-		var m *ebpf.Map
-		var key any
-		switch {
-		case p.Addr().Is4() && p.Bits() == 32:
-			m, key = l.hosts4, host4(p.Addr())
-		case p.Addr().Is4():
-			m, key = l.nets4, lpm4(p)
-		case p.Bits() == 128:
-			m, key = l.hosts6, host6(p.Addr())
-		default:
-			m, key = l.nets6, lpm6(p)
-		}
+		m, key := l.mapKey(p)
 		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("%s list: delete %s: %w", l.name, p, err)
 		}
@@ -251,51 +254,21 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 	return l.set.clearIfEmptyLocked(map[uint32]*ebpf.Map{h4: l.hosts4, h6: l.hosts6, b4: l.nets4, b6: l.nets6})
 }
 
-// Entries lists every entry of the list.
+// Entries lists every entry of the list, read in batches.
 func (l *List) Entries() ([]Entry, error) {
 	var out []Entry
-	var v bpf.BulwarkListValue
-	{
-		var k [4]byte
-		it := l.hosts4.Iterate()
-		for it.Next(&k, &v) {
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom4(k), 32), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv4 hosts: %w", l.name, err)
-		}
-	}
-	{
-		var k [16]byte
-		it := l.hosts6.Iterate()
-		for it.Next(&k, &v) {
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom16(k), 128), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv6 hosts: %w", l.name, err)
-		}
-	}
-	{
-		var k bpf.BulwarkLpmV4Key
-		it := l.nets4.Iterate()
-		for it.Next(&k, &v) {
-			var a [4]byte
-			binary.LittleEndian.PutUint32(a[:], k.Addr)
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom4(a), int(k.Prefixlen)), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv4 prefixes: %w", l.name, err)
-		}
-	}
-	{
-		var k bpf.BulwarkLpmV6Key
-		it := l.nets6.Iterate()
-		for it.Next(&k, &v) {
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Prefixlen)), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv6 prefixes: %w", l.name, err)
-		}
+	err := l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
+		out = append(out, Entry{p, v.ListId, v.ExpiresNs})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// prefixOf4 is the prefix an IPv4 trie key stands for.
+func prefixOf4(k bpf.BulwarkLpmV4Key) netip.Prefix {
+	var a [4]byte
+	binary.LittleEndian.PutUint32(a[:], k.Addr)
+	return netip.PrefixFrom(netip.AddrFrom4(a), int(k.Prefixlen))
 }

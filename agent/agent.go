@@ -400,8 +400,7 @@ func monotonicNow() uint64 {
 }
 
 // sweepExpired deletes runtime list entries whose TTL passed. The datapath
-// already ignores them; this frees their slots. The lists are read without
-// a.mu; only the deletes take it.
+// already ignores them; this frees their slots. Only the deletes take a.mu.
 func (a *Agent) sweepExpired() {
 	st := a.state.Load()
 	if st == nil {
@@ -410,16 +409,12 @@ func (a *Agent) sweepExpired() {
 	now := monotonicNow()
 	for _, it := range st.ifaces {
 		for _, l := range []*maps.List{it.dp.Maps.Allow, it.dp.Maps.Block} {
-			gone, err := l.Expired(now)
-			if err != nil {
-				a.log.Warn("sweep: list entries", "error", err)
-				continue
-			}
+			gone := l.Expired(now)
 			if len(gone) == 0 {
 				continue
 			}
 			a.mu.Lock()
-			err = l.DeleteExpired(gone, now)
+			err := l.DeleteExpired(gone, now)
 			a.mu.Unlock()
 			if err != nil {
 				a.log.Warn("sweep: delete expired", "error", err)

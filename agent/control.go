@@ -483,12 +483,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			continue // lists and verdicts are the same on every interface
 		}
-		lc, err := it.dp.Maps.ListCounts(now)
-		if err != nil {
-			fail(w, http.StatusInternalServerError, "read lists: %v", err)
-			return
-		}
-		for name, c := range lc {
+		for name, c := range it.dp.Maps.ListCounts(now) {
 			st.Lists[name] = map[string]int{"ipv4": c.IPv4, "ipv6": c.IPv6}
 		}
 		vc, err := it.dp.Maps.VerdictCounts(now)

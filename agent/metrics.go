@@ -36,7 +36,7 @@ type datapathReader interface {
 	ListHits(n int) ([]uint64, error)
 	MaxLists() int
 	CountSources() (int, error)
-	ListCounts(now uint64) (map[string]maps.ListCount, error)
+	ListCounts(now uint64) map[string]maps.ListCount
 	VerdictCounts(now uint64) (map[maps.VerdictAction]int, error)
 }
 
@@ -154,13 +154,9 @@ func collectIface(ch chan<- prometheus.Metric, v *metricsView, it metricsIface, 
 		return errs
 	}
 	now := monotonicNow()
-	if lc, err := m.ListCounts(now); err == nil {
-		for name, c := range lc {
-			ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(c.IPv4), name, "ipv4")
-			ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(c.IPv6), name, "ipv6")
-		}
-	} else {
-		errs++
+	for name, c := range m.ListCounts(now) {
+		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(c.IPv4), name, "ipv4")
+		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(c.IPv6), name, "ipv6")
 	}
 	if vc, err := m.VerdictCounts(now); err == nil {
 		for act, n := range vc {

@@ -117,3 +117,30 @@ func TestBatchReads(t *testing.T) {
 		t.Fatalf("VerdictCounts = %v, want one block and one throttle", vc)
 	}
 }
+
+// TestCountSourcesEstimate fills a sources map far past maps.SourceSample:
+// the count, estimated from a sample of the hash buckets, is within 3 % of
+// what was written (its standard error is about 0.4 %).
+func TestCountSourcesEstimate(t *testing.T) {
+	sizes := testutil.SmallSizes()
+	sizes.Sources = 1 << 19
+	d := testutil.Load(t, testutil.Setup{Sizes: sizes, Policy: maps.Policy{IPv6Prefix: 128}})
+	const n = 400_000
+	src := make([]maps.Source, n)
+	base := netip.MustParseAddr("2001:2::").As16()
+	for i := range src {
+		a := base
+		a[13], a[14], a[15] = byte(i>>16), byte(i>>8), byte(i)
+		src[i].Source = netip.PrefixFrom(netip.AddrFrom16(a), 128)
+	}
+	if err := d.Maps.WriteSources(src); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Maps.CountSources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got < n*97/100 || got > n*103/100 {
+		t.Fatalf("CountSources = %d, want %d within 3 %%", got, n)
+	}
+}

@@ -67,7 +67,8 @@ type Agent struct {
 	runCtx    context.Context
 	recorders []*recorder.Recorder    // per interface; set at start only
 	names     atomic.Pointer[desired] // for readers that must not wait on a.mu
-	state     atomic.Pointer[readState] // what readers see; published under a.mu
+
+	state atomic.Pointer[readState] // what readers see; published under a.mu
 }
 
 // New makes an agent for the config at path; Run starts it.

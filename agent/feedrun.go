@@ -21,7 +21,7 @@ import (
 
 // Feed list ids start here; config reconciles leave ids at or above it to
 // the feeds, as they leave the run-time ids to the CLI.
-const firstFeedList uint32 = 512
+const firstFeedList uint32 = maps.FirstFeedList
 
 // feedRunner keeps one threat feed current: it refreshes on its schedule,
 // keeps the last good list when an update fails or grows too much at once,

@@ -17,7 +17,7 @@ const (
 	ListRuntimeBlock uint32 = 1
 	ListConfigAllow  uint32 = 2
 	ListConfigBlock  uint32 = 3
-	firstFileList    uint32 = 4
+	firstFileList    uint32 = maps.FirstFileList
 )
 
 // desired is what a config asks of the datapath.
@@ -90,8 +90,8 @@ func desiredFrom(c *config.Config) (*desired, error) {
 			into[pfx] = inline
 		}
 		for _, f := range list.Files {
-			if int(next) >= int(d.sizes.Lists) {
-				return fmt.Errorf("too many list files: at most %d", d.sizes.Lists-firstFileList)
+			if next >= firstFeedList {
+				return fmt.Errorf("too many list files: at most %d", firstFeedList-firstFileList)
 			}
 			d.listNames[next] = kind + ":" + filepath.Base(f.Path)
 			for _, pfx := range f.Entries {

@@ -173,6 +173,14 @@ type Policy struct {
 	NewSources Limit
 }
 
+// The layout of list ids (the list_hits map): 0-3 are the run-time and
+// config lists, each list file of the config takes one id from
+// FirstFileList, each block feed one from FirstFeedList up to the map's size.
+const (
+	FirstFileList = 4
+	FirstFeedList = 512
+)
+
 // Rule ids of the limits that hold when per-source state does not
 // (bpf/common.h enum limits).
 const (

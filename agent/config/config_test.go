@@ -292,6 +292,8 @@ func TestReference(t *testing.T) {
 
 	// With its optional settings enabled, it must still be valid.
 	full := withMMDB(t, uncommentSettings.ReplaceAllString(string(src), "$1"))
+	feedFile := writeFile(t, t.TempDir(), "abuseipdb.json", "[]")
+	full = strings.ReplaceAll(full, "/var/lib/bulwark/feeds/abuseipdb.json", feedFile)
 	cfg, diags = ParseWithOptions("reference-full.hcl", []byte(full), skipIfCheck)
 	if len(diags) != 0 {
 		t.Fatalf("reference.hcl with optional settings enabled:\n%s", FormatDiagnostics(diags))
@@ -557,8 +559,8 @@ func TestTooManyRulesAndClasses(t *testing.T) {
 	}
 	b.WriteString("}\n")
 	_, diags := ParseWithOptions("test.hcl", []byte(b.String()), skipIfCheck)
-	const want = "test.hcl:1273:3: Too many rules: At most 254 rules are allowed; this is rule 255.\n" +
-		"test.hcl:2298:3: Too many classes: At most 255 classes are allowed; this is class 256."
+	const want = "test.hcl:1268:3: Too many rules: At most 253 rules are allowed; this is rule 254.\n" +
+		"test.hcl:2293:3: Too many classes: At most 255 classes are allowed; this is class 256."
 	if got := FormatDiagnostics(diags); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
@@ -908,7 +910,7 @@ test.hcl:4:29: Invalid attach: "offload" is not a valid attach; use one of: auto
   block_for    = 10
 }
 feed "f" {
-  path    = "f.txt"
+  url     = "https://example.invalid/f.txt"
   format  = "plain"
   refresh = "30s"
 }`,
@@ -946,7 +948,7 @@ feed "c" {
   action = "score"
 }
 feed "c" {
-  path           = "c.json"
+  url            = "https://example.invalid/c.json"
   format         = "plain"
   min_confidence = 80
   max_entries    = 0

@@ -38,6 +38,12 @@ func (d *decoder) errorf(subject hcl.Range, summary, format string, args ...any)
 	})
 }
 
+// warnf records a warning diagnostic about subject, worded as errorf words errors.
+func (d *decoder) warnf(subject hcl.Range, summary, format string, args ...any) {
+	d.errorf(subject, summary, format, args...)
+	d.diags[len(d.diags)-1].Severity = hcl.DiagWarning
+}
+
 // errors counts the errors recorded so far; comparing counts tells whether a step found a problem.
 func (d *decoder) errors() int {
 	n := 0

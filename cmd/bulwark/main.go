@@ -87,17 +87,25 @@ type configCmd struct {
 
 type checkCmd struct {
 	Path           string `arg:"" help:"Config file." type:"path"`
-	SkipInterfaces bool   `help:"Do not check that the interfaces exist on this host."`
+	Offline        bool   `help:"Check only what the file says, not this host: skip the checks that the interfaces exist and that list files, feed files and GeoIP databases exist and can be read (files that exist are still read and checked). For validating a fleet's configs in CI on another machine."`
+	SkipInterfaces bool   `help:"Do not check that the interfaces exist on this host (all other checks run)."`
 }
 
 func (checkCmd) Help() string {
-	return "Example:\n  bulwark config check /etc/bulwark/bulwark.hcl"
+	return "Checks everything the agent checks before it starts: syntax, values, limits (the number of rules, list files and feeds, list sizes " +
+		"against the maps block), and, unless --offline, this host's facts: the interfaces exist, list " +
+		"files, feed files and GeoIP databases can be read. Warnings (e.g. a CIDR in both allow and block) are " +
+		"printed to stderr also when the config is valid; they do not change the exit status.\n\n" +
+		"Exit status: 0 valid (perhaps with warnings), 1 invalid.\n\n" +
+		"Examples:\n  bulwark config check /etc/bulwark/bulwark.hcl\n  bulwark config check --offline fleet/web-01.hcl"
 }
 
 func (c *checkCmd) Run(g *cli) error {
-	_, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces})
-	if diags.HasErrors() {
+	_, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces, Offline: c.Offline})
+	if len(diags) > 0 {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(config.FormatDiagnostics(diags), "\n"))
+	}
+	if diags.HasErrors() {
 		return exitError{exitFailed}
 	}
 	fmt.Printf("%s: ok\n", c.Path)

@@ -22,8 +22,10 @@ const readBatch = 16384
 // may walk while writers write: an entry written or deleted meanwhile may
 // or may not be seen.
 func walk[K, V any](m *ebpf.Map, fn func(keys []K, vals []V)) error {
-	keys := make([]K, readBatch)
-	vals := make([]V, readBatch)
+	// A small map needs no large buffers (but room for its fullest bucket).
+	n := min(readBatch, max(int(m.MaxEntries()), 256))
+	keys := make([]K, n)
+	vals := make([]V, n)
 	var cursor ebpf.MapBatchCursor
 	for first := true; ; first = false {
 		n, err := m.BatchLookup(&cursor, keys, vals, nil)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +66,8 @@ type Agent struct {
 	runCtx    context.Context
 	recorders atomic.Pointer[recorderSet] // the flight recorders; replaced by a reload under a.mu
 	names     atomic.Pointer[desired]     // for readers that must not wait on a.mu
+
+	state atomic.Pointer[readState] // what readers see; published under a.mu
 }
 
 // New makes an agent for the config at path; Run starts it.
@@ -130,7 +131,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.reloads, a.mapErrs, newCollector(a), buildInfo())
+		a.reloads, a.mapErrs, newCollector(a.metricsView), buildInfo())
 
 	a.geo = &geoSource{}
 	if err := a.geo.update(cfg.GeoIP); err != nil {
@@ -147,6 +148,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.mu.Lock()
 	a.scoring = sc
 	a.runCtx = ctx
+	a.publish()
 	a.mu.Unlock()
 	a.feeds.sync(ctx, cfg, want.feedIDs)
 	defer a.feeds.stopAll()
@@ -361,6 +363,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired, error) {
 	}
 	a.cfg, a.want = cfg, want
 	a.names.Store(want)
+	a.publish()
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)
 	}
@@ -388,28 +391,24 @@ func monotonicNow() uint64 {
 }
 
 // sweepExpired deletes runtime list entries whose TTL passed. The datapath
-// already ignores them; this frees their slots.
+// already ignores them; this frees their slots. Only the deletes take a.mu.
 func (a *Agent) sweepExpired() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	st := a.state.Load()
+	if st == nil {
+		return
+	}
 	now := monotonicNow()
-	for _, it := range a.ifaces {
+	for _, it := range st.ifaces {
 		for _, l := range []*maps.List{it.dp.Maps.Allow, it.dp.Maps.Block} {
-			es, err := l.Entries()
-			if err != nil {
-				a.log.Warn("sweep: list entries", "error", err)
+			gone := l.Expired(now)
+			if len(gone) == 0 {
 				continue
 			}
-			var gone []netip.Prefix
-			for _, e := range es {
-				if e.ExpiresNS != 0 && e.ExpiresNS <= now {
-					gone = append(gone, e.Prefix)
-				}
-			}
-			if len(gone) > 0 {
-				if err := l.Delete(gone); err != nil {
-					a.log.Warn("sweep: delete expired", "error", err)
-				}
+			a.mu.Lock()
+			err := l.DeleteExpired(gone, now)
+			a.mu.Unlock()
+			if err != nil {
+				a.log.Warn("sweep: delete expired", "error", err)
 			}
 		}
 	}
@@ -424,10 +423,7 @@ func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		n := len(a.ifaces)
-		a.mu.Unlock()
-		if n == 0 {
+		if st := a.state.Load(); st == nil || len(st.ifaces) == 0 {
 			http.Error(w, "not attached", http.StatusServiceUnavailable)
 			return
 		}

@@ -18,6 +18,8 @@ import (
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -207,9 +209,9 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 func (a *Agent) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
 	switch name = r.PathValue("list"); name {
 	case "allow":
-		return name, ListRuntimeAllow, true
+		return name, desired.ListRuntimeAllow, true
 	case "block":
-		return name, ListRuntimeBlock, true
+		return name, desired.ListRuntimeBlock, true
 	}
 	fail(w, http.StatusNotFound, "no list %q: want allow or block", name)
 	return "", 0, false
@@ -245,11 +247,11 @@ func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
 		if e.ExpiresNS != 0 && e.ExpiresNS <= now {
 			continue
 		}
-		le := ListEntry{CIDR: e.Prefix.String(), List: a.want.listNames[e.ListID], Origin: "config"}
+		le := ListEntry{CIDR: e.Prefix.String(), List: a.want.ListNames[e.ListID], Origin: "config"}
 		switch {
 		case runtimeList(e.ListID):
 			le.Origin = "runtime"
-		case e.ListID >= firstFeedList:
+		case e.ListID >= desired.FirstFeedList:
 			le.Origin = "feed"
 		}
 		if e.ExpiresNS != 0 {
@@ -298,9 +300,9 @@ func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string
 // configOwned returns the first of pfxs that the config puts on list name
 // (a.mu held): the CLI may not change those.
 func (a *Agent) configOwned(name string, pfxs []netip.Prefix) (netip.Prefix, bool) {
-	owned := a.want.block
+	owned := a.want.Block
 	if name == "allow" {
-		owned = a.want.allow
+		owned = a.want.Allow
 	}
 	for _, p := range pfxs {
 		if _, ok := owned[p]; ok {
@@ -391,7 +393,7 @@ type ReloadReply struct {
 
 func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
 	if err := a.Reload("cli"); err != nil {
-		var ce *ConfigError
+		var ce *config.Error
 		msg := err.Error()
 		if errors.As(err, &ce) {
 			msg = ce.Text

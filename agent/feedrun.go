@@ -13,14 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/feeds"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
 )
-
-// Feed list ids start here; config reconciles leave ids at or above it to
-// the feeds, as they leave the run-time ids to the CLI.
-const firstFeedList uint32 = 512
 
 // feedRunner keeps one threat feed current: it refreshes on its schedule,
 // keeps the last good list when an update fails, and applies changes to the
@@ -70,20 +67,6 @@ func newFeedSet(a *Agent) *feedSet {
 
 func (fs *feedSet) collectors() []prometheus.Collector {
 	return []prometheus.Collector{fs.entries, fs.lastSuccess, fs.errors, fs.skipped}
-}
-
-// feedListIDs assigns each block feed a list id and name, by config order.
-func feedListIDs(c *config.Config, names map[uint32]string) map[string]uint32 {
-	ids := map[string]uint32{}
-	next := firstFeedList
-	for _, f := range c.Feeds {
-		if f.Action == "block" {
-			ids[f.Name] = next
-			names[next] = "feed:" + f.Name
-			next++
-		}
-	}
-	return ids
 }
 
 // sync starts, restarts and stops runners to match the config. A feed whose
@@ -208,20 +191,6 @@ func (fs *feedSet) refresh(ctx context.Context, r *feedRunner) {
 	}
 }
 
-// exemptOverlap reports prefixes that would block allow-listed or protected
-// space: a feed entry inside exempt space, or containing some of it.
-func exemptOverlap(p netip.Prefix, exempt *reputation.PrefixSet, exemptList []netip.Prefix) bool {
-	if exempt.Contains(p.Addr()) {
-		return true
-	}
-	for _, e := range exemptList {
-		if p.Contains(e.Addr()) {
-			return true
-		}
-	}
-	return false
-}
-
 // applyBlock writes a block feed's new list make-before-break: every entry
 // of the new list first, then what it no longer holds is deleted.
 func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, log interface {
@@ -236,7 +205,7 @@ func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, log interface 
 	keep := make([]netip.Prefix, 0, len(next))
 	skipped := 0
 	for _, p := range next {
-		if exemptOverlap(p, exempt, exemptList) {
+		if desired.ExemptOverlap(p, exempt, exemptList) {
 			skipped++
 			if skipped <= 10 {
 				log.Warn("feed entry skipped: it covers allow-listed or protected space", "entry", p)
@@ -314,12 +283,7 @@ func (fs *feedSet) scoreHits(addr netip.Addr) []reputation.FeedHit {
 // exemptPrefixes is the space no feed or scorer may block: the config's
 // allow list and files, run-time allow entries, and reputation.protect.
 func exemptPrefixes(c *config.Config, ifaces []*iface) []netip.Prefix {
-	var ps []netip.Prefix
-	ps = append(ps, c.Reputation.Protect...)
-	ps = append(ps, c.Allow.CIDRs...)
-	for _, f := range c.Allow.Files {
-		ps = append(ps, f.Entries...)
-	}
+	ps := desired.Exempt(c)
 	if len(ifaces) > 0 {
 		if es, err := ifaces[0].dp.Maps.Allow.Entries(); err == nil {
 			for _, e := range es {

@@ -62,15 +62,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		} else {
 			errs++
 		}
-		if rc, err := m.RuleCounters(len(a.want.policy.Rules) + 1); err == nil {
+		if rc, err := m.RuleCounters(len(a.want.Policy.Rules) + 1); err == nil {
 			for id, v := range rc {
-				ch <- prometheus.MustNewConstMetric(descRuleDrops, prometheus.CounterValue, float64(v.Dropped), it.name, a.want.policy.RuleName(id))
+				ch <- prometheus.MustNewConstMetric(descRuleDrops, prometheus.CounterValue, float64(v.Dropped), it.name, a.want.Policy.RuleName(id))
 			}
 		} else {
 			errs++
 		}
 		if hits, err := m.ListHits(m.MaxLists()); err == nil {
-			for id, name := range a.want.listNames {
+			for id, name := range a.want.ListNames {
 				if int(id) < len(hits) {
 					ch <- prometheus.MustNewConstMetric(descListHits, prometheus.CounterValue, float64(hits[id]), it.name, name)
 				}

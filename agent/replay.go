@@ -14,7 +14,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/feeds"
+	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/bpf/model"
 	"github.com/bulwark-filter/bulwark/loader"
@@ -82,9 +84,9 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	}
 	cfg, diags := config.LoadWithOptions(o.Config, config.Options{SkipInterfaceCheck: true})
 	if diags.HasErrors() {
-		return nil, &ConfigError{Text: config.FormatDiagnostics(diags)}
+		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
 	}
-	want, err := desiredFrom(cfg)
+	want, err := desired.From(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -107,14 +109,14 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	m := d.Maps
 	// Nothing reads drop events in a replay; sampling them would only make
 	// the CPUs contend for the ring. Decisions do not depend on it.
-	want.policy.SampleEvery = 0
-	if err := m.ApplyPolicy(&want.policy); err != nil {
+	want.Policy.SampleEvery = 0
+	if err := m.ApplyPolicy(&want.Policy); err != nil {
 		return nil, err
 	}
-	if _, _, err := reconcileList(m.Allow, want.allow); err != nil {
+	if _, _, err := reconcileList(m.Allow, want.Allow); err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
 	}
-	if _, _, err := reconcileList(m.Block, want.block); err != nil {
+	if _, _, err := reconcileList(m.Block, want.Block); err != nil {
 		return nil, fmt.Errorf("block list: %w", err)
 	}
 	scoreFeeds, err := replayFeeds(cfg, want, m, log)
@@ -124,14 +126,14 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 
 	var engine *reputation.Engine
 	if cfg.Reputation.Mode != "off" {
-		geo := &geoSource{}
-		if err := geo.update(cfg.GeoIP); err != nil {
+		geo := &geoip.Source{}
+		if err := geo.Update(cfg.GeoIP); err != nil {
 			return nil, fmt.Errorf("geoip: %w", err)
 		}
-		defer geo.close()
-		exempt := reputation.NewPrefixSet(exemptPrefixes(cfg, nil))
+		defer geo.Close()
+		exempt := reputation.NewPrefixSet(desired.Exempt(cfg))
 		ev := reputation.Evidence{
-			Exempt: exempt.Contains, Locate: geo.locate, CountryWeight: geo.countryWeight, ASNWeight: geo.asnWeight,
+			Exempt: exempt.Contains, Locate: geo.Locate, CountryWeight: geo.CountryWeight, ASNWeight: geo.ASNWeight,
 			Feeds: func(a netip.Addr) []reputation.FeedHit {
 				var hits []reputation.FeedHit
 				for _, f := range scoreFeeds {
@@ -142,7 +144,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 				return hits
 			},
 		}
-		engine = reputation.New(engineConfig(cfg), ev, ifaceSink{m}, m.IPv6Prefix())
+		engine = reputation.New(desired.Scorer(cfg), ev, reputation.MapSink{Maps: m}, m.IPv6Prefix())
 	}
 
 	var dropped *droppedWriter
@@ -159,22 +161,22 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 	for _, r := range maps.Reasons {
 		rep.Reasons[r.String()] = 0
 	}
-	for i := range want.policy.Rules {
-		rep.Rules[want.policy.RuleName(i+1)] = 0
+	for i := range want.Policy.Rules {
+		rep.Rules[want.Policy.RuleName(i+1)] = 0
 	}
-	if want.policy.Default.Active() {
+	if want.Policy.Default.Active() {
 		rep.Rules["default"] = 0
 	}
 	sources := map[[16]byte]*ReplaySource{}
 	counts := &tally{lists: map[uint32]uint64{}}
-	pool := newReplayPool(d, replayWorkers(&want.policy, nsources, o.CPUs), want)
+	pool := newReplayPool(d, replayWorkers(&want.Policy, nsources, o.CPUs), want)
 	prefix := m.IPv6Prefix()
 	log.Debug("replay", "cpus", len(pool.runners), "sources", nsources)
 
 	var first, last time.Time
 	var nextCycle time.Time
 	interval := cfg.Reputation.Interval
-	span := maxSegmentSpan(&want.policy)
+	span := maxSegmentSpan(&want.Policy)
 	// The frames are in memory already, or (a capture too large for that)
 	// are read and parsed again, ahead, on another goroutine. This loop
 	// cuts them into segments that end at a scorer cycle, has the pool
@@ -203,7 +205,7 @@ func Replay(o ReplayOptions) (*ReplayReport, error) {
 		}
 		stop := make(chan struct{})
 		defer close(stop)
-		go readFrames(newTimeline(readers, prefix, newPartitioner(&want.policy)), frames, stop)
+		go readFrames(newTimeline(readers, prefix, newPartitioner(&want.Policy)), frames, stop)
 	}
 	for batch := range frames {
 		if batch.err != nil {
@@ -459,13 +461,13 @@ type replayDecision struct {
 //
 // buf is the frame behind loader.ReplayHeadroom bytes of room for the
 // replay I/O.
-func replayFrame(run *loader.Runner, buf []byte, mono uint64, want *desired) (replayDecision, error) {
+func replayFrame(run *loader.Runner, buf []byte, mono uint64, want *desired.State) (replayDecision, error) {
 	if len(buf)-loader.ReplayHeadroom < 14 {
 		act := maps.ActionDrop
-		if want.policy.MalformedPass {
+		if want.Policy.MalformedPass {
 			act = maps.ActionPass
 		}
-		if act == maps.ActionDrop && want.policy.Mode == maps.ModeMonitor {
+		if act == maps.ActionDrop && want.Policy.Mode == maps.ModeMonitor {
 			act = maps.ActionWouldDrop
 		}
 		return replayDecision{maps.Decision{Action: act, Reason: maps.ReasonMalformed}, true}, nil
@@ -496,7 +498,7 @@ func (t *tally) count(dec maps.Decision) {
 
 // into adds the tally to the report under the actions', reasons', rules'
 // and lists' names.
-func (t *tally) into(rep *ReplayReport, want *desired) {
+func (t *tally) into(rep *ReplayReport, want *desired.State) {
 	for _, a := range maps.Actions {
 		rep.Actions[a.String()] += t.actions[a]
 		rep.Packets += t.actions[a]
@@ -506,11 +508,11 @@ func (t *tally) into(rep *ReplayReport, want *desired) {
 	}
 	for id, n := range t.rules {
 		if n > 0 {
-			rep.Rules[want.policy.RuleName(id)] += n
+			rep.Rules[want.Policy.RuleName(id)] += n
 		}
 	}
 	for id, n := range t.lists {
-		name := want.listNames[id]
+		name := want.ListNames[id]
 		if name == "" {
 			name = fmt.Sprintf("list%d", id)
 		}
@@ -548,8 +550,8 @@ const (
 // the time (1M preallocated entries take half a second to create). A
 // capture with more sources than the config's table gets the config's
 // size, so evictions happen as they would live.
-func scanCaptures(captures []string, want *desired) ([]frameBatch, loader.Sizes, int, error) {
-	s := want.sizes
+func scanCaptures(captures []string, want *desired.State) ([]frameBatch, loader.Sizes, int, error) {
+	s := want.Sizes
 	readers := make([]*captureReader, 0, len(captures))
 	defer func() {
 		for _, r := range readers {
@@ -563,7 +565,7 @@ func scanCaptures(captures []string, want *desired) ([]frameBatch, loader.Sizes,
 		}
 		readers = append(readers, r)
 	}
-	t := newTimeline(readers, want.policy.SourcePrefix(), newPartitioner(&want.policy))
+	t := newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy))
 	seen := map[[16]byte]struct{}{}
 	var frames []frameBatch
 	kept, keep := 0, true
@@ -618,9 +620,9 @@ type scoreFeed struct {
 // replayFeeds loads the config's feeds that have a path (a replay fetches
 // nothing from the network): block feeds into the block list under their
 // list ids, score feeds as evidence.
-func replayFeeds(cfg *config.Config, want *desired, m *maps.Set, log hclog.Logger) ([]scoreFeed, error) {
+func replayFeeds(cfg *config.Config, want *desired.State, m *maps.Set, log hclog.Logger) ([]scoreFeed, error) {
 	var out []scoreFeed
-	exemptList := exemptPrefixes(cfg, nil)
+	exemptList := desired.Exempt(cfg)
 	exempt := reputation.NewPrefixSet(exemptList)
 	for _, f := range cfg.Feeds {
 		if f.Path == "" {
@@ -637,10 +639,10 @@ func replayFeeds(cfg *config.Config, want *desired, m *maps.Set, log hclog.Logge
 			out = append(out, scoreFeed{f.Name, f.Weight, reputation.NewPrefixSet(list.Prefixes)})
 			continue
 		}
-		id := want.feedIDs[f.Name]
+		id := want.FeedIDs[f.Name]
 		var es []maps.Entry
 		for _, p := range list.Prefixes {
-			if !exemptOverlap(p, exempt, exemptList) {
+			if !desired.ExemptOverlap(p, exempt, exemptList) {
 				es = append(es, maps.Entry{Prefix: p, ListID: id})
 			}
 		}

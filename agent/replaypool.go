@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -115,11 +116,11 @@ func maxSegmentSpan(p *maps.Policy) time.Duration {
 // partition.
 type replayPool struct {
 	runners []*loader.Runner
-	want    *desired
+	want    *desired.State
 	decs    []replayDecision
 }
 
-func newReplayPool(d *loader.Datapath, workers int, want *desired) *replayPool {
+func newReplayPool(d *loader.Datapath, workers int, want *desired.State) *replayPool {
 	p := &replayPool{want: want}
 	for range workers {
 		p.runners = append(p.runners, d.NewRunner())

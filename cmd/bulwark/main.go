@@ -390,7 +390,7 @@ func (c *replayCmd) Run(g *cli) error {
 	}
 	rep, err := agent.Replay(agent.ReplayOptions{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
 		CPUs: c.CPUs, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
-	var ce *agent.ConfigError
+	var ce *config.Error
 	if errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(ce.Text, "\n"))
 		return exitError{1}

@@ -1,35 +1,34 @@
-package agent
+package geoip
 
 import (
 	"net/netip"
 	"sync"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
-	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 )
 
-// geoSource answers the scorer's location questions from the configured
+// Source answers the scorer's location questions from the configured
 // MaxMind databases and weights; with no database configured it finds
-// nothing.
-type geoSource struct {
+// nothing. Its zero value is ready to use; it is safe for concurrent use.
+type Source struct {
 	mu      sync.Mutex
-	db      *geoip.DB // nil: no database configured
+	db      *DB // nil: no database configured
 	paths   [2]string
 	country map[string]float64
 	asn     map[uint32]float64
 }
 
-// update applies a config: the weights, and the databases when their paths
+// Update applies a config: the weights, and the databases when their paths
 // changed. A database that fails to open changes nothing.
-func (g *geoSource) update(c config.GeoIP) error {
+func (g *Source) Update(c config.GeoIP) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if p := [2]string{c.CountryDatabase, c.ASNDatabase}; p != g.paths {
-		var db *geoip.DB
+		var db *DB
 		if p != [2]string{} {
 			var err error
-			if db, err = geoip.Open(c.CountryDatabase, c.ASNDatabase); err != nil {
+			if db, err = Open(c.CountryDatabase, c.ASNDatabase); err != nil {
 				return err
 			}
 		}
@@ -42,7 +41,8 @@ func (g *geoSource) update(c config.GeoIP) error {
 	return nil
 }
 
-func (g *geoSource) locate(a netip.Addr) reputation.Location {
+// Locate is where a is, as the scorer wants it.
+func (g *Source) Locate(a netip.Addr) reputation.Location {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.db == nil {
@@ -52,19 +52,22 @@ func (g *geoSource) locate(a netip.Addr) reputation.Location {
 	return reputation.Location{Country: l.Country, ASN: l.ASN, ASOrg: l.ASOrg}
 }
 
-func (g *geoSource) countryWeight(cc string) float64 {
+// CountryWeight is the configured weight of country cc.
+func (g *Source) CountryWeight(cc string) float64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.country[cc]
 }
 
-func (g *geoSource) asnWeight(asn uint32) float64 {
+// ASNWeight is the configured weight of autonomous system asn.
+func (g *Source) ASNWeight(asn uint32) float64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.asn[asn]
 }
 
-func (g *geoSource) close() {
+// Close closes the databases.
+func (g *Source) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.db != nil {

@@ -28,7 +28,6 @@ import (
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/geoip"
-	"github.com/bulwark-filter/bulwark/agent/recorder"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -68,7 +67,7 @@ type Agent struct {
 	feeds     *feedSet
 	geo       *geoip.Source
 	runCtx    context.Context
-	recorders []*recorder.Recorder          // per interface; set at start only
+	recorders atomic.Pointer[recorderSet]   // the flight recorders; replaced by a reload under a.mu
 	names     atomic.Pointer[desired.State] // for readers that must not wait on a.mu
 }
 
@@ -127,10 +126,10 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.reloads, a.mapErrs, &collector{a: a}, buildInfo())
+		a.reloads, a.mapErrs, newCollector(a), buildInfo())
 
 	a.geo = &geoip.Source{}
-	if err := a.geo.Update(cfg.GeoIP); err != nil {
+	if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
 		return fmt.Errorf("geoip: %w", err)
 	}
 	defer a.geo.Close()
@@ -148,7 +147,8 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.feeds.sync(ctx, cfg, want.FeedIDs)
 	defer a.feeds.stopAll()
 	a.names.Store(want)
-	a.startRecorders(ctx, cfg.Events)
+	a.startRecorders(cfg.Events)
+	defer a.stopRecorders()
 	a.reg.MustRegister(recorderCollector{a})
 	scoreCtx, stopScoring := context.WithCancel(ctx)
 	scoreDone := make(chan struct{})
@@ -315,11 +315,17 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	defer a.mu.Unlock()
 	cfg, err := a.loadConfig()
 	if err == nil {
-		err = a.restartNeeded(cfg)
+		err = restartNeeded(a.cfg, cfg)
 	}
 	var want *desired.State
 	if err == nil {
 		want, err = desired.From(cfg)
+	}
+	// The flight recorder's new directory is made before anything changes:
+	// one that cannot be made rejects the reload.
+	var recs *recorderSet
+	if err == nil && recorderSettingsChanged(a.cfg.Events, cfg.Events) && a.runCtx != nil {
+		recs, err = a.newRecorders(cfg.Events)
 	}
 	if err != nil {
 		a.reloads.WithLabelValues("rejected").Inc()
@@ -329,7 +335,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	// The location databases first: a file that fails to open rejects the
 	// reload before any map changes.
 	if a.geo != nil {
-		if err := a.geo.Update(cfg.GeoIP); err != nil {
+		if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
 			a.reloads.WithLabelValues("rejected").Inc()
 			a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
 			return nil, nil, fmt.Errorf("geoip: %w", err)
@@ -354,30 +360,14 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)
 	}
+	a.log.SetLevel(hclog.LevelFromString(cfg.Log.Level))
+	if recs != nil {
+		a.swapRecorders(recs)
+	}
 	a.reloads.WithLabelValues("ok").Inc()
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
 	a.log.Info("config reloaded")
 	return cfg, want, nil
-}
-
-// restartNeeded rejects changes a reload cannot make.
-func (a *Agent) restartNeeded(cfg *config.Config) error {
-	old := a.cfg
-	if len(cfg.Interfaces) != len(old.Interfaces) {
-		return errors.New("interfaces changed: restart the agent to apply")
-	}
-	for i := range cfg.Interfaces {
-		if cfg.Interfaces[i].Name != old.Interfaces[i].Name || cfg.Interfaces[i].Attach != old.Interfaces[i].Attach {
-			return errors.New("interfaces changed: restart the agent to apply")
-		}
-	}
-	if cfg.Maps != old.Maps || cfg.PinDir != old.PinDir {
-		return errors.New("map sizes or pin_dir changed: restart the agent to apply")
-	}
-	if cfg.Control != old.Control || cfg.Metrics != old.Metrics || cfg.Log.AuditFile != old.Log.AuditFile {
-		return errors.New("control socket, metrics listener or audit file changed: restart the agent to apply")
-	}
-	return nil
 }
 
 func (a *Agent) auditf(r AuditRecord) {

@@ -186,11 +186,10 @@ type ListEntry struct {
 func ParseCIDR(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
+		a, err := ParseAddr(s)
+		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
 		}
-		a = a.Unmap()
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	p, err := netip.ParsePrefix(s)
@@ -204,6 +203,26 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%s has host bits set; did you mean %s?", s, p.Masked())
 	}
 	return p, nil
+}
+
+// ParseAddr parses a source address as the API accepts it: no zone; an
+// IPv4-mapped IPv6 address is its IPv4 address.
+func ParseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+	}
+	return a.Unmap(), nil
+}
+
+// ParseTTL parses the time to live of a run-time list entry, written as
+// the config writes durations ("90s", "10m", "7d"), from MinTTL to MaxTTL.
+func ParseTTL(s string) (time.Duration, error) {
+	ttl, err := config.ParseDuration(s)
+	if err != nil || ttl < MinTTL || ttl > MaxTTL {
+		return 0, fmt.Errorf("ttl %q: want a duration from %s to %dd, e.g. 10m or 7d", s, MinTTL, MaxTTL/(24*time.Hour))
+	}
+	return ttl, nil
 }
 
 func (a *Agent) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
@@ -251,7 +270,7 @@ func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case runtimeList(e.ListID):
 			le.Origin = "runtime"
-		case e.ListID >= desired.FirstFeedList:
+		case e.ListID >= maps.FirstFeedList:
 			le.Origin = "feed"
 		}
 		if e.ExpiresNS != 0 {
@@ -323,9 +342,9 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	var expires uint64
 	if req.TTL != "" {
-		ttl, err := time.ParseDuration(req.TTL)
-		if err != nil || ttl < MinTTL || ttl > MaxTTL {
-			fail(w, http.StatusBadRequest, "ttl %q: want a duration from %s to %s, e.g. 10m", req.TTL, MinTTL, MaxTTL)
+		ttl, err := ParseTTL(req.TTL)
+		if err != nil {
+			fail(w, http.StatusBadRequest, "%v", err)
 			return
 		}
 		expires = monotonicNow() + uint64(ttl)
@@ -497,9 +516,9 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
-	addr, err := netip.ParseAddr(r.PathValue("ip"))
-	if err != nil || addr.Zone() != "" {
-		fail(w, http.StatusBadRequest, "%q is not an IP address", r.PathValue("ip"))
+	addr, err := ParseAddr(r.PathValue("ip"))
+	if err != nil {
+		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	a.mu.Lock()
@@ -510,12 +529,12 @@ func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mono := monotonicNow()
-	x := sc.engines[0].Explain(addr.Unmap(), mono)
+	x := sc.engines[0].Explain(addr, mono)
 	for _, e := range sc.engines[1:] {
 		if x.Tracked {
 			break
 		}
-		x = e.Explain(addr.Unmap(), mono)
+		x = e.Explain(addr, mono)
 	}
 	writeJSON(w, http.StatusOK, x)
 }

@@ -15,19 +15,29 @@ import (
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/feeds"
+	"github.com/bulwark-filter/bulwark/agent/guard"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
 // feedRunner keeps one threat feed current: it refreshes on its schedule,
-// keeps the last good list when an update fails, and applies changes to the
-// block list (action block) or to the scorer's evidence (action score).
+// keeps the last good list when an update fails or grows too much at once,
+// screens it with the safety rails, and applies it to the block list
+// (action block) or to the scorer's evidence (action score).
 type feedRunner struct {
 	cfg    config.Feed
 	id     uint32 // list id of a block feed
 	feed   *feeds.Feed
 	cancel context.CancelFunc
 	done   chan struct{}
+	kick   chan struct{} // refresh now (the safety config changed)
+
+	// guard is what the refresh in progress screens with; only the
+	// runner's goroutine uses it (feed.Growth reads it).
+	guard *guard.Guard
+	// refused counts, by reason, the entries of the version in force that
+	// the guard refused when they were last logged.
+	refused map[string]int
 
 	mu      sync.Mutex
 	applied []netip.Prefix        // in the block list now (block feeds)
@@ -40,11 +50,12 @@ type feedSet struct {
 	client  *http.Client
 	mu      sync.Mutex
 	runners map[string]*feedRunner
+	safety  config.Safety // the runners were last synced with
 
 	entries     *prometheus.GaugeVec
 	lastSuccess *prometheus.GaugeVec
 	errors      *prometheus.CounterVec
-	skipped     *prometheus.CounterVec
+	refused     *prometheus.GaugeVec
 }
 
 func newFeedSet(a *Agent) *feedSet {
@@ -57,16 +68,16 @@ func newFeedSet(a *Agent) *feedSet {
 			Name: "bulwark_feed_last_success_timestamp_seconds", Help: "When each feed was last fetched and applied.",
 		}, []string{"feed"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bulwark_feed_errors_total", Help: "Failed feed updates by kind (fetch, http, parse, size, shrink, apply); the last good version stays.",
+			Name: "bulwark_feed_errors_total", Help: "Failed feed updates by kind (fetch, http, parse, size, shrink, growth, host, apply); the last good version stays.",
 		}, []string{"feed", "kind"}),
-		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bulwark_feed_entries_skipped_total", Help: "Feed entries not applied because they cover allow-listed or protected space.",
-		}, []string{"feed"}),
+		refused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bulwark_feed_entries_refused", Help: "Entries of each feed's version in force that the safety rails refused, by reason: too_broad (shorter than safety.min_prefix_ipv4/ipv6) or protected (overlaps a host address, a default gateway, the allow list or reputation.protect).",
+		}, []string{"feed", "reason"}),
 	}
 }
 
 func (fs *feedSet) collectors() []prometheus.Collector {
-	return []prometheus.Collector{fs.entries, fs.lastSuccess, fs.errors, fs.skipped}
+	return []prometheus.Collector{fs.entries, fs.lastSuccess, fs.errors, fs.refused}
 }
 
 // sync starts, restarts and stops runners to match the config. A feed whose
@@ -80,9 +91,18 @@ func (fs *feedSet) sync(ctx context.Context, c *config.Config, ids map[string]ui
 	for _, f := range c.Feeds {
 		want[f.Name] = f
 	}
+	kick := fs.safety != c.Safety
+	fs.safety = c.Safety
 	for name, r := range fs.runners {
 		f, ok := want[name]
 		if ok && sameFeed(f, r.cfg) && ids[name] == r.id {
+			if kick {
+				// New limits: screen the version in force again now.
+				select {
+				case r.kick <- struct{}{}:
+				default:
+				}
+			}
 			continue
 		}
 		r.stop()
@@ -90,6 +110,9 @@ func (fs *feedSet) sync(ctx context.Context, c *config.Config, ids map[string]ui
 		if !ok || f.Action != r.cfg.Action || ids[name] != r.id {
 			fs.removeEntries(r)
 			fs.entries.DeleteLabelValues(name)
+			for _, reason := range []string{guard.ReasonBroad, guard.ReasonProtected} {
+				fs.refused.DeleteLabelValues(name, reason)
+			}
 			continue
 		}
 		nr := fs.newRunner(f, ids[name])
@@ -115,7 +138,10 @@ func sameFeed(a, b config.Feed) bool {
 func (fs *feedSet) newRunner(f config.Feed, id uint32) *feedRunner {
 	fetcher := feeds.NewFetcher(feeds.SourceFromConfig(f), fs.client)
 	fetcher.Version = Version
-	return &feedRunner{cfg: f, id: id, feed: feeds.NewFeed(fetcher, f.AllowShrink)}
+	r := &feedRunner{cfg: f, id: id, feed: feeds.NewFeed(fetcher, f.AllowShrink), kick: make(chan struct{}, 1)}
+	// Growth is judged on what the safety rails would let through.
+	r.feed.Growth = func(prev, next []netip.Prefix) error { return r.guard.Growth(prev, next) }
+	return r
 }
 
 func (r *feedRunner) start(ctx context.Context, fs *feedSet) {
@@ -128,6 +154,7 @@ func (r *feedRunner) start(ctx context.Context, fs *feedSet) {
 			select {
 			case <-ctx.Done():
 				return
+			case <-r.kick:
 			case <-time.After(feeds.NextRefresh(r.cfg.Refresh, feeds.DefaultJitter, nil)):
 			}
 		}
@@ -150,9 +177,21 @@ func (fs *feedSet) stopAll() {
 	}
 }
 
-// refresh fetches a feed once and applies a changed list.
+// refresh fetches a feed once, screens the version in force with the
+// safety rails, and applies it: a block feed every time (so a new host
+// address, gateway or allow entry is honoured by the next refresh, and a
+// failed apply is retried), a score feed when it changed.
 func (fs *feedSet) refresh(ctx context.Context, r *feedRunner) {
 	log := fs.a.log.Named("feed").With("feed", r.cfg.Name)
+	host, err := guard.Host(nil)
+	if err != nil {
+		fs.errors.WithLabelValues(r.cfg.Name, "host").Inc()
+		log.Error("cannot read the host's addresses and gateways to protect them; the feed is not updated", "error", err)
+		return
+	}
+	fs.a.mu.Lock()
+	r.guard = feedGuard(fs.a.cfg, fs.a.ifaces, host)
+	fs.a.mu.Unlock()
 	changed, err := r.feed.Refresh(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -167,12 +206,14 @@ func (fs *feedSet) refresh(ctx context.Context, r *feedRunner) {
 	}
 	fs.lastSuccess.WithLabelValues(r.cfg.Name).Set(float64(time.Now().Unix()))
 	fs.entries.WithLabelValues(r.cfg.Name).Set(float64(r.feed.Entries()))
-	if !changed {
-		return
-	}
 	list := r.feed.Current()
 	if r.cfg.Action == "score" {
-		set := reputation.NewPrefixSet(list.Prefixes)
+		if !changed {
+			return
+		}
+		kept, refused := r.guard.Screen(list.Prefixes)
+		fs.countRefused(r, refused, changed, log)
+		set := reputation.NewPrefixSet(kept)
 		r.mu.Lock()
 		r.score = set
 		r.mu.Unlock()
@@ -184,43 +225,59 @@ func (fs *feedSet) refresh(ctx context.Context, r *feedRunner) {
 			Detail: "score feed"})
 		return
 	}
-	if err := fs.applyBlock(r, list.Prefixes, log); err != nil {
+	if err := fs.applyBlock(r, list.Prefixes, host, changed, log); err != nil {
 		fs.errors.WithLabelValues(r.cfg.Name, "apply").Inc()
 		log.Error("feed could not be applied to the block list", "error", err)
 		fs.a.auditf(AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "error", Detail: err.Error()})
 	}
 }
 
-// applyBlock writes a block feed's new list make-before-break: every entry
-// of the new list first, then what it no longer holds is deleted.
-func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, log interface {
+// feedLog is what the feed runners log through.
+type feedLog interface {
 	Warn(string, ...any)
 	Info(string, ...any)
-}) error {
+}
+
+// countRefused sets the refused gauges of a feed and logs the first refused
+// entries when the version changed or the counts did.
+func (fs *feedSet) countRefused(r *feedRunner, refused []guard.Refusal, changed bool, log feedLog) {
+	counts := map[string]int{guard.ReasonBroad: 0, guard.ReasonProtected: 0}
+	for _, x := range refused {
+		counts[x.Reason]++
+	}
+	for reason, n := range counts {
+		fs.refused.WithLabelValues(r.cfg.Name, reason).Set(float64(n))
+	}
+	if !changed && counts[guard.ReasonBroad] == r.refused[guard.ReasonBroad] && counts[guard.ReasonProtected] == r.refused[guard.ReasonProtected] {
+		return
+	}
+	r.refused = counts
+	for i, x := range refused {
+		if i == 10 {
+			log.Warn("more feed entries refused", "too_broad", counts[guard.ReasonBroad], "protected", counts[guard.ReasonProtected])
+			break
+		}
+		log.Warn("feed entry refused by the safety rails", "entry", x.Prefix, "reason", x.Reason, "detail", x.String())
+	}
+}
+
+// applyBlock screens a block feed's list with the safety rails and writes
+// what passes make-before-break: every new entry first, then what it no
+// longer holds is deleted.
+func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, host []guard.Protected, changed bool, log feedLog) error {
 	a := fs.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	exemptList := exemptPrefixes(a.cfg, a.ifaces)
-	exempt := reputation.NewPrefixSet(exemptList)
-	keep := make([]netip.Prefix, 0, len(next))
-	skipped := 0
-	for _, p := range next {
-		if desired.ExemptOverlap(p, exempt, exemptList) {
-			skipped++
-			if skipped <= 10 {
-				log.Warn("feed entry skipped: it covers allow-listed or protected space", "entry", p)
-			}
-			continue
-		}
-		keep = append(keep, p)
-	}
-	if skipped > 0 {
-		fs.skipped.WithLabelValues(r.cfg.Name).Add(float64(skipped))
-	}
+	keep, refused := feedGuard(a.cfg, a.ifaces, host).Screen(next)
+	fs.countRefused(r, refused, changed, log)
+	skipped := len(refused)
 	r.mu.Lock()
 	prev := r.applied
 	r.mu.Unlock()
 	added, removed := feeds.Diff(prev, keep)
+	if !changed && len(added) == 0 && len(removed) == 0 {
+		return nil
+	}
 	entries := make([]maps.Entry, len(added))
 	for i, p := range added {
 		entries[i] = maps.Entry{Prefix: p, ListID: r.id}
@@ -240,9 +297,9 @@ func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, log interface 
 	r.mu.Lock()
 	r.applied = keep
 	r.mu.Unlock()
-	log.Info("feed applied to the block list", "entries", len(keep), "added", len(added), "removed", len(removed), "skipped", skipped)
+	log.Info("feed applied to the block list", "entries", len(keep), "added", len(added), "removed", len(removed), "refused", skipped)
 	a.auditf(AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "ok",
-		Detail: "block feed: " + strconv.Itoa(len(added)) + " added, " + strconv.Itoa(len(removed)) + " removed, " + strconv.Itoa(skipped) + " skipped"})
+		Detail: "block feed: " + strconv.Itoa(len(added)) + " added, " + strconv.Itoa(len(removed)) + " removed, " + strconv.Itoa(skipped) + " refused"})
 	return nil
 }
 
@@ -283,13 +340,34 @@ func (fs *feedSet) scoreHits(addr netip.Addr) []reputation.FeedHit {
 // exemptPrefixes is the space no feed or scorer may block: the config's
 // allow list and files, run-time allow entries, and reputation.protect.
 func exemptPrefixes(c *config.Config, ifaces []*iface) []netip.Prefix {
-	ps := desired.Exempt(c)
+	var ps []netip.Prefix
+	for _, p := range exemptSpace(c, ifaces) {
+		ps = append(ps, p.Prefix)
+	}
+	return ps
+}
+
+// exemptSpace is exemptPrefixes with where each prefix comes from.
+func exemptSpace(c *config.Config, ifaces []*iface) []guard.Protected {
+	return append(desired.Exempt(c), runtimeAllow(ifaces)...)
+}
+
+// runtimeAllow is the run-time allow entries, protected space too.
+func runtimeAllow(ifaces []*iface) []guard.Protected {
+	var ps []guard.Protected
 	if len(ifaces) > 0 {
 		if es, err := ifaces[0].dp.Maps.Allow.Entries(); err == nil {
 			for _, e := range es {
-				ps = append(ps, e.Prefix)
+				ps = append(ps, guard.Protected{Prefix: e.Prefix, Why: "allow list"})
 			}
 		}
 	}
 	return ps
+}
+
+// feedGuard is the safety rails feed entries pass (desired.FeedGuard): the
+// config's, the run-time allow entries and host (the host's own addresses
+// and default gateways).
+func feedGuard(c *config.Config, ifaces []*iface, host []guard.Protected) *guard.Guard {
+	return desired.FeedGuard(c, append(runtimeAllow(ifaces), host...)...)
 }

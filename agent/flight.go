@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,12 +22,30 @@ const (
 	MaxCaptureTimeout = 5 * time.Minute
 )
 
-// startRecorders runs a flight recorder per interface: sampled drops from
-// the event ring into rotating pcapng files under events.dir/<interface>.
-// A recorder that cannot start is logged and counted; filtering goes on.
-func (a *Agent) startRecorders(ctx context.Context, c config.Events) {
+// recorderSet is the running flight recorders, one per interface (none when
+// events.dir is empty), and what they counted before: a reload that changes
+// the recorder's settings replaces the set, and the counters go on.
+type recorderSet struct {
+	recs   []*recorder.Recorder
+	ifaces []*iface       // parallel to recs
+	base   recorder.Stats // final counts of the sets this one replaced
+	cancel func()         // ends the recorders' Run; set by runRecorders
+	done   sync.WaitGroup // their goroutines
+}
+
+// recorderSettingsChanged reports whether the recorder's own settings differ
+// (sampling is the datapath's and needs no new recorder).
+func recorderSettingsChanged(old, c config.Events) bool {
+	return old.Dir != c.Dir || old.MaxFileMiB != c.MaxFileMiB || old.MaxFiles != c.MaxFiles
+}
+
+// newRecorders makes a flight recorder per interface for c, writing under
+// c.Dir/<interface> (created now); it starts nothing. An empty c.Dir gives
+// an empty set.
+func (a *Agent) newRecorders(c config.Events) (*recorderSet, error) {
+	set := &recorderSet{}
 	if c.Dir == "" {
-		return
+		return set, nil
 	}
 	for _, it := range a.ifaces {
 		rec, err := recorder.New(recorder.Options{
@@ -33,21 +53,90 @@ func (a *Agent) startRecorders(ctx context.Context, c config.Events) {
 			Logger: a.log.Named("recorder").With("interface", it.name), RuleName: a.ruleName,
 		})
 		if err != nil {
-			a.log.Error("flight recorder not started; drops are not recorded", "interface", it.name, "error", err)
-			a.mapErrs.WithLabelValues("events").Inc()
-			continue
+			return nil, fmt.Errorf("events.dir: interface %s: %w", it.name, err)
 		}
+		set.recs, set.ifaces = append(set.recs, rec), append(set.ifaces, it)
+	}
+	return set, nil
+}
+
+// startRecorders runs a flight recorder per interface: sampled drops from
+// the event ring into rotating pcapng files under events.dir/<interface>.
+// A recorder that cannot start is logged and counted; filtering goes on.
+func (a *Agent) startRecorders(c config.Events) {
+	set, err := a.newRecorders(c)
+	if err != nil {
+		a.log.Error("flight recorder not started; drops are not recorded", "error", err)
+		a.mapErrs.WithLabelValues("events").Inc()
+		set = &recorderSet{}
+	}
+	a.runRecorders(set)
+	a.recorders.Store(set)
+}
+
+// runRecorders starts the recorders of set, each reading its interface's
+// event ring until set.cancel.
+func (a *Agent) runRecorders(set *recorderSet) {
+	ctx, cancel := context.WithCancel(context.Background())
+	set.cancel = cancel
+	var recs []*recorder.Recorder
+	var ifaces []*iface
+	for i, rec := range set.recs {
+		it := set.ifaces[i]
 		rd, err := it.dp.Maps.Events()
 		if err != nil {
 			a.log.Error("flight recorder not started; drops are not recorded", "interface", it.name, "error", err)
 			continue
 		}
-		go func() {
+		set.done.Go(func() {
 			defer rd.Close()
 			rec.Run(ctx, recorder.RingbufReadFunc(rd, 500*time.Millisecond))
-		}()
-		a.recorders = append(a.recorders, rec)
+		})
+		recs, ifaces = append(recs, rec), append(ifaces, it)
 	}
+	set.recs, set.ifaces = recs, ifaces
+}
+
+// stopRecorders ends the running recorders and waits until their files are
+// closed.
+func (a *Agent) stopRecorders() {
+	if set := a.recorders.Load(); set != nil {
+		set.cancel()
+		set.done.Wait()
+	}
+}
+
+// swapRecorders replaces the running recorders by set (made by
+// newRecorders): the old ones finish their files first, as only one reader
+// may drain an event ring. a.mu is held.
+func (a *Agent) swapRecorders(set *recorderSet) {
+	if old := a.recorders.Load(); old != nil {
+		a.stopRecorders()
+		set.base = old.totals()
+	}
+	a.runRecorders(set)
+	a.recorders.Store(set)
+	a.log.Info("flight recorder restarted", "dir", a.cfg.Events.Dir, "max_file_mib", a.cfg.Events.MaxFileMiB,
+		"max_files", a.cfg.Events.MaxFiles, "recorders", len(set.recs))
+}
+
+// totals sums the counters of the set and of those it replaced; Files and
+// Bytes are the set's own.
+func (s *recorderSet) totals() recorder.Stats {
+	t := s.base
+	t.Files, t.Bytes = 0, 0
+	for _, r := range s.recs {
+		st := r.Stats()
+		t.Recorded += st.Recorded
+		t.Lost += st.Lost
+		t.LostQueue += st.LostQueue
+		t.LostDisk += st.LostDisk
+		t.LostSubscriber += st.LostSubscriber
+		t.Garbled += st.Garbled
+		t.Files += st.Files
+		t.Bytes += st.Bytes
+	}
+	return t
 }
 
 // ruleName names a rule (ratelimit) or list (allow/block list) for the
@@ -87,23 +176,16 @@ func (c recorderCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c recorderCollector) Collect(ch chan<- prometheus.Metric) {
-	var rec, q, disk, garbled, sub uint64
-	var bytes int64
-	for _, r := range c.a.recorders {
-		s := r.Stats()
-		rec += s.Recorded
-		q += s.LostQueue
-		disk += s.LostDisk
-		garbled += s.Garbled
-		sub += s.LostSubscriber
-		bytes += s.Bytes
+	var t recorder.Stats
+	if set := c.a.recorders.Load(); set != nil {
+		t = set.totals()
 	}
-	ch <- prometheus.MustNewConstMetric(descRecorded, prometheus.CounterValue, float64(rec))
-	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(q), "queue")
-	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(disk), "disk")
-	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(garbled), "garbled")
-	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(sub), "subscriber")
-	ch <- prometheus.MustNewConstMetric(descRecBytes, prometheus.GaugeValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(descRecorded, prometheus.CounterValue, float64(t.Recorded))
+	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(t.LostQueue), "queue")
+	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(t.LostDisk), "disk")
+	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(t.Garbled), "garbled")
+	ch <- prometheus.MustNewConstMetric(descRecLost, prometheus.CounterValue, float64(t.LostSubscriber), "subscriber")
+	ch <- prometheus.MustNewConstMetric(descRecBytes, prometheus.GaugeValue, float64(t.Bytes))
 }
 
 // handleCapture returns up to count live sampled drops matching the
@@ -130,13 +212,14 @@ func (a *Agent) handleCapture(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(a.recorders) == 0 {
+	set := a.recorders.Load()
+	if set == nil || len(set.recs) == 0 {
 		fail(w, http.StatusConflict, "the flight recorder is off (events.dir is empty) or could not start")
 		return
 	}
 	out := make(chan recorder.Event, count)
 	var cancels []func()
-	for _, rec := range a.recorders {
+	for _, rec := range set.recs {
 		ch, cancel := rec.Subscribe(f, count)
 		cancels = append(cancels, cancel)
 		go func() {

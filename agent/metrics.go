@@ -12,7 +12,8 @@ var (
 	descBytes = prometheus.NewDesc("bulwark_bytes_total",
 		"Bytes seen by the datapath, by action and reason.", []string{"interface", "action", "reason"}, nil)
 	descRuleDrops = prometheus.NewDesc("bulwark_rule_drops_total",
-		"Packets over a rate-limit rule's limit (dropped or would drop).", []string{"interface", "rule"}, nil)
+		"Packets over a limit (dropped or would drop), by rule: default, a rule's name, aggregate or new_sources.",
+		[]string{"interface", "rule"}, nil)
 	descListHits = prometheus.NewDesc("bulwark_list_hits_total",
 		"Packets that matched an allow or block list.", []string{"interface", "list"}, nil)
 	descListEntries = prometheus.NewDesc("bulwark_list_entries",
@@ -25,19 +26,28 @@ var (
 		"1 for the XDP mode each interface is attached in.", []string{"interface", "mode"}, nil)
 	descPinsPersistent = prometheus.NewDesc("bulwark_pins_persistent",
 		"1 when the interface's pins outlive the agent (fail-static holds), 0 when they go with it.", []string{"interface"}, nil)
-	descScrapeErrors = prometheus.NewDesc("bulwark_scrape_errors_total",
-		"Map reads that failed during this scrape.", nil, nil)
 )
 
-// collector reads the datapath maps at scrape time.
-type collector struct{ a *Agent }
+// collector reads the datapath maps at scrape time and counts the map reads
+// that fail.
+type collector struct {
+	a          *Agent
+	scrapeErrs prometheus.Counter
+}
+
+func newCollector(a *Agent) *collector {
+	return &collector{a: a, scrapeErrs: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bulwark_scrape_errors_total", Help: "Map reads that failed while serving /metrics.",
+	})}
+}
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descRuleDrops, descListHits, descListEntries,
-		descTracked, descVerdicts, descAttach, descPinsPersistent, descScrapeErrors} {
+		descTracked, descVerdicts, descAttach, descPinsPersistent} {
 		ch <- d
 	}
+	c.scrapeErrs.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -62,12 +72,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		} else {
 			errs++
 		}
-		if rc, err := m.RuleCounters(len(a.want.Policy.Rules) + 1); err == nil {
-			for id, v := range rc {
-				ch <- prometheus.MustNewConstMetric(descRuleDrops, prometheus.CounterValue, float64(v.Dropped), it.name, a.want.Policy.RuleName(id))
+		for _, id := range a.want.Policy.RuleIDs() {
+			v, err := m.RuleCounter(id)
+			if err != nil {
+				errs++
+				break
 			}
-		} else {
-			errs++
+			ch <- prometheus.MustNewConstMetric(descRuleDrops, prometheus.CounterValue, float64(v.Dropped), it.name, a.want.Policy.RuleName(id))
 		}
 		if hits, err := m.ListHits(m.MaxLists()); err == nil {
 			for id, name := range a.want.ListNames {
@@ -121,7 +132,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(n), act.String())
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, float64(errs))
+	c.scrapeErrs.Add(float64(errs))
+	c.scrapeErrs.Collect(ch)
 }
 
 // boolGauge is 1 for true, 0 for false.

@@ -90,12 +90,14 @@ func (s *scoring) rebuildExempt(cfg *config.Config) {
 	s.exempt.Store(reputation.NewPrefixSet(exemptPrefixes(cfg, s.a.ifaces)))
 }
 
-// reconfigure applies a reloaded config to the running engines.
+// reconfigure applies a reloaded config to the running engines, with the
+// IPv6 tracking prefix the datapath now uses.
 func (s *scoring) reconfigure(cfg *config.Config) {
 	s.rebuildExempt(cfg)
 	s.generation.Add(1)
-	for _, e := range s.engines {
+	for i, e := range s.engines {
 		e.SetConfig(desired.Scorer(cfg))
+		e.SetPrefix(s.a.ifaces[i].dp.Maps.IPv6Prefix())
 	}
 }
 

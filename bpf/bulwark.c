@@ -32,6 +32,7 @@ const enum present_bits *unused_present __attribute__((unused));
 const enum port_table *unused_port_table __attribute__((unused));
 const enum misc_counter *unused_misc __attribute__((unused));
 const struct replay_io *unused_replay_io __attribute__((unused));
+const enum limits *unused_limits __attribute__((unused));
 
 SEC("xdp")
 int bulwark(struct xdp_md *ctx)

@@ -64,6 +64,18 @@ type BulwarkDropEvent struct {
 	Data    [128]uint8
 }
 
+type BulwarkLimits uint32
+
+const (
+	BulwarkLimitsPORTS_PER_SLOT      BulwarkLimits = 8
+	BulwarkLimitsPORT_SLOTS          BulwarkLimits = 24576
+	BulwarkLimitsMAX_RULES           BulwarkLimits = 256
+	BulwarkLimitsRULE_AGGREGATE      BulwarkLimits = 254
+	BulwarkLimitsRULE_NEW_SOURCES    BulwarkLimits = 255
+	BulwarkLimitsEVENT_SNAP          BulwarkLimits = 128
+	BulwarkLimitsLPM_EXPIRED_RETRIES BulwarkLimits = 4
+)
+
 type BulwarkListValue struct {
 	_         structs.HostLayout
 	ListId    uint32
@@ -258,6 +270,7 @@ const (
 	BulwarkVarReplayMode          = "replay_mode"
 	BulwarkVarUnusedAction        = "unused_action"
 	BulwarkVarUnusedEvent         = "unused_event"
+	BulwarkVarUnusedLimits        = "unused_limits"
 	BulwarkVarUnusedMisc          = "unused_misc"
 	BulwarkVarUnusedMode          = "unused_mode"
 	BulwarkVarUnusedPortTable     = "unused_port_table"
@@ -350,6 +363,7 @@ type BulwarkVariableSpecs struct {
 	ReplayMode          *ebpf.VariableSpec `ebpf:"replay_mode"`
 	UnusedAction        *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedLimits        *ebpf.VariableSpec `ebpf:"unused_limits"`
 	UnusedMisc          *ebpf.VariableSpec `ebpf:"unused_misc"`
 	UnusedMode          *ebpf.VariableSpec `ebpf:"unused_mode"`
 	UnusedPortTable     *ebpf.VariableSpec `ebpf:"unused_port_table"`
@@ -443,6 +457,7 @@ type BulwarkVariables struct {
 	ReplayMode          *ebpf.Variable `ebpf:"replay_mode"`
 	UnusedAction        *ebpf.Variable `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`
+	UnusedLimits        *ebpf.Variable `ebpf:"unused_limits"`
 	UnusedMisc          *ebpf.Variable `ebpf:"unused_misc"`
 	UnusedMode          *ebpf.Variable `ebpf:"unused_mode"`
 	UnusedPortTable     *ebpf.Variable `ebpf:"unused_port_table"`

@@ -71,16 +71,24 @@ enum port_table {
 	PORT_TABLES = 3,
 };
 
-/* Eight ports per array slot; the array has PORT_TABLES * 65536 / 8 slots. */
-#define PORTS_PER_SLOT 8
-#define PORT_SLOTS (PORT_TABLES * 65536 / PORTS_PER_SLOT)
-
-/* Rule ids are one byte; rule 0 is the default limit, 1..253 configured
- * rules, and two ids are the limits that hold when per-source state does
- * not: the per-prefix aggregate and the ceiling on new sources. */
-#define MAX_RULES 256
-#define RULE_AGGREGATE 254
-#define RULE_NEW_SOURCES 255
+/* Sizes and ids fixed by the datapath. An enum, not macros, so they are in
+ * the object's BTF and bpf2go gives Go the same values (maps/ names them).
+ * Eight ports per port_rules slot; the array has PORT_TABLES * 65536 / 8
+ * slots. Rule ids are one byte; rule 0 is the default limit, 1..253
+ * configured rules, and two ids are the limits that hold when per-source
+ * state does not: the per-prefix aggregate and the ceiling on new sources.
+ * EVENT_SNAP is how many bytes of a dropped frame a sample carries;
+ * LPM_EXPIRED_RETRIES how many shorter prefixes a list lookup tries when
+ * the longest match expired. */
+enum limits {
+	PORTS_PER_SLOT = 8,
+	PORT_SLOTS = PORT_TABLES * 65536 / 8,
+	MAX_RULES = 256,
+	RULE_AGGREGATE = 254,
+	RULE_NEW_SOURCES = 255,
+	EVENT_SNAP = 128,
+	LPM_EXPIRED_RETRIES = 4,
+};
 
 /* The single entry of the settings map. Everything a reload may change. */
 struct dp_settings {
@@ -128,9 +136,6 @@ struct list_value {
 	__u32 prefixlen;   /* the entry's own prefix length */
 	__u64 expires_ns;  /* CLOCK_MONOTONIC; 0 = never expires */
 };
-
-/* How many shorter prefixes a lookup tries when the longest match expired. */
-#define LPM_EXPIRED_RETRIES 4
 
 /* Source address: IPv4 as ::ffff:a.b.c.d, IPv6 masked to settings.ipv6_prefix. */
 struct src_key {
@@ -198,8 +203,6 @@ enum misc_counter {
 	MISC_NEW_SOURCE_LIMITED = 5, /* packets of untracked sources over the new-source ceiling */
 	MISC_MAX = 6,
 };
-
-#define EVENT_SNAP 128
 
 /* A sampled drop, as written to the event ring. */
 struct drop_event {

@@ -30,6 +30,20 @@
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_DSTOPTS_ 60
 
+#define IP_MF_ 0x2000
+#define IP_OFFSET_ 0x1fff
+
+/* Malformed by deliberate choice, though a Linux host might deliver it
+ * (the README's "Malformed rules" table has every rule):
+ * - a fourth VLAN tag (MAX_VLAN_TAGS) and a ninth IPv6 extension header
+ *   (MAX_IPV6_EXT): the verifier needs bounds; real traffic stays far below;
+ * - a TCP first fragment too short for the 20-byte TCP header, and a TCP
+ *   fragment at offset 8 bytes: RFC 1858's tiny fragment attack, which
+ *   hides the flags from a filter. IPv6 hosts drop such a first fragment
+ *   anyway (RFC 8200 4.5), and Linux refuses overlapping fragments, so an
+ *   offset-8 fragment can only complete a datagram whose first fragment
+ *   was tiny. */
+
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
 
@@ -52,7 +66,9 @@ struct packet {
 	__u8 nonfirst_frag; /* no L4 header here: L3 decisions only */
 	__u8 tcp_flags;
 	__u16 dport;        /* host byte order; TCP and UDP only */
-	__u16 pad;
+	__u8 first_frag;    /* offset 0, more fragments follow: the L4 header
+			     * is here, the datagram's lengths are not */
+	__u8 pad;
 };
 
 struct cursor {
@@ -104,8 +120,14 @@ static __always_inline int parse_ipv4(struct cursor *c, struct packet *p, __u32 
 	p->src.addr[11] = 0xff;
 	__builtin_memcpy(&p->src.addr[12], &ip->saddr, 4);
 	p->proto = ip->protocol;
-	if (bpf_ntohs(ip->frag_off) & 0x1fff)
+	__u16 frag = bpf_ntohs(ip->frag_off);
+	if (frag & IP_OFFSET_) {
 		p->nonfirst_frag = 1;
+		if ((frag & IP_OFFSET_) == 1 && ip->protocol == IPPROTO_TCP)
+			return PARSE_MALFORMED; /* RFC 1858: a deliberate choice, above */
+	} else if (frag & IP_MF_) {
+		p->first_frag = 1;
+	}
 
 	c->pos += hlen;
 	*rem = tot - hlen;
@@ -131,7 +153,10 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 	__u32 plen = bpf_ntohs(ip6->payload_len);
 	if (plen > avail)
 		return PARSE_MALFORMED;
-	if (plen == 0) /* jumbogram: the hop-by-hop option carries the length */
+	/* RFC 2675: a jumbogram's length is in a hop-by-hop option, so its
+	 * payload is the rest of the frame. Linux reads a zero length without
+	 * a hop-by-hop header as an empty payload, and so does this. */
+	if (plen == 0 && ip6->nexthdr == IPPROTO_HOPOPTS_)
 		plen = avail;
 
 	p->family = 6;
@@ -171,11 +196,22 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 			len = ((__u32)ext.len + 1) * 8;
 		if (len > plen)
 			return PARSE_MALFORMED;
-		if (nh == IPPROTO_FRAGMENT_ && (bpf_ntohs(ext.frag_off) & 0xfff8)) {
-			p->nonfirst_frag = 1;
-			p->proto = ext.nexthdr;
-			*rem = 0;
-			return PARSE_OK;
+		if (nh == IPPROTO_FRAGMENT_) {
+			__u16 fo = bpf_ntohs(ext.frag_off);
+			if (fo & 0xfff8) {
+				p->nonfirst_frag = 1;
+				p->proto = ext.nexthdr;
+				*rem = 0;
+				if ((fo >> 3) == 1 && ext.nexthdr == IPPROTO_TCP)
+					return PARSE_MALFORMED; /* RFC 1858, as for IPv4 */
+				return PARSE_OK;
+			}
+			/* M set: a first fragment, whose headers up to the upper
+			 * layer's must all be here (RFC 8200 4.5, RFC 7112); the
+			 * walk goes on. M clear: an atomic fragment, a whole
+			 * packet. */
+			if (fo & 1)
+				p->first_frag = 1;
 		}
 		nh = ext.nexthdr;
 		plen -= len;
@@ -191,7 +227,10 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 	return PARSE_OK;
 }
 
-/* The L4 header must lie inside both the frame and the IP payload (rem). */
+/* The L4 header must lie inside both the frame and the IP payload (rem).
+ * A first fragment holds the L4 header but not the whole datagram: the
+ * lengths its L4 header declares (TCP options, UDP length) may reach into
+ * the fragments after it; the receiver checks them after reassembly. */
 static __always_inline int parse_l4(struct cursor *c, struct packet *p, __u32 rem)
 {
 	if (p->nonfirst_frag)
@@ -200,9 +239,12 @@ static __always_inline int parse_l4(struct cursor *c, struct packet *p, __u32 re
 	switch (p->proto) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = c->pos;
+		/* Also a tiny first fragment (RFC 1858), a deliberate choice. */
 		if ((void *)(th + 1) > c->end || rem < sizeof(*th))
 			return PARSE_MALFORMED;
-		if (th->doff < 5 || (__u32)th->doff * 4 > rem)
+		if (th->doff < 5)
+			return PARSE_MALFORMED;
+		if ((__u32)th->doff * 4 > rem && !p->first_frag)
 			return PARSE_MALFORMED;
 		p->dport = bpf_ntohs(th->dest);
 		p->tcp_flags = ((__u8 *)th)[13];
@@ -213,14 +255,21 @@ static __always_inline int parse_l4(struct cursor *c, struct packet *p, __u32 re
 		if ((void *)(uh + 1) > c->end || rem < sizeof(*uh))
 			return PARSE_MALFORMED;
 		__u32 ulen = bpf_ntohs(uh->len);
-		if (ulen < sizeof(*uh) || ulen > rem)
+		/* Over IPv6 a zero length means the rest of the payload (RFC
+		 * 2675 for jumbograms; Linux accepts it on any IPv6 packet).
+		 * A length short of the payload leaves trailing bytes, which
+		 * the receiver trims. */
+		if (!(ulen == 0 && p->family == 6) &&
+		    (ulen < sizeof(*uh) || (ulen > rem && !p->first_frag)))
 			return PARSE_MALFORMED;
 		p->dport = bpf_ntohs(uh->dest);
 		return PARSE_OK;
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6_:
-		/* type, code, checksum and the 4-byte rest of header */
+		/* type, code, checksum and the 4-byte rest of header; the
+		 * packet an error quotes is not parsed, so a quote cut short
+		 * (as RFC 792 and RFC 4443 allow) is fine */
 		if (c->pos + 8 > c->end || rem < 8)
 			return PARSE_MALFORMED;
 		return PARSE_OK;

@@ -5,7 +5,10 @@
 ## written, this file sets every key to its default and attaches to eth0 with no lists and no limits.
 ##
 ## Check a config without touching the kernel:   bulwark config check /etc/bulwark/bulwark.hcl
+##   (--offline: only what the file says, not this host's interfaces and files; for CI on another machine)
 ## Apply a changed config to a running agent:    bulwark reload   (or SIGHUP)
+##   Keys marked "Restart needed" below cannot change on reload: such a reload is refused with
+##   "restart needed: <key>" and the running config is kept. Every other key takes effect on reload.
 ##
 ## Syntax: HCL. Strings are in double quotes; "#" starts a comment. Unknown keys are errors.
 ## Durations: a number and a unit, ms, s, m, h or d (days), as in "500ms", "90s", "5m", "1h", "7d", "1d12h".
@@ -29,12 +32,12 @@ malformed = "drop"
 ## Default false.
 detach_on_exit = false
 
-## bpffs directory where the program and maps are pinned. Must be an absolute path.
+## bpffs directory where the program and maps are pinned. Must be an absolute path. Restart needed.
 ## Default "/sys/fs/bpf/bulwark".
 pin_dir = "/sys/fs/bpf/bulwark"
 
 ## One block per interface to filter; at least one is required. The label is the interface name (at most 15
-## bytes); it must exist on the host. Names must be unique.
+## bytes); it must exist on the host. Names must be unique. Restart needed (names and attach modes).
 interface "eth0" {
   ## XDP attach mode: native (in the driver, fastest; fails if the driver lacks XDP support), generic (in the
   ## kernel's network stack, works everywhere, slower) or auto (native if supported, else generic).
@@ -49,11 +52,13 @@ allow {
   cidrs = []
   ## List files: one CIDR or address per line; "#" and ";" start a comment (whole line or trailing, as in
   ## "1.10.16.0/20 ; SBL256894"); blank lines are ignored. A missing file or a bad line is an error naming the file
-  ## and line. At most 64 MiB and 2,000,000 entries per file. Default [].
+  ## and line. At most 64 MiB and 2,000,000 entries per file, and 508 files in allow and block together.
+  ## The list's hosts and prefixes of each address family must fit the maps block's sizes. Default [].
   files = []
 }
 
-## Block list: sources that are always dropped (unless allow-listed). Same keys as allow.
+## Block list: sources that are always dropped (unless allow-listed). Same keys as allow. An entry that is also in
+## the allow list, or inside an allowed prefix, is a warning: the allow list wins.
 ## Optional block; default empty.
 block {
   cidrs = []
@@ -110,7 +115,8 @@ limits {
   # }
 
   ## Rules limit one protocol (and, for tcp and udp, a set of destination ports) per source, in addition to the
-  ## default limit. The label is the rule's name (unique; "default" is reserved). At most 254 rules.
+  ## default limit. The label is the rule's name (unique; "default", "aggregate" and "new_sources" are reserved).
+  ## At most 253 rules.
   ##   protocol  tcp | udp | icmp | icmpv6. Required.
   ##   ports     tcp and udp only: a list of ports ("53") and ranges ("1000-2000"), 1..65535. Default: every port.
   ##   tcp_flags tcp only: "syn" matches segments with SYN set and ACK clear (connection attempts). Default: all
@@ -156,7 +162,7 @@ limits {
 ## Prometheus metrics endpoint (/metrics). Optional block.
 metrics {
   ## host:port to listen on; "" disables the endpoint. ":9740" listens on every address.
-  ## Default "127.0.0.1:9740".
+  ## Default "127.0.0.1:9740". Restart needed.
   listen = "127.0.0.1:9740"
 }
 
@@ -164,21 +170,21 @@ metrics {
 log {
   ## Default "info". One of: trace | debug | info | warn | error.
   level = "info"
-  ## Default "text". One of: text | json.
+  ## Default "text". One of: text | json. Restart needed.
   format = "text"
   ## Audit log: one JSON line per policy change (who, what, why, when, TTL), append-only. Absolute path; ""
-  ## disables it. Default "/var/log/bulwark/audit.jsonl".
+  ## disables it. Default "/var/log/bulwark/audit.jsonl". Restart needed.
   audit_file = "/var/log/bulwark/audit.jsonl"
 }
 
 ## Control API (used by the bulwark CLI): HTTP+JSON over a unix socket, mode 0600. Optional block.
 control {
-  ## Absolute path, at most 107 bytes. Default "/run/bulwark/bulwark.sock".
+  ## Absolute path, at most 107 bytes. Default "/run/bulwark/bulwark.sock". Restart needed.
   socket = "/run/bulwark/bulwark.sock"
 }
 
 ## Maximum entries of each kernel map. Memory is allocated up front for most maps, so size them to the host.
-## Every value: range 1..67108864. Optional block.
+## Every value: range 1..67108864. Optional block. Restart needed (every key).
 maps {
   ## Per-source state (token buckets, counters), LRU: the least recently seen source is evicted when full.
   ## Default 1048576.
@@ -270,7 +276,7 @@ reputation {
 }
 
 ## Threat feeds, one block per feed; the label is the feed's name (unique). A feed that fails to download, parse
-## or validate keeps its last good version in force.
+## or validate keeps its last good version in force. At most 512 feeds with action = "block".
 ##   url            http(s) URL to fetch; or
 ##   path           a file to read. Exactly one of url and path is required.
 ##   format         spamhaus (DROP text, "; " comments) | spamhaus-json (JSON lines) | netset (FireHOL) |
@@ -299,6 +305,26 @@ reputation {
 #   min_confidence = 90
 #   allow_shrink   = true
 # }
+
+## Safety rails against a poisoned or broken outside source (threat feeds). An entry from a feed is refused,
+## logged and counted (bulwark_feed_entries_refused{feed,reason}) when it overlaps the host's own addresses
+## (every interface's), a gateway of its default routes, the allow list or reputation.protect (always, not
+## tunable: the entry is refused whole, not narrowed), or when it is broader than the limits below. A feed
+## update that would make the feed cover too much more address space at once is held back like a shrunk one:
+## the last good version stays in force (bulwark_feed_errors_total{kind="growth"}). Optional block.
+safety {
+  ## Entries shorter than this are refused ("too_broad"). Default 8 (a /7 or broader is refused).
+  ## Range 1..32.
+  min_prefix_ipv4 = 8
+  ## The same for IPv6. Default 32 (a /31 or broader is refused). Range 1..128.
+  min_prefix_ipv6 = 32
+  ## An update may add at most the addresses of one /N to the IPv4 space the feed covers (after refused
+  ## entries are left out; the first version counts from nothing). Default 5 (134217728 addresses, eight
+  ## /8s, 1/32 of IPv4). Range 0..32; 0 allows any growth.
+  max_growth_ipv4 = 5
+  ## The same for IPv6. Default 24 (256 /32s). Range 0..128; 0 allows any growth.
+  max_growth_ipv6 = 24
+}
 
 ## Location (optional): MaxMind country and ASN databases (.mmdb) and the score weight of countries and ASNs.
 ##   country_database path of a country database; must exist. Default: none.

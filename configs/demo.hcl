@@ -14,7 +14,8 @@ block {
 }
 
 limits {
-  ipv6_prefix = 64
+  ipv6_prefix         = 64
+  throttle_multiplier = 0.1
   default {
     pps   = 200
     burst = 200
@@ -29,6 +30,21 @@ limits {
     cidrs      = ["198.18.10.0/24"]
     multiplier = 10
   }
+}
+
+# The reputation engine, enforcing, with the default weights. With a few
+# ordinary clients under 10 packets/s its baseline stays at its floor, so a
+# flood held by the limits scores rate_anomaly (up to 50) + ratelimit_drops
+# (30): 80 at most, throttled; a SYN flood or a port scan adds syn_ratio or
+# port_scan and is blocked. block_score is 85 (default 80) so that the two
+# kinds get different verdicts.
+reputation {
+  mode           = "enforce"
+  interval       = "1s"
+  throttle_score = 50
+  block_score    = 85
+  throttle_for   = "5m"
+  block_for      = "10m"
 }
 
 metrics {

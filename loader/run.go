@@ -101,8 +101,8 @@ func (r *Runner) RunIn(buf []byte, now uint64) (maps.Decision, uint32, error) {
 	if len(buf) <= ReplayHeadroom {
 		return maps.Decision{}, 0, errors.New("empty frame")
 	}
-	binary.LittleEndian.PutUint64(buf[0:8], now)
-	clear(buf[8:ReplayHeadroom])
+	clear(buf[:ReplayHeadroom])
+	binary.LittleEndian.PutUint64(buf[ioNow:], now)
 	r.ctx = xdpMD{data: uint32(ReplayHeadroom), dataEnd: uint32(len(buf))}
 
 	a := &r.attr
@@ -118,9 +118,17 @@ func (r *Runner) RunIn(buf []byte, now uint64) (maps.Decision, uint32, error) {
 		return maps.Decision{}, 0, err
 	}
 	le := binary.LittleEndian
-	return maps.Decision{Action: maps.Action(le.Uint32(buf[8:])), Reason: maps.Reason(le.Uint32(buf[12:])),
-		Detail: le.Uint32(buf[16:])}, ret, nil
+	return maps.Decision{Action: maps.Action(le.Uint32(buf[ioAction:])), Reason: maps.Reason(le.Uint32(buf[ioReason:])),
+		Detail: le.Uint32(buf[ioDetail:])}, ret, nil
 }
+
+// Offsets of struct replay_io's fields, from the generated type.
+const (
+	ioNow    = unsafe.Offsetof(bpf.BulwarkReplayIo{}.Now)
+	ioAction = unsafe.Offsetof(bpf.BulwarkReplayIo{}.Action)
+	ioReason = unsafe.Offsetof(bpf.BulwarkReplayIo{}.Reason)
+	ioDetail = unsafe.Offsetof(bpf.BulwarkReplayIo{}.Detail)
+)
 
 // run makes the syscall; out is the room in dataOut (0: no output).
 func (r *Runner) run(out uint32) (uint32, error) {

@@ -178,10 +178,10 @@ func (s *Set) ApplyPolicy(p *Policy) error {
 		}
 	}
 	slots := make([]bpf.BulwarkPortSlot, portSlots)
-	for t := 0; t < 3; t++ {
-		for port := 0; port < 65536; port++ {
-			idx := (t*65536 + port) / 8
-			slots[idx].Rule[port%8] = pt.Table[t][port]
+	for t := range pt.Table {
+		for port := range pt.Table[t] {
+			idx := (t*65536 + port) / portsPerSlot
+			slots[idx].Rule[port%portsPerSlot] = pt.Table[t][port]
 		}
 	}
 	skeys := make([]uint32, len(slots))
@@ -370,15 +370,26 @@ type RuleCounter struct{ Matched, Dropped uint64 }
 // RuleCounters returns the counters of rule ids 0..n-1 (0 is the default).
 func (s *Set) RuleCounters(n int) ([]RuleCounter, error) {
 	out := make([]RuleCounter, n)
+	for i := range out {
+		c, err := s.RuleCounter(i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// RuleCounter returns the counters of rule id (see Policy.RuleIDs).
+func (s *Set) RuleCounter(id int) (RuleCounter, error) {
 	var per []bpf.BulwarkRuleCounter
-	for i := 0; i < n; i++ {
-		if err := s.m.RuleStats.Lookup(uint32(i), &per); err != nil {
-			return nil, fmt.Errorf("read rule stats %d: %w", i, err)
-		}
-		for _, c := range per {
-			out[i].Matched += c.Matched
-			out[i].Dropped += c.Dropped
-		}
+	if err := s.m.RuleStats.Lookup(uint32(id), &per); err != nil {
+		return RuleCounter{}, fmt.Errorf("read rule stats %d: %w", id, err)
+	}
+	var out RuleCounter
+	for _, c := range per {
+		out.Matched += c.Matched
+		out.Dropped += c.Dropped
 	}
 	return out, nil
 }
@@ -404,14 +415,14 @@ func (s *Set) ListHits(n int) ([]uint64, error) {
 // MaxLists is the number of list ids the datapath counts hits for.
 func (s *Set) MaxLists() int { return int(s.m.ListHits.MaxEntries()) }
 
-// Misc counters, as in bpf/common.h enum misc_counter.
+// Misc counters: bpf/common.h enum misc_counter, in its order.
 type Misc struct {
 	Sampled, SampleCapped, SampleLost, StateFailed, Contended, NewSourceLimited uint64
 }
 
 // Misc reads the datapath's internal counters.
 func (s *Set) Misc() (Misc, error) {
-	var vals [6]uint64
+	var vals [bpf.BulwarkMiscCounterMISC_MAX]uint64
 	var per []uint64
 	for i := range vals {
 		if err := s.m.Misc.Lookup(uint32(i), &per); err != nil {
@@ -431,6 +442,13 @@ type Decision struct {
 	Detail uint32 // the rule (ratelimit) or the list id (allow and block lists)
 }
 
+// DropEvent is a sampled drop as the datapath writes it to the event ring
+// (bpf/common.h struct drop_event).
+type DropEvent = bpf.BulwarkDropEvent
+
+// EventSnap is how many bytes of a dropped frame a DropEvent carries.
+const EventSnap = int(bpf.BulwarkLimitsEVENT_SNAP)
+
 // Events opens a reader of the sampled-drop ring. Close it when done.
 func (s *Set) Events() (*ringbuf.Reader, error) {
 	r, err := ringbuf.NewReader(s.m.Events)
@@ -440,10 +458,11 @@ func (s *Set) Events() (*ringbuf.Reader, error) {
 	return r, nil
 }
 
-// Sizes fixed by bpf/common.h (MAX_RULES, PORT_SLOTS).
+// Sizes fixed by bpf/common.h enum limits.
 const (
-	ruleSlots = 256
-	portSlots = 3 * 65536 / 8
+	ruleSlots    = int(bpf.BulwarkLimitsMAX_RULES)
+	portSlots    = int(bpf.BulwarkLimitsPORT_SLOTS)
+	portsPerSlot = int(bpf.BulwarkLimitsPORTS_PER_SLOT)
 )
 
 // Memory returns the kernel memory (memlock) of every map by name, as the

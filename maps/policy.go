@@ -7,17 +7,19 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+
+	"github.com/bulwark-filter/bulwark/bpf"
 )
 
 // Action is what happened to a packet.
 type Action uint8
 
-// Actions, as in bpf/common.h enum action.
+// Actions: bpf/common.h enum action.
 const (
-	ActionPass      Action = 0
-	ActionDrop      Action = 1
-	ActionWouldDrop Action = 2
-	numActions             = 3
+	ActionPass      = Action(bpf.BulwarkActionACTION_PASS)
+	ActionDrop      = Action(bpf.BulwarkActionACTION_DROP)
+	ActionWouldDrop = Action(bpf.BulwarkActionACTION_WOULD_DROP)
+	numActions      = int(bpf.BulwarkActionACTION_MAX)
 )
 
 // Actions lists every action in index order.
@@ -38,16 +40,16 @@ func (a Action) String() string {
 // Reason is the step of the decision order that decided a packet.
 type Reason uint8
 
-// Reasons, as in bpf/common.h enum reason.
+// Reasons: bpf/common.h enum reason.
 const (
-	ReasonPassed    Reason = 0
-	ReasonAllowlist Reason = 1
-	ReasonBlocklist Reason = 2
-	ReasonVerdict   Reason = 3
-	ReasonRatelimit Reason = 4
-	ReasonMalformed Reason = 5
-	ReasonNonIP     Reason = 6
-	numReasons             = 7
+	ReasonPassed    = Reason(bpf.BulwarkReasonREASON_PASSED)
+	ReasonAllowlist = Reason(bpf.BulwarkReasonREASON_ALLOWLIST)
+	ReasonBlocklist = Reason(bpf.BulwarkReasonREASON_BLOCKLIST)
+	ReasonVerdict   = Reason(bpf.BulwarkReasonREASON_VERDICT)
+	ReasonRatelimit = Reason(bpf.BulwarkReasonREASON_RATELIMIT)
+	ReasonMalformed = Reason(bpf.BulwarkReasonREASON_MALFORMED)
+	ReasonNonIP     = Reason(bpf.BulwarkReasonREASON_NON_IP)
+	numReasons      = int(bpf.BulwarkReasonREASON_MAX)
 )
 
 // Reasons lists every reason in index order.
@@ -77,19 +79,19 @@ func (r Reason) String() string {
 // Mode is enforce or monitor (dry run: drops are counted as would_drop).
 type Mode uint32
 
-// Modes, as in bpf/common.h enum mode.
+// Modes: bpf/common.h enum mode.
 const (
-	ModeEnforce Mode = 0
-	ModeMonitor Mode = 1
+	ModeEnforce = Mode(bpf.BulwarkModeMODE_ENFORCE)
+	ModeMonitor = Mode(bpf.BulwarkModeMODE_MONITOR)
 )
 
 // VerdictAction is what a dynamic verdict does to its source.
 type VerdictAction uint32
 
-// Verdict actions, as in bpf/common.h enum verdict_action.
+// Verdict actions: bpf/common.h enum verdict_action.
 const (
-	VerdictBlock    VerdictAction = 1
-	VerdictThrottle VerdictAction = 2
+	VerdictBlock    = VerdictAction(bpf.BulwarkVerdictActionVERDICT_BLOCK)
+	VerdictThrottle = VerdictAction(bpf.BulwarkVerdictActionVERDICT_THROTTLE)
 )
 
 func (v VerdictAction) String() string {
@@ -171,15 +173,24 @@ type Policy struct {
 	NewSources Limit
 }
 
-// MaxRules is how many rules a policy may have besides the default.
-const MaxRules = 253
-
-// Rule ids of the limits that hold when per-source state does not, as in
-// bpf/common.h.
+// The layout of list ids (the list_hits map): 0-3 are the run-time and
+// config lists, each list file of the config takes one id from
+// FirstFileList, each block feed one from FirstFeedList up to the map's size.
 const (
-	RuleAggregate  = 254
-	RuleNewSources = 255
+	FirstFileList = 4
+	FirstFeedList = 512
 )
+
+// Rule ids of the limits that hold when per-source state does not
+// (bpf/common.h enum limits).
+const (
+	RuleAggregate  = int(bpf.BulwarkLimitsRULE_AGGREGATE)
+	RuleNewSources = int(bpf.BulwarkLimitsRULE_NEW_SOURCES)
+)
+
+// MaxRules is how many rules a policy may have besides the default: the
+// ids between the default (0) and the aggregate.
+const MaxRules = RuleAggregate - 1
 
 // AggregatePrefixes are the aggregate limit's prefix lengths, defaulted.
 func (p *Policy) AggregatePrefixes() (int, int) {
@@ -219,6 +230,17 @@ func (p *Policy) SourcePrefix() int {
 	return p.IPv6Prefix
 }
 
+// RuleIDs are the ids the datapath counts the policy's limits under: the
+// default (0), each rule, the aggregate limit and the ceiling on new sources
+// (all of them also when off, so their series never come and go).
+func (p *Policy) RuleIDs() []int {
+	ids := make([]int, 0, len(p.Rules)+3)
+	for id := 0; id <= len(p.Rules); id++ {
+		ids = append(ids, id)
+	}
+	return append(ids, RuleAggregate, RuleNewSources)
+}
+
 // RuleName returns the name of rule id (0 is "default").
 func (p *Policy) RuleName(id int) string {
 	switch id {
@@ -238,17 +260,18 @@ func (p *Policy) RuleName(id int) string {
 // PortTables is the compiled form of the rules: which rule id matches each
 // (table, port), and the ICMP rule ids.
 type PortTables struct {
-	Table      [3][65536]uint8 // tcp, udp, tcp-syn
+	Table      [numTables][65536]uint8 // tcp, udp, tcp-syn
 	ICMPRule   uint8
 	ICMPv6Rule uint8
 	Any        bool // some port entry is set
 }
 
-// Port table indexes, as in bpf/common.h enum port_table.
+// Port table indexes: bpf/common.h enum port_table.
 const (
-	TableTCP    = 0
-	TableUDP    = 1
-	TableTCPSYN = 2
+	TableTCP    = int(bpf.BulwarkPortTablePORT_TABLE_TCP)
+	TableUDP    = int(bpf.BulwarkPortTablePORT_TABLE_UDP)
+	TableTCPSYN = int(bpf.BulwarkPortTablePORT_TABLE_TCP_SYN)
+	numTables   = int(bpf.BulwarkPortTablePORT_TABLES)
 )
 
 // Compile checks the rules for overlaps and builds the port tables. Two

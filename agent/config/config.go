@@ -40,38 +40,40 @@ const (
 // Config is a validated, normalised Bulwark configuration.
 type Config struct {
 	// Mode is "enforce" (drop what the policy says to drop) or "monitor" (count it as would_drop and pass it).
-	Mode string
+	Mode string `hcl:"mode"`
 	// Malformed is "drop" or "pass": what to do with packets whose headers cannot be parsed.
-	Malformed string
+	Malformed string `hcl:"malformed"`
 	// DetachOnExit detaches the program and removes the pins when the agent exits; the default (false) leaves
 	// filtering in place (fail-static).
-	DetachOnExit bool
+	DetachOnExit bool `hcl:"detach_on_exit"`
 	// PinDir is the absolute bpffs directory where the program and maps are pinned.
-	PinDir string
+	PinDir string `hcl:"pin_dir"`
 	// Interfaces lists the interfaces to attach to, in config order; there is at least one.
-	Interfaces []Interface
+	Interfaces []Interface `hcl:"interface"`
 	// Allow is the allow list: matching sources are always passed.
-	Allow List
+	Allow List `hcl:"allow"`
 	// Block is the block list: matching sources are always dropped.
-	Block List
+	Block List `hcl:"block"`
 	// Limits holds the per-source rate limits.
-	Limits Limits
+	Limits Limits `hcl:"limits"`
 	// Metrics configures the Prometheus endpoint.
-	Metrics Metrics
+	Metrics Metrics `hcl:"metrics"`
 	// Log configures logging and the audit log.
-	Log Log
+	Log Log `hcl:"log"`
 	// Control configures the control API socket.
-	Control Control
+	Control Control `hcl:"control"`
 	// Maps holds the capacity of every kernel map.
-	Maps Maps
+	Maps Maps `hcl:"maps"`
 	// Events configures the sampling of drop events sent to user space.
-	Events Events
+	Events Events `hcl:"events"`
 	// Reputation configures the scoring engine.
-	Reputation Reputation
+	Reputation Reputation `hcl:"reputation"`
 	// Feeds lists the threat feeds, in config order, with unique names.
-	Feeds []Feed
+	Feeds []Feed `hcl:"feed"`
+	// Safety bounds what sources outside this file (threat feeds) may block.
+	Safety Safety `hcl:"safety"`
 	// GeoIP configures the optional location databases and their weights.
-	GeoIP GeoIP
+	GeoIP GeoIP `hcl:"geoip"`
 }
 
 // Interface is one network interface to attach the datapath to.
@@ -88,9 +90,9 @@ type Interface struct {
 type List struct {
 	// CIDRs are the prefixes written inline, masked, with IPv4-mapped IPv6 addresses unmapped. A bare address is
 	// a /32 or /128.
-	CIDRs []netip.Prefix
+	CIDRs []netip.Prefix `hcl:"cidrs"`
 	// Files are the list files named in the config, already read.
-	Files []ListFile
+	Files []ListFile `hcl:"files"`
 }
 
 // ListFile is one list file and the prefixes read from it.
@@ -104,44 +106,44 @@ type ListFile struct {
 // Limits holds the per-source rate limits.
 type Limits struct {
 	// IPv6Prefix is the prefix length IPv6 sources are grouped by (one bucket per /IPv6Prefix), 1..128.
-	IPv6Prefix int
+	IPv6Prefix int `hcl:"ipv6_prefix"`
 	// Default is the limit for all traffic of a source; the zero Limit means no default limit.
-	Default Limit
+	Default Limit `hcl:"default"`
 	// Rules are the per-protocol/port limits, in config order; their match sets do not overlap.
-	Rules []Rule
+	Rules []Rule `hcl:"rule"`
 	// Classes scale the limits of groups of sources.
-	Classes []Class
+	Classes []Class `hcl:"class"`
 	// ThrottleMultiplier scales the limits of a source under a throttle verdict, in (0, 1000].
-	ThrottleMultiplier float64
+	ThrottleMultiplier float64 `hcl:"throttle_multiplier"`
 	// Aggregate limits every IPv4 /IPv4Prefix and IPv6 /IPv6Prefix as one source; it holds when per-source
 	// state is evicted by a flood of sources. The zero Limit means off.
-	Aggregate Aggregate
+	Aggregate Aggregate `hcl:"aggregate"`
 	// NewSources caps the packets per second that may create per-source state (sources not tracked yet);
 	// over it they are dropped and nothing is created. The zero Limit means off.
-	NewSources Limit
+	NewSources Limit `hcl:"new_sources,packets"`
 }
 
 // Aggregate is a limit on a prefix of sources taken together.
 type Aggregate struct {
 	// Limit is the prefix's limit; zero: no aggregate limit.
-	Limit
+	Limit `hcl:",squash"`
 	// IPv4Prefix is the IPv4 prefix length sources are grouped by, 1..32 (default 24).
-	IPv4Prefix int
+	IPv4Prefix int `hcl:"ipv4_prefix"`
 	// IPv6Prefix is the IPv6 prefix length sources are grouped by, 1..128 (default 48).
-	IPv6Prefix int
+	IPv6Prefix int `hcl:"ipv6_prefix"`
 }
 
 // Limit is a token-bucket limit on packets and/or bytes. A zero PPS means no packet-rate limit; a zero
 // BytesPerSec means no byte-rate limit.
 type Limit struct {
 	// PPS is the packet rate in packets per second, 0..4294967295.
-	PPS uint64
+	PPS uint64 `hcl:"pps"`
 	// Burst is the packet bucket size, 1..1e9 when PPS is set (default: PPS, at most 1e9), else 0.
-	Burst uint64
+	Burst uint64 `hcl:"burst"`
 	// BytesPerSec is the byte rate, 0..4294967295 (34.3 Gbit/s).
-	BytesPerSec uint64
+	BytesPerSec uint64 `hcl:"bandwidth"`
 	// ByteBurst is the byte bucket size (default: max(BytesPerSec, 65536)) when BytesPerSec is set, else 0.
-	ByteBurst uint64
+	ByteBurst uint64 `hcl:"bandwidth_burst"`
 }
 
 // Rule is a limit for one protocol and, for tcp and udp, a set of destination ports.
@@ -184,101 +186,101 @@ type Class struct {
 // Metrics configures the Prometheus metrics endpoint.
 type Metrics struct {
 	// Listen is the host:port to serve /metrics on; "" disables the endpoint.
-	Listen string
+	Listen string `hcl:"listen"`
 }
 
 // Log configures logging.
 type Log struct {
 	// Level is "trace", "debug", "info", "warn" or "error".
-	Level string
+	Level string `hcl:"level"`
 	// Format is "text" or "json".
-	Format string
+	Format string `hcl:"format"`
 	// AuditFile is the absolute path of the audit log; "" disables it.
-	AuditFile string
+	AuditFile string `hcl:"audit_file"`
 }
 
 // Control configures the control API.
 type Control struct {
 	// Socket is the absolute path of the unix socket.
-	Socket string
+	Socket string `hcl:"socket"`
 }
 
 // Maps holds the maximum number of entries of each kernel map. Every value is in 1..67108864.
 type Maps struct {
 	// Sources is the size of the per-source state LRU.
-	Sources uint32
+	Sources uint32 `hcl:"sources"`
 	// RuleBuckets is the size of the per-source, per-rule token bucket LRU.
-	RuleBuckets uint32
+	RuleBuckets uint32 `hcl:"rule_buckets"`
 	// Verdicts is the size of the verdict map (throttle/block with expiry).
-	Verdicts uint32
+	Verdicts uint32 `hcl:"verdicts"`
 	// AllowHosts is the size of the allow-list exact-host map (/32 and /128 entries).
-	AllowHosts uint32
+	AllowHosts uint32 `hcl:"allow_hosts"`
 	// AllowPrefixes is the size of the allow-list LPM trie (shorter prefixes).
-	AllowPrefixes uint32
+	AllowPrefixes uint32 `hcl:"allow_prefixes"`
 	// BlockHosts is the size of the block-list exact-host map.
-	BlockHosts uint32
+	BlockHosts uint32 `hcl:"block_hosts"`
 	// BlockPrefixes is the size of the block-list LPM trie.
-	BlockPrefixes uint32
+	BlockPrefixes uint32 `hcl:"block_prefixes"`
 	// Classes is the size of the class LPM trie.
-	Classes uint32
+	Classes uint32 `hcl:"classes"`
 	// Aggregates is the size of the aggregate limit's bucket LRU (one per IPv4 /24 or IPv6 /48 seen).
-	Aggregates uint32
+	Aggregates uint32 `hcl:"aggregates"`
 	// EventsRingKiB is the size of the events ring buffer in KiB, a power of two in 4..262144.
-	EventsRingKiB uint32
+	EventsRingKiB uint32 `hcl:"events_ring_kib"`
 }
 
 // Events configures the drop events the datapath sends to user space.
 type Events struct {
 	// SampleEvery sends one drop event in SampleEvery; 0 disables drop events.
-	SampleEvery uint32
+	SampleEvery uint32 `hcl:"sample_every"`
 	// MaxPerSecond caps the events sent per second, at least 1.
-	MaxPerSecond uint32
+	MaxPerSecond uint32 `hcl:"max_per_second"`
 	// Dir is where the flight recorder keeps its pcapng files; "" disables it.
-	Dir string
+	Dir string `hcl:"dir"`
 	// MaxFileMiB rotates a file at this size, 1..4096.
-	MaxFileMiB uint32
+	MaxFileMiB uint32 `hcl:"max_file_mib"`
 	// MaxFiles is how many files are kept (the oldest are deleted), 1..10000.
-	MaxFiles uint32
+	MaxFiles uint32 `hcl:"max_files"`
 }
 
 // Reputation configures the scoring engine.
 type Reputation struct {
 	// Mode is "enforce", "shadow" (compute and log verdicts without enforcing them) or "off".
-	Mode string
+	Mode string `hcl:"mode"`
 	// Interval is the scoring period, 100ms..1h.
-	Interval time.Duration
+	Interval time.Duration `hcl:"interval"`
 	// ThrottleScore is the score from which a source is throttled; 0 < ThrottleScore <= BlockScore.
-	ThrottleScore int
+	ThrottleScore int `hcl:"throttle_score"`
 	// BlockScore is the score from which a source is blocked; BlockScore <= 100.
-	BlockScore int
+	BlockScore int `hcl:"block_score"`
 	// ThrottleFor is how long a throttle verdict lasts, at least 1s.
-	ThrottleFor time.Duration
+	ThrottleFor time.Duration `hcl:"throttle_for"`
 	// BlockFor is how long a first block verdict lasts, at least 1s; it doubles for each repeat.
-	BlockFor time.Duration
+	BlockFor time.Duration `hcl:"block_for"`
 	// MaxBlockFor caps the doubling of BlockFor; MaxBlockFor >= BlockFor.
-	MaxBlockFor time.Duration
+	MaxBlockFor time.Duration `hcl:"max_block_for"`
 	// MaxVerdicts caps the number of active verdicts, 1..Maps.Verdicts.
-	MaxVerdicts uint32
+	MaxVerdicts uint32 `hcl:"max_verdicts"`
 	// Protect lists prefixes that are never throttled or blocked by the engine, normalised.
-	Protect []netip.Prefix
+	Protect []netip.Prefix `hcl:"protect"`
 	// Weights are the behaviour components' weights.
-	Weights Weights
+	Weights Weights `hcl:"weights"`
 }
 
 // Weights are the maximum contribution of each behaviour component to a score, each in 0..100.
 type Weights struct {
 	// RateAnomaly weighs a packet or byte rate far above the learnt baseline (key rate_anomaly).
-	RateAnomaly float64
+	RateAnomaly float64 `hcl:"rate_anomaly"`
 	// SYNRatio weighs a high ratio of SYN-without-ACK segments (key syn_ratio).
-	SYNRatio float64
+	SYNRatio float64 `hcl:"syn_ratio"`
 	// PortScan weighs many distinct destination ports per second (key port_scan).
-	PortScan float64
+	PortScan float64 `hcl:"port_scan"`
 	// RatelimitDrops weighs drops by the rate limiter (key ratelimit_drops).
-	RatelimitDrops float64
+	RatelimitDrops float64 `hcl:"ratelimit_drops"`
 	// Malformed weighs malformed packets (key malformed).
-	Malformed float64
+	Malformed float64 `hcl:"malformed"`
 	// Repeat weighs earlier verdicts against the source (key repeat).
-	Repeat float64
+	Repeat float64 `hcl:"repeat"`
 }
 
 // Feed is a threat feed, read from a URL or a file.
@@ -307,16 +309,31 @@ type Feed struct {
 	Range hcl.Range
 }
 
+// Safety holds the rails that keep a poisoned or broken outside source (a threat feed) from cutting the host off.
+// Entries that overlap the host's own addresses, its default gateways, the allow list or reputation.protect are
+// always refused; these are the limits that can be tuned.
+type Safety struct {
+	// MinPrefixIPv4 is the shortest IPv4 prefix length accepted from a source, 1..32 (default 8).
+	MinPrefixIPv4 int `hcl:"min_prefix_ipv4"`
+	// MinPrefixIPv6 is the shortest IPv6 prefix length accepted from a source, 1..128 (default 32).
+	MinPrefixIPv6 int `hcl:"min_prefix_ipv6"`
+	// MaxGrowthIPv4 bounds how many IPv4 addresses one update of a source may add to what it covers: at most
+	// the addresses of one /MaxGrowthIPv4, 0..32 (default 5); 0 allows any growth.
+	MaxGrowthIPv4 int `hcl:"max_growth_ipv4"`
+	// MaxGrowthIPv6 is MaxGrowthIPv4 for IPv6, 0..128 (default 24).
+	MaxGrowthIPv6 int `hcl:"max_growth_ipv6"`
+}
+
 // GeoIP configures the optional MaxMind databases and the weights of countries and ASNs.
 type GeoIP struct {
 	// CountryDatabase is the absolute path of an existing country .mmdb file, or "".
-	CountryDatabase string
+	CountryDatabase string `hcl:"country_database"`
 	// ASNDatabase is the absolute path of an existing ASN .mmdb file, or "".
-	ASNDatabase string
+	ASNDatabase string `hcl:"asn_database"`
 	// CountryWeights maps ISO 3166-1 alpha-2 codes (uppercase) to a weight in 0..100.
-	CountryWeights map[string]float64
+	CountryWeights map[string]float64 `hcl:"country_weights"`
 	// ASNWeights maps autonomous system numbers to a weight in 0..100.
-	ASNWeights map[uint32]float64
+	ASNWeights map[uint32]float64 `hcl:"asn_weights"`
 }
 
 // Options change how a config is checked.
@@ -324,6 +341,10 @@ type Options struct {
 	// SkipInterfaceCheck skips checking that each configured interface exists on this host (only the name's
 	// syntax is checked). Use it to check a config meant for another host.
 	SkipInterfaceCheck bool
+	// Offline skips every check of this host's facts, for validating a config on another machine (in CI): that
+	// the interfaces exist, that list files and GeoIP databases exist (files that exist are still read and
+	// checked) and that feed files are readable. What the file itself says is checked in full.
+	Offline bool
 }
 
 // Loader loads configs and keeps the parsed source of the last one, so diagnostics can be printed with snippets.

@@ -292,6 +292,8 @@ func TestReference(t *testing.T) {
 
 	// With its optional settings enabled, it must still be valid.
 	full := withMMDB(t, uncommentSettings.ReplaceAllString(string(src), "$1"))
+	feedFile := writeFile(t, t.TempDir(), "abuseipdb.json", "[]")
+	full = strings.ReplaceAll(full, "/var/lib/bulwark/feeds/abuseipdb.json", feedFile)
 	cfg, diags = ParseWithOptions("reference-full.hcl", []byte(full), skipIfCheck)
 	if len(diags) != 0 {
 		t.Fatalf("reference.hcl with optional settings enabled:\n%s", FormatDiagnostics(diags))
@@ -484,9 +486,9 @@ func TestParseDuration(t *testing.T) {
 		{"5x", 0, false},
 		{"99999999999d", 0, false},
 	} {
-		got, err := parseDuration(c.in)
+		got, err := ParseDuration(c.in)
 		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, ok=%v", c.in, got, err, c.want, c.ok)
 		}
 	}
 }
@@ -557,8 +559,8 @@ func TestTooManyRulesAndClasses(t *testing.T) {
 	}
 	b.WriteString("}\n")
 	_, diags := ParseWithOptions("test.hcl", []byte(b.String()), skipIfCheck)
-	const want = "test.hcl:1273:3: Too many rules: At most 254 rules are allowed; this is rule 255.\n" +
-		"test.hcl:2298:3: Too many classes: At most 255 classes are allowed; this is class 256."
+	const want = "test.hcl:1268:3: Too many rules: At most 253 rules are allowed; this is rule 254.\n" +
+		"test.hcl:2293:3: Too many classes: At most 255 classes are allowed; this is class 256."
 	if got := FormatDiagnostics(diags); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
@@ -778,9 +780,19 @@ test.hcl:3:11: Invalid interface name: "" is not a valid interface name.`,
     protocol = "icmpv6"
     pps      = 1
   }
+  rule "aggregate" {
+    protocol = "udp"
+    pps      = 1
+  }
+  rule "new_sources" {
+    protocol = "tcp"
+    pps      = 1
+  }
 }`,
 		want: `test.hcl:3:8: Reserved rule name: The rule name "default" is reserved for the default limit.
-test.hcl:7:8: Invalid rule name: "Web" is not a valid rule name: use 1-32 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit.`,
+test.hcl:7:8: Invalid rule name: "Web" is not a valid rule name: use 1-32 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit.
+test.hcl:11:8: Reserved rule name: The rule name "aggregate" is reserved for the aggregate limit.
+test.hcl:15:8: Reserved rule name: The rule name "new_sources" is reserved for the ceiling on new sources.`,
 	}, {
 		name: "overlapping rules",
 		src: `limits {
@@ -898,7 +910,7 @@ test.hcl:4:29: Invalid attach: "offload" is not a valid attach; use one of: auto
   block_for    = 10
 }
 feed "f" {
-  path    = "f.txt"
+  url     = "https://example.invalid/f.txt"
   format  = "plain"
   refresh = "30s"
 }`,
@@ -936,7 +948,7 @@ feed "c" {
   action = "score"
 }
 feed "c" {
-  path           = "c.json"
+  url            = "https://example.invalid/c.json"
   format         = "plain"
   min_confidence = 80
   max_entries    = 0
@@ -968,6 +980,20 @@ test.hcl:6:20: Invalid weight: weight must be at most 100; got 101.`,
   }
 }`,
 		want: `test.hcl:4:5: Unknown weight: "scan" is not a reputation weight; the weights are: rate_anomaly, syn_ratio, port_scan, ratelimit_drops, malformed, repeat.`,
+	}, {
+		name: "safety limits",
+		src: `safety {
+  min_prefix_ipv4 = 0
+  min_prefix_ipv6 = 129
+  max_growth_ipv4 = 33
+  max_growth_ipv6 = -1
+}
+safety {}`,
+		want: `test.hcl:3:21: Invalid min_prefix_ipv4: min_prefix_ipv4 must be > 0; got 0.
+test.hcl:4:21: Invalid min_prefix_ipv6: min_prefix_ipv6 must be at most 128; got 129.
+test.hcl:5:21: Invalid max_growth_ipv4: max_growth_ipv4 must be at most 32; got 33.
+test.hcl:6:21: Invalid max_growth_ipv6: max_growth_ipv6 must be at least 0; got -1.
+test.hcl:8:1: Duplicate safety block: Only one safety block is allowed; the first is at test.hcl:2:1.`,
 	}, {
 		name: "bad country code",
 		src: `geoip {
@@ -1044,6 +1070,28 @@ metrics {}`,
 				t.Errorf("got:\n%s\nwant:\n%s", got, c.want)
 			}
 		})
+	}
+}
+
+// TestSafetyValues: the safety keys reach the Config; a growth limit that
+// one accepted entry can exceed is a warning, not an error.
+func TestSafetyValues(t *testing.T) {
+	cfg, diags := ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+safety {
+  min_prefix_ipv4 = 3
+  min_prefix_ipv6 = 48
+  max_growth_ipv4 = 0
+  max_growth_ipv6 = 56
+}`), Options{SkipInterfaceCheck: true})
+	if diags.HasErrors() {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	if want := (Safety{MinPrefixIPv4: 3, MinPrefixIPv6: 48, MaxGrowthIPv4: 0, MaxGrowthIPv6: 56}); cfg.Safety != want {
+		t.Errorf("safety %+v, want %+v", cfg.Safety, want)
+	}
+	const wantDiags = `test.hcl:6:21: warning: Growth limit below the prefix limit: max_growth_ipv6 = 56 allows less growth than one entry of min_prefix_ipv6 = 48 covers: a feed update that adds a /48 is held back whole.`
+	if got := FormatDiagnostics(diags); got != wantDiags {
+		t.Errorf("diagnostics:\n%s\nwant\n%s", got, wantDiags)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -21,8 +23,8 @@ import (
 
 // Bounds shared by several keys.
 const (
-	maxRules   = 254 // rule ids 1..254 fit a byte next to the default limit and "no rule"
-	maxClasses = 255 // class ids 1..255 fit a byte next to "no class"
+	maxRules   = maps.MaxRules // the datapath's own limit: the rule ids above are the aggregate and new-sources limits
+	maxClasses = 255           // class ids 1..255 fit a byte next to "no class"
 	// maxMapEntries bounds every map size and entry cap: 2^26 entries is already gigabytes of kernel memory.
 	maxMapEntries = 1 << 26
 	maxBurst      = 1_000_000_000
@@ -53,6 +55,7 @@ func defaults() *Config {
 		Log:     Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
 		Control: Control{Socket: DefaultControlSocket},
 		Maps:    defaultMaps(),
+		Safety:  Safety{MinPrefixIPv4: 8, MinPrefixIPv6: 32, MaxGrowthIPv4: 5, MaxGrowthIPv6: 24},
 		Events:  Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
 		Reputation: Reputation{
 			Mode:          "off",
@@ -82,7 +85,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "allow"}, {Type: "block"}, {Type: "limits"}, {Type: "metrics"}, {Type: "log"}, {Type: "control"},
 		{Type: "maps"}, {Type: "events"}, {Type: "reputation"},
 		{Type: "feed", LabelNames: []string{"name"}},
-		{Type: "geoip"},
+		{Type: "geoip"}, {Type: "safety"},
 	},
 }
 
@@ -96,12 +99,14 @@ func (d *decoder) root(body hcl.Body) *Config {
 	d.pathAttr(c.Attributes["pin_dir"], &cfg.PinDir, false)
 
 	d.interfaces(c.Blocks.OfType("interface"), c.MissingItemRange, cfg)
+	var allowAt, blockAt listSources
 	if b := d.single(c.Blocks, "allow"); b != nil {
-		cfg.Allow = d.listBlock(b)
+		cfg.Allow, allowAt = d.listBlock(b)
 	}
 	if b := d.single(c.Blocks, "block"); b != nil {
-		cfg.Block = d.listBlock(b)
+		cfg.Block, blockAt = d.listBlock(b)
 	}
+	d.warnAllowedBlocks(cfg.Allow, cfg.Block, blockAt)
 	if b := d.single(c.Blocks, "limits"); b != nil {
 		d.limits(b, &cfg.Limits)
 	}
@@ -118,8 +123,10 @@ func (d *decoder) root(body hcl.Body) *Config {
 		d.control(b, &cfg.Control)
 	}
 	var verdictsAttr *hcl.Attribute
+	mapsAttrs := hcl.Attributes{}
 	if b := d.single(c.Blocks, "maps"); b != nil {
-		verdictsAttr = d.maps(b, &cfg.Maps)
+		mapsAttrs = d.maps(b, &cfg.Maps)
+		verdictsAttr = mapsAttrs["verdicts"]
 	}
 	if b := d.single(c.Blocks, "events"); b != nil {
 		ec := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "sample_every"}, {Name: "max_per_second"},
@@ -146,9 +153,33 @@ func (d *decoder) root(body hcl.Body) *Config {
 			cfg.Reputation.MaxVerdicts, cfg.Maps.Verdicts)
 	}
 	d.feeds(c.Blocks.OfType("feed"), cfg)
+	if b := d.single(c.Blocks, "safety"); b != nil {
+		sc := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "min_prefix_ipv4"}, {Name: "min_prefix_ipv6"},
+			{Name: "max_growth_ipv4"}, {Name: "max_growth_ipv6"}}})
+		uintAttr(d, sc.Attributes["min_prefix_ipv4"], &cfg.Safety.MinPrefixIPv4, "min_prefix_ipv4", 1, 32)
+		uintAttr(d, sc.Attributes["min_prefix_ipv6"], &cfg.Safety.MinPrefixIPv6, "min_prefix_ipv6", 1, 128)
+		uintAttr(d, sc.Attributes["max_growth_ipv4"], &cfg.Safety.MaxGrowthIPv4, "max_growth_ipv4", 0, 32)
+		uintAttr(d, sc.Attributes["max_growth_ipv6"], &cfg.Safety.MaxGrowthIPv6, "max_growth_ipv6", 0, 128)
+		s := cfg.Safety
+		for _, f := range []struct {
+			fam                  string
+			minPrefix, maxGrowth int
+		}{{"ipv4", s.MinPrefixIPv4, s.MaxGrowthIPv4}, {"ipv6", s.MinPrefixIPv6, s.MaxGrowthIPv6}} {
+			if a := sc.Attributes["max_growth_"+f.fam]; a != nil && f.maxGrowth > f.minPrefix {
+				d.diags = append(d.diags, &hcl.Diagnostic{
+					Severity: hcl.DiagWarning,
+					Summary:  "Growth limit below the prefix limit",
+					Detail: fmt.Sprintf("max_growth_%s = %d allows less growth than one entry of min_prefix_%s = %d covers: a feed update that adds a /%d is held back whole.",
+						f.fam, f.maxGrowth, f.fam, f.minPrefix, f.minPrefix),
+					Subject: a.Expr.Range().Ptr(),
+				})
+			}
+		}
+	}
 	if b := d.single(c.Blocks, "geoip"); b != nil {
 		d.geoip(b, &cfg.GeoIP)
 	}
+	d.checkCapacity(cfg, allowAt, blockAt, mapsAttrs)
 	return cfg
 }
 
@@ -183,7 +214,7 @@ func (d *decoder) interfaces(blocks hcl.Blocks, missing hcl.Range, cfg *Config) 
 		seen[name] = b.DefRange
 		nameErr := interfaceNameError(name)
 		switch {
-		case !d.opts.SkipInterfaceCheck:
+		case !d.opts.SkipInterfaceCheck && !d.opts.Offline:
 			if _, err := net.InterfaceByName(name); err != nil {
 				detail := fmt.Sprintf("There is no network interface named %q on this host (list them with `ip link`)", name)
 				if nameErr != nil {
@@ -278,6 +309,14 @@ func (d *decoder) limit(attrs hcl.Attributes, b *hcl.Block) Limit {
 	return l
 }
 
+// reservedRuleNames are the names the metrics and drop events give the
+// limits that are not rules; a rule may not take them.
+var reservedRuleNames = map[string]string{
+	"default":     "the default limit",
+	"aggregate":   "the aggregate limit",
+	"new_sources": "the ceiling on new sources",
+}
+
 // rules decodes the rule blocks and checks that no two rules match the same packets.
 func (d *decoder) rules(blocks hcl.Blocks, l *Limits) {
 	seen := map[string]hcl.Range{}
@@ -287,8 +326,8 @@ func (d *decoder) rules(blocks hcl.Blocks, l *Limits) {
 		}
 		name := b.Labels[0]
 		nameOK := d.checkName(b, "rule") && i < maxRules
-		if name == "default" {
-			d.errorf(b.LabelRanges[0], "Reserved rule name", `The rule name "default" is reserved for the default limit.`)
+		if what, ok := reservedRuleNames[name]; ok {
+			d.errorf(b.LabelRanges[0], "Reserved rule name", "The rule name %q is reserved for %s.", name, what)
 			nameOK = false
 		}
 		if first, dup := seen[name]; dup {
@@ -497,8 +536,8 @@ func (d *decoder) control(b *hcl.Block, ctl *Control) {
 	}
 }
 
-// maps decodes the maps block; it returns the verdicts attribute, if set, for the check against max_verdicts.
-func (d *decoder) maps(b *hcl.Block, m *Maps) *hcl.Attribute {
+// maps decodes the maps block; it returns its attributes, for the checks of what the maps must hold.
+func (d *decoder) maps(b *hcl.Block, m *Maps) hcl.Attributes {
 	sizes := []struct {
 		name string
 		dst  *uint32
@@ -526,7 +565,7 @@ func (d *decoder) maps(b *hcl.Block, m *Maps) *hcl.Attribute {
 			}
 		}
 	}
-	return c.Attributes["verdicts"]
+	return c.Attributes
 }
 
 // weightField is a reputation weight's key and its field.
@@ -666,7 +705,9 @@ func (d *decoder) feed(b *hcl.Block) Feed {
 	case u != nil:
 		d.feedURL(u, &f.URL)
 	default:
-		d.fileAttr(p, &f.Path)
+		if d.fileAttr(p, &f.Path) {
+			d.checkFeedFile(p, f.Path)
+		}
 	}
 	d.enumAttr(attrs["format"], &f.Format, feedFormats...)
 	d.durationAttr(attrs["refresh"], &f.Refresh, time.Minute, math.MaxInt64)
@@ -679,12 +720,7 @@ func (d *decoder) feed(b *hcl.Block) Feed {
 		d.floatAttr(w, &f.Weight, 0, maxWeight, true)
 	case w != nil:
 		// A warning, not an error: the example config in the reputation issue sets weight next to action = "block".
-		d.diags = append(d.diags, &hcl.Diagnostic{
-			Severity: hcl.DiagWarning,
-			Summary:  "Weight ignored",
-			Detail:   `weight only applies to action = "score"; with action = "block" (the default) the feed blocks directly.`,
-			Subject:  w.Range.Ptr(),
-		})
+		d.warnf(w.Range, "Weight ignored", `weight only applies to action = "score"; with action = "block" (the default) the feed blocks directly.`)
 	}
 	uintAttr(d, attrs["max_entries"], &f.MaxEntries, "max_entries", 1, maxMapEntries)
 	if a := attrs["min_confidence"]; a != nil {
@@ -724,8 +760,8 @@ func (d *decoder) geoip(b *hcl.Block, g *GeoIP) {
 		{Name: "country_database"}, {Name: "asn_database"}, {Name: "country_weights"}, {Name: "asn_weights"},
 	}})
 	attrs := c.Attributes
-	d.database(attrs["country_database"], &g.CountryDatabase)
-	d.database(attrs["asn_database"], &g.ASNDatabase)
+	d.database(attrs["country_database"], &g.CountryDatabase, "country")
+	d.database(attrs["asn_database"], &g.ASNDatabase, "asn")
 	if a := attrs["country_weights"]; a != nil {
 		if attrs["country_database"] == nil {
 			d.errorf(a.Range, "Missing country_database", "country_weights needs country_database to look countries up.")
@@ -788,21 +824,57 @@ func weightMap[K comparable](d *decoder, pairs []hcl.KeyValuePair, summary strin
 	return out
 }
 
-// database stores attribute a, if present, as the absolute path of an existing regular file, in dst.
-func (d *decoder) database(a *hcl.Attribute, dst *string) {
+// database stores attribute a, if present, as the absolute path of a MaxMind database of kind ("country" or
+// "asn") that opens as the agent opens it, in dst. Offline, the file is not looked at.
+func (d *decoder) database(a *hcl.Attribute, dst *string, kind string) {
 	var p string
 	if !d.fileAttr(a, &p) {
+		return
+	}
+	if d.opts.Offline {
+		*dst = p
 		return
 	}
 	st, err := os.Stat(p)
 	switch {
 	case os.IsNotExist(err):
 		d.errorf(a.Expr.Range(), "Missing database", "%s does not exist.", p)
+		return
 	case err != nil:
 		d.errorf(a.Expr.Range(), "Cannot read database", "%s", err)
+		return
 	case !st.Mode().IsRegular():
 		d.errorf(a.Expr.Range(), "Cannot read database", "%s is not a regular file.", p)
-	default:
-		*dst = p
+		return
+	}
+	country, asn := p, ""
+	if kind == "asn" {
+		country, asn = "", p
+	}
+	db, err := geoip.Open(country, asn)
+	if err != nil {
+		d.errorf(a.Expr.Range(), "Cannot read database", "%s", strings.TrimPrefix(err.Error(), "geoip: "))
+		return
+	}
+	_ = db.Close()
+	*dst = p
+}
+
+// checkFeedFile warns when a feed's file cannot be read on this host (not offline): the agent starts anyway and
+// keeps the feed empty until the file can be read, but it is most likely a mistake.
+func (d *decoder) checkFeedFile(a *hcl.Attribute, path string) {
+	if d.opts.Offline {
+		return
+	}
+	f, err := os.Open(path)
+	if err == nil {
+		var st os.FileInfo
+		if st, err = f.Stat(); err == nil && !st.Mode().IsRegular() {
+			err = fmt.Errorf("%s is not a regular file", path)
+		}
+		f.Close()
+	}
+	if err != nil {
+		d.warnf(a.Expr.Range(), "Cannot read feed file", "%s; the feed stays empty until the file can be read.", err)
 	}
 }

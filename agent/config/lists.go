@@ -19,10 +19,21 @@ const (
 	maxBadLines = 10
 )
 
+// listSources says where a list's entries are written: the block, each inline CIDR, each list file's element.
+type listSources struct {
+	block hcl.Range
+	cidrs []hcl.Range // parallel to List.CIDRs
+	files []hcl.Range // parallel to List.Files
+}
+
 // listBlock decodes an allow or block block.
-func (d *decoder) listBlock(b *hcl.Block) List {
+func (d *decoder) listBlock(b *hcl.Block) (List, listSources) {
 	c := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cidrs"}, {Name: "files"}}})
-	l := List{CIDRs: d.prefixesAttr(c.Attributes["cidrs"])}
+	var l List
+	at := listSources{block: b.DefRange}
+	if a := c.Attributes["cidrs"]; a != nil {
+		l.CIDRs, at.cidrs = d.prefixList(a)
+	}
 	if a := c.Attributes["files"]; a != nil {
 		for _, e := range d.list(a) {
 			p, ok := d.str(e)
@@ -35,10 +46,11 @@ func (d *decoder) listBlock(b *hcl.Block) List {
 			}
 			if f, ok := d.readListFile(d.resolve(p), e.Range()); ok {
 				l.Files = append(l.Files, f)
+				at.files = append(at.files, e.Range())
 			}
 		}
 	}
-	return l
+	return l, at
 }
 
 // readListFile reads a list file: one CIDR or address per line, '#' and ';' start comments, blank lines are
@@ -47,6 +59,8 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 	// Checked before opening: opening a FIFO would block.
 	st, err := os.Stat(path)
 	switch {
+	case errors.Is(err, fs.ErrNotExist) && d.opts.Offline:
+		return ListFile{}, false // a file of the host the config is meant for
 	case err != nil:
 		d.listFileError(subject, err)
 		return ListFile{}, false

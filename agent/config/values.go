@@ -38,6 +38,12 @@ func (d *decoder) errorf(subject hcl.Range, summary, format string, args ...any)
 	})
 }
 
+// warnf records a warning diagnostic about subject, worded as errorf words errors.
+func (d *decoder) warnf(subject hcl.Range, summary, format string, args ...any) {
+	d.errorf(subject, summary, format, args...)
+	d.diags[len(d.diags)-1].Severity = hcl.DiagWarning
+}
+
 // errors counts the errors recorded so far; comparing counts tells whether a step found a problem.
 func (d *decoder) errors() int {
 	n := 0
@@ -197,7 +203,7 @@ func (d *decoder) durationAttr(a *hcl.Attribute, dst *time.Duration, lo, hi time
 	if !d.stringAttr(a, &s) {
 		return false
 	}
-	v, err := parseDuration(s)
+	v, err := ParseDuration(s)
 	switch {
 	case err != nil:
 		d.errorf(a.Expr.Range(), "Invalid duration", "%s", err)
@@ -215,8 +221,9 @@ func (d *decoder) durationAttr(a *hcl.Attribute, dst *time.Duration, lo, hi time
 // maxDays is the largest day count whose duration fits in a time.Duration.
 const maxDays = math.MaxInt64 / int64(24*time.Hour)
 
-// parseDuration is time.ParseDuration plus a leading whole number of days, as in "7d" or "1d12h".
-func parseDuration(s string) (time.Duration, error) {
+// ParseDuration is time.ParseDuration plus a leading whole number of days, as in "7d" or "1d12h": the
+// durations of the config, also taken by the CLI (block add --ttl).
+func ParseDuration(s string) (time.Duration, error) {
 	bad := fmt.Errorf("bad duration %q: use a number with a unit: ms, s, m, h or d, as in \"500ms\", \"90s\", \"5m\", \"1h\", \"7d\" or \"1d12h\"", s)
 	var days time.Duration
 	rest := s

@@ -26,14 +26,12 @@ const (
 	ListConfigAllow uint32 = 2
 	// ListConfigBlock holds the config's inline block CIDRs.
 	ListConfigBlock uint32 = 3
-	// FirstFileList is the id of the first list file (allow files first,
-	// then block files, in config order).
-	FirstFileList uint32 = 4
-	// FirstFeedList is the id of the first block feed; config reconciles
-	// leave ids at or above it to the feeds, as they leave the run-time ids
-	// to the CLI.
-	FirstFeedList uint32 = 512
 )
+
+// List files get ids from maps.FirstFileList (allow files first, then
+// block files, in config order), block feeds from maps.FirstFeedList;
+// config reconciles leave ids at or above maps.FirstFeedList to the
+// feeds, as they leave the run-time ids to the CLI.
 
 // State is what a config asks of the datapath.
 type State struct {
@@ -99,14 +97,14 @@ func From(c *config.Config) (*State, error) {
 		return nil, err
 	}
 
-	next := FirstFileList
+	next := uint32(maps.FirstFileList)
 	add := func(into map[netip.Prefix]uint32, list config.List, inline uint32, kind string) error {
 		for _, pfx := range list.CIDRs {
 			into[pfx] = inline
 		}
 		for _, f := range list.Files {
-			if int(next) >= int(d.Sizes.Lists) {
-				return fmt.Errorf("too many list files: at most %d", d.Sizes.Lists-FirstFileList)
+			if next >= maps.FirstFeedList {
+				return fmt.Errorf("too many list files: at most %d", maps.FirstFeedList-maps.FirstFileList)
 			}
 			d.ListNames[next] = kind + ":" + filepath.Base(f.Path)
 			for _, pfx := range f.Entries {
@@ -123,8 +121,8 @@ func From(c *config.Config) (*State, error) {
 		return nil, err
 	}
 	d.FeedIDs = feedListIDs(c, d.ListNames)
-	if n := uint32(len(d.FeedIDs)); n > 0 && FirstFeedList+n > d.Sizes.Lists {
-		return nil, fmt.Errorf("%d block feeds: at most %d", n, d.Sizes.Lists-FirstFeedList)
+	if n := uint32(len(d.FeedIDs)); n > 0 && maps.FirstFeedList+n > d.Sizes.Lists {
+		return nil, fmt.Errorf("%d block feeds: at most %d", n, d.Sizes.Lists-maps.FirstFeedList)
 	}
 	return d, nil
 }
@@ -132,7 +130,7 @@ func From(c *config.Config) (*State, error) {
 // feedListIDs assigns each block feed a list id and name, by config order.
 func feedListIDs(c *config.Config, names map[uint32]string) map[string]uint32 {
 	ids := map[string]uint32{}
-	next := FirstFeedList
+	next := uint32(maps.FirstFeedList)
 	for _, f := range c.Feeds {
 		if f.Action == "block" {
 			ids[f.Name] = next

@@ -12,8 +12,8 @@ import (
 )
 
 // TestFrom: list ids as the agent and replay give them: inline CIDRs under
-// the config ids, list files from FirstFileList (allow files first, then
-// block files), block feeds from FirstFeedList in config order (score
+// the config ids, list files from 4 (allow files first, then
+// block files), block feeds from 512 in config order (score
 // feeds get none), each named; the policy's mode, prefix and rules.
 func TestFrom(t *testing.T) {
 	dir := t.TempDir()
@@ -78,10 +78,10 @@ feed "b" {
 		name string
 	}{
 		{d.Allow, "198.18.0.1/32", ListConfigAllow, "allow"},
-		{d.Allow, "198.18.1.0/24", FirstFileList, "allow:friends.txt"},
+		{d.Allow, "198.18.1.0/24", 4, "allow:friends.txt"},
 		{d.Block, "198.18.3.0/24", ListConfigBlock, "block"},
-		{d.Block, "198.18.2.0/24", FirstFileList + 1, "block:bad.txt"},
-		{d.Block, "2001:2::/48", FirstFileList + 2, "block:worse.txt"},
+		{d.Block, "198.18.2.0/24", 5, "block:bad.txt"},
+		{d.Block, "2001:2::/48", 6, "block:worse.txt"},
 	} {
 		if id, ok := tt.list[pfx(tt.p)]; !ok || id != tt.id || d.ListNames[id] != tt.name {
 			t.Errorf("%s: list %d (%q); want %d (%q)", tt.p, id, d.ListNames[id], tt.id, tt.name)
@@ -90,9 +90,9 @@ feed "b" {
 	if len(d.Allow) != 2 || len(d.Block) != 3 {
 		t.Errorf("allow %v, block %v: entries that the config does not name", d.Allow, d.Block)
 	}
-	if len(d.FeedIDs) != 2 || d.FeedIDs["a"] != FirstFeedList || d.FeedIDs["b"] != FirstFeedList+1 ||
-		d.ListNames[FirstFeedList] != "feed:a" || d.ListNames[FirstFeedList+1] != "feed:b" {
-		t.Errorf("feed ids %v, names %v; want a %d, b %d", d.FeedIDs, d.ListNames, FirstFeedList, FirstFeedList+1)
+	if len(d.FeedIDs) != 2 || d.FeedIDs["a"] != 512 || d.FeedIDs["b"] != 513 ||
+		d.ListNames[512] != "feed:a" || d.ListNames[513] != "feed:b" {
+		t.Errorf("feed ids %v, names %v; want a %d, b %d", d.FeedIDs, d.ListNames, 512, 513)
 	}
 	if d.Policy.Mode != maps.ModeMonitor || d.Policy.SourcePrefix() != 56 || len(d.Policy.Rules) != 1 || d.Policy.RuleName(1) != "dns" {
 		t.Errorf("policy %+v", d.Policy)

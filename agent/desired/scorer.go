@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/guard"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 )
 
@@ -21,30 +22,30 @@ func Scorer(c *config.Config) reputation.Config {
 	}
 }
 
-// Exempt is the config's part of the space no feed or scorer may block:
-// the allow list and its files, and reputation.protect. (The agent adds
-// the run-time allow entries.)
-func Exempt(c *config.Config) []netip.Prefix {
-	var ps []netip.Prefix
-	ps = append(ps, c.Reputation.Protect...)
-	ps = append(ps, c.Allow.CIDRs...)
+// Exempt is the config's part of the space no feed or scorer may block,
+// each prefix with where it comes from: reputation.protect, the allow list
+// and its files. (The agent adds the run-time allow entries.)
+func Exempt(c *config.Config) []guard.Protected {
+	var ps []guard.Protected
+	add := func(why string, l []netip.Prefix) {
+		for _, p := range l {
+			ps = append(ps, guard.Protected{Prefix: p, Why: why})
+		}
+	}
+	add("reputation.protect", c.Reputation.Protect)
+	add("allow list", c.Allow.CIDRs)
 	for _, f := range c.Allow.Files {
-		ps = append(ps, f.Entries...)
+		add("allow file "+f.Path, f.Entries)
 	}
 	return ps
 }
 
-// ExemptOverlap reports prefixes that would block allow-listed or
-// protected space: a feed entry inside exempt space (the set of list), or
-// containing some of it.
-func ExemptOverlap(p netip.Prefix, exempt *reputation.PrefixSet, list []netip.Prefix) bool {
-	if exempt.Contains(p.Addr()) {
-		return true
-	}
-	for _, e := range list {
-		if p.Contains(e.Addr()) {
-			return true
-		}
-	}
-	return false
+// FeedGuard is the safety rails feed entries pass: the config's safety
+// limits, and the space no feed may overlap: Exempt and more (the agent's
+// run-time allow entries, the host's own addresses and default gateways;
+// none in a replay, which runs for the capture's host, not this one).
+func FeedGuard(c *config.Config, more ...guard.Protected) *guard.Guard {
+	l := guard.Limits{MinBits4: c.Safety.MinPrefixIPv4, MinBits6: c.Safety.MinPrefixIPv6,
+		MaxGrowth4: c.Safety.MaxGrowthIPv4, MaxGrowth6: c.Safety.MaxGrowthIPv6}
+	return guard.New(l, append(Exempt(c), more...))
 }

@@ -18,6 +18,9 @@ type Feed struct {
 	// AllowShrink accepts an update with fewer than half the entries of the last good version instead of
 	// holding it back as suspect.
 	AllowShrink bool
+	// Growth, if set, judges an update that passed the shrink rule against the version in force (prev is nil
+	// before the first good version); an error holds the update back with kind KindGrowth.
+	Growth func(prev, next []netip.Prefix) error
 
 	mu          sync.RWMutex
 	current     *List
@@ -32,7 +35,8 @@ func NewFeed(f *Fetcher, allowShrink bool) *Feed {
 
 // Refresh fetches the feed. changed is true when a new version with different prefixes is now in force. On any
 // error, the last good version stays in force and the error (an *Error) is returned; an update with fewer than
-// half the entries of the last good version is refused with kind KindShrink unless AllowShrink is set. After a
+// half the entries of the last good version is refused with kind KindShrink unless AllowShrink is set, and one
+// that Growth refuses with kind KindGrowth. After a
 // refused update the fetcher forgets its validators, so the next Refresh downloads and judges the feed again.
 // LastSuccess advances on every successful fetch, including an unchanged one.
 func (f *Feed) Refresh(ctx context.Context) (changed bool, err error) {
@@ -59,6 +63,16 @@ func (f *Feed) Refresh(ctx context.Context) (changed bool, err error) {
 	if old != nil && !f.AllowShrink && 2*list.Len() < old.Len() {
 		f.Fetcher.Forget()
 		return false, &Error{Kind: KindShrink, Err: fmt.Errorf("feed %s: update has %d entries, fewer than half of the %d in force; held back (set allow_shrink to accept)", f.Fetcher.src.Name, list.Len(), old.Len())}
+	}
+	if f.Growth != nil {
+		var prev []netip.Prefix
+		if old != nil {
+			prev = old.Prefixes
+		}
+		if err := f.Growth(prev, list.Prefixes); err != nil {
+			f.Fetcher.Forget()
+			return false, &Error{Kind: KindGrowth, Err: fmt.Errorf("feed %s: %w; held back", f.Fetcher.src.Name, err)}
+		}
 	}
 	f.current = list
 	f.lastSuccess = now()

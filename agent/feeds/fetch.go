@@ -27,6 +27,8 @@ const (
 	KindSize = "size"
 	// KindShrink is an update held back because it has fewer than half the entries of the last good version.
 	KindShrink = "shrink"
+	// KindGrowth is an update held back because the space it covers grows more at once than Feed.Growth allows.
+	KindGrowth = "growth"
 )
 
 // DefaultTimeout is the time limit of one fetch when Source.Timeout is 0.
@@ -34,7 +36,7 @@ const DefaultTimeout = 30 * time.Second
 
 // Error is a failed fetch or refresh, with a kind for metrics.
 type Error struct {
-	// Kind is KindFetch, KindHTTP, KindParse, KindSize or KindShrink.
+	// Kind is KindFetch, KindHTTP, KindParse, KindSize, KindShrink or KindGrowth.
 	Kind string
 	// Err is the underlying error.
 	Err error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/guard"
 )
 
 // feedServer serves one feed body whose response the test can change.
@@ -448,5 +450,50 @@ func TestSourceFromConfig(t *testing.T) {
 	f := NewFetcher(src, nil)
 	if got := f.Source(); got.MaxBytes != DefaultMaxBytes || got.Timeout != DefaultTimeout {
 		t.Errorf("defaults not filled in: %+v", got)
+	}
+}
+
+// TestFeedGrowth: an update that grows the space a feed covers past what
+// Growth allows is held back with kind growth, the last good version stays,
+// and the next refresh judges the feed again (not "not modified").
+func TestFeedGrowth(t *testing.T) {
+	fs, srv := newFeedServer(t)
+	f := NewFeed(NewFetcher(Source{Name: "t", URL: srv.URL, Format: FormatNetset, MaxBytes: 1000, Timeout: time.Second}, srv.Client()), false)
+	limits := guard.Limits{MinBits4: 8, MinBits6: 32, MaxGrowth4: 5, MaxGrowth6: 24}
+	var prevSeen []string
+	f.Growth = func(prev, next []netip.Prefix) error {
+		prevSeen = append(prevSeen, prefixStrings(prev))
+		return limits.CheckGrowth(prev, next)
+	}
+	// Nine /8s are 9 * 2^24 addresses, more than a /5 (2^27).
+	nine := []string{"1.0.0.0/8", "2.0.0.0/8", "3.0.0.0/8", "4.0.0.0/8", "5.0.0.0/8", "6.0.0.0/8", "7.0.0.0/8", "8.0.0.0/8", "9.0.0.0/8"}
+	good := "192.0.2.1/32 192.0.2.2/32 192.0.2.3/32 198.51.100.0/24 203.0.113.0/24"
+	steps := []struct {
+		name, kind, want, prev string
+	}{
+		{"first", "", good, ""},
+		{"nine /8s at once held back", KindGrowth, good, good},
+		{"still held back, not 'not modified'", KindGrowth, good, good},
+		{"eight of them accepted", "", "1.0.0.0/8 2.0.0.0/8 3.0.0.0/8 4.0.0.0/8 5.0.0.0/8 6.0.0.0/8 7.0.0.0/8 8.0.0.0/8 " + good, good},
+	}
+	bodies := []string{netset(fiveAddrs...), netset(append(nine, fiveAddrs...)...), "", netset(append(nine[:8], fiveAddrs...)...)}
+	for i, st := range steps {
+		fs.set(func(s *feedServer) {
+			if bodies[i] != "" {
+				s.body, s.etag = bodies[i], fmt.Sprintf(`"%d"`, i)
+			}
+		})
+		_, err := f.Refresh(context.Background())
+		if st.kind != "" {
+			wantKind(t, err, st.kind)
+		} else if err != nil {
+			t.Fatalf("step %d %s: %v", i, st.name, err)
+		}
+		if got := prefixStrings(f.Current().Prefixes); got != st.want {
+			t.Errorf("step %d %s: in force %s, want %s", i, st.name, got, st.want)
+		}
+		if len(prevSeen) != i+1 || prevSeen[i] != st.prev {
+			t.Errorf("step %d %s: Growth saw prev %q, want %q", i, st.name, prevSeen, st.prev)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 )
 
@@ -19,16 +18,17 @@ type Source struct {
 	asn     map[uint32]float64
 }
 
-// Update applies a config: the weights, and the databases when their paths
-// changed. A database that fails to open changes nothing.
-func (g *Source) Update(c config.GeoIP) error {
+// Update applies the configured databases (opened again only when their
+// paths changed; "" for none) and weights. A database that fails to open
+// changes nothing.
+func (g *Source) Update(countryDB, asnDB string, country map[string]float64, asn map[uint32]float64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if p := [2]string{c.CountryDatabase, c.ASNDatabase}; p != g.paths {
+	if p := [2]string{countryDB, asnDB}; p != g.paths {
 		var db *DB
 		if p != [2]string{} {
 			var err error
-			if db, err = Open(c.CountryDatabase, c.ASNDatabase); err != nil {
+			if db, err = Open(countryDB, asnDB); err != nil {
 				return err
 			}
 		}
@@ -37,7 +37,7 @@ func (g *Source) Update(c config.GeoIP) error {
 		}
 		g.db, g.paths = db, p
 	}
-	g.country, g.asn = c.CountryWeights, c.ASNWeights
+	g.country, g.asn = country, asn
 	return nil
 }
 

@@ -44,19 +44,29 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
-// SnapLen is the number of bytes of each frame the XDP program captures
-// (EVENT_SNAP in bpf/common.h).
-const SnapLen = 128
+// SnapLen is the number of bytes of each frame the XDP program captures.
+const SnapLen = maps.EventSnap
 
 // RecordSize is the size of a struct drop_event ring buffer record.
-const RecordSize = 24 + SnapLen
+const RecordSize = int(unsafe.Sizeof(maps.DropEvent{}))
 
-// headerSize is the fixed part of struct drop_event before data.
-const headerSize = 24
+// headerSize is the fixed part of struct drop_event before data, and the
+// offsets of its fields: all from the generated type.
+const (
+	headerSize = int(unsafe.Offsetof(maps.DropEvent{}.Data))
+	offTS      = unsafe.Offsetof(maps.DropEvent{}.TsNs)
+	offIfindex = unsafe.Offsetof(maps.DropEvent{}.Ifindex)
+	offPktLen  = unsafe.Offsetof(maps.DropEvent{}.PktLen)
+	offRule    = unsafe.Offsetof(maps.DropEvent{}.Rule)
+	offCapLen  = unsafe.Offsetof(maps.DropEvent{}.CapLen)
+	offAction  = unsafe.Offsetof(maps.DropEvent{}.Action)
+	offReason  = unsafe.Offsetof(maps.DropEvent{}.Reason)
+)
 
 // Event is one decoded drop sample.
 type Event struct {
@@ -138,13 +148,13 @@ func Decode(raw []byte, bootTime time.Time, ifname func(int) string, ruleName fu
 		return Event{}, fmt.Errorf("%w: %d bytes, want at least %d", ErrShortRecord, len(raw), headerSize)
 	}
 	le := binary.LittleEndian
-	ts := le.Uint64(raw[0:8])
-	ifindex := le.Uint32(raw[8:12])
-	pktLen := le.Uint32(raw[12:16])
-	rule := le.Uint32(raw[16:20])
-	capLen := int(le.Uint16(raw[20:22]))
-	action := raw[22]
-	reason := raw[23]
+	ts := le.Uint64(raw[offTS:])
+	ifindex := le.Uint32(raw[offIfindex:])
+	pktLen := le.Uint32(raw[offPktLen:])
+	rule := le.Uint32(raw[offRule:])
+	capLen := int(le.Uint16(raw[offCapLen:]))
+	action := raw[offAction]
+	reason := raw[offReason]
 
 	if int(action) >= len(maps.Actions) {
 		return Event{}, fmt.Errorf("%w: unknown action %d", ErrBadRecord, action)

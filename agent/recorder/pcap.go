@@ -109,7 +109,7 @@ func (k *ngBlock) interfaceDescription(name string) []byte {
 	k.begin(blockIDB)
 	k.u16(linkTypeEth)
 	k.u16(0)
-	k.u32(SnapLen)
+	k.u32(uint32(SnapLen))
 	if name != "" {
 		k.option(optIfName, []byte(name))
 	}

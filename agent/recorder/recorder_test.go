@@ -596,7 +596,7 @@ func TestWritePcap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.LinkType() != 1 || pr.Snaplen() != SnapLen {
+	if pr.LinkType() != 1 || int(pr.Snaplen()) != SnapLen {
 		t.Fatalf("link %v snap %d", pr.LinkType(), pr.Snaplen())
 	}
 	for i, e := range events {

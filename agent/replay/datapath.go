@@ -69,10 +69,14 @@ func loadDatapath(cfg *config.Config, want *desired.State, sizes loader.Sizes, l
 	if cfg.Reputation.Mode == "off" {
 		return d, nil
 	}
-	if err := d.geo.Update(cfg.GeoIP); err != nil {
+	if err := d.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
 		return nil, fmt.Errorf("geoip: %w", err)
 	}
-	exempt := reputation.NewPrefixSet(desired.Exempt(cfg))
+	var exemptList []netip.Prefix
+	for _, p := range desired.Exempt(cfg) {
+		exemptList = append(exemptList, p.Prefix)
+	}
+	exempt := reputation.NewPrefixSet(exemptList)
 	ev := reputation.Evidence{
 		Exempt: exempt.Contains, Locate: d.geo.Locate, CountryWeight: d.geo.CountryWeight, ASNWeight: d.geo.ASNWeight,
 		Feeds: func(a netip.Addr) []reputation.FeedHit {
@@ -105,12 +109,12 @@ type scoreFeed struct {
 }
 
 // loadFeeds loads the config's feeds that have a path (a replay fetches
-// nothing from the network): block feeds into the block list under their
-// list ids, score feeds as evidence.
+// nothing from the network), screened by the safety rails as in the agent
+// (but for the host's own addresses): block feeds into the block list under
+// their list ids, score feeds as evidence.
 func loadFeeds(cfg *config.Config, want *desired.State, m *maps.Set, log hclog.Logger) ([]scoreFeed, error) {
 	var out []scoreFeed
-	exemptList := desired.Exempt(cfg)
-	exempt := reputation.NewPrefixSet(exemptList)
+	g := desired.FeedGuard(cfg)
 	for _, f := range cfg.Feeds {
 		if f.Path == "" {
 			log.Warn("replay: feed has a URL, not a path; it is left out", "feed", f.Name, "url", f.URL)
@@ -122,16 +126,25 @@ func loadFeeds(cfg *config.Config, want *desired.State, m *maps.Set, log hclog.L
 		if err != nil {
 			return nil, fmt.Errorf("feed %q: %w", f.Name, err)
 		}
+		// The safety rails as the agent's: a first version counts its
+		// growth from nothing and is left out if it grows too much.
+		if err := g.Growth(nil, list.Prefixes); err != nil {
+			log.Warn("replay: feed held back by the safety rails; it is left out", "feed", f.Name, "error", err)
+			fmt.Fprintf(os.Stderr, "replay: feed %q is left out: %v\n", f.Name, err)
+			continue
+		}
+		kept, refused := g.Screen(list.Prefixes)
+		if len(refused) > 0 {
+			fmt.Fprintf(os.Stderr, "replay: feed %q: %d entries refused by the safety rails, e.g. %s\n", f.Name, len(refused), refused[0])
+		}
 		if f.Action == "score" {
-			out = append(out, scoreFeed{f.Name, f.Weight, reputation.NewPrefixSet(list.Prefixes)})
+			out = append(out, scoreFeed{f.Name, f.Weight, reputation.NewPrefixSet(kept)})
 			continue
 		}
 		id := want.FeedIDs[f.Name]
 		var es []maps.Entry
-		for _, p := range list.Prefixes {
-			if !desired.ExemptOverlap(p, exempt, exemptList) {
-				es = append(es, maps.Entry{Prefix: p, ListID: id})
-			}
+		for _, p := range kept {
+			es = append(es, maps.Entry{Prefix: p, ListID: id})
 		}
 		if err := m.Block.Add(es); err != nil {
 			return nil, fmt.Errorf("feed %q: %w", f.Name, err)

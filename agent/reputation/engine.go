@@ -226,6 +226,32 @@ func (e *Engine) SetConfig(cfg Config) {
 	e.cfg = cfg
 }
 
+// SetPrefix changes the IPv6 tracking prefix to the datapath's new one. The
+// sources tracked so far are forgotten (their keys were of the old prefix;
+// the next cycle finds them again under the new one); active verdicts and
+// history are kept, re-keyed to the new prefix.
+func (e *Engine) SetPrefix(prefix int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if prefix == e.prefix {
+		return
+	}
+	e.prefix = prefix
+	e.index = map[[16]byte]int32{}
+	e.states = table{}
+	active := make(map[[16]byte]active, len(e.active))
+	for k, a := range e.active {
+		active[maps.SourceKey(netip.AddrFrom16(k), prefix)] = a
+	}
+	e.active = active
+	history := make(map[[16]byte][]Verdict, len(e.history))
+	for k, h := range e.history {
+		nk := maps.SourceKey(netip.AddrFrom16(k), prefix)
+		history[nk] = append(history[nk], h...)
+	}
+	e.history = history
+}
+
 // Adopt takes the verdicts already in the kernel (from an earlier run) as
 // active, so the cap and the doubling continue.
 func (e *Engine) Adopt(vs []maps.VerdictEntry, monoNow uint64) {

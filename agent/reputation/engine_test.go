@@ -327,3 +327,34 @@ func BenchmarkCycle(b *testing.B) {
 		}
 	}
 }
+
+// TestSetPrefix: after the datapath's IPv6 prefix changes, the engine groups IPv6 sources by the new prefix
+// (explain names the /56) and tracks them again from the next cycle; IPv4 sources keep their key.
+func TestSetPrefix(t *testing.T) {
+	s := newSim()
+	e := New(testConfig(), Evidence{}, &fakeSink{}, 64)
+	v6, v4 := netip.MustParseAddr("2001:2:0:1::7"), netip.MustParseAddr("198.18.0.7")
+	s.send(v6, 10, 100, 0, nil)
+	s.send(v4, 10, 100, 0, nil)
+	if err := e.Cycle(s.now, s.mono, s.read); err != nil {
+		t.Fatal(err)
+	}
+	if x := e.Explain(v6, s.mono); x.Source != netip.MustParsePrefix("2001:2:0:1::/64") || !x.Tracked {
+		t.Fatalf("before: source %s tracked %v, want 2001:2:0:1::/64 tracked", x.Source, x.Tracked)
+	}
+	e.SetPrefix(56)
+	if x := e.Explain(v6, s.mono); x.Source != netip.MustParsePrefix("2001:2::/56") || x.Tracked {
+		t.Fatalf("after SetPrefix(56): source %s tracked %v, want 2001:2::/56, not tracked yet", x.Source, x.Tracked)
+	}
+	s.tick()
+	s.send(v6, 10, 100, 0, nil)
+	if err := e.Cycle(s.now, s.mono, s.read); err != nil {
+		t.Fatal(err)
+	}
+	if x := e.Explain(v6, s.mono); x.Source != netip.MustParsePrefix("2001:2::/56") || !x.Tracked {
+		t.Fatalf("next cycle: source %s tracked %v, want 2001:2::/56 tracked", x.Source, x.Tracked)
+	}
+	if x := e.Explain(v4, s.mono); x.Source != netip.MustParsePrefix("198.18.0.7/32") || !x.Tracked {
+		t.Fatalf("IPv4: source %s tracked %v, want 198.18.0.7/32 tracked", x.Source, x.Tracked)
+	}
+}

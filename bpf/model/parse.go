@@ -43,8 +43,16 @@ type Packet struct {
 	Src          netip.Addr // IPv4 or IPv6 source
 	Proto        uint8      // L4 protocol, after IPv6 extension headers
 	NonFirstFrag bool       // no L4 header: L3 decisions only
+	FirstFrag    bool       // offset 0, more to come: lengths reach past it
 	TCPFlags     uint8
 	DPort        uint16
+}
+
+// tinyTCPFragment reports a TCP fragment at offset 8 bytes (one unit),
+// which the datapath calls malformed by choice (RFC 1858): it can only
+// complete a datagram whose first fragment held under 20 bytes of TCP.
+func tinyTCPFragment(proto uint8, offsetUnits uint16) bool {
+	return proto == ProtoTCP && offsetUnits == 1
 }
 
 // SYNOnly reports a TCP segment with SYN set and ACK clear.
@@ -107,8 +115,12 @@ func parseIPv4(frame []byte, off int, p *Packet) (int, int, ParseResult) {
 	p.Family = 4
 	p.Src = netip.AddrFrom4([4]byte(h[12:16]))
 	p.Proto = h[9]
-	if binary.BigEndian.Uint16(h[6:8])&0x1fff != 0 {
-		p.NonFirstFrag = true
+	flags := binary.BigEndian.Uint16(h[6:8])
+	offset, more := flags&0x1fff, flags&0x2000 != 0
+	p.NonFirstFrag = offset != 0
+	p.FirstFrag = offset == 0 && more
+	if tinyTCPFragment(p.Proto, offset) {
+		return off, 0, ParseMalformed
 	}
 	return off + hlen, tot - hlen, ParseOK
 }
@@ -127,7 +139,7 @@ func parseIPv6(frame []byte, off int, p *Packet) (int, int, ParseResult) {
 	if plen > avail {
 		return off, 0, ParseMalformed
 	}
-	if plen == 0 {
+	if plen == 0 && h[6] == 0 { // a jumbogram (RFC 2675): the rest of the frame
 		plen = avail
 	}
 	p.Family = 6
@@ -160,10 +172,17 @@ func parseIPv6(frame []byte, off int, p *Packet) (int, int, ParseResult) {
 		if l > plen {
 			return off, 0, ParseMalformed
 		}
-		if nh == 44 && binary.BigEndian.Uint16(ext[2:4])&0xfff8 != 0 {
-			p.NonFirstFrag = true
-			p.Proto = ext[0]
-			return off, 0, ParseOK
+		if nh == 44 {
+			fo := binary.BigEndian.Uint16(ext[2:4])
+			if offset := fo >> 3; offset != 0 {
+				p.NonFirstFrag = true
+				p.Proto = ext[0]
+				if tinyTCPFragment(p.Proto, offset) {
+					return off, 0, ParseMalformed
+				}
+				return off, 0, ParseOK
+			}
+			p.FirstFrag = fo&1 != 0 // else an atomic fragment: a whole packet
 		}
 		nh = ext[0]
 		plen -= l
@@ -177,13 +196,19 @@ func parseL4(frame []byte, off, rem int, p *Packet) ParseResult {
 	if p.NonFirstFrag {
 		return ParseOK
 	}
+	// What the header must hold, and the most its own length may claim:
+	// in a first fragment that length runs on into the later fragments.
+	limit := rem
+	if p.FirstFrag {
+		limit = 1 << 16
+	}
 	switch p.Proto {
 	case ProtoTCP:
 		if off+20 > len(frame) || rem < 20 {
 			return ParseMalformed
 		}
-		doff := int(frame[off+12] >> 4)
-		if doff < 5 || doff*4 > rem {
+		hlen := int(frame[off+12]>>4) * 4
+		if hlen < 20 || hlen > limit {
 			return ParseMalformed
 		}
 		p.DPort = binary.BigEndian.Uint16(frame[off+2 : off+4])
@@ -192,8 +217,9 @@ func parseL4(frame []byte, off, rem int, p *Packet) ParseResult {
 		if off+8 > len(frame) || rem < 8 {
 			return ParseMalformed
 		}
-		ulen := int(binary.BigEndian.Uint16(frame[off+4 : off+6]))
-		if ulen < 8 || ulen > rem {
+		switch ulen := int(binary.BigEndian.Uint16(frame[off+4 : off+6])); {
+		case ulen == 0 && p.Family == 6: // the rest of the payload (RFC 2675; Linux)
+		case ulen < 8, ulen > limit:
 			return ParseMalformed
 		}
 		p.DPort = binary.BigEndian.Uint16(frame[off+2 : off+4])

@@ -34,14 +34,14 @@ import (
 
 // cli is the command line; kong builds the parser and --help from it.
 type cli struct {
-	Socket string `help:"Path of the agent's control socket." default:"/run/bulwark/bulwark.sock" type:"path"`
+	Socket string `help:"Path of the agent's control socket." default:"${socket}" type:"path"`
 
 	Run      runCmd      `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
 	Config   configCmd   `cmd:"" help:"Work with config files."`
 	Status   statusCmd   `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
 	Block    listCmd     `cmd:"" help:"Add, delete or list run-time block-list entries."`
 	Allow    listCmd     `cmd:"" help:"Add, delete or list run-time allow-list entries."`
-	Reload   reloadCmd   `cmd:"" help:"Re-read the config (same as SIGHUP); prints the diagnostics if rejected."`
+	Reload   reloadCmd   `cmd:"" help:"Have the agent re-read its config (as SIGHUP does) and wait for its answer; exit 1 with the diagnostics if rejected."`
 	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
 	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
 	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
@@ -88,18 +88,26 @@ type configCmd struct {
 
 type checkCmd struct {
 	Path           string `arg:"" help:"Config file." type:"path"`
-	SkipInterfaces bool   `help:"Do not check that the interfaces exist on this host."`
+	Offline        bool   `help:"Check only what the file says, not this host: skip the checks that the interfaces exist and that list files, feed files and GeoIP databases exist and can be read (files that exist are still read and checked). For validating a fleet's configs in CI on another machine."`
+	SkipInterfaces bool   `help:"Do not check that the interfaces exist on this host (all other checks run)."`
 }
 
 func (checkCmd) Help() string {
-	return "Example:\n  bulwark config check /etc/bulwark/bulwark.hcl"
+	return "Checks everything the agent checks before it starts: syntax, values, limits (the number of rules, list files and feeds, list sizes " +
+		"against the maps block), and, unless --offline, this host's facts: the interfaces exist, list " +
+		"files, feed files and GeoIP databases can be read. Warnings (e.g. a CIDR in both allow and block) are " +
+		"printed to stderr also when the config is valid; they do not change the exit status.\n\n" +
+		"Exit status: 0 valid (perhaps with warnings), 1 invalid.\n\n" +
+		"Examples:\n  bulwark config check /etc/bulwark/bulwark.hcl\n  bulwark config check --offline fleet/web-01.hcl"
 }
 
 func (c *checkCmd) Run(g *cli) error {
-	_, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces})
-	if diags.HasErrors() {
+	_, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces, Offline: c.Offline})
+	if len(diags) > 0 {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(config.FormatDiagnostics(diags), "\n"))
-		return exitError{1}
+	}
+	if diags.HasErrors() {
+		return exitError{exitFailed}
 	}
 	fmt.Printf("%s: ok\n", c.Path)
 	return nil
@@ -158,45 +166,72 @@ type listCmd struct {
 	List listListCmd `cmd:"" help:"List the entries, config and run-time."`
 }
 
-// listName is the command's parent: block or allow.
-func listName(k *kong.Context) string {
-	for _, p := range k.Path {
-		if p.Command != nil && (p.Command.Name == "block" || p.Command.Name == "allow") {
-			return p.Command.Name
-		}
-	}
-	return ""
+// newListCmd is the block or allow command (list is its name), so that
+// its subcommands know their list and show it in their examples.
+func newListCmd(list string) listCmd {
+	return listCmd{Add: listAddCmd{list: list}, Del: listDelCmd{list: list}, List: listListCmd{list: list}}
 }
 
 type listAddCmd struct {
 	CIDRs  []string `arg:"" name:"cidr" help:"Addresses or CIDRs."`
-	TTL    string   `help:"Remove the entries after this long, 1s to 8760h, e.g. 10m (expiry is kept in the kernel)." name:"ttl" placeholder:"DURATION"`
-	Reason string   `help:"Why, for the audit log."`
+	TTL    string   `help:"Remove the entries after this long, 1s to 365d, written as in the config: 90s, 10m, 12h, 7d, 1d12h (expiry is kept in the kernel)." name:"ttl" placeholder:"DURATION"`
+	Reason string   `help:"Why, for the audit log (at most 256 characters)."`
+	list   string
 }
 
-func (listAddCmd) Help() string {
-	return "Example:\n  bulwark block add 198.18.66.7 2001:2::/64 --ttl 10m --reason 'scanner'"
+func (c listAddCmd) Help() string {
+	return fmt.Sprintf("Example:\n  bulwark %s add 198.18.66.7 2001:2::/64 --ttl 7d --reason '%s'", c.list, map[string]string{
+		"block": "scanner", "allow": "monitoring"}[c.list])
 }
 
-func (c *listAddCmd) Run(g *cli, k *kong.Context) error {
+func (c *listAddCmd) Run(g *cli) error {
+	if err := checkCIDRs(c.CIDRs); err != nil {
+		return err
+	}
+	if c.TTL != "" {
+		if _, err := agent.ParseTTL(c.TTL); err != nil {
+			return usageError{err}
+		}
+	}
+	if len(c.Reason) > agent.MaxReasonLen {
+		return usageError{fmt.Errorf("--reason: %d characters, at most %d", len(c.Reason), agent.MaxReasonLen)}
+	}
 	req := agent.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason, TTL: c.TTL}
 	var out map[string]int
-	if _, err := call(g.Socket, "POST", "/v1/lists/"+listName(k), req, &out); err != nil {
+	if _, err := call(g.Socket, "POST", "/v1/lists/"+c.list, req, &out); err != nil {
 		return err
 	}
 	fmt.Printf("added %d\n", out["added"])
 	return nil
 }
 
-type listDelCmd struct {
-	CIDRs []string `arg:"" name:"cidr" help:"Addresses or CIDRs to delete."`
+// checkCIDRs checks addresses and CIDRs as the agent will, so that a typo
+// is a usage error, also when no agent runs.
+func checkCIDRs(cidrs []string) error {
+	if len(cidrs) > agent.MaxCIDRsPerReq {
+		return usageError{fmt.Errorf("%d addresses or CIDRs: at most %d at a time", len(cidrs), agent.MaxCIDRsPerReq)}
+	}
+	for _, s := range cidrs {
+		if _, err := agent.ParseCIDR(s); err != nil {
+			return usageError{err}
+		}
+	}
+	return nil
 }
 
-func (listDelCmd) Help() string { return "Example:\n  bulwark block del 198.18.66.7" }
+type listDelCmd struct {
+	CIDRs []string `arg:"" name:"cidr" help:"Addresses or CIDRs to delete."`
+	list  string
+}
 
-func (c *listDelCmd) Run(g *cli, k *kong.Context) error {
+func (c listDelCmd) Help() string { return "Example:\n  bulwark " + c.list + " del 198.18.66.7" }
+
+func (c *listDelCmd) Run(g *cli) error {
+	if err := checkCIDRs(c.CIDRs); err != nil {
+		return err
+	}
 	var out map[string]int
-	if _, err := call(g.Socket, "DELETE", "/v1/lists/"+listName(k), agent.ListRequest{CIDRs: c.CIDRs}, &out); err != nil {
+	if _, err := call(g.Socket, "DELETE", "/v1/lists/"+c.list, agent.ListRequest{CIDRs: c.CIDRs}, &out); err != nil {
 		return err
 	}
 	fmt.Printf("deleted %d\n", out["deleted"])
@@ -205,13 +240,14 @@ func (c *listDelCmd) Run(g *cli, k *kong.Context) error {
 
 type listListCmd struct {
 	JSON bool `help:"Print JSON."`
+	list string
 }
 
-func (listListCmd) Help() string { return "Example:\n  bulwark block list --json" }
+func (c listListCmd) Help() string { return "Example:\n  bulwark " + c.list + " list --json" }
 
-func (c *listListCmd) Run(g *cli, k *kong.Context) error {
+func (c *listListCmd) Run(g *cli) error {
 	var es []agent.ListEntry
-	raw, err := call(g.Socket, "GET", "/v1/lists/"+listName(k), nil, &es)
+	raw, err := call(g.Socket, "GET", "/v1/lists/"+c.list, nil, &es)
 	if err != nil {
 		return err
 	}
@@ -233,7 +269,11 @@ func (c *listListCmd) Run(g *cli, k *kong.Context) error {
 
 type reloadCmd struct{}
 
-func (reloadCmd) Help() string { return "Example:\n  bulwark reload" }
+func (reloadCmd) Help() string {
+	return "Waits for the agent's answer: exit 0 when the new config is in force, 1 when the agent rejects it\n" +
+		"(the running config stays), 3 when no agent answers. systemctl reload runs it.\n\n" +
+		"Example:\n  bulwark reload"
+}
 
 func (c *reloadCmd) Run(g *cli) error {
 	var rep agent.ReloadReply
@@ -241,7 +281,7 @@ func (c *reloadCmd) Run(g *cli) error {
 	var ae *apiError
 	if errors.As(err, &ae) && rep.Result == "rejected" {
 		fmt.Fprintf(os.Stderr, "reload rejected; the running policy is unchanged:\n%s\n", strings.TrimRight(rep.Diagnostics, "\n"))
-		return exitError{1}
+		return exitError{exitFailed}
 	}
 	if err != nil {
 		return err
@@ -273,6 +313,9 @@ type explainCmd struct {
 func (explainCmd) Help() string { return "Example:\n  bulwark explain 198.18.3.66" }
 
 func (c *explainCmd) Run(g *cli) error {
+	if _, err := agent.ParseAddr(c.IP); err != nil {
+		return usageError{err}
+	}
 	var x reputation.Explanation
 	raw, err := call(g.Socket, "GET", "/v1/explain/"+url.PathEscape(c.IP), nil, &x)
 	if err != nil {
@@ -359,6 +402,9 @@ type verdictsDelCmd struct {
 func (verdictsDelCmd) Help() string { return "Example:\n  bulwark verdicts del 198.18.3.66" }
 
 func (c *verdictsDelCmd) Run(g *cli) error {
+	if err := checkCIDRs(c.Sources); err != nil {
+		return err
+	}
 	var out map[string]int
 	if _, err := call(g.Socket, "DELETE", "/v1/verdicts", agent.VerdictsRequest{Sources: c.Sources}, &out); err != nil {
 		return err
@@ -384,17 +430,17 @@ func (replayCmd) Help() string {
 
 func (c *replayCmd) Run(g *cli) error {
 	if c.Top < 0 {
-		return fmt.Errorf("--top %d: want 0 or more", c.Top)
+		return usageError{fmt.Errorf("--top %d: want 0 or more", c.Top)}
 	}
 	if c.CPUs < 0 {
-		return fmt.Errorf("--cpus %d: want 0 (all) or more", c.CPUs)
+		return usageError{fmt.Errorf("--cpus %d: want 0 (all) or more", c.CPUs)}
 	}
 	rep, err := replay.Run(replay.Options{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
 		CPUs: c.CPUs, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
 	var ce *config.Error
 	if errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(ce.Text, "\n"))
-		return exitError{1}
+		return exitError{exitFailed}
 	}
 	if err != nil {
 		return err
@@ -476,6 +522,15 @@ func (captureCmd) Help() string {
 }
 
 func (c *captureCmd) Run(g *cli) error {
+	if err := (recorder.Filter{Reason: c.Reason, Action: c.Action}).Validate(); err != nil {
+		return usageError{err}
+	}
+	if c.Count < 1 || c.Count > agent.MaxCaptureCount {
+		return usageError{fmt.Errorf("--count %d: want 1 to %d", c.Count, agent.MaxCaptureCount)}
+	}
+	if c.Timeout <= 0 || c.Timeout > agent.MaxCaptureTimeout {
+		return usageError{fmt.Errorf("--timeout %s: want more than 0 and at most %s", c.Timeout, agent.MaxCaptureTimeout)}
+	}
 	q := url.Values{}
 	q.Set("count", strconv.Itoa(c.Count))
 	q.Set("timeout", c.Timeout.String())
@@ -514,10 +569,51 @@ func (c *versionCmd) Run() error {
 	return nil
 }
 
+// Exit codes of every command (exitHelp says what they mean in --help).
+const (
+	exitFailed      = 1 // the command failed: an invalid or rejected config, or any other error
+	exitUsage       = 2 // a bad command line or argument; nothing was sent to the agent
+	exitUnreachable = 3 // no agent answers on the control socket
+	exitRefused     = 4 // the agent refused the request; its reply says why
+)
+
+// exitHelp is the exit codes' part of --help; the README has the same table.
+var exitHelp = fmt.Sprintf("Exit status: 0 done; %d failed (an invalid or rejected config, or another error); "+
+	"%d usage error (bad command, flag or argument: nothing was sent to the agent); "+
+	"%d agent not reachable on the control socket; %d request refused by the agent (the message says why).",
+	exitFailed, exitUsage, exitUnreachable, exitRefused)
+
 // exitError ends the process with a code, having printed its own message.
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// ExitCode is the process's exit code.
+func (e exitError) ExitCode() int { return e.code }
+
+// usageError is a bad command line or argument, found before the agent
+// is asked.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// ExitCode is the process's exit code.
+func (usageError) ExitCode() int { return exitUsage }
+
+// unreachableError is a control socket that nobody answers on.
+type unreachableError struct {
+	socket string
+	err    error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("control socket %s: %v (is the agent running? is this root?)", e.socket, e.err)
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// ExitCode is the process's exit code.
+func (*unreachableError) ExitCode() int { return exitUnreachable }
 
 // apiError is an error reply of the control API.
 type apiError struct {
@@ -526,6 +622,9 @@ type apiError struct {
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.msg, e.status) }
+
+// ExitCode is the process's exit code.
+func (*apiError) ExitCode() int { return exitRefused }
 
 // call does one control API request over the unix socket. out receives
 // the reply body (also on errors with a JSON body); raw is returned too.
@@ -551,8 +650,12 @@ func call(socket, method, path string, in, out any) ([]byte, error) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return nil, &unreachableError{socket, oe.Err}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w (is the agent running? is this root?)", socket, err)
+		return nil, fmt.Errorf("control socket %s: %w", socket, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
@@ -578,21 +681,44 @@ func call(socket, method, path string, in, out any) ([]byte, error) {
 }
 
 func main() {
-	var c cli
-	k := kong.Parse(&c,
+	c := cli{Block: newListCmd("block"), Allow: newListCmd("allow")}
+	parser, err := newParser(&c)
+	if err != nil {
+		panic(err) // a defect of the cli struct's tags
+	}
+	k, err := parser.Parse(os.Args[1:])
+	if err != nil {
+		parser.FatalIfErrorf(usageError{err}) // prints the usage and the error, exits 2
+	}
+	os.Exit(exitCode(k.Run(&c, k)))
+}
+
+// newParser builds the parser of the command line c, with opts last.
+func newParser(c *cli, opts ...kong.Option) (*kong.Kong, error) {
+	return kong.New(c, append([]kong.Option{
 		kong.Name("bulwark"),
-		kong.Description("Bulwark: an XDP traffic filter with per-source rate limits, allow/block lists and verdicts."),
+		kong.Description("Bulwark: an XDP traffic filter with per-source rate limits, allow/block lists and verdicts.\n\n" + exitHelp),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.UsageOnError(),
-		kong.Bind(&c),
-	)
-	err := k.Run(&c, k)
+		kong.Vars{"socket": config.DefaultControlSocket},
+		kong.Bind(c),
+	}, opts...)...)
+}
+
+// exitCode prints err (unless the command printed its own message) and
+// returns the process's exit code.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
 	var ee exitError
 	if errors.As(err, &ee) {
-		os.Exit(ee.code)
+		return ee.code
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bulwark:", err)
-		os.Exit(1)
+	fmt.Fprintln(os.Stderr, "bulwark:", err)
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
 	}
+	return exitFailed
 }

@@ -76,7 +76,7 @@ func (c *topCmd) validate() error {
 
 func (c *topCmd) Run(g *cli) error {
 	if err := c.validate(); err != nil {
-		return err
+		return usageError{err}
 	}
 	if c.Sort == "" {
 		c.Sort = "pps"

@@ -187,7 +187,7 @@ func TestLimitOr(t *testing.T) {
 func parseTop(t *testing.T, args ...string) (*cli, error) {
 	t.Helper()
 	var c cli
-	p, err := kong.New(&c, kong.Name("bulwark"), kong.Exit(func(int) { t.Fatal("kong exit") }))
+	p, err := newParser(&c, kong.Exit(func(int) { t.Fatal("kong exit") }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,8 @@ func TestAPIBadInputs(t *testing.T) {
 	}
 
 	t.Run("cli", func(t *testing.T) {
+		// Bad input is a usage error (exit 2) that the CLI finds before it
+		// asks the agent, with the agent's own parsers.
 		for _, c := range []struct {
 			args []string
 			want string // in stderr
@@ -84,17 +86,34 @@ func TestAPIBadInputs(t *testing.T) {
 			{[]string{"block", "add", "198.18.7.7", "--ttl", "0s"}, "ttl"},
 			{[]string{"block", "add", "198.18.7.7", "--ttl=-5s"}, "ttl"},
 			{[]string{"block", "add", "198.18.7.7", "--ttl", "1000000h"}, "ttl"},
+			{[]string{"block", "add", "198.18.7.7", "--ttl", "366d"}, "ttl"},
 			{[]string{"block", "add", "198.18.7.7", "--ttl", "500ms"}, "ttl"},
 			{[]string{"allow", "add", "2001:2::1/64"}, "host bits"},
 			{[]string{"allow", "add", "fe80::1%eth0"}, "not an IP address"},
 			{[]string{"block", "add", "198.18.7.7", "--reason", strings.Repeat("x", 300)}, "reason"},
-			{[]string{"block", "add", "198.18.66.0/24"}, "config"},
-			{[]string{"block", "del", "198.18.66.0/24"}, "config"},
 			{[]string{"block", "add", "198.18.7.7", "banana"}, "not an IP address"},
+			{[]string{"block", "del", "198.18.5.5/16"}, "host bits"},
+			{[]string{"explain", "198.18.5.999"}, "not an IP address"},
+			{[]string{"verdicts", "del", "banana"}, "not an IP address"},
 		} {
 			r := e.CLI(c.args...)
-			if r.Code != 1 || !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(c.want)) || !regexp.MustCompile(`HTTP 4\d\d`).MatchString(r.Stderr) {
-				t.Errorf("bulwark %s: %s, want exit 1 with a 4xx error mentioning %q", strings.Join(c.args, " "), r, c.want)
+			if r.Code != 2 || !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(c.want)) || strings.Contains(r.Stderr, "HTTP") {
+				t.Errorf("bulwark %s: %s, want exit 2 (usage) mentioning %q, without asking the agent", strings.Join(c.args, " "), r, c.want)
+			}
+			unchanged("bulwark " + strings.Join(c.args, " "))
+		}
+		// What only the agent knows it refuses: exit 4 with its message.
+		for _, c := range []struct {
+			args []string
+			want string // in stderr
+		}{
+			{[]string{"block", "add", "198.18.66.0/24"}, "config"},
+			{[]string{"block", "del", "198.18.66.0/24"}, "config"},
+			{[]string{"allow", "del", "198.18.20.0/30"}, "config"},
+		} {
+			r := e.CLI(c.args...)
+			if r.Code != 4 || !strings.Contains(strings.ToLower(r.Stderr), strings.ToLower(c.want)) || !regexp.MustCompile(`HTTP 4\d\d`).MatchString(r.Stderr) {
+				t.Errorf("bulwark %s: %s, want exit 4 (refused) with a 4xx error mentioning %q", strings.Join(c.args, " "), r, c.want)
 			}
 			unchanged("bulwark " + strings.Join(c.args, " "))
 		}
@@ -119,6 +138,9 @@ func TestAPIBadInputs(t *testing.T) {
 			{"bad ttl", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"ttl":"soon"}`, 400},
 			{"ttl zero", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"ttl":"0s"}`, 400},
 			{"ttl too long", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"ttl":"9000h"}`, 400},
+			{"ttl under a second", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"ttl":"500ms"}`, 400},
+			{"reason too long", "POST", "/v1/lists/block", `{"cidrs":["198.18.7.7"],"reason":"` + strings.Repeat("x", 300) + `"}`, 400},
+			{"explain a zoned address", "GET", "/v1/explain/fe80::1%25eth0", "", 400},
 			{"bad cidr del", "DELETE", "/v1/lists/block", `{"cidrs":["198.18.5.5/16"]}`, 400},
 			{"config entry del", "DELETE", "/v1/lists/allow", `{"cidrs":["198.18.20.0/30"]}`, 409},
 			{"unknown path", "GET", "/v1/nope", "", 404},
@@ -153,8 +175,8 @@ func TestAPIBadInputs(t *testing.T) {
 		defer cancel()
 		out, err := exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
 			agenttest.Bin, "--socket", e.Sock, "block", "add", "198.18.7.7").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "permission denied") {
-			t.Fatalf("block add as uid 65534: %v %q, want refused with permission denied", err, out)
+		if code := exitCode(err); code != 3 || !strings.Contains(string(out), "permission denied") {
+			t.Fatalf("block add as uid 65534: %v %q, want exit 3 (agent not reachable) with permission denied", err, out)
 		}
 		unchanged("a non-root client")
 
@@ -166,8 +188,8 @@ func TestAPIBadInputs(t *testing.T) {
 		defer os.Chmod(e.Sock, 0o600)
 		out, err = exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
 			agenttest.Bin, "--socket", e.Sock, "block", "add", "198.18.7.7").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "HTTP 403") || !strings.Contains(string(out), "root only") {
-			t.Fatalf("block add as uid 65534 through a 0666 socket: %v %q, want HTTP 403 root only", err, out)
+		if code := exitCode(err); code != 4 || !strings.Contains(string(out), "HTTP 403") || !strings.Contains(string(out), "root only") {
+			t.Fatalf("block add as uid 65534 through a 0666 socket: %v %q, want exit 4 (refused), HTTP 403 root only", err, out)
 		}
 		unchanged("a non-root client through an open socket")
 	})

@@ -83,3 +83,39 @@ func TestConfigCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestConfigCheckWarnings: a valid config's warnings are printed too (stderr, file:line:col), and the check
+// passes.
+func TestConfigCheckWarnings(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "warn.hcl")
+	agenttest.WriteFile(t, path, "interface \"lo\" {}\nallow { cidrs = [\"198.18.1.0/24\"] }\nblock {\n  cidrs = [\"198.18.1.0/24\"]\n}\n")
+	r := agenttest.RunBin(t, "config", "check", path)
+	want := path + ":4:12: warning: Allowed and blocked: 198.18.1.0/24 is in the allow list too; the allow list wins, so it is never blocked."
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != path+": ok" || strings.TrimSpace(r.Stderr) != want {
+		t.Fatalf("config check: %s, want exit 0, %q and the warning %q", r, path+": ok", want)
+	}
+}
+
+// TestConfigCheckOffline: by default the check looks at this host (the interface, the list file); --offline
+// validates only what the file says, as CI on another machine would.
+func TestConfigCheckOffline(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "host.hcl")
+	agenttest.WriteFile(t, path, "interface \"bwk-absent0\" {}\nblock { files = [\"absent.txt\"] }\n")
+	r := agenttest.RunBin(t, "config", "check", path)
+	if r.Code != 1 || !strings.Contains(r.Stderr, path+":1:11: Unknown interface") ||
+		!strings.Contains(r.Stderr, path+":2:18: Missing list file: "+filepath.Join(dir, "absent.txt")) {
+		t.Fatalf("config check on this host: %s, want exit 1 naming the interface and the list file", r)
+	}
+	r = agenttest.RunBin(t, "config", "check", "--offline", path)
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != path+": ok" || r.Stderr != "" {
+		t.Fatalf("config check --offline: %s, want exit 0 and ok", r)
+	}
+	// Offline still refuses what the file itself gets wrong.
+	agenttest.WriteFile(t, path, "interface \"bwk-absent0\" {}\nblock { cidrs = [\"198.18.0.1/24\"] }\n")
+	if r = agenttest.RunBin(t, "config", "check", "--offline", path); r.Code != 1 || !strings.Contains(r.Stderr, path+":2:18: Invalid CIDR") {
+		t.Fatalf("config check --offline of a bad CIDR: %s, want exit 1 and %s:2:18: Invalid CIDR", r, path)
+	}
+}

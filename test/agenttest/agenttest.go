@@ -427,6 +427,13 @@ func (e *Env) Send(src netip.Addr, n int) int {
 // server namespace.
 func (e *Env) Metrics() MetricSet {
 	e.T.Helper()
+	return ParseMetrics(e.T, e.MetricsText())
+}
+
+// MetricsText is the agent's /metrics at MetricsAddr as served, scraped
+// from inside the server namespace.
+func (e *Env) MetricsText() string {
+	e.T.Helper()
 	client := &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -450,7 +457,7 @@ func (e *Env) Metrics() MetricSet {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		e.T.Fatalf("scrape metrics: HTTP %d, %v", resp.StatusCode, err)
 	}
-	return ParseMetrics(e.T, string(body))
+	return string(body)
 }
 
 // Sample is one line of the text exposition format.

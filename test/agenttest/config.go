@@ -25,6 +25,7 @@ type Config struct {
 	Metrics    *string  // nil: the env's MetricsAddr
 	Maps       Sizes    // zero fields: DefaultSizes
 	IPv6Prefix int      // limits.ipv6_prefix, the IPv6 tracking prefix; 0: 64
+	Limits     string   // raw HCL appended inside the limits block
 }
 
 func quoteList(l []string) string {
@@ -58,6 +59,7 @@ func (e *Env) Render(c Config) string {
 	if c.PPS > 0 {
 		fmt.Fprintf(&b, "  default {\n    pps   = %d\n    burst = %d\n  }\n", c.PPS, c.Burst)
 	}
+	b.WriteString(c.Limits)
 	b.WriteString("}\n\n")
 	fmt.Fprintf(&b, "metrics {\n  listen = %q\n}\n\n", m)
 	fmt.Fprintf(&b, "log {\n  level      = \"debug\"\n  audit_file = %q\n}\n\n", e.Audit)

@@ -205,7 +205,7 @@ func TestCaptures(t *testing.T) {
 // mutate derives a frame from f with one of several mutations.
 func mutate(rng *rand.Rand, f []byte) []byte {
 	g := append([]byte(nil), f...)
-	switch rng.IntN(7) {
+	switch rng.IntN(8) {
 	case 0: // flip random bytes in the first 80
 		for n := 1 + rng.IntN(4); n > 0; n-- {
 			i := rng.IntN(min(len(g), 80))
@@ -259,6 +259,16 @@ func mutate(rng *rand.Rand, f []byte) []byte {
 			if i < len(g) {
 				g[i] = byte(rng.IntN(256))
 			}
+		}
+	case 7: // IPv4 fragment fields (MF, offsets 0-2) or the UDP length
+		off, et := l3(g)
+		if off < 0 || et != 0x0800 || off+20 > len(g) {
+			break
+		}
+		if rng.IntN(2) == 0 {
+			binary.BigEndian.PutUint16(g[off+6:], uint16(rng.IntN(2))<<13|uint16(rng.IntN(3)))
+		} else if at := off + int(g[off]&0x0f)*4 + 4; at+2 <= len(g) {
+			binary.BigEndian.PutUint16(g[at:], uint16(rng.IntN(len(g)+64)))
 		}
 	}
 	return g

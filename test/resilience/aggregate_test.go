@@ -119,9 +119,9 @@ func floodAggregate(t *testing.T, agg, ceiling maps.Limit, sources, v4Mask uint3
 			passed4[f4[14+14]]++
 		case dec.Action == maps.ActionPass:
 			passed6++
-		case dec.Reason == maps.ReasonRatelimit && dec.Detail == maps.RuleNewSources:
+		case dec.Reason == maps.ReasonRatelimit && int(dec.Detail) == maps.RuleNewSources:
 			refused++
-		case dec.Reason == maps.ReasonRatelimit && dec.Detail == maps.RuleAggregate:
+		case dec.Reason == maps.ReasonRatelimit && int(dec.Detail) == maps.RuleAggregate:
 			byAgg++
 		}
 		if i%goodEvery == 0 {

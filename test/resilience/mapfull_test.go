@@ -31,7 +31,7 @@ func countPrefix(es []agenttest.ListEntry, p string) int {
 }
 
 // TestMapFullRuntime fills the block and allow maps through the CLI: each
-// overflow is a clear error (exit 1, HTTP 507, the list, the map and its
+// overflow is a clear error (exit 4, HTTP 507, the list, the map and its
 // size named), counted in bulwark_map_update_errors_total, changes nothing,
 // and the rest of the policy stays enforced.
 func TestMapFullRuntime(t *testing.T) {
@@ -71,9 +71,9 @@ func TestMapFullRuntime(t *testing.T) {
 		before := e.Metrics().Get("bulwark_map_update_errors_total", "map", c.metric)
 		r := e.CLI(append([]string{c.list, "add"}, c.entries...)...)
 		msg := strings.ToLower(r.Stderr)
-		if r.Code != 1 || !strings.Contains(r.Stderr, "HTTP 507") || !strings.Contains(msg, c.list+" list") ||
+		if r.Code != 4 || !strings.Contains(r.Stderr, "HTTP 507") || !strings.Contains(msg, c.list+" list") ||
 			!strings.Contains(msg, strings.ToLower(c.what)) || !strings.Contains(msg, "64 entries") {
-			t.Errorf("%s: 100 entries into a map of 64: %s; want exit 1, HTTP 507, naming the %s list, %s and the size 64", name, r, c.list, c.what)
+			t.Errorf("%s: 100 entries into a map of 64: %s; want exit 4 (refused), HTTP 507, naming the %s list, %s and the size 64", name, r, c.list, c.what)
 		}
 		after := e.Metrics().Get("bulwark_map_update_errors_total", "map", c.metric)
 		if after != before+1 {
@@ -92,7 +92,7 @@ func TestMapFullRuntime(t *testing.T) {
 			e.MustCLI(append([]string{c.list, "del"}, c.entries...)...)
 		}
 	}
-	summary(t, "5 overflows of maps of 64, each exit 1, HTTP 507 naming list+map size, map_update_errors +1, policy enforced; entries of the refused request left in force: %s", strings.Join(notes, ", "))
+	summary(t, "5 overflows of maps of 64, each exit 4, HTTP 507 naming list+map size, map_update_errors +1, policy enforced; entries of the refused request left in force: %s", strings.Join(notes, ", "))
 	if a.Exited() {
 		t.Fatalf("agent exited: %v", a.Err)
 	}

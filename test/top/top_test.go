@@ -267,7 +267,7 @@ func TestTop(t *testing.T) {
 
 	t.Run("no-agent", func(t *testing.T) {
 		r := agenttest.RunBin(t, "--socket", filepath.Join(e.Dir, "missing.sock"), "top", "--once")
-		if r.Code != 1 || !strings.Contains(r.Stderr, "is the agent running") {
+		if r.Code != 3 || !strings.Contains(r.Stderr, "is the agent running") {
 			t.Errorf("top with no agent: %s", r)
 		}
 		r = agenttest.RunBin(t, "--socket", e.Sock, "top", "--json")

@@ -14,7 +14,7 @@ NFT_SIZES ?= 10000,100000,1000000
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## install what is missing (clang, llvm, libbpf-dev, iproute2, nftables) with apt-get
+deps: ## install what is missing with apt-get (clang, llvm, iproute2, procps, ethtool, nftables...: see scripts/deps.sh)
 	@scripts/deps.sh
 
 generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)
@@ -23,8 +23,8 @@ generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)
 build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/bulwark ./cmd/bulwark
 
-test: deps ## run every test, as root (privileged tests skip loudly otherwise)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
+	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
 
 bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, agent RSS, nftables; bench/results.json, docs/benchmarks.md
 	@mkdir -p bench docs

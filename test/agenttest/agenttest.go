@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -411,16 +412,38 @@ func (e *Env) Frame(src netip.Addr, seq uint64) []byte {
 // receiver to settle; it returns how many of them arrived.
 func (e *Env) Send(src netip.Addr, n int) int {
 	e.T.Helper()
+	got, _ := e.send(src, n)
+	return got
+}
+
+// SendFlood sends n frames from src, a source the agent has not seen, as
+// fast as possible, waits for the receiver to settle and returns how many
+// arrived and whether that is what a fresh token bucket of burst and pps
+// admits: at least the burst, at most the burst plus the refill over the
+// time the sends took (plus a clock tick and one for rounding), so a busy
+// machine that stretches the sends does not fail the check.
+func (e *Env) SendFlood(src netip.Addr, n, burst, pps int) (int, bool) {
+	e.T.Helper()
+	got, took := e.send(src, n)
+	hi := burst + int(math.Ceil(float64(pps)*(took+10*time.Millisecond).Seconds())) + 1
+	return got, got >= min(n, burst) && got <= hi
+}
+
+// send sends n frames from src as fast as possible, waits for the receiver
+// to settle, and returns how many arrived and the time from the first send
+// to the last.
+func (e *Env) send(src netip.Addr, n int) (int, time.Duration) {
+	e.T.Helper()
 	before := e.Rcv.Count(src)
-	sent, _, err := e.Snd.Send([][]byte{e.Frame(src, 1)}, n, time.Now().Add(10*time.Second), 0)
+	sent, took, err := e.Snd.Send([][]byte{e.Frame(src, 1)}, n, time.Now().Add(time.Minute), 0)
 	if err != nil {
 		e.T.Fatal(err)
 	}
 	if sent[0] != n {
 		e.T.Fatalf("sent %d of %d frames from %s", sent[0], n, src)
 	}
-	e.Rcv.Settle(100*time.Millisecond, 3*time.Second)
-	return e.Rcv.Count(src) - before
+	e.Rcv.Settle(100*time.Millisecond, 10*time.Second)
+	return e.Rcv.Count(src) - before, took
 }
 
 // Metrics scrapes the agent's /metrics at MetricsAddr from inside the

@@ -129,15 +129,37 @@ func TestBucketTwoCPUs(t *testing.T) {
 	if len(cpus) < 2 {
 		t.Skipf("SKIP: needs two CPUs, this process may use %d", set.Count())
 	}
+	// The machine may be too busy for an attempt to offer 10x the limit
+	// it calibrated: then it is tried again on a fresh datapath.
+	const attempts = 3
+	for i := 1; i <= attempts; i++ {
+		if bucketTwoCPUs(t, cpus, i == attempts) {
+			return
+		}
+	}
+}
+
+// bucketTwoCPUs is one attempt of TestBucketTwoCPUs. It returns false when
+// the CPUs offered too little load to measure the limit (then, if final,
+// it fails t).
+func bucketTwoCPUs(t *testing.T, cpus []int, final bool) bool {
+	t.Helper()
+	tooSlow := func(format string, args ...any) bool {
+		if final {
+			t.Fatalf(format, args...)
+		}
+		t.Logf(format+"; trying again", args...)
+		return false
+	}
 	// The rate: 100000 packets/s if the two CPUs can offer 20x that, else
-	// what they can offer / 20 (a slow VM runs ~150k packets/s per CPU), so
-	// the offered load stays above 10x the limit. Calibrated on another
-	// source before the limit is set.
+	// what they can offer / 20 (a slow VM runs ~150k packets/s per CPU; a
+	// busy one much less), so the offered load stays above 10x the limit.
+	// Calibrated on another source before the limit is set.
 	d := testutil.Load(t, testutil.Setup{})
 	offer := hammer(t, d, testutil.UDP4(t, b4, d4, 53, 16), cpus, 200*time.Millisecond)
-	rate := min(uint64(100_000), uint64(offer/20)/1000*1000)
-	if rate < 5000 {
-		t.Fatalf("the two CPUs offer only %.0f packets/s: too slow to measure a limit", offer)
+	rate := min(uint64(100_000), uint64(offer/20)/100*100)
+	if rate < 500 {
+		return tooSlow("the two CPUs offer only %.0f packets/s: too slow to measure a limit", offer)
 	}
 	burst := rate // one second of depth: absorbs both threads being descheduled for up to 1 s on a loaded machine
 	policy := maps.Policy{Default: maps.Limit{PPS: rate, Burst: burst}}
@@ -183,7 +205,7 @@ func TestBucketTwoCPUs(t *testing.T) {
 	}
 	elapsed := float64(last-first) / 1e9
 	if offered := float64(total) / elapsed; offered < 10*float64(rate) {
-		t.Fatalf("offered %.0f packets/s, under 10x the %d limit", offered, rate)
+		return tooSlow("offered %.0f packets/s, under 10x the %d limit", offered, rate)
 	}
 	want := float64(burst) + float64(rate)*elapsed
 	slack := 0.01*want + 2*float64(rate)*float64(tick)/1e9
@@ -203,6 +225,7 @@ func TestBucketTwoCPUs(t *testing.T) {
 	if upper := (maps.Depth(burst, rate) + (g1 - g0)) / interval; passed > upper {
 		t.Errorf("%d passed, more than (depth + the whole user-space window) / interval (%d)", passed, upper)
 	}
+	return true
 }
 
 // hammer sends frame from one goroutine per CPU, each locked to its thread

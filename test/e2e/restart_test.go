@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -70,11 +71,12 @@ func TestRestart(t *testing.T) {
 	s := newSender(t, tb)
 
 	// Background traffic: the blocked and a normal source alternately,
-	// about 1000 frames a second each, bounded in frames and seconds. Each
-	// normal frame carries its own sequence number and its send time is
-	// recorded, so loss and delay across the swap can be told apart from
-	// the sender being descheduled.
-	const maxFrames = 6000
+	// about 1000 frames a second each, until the test has seen enough
+	// arrive after the restart (at most maxFrames pairs, a bound that a
+	// working test never reaches). Each normal frame carries its own
+	// sequence number and its send time is recorded, so loss and delay
+	// across the swap can be told apart from the sender being descheduled.
+	const maxFrames = 100000
 	var (
 		wg        sync.WaitGroup
 		sent      = make([]int, 2)
@@ -85,16 +87,19 @@ func TestRestart(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		deadline := time.Now().Add(6 * time.Second)
 		blockedFrame := frame(tb, blocked4, 0)
-		for seq := 0; seq < maxFrames && time.Now().Before(deadline); seq++ {
+		for seq := 0; ; seq++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
+			if seq == maxFrames {
+				sendErr = fmt.Errorf("%d frame pairs sent and the test still not done", maxFrames)
+				return
+			}
 			at := time.Now()
-			n, _, err := s.Send([][]byte{blockedFrame, frame(tb, normal4, uint64(seq))}, 2, deadline, 0)
+			n, _, err := s.Send([][]byte{blockedFrame, frame(tb, normal4, uint64(seq))}, 2, at.Add(time.Minute), 0)
 			sent[0], sent[1] = sent[0]+n[0], sent[1]+n[1]
 			if n[1] == 1 {
 				sendTimes = append(sendTimes, at)
@@ -115,11 +120,17 @@ func TestRestart(t *testing.T) {
 		wg.Wait()
 	}
 	t.Cleanup(stopSender)
+	// waitNormal waits until n more normal datagrams than now arrived.
+	waitNormal := func(n int, what string) {
+		t.Helper()
+		want := r.Count(normal4) + n
+		if got := r.WaitFor(normal4, want, 30*time.Second); got < want {
+			t.Fatalf("normal source: %d of %d datagrams delivered %s", got, want, what)
+		}
+	}
 
 	// Let traffic build up state before the restart.
-	if got := r.WaitFor(normal4, 100, 3*time.Second); got < 100 {
-		t.Fatalf("normal source: only %d datagrams delivered before the restart", got)
-	}
+	waitNormal(100, "before the restart")
 	stBefore, err := d1.Maps.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +143,7 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	closed1 = true
-	time.Sleep(100 * time.Millisecond) // filtering with no process holding anything
+	waitNormal(50, "with no process holding anything")
 	if id, err := tb.ServerXDPProgID(); err != nil || id != uint32(id1) {
 		t.Fatalf("after closing every handle the veth runs program %d (%v), want %d still", id, err, id1)
 	}
@@ -161,12 +172,12 @@ func TestRestart(t *testing.T) {
 	if srcAfter.Packets < srcBefore.Packets || srcAfter.FirstSeenNS != srcBefore.FirstSeenNS {
 		t.Errorf("source observation reset: before %+v, after %+v", srcBefore, srcAfter)
 	}
-	time.Sleep(300 * time.Millisecond) // more traffic through the new program
+	waitNormal(100, "through the new program")
 	stopSender()
 	if sendErr != nil {
 		t.Fatal(sendErr)
 	}
-	r.Settle(50*time.Millisecond, 2*time.Second)
+	r.Settle(50*time.Millisecond, 10*time.Second)
 	stAfter, err := d2.Maps.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -229,14 +240,12 @@ func TestRestart(t *testing.T) {
 	t.Logf("sent %v (blocked, normal); restart took %v with %d normal datagrams delivered during it; "+
 		"largest gap between arrivals %v (between sends %v); largest send-to-arrival delay %v",
 		sent, swapEnd.Sub(swapStart), across, maxGap, maxSendGap, maxDelay)
-	// No loss is asserted above (every sequence number once). Arrival gaps
-	// follow send gaps (the sender is descheduled while the loader works
-	// on a small VM), and the delay from send to arrival includes softirq
-	// and reader scheduling (up to ~160 ms seen on a loaded 2-CPU VM), so
-	// only a stall of a second counts as filtering having stopped.
-	if maxDelay > time.Second {
-		t.Errorf("a normal datagram took %v (> 1 s) from send to arrival", maxDelay)
-	}
+	// No loss is asserted above (every sequence number once): XDP judges
+	// each frame as it comes, so a stall would show as loss, not delay.
+	// Arrival gaps follow send gaps (the sender is descheduled while the
+	// loader works), and the delay from send to arrival includes softirq
+	// and reader scheduling, which a busy machine stretches at will: both
+	// are logged, not asserted.
 	if across == 0 {
 		t.Errorf("no datagram delivered while the handles were closed and the program swapped")
 	}

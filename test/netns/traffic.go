@@ -188,22 +188,34 @@ func (r *Receiver) Log() []Arrival {
 	return append([]Arrival(nil), r.log...)
 }
 
-// Settle waits until the total count stops changing for quiet, or until
-// max, and returns it: frames sent are handled synchronously, but the
-// reading goroutine may lag.
+// Settle waits until the total count has not changed for quiet with no
+// datagram waiting in the socket, or until max, and returns it: frames
+// sent are handled synchronously, but the reading goroutine may lag, the
+// more on a busy machine.
 func (r *Receiver) Settle(quiet, max time.Duration) int {
 	end := time.Now().Add(max)
 	last, since := r.Total(), time.Now()
 	for time.Now().Before(end) {
 		time.Sleep(5 * time.Millisecond)
 		n := r.Total()
-		if n != last {
+		if n != last || r.pending() {
 			last, since = n, time.Now()
 		} else if time.Since(since) >= quiet {
 			break
 		}
 	}
 	return last
+}
+
+// pending tells whether a datagram waits in the socket, not yet read.
+func (r *Receiver) pending() bool {
+	rc, err := r.conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n > 0
 }
 
 // WaitFor waits until src's count reaches want or max passes, and returns it.

@@ -50,7 +50,7 @@ func TestMapFullRuntime(t *testing.T) {
 		if got := e.Send(agenttest.Addr("198.18.66.6"), 20); got != 0 {
 			t.Errorf("%s: %d of 20 frames from the config-blocked 198.18.66.6 delivered, want 0", when, got)
 		}
-		if got := e.Send(agenttest.Addr(fresh), 500); !agenttest.Between(got, 100, 110) {
+		if got, ok := e.SendFlood(agenttest.Addr(fresh), 500, 100, 100); !ok {
 			t.Errorf("%s: %d of 500 flood frames from %s delivered, want about 100 (the limit's burst)", when, got, fresh)
 		}
 	}
@@ -143,7 +143,7 @@ func TestMapFullFeed(t *testing.T) {
 	if got := e.Send(agenttest.Addr("198.18.66.6"), 20); got != 0 {
 		t.Errorf("%d of 20 frames from the config-blocked source delivered, want 0", got)
 	}
-	if got := e.Send(agenttest.Addr("198.18.31.3"), 500); !agenttest.Between(got, 100, 110) {
+	if got, ok := e.SendFlood(agenttest.Addr("198.18.31.3"), 500, 100, 100); !ok {
 		t.Errorf("%d of 500 flood frames delivered, want about 100", got)
 	}
 	// The block map still has room for the operator.
@@ -193,11 +193,11 @@ func TestMapFullConfig(t *testing.T) {
 		// The running policy is whole: the old limit (100 pps, burst 100),
 		// not the failed config's (1000, burst 1000), and no entry of the
 		// failed config's list.
-		got := e.Send(agenttest.Addr("198.18.32.3"), 500)
+		got, ok := e.SendFlood(agenttest.Addr("198.18.32.3"), 500, 100, 100)
 		left := countPrefix(e.List("block"), "198.18.110.")
 		summary(t, "reload exit %d %q; after it: flood %d of 500 delivered (old burst 100, failed config's 1000), %d of the failed config's entries in force",
 			r.Code, strings.TrimSpace(r.Stderr), got, left)
-		if !agenttest.Between(got, 100, 110) {
+		if !ok {
 			t.Errorf("after the failed reload: %d of 500 flood frames delivered, want about 100 (the running config's burst); the failed config's limits (burst 1000) were applied", got)
 		}
 		if left != 0 {
@@ -242,7 +242,9 @@ feed "bad" {
 	a := e.Start()
 	srcs := hosts(5, "198.18.90.%d")
 	var caps, active float64
-	deadline := time.Now().Add(15 * time.Second)
+	// Polled until the cap shows, for at most a minute (a busy machine
+	// scores late).
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		for _, s := range srcs {
 			e.Snd.Send([][]byte{e.Frame(agenttest.Addr(s), 1)}, 5, time.Now().Add(time.Second), 0)

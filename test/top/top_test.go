@@ -171,14 +171,14 @@ func (e *env) traffic(t *testing.T, max time.Duration) (stop func()) {
 
 func TestTop(t *testing.T) {
 	e := startAgent(t)
-	stop := e.traffic(t, 60*time.Second)
+	stop := e.traffic(t, 5*time.Minute)
 	defer stop()
 
 	t.Run("once-json", func(t *testing.T) {
 		var rep sourcesReply
 		var last agenttest.Result
 		found := false
-		for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		for end := time.Now().Add(pollFor); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
 			last = agenttest.RunBin(t, "--socket", e.Sock, "top", "--once", "--json", "--sort", "pps")
 			if last.Code != 0 {
 				t.Fatalf("top --once --json: %s", last)
@@ -193,7 +193,7 @@ func TestTop(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Fatalf("no measured reply with %s first after 8 s; last: %s", flooder, last)
+			t.Fatalf("no measured reply with %s first after %v; last: %s", flooder, pollFor, last)
 		}
 		var flood, little float64 = -1, -1
 		for _, s := range rep.Sources {
@@ -244,21 +244,24 @@ func TestTop(t *testing.T) {
 
 	t.Run("plain-stream", func(t *testing.T) {
 		// Not a terminal and no --once: a table per interval, until a signal.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), pollFor+10*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, agenttest.Bin, "--socket", e.Sock, "top", "--interval", "300ms")
-		var out bytes.Buffer
+		var out syncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1200 * time.Millisecond)
+		// Two tables, however long a busy machine takes to print them.
+		for end := time.Now().Add(pollFor); time.Now().Before(end) && strings.Count(out.String(), "SOURCE") < 2; {
+			time.Sleep(100 * time.Millisecond)
+		}
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("top (plain) after SIGINT: %v\n%s", err, out.String())
 		}
 		if n := strings.Count(out.String(), "SOURCE"); n < 2 {
-			t.Errorf("top (plain): %d tables in 1.2 s at 300ms:\n%s", n, out.String())
+			t.Errorf("top (plain): %d tables in %v at 300ms:\n%s", n, pollFor, out.String())
 		}
 		if !strings.Contains(out.String(), "\n\nbulwark ") {
 			t.Errorf("top (plain): tables not separated by a blank line:\n%s", out.String())
@@ -318,15 +321,15 @@ func (e *env) tmux(t *testing.T) {
 		}
 		return out
 	}
-	// waitScreen polls the pane until ok or 8 s.
+	// waitScreen polls the pane until ok or pollFor.
 	waitScreen := func(what string, ok func(string) bool) string {
 		var s string
-		for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		for end := time.Now().Add(pollFor); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 			if s = capture(); ok(s) {
 				return s
 			}
 		}
-		t.Fatalf("tmux: %s not seen in 8 s; screen:\n%s", what, s)
+		t.Fatalf("tmux: %s not seen in %v; screen:\n%s", what, pollFor, s)
 		return s
 	}
 	s := waitScreen("the flooder in the table", func(s string) bool {
@@ -362,7 +365,7 @@ func (e *env) tmux(t *testing.T) {
 	// The command ends (its shell writes the exit code), and the session
 	// with it.
 	var code string
-	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	for end := time.Now().Add(pollFor); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if b, err := os.ReadFile(status); err == nil && strings.TrimSpace(string(b)) != "" {
 			code = strings.TrimSpace(string(b))
 			break
@@ -378,7 +381,7 @@ func (e *env) tmux(t *testing.T) {
 	// screen. (cursor_flag is not checked: tmux reported 0 for a dead pane
 	// here even though top writes \e[?25h on its way out.)
 	var state string
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	for end := time.Now().Add(pollFor); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		out, err := tm("display-message", "-p", "-t", "top", "#{pane_dead} #{alternate_on}")
 		if err != nil {
 			t.Fatalf("tmux display-message: %v: %s", err, out)
@@ -401,4 +404,26 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// pollFor bounds each wait for a condition: long enough for a busy
+// machine, and a wait ends as soon as its condition holds.
+const pollFor = 30 * time.Second
+
+// syncBuffer is a bytes.Buffer that a command writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

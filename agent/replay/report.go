@@ -3,6 +3,7 @@ package replay
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/bulwark-filter/bulwark/agent/desired"
@@ -116,9 +117,15 @@ func (c *collector) frame(f *frame, dec decision) error {
 	return nil
 }
 
-// verdicts adds the scorer's verdicts, at the time of the capture they
-// were issued in (offset is that capture's shift on the timeline).
+// verdicts adds the verdicts of one scorer cycle, at the time of the
+// capture they were issued in (offset is that capture's shift on the
+// timeline), ordered by source: the engine hands them over in no fixed
+// order, and two replays of the same captures give the same report.
 func (c *collector) verdicts(vs []reputation.Verdict, offset time.Duration) {
+	start := len(c.rep.Verdicts)
+	defer func() {
+		slices.SortStableFunc(c.rep.Verdicts[start:], func(a, b Verdict) int { return strings.Compare(a.Source, b.Source) })
+	}()
 	for _, v := range vs {
 		v.At = v.At.Add(-offset)
 		src := v.Source.String()

@@ -59,6 +59,13 @@ func TestCollector(t *testing.T) {
 	}
 	c.verdicts([]reputation.Verdict{{Source: netip.MustParsePrefix("198.18.0.2/32"), Action: "block", Score: 70,
 		At: t0.Add(time.Hour), For: 10 * time.Minute, Enforced: true}}, 30*time.Minute)
+	// A second cycle's verdicts come in no fixed order; the report sorts
+	// them by source, after the first cycle's.
+	c.verdicts([]reputation.Verdict{
+		{Source: netip.MustParsePrefix("198.18.0.9/32"), Action: "throttle", At: t0.Add(2 * time.Hour), For: time.Minute},
+		{Source: netip.MustParsePrefix("2001:2::/64"), Action: "block", At: t0.Add(2 * time.Hour), For: time.Minute},
+		{Source: netip.MustParsePrefix("198.18.0.1/32"), Action: "block", At: t0.Add(2 * time.Hour), For: time.Minute},
+	}, 0)
 	rep := c.report()
 	if err := dw.Close(); err != nil {
 		t.Fatal(err)
@@ -102,9 +109,14 @@ func TestCollector(t *testing.T) {
 			}
 		}
 	}
-	if len(rep.Verdicts) != 1 || rep.Verdicts[0].Source != "198.18.0.2" || rep.Verdicts[0].At != t0.Add(30*time.Minute).Format(time.RFC3339Nano) ||
+	if len(rep.Verdicts) != 4 || rep.Verdicts[0].Source != "198.18.0.2" || rep.Verdicts[0].At != t0.Add(30*time.Minute).Format(time.RFC3339Nano) ||
 		rep.Verdicts[0].For != "10m0s" {
-		t.Errorf("verdicts %+v; want a block of 198.18.0.2 at %s for 10m0s", rep.Verdicts, t0.Add(30*time.Minute).Format(time.RFC3339Nano))
+		t.Fatalf("verdicts %+v; want first a block of 198.18.0.2 at %s for 10m0s", rep.Verdicts, t0.Add(30*time.Minute).Format(time.RFC3339Nano))
+	}
+	for i, src := range []string{"198.18.0.1", "198.18.0.9", "2001:2::/64"} {
+		if v := rep.Verdicts[i+1]; v.Source != src || v.At != t0.Add(2*time.Hour).Format(time.RFC3339Nano) {
+			t.Errorf("verdict %d: %s at %s; want %s at %s", i+2, v.Source, v.At, src, t0.Add(2*time.Hour).Format(time.RFC3339Nano))
+		}
 	}
 
 	f, err := os.Open(path)

@@ -11,15 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/recorder"
 	"github.com/bulwark-filter/bulwark/maps"
-)
-
-// Bounds of a live capture request.
-const (
-	MaxCaptureCount   = 10000
-	MaxCaptureTimeout = 5 * time.Minute
 )
 
 // recorderSet is the running flight recorders, one per interface (none when
@@ -201,14 +196,14 @@ func (a *Agent) handleCapture(w http.ResponseWriter, r *http.Request) {
 	if q.Get("count") == "" {
 		count, err = 100, nil
 	}
-	if err != nil || count < 1 || count > MaxCaptureCount {
-		fail(w, http.StatusBadRequest, "count %q: want 1 to %d", q.Get("count"), MaxCaptureCount)
+	if err != nil || count < 1 || count > api.MaxCaptureCount {
+		fail(w, http.StatusBadRequest, "count %q: want 1 to %d", q.Get("count"), api.MaxCaptureCount)
 		return
 	}
 	timeout := 30 * time.Second
 	if s := q.Get("timeout"); s != "" {
-		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 || timeout > MaxCaptureTimeout {
-			fail(w, http.StatusBadRequest, "timeout %q: want a duration up to %s", s, MaxCaptureTimeout)
+		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 || timeout > api.MaxCaptureTimeout {
+			fail(w, http.StatusBadRequest, "timeout %q: want a duration up to %s", s, api.MaxCaptureTimeout)
 			return
 		}
 	}

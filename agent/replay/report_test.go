@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
@@ -57,14 +58,14 @@ func TestCollector(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.verdicts([]reputation.Verdict{{Source: netip.MustParsePrefix("198.18.0.2/32"), Action: "block", Score: 70,
-		At: t0.Add(time.Hour), For: 10 * time.Minute, Enforced: true}}, 30*time.Minute)
+	c.verdicts([]reputation.Verdict{{VerdictRecord: api.VerdictRecord{Source: netip.MustParsePrefix("198.18.0.2/32"), Action: "block", Score: 70,
+		At: t0.Add(time.Hour), For: 10 * time.Minute, Enforced: true}}}, 30*time.Minute)
 	// A second cycle's verdicts come in no fixed order; the report sorts
 	// them by source, after the first cycle's.
 	c.verdicts([]reputation.Verdict{
-		{Source: netip.MustParsePrefix("198.18.0.9/32"), Action: "throttle", At: t0.Add(2 * time.Hour), For: time.Minute},
-		{Source: netip.MustParsePrefix("2001:2::/64"), Action: "block", At: t0.Add(2 * time.Hour), For: time.Minute},
-		{Source: netip.MustParsePrefix("198.18.0.1/32"), Action: "block", At: t0.Add(2 * time.Hour), For: time.Minute},
+		{VerdictRecord: api.VerdictRecord{Source: netip.MustParsePrefix("198.18.0.9/32"), Action: "throttle", At: t0.Add(2 * time.Hour), For: time.Minute}},
+		{VerdictRecord: api.VerdictRecord{Source: netip.MustParsePrefix("2001:2::/64"), Action: "block", At: t0.Add(2 * time.Hour), For: time.Minute}},
+		{VerdictRecord: api.VerdictRecord{Source: netip.MustParsePrefix("198.18.0.1/32"), Action: "block", At: t0.Add(2 * time.Hour), For: time.Minute}},
 	}, 0)
 	rep := c.report()
 	if err := dw.Close(); err != nil {

@@ -25,6 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
+	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -54,7 +56,7 @@ type Agent struct {
 
 	mu        sync.Mutex // serialises every change of policy
 	cfg       *config.Config
-	want      *desired
+	want      *desired.State
 	ifaces    []*iface
 	audit     *Audit
 	reloads   *prometheus.CounterVec
@@ -62,10 +64,10 @@ type Agent struct {
 	reg       *prometheus.Registry
 	scoring   *scoring
 	feeds     *feedSet
-	geo       *geoSource
+	geo       *geoip.Source
 	runCtx    context.Context
-	recorders atomic.Pointer[recorderSet] // the flight recorders; replaced by a reload under a.mu
-	names     atomic.Pointer[desired]     // for readers that must not wait on a.mu
+	recorders atomic.Pointer[recorderSet]   // the flight recorders; replaced by a reload under a.mu
+	names     atomic.Pointer[desired.State] // for readers that must not wait on a.mu
 
 	state atomic.Pointer[readState] // what readers see; published under a.mu
 }
@@ -82,16 +84,10 @@ func New(cfgPath string, log hclog.Logger) *Agent {
 	return a
 }
 
-// ConfigError is a config that failed validation; its text is the
-// file:line:col diagnostics.
-type ConfigError struct{ Text string }
-
-func (e *ConfigError) Error() string { return "invalid config:\n" + e.Text }
-
 func (a *Agent) loadConfig() (*config.Config, error) {
 	cfg, diags := config.Load(a.cfgPath)
 	if diags.HasErrors() {
-		return nil, &ConfigError{Text: config.FormatDiagnostics(diags)}
+		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
 	}
 	for _, d := range diags {
 		a.log.Warn("config", "warning", strings.TrimSpace(config.FormatDiagnostics(hcl.Diagnostics{d})))
@@ -107,7 +103,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
-	want, err := desiredFrom(cfg)
+	want, err := desired.From(cfg)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -133,11 +129,11 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		a.reloads, a.mapErrs, newCollector(a.metricsView), buildInfo())
 
-	a.geo = &geoSource{}
-	if err := a.geo.update(cfg.GeoIP); err != nil {
+	a.geo = &geoip.Source{}
+	if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
 		return fmt.Errorf("geoip: %w", err)
 	}
-	defer a.geo.close()
+	defer a.geo.Close()
 	a.feeds = newFeedSet(a)
 	a.reg.MustRegister(a.feeds.collectors()...)
 	sc := newScoring(a)
@@ -150,7 +146,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.runCtx = ctx
 	a.publish()
 	a.mu.Unlock()
-	a.feeds.sync(ctx, cfg, want.feedIDs)
+	a.feeds.sync(ctx, cfg, want.FeedIDs)
 	defer a.feeds.stopAll()
 	a.names.Store(want)
 	a.startRecorders(cfg.Events)
@@ -203,7 +199,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 }
 
-func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *desired) error {
+func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *desired.State) error {
 	if err := loader.EnsureBPFFS(cfg.PinDir); err != nil {
 		return err
 	}
@@ -224,7 +220,7 @@ func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *de
 		a.log.Error("FAIL-STATIC IS OFF: the pins will not outlive the agent; if it dies, the interface is left unfiltered",
 			"interface", ic.Name, "pins", dir, "why", pins.Detail)
 	}
-	dp, err := loader.Load(loader.Options{Sizes: want.sizes, PinDir: dir, Logger: a.log.Named("loader")})
+	dp, err := loader.Load(loader.Options{Sizes: want.Sizes, PinDir: dir, Logger: a.log.Named("loader")})
 	if err != nil {
 		lock.Close()
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
@@ -260,17 +256,17 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // applyTo reconciles one interface's maps with the desired state.
-func (a *Agent) applyTo(it *iface, want *desired) error {
-	if err := it.dp.Maps.ApplyPolicy(&want.policy); err != nil {
+func (a *Agent) applyTo(it *iface, want *desired.State) error {
+	if err := it.dp.Maps.ApplyPolicy(&want.Policy); err != nil {
 		a.mapErrs.WithLabelValues("policy").Inc()
 		return fmt.Errorf("apply policy: %w", err)
 	}
-	addA, delA, err := reconcileList(it.dp.Maps.Allow, want.allow)
+	addA, delA, err := reconcileList(it.dp.Maps.Allow, want.Allow)
 	if err != nil {
 		a.mapErrs.WithLabelValues("allow").Inc()
 		return fmt.Errorf("allow list: %w", err)
 	}
-	addB, delB, err := reconcileList(it.dp.Maps.Block, want.block)
+	addB, delB, err := reconcileList(it.dp.Maps.Block, want.Block)
 	if err != nil {
 		a.mapErrs.WithLabelValues("block").Inc()
 		return fmt.Errorf("block list: %w", err)
@@ -311,21 +307,21 @@ func (a *Agent) Reload(who string) error {
 	ctx := a.runCtx
 	a.mu.Unlock()
 	if a.feeds != nil && ctx != nil {
-		a.feeds.sync(ctx, cfg, want.feedIDs)
+		a.feeds.sync(ctx, cfg, want.FeedIDs)
 	}
 	return nil
 }
 
-func (a *Agent) reload(who string) (*config.Config, *desired, error) {
+func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cfg, err := a.loadConfig()
 	if err == nil {
 		err = restartNeeded(a.cfg, cfg)
 	}
-	var want *desired
+	var want *desired.State
 	if err == nil {
-		want, err = desiredFrom(cfg)
+		want, err = desired.From(cfg)
 	}
 	// The flight recorder's new directory is made before anything changes:
 	// one that cannot be made rejects the reload.
@@ -341,7 +337,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired, error) {
 	// The location databases first: a file that fails to open rejects the
 	// reload before any map changes.
 	if a.geo != nil {
-		if err := a.geo.update(cfg.GeoIP); err != nil {
+		if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
 			a.reloads.WithLabelValues("rejected").Inc()
 			a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
 			return nil, nil, fmt.Errorf("geoip: %w", err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -153,9 +154,9 @@ func (a *Agent) controlHandler() http.Handler {
 func (a *Agent) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
 	switch name = r.PathValue("list"); name {
 	case "allow":
-		return name, ListRuntimeAllow, true
+		return name, desired.ListRuntimeAllow, true
 	case "block":
-		return name, ListRuntimeBlock, true
+		return name, desired.ListRuntimeBlock, true
 	}
 	fail(w, http.StatusNotFound, "no list %q: want allow or block", name)
 	return "", 0, false
@@ -190,11 +191,11 @@ func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
 		if e.ExpiresNS != 0 && e.ExpiresNS <= now {
 			continue
 		}
-		le := api.ListEntry{CIDR: e.Prefix.String(), List: st.want.listNames[e.ListID], Origin: "config"}
+		le := api.ListEntry{CIDR: e.Prefix.String(), List: st.want.ListNames[e.ListID], Origin: "config"}
 		switch {
 		case runtimeList(e.ListID):
 			le.Origin = "runtime"
-		case e.ListID >= firstFeedList:
+		case e.ListID >= maps.FirstFeedList:
 			le.Origin = "feed"
 		}
 		if e.ExpiresNS != 0 {
@@ -243,9 +244,9 @@ func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string
 // configOwned returns the first of pfxs that the config puts on list name
 // (a.mu held): the CLI may not change those.
 func (a *Agent) configOwned(name string, pfxs []netip.Prefix) (netip.Prefix, bool) {
-	owned := a.want.block
+	owned := a.want.Block
 	if name == "allow" {
-		owned = a.want.allow
+		owned = a.want.Allow
 	}
 	for _, p := range pfxs {
 		if _, ok := owned[p]; ok {
@@ -330,7 +331,7 @@ func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
 	if err := a.Reload("cli"); err != nil {
-		var ce *ConfigError
+		var ce *config.Error
 		msg := err.Error()
 		if errors.As(err, &ce) {
 			msg = ce.Text

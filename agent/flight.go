@@ -143,9 +143,9 @@ func (a *Agent) ruleName(reason string, id uint32) string {
 	}
 	switch reason {
 	case maps.ReasonRatelimit.String():
-		return w.policy.RuleName(int(id))
+		return w.Policy.RuleName(int(id))
 	case maps.ReasonAllowlist.String(), maps.ReasonBlocklist.String():
-		return w.listNames[id]
+		return w.ListNames[id]
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -62,10 +63,10 @@ type metricsView struct {
 	listNames map[uint32]string
 }
 
-func newMetricsView(want *desired, ifaces []*iface) *metricsView {
-	v := &metricsView{listNames: want.listNames}
-	for _, id := range want.policy.RuleIDs() {
-		v.rules = append(v.rules, ruleLabel{id, want.policy.RuleName(id)})
+func newMetricsView(want *desired.State, ifaces []*iface) *metricsView {
+	v := &metricsView{listNames: want.ListNames}
+	for _, id := range want.Policy.RuleIDs() {
+		v.rules = append(v.rules, ruleLabel{id, want.Policy.RuleName(id)})
 	}
 	for _, it := range ifaces {
 		v.ifaces = append(v.ifaces, metricsIface{name: it.name, mode: string(it.mode),

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
@@ -77,8 +78,8 @@ func TestScrapeDoesNotHoldWritersLock(t *testing.T) {
 	// One allow entry in force and one expired: the expired one is not
 	// counted.
 	if err := d.Maps.Allow.Add([]maps.Entry{
-		{Prefix: netip.MustParsePrefix("198.18.2.0/24"), ListID: ListConfigAllow},
-		{Prefix: netip.MustParsePrefix("2001:2::/64"), ListID: ListRuntimeAllow, ExpiresNS: 1},
+		{Prefix: netip.MustParsePrefix("198.18.2.0/24"), ListID: desired.ListConfigAllow},
+		{Prefix: netip.MustParsePrefix("2001:2::/64"), ListID: desired.ListRuntimeAllow, ExpiresNS: 1},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestScrapeDoesNotHoldWritersLock(t *testing.T) {
 	if a.audit, err = OpenAudit(""); err != nil {
 		t.Fatal(err)
 	}
-	want, err := desiredFrom(&config.Config{})
+	want, err := desired.From(&config.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

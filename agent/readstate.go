@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 )
 
 // readState is what the readers (metrics, status, top, explain and the list
@@ -13,7 +14,7 @@ import (
 // long read never holds up a writer.
 type readState struct {
 	cfg     *config.Config
-	want    *desired
+	want    *desired.State
 	ifaces  []*iface // their datapaths; an iface's fields do not change after start
 	scoring *scoring // nil while the agent starts
 	metrics *metricsView

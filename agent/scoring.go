@@ -10,8 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
+	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
-	"github.com/bulwark-filter/bulwark/maps"
 )
 
 // scoring runs the reputation engine of each interface.
@@ -29,28 +30,6 @@ type scoring struct {
 	sinkErrors   prometheus.Counter
 	seen         map[string]uint64 // engine counters already exported
 }
-
-func engineConfig(c *config.Config) reputation.Config {
-	r := c.Reputation
-	return reputation.Config{
-		Mode: r.Mode, Interval: r.Interval,
-		ThrottleScore: float64(r.ThrottleScore), BlockScore: float64(r.BlockScore),
-		ThrottleFor: r.ThrottleFor, BlockFor: r.BlockFor, MaxBlockFor: r.MaxBlockFor,
-		MaxVerdicts: int(r.MaxVerdicts),
-		Weights: reputation.Weights{RateAnomaly: r.Weights.RateAnomaly, SYNRatio: r.Weights.SYNRatio,
-			PortScan: r.Weights.PortScan, RatelimitDrops: r.Weights.RatelimitDrops,
-			Malformed: r.Weights.Malformed, Repeat: r.Weights.Repeat},
-	}
-}
-
-// ifaceSink writes one engine's verdicts into its interface's verdict map.
-type ifaceSink struct{ m *maps.Set }
-
-func (s ifaceSink) PutVerdict(src netip.Addr, action maps.VerdictAction, expires uint64, score uint16) error {
-	return s.m.PutVerdict(src, action, expires, maps.OriginScorer, score)
-}
-
-func (s ifaceSink) DeleteVerdict(src netip.Addr) error { return s.m.DeleteVerdict(src) }
 
 func newScoring(a *Agent) *scoring {
 	s := &scoring{a: a, seen: map[string]uint64{}}
@@ -82,19 +61,19 @@ func (s *scoring) collectors() []prometheus.Collector {
 }
 
 // start makes the engines (they adopt the verdicts already in the kernel).
-func (s *scoring) start(cfg *config.Config, fs *feedSet, geo *geoSource) error {
+func (s *scoring) start(cfg *config.Config, fs *feedSet, geo *geoip.Source) error {
 	s.rebuildExempt(cfg)
 	ev := reputation.Evidence{
 		Exempt:        func(a netip.Addr) bool { return s.exempt.Load().Contains(a) },
 		Feeds:         fs.scoreHits,
-		Locate:        geo.locate,
-		CountryWeight: geo.countryWeight,
-		ASNWeight:     geo.asnWeight,
+		Locate:        geo.Locate,
+		CountryWeight: geo.CountryWeight,
+		ASNWeight:     geo.ASNWeight,
 		Generation:    func() uint32 { return s.generation.Load() },
 	}
 	mono := monotonicNow()
 	for _, it := range s.a.ifaces {
-		e := reputation.New(engineConfig(cfg), ev, ifaceSink{it.dp.Maps}, it.dp.Maps.IPv6Prefix())
+		e := reputation.New(desired.Scorer(cfg), ev, reputation.MapSink{Maps: it.dp.Maps}, it.dp.Maps.IPv6Prefix())
 		vs, err := it.dp.Maps.Verdicts()
 		if err != nil {
 			return err
@@ -117,7 +96,7 @@ func (s *scoring) reconfigure(cfg *config.Config) {
 	s.rebuildExempt(cfg)
 	s.generation.Add(1)
 	for i, e := range s.engines {
-		e.SetConfig(engineConfig(cfg))
+		e.SetConfig(desired.Scorer(cfg))
 		e.SetPrefix(s.a.ifaces[i].dp.Maps.IPv6Prefix())
 	}
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bulwark-filter/bulwark/agent"
 	"github.com/bulwark-filter/bulwark/agent/api"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/agenttest"
@@ -41,7 +41,7 @@ type scrapeFigures struct {
 // agent's run-time block list through its control API, as `bulwark block
 // add` does, in requests of the most CIDRs one may carry.
 func addBlockHosts(client *http.Client, n int) error {
-	es := hostEntries(n, 0, agent.ListRuntimeBlock)
+	es := hostEntries(n, 0, desired.ListRuntimeBlock)
 	for i := 0; i < n; i += api.MaxCIDRsPerReq {
 		req := api.ListRequest{Reason: "bench"}
 		for _, e := range es[i:min(i+api.MaxCIDRsPerReq, n)] {

@@ -1,0 +1,19 @@
+package reputation
+
+import (
+	"net/netip"
+
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// MapSink writes an engine's verdicts into one datapath's verdict map, as
+// the scorer's.
+type MapSink struct{ Maps *maps.Set }
+
+// PutVerdict writes a verdict on src that expires at expires (monotonic).
+func (s MapSink) PutVerdict(src netip.Addr, action maps.VerdictAction, expires uint64, score uint16) error {
+	return s.Maps.PutVerdict(src, action, expires, maps.OriginScorer, score)
+}
+
+// DeleteVerdict removes the verdict on src.
+func (s MapSink) DeleteVerdict(src netip.Addr) error { return s.Maps.DeleteVerdict(src) }

@@ -41,6 +41,8 @@ type cli struct {
 	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
 	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
+
+	Preflight preflightCmd `cmd:"" help:"Check that this host can run the datapath on the config's interfaces: kernel, BPF features, XDP, memory."`
 }
 
 type runCmd struct {
@@ -66,6 +68,11 @@ func (c *runCmd) Run(g *cli) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if !diags.HasErrors() {
+		if err := runPreflight(cfg, log); err != nil {
+			return err
+		}
+	}
 	ag := agent.New(c.Config, log)
 	ag.RequirePersistentPins = c.RequirePersistentPins
 	if err := ag.Run(ctx, hup); err != nil {

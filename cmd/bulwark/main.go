@@ -51,7 +51,9 @@ type runCmd struct {
 }
 
 func (runCmd) Help() string {
-	return "Example:\n  bulwark run --config /etc/bulwark/bulwark.hcl"
+	return "Before loading anything it makes the checks of `bulwark preflight` (without --attach-test): it logs warnings " +
+		"and failures, and exits 1 with the fix on a failure that makes loading or attaching impossible.\n\n" +
+		"Example:\n  bulwark run --config /etc/bulwark/bulwark.hcl"
 }
 
 func (c *runCmd) Run(g *cli) error {

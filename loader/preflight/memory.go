@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
 )
 
 // The kernel's per-element layout (64-bit), from kernel/bpf/hashtab.c and
@@ -106,7 +107,7 @@ func Estimate(s loader.Sizes) (Memory, error) {
 func ownPins(in Input) int {
 	n := 0
 	for _, i := range in.Interfaces {
-		if _, err := os.Stat(filepath.Join(loader.PinDir(in.PinRoot, i.Name), "sources")); err == nil {
+		if _, err := os.Stat(filepath.Join(loader.PinDir(in.PinRoot, i.Name), maps.MapSources)); err == nil {
 			n++
 		}
 	}
@@ -126,7 +127,7 @@ func memoryChecks(s loader.Sizes, ifaces, pinned int) []Check {
 	n := uint64(max(ifaces-pinned, 0))
 	start, full := n*mem.Start, n*mem.Full
 	fix := fmt.Sprintf("lower maps.sources and maps.rule_buckets in the config (at these sizes they take %s and %s per interface)",
-		mib(mem.ByMap["sources"]), mib(mem.ByMap["rule_buckets"]))
+		mib(mem.ByMap[maps.MapSources]), mib(mem.ByMap[maps.MapRuleBuckets]))
 	detail := fmt.Sprintf("%s per interface at load, up to %s with every list, verdict and trie map full", mib(mem.Start), mib(mem.Full))
 	if pinned > 0 {
 		detail += fmt.Sprintf("; %d of %d interfaces have their maps pinned already (allocated, adopted)", pinned, ifaces)

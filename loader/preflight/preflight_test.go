@@ -119,3 +119,29 @@ func TestMemoryChecksInvalidSizes(t *testing.T) {
 		t.Errorf("%+v", cs)
 	}
 }
+
+// TestMemoryChecksTooLittle asks for more interfaces at the largest sizes
+// than MemAvailable holds: the memory check fails, without blocking the
+// start (the kernel may still reclaim), and names the map sizes to lower.
+func TestMemoryChecksTooLittle(t *testing.T) {
+	s := loader.DefaultSizes()
+	s.Sources, s.RuleBuckets = 1<<26, 1<<26
+	est, err := Estimate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	avail, err := memAvailable("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifaces := int(avail/est.Start) + 2 // at least one interface's worth (GiBs) beyond what is available
+	c := memoryChecks(s, ifaces, 0)[0]
+	if c.Name != "kernel memory" || c.Status != Fail || c.Blocking || !strings.Contains(c.Fix, "lower maps.sources and maps.rule_buckets") {
+		t.Errorf("%d interfaces of %d bytes with %d available: %+v", ifaces, est.Start, avail, c)
+	}
+	// The same sizes on interfaces whose maps are pinned already need
+	// nothing more.
+	if c := memoryChecks(s, ifaces, ifaces)[0]; c.Status != OK {
+		t.Errorf("all pinned: %+v", c)
+	}
+}

@@ -47,8 +47,8 @@ func limitFrom(l config.Limit) maps.Limit {
 	return maps.Limit{PPS: l.PPS, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst}
 }
 
-// sizesFrom maps the config's map sizes to the loader's.
-func sizesFrom(c *config.Config) loader.Sizes {
+// Sizes maps the config's map sizes to the loader's: the one place that does.
+func Sizes(c *config.Config) loader.Sizes {
 	s := loader.DefaultSizes()
 	m := c.Maps
 	s.Sources, s.RuleBuckets, s.Verdicts = m.Sources, m.RuleBuckets, m.Verdicts
@@ -68,7 +68,7 @@ func From(c *config.Config) (*State, error) {
 			ListRuntimeAllow: "runtime-allow", ListRuntimeBlock: "runtime-block",
 			ListConfigAllow: "allow", ListConfigBlock: "block",
 		},
-		Sizes: sizesFrom(c),
+		Sizes: Sizes(c),
 	}
 	p := &d.Policy
 	if c.Mode == "monitor" {

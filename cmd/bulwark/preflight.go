@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/loader/preflight"
 )
@@ -60,14 +61,10 @@ func (c *preflightCmd) Run(g *cli) error {
 
 // preflightInput is what preflight checks of a config.
 func preflightInput(cfg *config.Config) preflight.Input {
-	in := preflight.Input{PinRoot: cfg.PinDir, Sizes: loader.DefaultSizes()}
+	in := preflight.Input{PinRoot: cfg.PinDir, Sizes: desired.Sizes(cfg)}
 	for _, i := range cfg.Interfaces {
 		in.Interfaces = append(in.Interfaces, preflight.Interface{Name: i.Name, Attach: loader.AttachMode(i.Attach)})
 	}
-	m, s := cfg.Maps, &in.Sizes
-	s.Sources, s.RuleBuckets, s.Verdicts = m.Sources, m.RuleBuckets, m.Verdicts
-	s.AllowHosts, s.AllowPrefixes, s.BlockHosts, s.BlockPrefixes = m.AllowHosts, m.AllowPrefixes, m.BlockHosts, m.BlockPrefixes
-	s.Classes, s.Aggregates, s.EventsBytes = m.Classes, m.Aggregates, m.EventsRingKiB*1024
 	return in
 }
 

@@ -45,6 +45,8 @@ var rules = []rule{
 		"agent",        // bulwark run (and the version the build stamps)
 		"agent/api",    // every command that talks to the agent
 		"agent/config", // bulwark config check, the default socket path
+		// the config's map sizes, for preflight (one owner: desired.Sizes)
+		"agent/desired",
 		"agent/replay", // bulwark replay runs in-process
 		"loader",       // bulwark detach works with no agent running
 		// bulwark preflight, and bulwark run's checks at start

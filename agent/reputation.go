@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
@@ -14,13 +15,50 @@ import (
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
+// scoreMaps is what the scorer uses of one interface's datapath: the
+// sources it reads and the verdicts it writes.
+type scoreMaps interface {
+	IterateSources(fn func([]maps.Source) bool) error
+	Verdicts() ([]maps.VerdictEntry, error)
+	IPv6Prefix() int
+	PutVerdict(addr netip.Addr, action maps.VerdictAction, expiresNS uint64, origin maps.Origin, score uint16) error
+	DeleteVerdict(addr netip.Addr) error
+}
+
+// scoredIface is one interface the scorer judges the sources of.
+type scoredIface struct {
+	name string
+	maps scoreMaps
+}
+
+// scoreDeps is what the scoring loop uses of the agent.
+type scoreDeps struct {
+	log    hclog.Logger
+	audit  *Audit
+	ifaces []scoredIface
+	allow  listReader // the first interface's allow list (never judged); nil for none
+	// Evidence beside the datapath's counters: the score feeds and the
+	// location databases.
+	feeds func(netip.Addr) []reputation.FeedHit
+	geo   *geoSource
+	// generation is the evidence generation, bumped when feed or location
+	// evidence may have changed (the feeds bump it too).
+	generation *atomic.Uint32
+}
+
+// scoreTiming is when the loop scores: reputation.interval and mode.
+type scoreTiming struct {
+	interval time.Duration
+	mode     string
+}
+
 // scoring runs the reputation engine of each interface.
 type scoring struct {
-	a          *Agent
-	engines    []*reputation.Engine // one per interface, in a.ifaces order
-	exempt     atomic.Pointer[reputation.PrefixSet]
-	generation atomic.Uint32 // bumped when feed or location evidence may have changed
-	lastTop    atomic.Int64  // unix ns of the last /v1/sources request
+	scoreDeps
+	engines []*reputation.Engine // one per interface, in ifaces order
+	exempt  atomic.Pointer[reputation.PrefixSet]
+	timing  atomic.Pointer[scoreTiming] // of the config in force
+	lastTop atomic.Int64                // unix ns of the last /v1/sources request
 
 	cycleSeconds prometheus.Histogram
 	verdicts     *prometheus.CounterVec
@@ -44,7 +82,7 @@ func engineConfig(c *config.Config) reputation.Config {
 }
 
 // ifaceSink writes one engine's verdicts into its interface's verdict map.
-type ifaceSink struct{ m *maps.Set }
+type ifaceSink struct{ m scoreMaps }
 
 func (s ifaceSink) PutVerdict(src netip.Addr, action maps.VerdictAction, expires uint64, score uint16) error {
 	return s.m.PutVerdict(src, action, expires, maps.OriginScorer, score)
@@ -52,8 +90,8 @@ func (s ifaceSink) PutVerdict(src netip.Addr, action maps.VerdictAction, expires
 
 func (s ifaceSink) DeleteVerdict(src netip.Addr) error { return s.m.DeleteVerdict(src) }
 
-func newScoring(a *Agent) *scoring {
-	s := &scoring{a: a, seen: map[string]uint64{}}
+func newScoring(d scoreDeps) *scoring {
+	s := &scoring{scoreDeps: d, seen: map[string]uint64{}}
 	s.cycleSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "bulwark_score_cycle_seconds", Help: "Time one scoring cycle takes, all interfaces.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
@@ -82,20 +120,21 @@ func (s *scoring) collectors() []prometheus.Collector {
 }
 
 // start makes the engines (they adopt the verdicts already in the kernel).
-func (s *scoring) start(cfg *config.Config, fs *feedSet, geo *geoSource) error {
+func (s *scoring) start(cfg *config.Config) error {
 	s.rebuildExempt(cfg)
+	s.setTiming(cfg)
 	ev := reputation.Evidence{
 		Exempt:        func(a netip.Addr) bool { return s.exempt.Load().Contains(a) },
-		Feeds:         fs.scoreHits,
-		Locate:        geo.locate,
-		CountryWeight: geo.countryWeight,
-		ASNWeight:     geo.asnWeight,
+		Feeds:         s.feeds,
+		Locate:        s.geo.locate,
+		CountryWeight: s.geo.countryWeight,
+		ASNWeight:     s.geo.asnWeight,
 		Generation:    func() uint32 { return s.generation.Load() },
 	}
 	mono := monotonicNow()
-	for _, it := range s.a.ifaces {
-		e := reputation.New(engineConfig(cfg), ev, ifaceSink{it.dp.Maps}, it.dp.Maps.IPv6Prefix())
-		vs, err := it.dp.Maps.Verdicts()
+	for _, it := range s.ifaces {
+		e := reputation.New(engineConfig(cfg), ev, ifaceSink{it.maps}, it.maps.IPv6Prefix())
+		vs, err := it.maps.Verdicts()
 		if err != nil {
 			return err
 		}
@@ -108,36 +147,38 @@ func (s *scoring) start(cfg *config.Config, fs *feedSet, geo *geoSource) error {
 // rebuildExempt collects the never-judged space: the config's allow list,
 // run-time allow entries and reputation.protect.
 func (s *scoring) rebuildExempt(cfg *config.Config) {
-	s.exempt.Store(reputation.NewPrefixSet(exemptPrefixes(cfg, s.a.ifaces)))
+	s.exempt.Store(reputation.NewPrefixSet(exemptPrefixes(cfg, s.allow)))
+}
+
+func (s *scoring) setTiming(cfg *config.Config) {
+	s.timing.Store(&scoreTiming{interval: cfg.Reputation.Interval, mode: cfg.Reputation.Mode})
 }
 
 // reconfigure applies a reloaded config to the running engines, with the
 // IPv6 tracking prefix the datapath now uses.
 func (s *scoring) reconfigure(cfg *config.Config) {
 	s.rebuildExempt(cfg)
+	s.setTiming(cfg)
 	s.generation.Add(1)
 	for i, e := range s.engines {
 		e.SetConfig(engineConfig(cfg))
-		e.SetPrefix(s.a.ifaces[i].dp.Maps.IPv6Prefix())
+		e.SetPrefix(s.ifaces[i].maps.IPv6Prefix())
 	}
 }
 
 // run scores every interval until ctx ends.
 func (s *scoring) run(ctx context.Context) {
 	for {
-		s.a.mu.Lock()
-		interval := s.a.cfg.Reputation.Interval
-		mode := s.a.cfg.Reputation.Mode
-		s.a.mu.Unlock()
+		t := s.timing.Load()
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-time.After(t.interval):
 		}
 		// With the engine off, rates are still measured while someone
 		// watches bulwark top (never otherwise: a cycle over a million
 		// sources is most of a second of CPU).
-		if mode == "off" && time.Since(time.Unix(0, s.lastTop.Load())) > topIdle {
+		if t.mode == "off" && time.Since(time.Unix(0, s.lastTop.Load())) > topIdle {
 			continue
 		}
 		s.cycle(time.Now(), monotonicNow())
@@ -149,9 +190,9 @@ func (s *scoring) run(ctx context.Context) {
 func (s *scoring) cycle(now time.Time, mono uint64) {
 	start := time.Now()
 	for i, e := range s.engines {
-		it := s.a.ifaces[i]
-		if err := e.Cycle(now, mono, it.dp.Maps.IterateSources); err != nil {
-			s.a.log.Error("scoring cycle", "interface", it.name, "error", err)
+		it := s.ifaces[i]
+		if err := e.Cycle(now, mono, it.maps.IterateSources); err != nil {
+			s.log.Error("scoring cycle", "interface", it.name, "error", err)
 			continue
 		}
 		for _, v := range e.TakeVerdicts() {
@@ -159,9 +200,9 @@ func (s *scoring) cycle(now time.Time, mono uint64) {
 			if !v.Enforced {
 				what = "shadow." + v.Action
 			}
-			s.a.log.Info("verdict", "interface", it.name, "source", v.Source, "action", v.Action, "score", v.Score,
+			s.log.Info("verdict", "interface", it.name, "source", v.Source, "action", v.Action, "score", v.Score,
 				"for", v.For, "enforced", v.Enforced, "components", v.Components)
-			s.a.auditf(AuditRecord{Who: "scorer", What: what, Target: []string{v.Source.String()},
+			s.audit.Record(s.log, AuditRecord{Who: "scorer", What: what, Target: []string{v.Source.String()},
 				Why: componentsText(v.Components), TTL: v.For.String(), Result: "ok",
 				Score: v.Score, Components: v.Components})
 		}

@@ -65,7 +65,7 @@ type recorderSet struct {
 	recs   []*recorder.Recorder
 	ifaces []eventRing    // parallel to recs
 	base   recorder.Stats // final counts of the sets this one replaced
-	cancel func()         // ends the recorders' Run; set by runRecorders
+	cancel func()         // ends the recorders' Run; set by run
 	done   sync.WaitGroup // their goroutines
 }
 

@@ -11,25 +11,15 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
-	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
-)
-
-// Bounds of the control API's inputs.
-const (
-	MaxBodyBytes   = 1 << 20
-	MaxCIDRsPerReq = 10000
-	MinTTL         = time.Second
-	MaxTTL         = 365 * 24 * time.Hour
-	MaxReasonLen   = 256
 )
 
 func probeBPF() error {
@@ -96,11 +86,6 @@ func (a *Agent) serveControl(path string) (*http.Server, error) {
 	return srv, nil
 }
 
-// APIError is the body of every error reply.
-type APIError struct {
-	Error string `json:"error"`
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -110,18 +95,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func fail(w http.ResponseWriter, code int, format string, args ...any) {
-	writeJSON(w, code, APIError{Error: fmt.Sprintf(format, args...)})
+	writeJSON(w, code, api.Error{Error: fmt.Sprintf(format, args...)})
 }
 
-// decodeBody reads a JSON body of at most MaxBodyBytes, strictly.
+// decodeBody reads a JSON body of at most api.MaxBodyBytes, strictly.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			fail(w, http.StatusRequestEntityTooLarge, "request body over %d bytes", MaxBodyBytes)
+			fail(w, http.StatusRequestEntityTooLarge, "request body over %d bytes", api.MaxBodyBytes)
 			return false
 		}
 		fail(w, http.StatusBadRequest, "bad JSON body: %v", err)
@@ -165,65 +150,6 @@ func (a *Agent) controlHandler() http.Handler {
 	})
 }
 
-// ListRequest adds or deletes list entries.
-type ListRequest struct {
-	CIDRs  []string `json:"cidrs"`
-	TTL    string   `json:"ttl,omitempty"`
-	Reason string   `json:"reason,omitempty"`
-}
-
-// ListEntry is one entry as the API shows it.
-type ListEntry struct {
-	CIDR      string  `json:"cidr"`
-	List      string  `json:"list"`
-	Origin    string  `json:"origin"`
-	ExpiresIn float64 `json:"expires_in_seconds,omitempty"`
-}
-
-// ParseCIDR parses an address or CIDR as the API and list files accept it:
-// a bare address is a host; host bits must be clear.
-func ParseCIDR(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if !strings.Contains(s, "/") {
-		a, err := ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
-		}
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR: %v", s, err)
-	}
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	if p.Masked() != p {
-		return netip.Prefix{}, fmt.Errorf("%s has host bits set; did you mean %s?", s, p.Masked())
-	}
-	return p, nil
-}
-
-// ParseAddr parses a source address as the API accepts it: no zone; an
-// IPv4-mapped IPv6 address is its IPv4 address.
-func ParseAddr(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
-	}
-	return a.Unmap(), nil
-}
-
-// ParseTTL parses the time to live of a run-time list entry, written as
-// the config writes durations ("90s", "10m", "7d"), from MinTTL to MaxTTL.
-func ParseTTL(s string) (time.Duration, error) {
-	ttl, err := config.ParseDuration(s)
-	if err != nil || ttl < MinTTL || ttl > MaxTTL {
-		return 0, fmt.Errorf("ttl %q: want a duration from %s to %dd, e.g. 10m or 7d", s, MinTTL, MaxTTL/(24*time.Hour))
-	}
-	return ttl, nil
-}
-
 func (a *Agent) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
 	switch name = r.PathValue("list"); name {
 	case "allow":
@@ -260,12 +186,12 @@ func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
 	}
 	maps.SortEntries(es)
 	now := monotonicNow()
-	out := make([]ListEntry, 0, len(es))
+	out := make([]api.ListEntry, 0, len(es))
 	for _, e := range es {
 		if e.ExpiresNS != 0 && e.ExpiresNS <= now {
 			continue
 		}
-		le := ListEntry{CIDR: e.Prefix.String(), List: a.want.listNames[e.ListID], Origin: "config"}
+		le := api.ListEntry{CIDR: e.Prefix.String(), List: a.want.listNames[e.ListID], Origin: "config"}
 		switch {
 		case runtimeList(e.ListID):
 			le.Origin = "runtime"
@@ -284,12 +210,12 @@ func parseCIDRs(in []string) ([]netip.Prefix, error) {
 	if len(in) == 0 {
 		return nil, errors.New("no cidrs given")
 	}
-	if len(in) > MaxCIDRsPerReq {
-		return nil, fmt.Errorf("%d cidrs: at most %d per request", len(in), MaxCIDRsPerReq)
+	if len(in) > api.MaxCIDRsPerReq {
+		return nil, fmt.Errorf("%d cidrs: at most %d per request", len(in), api.MaxCIDRsPerReq)
 	}
 	out := make([]netip.Prefix, 0, len(in))
 	for _, s := range in {
-		p, err := ParseCIDR(s)
+		p, err := api.ParseCIDR(s)
 		if err != nil {
 			return nil, err
 		}
@@ -300,7 +226,7 @@ func parseCIDRs(in []string) ([]netip.Prefix, error) {
 
 // listRequest reads a list request: the list (name and run-time id), the
 // body and its CIDRs; false when it has answered with an error.
-func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string, id uint32, req ListRequest, pfxs []netip.Prefix, ok bool) {
+func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string, id uint32, req api.ListRequest, pfxs []netip.Prefix, ok bool) {
 	if name, id, ok = a.listFor(w, r); !ok {
 		return
 	}
@@ -335,13 +261,13 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if len(req.Reason) > MaxReasonLen {
-		fail(w, http.StatusBadRequest, "reason over %d characters", MaxReasonLen)
+	if len(req.Reason) > api.MaxReasonLen {
+		fail(w, http.StatusBadRequest, "reason over %d characters", api.MaxReasonLen)
 		return
 	}
 	var expires uint64
 	if req.TTL != "" {
-		ttl, err := ParseTTL(req.TTL)
+		ttl, err := api.ParseTTL(req.TTL, config.ParseDuration)
 		if err != nil {
 			fail(w, http.StatusBadRequest, "%v", err)
 			return
@@ -375,7 +301,7 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 		a.scoring.rebuildExempt(a.cfg)
 	}
 	a.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "ok"})
-	writeJSON(w, http.StatusOK, map[string]int{"added": len(entries)})
+	writeJSON(w, http.StatusOK, api.Added{Added: len(entries)})
 }
 
 func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
@@ -400,13 +326,7 @@ func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
 		a.scoring.rebuildExempt(a.cfg)
 	}
 	a.auditf(AuditRecord{Who: "cli", What: name + ".del", Target: req.CIDRs, Result: "ok"})
-	writeJSON(w, http.StatusOK, map[string]int{"deleted": len(pfxs)})
-}
-
-// ReloadReply is the body of a reload reply.
-type ReloadReply struct {
-	Result      string `json:"result"`
-	Diagnostics string `json:"diagnostics,omitempty"`
+	writeJSON(w, http.StatusOK, api.Deleted{Deleted: len(pfxs)})
 }
 
 func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
@@ -416,38 +336,16 @@ func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ce) {
 			msg = ce.Text
 		}
-		writeJSON(w, http.StatusUnprocessableEntity, ReloadReply{Result: "rejected", Diagnostics: msg})
+		writeJSON(w, http.StatusUnprocessableEntity, api.ReloadReply{Result: api.ReloadRejected, Diagnostics: msg})
 		return
 	}
-	writeJSON(w, http.StatusOK, ReloadReply{Result: "ok"})
-}
-
-// Status is the reply of GET /v1/status.
-type Status struct {
-	Version       string                       `json:"version"`
-	UptimeSeconds float64                      `json:"uptime_seconds"`
-	Mode          string                       `json:"mode"`
-	Interfaces    []InterfaceStatus            `json:"interfaces"`
-	Packets       map[string]map[string]uint64 `json:"packets"` // action -> reason -> packets, all interfaces
-	Lists         map[string]map[string]int    `json:"list_entries"`
-	Verdicts      map[string]int               `json:"verdicts_active"`
-}
-
-// InterfaceStatus is one interface in Status.
-type InterfaceStatus struct {
-	Name           string `json:"name"`
-	Attach         string `json:"attach"`
-	TrackedSources int    `json:"tracked_sources"`
-	// PinsPersistent is whether the pins outlive the agent (fail-static);
-	// PinsDetail says why not and what to do.
-	PinsPersistent bool   `json:"pins_persistent"`
-	PinsDetail     string `json:"pins_detail,omitempty"`
+	writeJSON(w, http.StatusOK, api.ReloadReply{Result: api.ReloadOK})
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := Status{
+	st := api.Status{
 		Version: Version, UptimeSeconds: time.Since(a.started).Seconds(), Mode: a.cfg.Mode,
 		Packets: map[string]map[string]uint64{}, Lists: map[string]map[string]int{}, Verdicts: map[string]int{},
 	}
@@ -458,7 +356,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusInternalServerError, "read sources: %v", err)
 			return
 		}
-		is := InterfaceStatus{Name: it.name, Attach: string(it.mode), TrackedSources: n, PinsPersistent: it.pins.Persistent}
+		is := api.InterfaceStatus{Name: it.name, Attach: string(it.mode), TrackedSources: n, PinsPersistent: it.pins.Persistent}
 		if !it.pins.Persistent {
 			is.PinsDetail = it.pins.Detail
 		}
@@ -515,7 +413,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
-	addr, err := ParseAddr(r.PathValue("ip"))
+	addr, err := api.ParseAddr(r.PathValue("ip"))
 	if err != nil {
 		fail(w, http.StatusBadRequest, "%v", err)
 		return
@@ -538,15 +436,6 @@ func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, x)
 }
 
-// VerdictView is one verdict as the API shows it.
-type VerdictView struct {
-	Source    string  `json:"source"`
-	Action    string  `json:"action"`
-	Origin    string  `json:"origin"`
-	Score     uint16  `json:"score"`
-	ExpiresIn float64 `json:"expires_in_seconds"`
-}
-
 func (a *Agent) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -555,7 +444,7 @@ func (a *Agent) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := monotonicNow()
-	out := []VerdictView{}
+	out := []api.Verdict{}
 	seen := map[string]bool{}
 	for _, it := range a.ifaces {
 		vs, err := it.dp.Maps.Verdicts()
@@ -568,30 +457,25 @@ func (a *Agent) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			seen[v.Source.String()] = true
-			out = append(out, VerdictView{Source: v.Source.String(), Action: v.Action.String(), Origin: v.Origin.String(),
+			out = append(out, api.Verdict{Source: v.Source.String(), Action: v.Action.String(), Origin: v.Origin.String(),
 				Score: v.Score, ExpiresIn: float64(v.ExpiresNS-now) / 1e9})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// VerdictsRequest deletes verdicts.
-type VerdictsRequest struct {
-	Sources []string `json:"sources"`
-}
-
 func (a *Agent) handleVerdictsDel(w http.ResponseWriter, r *http.Request) {
-	var req VerdictsRequest
+	var req api.VerdictsRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if len(req.Sources) == 0 || len(req.Sources) > MaxCIDRsPerReq {
-		fail(w, http.StatusBadRequest, "give 1 to %d sources", MaxCIDRsPerReq)
+	if len(req.Sources) == 0 || len(req.Sources) > api.MaxCIDRsPerReq {
+		fail(w, http.StatusBadRequest, "give 1 to %d sources", api.MaxCIDRsPerReq)
 		return
 	}
 	addrs := make([]netip.Addr, 0, len(req.Sources))
 	for _, s := range req.Sources {
-		p, err := ParseCIDR(s)
+		p, err := api.ParseCIDR(s)
 		if err != nil {
 			fail(w, http.StatusBadRequest, "%v", err)
 			return
@@ -617,14 +501,7 @@ func (a *Agent) handleVerdictsDel(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.auditf(AuditRecord{Who: "cli", What: "verdict.del", Target: req.Sources, Result: "ok"})
-	writeJSON(w, http.StatusOK, map[string]int{"deleted": len(addrs)})
-}
-
-// SourcesReply is the reply of GET /v1/sources.
-type SourcesReply struct {
-	Interval float64                 `json:"interval_seconds"`
-	Measured bool                    `json:"measured"` // false until a scoring cycle has run
-	Sources  []reputation.SourceView `json:"sources"`
+	writeJSON(w, http.StatusOK, api.Deleted{Deleted: len(addrs)})
 }
 
 // handleSources lists the busiest or riskiest sources:
@@ -639,11 +516,11 @@ func (a *Agent) handleSources(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "sort %q: want pps, dropped or score", by)
 		return
 	}
-	limit := 20
+	limit := api.DefaultSources
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			fail(w, http.StatusBadRequest, "limit %q: want 1 to 1000", s)
+		if err != nil || n < 1 || n > api.MaxSources {
+			fail(w, http.StatusBadRequest, "limit %q: want 1 to %d", s, api.MaxSources)
 			return
 		}
 		limit = n
@@ -658,7 +535,7 @@ func (a *Agent) handleSources(w http.ResponseWriter, r *http.Request) {
 	}
 	sc.lastTop.Store(time.Now().UnixNano())
 	mono := monotonicNow()
-	rep := SourcesReply{Interval: interval.Seconds(), Sources: []reputation.SourceView{}}
+	rep := api.SourcesReply{Interval: interval.Seconds(), Sources: []api.Source{}}
 	for _, e := range sc.engines {
 		rep.Measured = rep.Measured || e.Cycles() > 1
 		rep.Sources = append(rep.Sources, e.Top(limit, by, mono)...)

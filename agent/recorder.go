@@ -14,15 +14,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/recorder"
 	"github.com/bulwark-filter/bulwark/maps"
-)
-
-// Bounds of a live capture request.
-const (
-	MaxCaptureCount   = 10000
-	MaxCaptureTimeout = 5 * time.Minute
 )
 
 // eventSource opens an interface's event ring, which only one reader may
@@ -249,14 +244,14 @@ func (fr *flightRecorders) handleCapture(w http.ResponseWriter, r *http.Request)
 	if q.Get("count") == "" {
 		count, err = 100, nil
 	}
-	if err != nil || count < 1 || count > MaxCaptureCount {
-		fail(w, http.StatusBadRequest, "count %q: want 1 to %d", q.Get("count"), MaxCaptureCount)
+	if err != nil || count < 1 || count > api.MaxCaptureCount {
+		fail(w, http.StatusBadRequest, "count %q: want 1 to %d", q.Get("count"), api.MaxCaptureCount)
 		return
 	}
 	timeout := 30 * time.Second
 	if s := q.Get("timeout"); s != "" {
-		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 || timeout > MaxCaptureTimeout {
-			fail(w, http.StatusBadRequest, "timeout %q: want a duration up to %s", s, MaxCaptureTimeout)
+		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 || timeout > api.MaxCaptureTimeout {
+			fail(w, http.StatusBadRequest, "timeout %q: want a duration up to %s", s, api.MaxCaptureTimeout)
 			return
 		}
 	}

@@ -42,10 +42,10 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -68,62 +68,9 @@ const (
 	offReason  = unsafe.Offsetof(maps.DropEvent{}.Reason)
 )
 
-// Event is one decoded drop sample.
-type Event struct {
-	// Time is the wall-clock time the XDP program saw the packet.
-	Time time.Time `json:"time"`
-	// Iface is the name of the receiving interface ("if<N>" if unknown).
-	Iface string `json:"iface"`
-	// Action is maps.Action's name: "pass", "drop" or "would_drop".
-	Action string `json:"action"`
-	// Reason is maps.Reason's name, e.g. "ratelimit" or "blocklist".
-	Reason string `json:"reason"`
-	// Rule is the rule id (reason ratelimit) or the list id (reasons
-	// allowlist and blocklist); 0 otherwise.
-	Rule uint32 `json:"rule"`
-	// RuleName is the name of Rule, if the agent knows it.
-	RuleName string `json:"rule_name,omitempty"`
-	// PktLen is the original length of the frame.
-	PktLen int `json:"pkt_len"`
-	// Data is the start of the frame (Ethernet), at most SnapLen bytes.
-	Data []byte `json:"data"`
-}
-
-// Comment returns the pcapng packet comment describing e, e.g.
-// "reason=ratelimit rule=dns rule_id=3 action=drop iface=eth0 len=1514".
-// rule is the rule name if known, else the id; rule and rule_id are left
-// out when the reason carries no rule or list id and Rule is 0.
-func (e Event) Comment() string {
-	var b strings.Builder
-	b.WriteString("reason=")
-	b.WriteString(e.Reason)
-	if e.Rule != 0 || e.RuleName != "" || reasonHasRule(e.Reason) {
-		id := strconv.FormatUint(uint64(e.Rule), 10)
-		b.WriteString(" rule=")
-		if e.RuleName != "" {
-			b.WriteString(e.RuleName)
-		} else {
-			b.WriteString(id)
-		}
-		b.WriteString(" rule_id=")
-		b.WriteString(id)
-	}
-	b.WriteString(" action=")
-	b.WriteString(e.Action)
-	b.WriteString(" iface=")
-	b.WriteString(e.Iface)
-	b.WriteString(" len=")
-	b.WriteString(strconv.Itoa(e.PktLen))
-	return b.String()
-}
-
-func reasonHasRule(reason string) bool {
-	switch reason {
-	case maps.ReasonRatelimit.String(), maps.ReasonAllowlist.String(), maps.ReasonBlocklist.String():
-		return true
-	}
-	return false
-}
+// Event is one decoded drop sample: the control API's wire type, which
+// `bulwark capture` receives.
+type Event = api.Event
 
 // Decoding errors. Decode wraps them with details; test with errors.Is.
 var (
@@ -198,53 +145,6 @@ func Decode(raw []byte, bootTime time.Time, ifname func(int) string, ruleName fu
 	return e, nil
 }
 
-// Filter selects events for a subscriber. An empty field matches anything.
-type Filter struct {
-	// Reason is a maps.Reason name, e.g. "ratelimit".
-	Reason string `json:"reason,omitempty"`
-	// Action is a maps.Action name, e.g. "drop".
-	Action string `json:"action,omitempty"`
-}
-
-// Validate reports an unknown reason or action name, so an API can reject a
-// filter that would never match.
-func (f Filter) Validate() error {
-	if f.Reason != "" && !knownReason(f.Reason) {
-		names := make([]string, len(maps.Reasons))
-		for i, r := range maps.Reasons {
-			names[i] = r.String()
-		}
-		return fmt.Errorf("unknown reason %q (want one of %s)", f.Reason, strings.Join(names, ", "))
-	}
-	if f.Action != "" && !knownAction(f.Action) {
-		names := make([]string, len(maps.Actions))
-		for i, a := range maps.Actions {
-			names[i] = a.String()
-		}
-		return fmt.Errorf("unknown action %q (want one of %s)", f.Action, strings.Join(names, ", "))
-	}
-	return nil
-}
-
-// Match reports whether e passes the filter.
-func (f Filter) Match(e Event) bool {
-	return (f.Reason == "" || f.Reason == e.Reason) && (f.Action == "" || f.Action == e.Action)
-}
-
-func knownReason(s string) bool {
-	for _, r := range maps.Reasons {
-		if r.String() == s {
-			return true
-		}
-	}
-	return false
-}
-
-func knownAction(s string) bool {
-	for _, a := range maps.Actions {
-		if a.String() == s {
-			return true
-		}
-	}
-	return false
-}
+// Filter selects events for a subscriber: the control API's capture
+// filter.
+type Filter = api.CaptureFilter

@@ -1,42 +1,6 @@
 package recorder
 
-import (
-	"encoding/binary"
-	"fmt"
-	"io"
-
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
-)
-
-// WritePcap writes events to w as a classic pcap file (LinkType Ethernet,
-// nanosecond timestamps) with each event's original time and length, for
-// `bulwark capture -w FILE`. Reason and rule are not representable in
-// classic pcap; the CLI can print Event.Comment alongside.
-func WritePcap(w io.Writer, events []Event) error {
-	snap := uint32(SnapLen)
-	for _, e := range events {
-		if len(e.Data) > int(snap) {
-			snap = uint32(len(e.Data))
-		}
-	}
-	pw := pcapgo.NewWriterNanos(w)
-	if err := pw.WriteFileHeader(snap, layers.LinkTypeEthernet); err != nil {
-		return fmt.Errorf("write pcap header: %w", err)
-	}
-	for i, e := range events {
-		ci := gopacket.CaptureInfo{
-			Timestamp:     e.Time,
-			CaptureLength: len(e.Data),
-			Length:        max(e.PktLen, len(e.Data)),
-		}
-		if err := pw.WritePacket(ci, e.Data); err != nil {
-			return fmt.Errorf("write pcap packet %d: %w", i, err)
-		}
-	}
-	return nil
-}
+import "encoding/binary"
 
 // pcapng block and option codes (draft-ietf-opsawg-pcapng).
 const (

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/bpf"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/google/gopacket/pcapgo"
@@ -131,7 +132,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("bad event %+v", e)
 		}
 		var buf bytes.Buffer
-		if err := WritePcap(&buf, []Event{e}); err != nil {
+		if err := api.WritePcap(&buf, []Event{e}); err != nil {
 			t.Fatal(err)
 		}
 		var blk ngBlock
@@ -583,45 +584,25 @@ func TestRunStopsOnContextAndReadErrors(t *testing.T) {
 	r.Run(context.Background(), nil) // second call returns at once
 }
 
-func TestWritePcap(t *testing.T) {
-	events := []Event{
-		{Time: boot.Add(123), PktLen: 1514, Data: bytes.Repeat([]byte{1}, 128)},
-		{Time: boot.Add(time.Second), PktLen: 10, Data: bytes.Repeat([]byte{2}, 20)}, // inconsistent length
+// TestWireNames checks the control API's names and snap length against
+// the datapath's, which the api package cannot import.
+func TestWireNames(t *testing.T) {
+	if len(api.Actions) != len(maps.Actions) || len(api.Reasons) != len(maps.Reasons) {
+		t.Fatalf("api has %d actions and %d reasons, the datapath %d and %d",
+			len(api.Actions), len(api.Reasons), len(maps.Actions), len(maps.Reasons))
 	}
-	var buf bytes.Buffer
-	if err := WritePcap(&buf, events); err != nil {
-		t.Fatal(err)
-	}
-	pr, err := pcapgo.NewReader(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pr.LinkType() != 1 || int(pr.Snaplen()) != SnapLen {
-		t.Fatalf("link %v snap %d", pr.LinkType(), pr.Snaplen())
-	}
-	for i, e := range events {
-		data, ci, err := pr.ReadPacketData()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ci.Timestamp.Equal(e.Time) || ci.Length != max(e.PktLen, len(e.Data)) || !bytes.Equal(data, e.Data) {
-			t.Fatalf("packet %d: %+v", i, ci)
+	for i, a := range maps.Actions {
+		if api.Actions[i] != a.String() {
+			t.Errorf("action %d: api %q, datapath %q", i, api.Actions[i], a)
 		}
 	}
-	if _, _, err := pr.ReadPacketData(); err != io.EOF {
-		t.Fatalf("trailing: %v", err)
+	for i, r := range maps.Reasons {
+		if api.Reasons[i] != r.String() {
+			t.Errorf("reason %d: api %q, datapath %q", i, api.Reasons[i], r)
+		}
 	}
-}
-
-func TestFilterValidate(t *testing.T) {
-	if err := (Filter{Reason: "ratelimit", Action: "would_drop"}).Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if err := (Filter{Reason: "nope"}).Validate(); err == nil || !strings.Contains(err.Error(), "ratelimit") {
-		t.Fatalf("bad reason: %v", err)
-	}
-	if err := (Filter{Action: "nope"}).Validate(); err == nil {
-		t.Fatal("bad action accepted")
+	if api.SnapLen != SnapLen {
+		t.Errorf("api.SnapLen %d, datapath %d", api.SnapLen, SnapLen)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -93,14 +94,8 @@ type Sink interface {
 
 // Verdict is one verdict the scorer issued (or, in shadow mode, would have).
 type Verdict struct {
-	Source     netip.Prefix       `json:"source"`
-	Action     string             `json:"action"`
-	Score      float64            `json:"score"`
-	At         time.Time          `json:"at"`
-	For        time.Duration      `json:"for_ns"`
-	Enforced   bool               `json:"enforced"`
-	Components map[string]float64 `json:"components"`
-	expires    uint64             // monotonic ns
+	api.VerdictRecord
+	expires uint64 // monotonic ns
 }
 
 // state is what the scorer keeps per tracked source: 128 bytes, so with
@@ -624,8 +619,8 @@ func (e *Engine) decide(st *state, addr netip.Addr, score float64, comps map[str
 		delete(e.active, lowKey)
 	}
 	expires := mono + uint64(dur)
-	v := Verdict{Source: maps.SourceFromKey(st.key, e.prefix), Action: action.String(), Score: math.Round(score*10) / 10,
-		At: now, For: dur, Enforced: enforce, Components: comps, expires: expires}
+	v := Verdict{VerdictRecord: api.VerdictRecord{Source: maps.SourceFromKey(st.key, e.prefix), Action: action.String(),
+		Score: math.Round(score*10) / 10, At: now, For: dur, Enforced: enforce, Components: comps}, expires: expires}
 	if enforce {
 		if err := e.sink.PutVerdict(addr, action, expires, uint16(math.Round(score))); err != nil {
 			e.stats.SinkErrors++
@@ -688,57 +683,38 @@ func (e *Engine) TakeVerdicts() []Verdict {
 	return v
 }
 
-// Explanation is why a source scores what it scores.
-type Explanation struct {
-	Source     netip.Prefix       `json:"source"`
-	Tracked    bool               `json:"tracked"`
-	Exempt     bool               `json:"exempt"`
-	Score      float64            `json:"score"`
-	Components []ComponentView    `json:"components"`
-	Observed   map[string]float64 `json:"observed"`
-	Baseline   map[string]float64 `json:"baseline"`
-	Feeds      []FeedHit          `json:"feeds"`
-	Location   *Location          `json:"location,omitempty"`
-	Active     *Verdict           `json:"active_verdict,omitempty"`
-	History    []Verdict          `json:"history"`
-	Thresholds map[string]float64 `json:"thresholds"`
-}
-
-// ComponentView is one component of a score: its observed value and what
-// it contributed, out of its weight.
-type ComponentView struct {
-	Name         string  `json:"name"`
-	Value        float64 `json:"value"`
-	Contribution float64 `json:"contribution"`
-	Weight       float64 `json:"weight"`
-}
-
 // Explain tells why addr's source scores what it does, as of the last cycle.
-func (e *Engine) Explain(addr netip.Addr, mono uint64) Explanation {
+func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := maps.SourceKey(addr, e.prefix)
-	x := Explanation{Source: maps.SourceFromKey(key, e.prefix), Baseline: e.baseline.Snapshot(),
-		Observed: map[string]float64{}, History: append([]Verdict(nil), e.history[key]...),
+	x := api.Explanation{Source: maps.SourceFromKey(key, e.prefix), Baseline: e.baseline.Snapshot(),
+		Observed: map[string]float64{}, History: make([]api.VerdictRecord, 0, len(e.history[key])),
 		Thresholds: map[string]float64{"throttle": e.cfg.ThrottleScore, "block": e.cfg.BlockScore}}
-	if x.History == nil {
-		x.History = []Verdict{}
+	for _, v := range e.history[key] {
+		x.History = append(x.History, v.VerdictRecord)
 	}
 	a := netip.AddrFrom16(key).Unmap()
 	if e.ev.Exempt != nil {
 		x.Exempt = e.ev.Exempt(a)
 	}
 	if e.ev.Feeds != nil {
-		x.Feeds = e.ev.Feeds(a)
+		if hits := e.ev.Feeds(a); hits != nil {
+			x.Feeds = make([]api.FeedHit, len(hits))
+			for i, f := range hits {
+				x.Feeds[i] = api.FeedHit(f)
+			}
+		}
 	}
 	if e.ev.Locate != nil {
-		loc := e.ev.Locate(a)
+		loc := api.Location(e.ev.Locate(a))
 		x.Location = &loc
 	}
 	if act, ok := e.active[key]; ok {
-		for i := len(x.History) - 1; i >= 0; i-- {
-			if x.History[i].expires == act.expires {
-				v := x.History[i]
+		h := e.history[key]
+		for i := len(h) - 1; i >= 0; i-- {
+			if h[i].expires == act.expires {
+				v := h[i].VerdictRecord
 				x.Active = &v
 				break
 			}
@@ -766,9 +742,9 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) Explanation {
 		if !ok {
 			wt = c
 		}
-		x.Components = append(x.Components, ComponentView{Name: name, Value: round3(values[name]), Contribution: round3(c), Weight: wt})
+		x.Components = append(x.Components, api.Component{Name: name, Value: round3(values[name]), Contribution: round3(c), Weight: wt})
 	}
-	slices.SortFunc(x.Components, func(a, b ComponentView) int {
+	slices.SortFunc(x.Components, func(a, b api.Component) int {
 		if a.Contribution != b.Contribution {
 			if a.Contribution > b.Contribution {
 				return -1
@@ -831,47 +807,16 @@ func cloneMap(m map[string]uint64) map[string]uint64 {
 	return out
 }
 
-// SourceView is one source as `bulwark top` shows it.
-type SourceView struct {
-	Source       string  `json:"source"`
-	PPS          float64 `json:"pps"`           // packets per second reaching the rate limiter
-	DeliveredPPS float64 `json:"delivered_pps"` // of those, passed
-	RatelimitPPS float64 `json:"ratelimit_pps"` // dropped by the rate limits
-	SYNShare     float64 `json:"syn_share"`
-	Ports        int     `json:"ports_per_second"`
-	Score        float64 `json:"score"`
-	Verdict      string  `json:"verdict,omitempty"`
-	TTLSeconds   float64 `json:"verdict_ttl_seconds,omitempty"`
-}
-
-// SourceOrder is how sources are ranked by key ("pps", "dropped" or
-// "score"): by the key, then by packet rate.
-func SourceOrder(by string) func(a, b SourceView) bool {
-	return func(a, b SourceView) bool {
-		switch by {
-		case "score":
-			if a.Score != b.Score {
-				return a.Score > b.Score
-			}
-		case "dropped":
-			if a.RatelimitPPS != b.RatelimitPPS {
-				return a.RatelimitPPS > b.RatelimitPPS
-			}
-		}
-		return a.PPS > b.PPS
-	}
-}
-
 // Top returns the n busiest ("pps", "dropped") or riskiest ("score")
 // sources of the last cycle; sources under a verdict are included even when
 // their traffic no longer reaches the observations (a block drops it first).
-func (e *Engine) Top(n int, by string, mono uint64) []SourceView {
+func (e *Engine) Top(n int, by string, mono uint64) []api.Source {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]SourceView, 0, min(n*4, e.states.n)+len(e.active))
+	out := make([]api.Source, 0, min(n*4, e.states.n)+len(e.active))
 	seen := map[[16]byte]bool{}
-	view := func(key [16]byte, st *state) SourceView {
-		v := SourceView{Source: maps.SourceFromKey(key, e.prefix).String()}
+	view := func(key [16]byte, st *state) api.Source {
+		v := api.Source{Source: maps.SourceFromKey(key, e.prefix).String()}
 		if p := maps.SourceFromKey(key, e.prefix); p.IsSingleIP() {
 			v.Source = p.Addr().String()
 		}
@@ -893,9 +838,9 @@ func (e *Engine) Top(n int, by string, mono uint64) []SourceView {
 		}
 		return v
 	}
-	less := SourceOrder(by)
+	less := api.SourceOrder(by)
 	// A bounded selection: keep the best n while scanning.
-	keep := func(v SourceView) {
+	keep := func(v api.Source) {
 		if len(out) < n {
 			out = append(out, v)
 		} else if less(v, out[len(out)-1]) {

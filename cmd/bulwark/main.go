@@ -3,19 +3,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -25,9 +19,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/bulwark-filter/bulwark/agent"
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
-	"github.com/bulwark-filter/bulwark/agent/recorder"
-	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/loader"
 )
 
@@ -119,8 +112,7 @@ type statusCmd struct {
 func (statusCmd) Help() string { return "Example:\n  bulwark status --json" }
 
 func (c *statusCmd) Run(g *cli) error {
-	var st agent.Status
-	raw, err := call(g.Socket, "GET", "/v1/status", nil, &st)
+	st, raw, err := g.client().Status(context.Background())
 	if err != nil {
 		return err
 	}
@@ -188,30 +180,30 @@ func (c *listAddCmd) Run(g *cli) error {
 		return err
 	}
 	if c.TTL != "" {
-		if _, err := agent.ParseTTL(c.TTL); err != nil {
+		if _, err := api.ParseTTL(c.TTL, config.ParseDuration); err != nil {
 			return usageError{err}
 		}
 	}
-	if len(c.Reason) > agent.MaxReasonLen {
-		return usageError{fmt.Errorf("--reason: %d characters, at most %d", len(c.Reason), agent.MaxReasonLen)}
+	if len(c.Reason) > api.MaxReasonLen {
+		return usageError{fmt.Errorf("--reason: %d characters, at most %d", len(c.Reason), api.MaxReasonLen)}
 	}
-	req := agent.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason, TTL: c.TTL}
-	var out map[string]int
-	if _, err := call(g.Socket, "POST", "/v1/lists/"+c.list, req, &out); err != nil {
+	req := api.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason, TTL: c.TTL}
+	out, err := g.client().AddToList(context.Background(), c.list, req)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("added %d\n", out["added"])
+	fmt.Printf("added %d\n", out.Added)
 	return nil
 }
 
 // checkCIDRs checks addresses and CIDRs as the agent will, so that a typo
 // is a usage error, also when no agent runs.
 func checkCIDRs(cidrs []string) error {
-	if len(cidrs) > agent.MaxCIDRsPerReq {
-		return usageError{fmt.Errorf("%d addresses or CIDRs: at most %d at a time", len(cidrs), agent.MaxCIDRsPerReq)}
+	if len(cidrs) > api.MaxCIDRsPerReq {
+		return usageError{fmt.Errorf("%d addresses or CIDRs: at most %d at a time", len(cidrs), api.MaxCIDRsPerReq)}
 	}
 	for _, s := range cidrs {
-		if _, err := agent.ParseCIDR(s); err != nil {
+		if _, err := api.ParseCIDR(s); err != nil {
 			return usageError{err}
 		}
 	}
@@ -229,11 +221,11 @@ func (c *listDelCmd) Run(g *cli) error {
 	if err := checkCIDRs(c.CIDRs); err != nil {
 		return err
 	}
-	var out map[string]int
-	if _, err := call(g.Socket, "DELETE", "/v1/lists/"+c.list, agent.ListRequest{CIDRs: c.CIDRs}, &out); err != nil {
+	out, err := g.client().DeleteFromList(context.Background(), c.list, api.ListRequest{CIDRs: c.CIDRs})
+	if err != nil {
 		return err
 	}
-	fmt.Printf("deleted %d\n", out["deleted"])
+	fmt.Printf("deleted %d\n", out.Deleted)
 	return nil
 }
 
@@ -245,8 +237,7 @@ type listListCmd struct {
 func (c listListCmd) Help() string { return "Example:\n  bulwark " + c.list + " list --json" }
 
 func (c *listListCmd) Run(g *cli) error {
-	var es []agent.ListEntry
-	raw, err := call(g.Socket, "GET", "/v1/lists/"+c.list, nil, &es)
+	es, raw, err := g.client().ListEntries(context.Background(), c.list)
 	if err != nil {
 		return err
 	}
@@ -275,10 +266,9 @@ func (reloadCmd) Help() string {
 }
 
 func (c *reloadCmd) Run(g *cli) error {
-	var rep agent.ReloadReply
-	_, err := call(g.Socket, "POST", "/v1/reload", struct{}{}, &rep)
-	var ae *apiError
-	if errors.As(err, &ae) && rep.Result == "rejected" {
+	rep, err := g.client().Reload(context.Background())
+	var re *api.ReplyError
+	if errors.As(err, &re) && rep.Result == api.ReloadRejected {
 		fmt.Fprintf(os.Stderr, "reload rejected; the running policy is unchanged:\n%s\n", strings.TrimRight(rep.Diagnostics, "\n"))
 		return exitError{exitFailed}
 	}
@@ -312,11 +302,10 @@ type explainCmd struct {
 func (explainCmd) Help() string { return "Example:\n  bulwark explain 198.18.3.66" }
 
 func (c *explainCmd) Run(g *cli) error {
-	if _, err := agent.ParseAddr(c.IP); err != nil {
+	if _, err := api.ParseAddr(c.IP); err != nil {
 		return usageError{err}
 	}
-	var x reputation.Explanation
-	raw, err := call(g.Socket, "GET", "/v1/explain/"+url.PathEscape(c.IP), nil, &x)
+	x, raw, err := g.client().Explain(context.Background(), c.IP)
 	if err != nil {
 		return err
 	}
@@ -376,8 +365,7 @@ type verdictsListCmd struct {
 func (verdictsListCmd) Help() string { return "Example:\n  bulwark verdicts list" }
 
 func (c *verdictsListCmd) Run(g *cli) error {
-	var vs []agent.VerdictView
-	raw, err := call(g.Socket, "GET", "/v1/verdicts", nil, &vs)
+	vs, raw, err := g.client().Verdicts(context.Background())
 	if err != nil {
 		return err
 	}
@@ -404,11 +392,11 @@ func (c *verdictsDelCmd) Run(g *cli) error {
 	if err := checkCIDRs(c.Sources); err != nil {
 		return err
 	}
-	var out map[string]int
-	if _, err := call(g.Socket, "DELETE", "/v1/verdicts", agent.VerdictsRequest{Sources: c.Sources}, &out); err != nil {
+	out, err := g.client().DeleteVerdicts(context.Background(), c.Sources)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("deleted %d\n", out["deleted"])
+	fmt.Printf("deleted %d\n", out.Deleted)
 	return nil
 }
 
@@ -521,37 +509,29 @@ func (captureCmd) Help() string {
 }
 
 func (c *captureCmd) Run(g *cli) error {
-	if err := (recorder.Filter{Reason: c.Reason, Action: c.Action}).Validate(); err != nil {
+	f := api.CaptureFilter{Reason: c.Reason, Action: c.Action}
+	if err := f.Validate(); err != nil {
 		return usageError{err}
 	}
-	if c.Count < 1 || c.Count > agent.MaxCaptureCount {
-		return usageError{fmt.Errorf("--count %d: want 1 to %d", c.Count, agent.MaxCaptureCount)}
+	if c.Count < 1 || c.Count > api.MaxCaptureCount {
+		return usageError{fmt.Errorf("--count %d: want 1 to %d", c.Count, api.MaxCaptureCount)}
 	}
-	if c.Timeout <= 0 || c.Timeout > agent.MaxCaptureTimeout {
-		return usageError{fmt.Errorf("--timeout %s: want more than 0 and at most %s", c.Timeout, agent.MaxCaptureTimeout)}
+	if c.Timeout <= 0 || c.Timeout > api.MaxCaptureTimeout {
+		return usageError{fmt.Errorf("--timeout %s: want more than 0 and at most %s", c.Timeout, api.MaxCaptureTimeout)}
 	}
-	q := url.Values{}
-	q.Set("count", strconv.Itoa(c.Count))
-	q.Set("timeout", c.Timeout.String())
-	if c.Reason != "" {
-		q.Set("reason", c.Reason)
-	}
-	if c.Action != "" {
-		q.Set("action", c.Action)
-	}
-	var events []recorder.Event
-	if _, err := call(g.Socket, "GET", "/v1/capture?"+q.Encode(), nil, &events); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(c.Write, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	events, err := g.client().Capture(context.Background(), f, c.Count, c.Timeout)
 	if err != nil {
 		return err
 	}
-	if err := recorder.WritePcap(f, events); err != nil {
-		f.Close()
+	out, err := os.OpenFile(c.Write, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := api.WritePcap(out, events); err != nil {
+		out.Close()
 		return fmt.Errorf("write %s: %w", c.Write, err)
 	}
-	if err := f.Close(); err != nil {
+	if err := out.Close(); err != nil {
 		return err
 	}
 	for _, e := range events {
@@ -599,85 +579,9 @@ func (e usageError) Unwrap() error { return e.error }
 // ExitCode is the process's exit code.
 func (usageError) ExitCode() int { return exitUsage }
 
-// unreachableError is a control socket that nobody answers on.
-type unreachableError struct {
-	socket string
-	err    error
-}
-
-func (e *unreachableError) Error() string {
-	return fmt.Sprintf("control socket %s: %v (is the agent running? is this root?)", e.socket, e.err)
-}
-
-func (e *unreachableError) Unwrap() error { return e.err }
-
-// ExitCode is the process's exit code.
-func (*unreachableError) ExitCode() int { return exitUnreachable }
-
-// apiError is an error reply of the control API.
-type apiError struct {
-	status int
-	msg    string
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.msg, e.status) }
-
-// ExitCode is the process's exit code.
-func (*apiError) ExitCode() int { return exitRefused }
-
-// call does one control API request over the unix socket. out receives
-// the reply body (also on errors with a JSON body); raw is returned too.
-func call(socket, method, path string, in, out any) ([]byte, error) {
-	client := &http.Client{
-		Timeout: 60 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}},
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, "http://bulwark"+path, body)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return nil, &unreachableError{socket, oe.Err}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w", socket, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read reply: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var e agent.APIError
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return raw, &apiError{resp.StatusCode, e.Error}
-		}
-		if out != nil {
-			_ = json.Unmarshal(raw, out)
-		}
-		return raw, &apiError{resp.StatusCode, strings.TrimSpace(string(raw))}
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return raw, fmt.Errorf("bad reply: %w", err)
-		}
-	}
-	return raw, nil
-}
+// client is the control API's client of the socket named on the command
+// line.
+func (g *cli) client() *api.Client { return api.NewClient(g.Socket, 60*time.Second) }
 
 func main() {
 	c := cli{Block: newListCmd("block"), Allow: newListCmd("allow")}
@@ -716,8 +620,15 @@ func exitCode(err error) int {
 	}
 	fmt.Fprintln(os.Stderr, "bulwark:", err)
 	var ec interface{ ExitCode() int }
-	if errors.As(err, &ec) {
+	var ue *api.UnreachableError
+	var re *api.ReplyError
+	switch {
+	case errors.As(err, &ec):
 		return ec.ExitCode()
+	case errors.As(err, &ue):
+		return exitUnreachable
+	case errors.As(err, &re):
+		return exitRefused
 	}
 	return exitFailed
 }

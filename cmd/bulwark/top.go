@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -17,8 +17,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/bulwark-filter/bulwark/agent"
-	"github.com/bulwark-filter/bulwark/agent/reputation"
+	"github.com/bulwark-filter/bulwark/agent/api"
 )
 
 // topCmd is bulwark top: a live view of the busiest and riskiest sources,
@@ -42,7 +41,7 @@ func (topCmd) Help() string {
 
 const (
 	topMinInterval = 200 * time.Millisecond
-	topMaxLimit    = 1000
+	topMaxLimit    = api.MaxSources
 	topDefaultRows = 20
 	// topChromeRows is how many terminal rows the header, the table's
 	// title row and the key help take.
@@ -94,25 +93,24 @@ func (c *topCmd) Run(g *cli) error {
 
 // topSnapshot is one refresh: the sources and the agent's status.
 type topSnapshot struct {
-	rep agent.SourcesReply
+	rep api.SourcesReply
 	raw []byte // the sources reply as received
-	st  *agent.Status
+	st  *api.Status
 	at  time.Time
 }
 
 // fetchTop asks the agent for the sources, sorted by key, and its status.
 func fetchTop(socket, by string, limit int) (*topSnapshot, error) {
-	q := url.Values{"sort": {by}, "limit": {strconv.Itoa(limit)}}
+	c := api.NewClient(socket, 60*time.Second)
 	s := &topSnapshot{at: time.Now()}
-	raw, err := call(socket, "GET", "/v1/sources?"+q.Encode(), nil, &s.rep)
-	if err != nil {
+	var err error
+	if s.rep, s.raw, err = c.Sources(context.Background(), by, limit); err != nil {
 		return nil, err
 	}
-	s.raw = raw
 	// The agent concatenates the interfaces' tops; order them as a whole.
 	sortSources(s.rep.Sources, by)
-	var st agent.Status
-	if _, err := call(socket, "GET", "/v1/status", nil, &st); err != nil {
+	st, _, err := c.Status(context.Background())
+	if err != nil {
 		return nil, err
 	}
 	s.st = &st
@@ -120,8 +118,8 @@ func fetchTop(socket, by string, limit int) (*topSnapshot, error) {
 }
 
 // sortSources orders sources as the agent does: by the key, then by pps.
-func sortSources(src []reputation.SourceView, by string) {
-	less := reputation.SourceOrder(by)
+func sortSources(src []api.Source, by string) {
+	less := api.SourceOrder(by)
 	sort.SliceStable(src, func(i, j int) bool { return less(src[i], src[j]) })
 }
 
@@ -367,19 +365,19 @@ type topColumn struct {
 	key   string // the sort key it shows, if any
 	left  bool   // left-aligned
 	drop  int    // the order in which columns go when the width is short (0: never)
-	cell  func(v reputation.SourceView) string
+	cell  func(v api.Source) string
 }
 
 var topColumns = []topColumn{
-	{title: "SOURCE", left: true, cell: func(v reputation.SourceView) string { return v.Source }},
-	{title: "IN pps", key: "pps", cell: func(v reputation.SourceView) string { return fmtRate(v.PPS) }},
-	{title: "DELIVERED pps", drop: 6, cell: func(v reputation.SourceView) string { return fmtRate(v.DeliveredPPS) }},
-	{title: "RATELIMIT pps", key: "dropped", drop: 5, cell: func(v reputation.SourceView) string { return fmtRate(v.RatelimitPPS) }},
-	{title: "SYN%", drop: 2, cell: func(v reputation.SourceView) string { return fmtPercent(v.SYNShare) }},
-	{title: "PORTS/s", drop: 1, cell: func(v reputation.SourceView) string { return strconv.Itoa(v.Ports) }},
-	{title: "SCORE", key: "score", drop: 7, cell: func(v reputation.SourceView) string { return strconv.FormatFloat(v.Score, 'f', 1, 64) }},
-	{title: "VERDICT", left: true, drop: 4, cell: func(v reputation.SourceView) string { return orDash(v.Verdict) }},
-	{title: "TTL", drop: 3, cell: func(v reputation.SourceView) string {
+	{title: "SOURCE", left: true, cell: func(v api.Source) string { return v.Source }},
+	{title: "IN pps", key: "pps", cell: func(v api.Source) string { return fmtRate(v.PPS) }},
+	{title: "DELIVERED pps", drop: 6, cell: func(v api.Source) string { return fmtRate(v.DeliveredPPS) }},
+	{title: "RATELIMIT pps", key: "dropped", drop: 5, cell: func(v api.Source) string { return fmtRate(v.RatelimitPPS) }},
+	{title: "SYN%", drop: 2, cell: func(v api.Source) string { return fmtPercent(v.SYNShare) }},
+	{title: "PORTS/s", drop: 1, cell: func(v api.Source) string { return strconv.Itoa(v.Ports) }},
+	{title: "SCORE", key: "score", drop: 7, cell: func(v api.Source) string { return strconv.FormatFloat(v.Score, 'f', 1, 64) }},
+	{title: "VERDICT", left: true, drop: 4, cell: func(v api.Source) string { return orDash(v.Verdict) }},
+	{title: "TTL", drop: 3, cell: func(v api.Source) string {
 		if v.Verdict == "" {
 			return "-"
 		}
@@ -466,7 +464,7 @@ func topActionOrder(m map[string]map[string]uint64) []string {
 // renderTable lays out the sources; when the widest layout does not fit
 // width, columns go in their drop order (never SOURCE nor the sort key's),
 // and last the SOURCE column is cut.
-func renderTable(src []reputation.SourceView, by string, width int) []string {
+func renderTable(src []api.Source, by string, width int) []string {
 	cols := make([]topColumn, len(topColumns))
 	copy(cols, topColumns)
 	titles := func(c topColumn) string {

@@ -8,22 +8,21 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/bulwark-filter/bulwark/agent"
-	"github.com/bulwark-filter/bulwark/agent/reputation"
+	"github.com/bulwark-filter/bulwark/agent/api"
 )
 
 func fakeSnapshot() *topSnapshot {
 	return &topSnapshot{
 		at: time.Date(2026, 11, 25, 10, 11, 12, 0, time.UTC),
-		st: &agent.Status{
+		st: &api.Status{
 			Version: "1.2.3", Mode: "enforce", UptimeSeconds: 3725.4,
-			Interfaces: []agent.InterfaceStatus{{Name: "eth0", Attach: "native", TrackedSources: 3}},
+			Interfaces: []api.InterfaceStatus{{Name: "eth0", Attach: "native", TrackedSources: 3}},
 			Packets: map[string]map[string]uint64{
 				"pass": {"passed": 1000},
 				"drop": {"ratelimit": 700, "verdict": 5},
 			},
 		},
-		rep: agent.SourcesReply{Interval: 1, Measured: true, Sources: []reputation.SourceView{
+		rep: api.SourcesReply{Interval: 1, Measured: true, Sources: []api.Source{
 			{Source: "198.18.0.10", PPS: 25000, DeliveredPPS: 1000, RatelimitPPS: 24000, SYNShare: 0.5, Ports: 3, Score: 12.5},
 			{Source: "198.18.0.11", PPS: 12, DeliveredPPS: 12, Score: 80, Verdict: "throttle", TTLSeconds: 125},
 			{Source: "2001:2:0:abcd::/64", PPS: 3.25, DeliveredPPS: 0, Score: 95, Verdict: "block", TTLSeconds: 7300},
@@ -98,7 +97,7 @@ func TestSortMark(t *testing.T) {
 func TestSortSources(t *testing.T) {
 	src := fakeSnapshot().rep.Sources
 	first := func(by string) string {
-		s := append([]reputation.SourceView(nil), src...)
+		s := append([]api.Source(nil), src...)
 		sortSources(s, by)
 		return s[0].Source
 	}
@@ -146,7 +145,7 @@ func TestRenderFitsWidth(t *testing.T) {
 
 func TestRenderMeasuring(t *testing.T) {
 	s := fakeSnapshot()
-	s.rep = agent.SourcesReply{Interval: 1, Measured: false, Sources: []reputation.SourceView{}}
+	s.rep = api.SourcesReply{Interval: 1, Measured: false, Sources: []api.Source{}}
 	text := strings.Join(renderTop(s, "pps", 80, true), "\n")
 	if !strings.Contains(text, "measuring...") || strings.Contains(text, "SOURCE") {
 		t.Errorf("unmeasured snapshot:\n%s", text)

@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/test/netns"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
@@ -56,14 +57,10 @@ func Main(m *testing.M, prefix string) int {
 	return m.Run()
 }
 
-// SocketClient is an HTTP client of an agent's control socket; requests go
-// to http://bulwark/v1/....
+// SocketClient is an HTTP client of an agent's control socket (the wire
+// package's); requests go to http://bulwark/v1/....
 func SocketClient(sock string, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}}}
+	return api.HTTPClient(sock, timeout)
 }
 
 // RandHex is n random bytes in hex.

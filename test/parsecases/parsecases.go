@@ -1,7 +1,7 @@
 // Package parsecases is the table of hand-built frames behind the README's
 // "Malformed rules": for every rule, frames on both sides of it, each with
 // the outcome the table promises (malformed, passed or non-IP). The
-// datapath test runs them through the real program and the model, the
+// datapath tests in bpf/ run them through the real program and the model, the
 // replay test through `bulwark replay`.
 package parsecases
 

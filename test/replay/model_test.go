@@ -31,7 +31,7 @@ const replayBase = uint64(1) << 40
 
 // maxLinear is the longest frame BPF_PROG_TEST_RUN puts in the linear
 // buffer the (not frags-aware) program sees; the rest goes to fragments.
-// As in test/differential, the model gets what the program sees.
+// As in the differential tests (bpf/model), the model gets what the program sees.
 const maxLinear = 4096 - 256 - 320
 
 // modelConfig is the candidate config of the model comparison, and

@@ -34,7 +34,7 @@ var (
 	trickle = netip.MustParseAddr("198.18.7.2")
 )
 
-// sourcesReply mirrors agent.SourcesReply as a script would read it.
+// sourcesReply mirrors api.SourcesReply as a script would read it.
 type sourcesReply struct {
 	Interval float64 `json:"interval_seconds"`
 	Measured bool    `json:"measured"`

@@ -1,4 +1,4 @@
-package differential_test
+package model_test
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package datapath_test
+package bpf_test
 
 import (
 	"net/netip"

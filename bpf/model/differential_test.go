@@ -1,9 +1,9 @@
-// Package differential_test runs every packet of the reference captures, and
+// Package model_test runs every packet of the reference captures, and
 // random mutations of them, through the real XDP program (BPF_PROG_TEST_RUN
 // with the replay clock) and through the Go model (bpf/model) with the same
 // policy, lists, verdicts and time, and requires the same action and reason
 // for every frame, and the same per-rule and per-list counters.
-package differential_test
+package model_test
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package datapath_test
+package bpf_test
 
 import (
 	"os"
@@ -81,7 +81,7 @@ func TestMalformedRules(t *testing.T) {
 // row for each rule of the cases, and no row without cases.
 func checkReadmeTable(t *testing.T) {
 	t.Helper()
-	raw, err := os.ReadFile("../../README.md")
+	raw, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,8 @@
-// Package datapath_test runs Bulwark's real XDP program with
+// Package bpf_test runs Bulwark's real XDP program with
 // BPF_PROG_TEST_RUN (nothing attached, no traffic) and checks its return
 // codes and every counter and map it touches, and that the Go model
 // (bpf/model) decides the same.
-package datapath_test
+package bpf_test
 
 import (
 	"encoding/binary"

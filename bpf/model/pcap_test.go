@@ -1,4 +1,4 @@
-package differential_test
+package model_test
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 
 // pcapDir holds the captures (copied from shared/pcaps with SOURCES.tsv and
 // their licences).
-const pcapDir = "../testdata/pcaps"
+const pcapDir = "../../test/testdata/pcaps"
 
 // capture is one pcap file turned into Ethernet frames with their times.
 type capture struct {

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Error is the body of every error reply.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// ListRequest adds or deletes list entries (POST and DELETE /v1/lists/{list}).
+type ListRequest struct {
+	CIDRs  []string `json:"cidrs"`
+	TTL    string   `json:"ttl,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+}
+
+// ListEntry is one entry as the API shows it (GET /v1/lists/{list}).
+type ListEntry struct {
+	CIDR      string  `json:"cidr"`
+	List      string  `json:"list"`
+	Origin    string  `json:"origin"`
+	ExpiresIn float64 `json:"expires_in_seconds,omitempty"`
+}
+
+// Added is the reply of POST /v1/lists/{list}.
+type Added struct {
+	Added int `json:"added"`
+}
+
+// Deleted is the reply of DELETE /v1/lists/{list} and DELETE /v1/verdicts.
+type Deleted struct {
+	Deleted int `json:"deleted"`
+}
+
+// Reload results.
+const (
+	ReloadOK       = "ok"
+	ReloadRejected = "rejected"
+)
+
+// ReloadReply is the body of a reload reply: ReloadOK, or ReloadRejected
+// (HTTP 422) with the config's diagnostics.
+type ReloadReply struct {
+	Result      string `json:"result"`
+	Diagnostics string `json:"diagnostics,omitempty"`
+}
+
+// Status is the reply of GET /v1/status.
+type Status struct {
+	Version       string                       `json:"version"`
+	UptimeSeconds float64                      `json:"uptime_seconds"`
+	Mode          string                       `json:"mode"`
+	Interfaces    []InterfaceStatus            `json:"interfaces"`
+	Packets       map[string]map[string]uint64 `json:"packets"` // action -> reason -> packets, all interfaces
+	Lists         map[string]map[string]int    `json:"list_entries"`
+	Verdicts      map[string]int               `json:"verdicts_active"`
+}
+
+// InterfaceStatus is one interface in Status.
+type InterfaceStatus struct {
+	Name           string `json:"name"`
+	Attach         string `json:"attach"`
+	TrackedSources int    `json:"tracked_sources"`
+	// PinsPersistent is whether the pins outlive the agent (fail-static);
+	// PinsDetail says why not and what to do.
+	PinsPersistent bool   `json:"pins_persistent"`
+	PinsDetail     string `json:"pins_detail,omitempty"`
+}
+
+// Verdict is one verdict in force as the API shows it (GET /v1/verdicts).
+type Verdict struct {
+	Source    string  `json:"source"`
+	Action    string  `json:"action"`
+	Origin    string  `json:"origin"`
+	Score     uint16  `json:"score"`
+	ExpiresIn float64 `json:"expires_in_seconds"`
+}
+
+// VerdictsRequest deletes verdicts (DELETE /v1/verdicts).
+type VerdictsRequest struct {
+	Sources []string `json:"sources"`
+}
+
+// SourcesReply is the reply of GET /v1/sources.
+type SourcesReply struct {
+	Interval float64  `json:"interval_seconds"`
+	Measured bool     `json:"measured"` // false until a scoring cycle has run
+	Sources  []Source `json:"sources"`
+}
+
+// Source is one source as `bulwark top` shows it.
+type Source struct {
+	Source       string  `json:"source"`
+	PPS          float64 `json:"pps"`           // packets per second reaching the rate limiter
+	DeliveredPPS float64 `json:"delivered_pps"` // of those, passed
+	RatelimitPPS float64 `json:"ratelimit_pps"` // dropped by the rate limits
+	SYNShare     float64 `json:"syn_share"`
+	Ports        int     `json:"ports_per_second"`
+	Score        float64 `json:"score"`
+	Verdict      string  `json:"verdict,omitempty"`
+	TTLSeconds   float64 `json:"verdict_ttl_seconds,omitempty"`
+}
+
+// SourceOrder is how sources are ranked by key ("pps", "dropped" or
+// "score"): by the key, then by packet rate.
+func SourceOrder(by string) func(a, b Source) bool {
+	return func(a, b Source) bool {
+		switch by {
+		case "score":
+			if a.Score != b.Score {
+				return a.Score > b.Score
+			}
+		case "dropped":
+			if a.RatelimitPPS != b.RatelimitPPS {
+				return a.RatelimitPPS > b.RatelimitPPS
+			}
+		}
+		return a.PPS > b.PPS
+	}
+}
+
+// Explanation is why a source scores what it scores (GET /v1/explain/{ip}).
+type Explanation struct {
+	Source     netip.Prefix       `json:"source"`
+	Tracked    bool               `json:"tracked"`
+	Exempt     bool               `json:"exempt"`
+	Score      float64            `json:"score"`
+	Components []Component        `json:"components"`
+	Observed   map[string]float64 `json:"observed"`
+	Baseline   map[string]float64 `json:"baseline"`
+	Feeds      []FeedHit          `json:"feeds"`
+	Location   *Location          `json:"location,omitempty"`
+	Active     *VerdictRecord     `json:"active_verdict,omitempty"`
+	History    []VerdictRecord    `json:"history"`
+	Thresholds map[string]float64 `json:"thresholds"`
+}
+
+// Component is one component of a score: its observed value and what it
+// contributed, out of its weight.
+type Component struct {
+	Name         string  `json:"name"`
+	Value        float64 `json:"value"`
+	Contribution float64 `json:"contribution"`
+	Weight       float64 `json:"weight"`
+}
+
+// FeedHit is a score-feed a source is in, with its weight.
+type FeedHit struct {
+	Feed   string
+	Weight float64
+}
+
+// Location is where the location databases put a source.
+type Location struct {
+	Country string
+	ASN     uint32
+	ASOrg   string
+}
+
+// VerdictRecord is one verdict the scorer issued (or, in shadow mode,
+// would have).
+type VerdictRecord struct {
+	Source     netip.Prefix       `json:"source"`
+	Action     string             `json:"action"`
+	Score      float64            `json:"score"`
+	At         time.Time          `json:"at"`
+	For        time.Duration      `json:"for_ns"`
+	Enforced   bool               `json:"enforced"`
+	Components map[string]float64 `json:"components"`
+}

@@ -26,12 +26,13 @@ build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
 test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
 	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
 
-bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, agent RSS, nftables; bench/results.json, docs/benchmarks.md
+bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, agent RSS, scrape vs block add, nftables; bench/results.json, docs/benchmarks.md
 	@mkdir -p bench docs
 	$(GO) run ./test/bench/cmd -json bench/results-datapath.json
 	$(GO) test -count=1 -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory|Verifier' -benchtime 3x -timeout 30m ./test/bench/ | tee bench/gobench.txt
 	$(GO) test -count=1 -run 'TestRuntimeBlockLatency' -v ./test/agent/ | grep 'run-time block' | tee bench/block-latency.txt
 	BULWARK_AGENT_RSS_OUT=$(CURDIR)/bench/agent-rss.json $(GO) test -count=1 -run '^TestAgentRSS1M$$' -v -timeout 10m ./test/bench/
+	BULWARK_SCRAPE_OUT=$(CURDIR)/bench/scrape.json $(GO) test -count=1 -run '^TestScrape1M$$' -v -timeout 10m ./test/bench/
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json
 	$(GO) run ./test/bench/report
 	@echo "wrote bench/results.json and docs/benchmarks.md"

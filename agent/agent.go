@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
+	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -55,7 +56,7 @@ type Agent struct {
 
 	mu        sync.Mutex // serialises every change of policy
 	cfg       *config.Config
-	want      *desired
+	want      *desired.State
 	ifaces    []*iface
 	audit     *Audit
 	reloads   *prometheus.CounterVec
@@ -63,10 +64,12 @@ type Agent struct {
 	reg       *prometheus.Registry
 	scoring   *scoring
 	feeds     *feedSet
-	geo       *geoSource
+	geo       *geoip.Source
 	runCtx    context.Context
-	recorders *flightRecorders        // replaced by a reload under a.mu when their settings change
-	names     atomic.Pointer[desired] // for readers that must not wait on a.mu
+	recorders *flightRecorders              // replaced by a reload under a.mu when their settings change
+	names     atomic.Pointer[desired.State] // for readers that must not wait on a.mu
+
+	state atomic.Pointer[readState] // what readers see; published under a.mu
 }
 
 // New makes an agent for the config at path; Run starts it.
@@ -81,16 +84,10 @@ func New(cfgPath string, log hclog.Logger) *Agent {
 	return a
 }
 
-// ConfigError is a config that failed validation; its text is the
-// file:line:col diagnostics.
-type ConfigError struct{ Text string }
-
-func (e *ConfigError) Error() string { return "invalid config:\n" + e.Text }
-
 func (a *Agent) loadConfig() (*config.Config, error) {
 	cfg, diags := config.Load(a.cfgPath)
 	if diags.HasErrors() {
-		return nil, &ConfigError{Text: config.FormatDiagnostics(diags)}
+		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
 	}
 	for _, d := range diags {
 		a.log.Warn("config", "warning", strings.TrimSpace(config.FormatDiagnostics(hcl.Diagnostics{d})))
@@ -106,7 +103,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
-	want, err := desiredFrom(cfg)
+	want, err := desired.From(cfg)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -130,13 +127,13 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.reloads, a.mapErrs, newCollector(a), buildInfo())
+		a.reloads, a.mapErrs, newCollector(a.metricsView), buildInfo())
 
-	a.geo = &geoSource{}
-	if err := a.geo.update(cfg.GeoIP); err != nil {
+	a.geo = &geoip.Source{}
+	if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
 		return fmt.Errorf("geoip: %w", err)
 	}
-	defer a.geo.close()
+	defer a.geo.Close()
 	// The feeds, the scorer and the recorders get what they use of the
 	// interfaces; the interfaces do not change while the agent runs.
 	var (
@@ -172,8 +169,9 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.scoring = sc
 	a.recorders = recs
 	a.runCtx = ctx
+	a.publish()
 	a.mu.Unlock()
-	a.feeds.sync(ctx, cfg, want.feedIDs)
+	a.feeds.sync(ctx, cfg, want.FeedIDs)
 	defer a.feeds.stopAll()
 	scoreCtx, stopScoring := context.WithCancel(ctx)
 	scoreDone := make(chan struct{})
@@ -222,7 +220,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 }
 
-func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *desired) error {
+func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *desired.State) error {
 	if err := loader.EnsureBPFFS(cfg.PinDir); err != nil {
 		return err
 	}
@@ -243,7 +241,7 @@ func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *de
 		a.log.Error("FAIL-STATIC IS OFF: the pins will not outlive the agent; if it dies, the interface is left unfiltered",
 			"interface", ic.Name, "pins", dir, "why", pins.Detail)
 	}
-	dp, err := loader.Load(loader.Options{Sizes: want.sizes, PinDir: dir, Logger: a.log.Named("loader")})
+	dp, err := loader.Load(loader.Options{Sizes: want.Sizes, PinDir: dir, Logger: a.log.Named("loader")})
 	if err != nil {
 		lock.Close()
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
@@ -279,17 +277,17 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // applyTo reconciles one interface's maps with the desired state.
-func (a *Agent) applyTo(it *iface, want *desired) error {
-	if err := it.dp.Maps.ApplyPolicy(&want.policy); err != nil {
+func (a *Agent) applyTo(it *iface, want *desired.State) error {
+	if err := it.dp.Maps.ApplyPolicy(&want.Policy); err != nil {
 		a.mapErrs.WithLabelValues("policy").Inc()
 		return fmt.Errorf("apply policy: %w", err)
 	}
-	addA, delA, err := reconcileList(it.dp.Maps.Allow, want.allow)
+	addA, delA, err := reconcileList(it.dp.Maps.Allow, want.Allow)
 	if err != nil {
 		a.mapErrs.WithLabelValues("allow").Inc()
 		return fmt.Errorf("allow list: %w", err)
 	}
-	addB, delB, err := reconcileList(it.dp.Maps.Block, want.block)
+	addB, delB, err := reconcileList(it.dp.Maps.Block, want.Block)
 	if err != nil {
 		a.mapErrs.WithLabelValues("block").Inc()
 		return fmt.Errorf("block list: %w", err)
@@ -330,21 +328,21 @@ func (a *Agent) Reload(who string) error {
 	ctx := a.runCtx
 	a.mu.Unlock()
 	if a.feeds != nil && ctx != nil {
-		a.feeds.sync(ctx, cfg, want.feedIDs)
+		a.feeds.sync(ctx, cfg, want.FeedIDs)
 	}
 	return nil
 }
 
-func (a *Agent) reload(who string) (*config.Config, *desired, error) {
+func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cfg, err := a.loadConfig()
 	if err == nil {
 		err = restartNeeded(a.cfg, cfg)
 	}
-	var want *desired
+	var want *desired.State
 	if err == nil {
-		want, err = desiredFrom(cfg)
+		want, err = desired.From(cfg)
 	}
 	// The flight recorder's new directory is made before anything changes:
 	// one that cannot be made rejects the reload.
@@ -360,7 +358,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired, error) {
 	// The location databases first: a file that fails to open rejects the
 	// reload before any map changes.
 	if a.geo != nil {
-		if err := a.geo.update(cfg.GeoIP); err != nil {
+		if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
 			a.reloads.WithLabelValues("rejected").Inc()
 			a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
 			return nil, nil, fmt.Errorf("geoip: %w", err)
@@ -382,6 +380,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired, error) {
 	}
 	a.cfg, a.want = cfg, want
 	a.names.Store(want)
+	a.publish()
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)
 	}
@@ -405,28 +404,24 @@ func monotonicNow() uint64 {
 }
 
 // sweepExpired deletes runtime list entries whose TTL passed. The datapath
-// already ignores them; this frees their slots.
+// already ignores them; this frees their slots. Only the deletes take a.mu.
 func (a *Agent) sweepExpired() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	st := a.state.Load()
+	if st == nil {
+		return
+	}
 	now := monotonicNow()
-	for _, it := range a.ifaces {
+	for _, it := range st.ifaces {
 		for _, l := range []*maps.List{it.dp.Maps.Allow, it.dp.Maps.Block} {
-			es, err := l.Entries()
-			if err != nil {
-				a.log.Warn("sweep: list entries", "error", err)
+			gone := l.Expired(now)
+			if len(gone) == 0 {
 				continue
 			}
-			var gone []netip.Prefix
-			for _, e := range es {
-				if e.ExpiresNS != 0 && e.ExpiresNS <= now {
-					gone = append(gone, e.Prefix)
-				}
-			}
-			if len(gone) > 0 {
-				if err := l.Delete(gone); err != nil {
-					a.log.Warn("sweep: delete expired", "error", err)
-				}
+			a.mu.Lock()
+			err := l.DeleteExpired(gone, now)
+			a.mu.Unlock()
+			if err != nil {
+				a.log.Warn("sweep: delete expired", "error", err)
 			}
 		}
 	}
@@ -441,10 +436,7 @@ func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		n := len(a.ifaces)
-		a.mu.Unlock()
-		if n == 0 {
+		if st := a.state.Load(); st == nil || len(st.ifaces) == 0 {
 			http.Error(w, "not attached", http.StatusServiceUnavailable)
 			return
 		}

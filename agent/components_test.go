@@ -10,12 +10,8 @@ import (
 	"testing"
 )
 
-// notYet are the struct types still being made self-contained (issue 11,
-// point 3: the metrics collector is done apart); remove each once done.
-var notYet = []string{"collector"}
-
 // agentBackPointers returns "type.field" for every field of a struct type
-// (other than Agent and notYet) in files whose type names Agent, and the
+// (other than Agent) in files whose type names Agent, and the
 // struct types it saw.
 func agentBackPointers(files []*ast.File) (found, types []string) {
 	for _, f := range files {
@@ -25,7 +21,7 @@ func agentBackPointers(files []*ast.File) (found, types []string) {
 				return true
 			}
 			st, ok := ts.Type.(*ast.StructType)
-			if !ok || ts.Name.Name == "Agent" || slices.Contains(notYet, ts.Name.Name) {
+			if !ok || ts.Name.Name == "Agent" {
 				return true
 			}
 			types = append(types, ts.Name.Name)
@@ -47,8 +43,8 @@ func agentBackPointers(files []*ast.File) (found, types []string) {
 	return found, types
 }
 
-// The components the agent runs (feeds, scoring, flight recorders, location
-// source, and every other struct type of the package) get what they use
+// The components the agent runs (feeds, scoring, flight recorders, metrics
+// collector, and every other struct type of the package) get what they use
 // through their constructors: none keeps a pointer to the whole Agent.
 func TestComponentsHoldNoAgent(t *testing.T) {
 	fset := token.NewFileSet()
@@ -68,7 +64,7 @@ func TestComponentsHoldNoAgent(t *testing.T) {
 		files = append(files, f)
 	}
 	found, types := agentBackPointers(files)
-	for _, want := range []string{"feedSet", "scoring", "flightRecorders", "recorderCollector", "geoSource"} {
+	for _, want := range []string{"feedSet", "scoring", "flightRecorders", "recorderCollector", "collector"} {
 		if !slices.Contains(types, want) {
 			t.Errorf("struct type %s not found in package agent", want)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -153,9 +154,9 @@ func (a *Agent) controlHandler() http.Handler {
 func (a *Agent) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
 	switch name = r.PathValue("list"); name {
 	case "allow":
-		return name, ListRuntimeAllow, true
+		return name, desired.ListRuntimeAllow, true
 	case "block":
-		return name, ListRuntimeBlock, true
+		return name, desired.ListRuntimeBlock, true
 	}
 	fail(w, http.StatusNotFound, "no list %q: want allow or block", name)
 	return "", 0, false
@@ -173,13 +174,12 @@ func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.ifaces) == 0 {
+	st := a.state.Load()
+	if st == nil || len(st.ifaces) == 0 {
 		fail(w, http.StatusServiceUnavailable, "no interface attached")
 		return
 	}
-	es, err := pick(a.ifaces[0], name).Entries()
+	es, err := pick(st.ifaces[0], name).Entries()
 	if err != nil {
 		fail(w, http.StatusInternalServerError, "read %s list: %v", name, err)
 		return
@@ -191,11 +191,11 @@ func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
 		if e.ExpiresNS != 0 && e.ExpiresNS <= now {
 			continue
 		}
-		le := api.ListEntry{CIDR: e.Prefix.String(), List: a.want.listNames[e.ListID], Origin: "config"}
+		le := api.ListEntry{CIDR: e.Prefix.String(), List: st.want.ListNames[e.ListID], Origin: "config"}
 		switch {
 		case runtimeList(e.ListID):
 			le.Origin = "runtime"
-		case e.ListID >= firstFeedList:
+		case e.ListID >= maps.FirstFeedList:
 			le.Origin = "feed"
 		}
 		if e.ExpiresNS != 0 {
@@ -244,9 +244,9 @@ func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string
 // configOwned returns the first of pfxs that the config puts on list name
 // (a.mu held): the CLI may not change those.
 func (a *Agent) configOwned(name string, pfxs []netip.Prefix) (netip.Prefix, bool) {
-	owned := a.want.block
+	owned := a.want.Block
 	if name == "allow" {
-		owned = a.want.allow
+		owned = a.want.Allow
 	}
 	for _, p := range pfxs {
 		if _, ok := owned[p]; ok {
@@ -331,7 +331,7 @@ func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
 	if err := a.Reload("cli"); err != nil {
-		var ce *ConfigError
+		var ce *config.Error
 		msg := err.Error()
 		if errors.As(err, &ce) {
 			msg = ce.Text
@@ -343,16 +343,19 @@ func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	snap := a.state.Load()
+	if snap == nil {
+		fail(w, http.StatusServiceUnavailable, "the agent is starting")
+		return
+	}
 	st := api.Status{
-		Version: Version, UptimeSeconds: time.Since(a.started).Seconds(), Mode: a.cfg.Mode,
+		Version: Version, UptimeSeconds: time.Since(a.started).Seconds(), Mode: snap.cfg.Mode,
 		Packets: map[string]map[string]uint64{}, Lists: map[string]map[string]int{}, Verdicts: map[string]int{},
 	}
 	now := monotonicNow()
-	for i, it := range a.ifaces {
-		n := 0
-		if err := it.dp.Maps.IterateSources(func(b []maps.Source) bool { n += len(b); return true }); err != nil {
+	for i, it := range snap.ifaces {
+		n, err := it.dp.Maps.CountSources()
+		if err != nil {
 			fail(w, http.StatusInternalServerError, "read sources: %v", err)
 			return
 		}
@@ -379,33 +382,17 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			continue // lists and verdicts are the same on every interface
 		}
-		for name, l := range map[string]*maps.List{"allow": it.dp.Maps.Allow, "block": it.dp.Maps.Block} {
-			es, err := l.Entries()
-			if err != nil {
-				fail(w, http.StatusInternalServerError, "read %s list: %v", name, err)
-				return
-			}
-			c := map[string]int{"ipv4": 0, "ipv6": 0}
-			for _, e := range es {
-				if e.ExpiresNS != 0 && e.ExpiresNS <= now {
-					continue
-				}
-				if e.Prefix.Addr().Is4() {
-					c["ipv4"]++
-				} else {
-					c["ipv6"]++
-				}
-			}
-			st.Lists[name] = c
+		for name, c := range it.dp.Maps.ListCounts(now) {
+			st.Lists[name] = map[string]int{"ipv4": c.IPv4, "ipv6": c.IPv6}
 		}
-		vs, err := it.dp.Maps.Verdicts()
+		vc, err := it.dp.Maps.VerdictCounts(now)
 		if err != nil {
 			fail(w, http.StatusInternalServerError, "read verdicts: %v", err)
 			return
 		}
-		for _, v := range vs {
-			if v.ExpiresNS > now {
-				st.Verdicts[v.Action.String()]++
+		for act, n := range vc {
+			if n > 0 {
+				st.Verdicts[act.String()] = n
 			}
 		}
 	}
@@ -418,9 +405,10 @@ func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	a.mu.Lock()
-	sc := a.scoring
-	a.mu.Unlock()
+	var sc *scoring
+	if st := a.state.Load(); st != nil {
+		sc = st.scoring
+	}
 	if sc == nil || len(sc.engines) == 0 {
 		fail(w, http.StatusConflict, "the reputation engine is off (reputation.mode = \"off\")")
 		return
@@ -437,16 +425,15 @@ func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.ifaces) == 0 {
+	st := a.state.Load()
+	if st == nil || len(st.ifaces) == 0 {
 		fail(w, http.StatusServiceUnavailable, "no interface attached")
 		return
 	}
 	now := monotonicNow()
 	out := []api.Verdict{}
 	seen := map[string]bool{}
-	for _, it := range a.ifaces {
+	for _, it := range st.ifaces {
 		vs, err := it.dp.Maps.Verdicts()
 		if err != nil {
 			fail(w, http.StatusInternalServerError, "read verdicts: %v", err)
@@ -525,14 +512,12 @@ func (a *Agent) handleSources(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	a.mu.Lock()
-	sc := a.scoring
-	interval := a.cfg.Reputation.Interval
-	a.mu.Unlock()
-	if sc == nil {
+	st := a.state.Load()
+	if st == nil || st.scoring == nil {
 		fail(w, http.StatusServiceUnavailable, "the agent is starting")
 		return
 	}
+	sc, interval := st.scoring, st.cfg.Reputation.Interval
 	sc.lastTop.Store(time.Now().UnixNano())
 	mono := monotonicNow()
 	rep := api.SourcesReply{Interval: interval.Seconds(), Sources: []api.Source{}}

@@ -15,15 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/feeds"
 	"github.com/bulwark-filter/bulwark/agent/guard"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
 )
-
-// Feed list ids start here; config reconciles leave ids at or above it to
-// the feeds, as they leave the run-time ids to the CLI.
-const firstFeedList uint32 = maps.FirstFeedList
 
 // feedRunner keeps one threat feed current: it refreshes on its schedule,
 // keeps the last good list when an update fails or grows too much at once,
@@ -113,20 +110,6 @@ func newFeedSet(d feedDeps) *feedSet {
 
 func (fs *feedSet) collectors() []prometheus.Collector {
 	return []prometheus.Collector{fs.entries, fs.lastSuccess, fs.errors, fs.refused}
-}
-
-// feedListIDs assigns each block feed a list id and name, by config order.
-func feedListIDs(c *config.Config, names map[uint32]string) map[string]uint32 {
-	ids := map[string]uint32{}
-	next := firstFeedList
-	for _, f := range c.Feeds {
-		if f.Action == "block" {
-			ids[f.Name] = next
-			names[next] = "feed:" + f.Name
-			next++
-		}
-	}
-	return ids
 }
 
 // sync starts, restarts and stops runners to match the config. A feed whose
@@ -396,17 +379,13 @@ func exemptPrefixes(c *config.Config, allow listReader) []netip.Prefix {
 
 // exemptSpace is exemptPrefixes with where each prefix comes from.
 func exemptSpace(c *config.Config, allow listReader) []guard.Protected {
+	return append(desired.Exempt(c), runtimeAllow(allow)...)
+}
+
+// runtimeAllow is the run-time allow entries (of allow; nil for none),
+// protected space too.
+func runtimeAllow(allow listReader) []guard.Protected {
 	var ps []guard.Protected
-	add := func(why string, l []netip.Prefix) {
-		for _, p := range l {
-			ps = append(ps, guard.Protected{Prefix: p, Why: why})
-		}
-	}
-	add("reputation.protect", c.Reputation.Protect)
-	add("allow list", c.Allow.CIDRs)
-	for _, f := range c.Allow.Files {
-		add("allow file "+f.Path, f.Entries)
-	}
 	if allow != nil {
 		if es, err := allow.Entries(); err == nil {
 			for _, e := range es {
@@ -417,12 +396,9 @@ func exemptSpace(c *config.Config, allow listReader) []guard.Protected {
 	return ps
 }
 
-// feedGuard is the safety rails feed entries pass: the config's safety
-// limits, and the space no feed may overlap: exemptSpace and host (the
-// host's own addresses and default gateways; nil in a replay, which runs
-// for the capture's host, not this one).
+// feedGuard is the safety rails feed entries pass (desired.FeedGuard): the
+// config's, the run-time allow entries of allow and host (the host's own
+// addresses and default gateways).
 func feedGuard(c *config.Config, allow listReader, host []guard.Protected) *guard.Guard {
-	l := guard.Limits{MinBits4: c.Safety.MinPrefixIPv4, MinBits6: c.Safety.MinPrefixIPv6,
-		MaxGrowth4: c.Safety.MaxGrowthIPv4, MaxGrowth6: c.Safety.MaxGrowthIPv6}
-	return guard.New(l, append(exemptSpace(c, allow), host...))
+	return desired.FeedGuard(c, append(runtimeAllow(allow), host...)...)
 }

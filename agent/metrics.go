@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -28,15 +29,63 @@ var (
 		"1 when the interface's pins outlive the agent (fail-static holds), 0 when they go with it.", []string{"interface"}, nil)
 )
 
-// collector reads the datapath maps at scrape time and counts the map reads
-// that fail.
+// datapathReader is what the collector reads of one interface's maps (a
+// *maps.Set): reads that never wait for the agent's writers.
+type datapathReader interface {
+	Stats() (*maps.Stats, error)
+	RuleCounter(id int) (maps.RuleCounter, error)
+	ListHits(n int) ([]uint64, error)
+	MaxLists() int
+	CountSources() (int, error)
+	ListCounts(now uint64) map[string]maps.ListCount
+	VerdictCounts(now uint64) (map[maps.VerdictAction]int, error)
+}
+
+// metricsIface is one interface as the collector reads it.
+type metricsIface struct {
+	name           string
+	mode           string
+	pinsPersistent bool
+	maps           datapathReader
+}
+
+// ruleLabel is a rule id and the name it is exported under.
+type ruleLabel struct {
+	id   int
+	name string
+}
+
+// metricsView is what the collector reads and labels its figures with: the
+// interfaces, and the running config's rule and list names.
+type metricsView struct {
+	ifaces    []metricsIface // lists and verdicts are read on the first: they are the same on all
+	rules     []ruleLabel
+	listNames map[uint32]string
+}
+
+func newMetricsView(want *desired.State, ifaces []*iface) *metricsView {
+	v := &metricsView{listNames: want.ListNames}
+	for _, id := range want.Policy.RuleIDs() {
+		v.rules = append(v.rules, ruleLabel{id, want.Policy.RuleName(id)})
+	}
+	for _, it := range ifaces {
+		v.ifaces = append(v.ifaces, metricsIface{name: it.name, mode: string(it.mode),
+			pinsPersistent: it.pins.Persistent, maps: it.dp.Maps})
+	}
+	return v
+}
+
+// collector is a self-contained prometheus.Collector: at scrape time it
+// reads the maps of the view it is given (the latest published one), in
+// batches, and counts the map reads that fail. It takes no lock of the
+// agent's.
 type collector struct {
-	a          *Agent
+	view       func() *metricsView // nil while the agent starts
 	scrapeErrs prometheus.Counter
 }
 
-func newCollector(a *Agent) *collector {
-	return &collector{a: a, scrapeErrs: prometheus.NewCounter(prometheus.CounterOpts{
+func newCollector(view func() *metricsView) *collector {
+	return &collector{view: view, scrapeErrs: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "bulwark_scrape_errors_total", Help: "Map reads that failed while serving /metrics.",
 	})}
 }
@@ -52,88 +101,72 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	a := c.a
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	if v := c.view(); v != nil {
+		errs := 0
+		for i, it := range v.ifaces {
+			errs += collectIface(ch, v, it, i == 0)
+		}
+		c.scrapeErrs.Add(float64(errs))
+	}
+	c.scrapeErrs.Collect(ch)
+}
+
+// collectIface sends one interface's figures, and the lists' and verdicts'
+// when first, and returns how many map reads failed.
+func collectIface(ch chan<- prometheus.Metric, v *metricsView, it metricsIface, first bool) int {
 	errs := 0
+	m := it.maps
+	ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, 1, it.name, it.mode)
+	ch <- prometheus.MustNewConstMetric(descPinsPersistent, prometheus.GaugeValue, boolGauge(it.pinsPersistent), it.name)
+	if st, err := m.Stats(); err == nil {
+		for _, act := range maps.Actions {
+			for _, r := range maps.Reasons {
+				c := st[act][r]
+				ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(c.Packets), it.name, act.String(), r.String())
+				ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(c.Bytes), it.name, act.String(), r.String())
+			}
+		}
+	} else {
+		errs++
+	}
+	for _, r := range v.rules {
+		c, err := m.RuleCounter(r.id)
+		if err != nil {
+			errs++
+			break
+		}
+		ch <- prometheus.MustNewConstMetric(descRuleDrops, prometheus.CounterValue, float64(c.Dropped), it.name, r.name)
+	}
+	if hits, err := m.ListHits(m.MaxLists()); err == nil {
+		for id, name := range v.listNames {
+			if int(id) < len(hits) {
+				ch <- prometheus.MustNewConstMetric(descListHits, prometheus.CounterValue, float64(hits[id]), it.name, name)
+			}
+		}
+	} else {
+		errs++
+	}
+	if n, err := m.CountSources(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(n), it.name)
+	} else {
+		errs++
+	}
+	if !first {
+		return errs
+	}
 	now := monotonicNow()
-	for i, it := range a.ifaces {
-		m := it.dp.Maps
-		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, 1, it.name, string(it.mode))
-		ch <- prometheus.MustNewConstMetric(descPinsPersistent, prometheus.GaugeValue, boolGauge(it.pins.Persistent), it.name)
-		if st, err := m.Stats(); err == nil {
-			for _, act := range maps.Actions {
-				for _, r := range maps.Reasons {
-					v := st[act][r]
-					ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(v.Packets), it.name, act.String(), r.String())
-					ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(v.Bytes), it.name, act.String(), r.String())
-				}
-			}
-		} else {
-			errs++
-		}
-		for _, id := range a.want.policy.RuleIDs() {
-			v, err := m.RuleCounter(id)
-			if err != nil {
-				errs++
-				break
-			}
-			ch <- prometheus.MustNewConstMetric(descRuleDrops, prometheus.CounterValue, float64(v.Dropped), it.name, a.want.policy.RuleName(id))
-		}
-		if hits, err := m.ListHits(m.MaxLists()); err == nil {
-			for id, name := range a.want.listNames {
-				if int(id) < len(hits) {
-					ch <- prometheus.MustNewConstMetric(descListHits, prometheus.CounterValue, float64(hits[id]), it.name, name)
-				}
-			}
-		} else {
-			errs++
-		}
-		n := 0
-		if err := m.IterateSources(func(b []maps.Source) bool { n += len(b); return true }); err == nil {
-			ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(n), it.name)
-		} else {
-			errs++
-		}
-		if i > 0 {
-			continue
-		}
-		for name, l := range map[string]*maps.List{"allow": m.Allow, "block": m.Block} {
-			es, err := l.Entries()
-			if err != nil {
-				errs++
-				continue
-			}
-			var v4, v6 int
-			for _, e := range es {
-				if e.ExpiresNS != 0 && e.ExpiresNS <= now {
-					continue
-				}
-				if e.Prefix.Addr().Is4() {
-					v4++
-				} else {
-					v6++
-				}
-			}
-			ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(v4), name, "ipv4")
-			ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(v6), name, "ipv6")
-		}
-		counts := map[maps.VerdictAction]int{maps.VerdictBlock: 0, maps.VerdictThrottle: 0}
-		if vs, err := m.Verdicts(); err == nil {
-			for _, v := range vs {
-				if v.ExpiresNS > now {
-					counts[v.Action]++
-				}
-			}
-		} else {
-			errs++
-		}
-		for act, n := range counts {
+	for name, c := range m.ListCounts(now) {
+		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(c.IPv4), name, "ipv4")
+		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(c.IPv6), name, "ipv6")
+	}
+	if vc, err := m.VerdictCounts(now); err == nil {
+		for act, n := range vc {
 			ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(n), act.String())
 		}
+	} else {
+		errs++
 	}
-	c.scrapeErrs.Add(float64(errs))
-	c.scrapeErrs.Collect(ch)
+	return errs
 }
 
 // boolGauge is 1 for true, 0 for false.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/recorder"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -182,7 +183,7 @@ func (s *recorderSet) totals() recorder.Stats {
 // ruleNamer names a rule (ratelimit) or list (allow/block list) for the
 // recorder from the desired state in force; it reads a snapshot, so it
 // never waits for a reload.
-func ruleNamer(names *atomic.Pointer[desired]) func(reason string, id uint32) string {
+func ruleNamer(names *atomic.Pointer[desired.State]) func(reason string, id uint32) string {
 	return func(reason string, id uint32) string {
 		w := names.Load()
 		if w == nil {
@@ -190,9 +191,9 @@ func ruleNamer(names *atomic.Pointer[desired]) func(reason string, id uint32) st
 		}
 		switch reason {
 		case maps.ReasonRatelimit.String():
-			return w.policy.RuleName(int(id))
+			return w.Policy.RuleName(int(id))
 		case maps.ReasonAllowlist.String(), maps.ReasonBlocklist.String():
-			return w.listNames[id]
+			return w.ListNames[id]
 		}
 		return ""
 	}

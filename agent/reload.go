@@ -75,7 +75,7 @@ var reloadKeys = map[string]reloadHow{
 	"safety.min_prefix_ipv6": reloadLive,
 	"safety.max_growth_ipv4": reloadLive,
 	"safety.max_growth_ipv6": reloadLive,
-	// The location databases are reopened (geoSource.update).
+	// The location databases are reopened (geoip.Source.Update).
 	"geoip.country_database": reloadLive,
 	"geoip.asn_database":     reloadLive,
 	"geoip.country_weights":  reloadLive,

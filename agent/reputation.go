@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
+	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -21,8 +23,7 @@ type scoreMaps interface {
 	IterateSources(fn func([]maps.Source) bool) error
 	Verdicts() ([]maps.VerdictEntry, error)
 	IPv6Prefix() int
-	PutVerdict(addr netip.Addr, action maps.VerdictAction, expiresNS uint64, origin maps.Origin, score uint16) error
-	DeleteVerdict(addr netip.Addr) error
+	reputation.VerdictMap
 }
 
 // scoredIface is one interface the scorer judges the sources of.
@@ -40,7 +41,7 @@ type scoreDeps struct {
 	// Evidence beside the datapath's counters: the score feeds and the
 	// location databases.
 	feeds func(netip.Addr) []reputation.FeedHit
-	geo   *geoSource
+	geo   *geoip.Source
 	// generation is the evidence generation, bumped when feed or location
 	// evidence may have changed (the feeds bump it too).
 	generation *atomic.Uint32
@@ -67,28 +68,6 @@ type scoring struct {
 	sinkErrors   prometheus.Counter
 	seen         map[string]uint64 // engine counters already exported
 }
-
-func engineConfig(c *config.Config) reputation.Config {
-	r := c.Reputation
-	return reputation.Config{
-		Mode: r.Mode, Interval: r.Interval,
-		ThrottleScore: float64(r.ThrottleScore), BlockScore: float64(r.BlockScore),
-		ThrottleFor: r.ThrottleFor, BlockFor: r.BlockFor, MaxBlockFor: r.MaxBlockFor,
-		MaxVerdicts: int(r.MaxVerdicts),
-		Weights: reputation.Weights{RateAnomaly: r.Weights.RateAnomaly, SYNRatio: r.Weights.SYNRatio,
-			PortScan: r.Weights.PortScan, RatelimitDrops: r.Weights.RatelimitDrops,
-			Malformed: r.Weights.Malformed, Repeat: r.Weights.Repeat},
-	}
-}
-
-// ifaceSink writes one engine's verdicts into its interface's verdict map.
-type ifaceSink struct{ m scoreMaps }
-
-func (s ifaceSink) PutVerdict(src netip.Addr, action maps.VerdictAction, expires uint64, score uint16) error {
-	return s.m.PutVerdict(src, action, expires, maps.OriginScorer, score)
-}
-
-func (s ifaceSink) DeleteVerdict(src netip.Addr) error { return s.m.DeleteVerdict(src) }
 
 func newScoring(d scoreDeps) *scoring {
 	s := &scoring{scoreDeps: d, seen: map[string]uint64{}}
@@ -126,14 +105,14 @@ func (s *scoring) start(cfg *config.Config) error {
 	ev := reputation.Evidence{
 		Exempt:        func(a netip.Addr) bool { return s.exempt.Load().Contains(a) },
 		Feeds:         s.feeds,
-		Locate:        s.geo.locate,
-		CountryWeight: s.geo.countryWeight,
-		ASNWeight:     s.geo.asnWeight,
+		Locate:        s.geo.Locate,
+		CountryWeight: s.geo.CountryWeight,
+		ASNWeight:     s.geo.ASNWeight,
 		Generation:    func() uint32 { return s.generation.Load() },
 	}
 	mono := monotonicNow()
 	for _, it := range s.ifaces {
-		e := reputation.New(engineConfig(cfg), ev, ifaceSink{it.maps}, it.maps.IPv6Prefix())
+		e := reputation.New(desired.Scorer(cfg), ev, reputation.MapSink{Maps: it.maps}, it.maps.IPv6Prefix())
 		vs, err := it.maps.Verdicts()
 		if err != nil {
 			return err
@@ -161,7 +140,7 @@ func (s *scoring) reconfigure(cfg *config.Config) {
 	s.setTiming(cfg)
 	s.generation.Add(1)
 	for i, e := range s.engines {
-		e.SetConfig(engineConfig(cfg))
+		e.SetConfig(desired.Scorer(cfg))
 		e.SetPrefix(s.ifaces[i].maps.IPv6Prefix())
 	}
 }

@@ -42,6 +42,10 @@ func TestAdoptPins(t *testing.T) {
 	if err := d.Maps.Block.Add([]maps.Entry{entry}); err != nil {
 		t.Fatal(err)
 	}
+	ttl := netip.MustParsePrefix("198.18.67.1/32")
+	if err := d.Maps.Allow.Add([]maps.Entry{{Prefix: ttl, ExpiresNS: 5}}); err != nil {
+		t.Fatal(err)
+	}
 	d.Close()
 
 	d2, err := loader.Load(opts)
@@ -55,6 +59,16 @@ func TestAdoptPins(t *testing.T) {
 	}
 	if len(es) != 1 || es[0].Prefix != entry.Prefix || es[0].ListID != 7 {
 		t.Errorf("adopted block list %v, want [%v]", es, entry)
+	}
+	// The adopted Set counts what the maps hold, TTLs included.
+	if got := d2.Maps.ListCounts(4); got["allow"] != (maps.ListCount{IPv4: 1}) || got["block"] != (maps.ListCount{IPv4: 1}) {
+		t.Errorf("adopted list counts %v, want one IPv4 entry in each", got)
+	}
+	if got := d2.Maps.Allow.Count(5); got != (maps.ListCount{}) {
+		t.Errorf("allow list count once its entry expired: %+v, want none", got)
+	}
+	if got := d2.Maps.Allow.Expired(5); len(got) != 1 || got[0] != ttl {
+		t.Errorf("expired entries %v, want [%v]", got, ttl)
 	}
 	if got := d2.Maps.IPv6Prefix(); got != 56 {
 		t.Errorf("adopted settings: IPv6 prefix %d, want 56", got)

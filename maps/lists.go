@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -19,6 +20,39 @@ type List struct {
 	name                         string
 	bit                          uint32 // present bit of hosts4; the others follow
 	hosts4, hosts6, nets4, nets6 *ebpf.Map
+	tally                        tally
+}
+
+// tally is what a list holds, kept by its writers (which hold set.mu) so
+// that readers count the entries without walking the maps.
+type tally struct {
+	mu         sync.Mutex
+	ipv4, ipv6 int                     // entries, expired ones included
+	ttl        map[netip.Prefix]uint64 // expiry (monotonic ns) of the entries that have one
+}
+
+// recount sets the tally from the maps, for a Set made over maps that may
+// already hold entries.
+func (l *List) recount() error {
+	var v4, v6 int
+	ttl := map[netip.Prefix]uint64{}
+	err := l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
+		if p.Addr().Is4() {
+			v4++
+		} else {
+			v6++
+		}
+		if v.ExpiresNs != 0 {
+			ttl[p] = v.ExpiresNs
+		}
+	})
+	if err != nil {
+		return err
+	}
+	l.tally.mu.Lock()
+	defer l.tally.mu.Unlock()
+	l.tally.ipv4, l.tally.ipv6, l.tally.ttl = v4, v6, ttl
+	return nil
 }
 
 func (l *List) bits() (h4, h6, n4, n6 uint32) {
@@ -57,11 +91,13 @@ func (l *List) Add(entries []Entry) error {
 	var nv4 []bpf.BulwarkListValue
 	var n6 []bpf.BulwarkLpmV6Key
 	var nv6 []bpf.BulwarkListValue
-	for _, e := range entries {
+	norm := make([]netip.Prefix, len(entries))
+	for i, e := range entries {
 		p, err := normalise(e.Prefix)
 		if err != nil {
 			return fmt.Errorf("%s list: %w", l.name, err)
 		}
+		norm[i] = p
 		v := listValue(e, p.Bits())
 		switch {
 		case p.Addr().Is4() && p.Bits() == 32:
@@ -102,30 +138,53 @@ func (l *List) Add(entries []Entry) error {
 		}
 		return fmt.Errorf("%s list, %s: %w", l.name, what, err)
 	}
-	if err := putUndoable(l.hosts4, k4, v4, &undo); err != nil {
+	newH4, err := putUndoable(l.hosts4, k4, v4, &undo)
+	if err != nil {
 		return fail("IPv4 hosts", err)
 	}
-	if err := putUndoable(l.hosts6, k6, v6, &undo); err != nil {
+	newH6, err := putUndoable(l.hosts6, k6, v6, &undo)
+	if err != nil {
 		return fail("IPv6 hosts", err)
 	}
-	if err := putUndoable(l.nets4, n4, nv4, &undo); err != nil {
+	newN4, err := putUndoable(l.nets4, n4, nv4, &undo)
+	if err != nil {
 		return fail("IPv4 prefixes", err)
 	}
-	if err := putUndoable(l.nets6, n6, nv6, &undo); err != nil {
+	newN6, err := putUndoable(l.nets6, n6, nv6, &undo)
+	if err != nil {
 		return fail("IPv6 prefixes", err)
+	}
+	t := &l.tally
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ipv4 += newH4 + newN4
+	t.ipv6 += newH6 + newN6
+	for i, p := range norm {
+		if exp := entries[i].ExpiresNS; exp != 0 {
+			t.ttl[p] = exp
+		} else {
+			delete(t.ttl, p)
+		}
 	}
 	return nil
 }
 
-// putUndoable writes keys and appends to undo a function that restores
-// what they held before (deleting the keys that were new).
-func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]func()) error {
+// putUndoable writes keys, appends to undo a function that restores what
+// they held before (deleting the keys that were new) and returns how many
+// distinct keys were new.
+func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]func()) (int, error) {
 	if len(keys) == 0 {
-		return nil
+		return 0, nil
 	}
 	prev, err := existing[K, V](m, keys)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	fresh := make(map[K]struct{})
+	for _, k := range keys {
+		if _, ok := prev[k]; !ok {
+			fresh[k] = struct{}{}
+		}
 	}
 	*undo = append(*undo, func() {
 		for _, k := range keys {
@@ -136,7 +195,7 @@ func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]f
 			}
 		}
 	})
-	return batchPut(m, keys, vals)
+	return len(fresh), batchPut(m, keys, vals)
 }
 
 // existing returns the values keys hold now. An LPM trie's lookup is a
@@ -222,6 +281,20 @@ func putEach[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	return nil
 }
 
+// mapKey returns the map that holds a normalised prefix and its key there.
+func (l *List) mapKey(p netip.Prefix) (*ebpf.Map, any) {
+	switch {
+	case p.Addr().Is4() && p.Bits() == 32:
+		return l.hosts4, host4(p.Addr())
+	case p.Addr().Is4():
+		return l.nets4, lpm4(p)
+	case p.Bits() == 128:
+		return l.hosts6, host6(p.Addr())
+	default:
+		return l.nets6, lpm6(p)
+	}
+}
+
 // Delete removes entries by prefix; prefixes not present are ignored.
 func (l *List) Delete(prefixes []netip.Prefix) error {
 	l.set.mu.Lock()
@@ -231,71 +304,42 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 		if err != nil {
 			return fmt.Errorf("%s list: %w", l.name, err)
 		}
-		var m *ebpf.Map
-		var key any
-		switch {
-		case p.Addr().Is4() && p.Bits() == 32:
-			m, key = l.hosts4, host4(p.Addr())
-		case p.Addr().Is4():
-			m, key = l.nets4, lpm4(p)
-		case p.Bits() == 128:
-			m, key = l.hosts6, host6(p.Addr())
-		default:
-			m, key = l.nets6, lpm6(p)
+		m, key := l.mapKey(p)
+		err = m.Delete(key)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
 		}
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err != nil {
 			return fmt.Errorf("%s list: delete %s: %w", l.name, p, err)
 		}
+		l.tally.mu.Lock()
+		if p.Addr().Is4() {
+			l.tally.ipv4--
+		} else {
+			l.tally.ipv6--
+		}
+		delete(l.tally.ttl, p)
+		l.tally.mu.Unlock()
 	}
 	h4, h6, b4, b6 := l.bits()
 	return l.set.clearIfEmptyLocked(map[uint32]*ebpf.Map{h4: l.hosts4, h6: l.hosts6, b4: l.nets4, b6: l.nets6})
 }
 
-// Entries lists every entry of the list.
+// Entries lists every entry of the list, read in batches.
 func (l *List) Entries() ([]Entry, error) {
 	var out []Entry
-	var v bpf.BulwarkListValue
-	{
-		var k [4]byte
-		it := l.hosts4.Iterate()
-		for it.Next(&k, &v) {
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom4(k), 32), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv4 hosts: %w", l.name, err)
-		}
-	}
-	{
-		var k [16]byte
-		it := l.hosts6.Iterate()
-		for it.Next(&k, &v) {
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom16(k), 128), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv6 hosts: %w", l.name, err)
-		}
-	}
-	{
-		var k bpf.BulwarkLpmV4Key
-		it := l.nets4.Iterate()
-		for it.Next(&k, &v) {
-			var a [4]byte
-			binary.LittleEndian.PutUint32(a[:], k.Addr)
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom4(a), int(k.Prefixlen)), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv4 prefixes: %w", l.name, err)
-		}
-	}
-	{
-		var k bpf.BulwarkLpmV6Key
-		it := l.nets6.Iterate()
-		for it.Next(&k, &v) {
-			out = append(out, Entry{netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Prefixlen)), v.ListId, v.ExpiresNs})
-		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%s list, IPv6 prefixes: %w", l.name, err)
-		}
+	err := l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
+		out = append(out, Entry{p, v.ListId, v.ExpiresNs})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// prefixOf4 is the prefix an IPv4 trie key stands for.
+func prefixOf4(k bpf.BulwarkLpmV4Key) netip.Prefix {
+	var a [4]byte
+	binary.LittleEndian.PutUint32(a[:], k.Addr)
+	return netip.PrefixFrom(netip.AddrFrom4(a), int(k.Prefixlen))
 }

@@ -77,6 +77,11 @@ func New(m *bpf.BulwarkMaps) (*Set, error) {
 		hosts4: m.AllowHosts4, hosts6: m.AllowHosts6, nets4: m.AllowNets4, nets6: m.AllowNets6}
 	s.Block = &List{set: s, name: "block", bit: presentBlockHosts4,
 		hosts4: m.BlockHosts4, hosts6: m.BlockHosts6, nets4: m.BlockNets4, nets6: m.BlockNets6}
+	for _, l := range []*List{s.Allow, s.Block} {
+		if err := l.recount(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

@@ -55,14 +55,13 @@ func (s *Set) DeleteVerdict(addr netip.Addr) error {
 func (s *Set) Verdicts() ([]VerdictEntry, error) {
 	prefix := s.IPv6Prefix()
 	var out []VerdictEntry
-	var k bpf.BulwarkSrcKey
-	var v bpf.BulwarkVerdict
-	it := s.m.Verdicts.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, VerdictEntry{SourceFromKey(k.Addr, prefix), VerdictAction(v.Action), v.ExpiresNs, Origin(v.Origin), v.Score})
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("iterate verdicts: %w", err)
+	err := walk(s.m.Verdicts, func(ks []bpf.BulwarkSrcKey, vs []bpf.BulwarkVerdict) {
+		for i, v := range vs {
+			out = append(out, VerdictEntry{SourceFromKey(ks[i].Addr, prefix), VerdictAction(v.Action), v.ExpiresNs, Origin(v.Origin), v.Score})
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read verdicts: %w", err)
 	}
 	return out, nil
 }

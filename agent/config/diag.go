@@ -11,6 +11,12 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
+// Error is a config that failed validation; its text is the
+// file:line:col diagnostics.
+type Error struct{ Text string }
+
+func (e *Error) Error() string { return "invalid config:\n" + e.Text }
+
 // FormatDiagnostics renders diags one per line as "path:line:col: summary: detail" ("path:line:col: warning:
 // summary: detail" for a warning), for use in error messages. Lines are separated by "\n", with no trailing newline.
 func FormatDiagnostics(diags hcl.Diagnostics) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/bulwark-filter/bulwark/agent"
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/replay"
 	"github.com/bulwark-filter/bulwark/loader"
 )
 
@@ -422,9 +423,9 @@ func (c *replayCmd) Run(g *cli) error {
 	if c.CPUs < 0 {
 		return usageError{fmt.Errorf("--cpus %d: want 0 (all) or more", c.CPUs)}
 	}
-	rep, err := agent.Replay(agent.ReplayOptions{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
+	rep, err := replay.Run(replay.Options{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
 		CPUs: c.CPUs, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
-	var ce *agent.ConfigError
+	var ce *config.Error
 	if errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(ce.Text, "\n"))
 		return exitError{exitFailed}
@@ -441,7 +442,7 @@ func (c *replayCmd) Run(g *cli) error {
 	return nil
 }
 
-func printReplay(rep *agent.ReplayReport, top int) {
+func printReplay(rep *replay.Report, top int) {
 	fmt.Printf("%d packets over %s: pass %d, drop %d, would_drop %d\n", rep.Packets, rep.Duration,
 		rep.Actions["pass"], rep.Actions["drop"], rep.Actions["would_drop"])
 	fmt.Print("by reason:")

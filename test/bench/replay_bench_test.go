@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulwark-filter/bulwark/agent"
+	"github.com/bulwark-filter/bulwark/agent/replay"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
@@ -148,7 +148,7 @@ func replayBenchCapture(b *testing.B, dir string) (string, int) {
 	return path, frames
 }
 
-// BenchmarkReplay measures `bulwark replay` in process (agent.Replay): the
+// BenchmarkReplay measures `bulwark replay` in process (replay.Run): the
 // load, the map fill and every frame through BPF_PROG_TEST_RUN with the
 // scorer cycling on capture time. The target is at least 300k pkts/s on
 // the 2-core test machine; it is reported, not asserted.
@@ -170,18 +170,18 @@ func BenchmarkReplay(b *testing.B) {
 	// The fixed cost (config, load, map fill) of a replay: one frame.
 	one := "../testdata/pcaps/tcpd_ip_printroute_asan.pcap"
 	fixedStart := time.Now()
-	if _, err := agent.Replay(agent.ReplayOptions{Config: cfg, Captures: []string{one}}); err != nil {
+	if _, err := replay.Run(replay.Options{Config: cfg, Captures: []string{one}}); err != nil {
 		b.Fatal(err)
 	}
 	fixed := time.Since(fixedStart)
 
 	b.ResetTimer()
 	var total time.Duration
-	var rep *agent.ReplayReport
+	var rep *replay.Report
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		var err error
-		rep, err = agent.Replay(agent.ReplayOptions{Config: cfg, Captures: []string{capPath}})
+		rep, err = replay.Run(replay.Options{Config: cfg, Captures: []string{capPath}})
 		total += time.Since(start)
 		if err != nil {
 			b.Fatal(err)
@@ -200,7 +200,7 @@ func BenchmarkReplay(b *testing.B) {
 	// The same on one CPU, for comparison (replay uses every CPU, at most
 	// 8, when that cannot change a decision).
 	oneStart := time.Now()
-	if _, err := agent.Replay(agent.ReplayOptions{Config: cfg, Captures: []string{capPath}, CPUs: 1}); err != nil {
+	if _, err := replay.Run(replay.Options{Config: cfg, Captures: []string{capPath}, CPUs: 1}); err != nil {
 		b.Fatal(err)
 	}
 	oneCPU := float64(n) / time.Since(oneStart).Seconds()

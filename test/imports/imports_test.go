@@ -37,6 +37,8 @@ var rules = []rule{
 	{pkg: "agent/api", external: []string{"github.com/google/gopacket"},
 		why: "the wire package: the CLI and remote tools link nothing of the daemon (no cilium/ebpf)"},
 	{pkg: "agent/config", why: "the config's parser links nothing of the datapath"},
+	{pkg: "agent/replay", allowed: []string{"agent/config", "agent/desired", "agent/feeds", "agent/geoip", "agent/reputation",
+		"bpf/model", "loader", "maps"}, why: "replay builds its own datapath: it imports no daemon (package agent)"},
 	{pkg: "cmd/bulwark", allowed: []string{
 		"agent",        // bulwark run (and the version the build stamps)
 		"agent/api",    // every command that talks to the agent

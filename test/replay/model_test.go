@@ -111,7 +111,7 @@ const (
 	badFile     = "192.0.2.10 ; a host in the tcp syn flood capture\n2600:1f13::/32\n"
 )
 
-// List ids as agent/desired.go gives them: config allow 2, config block 3,
+// List ids as agent/desired gives them: config allow 2, config block 3,
 // list files from 4 (allow files first, then block files).
 const (
 	idAllow        = 2

@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -out bench/results.json -md docs/benchmarks.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -out bench/results.json -md docs/benchmarks.md
 package main
 
 import (
@@ -25,11 +25,12 @@ func main() {
 	nft := flag.String("nft", "bench/results-nft.json", "nftables comparison (test/bench/nft/cmd -json); missing is fine")
 	gobench := flag.String("gobench", "bench/gobench.txt", "output of go test -bench for the scorer and replay")
 	agentRSS := flag.String("agent-rss", "bench/agent-rss.json", "the agent's memory with 1M sources (TestAgentRSS1M); missing is fine")
+	scrape := flag.String("scrape", "bench/scrape.json", "a scrape and a block add during it with 1M entries and sources (TestScrape1M); missing is fine")
 	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
 	flag.Parse()
-	if err := run(*datapath, *nft, *gobench, *agentRSS, *latency, *out, *md); err != nil {
+	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *latency, *out, *md); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -113,7 +114,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 	w.WriteString("\nRSS per source is (VmRSS - idle VmRSS) / sources; the BPF maps are kernel memory, not in RSS.\n")
 }
 
-func run(datapath, nft, gobench, agentRSS, latency, out, md string) error {
+func run(datapath, nft, gobench, agentRSS, scrape, latency, out, md string) error {
 	dp, err := readJSON(datapath, false)
 	if err != nil {
 		return err
@@ -130,6 +131,10 @@ func run(datapath, nft, gobench, agentRSS, latency, out, md string) error {
 	if err != nil {
 		return err
 	}
+	scr, err := readJSON(scrape, true)
+	if err != nil {
+		return err
+	}
 	// The test's log line, without its file:line prefix.
 	var blockLatency string
 	switch b, err := os.ReadFile(latency); {
@@ -142,13 +147,16 @@ func run(datapath, nft, gobench, agentRSS, latency, out, md string) error {
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	tg := targets(dp, nf, gb, blockLatency)
+	tg := append(targets(dp, nf, gb, blockLatency), scrapeTargets(scr)...)
 	all := map[string]any{"machine": machine(), "datapath": dp, "go_benchmarks": gb, "targets": tg}
 	if nf != nil {
 		all["nftables"] = nf
 	}
 	if rss != nil {
 		all["agent_rss"] = rss
+	}
+	if scr != nil {
+		all["scrape"] = scr
 	}
 	if blockLatency != "" {
 		all["block_latency"] = blockLatency
@@ -199,6 +207,9 @@ func run(datapath, nft, gobench, agentRSS, latency, out, md string) error {
 	if rss != nil {
 		writeAgentRSS(&w, rss)
 	}
+	if scr != nil {
+		writeScrape(&w, scr)
+	}
 	if blockLatency != "" {
 		fmt.Fprintf(&w, "\n## Run-time block latency\n\n%s\n", blockLatency)
 	}
@@ -209,6 +220,53 @@ func run(datapath, nft, gobench, agentRSS, latency, out, md string) error {
 		return err
 	}
 	return os.WriteFile(md, []byte(w.String()), 0o644)
+}
+
+// spread is the median, least and most of a sample of figures.
+func spread(r map[string]any, key string) (med, lo, hi float64, n int) {
+	vs, _ := r[key].([]any)
+	var xs []float64
+	for _, v := range vs {
+		if x, ok := v.(float64); ok {
+			xs = append(xs, x)
+		}
+	}
+	if len(xs) == 0 {
+		return 0, 0, 0, 0
+	}
+	slices.Sort(xs)
+	med = xs[len(xs)/2]
+	if len(xs)%2 == 0 {
+		med = (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+	}
+	return med, xs[0], xs[len(xs)-1], len(xs)
+}
+
+// writeScrape writes the section of TestScrape1M's figures.
+func writeScrape(w *strings.Builder, r map[string]any) {
+	num := func(k string) float64 { v, _ := r[k].(float64); return v }
+	w.WriteString("\n## A scrape, and a block add during it, with 1M block entries and 1M tracked sources (the real agent)\n\n")
+	w.WriteString("| figure | runs | median ms | least ms | most ms |\n|---|---|---|---|---|\n")
+	for _, f := range []struct{ name, key string }{{"one /metrics scrape", "scrape_ms"}, {"block add issued during a scrape", "block_add_ms"}} {
+		med, lo, hi, n := spread(r, f.key)
+		fmt.Fprintf(w, "| %s | %d | %.2f | %.2f | %.2f |\n", f.name, n, med, lo, hi)
+	}
+	fmt.Fprintf(w, "\nThe scrapes counted %.0f block entries and %.0f sources (an estimate above 65536); %.0f of the adds "+
+		"completed while their scrape still ran. Readers take no lock of the writers'.\n",
+		num("block_entries"), num("sources"), num("adds_within_scrape"))
+}
+
+// scrapeTargets checks TestScrape1M's figures against the targets.
+func scrapeTargets(r map[string]any) []target {
+	if r == nil {
+		return nil
+	}
+	scr, _, _, _ := spread(r, "scrape_ms")
+	add, _, _, _ := spread(r, "block_add_ms")
+	return []target{
+		{"one scrape with 1M block entries and 1M sources within 300 ms", fmt.Sprintf("%.1f ms median", scr), scr <= 300},
+		{"a block add issued during a scrape within 20 ms", fmt.Sprintf("%.2f ms median", add), add <= 20},
+	}
 }
 
 // target is one of the targets and whether this run met it.

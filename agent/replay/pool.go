@@ -1,4 +1,4 @@
-package agent
+package replay
 
 import (
 	"errors"
@@ -21,7 +21,7 @@ import (
 // on one CPU in capture order: its state evolves exactly as in a run on
 // one CPU. Verdicts come from the scorer between segments, when every
 // frame before the cycle has run. The new-source ceiling is shared, so
-// replayWorkers allows more than one partition only when the ceiling
+// workers allows more than one partition only when the ceiling
 // cannot refuse anything in any order (see there). The report is built in
 // capture order afterwards, so --write-dropped keeps the capture's order.
 
@@ -71,7 +71,7 @@ func (pt partitioner) of(src netip.Addr) uint32 {
 	return h
 }
 
-// replayWorkers is how many CPUs a replay may use: one per CPU (at most
+// workers is how many CPUs a replay may use: one per CPU (at most
 // 8, and at most cpus unless that is 0), or 1 when the new-source ceiling
 // could refuse a source. Across
 // partitions the ceiling's bucket sees times slightly out of order (by at
@@ -80,8 +80,8 @@ func (pt partitioner) of(src netip.Addr) uint32 {
 // time stays within sources intervals of the latest time it has seen, so
 // when sources intervals fit in the other half of the depth it admits
 // every source in every order, as it would on one CPU.
-func replayWorkers(p *maps.Policy, sources, cpus int) int {
-	n := min(runtime.NumCPU(), maxReplayCPUs)
+func workers(p *maps.Policy, sources, cpus int) int {
+	n := min(runtime.NumCPU(), maxCPUs)
 	if cpus > 0 {
 		n = min(n, cpus)
 	}
@@ -98,8 +98,8 @@ func replayWorkers(p *maps.Policy, sources, cpus int) int {
 	return n
 }
 
-// maxReplayCPUs caps the CPUs one replay uses.
-const maxReplayCPUs = 8
+// maxCPUs caps the CPUs one replay uses.
+const maxCPUs = 8
 
 // maxSegmentSpan is how much capture time one parallel segment may span.
 func maxSegmentSpan(p *maps.Policy) time.Duration {
@@ -111,17 +111,17 @@ func maxSegmentSpan(p *maps.Policy) time.Duration {
 	return time.Duration(1 << 62)
 }
 
-// replayPool decides segments of frames on its runners, one per
+// pool decides segments of frames on its runners, one per
 // partition.
-type replayPool struct {
+type pool struct {
 	runners []*loader.Runner
-	want    *desired
-	decs    []replayDecision
+	policy  *maps.Policy
+	decs    []decision
 }
 
-func newReplayPool(d *loader.Datapath, workers int, want *desired) *replayPool {
-	p := &replayPool{want: want}
-	for range workers {
+func newPool(d *loader.Datapath, n int, policy *maps.Policy) *pool {
+	p := &pool{policy: policy}
+	for range n {
 		p.runners = append(p.runners, d.NewRunner())
 	}
 	return p
@@ -130,10 +130,10 @@ func newReplayPool(d *loader.Datapath, workers int, want *desired) *replayPool {
 // decide runs frames (all before the next scorer cycle) with time
 // measured from first and returns their decisions, in order. The slice is
 // reused by the next call.
-func (p *replayPool) decide(frames []replayedFrame, first time.Time) ([]replayDecision, error) {
+func (p *pool) decide(frames []frame, first time.Time) ([]decision, error) {
 	// Every frame belongs to exactly one partition, so each slot is written.
 	if cap(p.decs) < len(frames) {
-		p.decs = make([]replayDecision, len(frames))
+		p.decs = make([]decision, len(frames))
 	}
 	p.decs = p.decs[:len(frames)]
 	n := uint32(len(p.runners))
@@ -144,7 +144,7 @@ func (p *replayPool) decide(frames []replayedFrame, first time.Time) ([]replayDe
 				continue
 			}
 			mono := replayBase + uint64(f.ts.Sub(first))
-			dec, err := replayFrame(p.runners[w], f.buf, mono, p.want)
+			dec, err := runFrame(p.runners[w], f.buf, mono, p.policy)
 			if err != nil {
 				return fmt.Errorf("capture %s, record %d: %w", f.path, f.record, err)
 			}

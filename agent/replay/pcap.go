@@ -1,4 +1,4 @@
-package agent
+package replay
 
 import (
 	"bufio"
@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 )
 
@@ -226,38 +224,4 @@ func (c *captureReader) Next(n int) ([]byte, gopacket.CaptureInfo, error) {
 		return c.ether(binary.BigEndian.Uint16(data[0:2]), data[20:]), ci, nil
 	}
 	return nil, ci, fmt.Errorf("capture %s: link type %d", c.path, c.link)
-}
-
-// droppedWriter writes dropped frames, with their original timestamps, to a
-// pcap file.
-type droppedWriter struct {
-	f *os.File
-	b *bufio.Writer
-	w *pcapgo.Writer
-}
-
-func newDroppedWriter(path string) (*droppedWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("--write-dropped: %w", err)
-	}
-	b := bufio.NewWriter(f)
-	w := pcapgo.NewWriterNanos(b)
-	if err := w.WriteFileHeader(maxSnapRead, layers.LinkTypeEthernet); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--write-dropped: %w", err)
-	}
-	return &droppedWriter{f: f, b: b, w: w}, nil
-}
-
-func (d *droppedWriter) write(ts time.Time, frame []byte, origLen int) error {
-	return d.w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(frame), Length: max(origLen, len(frame))}, frame)
-}
-
-func (d *droppedWriter) Close() error {
-	if err := d.b.Flush(); err != nil {
-		d.f.Close()
-		return fmt.Errorf("--write-dropped: %w", err)
-	}
-	return d.f.Close()
 }

@@ -1,4 +1,4 @@
-package agent
+package replay
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package agent
+package replay
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 // timeline and the parse of each frame's source): no panic, and every
 // error names the file. The shared captures are the seeds.
 func FuzzCaptureRead(f *testing.F) {
-	seeds, err := filepath.Glob("../test/testdata/pcaps/*.pcap*")
+	seeds, err := filepath.Glob("../../test/testdata/pcaps/*.pcap*")
 	if err != nil || len(seeds) == 0 {
 		f.Fatalf("no seed captures (%v)", err)
 	}
@@ -55,8 +55,8 @@ func FuzzCaptureRead(f *testing.F) {
 				}
 				return
 			}
-			if len(f.buf) != loader.ReplayHeadroom+len(f.frame) || f.record != n+1 {
-				t.Fatalf("frame %d: record %d, %d bytes with %d of headroom", n+1, f.record, len(f.buf), len(f.buf)-len(f.frame))
+			if len(f.buf) != loader.ReplayHeadroom+len(f.eth) || f.record != n+1 {
+				t.Fatalf("frame %d: record %d, %d bytes with %d of headroom", n+1, f.record, len(f.buf), len(f.buf)-len(f.eth))
 			}
 		}
 	})

@@ -1,0 +1,142 @@
+// Package desired compiles a config into what it asks of the datapath: the
+// policy, the allow and block entries under their list ids, the maps'
+// sizes, and the scorer's settings. The agent writes it into the kernel
+// (and reconciles it on a reload); replay loads it into a private copy of
+// the datapath. Neither compiles a config any other way.
+package desired
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// List ids. Runtime entries (the CLI and API) and config entries are kept
+// apart by id: a config reconcile never deletes a runtime entry.
+const (
+	// ListRuntimeAllow holds allow entries added at run time.
+	ListRuntimeAllow uint32 = 0
+	// ListRuntimeBlock holds block entries added at run time.
+	ListRuntimeBlock uint32 = 1
+	// ListConfigAllow holds the config's inline allow CIDRs.
+	ListConfigAllow uint32 = 2
+	// ListConfigBlock holds the config's inline block CIDRs.
+	ListConfigBlock uint32 = 3
+)
+
+// List files get ids from maps.FirstFileList (allow files first, then
+// block files, in config order), block feeds from maps.FirstFeedList;
+// config reconciles leave ids at or above maps.FirstFeedList to the
+// feeds, as they leave the run-time ids to the CLI.
+
+// State is what a config asks of the datapath.
+type State struct {
+	Policy    maps.Policy
+	Allow     map[netip.Prefix]uint32 // prefix -> list id
+	Block     map[netip.Prefix]uint32
+	ListNames map[uint32]string
+	FeedIDs   map[string]uint32 // list id of each block feed
+	Sizes     loader.Sizes
+}
+
+func limitFrom(l config.Limit) maps.Limit {
+	return maps.Limit{PPS: l.PPS, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst}
+}
+
+// sizesFrom maps the config's map sizes to the loader's.
+func sizesFrom(c *config.Config) loader.Sizes {
+	s := loader.DefaultSizes()
+	m := c.Maps
+	s.Sources, s.RuleBuckets, s.Verdicts = m.Sources, m.RuleBuckets, m.Verdicts
+	s.AllowHosts, s.AllowPrefixes = m.AllowHosts, m.AllowPrefixes
+	s.BlockHosts, s.BlockPrefixes = m.BlockHosts, m.BlockPrefixes
+	s.Classes = m.Classes
+	s.Aggregates = m.Aggregates
+	s.EventsBytes = m.EventsRingKiB * 1024
+	return s
+}
+
+// From compiles a config into the datapath's desired state.
+func From(c *config.Config) (*State, error) {
+	d := &State{
+		Allow: map[netip.Prefix]uint32{}, Block: map[netip.Prefix]uint32{},
+		ListNames: map[uint32]string{
+			ListRuntimeAllow: "runtime-allow", ListRuntimeBlock: "runtime-block",
+			ListConfigAllow: "allow", ListConfigBlock: "block",
+		},
+		Sizes: sizesFrom(c),
+	}
+	p := &d.Policy
+	if c.Mode == "monitor" {
+		p.Mode = maps.ModeMonitor
+	}
+	p.MalformedPass = c.Malformed == "pass"
+	p.IPv6Prefix = c.Limits.IPv6Prefix
+	p.ThrottleMultiplier = c.Limits.ThrottleMultiplier
+	p.SampleEvery = c.Events.SampleEvery
+	p.SampleMaxPerSec = c.Events.MaxPerSecond
+	p.Default = limitFrom(c.Limits.Default)
+	p.Aggregate = limitFrom(c.Limits.Aggregate.Limit)
+	p.AggregatePrefix4, p.AggregatePrefix6 = c.Limits.Aggregate.IPv4Prefix, c.Limits.Aggregate.IPv6Prefix
+	p.NewSources = limitFrom(c.Limits.NewSources)
+	for _, r := range c.Limits.Rules {
+		mr := maps.Rule{Name: r.Name, Protocol: maps.Protocol(r.Protocol), SYN: r.SYN, Limit: limitFrom(r.Limit)}
+		for _, pr := range r.Ports {
+			mr.Ports = append(mr.Ports, maps.PortRange{Lo: pr.Lo, Hi: pr.Hi})
+		}
+		p.Rules = append(p.Rules, mr)
+	}
+	for _, cl := range c.Limits.Classes {
+		p.Classes = append(p.Classes, maps.Class{Name: cl.Name, CIDRs: cl.CIDRs, Multiplier: cl.Multiplier})
+	}
+	if _, err := p.Compile(); err != nil {
+		return nil, err
+	}
+
+	next := uint32(maps.FirstFileList)
+	add := func(into map[netip.Prefix]uint32, list config.List, inline uint32, kind string) error {
+		for _, pfx := range list.CIDRs {
+			into[pfx] = inline
+		}
+		for _, f := range list.Files {
+			if next >= maps.FirstFeedList {
+				return fmt.Errorf("too many list files: at most %d", maps.FirstFeedList-maps.FirstFileList)
+			}
+			d.ListNames[next] = kind + ":" + filepath.Base(f.Path)
+			for _, pfx := range f.Entries {
+				into[pfx] = next
+			}
+			next++
+		}
+		return nil
+	}
+	if err := add(d.Allow, c.Allow, ListConfigAllow, "allow"); err != nil {
+		return nil, err
+	}
+	if err := add(d.Block, c.Block, ListConfigBlock, "block"); err != nil {
+		return nil, err
+	}
+	d.FeedIDs = feedListIDs(c, d.ListNames)
+	if n := uint32(len(d.FeedIDs)); n > 0 && maps.FirstFeedList+n > d.Sizes.Lists {
+		return nil, fmt.Errorf("%d block feeds: at most %d", n, d.Sizes.Lists-maps.FirstFeedList)
+	}
+	return d, nil
+}
+
+// feedListIDs assigns each block feed a list id and name, by config order.
+func feedListIDs(c *config.Config, names map[uint32]string) map[string]uint32 {
+	ids := map[string]uint32{}
+	next := uint32(maps.FirstFeedList)
+	for _, f := range c.Feeds {
+		if f.Action == "block" {
+			ids[f.Name] = next
+			names[next] = "feed:" + f.Name
+			next++
+		}
+	}
+	return ids
+}

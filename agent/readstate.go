@@ -1,0 +1,37 @@
+package agent
+
+import (
+	"slices"
+
+	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
+)
+
+// readState is what the readers (metrics, status, top, explain and the list
+// and verdict reads of the control API) see of the agent: an immutable
+// snapshot that the writers publish after each change of it. Readers load
+// it without a.mu and read the maps (which allow reads at any time), so a
+// long read never holds up a writer.
+type readState struct {
+	cfg     *config.Config
+	want    *desired.State
+	ifaces  []*iface // their datapaths; an iface's fields do not change after start
+	scoring *scoring // nil while the agent starts
+	metrics *metricsView
+}
+
+// publish stores a snapshot of the agent's state for the readers; a.mu
+// must be held.
+func (a *Agent) publish() {
+	ifaces := slices.Clone(a.ifaces)
+	a.state.Store(&readState{cfg: a.cfg, want: a.want, ifaces: ifaces, scoring: a.scoring,
+		metrics: newMetricsView(a.want, ifaces)})
+}
+
+// metricsView is the collector's view of the published state.
+func (a *Agent) metricsView() *metricsView {
+	if s := a.state.Load(); s != nil {
+		return s.metrics
+	}
+	return nil
+}

@@ -1,0 +1,284 @@
+package replay
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/google/gopacket"
+
+	"github.com/bulwark-filter/bulwark/agent/desired"
+	"github.com/bulwark-filter/bulwark/bpf/model"
+	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// The read stage: the captures, in order, as frames on one timeline, each
+// with its source parsed ahead of the datapath.
+
+// frame is a frame read and parsed ahead of the datapath.
+type frame struct {
+	buf    []byte // room for the replay I/O, then the frame
+	eth    []byte // the Ethernet frame
+	ci     gopacket.CaptureInfo
+	ts     time.Time     // on the replay's timeline
+	offset time.Duration // the timeline's shift of this capture
+	path   string
+	record int
+	family int
+	src    netip.Addr
+	key    [16]byte // the source's tracking key
+	part   uint32   // the hash of its partition (pool.go)
+}
+
+// name is how the report shows the frame's source.
+func (f *frame) name(prefix int) string {
+	if f.family == 6 {
+		pp, _ := f.src.Prefix(prefix)
+		return pp.String()
+	}
+	return f.src.Unmap().String()
+}
+
+// frameBatch is frames that travel together from the reader, or the error
+// that ended the reading.
+type frameBatch struct {
+	items []frame
+	err   error
+}
+
+// frameBatchSize is how many frames travel together from the reader.
+const frameBatchSize = 512
+
+// timeline reads the captures in order, lays them on one timeline and
+// parses each frame's source. Captures replay on one timeline: one that
+// starts before the previous ended (another day, another host) is laid
+// after it, a second later, on its own time base; within a capture time
+// never goes backwards.
+type timeline struct {
+	readers   []*captureReader
+	prefix    int
+	part      partitioner
+	fi        int // the file being read
+	n         int // records read from it
+	fileStart bool
+	last      time.Time
+	offset    time.Duration
+	arena     []byte // frames are copied here, each after loader.ReplayHeadroom bytes
+}
+
+// copyFrame copies eth into the arena behind room for the replay I/O and
+// returns the headroom and frame together.
+func (t *timeline) copyFrame(eth []byte) []byte {
+	n := loader.ReplayHeadroom + len(eth)
+	if len(t.arena)+n > cap(t.arena) {
+		t.arena = make([]byte, 0, max(1<<20, n))
+	}
+	b := t.arena[len(t.arena) : len(t.arena)+n : len(t.arena)+n]
+	t.arena = t.arena[:len(t.arena)+n]
+	copy(b[loader.ReplayHeadroom:], eth)
+	return b
+}
+
+func newTimeline(readers []*captureReader, prefix int, part partitioner) *timeline {
+	return &timeline{readers: readers, prefix: prefix, part: part, fileStart: true}
+}
+
+// next returns the next frame, or io.EOF after the last.
+func (t *timeline) next() (frame, error) {
+	for t.fi < len(t.readers) {
+		r := t.readers[t.fi]
+		eth, ci, err := r.Next(t.n)
+		if errors.Is(err, io.EOF) {
+			t.fi++
+			t.n, t.fileStart = 0, true
+			continue
+		}
+		if err != nil {
+			return frame{}, err
+		}
+		t.n++
+		if t.fileStart && t.fi > 0 && ci.Timestamp.Add(t.offset).Before(t.last) {
+			t.offset = t.last.Add(time.Second).Sub(ci.Timestamp)
+		}
+		t.fileStart = false
+		ts := ci.Timestamp.Add(t.offset)
+		if ts.Before(t.last) {
+			ts = t.last // capture order wins over a clock that stepped back
+		}
+		t.last = ts
+		// The reader reuses its buffers: keep a copy.
+		buf := t.copyFrame(eth)
+		f := frame{buf: buf, eth: buf[loader.ReplayHeadroom:], ci: ci, ts: ts, offset: t.offset, path: r.path, record: t.n}
+		if p, _ := model.Parse(f.eth); p.Family != 0 {
+			f.family, f.src, f.part = p.Family, p.Src, t.part.of(p.Src)
+			if p.Family == 4 {
+				f.key = maps.SourceKey(p.Src, t.prefix)
+			} else {
+				pp, _ := p.Src.Prefix(t.prefix)
+				f.key = pp.Addr().As16()
+			}
+		}
+		return f, nil
+	}
+	return frame{}, io.EOF
+}
+
+// openCaptures opens every capture, or none (an error names the file).
+func openCaptures(paths []string) ([]*captureReader, error) {
+	readers := make([]*captureReader, 0, len(paths))
+	for _, p := range paths {
+		r, err := openCapture(p)
+		if err != nil {
+			closeCaptures(readers)
+			return nil, err
+		}
+		readers = append(readers, r)
+	}
+	return readers, nil
+}
+
+func closeCaptures(readers []*captureReader) {
+	for _, r := range readers {
+		r.Close()
+	}
+}
+
+// readFrames sends the timeline's frames in batches until done or stop is
+// closed.
+func readFrames(t *timeline, out chan<- frameBatch, stop <-chan struct{}) {
+	defer close(out)
+	send := func(b frameBatch) bool {
+		select {
+		case out <- b:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	batch := make([]frame, 0, frameBatchSize)
+	for {
+		f, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			send(frameBatch{err: err})
+			return
+		}
+		batch = append(batch, f)
+		if len(batch) == frameBatchSize {
+			if !send(frameBatch{items: batch}) {
+				return
+			}
+			batch = make([]frame, 0, frameBatchSize)
+		}
+	}
+	if len(batch) > 0 {
+		send(frameBatch{items: batch})
+	}
+}
+
+// scan is what the read stage learns before the datapath is loaded.
+type scan struct {
+	frames  []frameBatch // every frame, or nil when they do not fit in memory
+	sizes   loader.Sizes // the per-source tables' sizes for these captures
+	sources int          // distinct source keys
+}
+
+// replayInMemory caps the memory a replay may take to hold the captures
+// parsed, counted as each frame's bytes plus replayFrameOverhead. They are
+// held in chunks of frameChunk frames.
+const (
+	replayInMemory      = 256 << 20
+	replayFrameOverhead = 256
+	frameChunk          = 4096
+)
+
+// scanCaptures reads the captures once, before the datapath is loaded. It
+// returns every frame, parsed and on the replay's timeline, when they fit
+// in replayInMemory (nil when not: the replay then reads them again as it
+// goes), and sizes the preallocated per-source tables: a table at least
+// twice the distinct sources it will hold never evicts, so it decides
+// exactly as one of the config's size would, and it loads in a fraction of
+// the time (1M preallocated entries take half a second to create). A
+// capture with more sources than the config's table gets the config's
+// size, so evictions happen as they would live.
+func scanCaptures(captures []string, want *desired.State) (scan, error) {
+	s := want.Sizes
+	readers, err := openCaptures(captures)
+	if err != nil {
+		return scan{}, err
+	}
+	defer closeCaptures(readers)
+	t := newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy))
+	seen := map[[16]byte]struct{}{}
+	var frames []frameBatch
+	kept, keep := 0, true
+	for {
+		f, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return scan{}, err
+		}
+		if f.family != 0 {
+			seen[f.key] = struct{}{}
+		}
+		if keep {
+			kept += len(f.eth) + replayFrameOverhead
+			switch {
+			case kept > replayInMemory:
+				keep, frames = false, nil
+			case len(frames) == 0 || len(frames[len(frames)-1].items) == frameChunk:
+				frames = append(frames, frameBatch{items: make([]frame, 0, frameChunk)})
+				fallthrough
+			default:
+				last := &frames[len(frames)-1]
+				last.items = append(last.items, f)
+			}
+		}
+	}
+	room := func(per int, cfg uint32) uint32 {
+		n := uint32(4096)
+		for n < uint32(2*per*len(seen)) && n < cfg {
+			n *= 2
+		}
+		return min(n, cfg)
+	}
+	// Each source may hold buckets of two rules; aggregates are fewer.
+	s.Sources = room(1, s.Sources)
+	s.RuleBuckets = room(2, s.RuleBuckets)
+	s.Aggregates = room(1, s.Aggregates)
+	if keep && frames == nil {
+		frames = []frameBatch{}
+	}
+	return scan{frames: frames, sizes: s, sources: len(seen)}, nil
+}
+
+// stream hands the frames to the run stage: those the scan kept, or (a
+// capture too large for memory) the captures read and parsed again, ahead,
+// on another goroutine. stop ends the reading and closes the captures.
+func (sc scan) stream(captures []string, want *desired.State) (frames <-chan frameBatch, stop func(), err error) {
+	if sc.frames != nil {
+		ch := make(chan frameBatch, len(sc.frames))
+		for _, b := range sc.frames {
+			ch <- b
+		}
+		close(ch)
+		return ch, func() {}, nil
+	}
+	readers, err := openCaptures(captures)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan frameBatch, 4)
+	done := make(chan struct{})
+	go readFrames(newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy)), ch, done)
+	return ch, func() {
+		close(done)
+		closeCaptures(readers)
+	}, nil
+}

@@ -1,0 +1,249 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"runtime"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/bulwark-filter/bulwark/bpf"
+)
+
+// readBatch is how many entries one batch read returns at most.
+const readBatch = 16384
+
+// walk reads every entry of m, in batch syscalls where the map type has
+// them (one by one where it has not), and calls fn with each batch. Readers
+// may walk while writers write: an entry written or deleted meanwhile may
+// or may not be seen.
+func walk[K, V any](m *ebpf.Map, fn func(keys []K, vals []V)) error {
+	// A small map needs no large buffers (but room for its fullest bucket).
+	n := min(readBatch, max(int(m.MaxEntries()), 256))
+	keys := make([]K, n)
+	vals := make([]V, n)
+	var cursor ebpf.MapBatchCursor
+	for first := true; ; first = false {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		if first && errors.Is(err, ebpf.ErrNotSupported) {
+			return walkEach(m, fn)
+		}
+		if n > 0 {
+			fn(keys[:n], vals[:n])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("batch read of %s: %w", mapName(m), err)
+		}
+	}
+}
+
+// walkEach is walk for maps without batch lookups.
+func walkEach[K, V any](m *ebpf.Map, fn func(keys []K, vals []V)) error {
+	var k [1]K
+	var v [1]V
+	it := m.Iterate()
+	for it.Next(&k[0], &v[0]) {
+		fn(k[:], v[:])
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", mapName(m), err)
+	}
+	return nil
+}
+
+// each calls fn with every entry of the list, read in batches.
+func (l *List) each(fn func(p netip.Prefix, v *bpf.BulwarkListValue)) error {
+	if err := walk(l.hosts4, func(ks [][4]byte, vs []bpf.BulwarkListValue) {
+		for i := range ks {
+			fn(netip.PrefixFrom(netip.AddrFrom4(ks[i]), 32), &vs[i])
+		}
+	}); err != nil {
+		return fmt.Errorf("%s list, IPv4 hosts: %w", l.name, err)
+	}
+	if err := walk(l.hosts6, func(ks [][16]byte, vs []bpf.BulwarkListValue) {
+		for i := range ks {
+			fn(netip.PrefixFrom(netip.AddrFrom16(ks[i]), 128), &vs[i])
+		}
+	}); err != nil {
+		return fmt.Errorf("%s list, IPv6 hosts: %w", l.name, err)
+	}
+	if err := walk(l.nets4, func(ks []bpf.BulwarkLpmV4Key, vs []bpf.BulwarkListValue) {
+		for i := range ks {
+			fn(prefixOf4(ks[i]), &vs[i])
+		}
+	}); err != nil {
+		return fmt.Errorf("%s list, IPv4 prefixes: %w", l.name, err)
+	}
+	if err := walk(l.nets6, func(ks []bpf.BulwarkLpmV6Key, vs []bpf.BulwarkListValue) {
+		for i := range ks {
+			fn(netip.PrefixFrom(netip.AddrFrom16(ks[i].Addr), int(ks[i].Prefixlen)), &vs[i])
+		}
+	}); err != nil {
+		return fmt.Errorf("%s list, IPv6 prefixes: %w", l.name, err)
+	}
+	return nil
+}
+
+// expired is whether a list entry's TTL has passed at monotonic time now.
+func expired(v *bpf.BulwarkListValue, now uint64) bool {
+	return v.ExpiresNs != 0 && v.ExpiresNs <= now
+}
+
+// ListCount is how many entries a list holds, by address family.
+type ListCount struct{ IPv4, IPv6 int }
+
+// Count counts the list's entries in force at monotonic time now (those
+// whose TTL has passed are left out). It reads the tally its writers keep,
+// not the maps: its cost grows with the entries that have a TTL only.
+func (l *List) Count(now uint64) ListCount {
+	t := &l.tally
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := ListCount{IPv4: t.ipv4, IPv6: t.ipv6}
+	for p, exp := range t.ttl {
+		switch {
+		case exp > now:
+		case p.Addr().Is4():
+			c.IPv4--
+		default:
+			c.IPv6--
+		}
+	}
+	return c
+}
+
+// ListCounts counts the entries in force of the allow and block lists, by
+// list name.
+func (s *Set) ListCounts(now uint64) map[string]ListCount {
+	return map[string]ListCount{s.Allow.name: s.Allow.Count(now), s.Block.name: s.Block.Count(now)}
+}
+
+// Expired lists the entries whose TTL has passed at monotonic time now,
+// from the tally its writers keep.
+func (l *List) Expired(now uint64) []netip.Prefix {
+	t := &l.tally
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []netip.Prefix
+	for p, exp := range t.ttl {
+		if exp <= now {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// DeleteExpired deletes those of prefixes whose entry is still expired at
+// monotonic time now: one written again meanwhile (a new TTL) stays.
+func (l *List) DeleteExpired(prefixes []netip.Prefix, now uint64) error {
+	var gone []netip.Prefix
+	for _, p := range prefixes {
+		p, err := normalise(p)
+		if err != nil {
+			return fmt.Errorf("%s list: %w", l.name, err)
+		}
+		var v bpf.BulwarkListValue
+		m, key := l.mapKey(p)
+		// A trie's lookup is a longest-prefix match: with the prefix's own
+		// length as the key's, it finds the entry itself when it exists.
+		if err := m.Lookup(key, &v); errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("%s list: look up %s: %w", l.name, p, err)
+		}
+		if int(v.Prefixlen) == p.Bits() && expired(&v, now) {
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	return l.Delete(gone)
+}
+
+// SourceSample is how many tracked sources CountSources reads at least
+// before it estimates the rest.
+const SourceSample = 1 << 16
+
+// CountSources counts the tracked sources. Up to SourceSample it reads
+// them all, in batches. Above, it reads the hash map's buckets in order
+// until it has seen SourceSample sources, and scales what it saw by the
+// share of buckets read: the kernel hashes keys evenly over the buckets
+// (with a random seed), so the estimate is within about 1 % (a standard
+// error of 1/sqrt(SourceSample)) and costs a sixteenth of a full read.
+func (s *Set) CountSources() (int, error) {
+	m := s.m.Sources
+	// A hash map has max_entries rounded up to a power of two buckets
+	// (kernel/bpf/hashtab.c); the batch cursor is a bucket index.
+	buckets := uint64(1) << bits.Len32(m.MaxEntries()-1)
+	keys := make([]bpf.BulwarkSrcKey, readBatch)
+	vals := make([]bpf.BulwarkSrcState, readBatch)
+	var cursor uint32
+	seen := 0
+	for first := true; ; first = false {
+		n, next, err := lookupBatch(m.FD(), first, cursor, unsafe.Pointer(&keys[0]), unsafe.Pointer(&vals[0]), readBatch)
+		runtime.KeepAlive(keys)
+		runtime.KeepAlive(vals)
+		seen += n
+		if errors.Is(err, unix.ENOENT) {
+			return seen, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("count sources: batch read of %s: %w", MapSources, err)
+		}
+		if seen >= SourceSample && next > 0 && uint64(next) < buckets {
+			return int((uint64(seen)*buckets + uint64(next)/2) / uint64(next)), nil
+		}
+		cursor = next
+	}
+}
+
+// batchAttr is union bpf_attr as BPF_MAP_LOOKUP_BATCH reads it (64-bit
+// pointers: the datapath is built for 64-bit little-endian hosts).
+type batchAttr struct {
+	inBatch, outBatch, keys, values unsafe.Pointer
+	count, mapFD                    uint32
+	elemFlags, flags                uint64
+}
+
+// lookupBatch reads up to count entries of a hash map from bucket cursor
+// (from the first bucket when first) into keys and values. It returns the
+// entries read and the bucket to go on from; unix.ENOENT says the map is
+// exhausted. cilium/ebpf's BatchLookup hides the bucket index, which
+// CountSources scales by.
+func lookupBatch(fd int, first bool, cursor uint32, keys, values unsafe.Pointer, count uint32) (int, uint32, error) {
+	var in, out uint32 = cursor, 0
+	attr := batchAttr{outBatch: unsafe.Pointer(&out), keys: keys, values: values, count: count, mapFD: uint32(fd)}
+	if !first {
+		attr.inBatch = unsafe.Pointer(&in)
+	}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_BATCH, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	if errno != 0 {
+		return int(attr.count), out, errno
+	}
+	return int(attr.count), out, nil
+}
+
+// VerdictCounts counts the verdicts in force at monotonic time now, by
+// action; block and throttle are always in the map.
+func (s *Set) VerdictCounts(now uint64) (map[VerdictAction]int, error) {
+	out := map[VerdictAction]int{VerdictBlock: 0, VerdictThrottle: 0}
+	err := walk(s.m.Verdicts, func(_ []bpf.BulwarkSrcKey, vs []bpf.BulwarkVerdict) {
+		for i := range vs {
+			if vs[i].ExpiresNs > now {
+				out[VerdictAction(vs[i].Action)]++
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count verdicts: %w", err)
+	}
+	return out, nil
+}

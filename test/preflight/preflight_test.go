@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,10 @@ control {
   socket = %q
 }
 
+events {
+  dir = %q
+}
+
 maps {
   sources        = 4096
   rule_buckets   = 4096
@@ -86,7 +91,7 @@ maps {
 reputation {
   mode = "off"
 }
-`, e.PinRoot, e.TB.ServerIf, e.Audit, e.Sock))
+`, e.PinRoot, e.TB.ServerIf, e.Audit, e.Sock, filepath.Join(e.Dir, "drops")))
 	return e
 }
 

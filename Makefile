@@ -6,10 +6,16 @@ MULTIARCH := $(shell gcc -dumpmachine 2>/dev/null || echo $$(uname -m)-linux-gnu
 export BPF_EXTRA_CFLAGS := -I/usr/include/$(MULTIARCH)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bulwark-filter/bulwark/agent.Version=$(VERSION)
+GOBUILD = CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)'
+# Package version: VERSION without a leading "v"; one that does not start with a digit (a bare commit) becomes
+# 0.0.0+gitHASH; "-" becomes "." (both dpkg and rpm accept the result).
+PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -e 's/^v//' -e 's/^[^0-9]/0.0.0+git&/' -e 'y/-/./')
+PKG_ARCH ?= $(shell $(GO) env GOARCH)
+PKG_DIR ?= dist
 TEST_TIMEOUT ?= 30m
 NFT_SIZES ?= 10000,100000,1000000
 
-.PHONY: help deps generate build test bench resilience lint demo clean
+.PHONY: help deps generate build package test bench resilience lint demo clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +27,17 @@ generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)
 	$(GO) generate ./bpf/
 
 build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
-	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o bin/bulwark ./cmd/bulwark
+	$(GOBUILD) -o bin/bulwark ./cmd/bulwark
+
+package: ## build $(PKG_DIR)/*.deb and *.rpm (nfpm, staged in dist/build): the binary, the unit, a monitor-mode config
+	@mkdir -p dist/build $(PKG_DIR)
+	$(GOBUILD) -o dist/build/bulwark ./cmd/bulwark
+	sed -e '1s|.*|# Bulwark agent, installed by the bulwark package; config in /etc/bulwark/bulwark.hcl.|' \
+		-e 's|/usr/local/bin/bulwark|/usr/bin/bulwark|g' configs/systemd/bulwark.service >dist/build/bulwark.service
+	for p in deb rpm; do \
+		PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' \
+			$(GO) tool nfpm package --config configs/packaging/nfpm.yaml --packager $$p --target $(PKG_DIR)/ || exit 1; \
+	done
 
 test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
 	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
@@ -49,4 +65,4 @@ demo: deps build ## the main job on a built-in netns testbed (as root)
 	@scripts/demo.sh
 
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin dist

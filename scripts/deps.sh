@@ -12,7 +12,9 @@
 #   systemd-analyze and systemctl (systemd): the unit is verified, and
 #     scripts/install.sh reloads it;
 #   setpriv (util-linux): least-privilege tests;
-#   git (git) and make (make): the Makefile and .ci/run.
+#   git (git) and make (make): the Makefile and .ci/run;
+#   rpm (rpm): the package test lists the .rpm's files and scripts
+#     (the .deb is checked with dpkg, which every Debian system has).
 # Programs of every Debian base system (bash, coreutils, grep, sed, mawk,
 # util-linux's nsenter and unshare, apt) and the Go toolchain are not
 # checked; test/deps lists them and fails when the code runs anything else
@@ -34,6 +36,7 @@ command -v systemctl >/dev/null || need+=(systemd)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
 command -v make >/dev/null || need+=(make)
+command -v rpm >/dev/null || need+=(rpm)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

@@ -167,6 +167,33 @@ func (p *promServer) waitValue(expr string, want float64) {
 	}
 }
 
+// ruleHealth is the health (ok, err, unknown) of each loaded alert rule.
+func (p *promServer) ruleHealth() map[string]string {
+	p.t.Helper()
+	var d struct {
+		Groups []struct {
+			Rules []struct {
+				Name      string `json:"name"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := p.get("/api/v1/rules?type=alert", &d); err != nil {
+		p.t.Fatalf("rules: %v", err)
+	}
+	out := map[string]string{}
+	for _, g := range d.Groups {
+		for _, r := range g.Rules {
+			out[r.Name] = r.Health
+			if r.Health == "err" {
+				p.t.Errorf("alert rule %s: %s", r.Name, r.LastError)
+			}
+		}
+	}
+	return out
+}
+
 // firing is the names of the alerts firing.
 func (p *promServer) firing() map[string]bool {
 	p.t.Helper()
@@ -192,7 +219,8 @@ func (p *promServer) firing() map[string]bool {
 // and a feed, and a real prometheus scraping it; it sends traffic, reloads
 // the config, and checks that every dashboard panel's expressions return
 // data, the new map-fill and reload metrics hold the figures the config
-// gives, and the reload alert fires on a rejected reload.
+// gives, every alert rule evaluates without error, and the reload alert
+// fires on a rejected reload.
 func TestDashboardLive(t *testing.T) {
 	exprs := readDashboard(t)
 	e := agenttest.NewEnv(t, agenttest.Options{DirPrefix: "bwk-obs-", MetricsAddr: metricsAddr, Receiver: true, Sender: true})
@@ -250,6 +278,18 @@ func TestDashboardLive(t *testing.T) {
 			return len(got) > 0
 		})
 	}
+
+	// Prometheus evaluates every alert rule on the agent's series without
+	// an error.
+	agenttest.WaitFor(t, time.Minute, "every alert rule evaluated without error", func() bool {
+		h := p.ruleHealth()
+		for _, a := range wantAlerts {
+			if h[a] != "ok" {
+				return false
+			}
+		}
+		return len(h) == len(wantAlerts)
+	})
 
 	// A rejected reload: the gauge says so and the alert fires; no other
 	// alert fires (the agent is up, native, without its privileges, its

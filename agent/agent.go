@@ -60,6 +60,8 @@ type Agent struct {
 	ifaces    []*iface
 	audit     *Audit
 	reloads   *prometheus.CounterVec
+	reloadOK  prometheus.Gauge // 1 when the last reload (or the start) applied its config
+	reloadAt  prometheus.Gauge // when the last reload was tried (or the agent started), Unix seconds
 	mapErrs   *prometheus.CounterVec
 	reg       *prometheus.Registry
 	scoring   *scoring
@@ -78,6 +80,10 @@ func New(cfgPath string, log hclog.Logger) *Agent {
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bulwark_config_reloads_total", Help: "Config reloads by result (ok, rejected, error).",
 	}, []string{"result"})
+	a.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "bulwark_config_last_reload_successful",
+		Help: "1 when the last config reload (or the start) applied its config, 0 when it was rejected or failed."})
+	a.reloadAt = prometheus.NewGauge(prometheus.GaugeOpts{Name: "bulwark_config_last_reload_timestamp_seconds",
+		Help: "When the last config reload was tried, or the agent started, in Unix seconds."})
 	a.mapErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bulwark_map_update_errors_total", Help: "Failed writes to datapath maps, by map.",
 	}, []string{"map"})
@@ -127,7 +133,9 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.reloads, a.mapErrs, newCollector(a.metricsView), buildInfo())
+		a.reloads, a.reloadOK, a.reloadAt, a.mapErrs, newCollector(a.metricsView), buildInfo())
+	a.reloadOK.Set(1)
+	a.reloadAt.SetToCurrentTime()
 
 	a.geo = &geoip.Source{}
 	if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
@@ -351,7 +359,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 		recs, err = a.recorders.prepare(cfg.Events)
 	}
 	if err != nil {
-		a.reloads.WithLabelValues("rejected").Inc()
+		a.countReload("rejected")
 		a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
 		return nil, nil, err
 	}
@@ -359,7 +367,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	// reload before any map changes.
 	if a.geo != nil {
 		if err := a.geo.Update(cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase, cfg.GeoIP.CountryWeights, cfg.GeoIP.ASNWeights); err != nil {
-			a.reloads.WithLabelValues("rejected").Inc()
+			a.countReload("rejected")
 			a.auditf(AuditRecord{Who: who, What: "reload", Result: "rejected", Detail: err.Error()})
 			return nil, nil, fmt.Errorf("geoip: %w", err)
 		}
@@ -373,7 +381,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 					a.log.Error("restore the running config after a failed reload", "interface", it.name, "error", rerr)
 				}
 			}
-			a.reloads.WithLabelValues("error").Inc()
+			a.countReload("error")
 			a.auditf(AuditRecord{Who: who, What: "reload", Result: "error", Detail: err.Error()})
 			return nil, nil, err
 		}
@@ -388,10 +396,18 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	if recs != nil {
 		a.recorders.swap(recs, cfg.Events)
 	}
-	a.reloads.WithLabelValues("ok").Inc()
+	a.countReload("ok")
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
 	a.log.Info("config reloaded")
 	return cfg, want, nil
+}
+
+// countReload counts a reload by result (ok, rejected, error) and sets the
+// last reload's gauges.
+func (a *Agent) countReload(result string) {
+	a.reloads.WithLabelValues(result).Inc()
+	a.reloadOK.Set(boolGauge(result == "ok"))
+	a.reloadAt.SetToCurrentTime()
 }
 
 func (a *Agent) auditf(r AuditRecord) { a.audit.Record(a.log, r) }

@@ -27,6 +27,11 @@ var (
 		"1 for the XDP mode each interface is attached in.", []string{"interface", "mode"}, nil)
 	descPinsPersistent = prometheus.NewDesc("bulwark_pins_persistent",
 		"1 when the interface's pins outlive the agent (fail-static holds), 0 when they go with it.", []string{"interface"}, nil)
+	descMapEntries = prometheus.NewDesc("bulwark_map_entries",
+		"Entries in the datapath maps that fill up: sources, verdicts in force, the lists' hosts and prefixes maps.",
+		[]string{"interface", "map"}, nil)
+	descMapMax = prometheus.NewDesc("bulwark_map_max_entries",
+		"The max_entries of the maps of bulwark_map_entries.", []string{"interface", "map"}, nil)
 )
 
 // datapathReader is what the collector reads of one interface's maps (a
@@ -39,6 +44,9 @@ type datapathReader interface {
 	CountSources() (int, error)
 	ListCounts(now uint64) map[string]maps.ListCount
 	VerdictCounts(now uint64) (map[maps.VerdictAction]int, error)
+	ListFill() []maps.MapFill
+	MaxSources() int
+	MaxVerdicts() int
 }
 
 // metricsIface is one interface as the collector reads it.
@@ -93,7 +101,7 @@ func newCollector(view func() *metricsView) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descRuleDrops, descListHits, descListEntries,
-		descTracked, descVerdicts, descAttach, descPinsPersistent} {
+		descTracked, descVerdicts, descAttach, descPinsPersistent, descMapEntries, descMapMax} {
 		ch <- d
 	}
 	c.scrapeErrs.Describe(ch)
@@ -148,8 +156,12 @@ func collectIface(ch chan<- prometheus.Metric, v *metricsView, it metricsIface, 
 	}
 	if n, err := m.CountSources(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(n), it.name)
+		sendFill(ch, it.name, maps.MapFill{Map: maps.MapSources, Entries: n, Max: m.MaxSources()})
 	} else {
 		errs++
+	}
+	for _, f := range m.ListFill() {
+		sendFill(ch, it.name, f)
 	}
 	if !first {
 		return errs
@@ -160,13 +172,22 @@ func collectIface(ch chan<- prometheus.Metric, v *metricsView, it metricsIface, 
 		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(c.IPv6), name, "ipv6")
 	}
 	if vc, err := m.VerdictCounts(now); err == nil {
+		total := 0
 		for act, n := range vc {
 			ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(n), act.String())
+			total += n
 		}
+		sendFill(ch, it.name, maps.MapFill{Map: maps.MapVerdicts, Entries: total, Max: m.MaxVerdicts()})
 	} else {
 		errs++
 	}
 	return errs
+}
+
+// sendFill sends one map's entries and max_entries.
+func sendFill(ch chan<- prometheus.Metric, iface string, f maps.MapFill) {
+	ch <- prometheus.MustNewConstMetric(descMapEntries, prometheus.GaugeValue, float64(f.Entries), iface, f.Map)
+	ch <- prometheus.MustNewConstMetric(descMapMax, prometheus.GaugeValue, float64(f.Max), iface, f.Map)
 }
 
 // boolGauge is 1 for true, 0 for false.

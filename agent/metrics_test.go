@@ -164,6 +164,15 @@ func TestScrapeDoesNotHoldWritersLock(t *testing.T) {
 		{"bulwark_verdicts_active", []string{"action", "block"}, 0},
 		{"bulwark_attach_mode", []string{"interface", "bwk-test0", "mode", "generic"}, 1},
 		{"bulwark_scrape_errors_total", nil, 0},
+		{"bulwark_map_entries", []string{"interface", "bwk-test0", "map", "sources"}, sources},
+		{"bulwark_map_max_entries", []string{"interface", "bwk-test0", "map", "sources"}, float64(testutil.SmallSizes().Sources)},
+		{"bulwark_map_entries", []string{"interface", "bwk-test0", "map", "block_hosts4"}, 1},
+		{"bulwark_map_entries", []string{"interface", "bwk-test0", "map", "block_nets4"}, 1},
+		{"bulwark_map_entries", []string{"interface", "bwk-test0", "map", "block_hosts6"}, 1},
+		{"bulwark_map_entries", []string{"interface", "bwk-test0", "map", "allow_nets6"}, 1}, // expired, still in the map
+		{"bulwark_map_max_entries", []string{"interface", "bwk-test0", "map", "block_nets6"}, float64(testutil.SmallSizes().BlockPrefixes)},
+		{"bulwark_map_entries", []string{"interface", "bwk-test0", "map", "verdicts"}, 0},
+		{"bulwark_map_max_entries", []string{"interface", "bwk-test0", "map", "verdicts"}, float64(testutil.SmallSizes().Verdicts)},
 	} {
 		if got := gauge(g.fs, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

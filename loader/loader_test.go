@@ -14,15 +14,7 @@ import (
 
 func pinDir(t *testing.T) string {
 	t.Helper()
-	if err := loader.EnsureBPFFS("/sys/fs/bpf"); err != nil {
-		t.Fatal(err)
-	}
-	root, err := os.MkdirTemp("/sys/fs/bpf", "bulwark-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	return filepath.Join(root, "lo")
+	return filepath.Join(testutil.PinRoot(t), "lo")
 }
 
 // TestAdoptPins loads with a pin directory, writes state, drops every

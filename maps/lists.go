@@ -28,19 +28,28 @@ type List struct {
 type tally struct {
 	mu         sync.Mutex
 	ipv4, ipv6 int                     // entries, expired ones included
+	hosts4     int                     // of ipv4, the /32s (in hosts4; the others are in nets4)
+	hosts6     int                     // of ipv6, the /128s (in hosts6)
 	ttl        map[netip.Prefix]uint64 // expiry (monotonic ns) of the entries that have one
 }
 
 // recount sets the tally from the maps, for a Set made over maps that may
 // already hold entries.
 func (l *List) recount() error {
-	var v4, v6 int
+	var v4, v6, h4, h6 int
 	ttl := map[netip.Prefix]uint64{}
 	err := l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
 		if p.Addr().Is4() {
 			v4++
 		} else {
 			v6++
+		}
+		if p.Bits() == p.Addr().BitLen() {
+			if p.Addr().Is4() {
+				h4++
+			} else {
+				h6++
+			}
 		}
 		if v.ExpiresNs != 0 {
 			ttl[p] = v.ExpiresNs
@@ -52,6 +61,7 @@ func (l *List) recount() error {
 	l.tally.mu.Lock()
 	defer l.tally.mu.Unlock()
 	l.tally.ipv4, l.tally.ipv6, l.tally.ttl = v4, v6, ttl
+	l.tally.hosts4, l.tally.hosts6 = h4, h6
 	return nil
 }
 
@@ -159,6 +169,8 @@ func (l *List) Add(entries []Entry) error {
 	defer t.mu.Unlock()
 	t.ipv4 += newH4 + newN4
 	t.ipv6 += newH6 + newN6
+	t.hosts4 += newH4
+	t.hosts6 += newH6
 	for i, p := range norm {
 		if exp := entries[i].ExpiresNS; exp != 0 {
 			t.ttl[p] = exp
@@ -317,6 +329,12 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 			l.tally.ipv4--
 		} else {
 			l.tally.ipv6--
+		}
+		switch m {
+		case l.hosts4:
+			l.tally.hosts4--
+		case l.hosts6:
+			l.tally.hosts6--
 		}
 		delete(l.tally.ttl, p)
 		l.tally.mu.Unlock()

@@ -12,6 +12,8 @@
 #   systemd-analyze and systemctl (systemd): the unit is verified, and
 #     scripts/install.sh reloads it;
 #   setpriv (util-linux): least-privilege tests;
+#   promtool and prometheus (prometheus): the alert rules' unit tests and
+#     the dashboard test against a real Prometheus (test/observability);
 #   git (git) and make (make): the Makefile and .ci/run;
 #   rpm (rpm): the package test lists the .rpm's files and scripts
 #     (the .deb is checked with dpkg, which every Debian system has).
@@ -34,6 +36,8 @@ command -v tmux >/dev/null || need+=(tmux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v systemctl >/dev/null || need+=(systemd)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v make >/dev/null || need+=(make)
 command -v rpm >/dev/null || need+=(rpm)

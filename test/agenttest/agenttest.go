@@ -450,12 +450,11 @@ func (e *Env) Metrics() MetricSet {
 	return ParseMetrics(e.T, e.MetricsText())
 }
 
-// MetricsText is the agent's /metrics at MetricsAddr as served, scraped
-// from inside the server namespace.
-func (e *Env) MetricsText() string {
-	e.T.Helper()
-	client := &http.Client{
-		Timeout: 10 * time.Second,
+// ServerClient is an HTTP client whose connections are made inside the
+// server namespace, to reach listeners there (the agent's metrics).
+func (e *Env) ServerClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
 			// The socket is made in the server namespace; it stays there.
@@ -468,7 +467,13 @@ func (e *Env) MetricsText() string {
 			return c, err
 		}, DisableKeepAlives: true},
 	}
-	resp, err := client.Get("http://" + e.MetricsAddr + "/metrics")
+}
+
+// MetricsText is the agent's /metrics at MetricsAddr as served, scraped
+// from inside the server namespace.
+func (e *Env) MetricsText() string {
+	e.T.Helper()
+	resp, err := e.ServerClient(10 * time.Second).Get("http://" + e.MetricsAddr + "/metrics")
 	if err != nil {
 		e.T.Fatalf("scrape metrics: %v", err)
 	}

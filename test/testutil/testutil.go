@@ -31,6 +31,21 @@ func SmallSizes() loader.Sizes {
 	}
 }
 
+// PinRoot is a fresh directory under /sys/fs/bpf (bpffs mounted there if
+// it is not), removed with what it holds when the test ends.
+func PinRoot(t testing.TB) string {
+	t.Helper()
+	if err := loader.EnsureBPFFS("/sys/fs/bpf"); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.MkdirTemp("/sys/fs/bpf", "bulwark-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	return root
+}
+
 // Setup is what Load writes into a fresh datapath.
 type Setup struct {
 	Sizes       loader.Sizes // zero: SmallSizes

@@ -66,7 +66,7 @@ type Agent struct {
 	feeds     *feedSet
 	geo       *geoip.Source
 	runCtx    context.Context
-	recorders atomic.Pointer[recorderSet]   // the flight recorders; replaced by a reload under a.mu
+	recorders *flightRecorders              // replaced by a reload under a.mu when their settings change
 	names     atomic.Pointer[desired.State] // for readers that must not wait on a.mu
 
 	state atomic.Pointer[readState] // what readers see; published under a.mu
@@ -144,24 +144,45 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		return fmt.Errorf("geoip: %w", err)
 	}
 	defer a.geo.Close()
-	a.feeds = newFeedSet(a)
+	// The feeds, the scorer and the recorders get what they use of the
+	// interfaces; the interfaces do not change while the agent runs.
+	var (
+		blocks []blockWriter
+		scored []scoredIface
+		rings  []eventRing
+		allow  listReader
+	)
+	for _, it := range a.ifaces {
+		blocks = append(blocks, it.dp.Maps.Block)
+		scored = append(scored, scoredIface{name: it.name, maps: it.dp.Maps})
+		rings = append(rings, eventRing{name: it.name, events: it.dp.Maps})
+	}
+	if len(a.ifaces) > 0 {
+		allow = a.ifaces[0].dp.Maps.Allow
+	}
+	evidence := new(atomic.Uint32)
+	a.feeds = newFeedSet(feedDeps{log: a.log, audit: a.audit, writers: &a.mu, block: blocks, allow: allow,
+		mapErrs: a.mapErrs, evidence: evidence})
 	a.reg.MustRegister(a.feeds.collectors()...)
-	sc := newScoring(a)
-	if err := sc.start(cfg, a.feeds, a.geo); err != nil {
+	sc := newScoring(scoreDeps{log: a.log, audit: a.audit, ifaces: scored, allow: allow,
+		feeds: a.feeds.scoreHits, geo: a.geo, generation: evidence})
+	if err := sc.start(cfg); err != nil {
 		return fmt.Errorf("reputation engine: %w", err)
 	}
 	a.reg.MustRegister(sc.collectors()...)
+	a.names.Store(want)
+	recs := newFlightRecorders(recorderDeps{log: a.log, ifaces: rings, mapErrs: a.mapErrs, ruleName: ruleNamer(&a.names)})
+	recs.start(cfg.Events)
+	defer recs.stop()
+	a.reg.MustRegister(recorderCollector{recs})
 	a.mu.Lock()
 	a.scoring = sc
+	a.recorders = recs
 	a.runCtx = ctx
 	a.publish()
 	a.mu.Unlock()
 	a.feeds.sync(ctx, cfg, want.FeedIDs)
 	defer a.feeds.stopAll()
-	a.names.Store(want)
-	a.startRecorders(cfg.Events)
-	defer a.stopRecorders()
-	a.reg.MustRegister(recorderCollector{a})
 	scoreCtx, stopScoring := context.WithCancel(ctx)
 	scoreDone := make(chan struct{})
 	go func() { defer close(scoreDone); sc.run(scoreCtx) }()
@@ -311,8 +332,8 @@ func (a *Agent) Reload(who string) error {
 	if err != nil {
 		return err
 	}
-	// The feed runners take a.mu to apply their lists: they are synced with
-	// the new config after it is released.
+	// The feed runners take the writers' lock (a.mu) to apply their lists:
+	// they are synced with the new config after it is released.
 	a.mu.Lock()
 	ctx := a.runCtx
 	a.mu.Unlock()
@@ -336,8 +357,8 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	// The flight recorder's new directory is made before anything changes:
 	// one that cannot be made rejects the reload.
 	var recs *recorderSet
-	if err == nil && recorderSettingsChanged(a.cfg.Events, cfg.Events) && a.runCtx != nil {
-		recs, err = a.newRecorders(cfg.Events)
+	if err == nil && recorderSettingsChanged(a.cfg.Events, cfg.Events) && a.recorders != nil {
+		recs, err = a.recorders.prepare(cfg.Events)
 	}
 	if err != nil {
 		a.reloads.WithLabelValues("rejected").Inc()
@@ -375,7 +396,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	}
 	a.log.SetLevel(hclog.LevelFromString(cfg.Log.Level))
 	if recs != nil {
-		a.swapRecorders(recs)
+		a.recorders.swap(recs, cfg.Events)
 	}
 	a.reloads.WithLabelValues("ok").Inc()
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
@@ -383,11 +404,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	return cfg, want, nil
 }
 
-func (a *Agent) auditf(r AuditRecord) {
-	if err := a.audit.Write(r); err != nil {
-		a.log.Error("audit log write failed", "error", err)
-	}
-}
+func (a *Agent) auditf(r AuditRecord) { a.audit.Record(a.log, r) }
 
 // monotonicNow is CLOCK_MONOTONIC in ns, the datapath's clock.
 func monotonicNow() uint64 {

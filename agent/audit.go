@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // AuditRecord is one line of the audit log: a change of policy.
@@ -62,6 +64,14 @@ func (a *Audit) Write(r AuditRecord) error {
 	defer a.mu.Unlock()
 	_, err = a.f.Write(append(b, '\n'))
 	return err
+}
+
+// Record writes r and logs a failed write to log: the change it records
+// stands either way.
+func (a *Audit) Record(log hclog.Logger, r AuditRecord) {
+	if err := a.Write(r); err != nil {
+		log.Error("audit log write failed", "error", err)
+	}
 }
 
 // Close flushes and closes the file.

@@ -130,7 +130,7 @@ func (a *Agent) controlHandler() http.Handler {
 	mux.HandleFunc("GET /v1/explain/{ip}", a.handleExplain)
 	mux.HandleFunc("GET /v1/verdicts", a.handleVerdictsGet)
 	mux.HandleFunc("DELETE /v1/verdicts", a.handleVerdictsDel)
-	mux.HandleFunc("GET /v1/capture", a.handleCapture)
+	mux.HandleFunc("GET /v1/capture", a.recorders.handleCapture)
 	mux.HandleFunc("GET /v1/sources", a.handleSources)
 	// Every other request gets a JSON error too, not the mux's plain text.
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {

@@ -47,7 +47,7 @@ var reloadKeys = map[string]reloadHow{
 	"events.max_per_second":            reloadLive,
 	// Read when the agent exits.
 	"detach_on_exit": reloadLive,
-	// The flight recorder is restarted with the new settings (reconfigureRecorders).
+	// The flight recorder is restarted with the new settings (flightRecorders.swap).
 	"events.dir":          reloadLive,
 	"events.max_file_mib": reloadLive,
 	"events.max_files":    reloadLive,

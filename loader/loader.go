@@ -118,16 +118,9 @@ func Load(opts Options) (*Datapath, error) {
 	if err := opts.Sizes.Validate(); err != nil {
 		return nil, err
 	}
-	spec, err := bpf.LoadBulwark()
+	spec, err := SizedSpec(opts.Sizes)
 	if err != nil {
-		return nil, fmt.Errorf("read embedded datapath object: %w", err)
-	}
-	for name, n := range opts.Sizes.byMap() {
-		ms, ok := spec.Maps[name]
-		if !ok {
-			return nil, fmt.Errorf("datapath object has no map %s", name)
-		}
-		ms.MaxEntries = n
+		return nil, err
 	}
 	if opts.ReplayClock {
 		if err := spec.Variables["replay_mode"].Set(uint32(1)); err != nil {

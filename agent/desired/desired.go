@@ -60,9 +60,9 @@ func limitFrom(l config.Limit) maps.Limit {
 	return maps.Limit{PPS: l.PPS, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst}
 }
 
-// sizesFrom maps the config's map sizes to the loader's: the loader's
-// default for each size the config leaves unset (zero).
-func sizesFrom(c *config.Config) loader.Sizes {
+// Sizes maps the config's map sizes to the loader's, the one place that
+// does: the loader's default for each size the config leaves unset (zero).
+func Sizes(c *config.Config) loader.Sizes {
 	s := loader.DefaultSizes()
 	m := c.Maps
 	for _, f := range []struct{ dst, v *uint32 }{
@@ -94,7 +94,7 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 			ListRuntimeAllow: "runtime-allow", ListRuntimeBlock: "runtime-block",
 			ListConfigAllow: "allow", ListConfigBlock: "block",
 		},
-		Sizes: sizesFrom(c),
+		Sizes: Sizes(c),
 	}
 	if diags := checkLimits(c, d.Sizes); diags.HasErrors() {
 		return nil, diags

@@ -43,6 +43,8 @@ type cli struct {
 	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
 	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
+
+	Preflight preflightCmd `cmd:"" help:"Check that this host can run the datapath on the config's interfaces: kernel, BPF features, XDP, memory."`
 }
 
 type runCmd struct {
@@ -51,7 +53,9 @@ type runCmd struct {
 }
 
 func (runCmd) Help() string {
-	return "Example:\n  bulwark run --config /etc/bulwark/bulwark.hcl"
+	return "Before loading anything it makes the checks of `bulwark preflight` (without --attach-test): it logs warnings " +
+		"and failures, and exits 1 with the fix on a failure that makes loading or attaching impossible.\n\n" +
+		"Example:\n  bulwark run --config /etc/bulwark/bulwark.hcl"
 }
 
 func (c *runCmd) Run(g *cli) error {
@@ -68,6 +72,11 @@ func (c *runCmd) Run(g *cli) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if !diags.HasErrors() {
+		if err := runPreflight(cfg, log); err != nil {
+			return err
+		}
+	}
 	ag := agent.New(c.Config, log)
 	ag.RequirePersistentPins = c.RequirePersistentPins
 	if err := ag.Run(ctx, hup); err != nil {

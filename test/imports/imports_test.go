@@ -34,18 +34,24 @@ var rules = []rule{
 	{pkg: "bpf", why: "the generated datapath is the bottom layer"},
 	{pkg: "maps", allowed: []string{"bpf"}, why: "maps wraps the datapath's maps and nothing above it"},
 	{pkg: "loader", allowed: []string{"bpf", "maps"}, why: "the loader imports no agent package"},
+	{pkg: "loader/preflight", allowed: []string{"bpf", "maps", "loader"},
+		why: "preflight checks kernel and interface facts; it imports no agent package"},
 	{pkg: "agent/api", external: []string{"github.com/google/gopacket"},
 		why: "the wire package: the CLI and remote tools link nothing of the daemon (no cilium/ebpf)"},
 	{pkg: "agent/config", why: "the config's parser links nothing of the datapath"},
 	{pkg: "agent/replay", allowed: []string{"agent/config", "agent/desired", "agent/feeds", "agent/geoip", "agent/reputation",
 		"bpf/model", "loader", "maps"}, why: "replay builds its own datapath: it imports no daemon (package agent)"},
 	{pkg: "cmd/bulwark", allowed: []string{
-		"agent",         // bulwark run (and the version the build stamps)
-		"agent/api",     // every command that talks to the agent
-		"agent/config",  // bulwark config check, the default socket path
-		"agent/desired", // bulwark config check compiles the config as the agent does
-		"agent/replay",  // bulwark replay runs in-process
-		"loader",        // bulwark detach works with no agent running
+		"agent",        // bulwark run (and the version the build stamps)
+		"agent/api",    // every command that talks to the agent
+		"agent/config", // bulwark config check, the default socket path
+		// bulwark config check compiles the config as the agent does; the
+		// config's map sizes, for preflight (one owner: desired.Sizes)
+		"agent/desired",
+		"agent/replay", // bulwark replay runs in-process
+		"loader",       // bulwark detach works with no agent running
+		// bulwark preflight, and bulwark run's checks at start
+		"loader/preflight",
 	}, why: "the CLI reaches the daemon only to run it; everything else goes through agent/api"},
 }
 
@@ -183,6 +189,8 @@ func TestRulesCatchViolations(t *testing.T) {
 			"cmd/bulwark":  {"agent", "agent/api", "agent/config", "agent/replay", "loader"},
 			"test/util":    {"agent/api"},
 			"test/agent":   {"test/util", "agent/api"},
+
+			"loader/preflight": {"bpf", "loader"},
 		}
 	}
 	if got := check(clean(), rules, nil); got != nil {
@@ -195,6 +203,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"maps", "agent", "maps imports agent"},
 		{"bpf", "maps", "bpf imports maps"},
 		{"loader", "agent/config", "loader imports agent/config"},
+		{"loader/preflight", "agent/config", "loader/preflight imports agent/config"},
 		{"agent/api", "maps", "agent/api imports maps"},
 		{"agent/api", "github.com/cilium/ebpf", "agent/api imports github.com/cilium/ebpf"},
 		{"cmd/bulwark", "agent/recorder", "cmd/bulwark imports agent/recorder"},

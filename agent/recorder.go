@@ -7,24 +7,61 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/recorder"
 	"github.com/bulwark-filter/bulwark/maps"
 )
+
+// eventSource opens an interface's event ring, which only one reader may
+// drain.
+type eventSource interface {
+	Events() (*ringbuf.Reader, error)
+}
+
+// eventRing is one interface whose sampled drops are recorded.
+type eventRing struct {
+	name   string
+	events eventSource
+}
+
+// recorderDeps is what the flight recorders use of the agent.
+type recorderDeps struct {
+	log     hclog.Logger
+	ifaces  []eventRing
+	mapErrs *prometheus.CounterVec
+	// ruleName names a rule or list in a decoded event; it must not block.
+	ruleName func(reason string, id uint32) string
+}
+
+// flightRecorders runs the flight recorders of every interface and
+// replaces them when a reload changes their settings.
+type flightRecorders struct {
+	recorderDeps
+	mu  sync.Mutex                  // serialises start, swap and stop
+	set atomic.Pointer[recorderSet] // the running set; read without mu
+}
+
+func newFlightRecorders(d recorderDeps) *flightRecorders {
+	return &flightRecorders{recorderDeps: d}
+}
 
 // recorderSet is the running flight recorders, one per interface (none when
 // events.dir is empty), and what they counted before: a reload that changes
 // the recorder's settings replaces the set, and the counters go on.
 type recorderSet struct {
 	recs   []*recorder.Recorder
-	ifaces []*iface       // parallel to recs
+	ifaces []eventRing    // parallel to recs
 	base   recorder.Stats // final counts of the sets this one replaced
-	cancel func()         // ends the recorders' Run; set by runRecorders
+	cancel func()         // ends the recorders' Run; set by run
 	done   sync.WaitGroup // their goroutines
 }
 
@@ -34,18 +71,18 @@ func recorderSettingsChanged(old, c config.Events) bool {
 	return old.Dir != c.Dir || old.MaxFileMiB != c.MaxFileMiB || old.MaxFiles != c.MaxFiles
 }
 
-// newRecorders makes a flight recorder per interface for c, writing under
+// prepare makes a flight recorder per interface for c, writing under
 // c.Dir/<interface> (created now); it starts nothing. An empty c.Dir gives
 // an empty set.
-func (a *Agent) newRecorders(c config.Events) (*recorderSet, error) {
+func (fr *flightRecorders) prepare(c config.Events) (*recorderSet, error) {
 	set := &recorderSet{}
 	if c.Dir == "" {
 		return set, nil
 	}
-	for _, it := range a.ifaces {
+	for _, it := range fr.ifaces {
 		rec, err := recorder.New(recorder.Options{
 			Dir: filepath.Join(c.Dir, it.name), MaxFileBytes: int64(c.MaxFileMiB) << 20, MaxFiles: int(c.MaxFiles),
-			Logger: a.log.Named("recorder").With("interface", it.name), RuleName: a.ruleName,
+			Logger: fr.log.Named("recorder").With("interface", it.name), RuleName: fr.ruleName,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("events.dir: interface %s: %w", it.name, err)
@@ -55,32 +92,34 @@ func (a *Agent) newRecorders(c config.Events) (*recorderSet, error) {
 	return set, nil
 }
 
-// startRecorders runs a flight recorder per interface: sampled drops from
-// the event ring into rotating pcapng files under events.dir/<interface>.
-// A recorder that cannot start is logged and counted; filtering goes on.
-func (a *Agent) startRecorders(c config.Events) {
-	set, err := a.newRecorders(c)
+// start runs a flight recorder per interface: sampled drops from the event
+// ring into rotating pcapng files under events.dir/<interface>. A recorder
+// that cannot start is logged and counted; filtering goes on.
+func (fr *flightRecorders) start(c config.Events) {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	set, err := fr.prepare(c)
 	if err != nil {
-		a.log.Error("flight recorder not started; drops are not recorded", "error", err)
-		a.mapErrs.WithLabelValues("events").Inc()
+		fr.log.Error("flight recorder not started; drops are not recorded", "error", err)
+		fr.mapErrs.WithLabelValues("events").Inc()
 		set = &recorderSet{}
 	}
-	a.runRecorders(set)
-	a.recorders.Store(set)
+	fr.run(set)
+	fr.set.Store(set)
 }
 
-// runRecorders starts the recorders of set, each reading its interface's
-// event ring until set.cancel.
-func (a *Agent) runRecorders(set *recorderSet) {
+// run starts the recorders of set, each reading its interface's event ring
+// until set.cancel.
+func (fr *flightRecorders) run(set *recorderSet) {
 	ctx, cancel := context.WithCancel(context.Background())
 	set.cancel = cancel
 	var recs []*recorder.Recorder
-	var ifaces []*iface
+	var ifaces []eventRing
 	for i, rec := range set.recs {
 		it := set.ifaces[i]
-		rd, err := it.dp.Maps.Events()
+		rd, err := it.events.Events()
 		if err != nil {
-			a.log.Error("flight recorder not started; drops are not recorded", "interface", it.name, "error", err)
+			fr.log.Error("flight recorder not started; drops are not recorded", "interface", it.name, "error", err)
 			continue
 		}
 		set.done.Go(func() {
@@ -92,27 +131,34 @@ func (a *Agent) runRecorders(set *recorderSet) {
 	set.recs, set.ifaces = recs, ifaces
 }
 
-// stopRecorders ends the running recorders and waits until their files are
-// closed.
-func (a *Agent) stopRecorders() {
-	if set := a.recorders.Load(); set != nil {
+// stop ends the running recorders and waits until their files are closed.
+func (fr *flightRecorders) stop() {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	fr.stopLocked()
+}
+
+func (fr *flightRecorders) stopLocked() {
+	if set := fr.set.Load(); set != nil {
 		set.cancel()
 		set.done.Wait()
 	}
 }
 
-// swapRecorders replaces the running recorders by set (made by
-// newRecorders): the old ones finish their files first, as only one reader
-// may drain an event ring. a.mu is held.
-func (a *Agent) swapRecorders(set *recorderSet) {
-	if old := a.recorders.Load(); old != nil {
-		a.stopRecorders()
+// swap replaces the running recorders by set (made by prepare for c): the
+// old ones finish their files first, as only one reader may drain an event
+// ring.
+func (fr *flightRecorders) swap(set *recorderSet, c config.Events) {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	if old := fr.set.Load(); old != nil {
+		fr.stopLocked()
 		set.base = old.totals()
 	}
-	a.runRecorders(set)
-	a.recorders.Store(set)
-	a.log.Info("flight recorder restarted", "dir", a.cfg.Events.Dir, "max_file_mib", a.cfg.Events.MaxFileMiB,
-		"max_files", a.cfg.Events.MaxFiles, "recorders", len(set.recs))
+	fr.run(set)
+	fr.set.Store(set)
+	fr.log.Info("flight recorder restarted", "dir", c.Dir, "max_file_mib", c.MaxFileMiB,
+		"max_files", c.MaxFiles, "recorders", len(set.recs))
 }
 
 // totals sums the counters of the set and of those it replaced; Files and
@@ -134,24 +180,27 @@ func (s *recorderSet) totals() recorder.Stats {
 	return t
 }
 
-// ruleName names a rule (ratelimit) or list (allow/block list) for the
-// recorder; it reads a snapshot, so it never waits for a reload.
-func (a *Agent) ruleName(reason string, id uint32) string {
-	w := a.names.Load()
-	if w == nil {
+// ruleNamer names a rule (ratelimit) or list (allow/block list) for the
+// recorder from the desired state in force; it reads a snapshot, so it
+// never waits for a reload.
+func ruleNamer(names *atomic.Pointer[desired.State]) func(reason string, id uint32) string {
+	return func(reason string, id uint32) string {
+		w := names.Load()
+		if w == nil {
+			return ""
+		}
+		switch reason {
+		case maps.ReasonRatelimit.String():
+			return w.Policy.RuleName(int(id))
+		case maps.ReasonAllowlist.String(), maps.ReasonBlocklist.String():
+			return w.ListNames[id]
+		}
 		return ""
 	}
-	switch reason {
-	case maps.ReasonRatelimit.String():
-		return w.Policy.RuleName(int(id))
-	case maps.ReasonAllowlist.String(), maps.ReasonBlocklist.String():
-		return w.ListNames[id]
-	}
-	return ""
 }
 
 // recorderCollector exports the recorders' counters.
-type recorderCollector struct{ a *Agent }
+type recorderCollector struct{ fr *flightRecorders }
 
 var (
 	descRecorded = prometheus.NewDesc("bulwark_flight_recorder_samples_total",
@@ -172,7 +221,7 @@ func (c recorderCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c recorderCollector) Collect(ch chan<- prometheus.Metric) {
 	var t recorder.Stats
-	if set := c.a.recorders.Load(); set != nil {
+	if set := c.fr.set.Load(); set != nil {
 		t = set.totals()
 	}
 	ch <- prometheus.MustNewConstMetric(descRecorded, prometheus.CounterValue, float64(t.Recorded))
@@ -185,7 +234,7 @@ func (c recorderCollector) Collect(ch chan<- prometheus.Metric) {
 
 // handleCapture returns up to count live sampled drops matching the
 // filter, waiting at most timeout: GET /v1/capture?reason=&action=&count=&timeout=
-func (a *Agent) handleCapture(w http.ResponseWriter, r *http.Request) {
+func (fr *flightRecorders) handleCapture(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := recorder.Filter{Reason: q.Get("reason"), Action: q.Get("action")}
 	if err := f.Validate(); err != nil {
@@ -207,7 +256,7 @@ func (a *Agent) handleCapture(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	set := a.recorders.Load()
+	set := fr.set.Load()
 	if set == nil || len(set.recs) == 0 {
 		fail(w, http.StatusConflict, "the flight recorder is off (events.dir is empty) or could not start")
 		return

@@ -7,8 +7,10 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -44,10 +46,40 @@ type feedRunner struct {
 	score   *reputation.PrefixSet // membership (score feeds)
 }
 
+// blockWriter is a block list the feeds write their entries into: one per
+// interface.
+type blockWriter interface {
+	Add(entries []maps.Entry) error
+	Delete(prefixes []netip.Prefix) error
+}
+
+// listReader reads a list's entries (the allow list, which no feed or
+// verdict may overlap).
+type listReader interface {
+	Entries() ([]maps.Entry, error)
+}
+
+// feedDeps is what the feed runners use of the agent.
+type feedDeps struct {
+	log   hclog.Logger
+	audit *Audit
+	// writers serialises the writers of the block lists (the feeds, the
+	// CLI, config reconciles); the feeds hold it while they screen and
+	// write, so the allow list cannot change in between.
+	writers sync.Locker
+	block   []blockWriter // every interface's block list
+	allow   listReader    // the first interface's allow list; nil for none
+	mapErrs *prometheus.CounterVec
+	// evidence is the scorer's evidence generation, bumped when a score
+	// feed changes.
+	evidence *atomic.Uint32
+}
+
 // feedSet runs every configured feed.
 type feedSet struct {
-	a       *Agent
+	feedDeps
 	client  *http.Client
+	cfg     atomic.Pointer[config.Config] // the config the runners were last synced with
 	mu      sync.Mutex
 	runners map[string]*feedRunner
 	safety  config.Safety // the runners were last synced with
@@ -58,9 +90,9 @@ type feedSet struct {
 	refused     *prometheus.GaugeVec
 }
 
-func newFeedSet(a *Agent) *feedSet {
+func newFeedSet(d feedDeps) *feedSet {
 	return &feedSet{
-		a: a, client: &http.Client{Timeout: feeds.DefaultTimeout}, runners: map[string]*feedRunner{},
+		feedDeps: d, client: &http.Client{Timeout: feeds.DefaultTimeout}, runners: map[string]*feedRunner{},
 		entries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bulwark_feed_entries", Help: "Entries of the last good version of each feed.",
 		}, []string{"feed"}),
@@ -87,6 +119,7 @@ func (fs *feedSet) collectors() []prometheus.Collector {
 func (fs *feedSet) sync(ctx context.Context, c *config.Config, ids map[string]uint32) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	fs.cfg.Store(c)
 	want := map[string]config.Feed{}
 	for _, f := range c.Feeds {
 		want[f.Name] = f
@@ -182,16 +215,16 @@ func (fs *feedSet) stopAll() {
 // address, gateway or allow entry is honoured by the next refresh, and a
 // failed apply is retried), a score feed when it changed.
 func (fs *feedSet) refresh(ctx context.Context, r *feedRunner) {
-	log := fs.a.log.Named("feed").With("feed", r.cfg.Name)
+	log := fs.log.Named("feed").With("feed", r.cfg.Name)
 	host, err := guard.Host(nil)
 	if err != nil {
 		fs.errors.WithLabelValues(r.cfg.Name, "host").Inc()
 		log.Error("cannot read the host's addresses and gateways to protect them; the feed is not updated", "error", err)
 		return
 	}
-	fs.a.mu.Lock()
-	r.guard = feedGuard(fs.a.cfg, fs.a.ifaces, host)
-	fs.a.mu.Unlock()
+	fs.writers.Lock()
+	r.guard = feedGuard(fs.cfg.Load(), fs.allow, host)
+	fs.writers.Unlock()
 	changed, err := r.feed.Refresh(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -201,7 +234,7 @@ func (fs *feedSet) refresh(ctx context.Context, r *feedRunner) {
 		fs.errors.WithLabelValues(r.cfg.Name, kind).Inc()
 		log.Warn("feed update failed; the last good version stays in force", "kind", kind, "error", err,
 			"entries", r.feed.Entries())
-		fs.a.auditf(AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "rejected", Detail: err.Error()})
+		fs.audit.Record(fs.log, AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "rejected", Detail: err.Error()})
 		return
 	}
 	fs.lastSuccess.WithLabelValues(r.cfg.Name).Set(float64(time.Now().Unix()))
@@ -217,18 +250,16 @@ func (fs *feedSet) refresh(ctx context.Context, r *feedRunner) {
 		r.mu.Lock()
 		r.score = set
 		r.mu.Unlock()
-		if sc := fs.a.scoring; sc != nil {
-			sc.generation.Add(1)
-		}
+		fs.evidence.Add(1)
 		log.Info("feed updated (score)", "entries", set.Len())
-		fs.a.auditf(AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "ok",
+		fs.audit.Record(fs.log, AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "ok",
 			Detail: "score feed"})
 		return
 	}
 	if err := fs.applyBlock(r, list.Prefixes, host, changed, log); err != nil {
 		fs.errors.WithLabelValues(r.cfg.Name, "apply").Inc()
 		log.Error("feed could not be applied to the block list", "error", err)
-		fs.a.auditf(AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "error", Detail: err.Error()})
+		fs.audit.Record(fs.log, AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "error", Detail: err.Error()})
 	}
 }
 
@@ -265,10 +296,9 @@ func (fs *feedSet) countRefused(r *feedRunner, refused []guard.Refusal, changed 
 // what passes make-before-break: every new entry first, then what it no
 // longer holds is deleted.
 func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, host []guard.Protected, changed bool, log feedLog) error {
-	a := fs.a
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	keep, refused := feedGuard(a.cfg, a.ifaces, host).Screen(next)
+	fs.writers.Lock()
+	defer fs.writers.Unlock()
+	keep, refused := feedGuard(fs.cfg.Load(), fs.allow, host).Screen(next)
 	fs.countRefused(r, refused, changed, log)
 	skipped := len(refused)
 	r.mu.Lock()
@@ -282,15 +312,15 @@ func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, host []guard.P
 	for i, p := range added {
 		entries[i] = maps.Entry{Prefix: p, ListID: r.id}
 	}
-	for _, it := range a.ifaces {
-		if err := it.dp.Maps.Block.Add(entries); err != nil {
-			a.mapErrs.WithLabelValues("block").Inc()
+	for _, b := range fs.block {
+		if err := b.Add(entries); err != nil {
+			fs.mapErrs.WithLabelValues("block").Inc()
 			return err
 		}
 	}
-	for _, it := range a.ifaces {
-		if err := it.dp.Maps.Block.Delete(removed); err != nil {
-			a.mapErrs.WithLabelValues("block").Inc()
+	for _, b := range fs.block {
+		if err := b.Delete(removed); err != nil {
+			fs.mapErrs.WithLabelValues("block").Inc()
 			return err
 		}
 	}
@@ -298,7 +328,7 @@ func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, host []guard.P
 	r.applied = keep
 	r.mu.Unlock()
 	log.Info("feed applied to the block list", "entries", len(keep), "added", len(added), "removed", len(removed), "refused", skipped)
-	a.auditf(AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "ok",
+	fs.audit.Record(fs.log, AuditRecord{Who: "feed", What: "feed.update", Target: []string{r.cfg.Name}, Result: "ok",
 		Detail: "block feed: " + strconv.Itoa(len(added)) + " added, " + strconv.Itoa(len(removed)) + " removed, " + strconv.Itoa(skipped) + " refused"})
 	return nil
 }
@@ -312,11 +342,11 @@ func (fs *feedSet) removeEntries(r *feedRunner) {
 	if len(applied) == 0 {
 		return
 	}
-	fs.a.mu.Lock()
-	defer fs.a.mu.Unlock()
-	for _, it := range fs.a.ifaces {
-		if err := it.dp.Maps.Block.Delete(applied); err != nil {
-			fs.a.log.Error("remove entries of a dropped feed", "feed", r.cfg.Name, "error", err)
+	fs.writers.Lock()
+	defer fs.writers.Unlock()
+	for _, b := range fs.block {
+		if err := b.Delete(applied); err != nil {
+			fs.log.Error("remove entries of a dropped feed", "feed", r.cfg.Name, "error", err)
 		}
 	}
 }
@@ -339,24 +369,25 @@ func (fs *feedSet) scoreHits(addr netip.Addr) []reputation.FeedHit {
 
 // exemptPrefixes is the space no feed or scorer may block: the config's
 // allow list and files, run-time allow entries, and reputation.protect.
-func exemptPrefixes(c *config.Config, ifaces []*iface) []netip.Prefix {
+func exemptPrefixes(c *config.Config, allow listReader) []netip.Prefix {
 	var ps []netip.Prefix
-	for _, p := range exemptSpace(c, ifaces) {
+	for _, p := range exemptSpace(c, allow) {
 		ps = append(ps, p.Prefix)
 	}
 	return ps
 }
 
 // exemptSpace is exemptPrefixes with where each prefix comes from.
-func exemptSpace(c *config.Config, ifaces []*iface) []guard.Protected {
-	return append(desired.Exempt(c), runtimeAllow(ifaces)...)
+func exemptSpace(c *config.Config, allow listReader) []guard.Protected {
+	return append(desired.Exempt(c), runtimeAllow(allow)...)
 }
 
-// runtimeAllow is the run-time allow entries, protected space too.
-func runtimeAllow(ifaces []*iface) []guard.Protected {
+// runtimeAllow is the run-time allow entries (of allow; nil for none),
+// protected space too.
+func runtimeAllow(allow listReader) []guard.Protected {
 	var ps []guard.Protected
-	if len(ifaces) > 0 {
-		if es, err := ifaces[0].dp.Maps.Allow.Entries(); err == nil {
+	if allow != nil {
+		if es, err := allow.Entries(); err == nil {
 			for _, e := range es {
 				ps = append(ps, guard.Protected{Prefix: e.Prefix, Why: "allow list"})
 			}
@@ -366,8 +397,8 @@ func runtimeAllow(ifaces []*iface) []guard.Protected {
 }
 
 // feedGuard is the safety rails feed entries pass (desired.FeedGuard): the
-// config's, the run-time allow entries and host (the host's own addresses
-// and default gateways).
-func feedGuard(c *config.Config, ifaces []*iface, host []guard.Protected) *guard.Guard {
-	return desired.FeedGuard(c, append(runtimeAllow(ifaces), host...)...)
+// config's, the run-time allow entries of allow and host (the host's own
+// addresses and default gateways).
+func feedGuard(c *config.Config, allow listReader, host []guard.Protected) *guard.Guard {
+	return desired.FeedGuard(c, append(runtimeAllow(allow), host...)...)
 }

@@ -7,21 +7,59 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/geoip"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
+	"github.com/bulwark-filter/bulwark/maps"
 )
+
+// scoreMaps is what the scorer uses of one interface's datapath: the
+// sources it reads and the verdicts it writes.
+type scoreMaps interface {
+	IterateSources(fn func([]maps.Source) bool) error
+	Verdicts() ([]maps.VerdictEntry, error)
+	IPv6Prefix() int
+	reputation.VerdictMap
+}
+
+// scoredIface is one interface the scorer judges the sources of.
+type scoredIface struct {
+	name string
+	maps scoreMaps
+}
+
+// scoreDeps is what the scoring loop uses of the agent.
+type scoreDeps struct {
+	log    hclog.Logger
+	audit  *Audit
+	ifaces []scoredIface
+	allow  listReader // the first interface's allow list (never judged); nil for none
+	// Evidence beside the datapath's counters: the score feeds and the
+	// location databases.
+	feeds func(netip.Addr) []reputation.FeedHit
+	geo   *geoip.Source
+	// generation is the evidence generation, bumped when feed or location
+	// evidence may have changed (the feeds bump it too).
+	generation *atomic.Uint32
+}
+
+// scoreTiming is when the loop scores: reputation.interval and mode.
+type scoreTiming struct {
+	interval time.Duration
+	mode     string
+}
 
 // scoring runs the reputation engine of each interface.
 type scoring struct {
-	a          *Agent
-	engines    []*reputation.Engine // one per interface, in a.ifaces order
-	exempt     atomic.Pointer[reputation.PrefixSet]
-	generation atomic.Uint32 // bumped when feed or location evidence may have changed
-	lastTop    atomic.Int64  // unix ns of the last /v1/sources request
+	scoreDeps
+	engines []*reputation.Engine // one per interface, in ifaces order
+	exempt  atomic.Pointer[reputation.PrefixSet]
+	timing  atomic.Pointer[scoreTiming] // of the config in force
+	lastTop atomic.Int64                // unix ns of the last /v1/sources request
 
 	cycleSeconds prometheus.Histogram
 	verdicts     *prometheus.CounterVec
@@ -31,8 +69,8 @@ type scoring struct {
 	seen         map[string]uint64 // engine counters already exported
 }
 
-func newScoring(a *Agent) *scoring {
-	s := &scoring{a: a, seen: map[string]uint64{}}
+func newScoring(d scoreDeps) *scoring {
+	s := &scoring{scoreDeps: d, seen: map[string]uint64{}}
 	s.cycleSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "bulwark_score_cycle_seconds", Help: "Time one scoring cycle takes, all interfaces.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
@@ -61,20 +99,21 @@ func (s *scoring) collectors() []prometheus.Collector {
 }
 
 // start makes the engines (they adopt the verdicts already in the kernel).
-func (s *scoring) start(cfg *config.Config, fs *feedSet, geo *geoip.Source) error {
+func (s *scoring) start(cfg *config.Config) error {
 	s.rebuildExempt(cfg)
+	s.setTiming(cfg)
 	ev := reputation.Evidence{
 		Exempt:        func(a netip.Addr) bool { return s.exempt.Load().Contains(a) },
-		Feeds:         fs.scoreHits,
-		Locate:        geo.Locate,
-		CountryWeight: geo.CountryWeight,
-		ASNWeight:     geo.ASNWeight,
+		Feeds:         s.feeds,
+		Locate:        s.geo.Locate,
+		CountryWeight: s.geo.CountryWeight,
+		ASNWeight:     s.geo.ASNWeight,
 		Generation:    func() uint32 { return s.generation.Load() },
 	}
 	mono := monotonicNow()
-	for _, it := range s.a.ifaces {
-		e := reputation.New(desired.Scorer(cfg), ev, reputation.MapSink{Maps: it.dp.Maps}, it.dp.Maps.IPv6Prefix())
-		vs, err := it.dp.Maps.Verdicts()
+	for _, it := range s.ifaces {
+		e := reputation.New(desired.Scorer(cfg), ev, reputation.MapSink{Maps: it.maps}, it.maps.IPv6Prefix())
+		vs, err := it.maps.Verdicts()
 		if err != nil {
 			return err
 		}
@@ -87,36 +126,38 @@ func (s *scoring) start(cfg *config.Config, fs *feedSet, geo *geoip.Source) erro
 // rebuildExempt collects the never-judged space: the config's allow list,
 // run-time allow entries and reputation.protect.
 func (s *scoring) rebuildExempt(cfg *config.Config) {
-	s.exempt.Store(reputation.NewPrefixSet(exemptPrefixes(cfg, s.a.ifaces)))
+	s.exempt.Store(reputation.NewPrefixSet(exemptPrefixes(cfg, s.allow)))
+}
+
+func (s *scoring) setTiming(cfg *config.Config) {
+	s.timing.Store(&scoreTiming{interval: cfg.Reputation.Interval, mode: cfg.Reputation.Mode})
 }
 
 // reconfigure applies a reloaded config to the running engines, with the
 // IPv6 tracking prefix the datapath now uses.
 func (s *scoring) reconfigure(cfg *config.Config) {
 	s.rebuildExempt(cfg)
+	s.setTiming(cfg)
 	s.generation.Add(1)
 	for i, e := range s.engines {
 		e.SetConfig(desired.Scorer(cfg))
-		e.SetPrefix(s.a.ifaces[i].dp.Maps.IPv6Prefix())
+		e.SetPrefix(s.ifaces[i].maps.IPv6Prefix())
 	}
 }
 
 // run scores every interval until ctx ends.
 func (s *scoring) run(ctx context.Context) {
 	for {
-		s.a.mu.Lock()
-		interval := s.a.cfg.Reputation.Interval
-		mode := s.a.cfg.Reputation.Mode
-		s.a.mu.Unlock()
+		t := s.timing.Load()
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-time.After(t.interval):
 		}
 		// With the engine off, rates are still measured while someone
 		// watches bulwark top (never otherwise: a cycle over a million
 		// sources is most of a second of CPU).
-		if mode == "off" && time.Since(time.Unix(0, s.lastTop.Load())) > topIdle {
+		if t.mode == "off" && time.Since(time.Unix(0, s.lastTop.Load())) > topIdle {
 			continue
 		}
 		s.cycle(time.Now(), monotonicNow())
@@ -128,9 +169,9 @@ func (s *scoring) run(ctx context.Context) {
 func (s *scoring) cycle(now time.Time, mono uint64) {
 	start := time.Now()
 	for i, e := range s.engines {
-		it := s.a.ifaces[i]
-		if err := e.Cycle(now, mono, it.dp.Maps.IterateSources); err != nil {
-			s.a.log.Error("scoring cycle", "interface", it.name, "error", err)
+		it := s.ifaces[i]
+		if err := e.Cycle(now, mono, it.maps.IterateSources); err != nil {
+			s.log.Error("scoring cycle", "interface", it.name, "error", err)
 			continue
 		}
 		for _, v := range e.TakeVerdicts() {
@@ -138,9 +179,9 @@ func (s *scoring) cycle(now time.Time, mono uint64) {
 			if !v.Enforced {
 				what = "shadow." + v.Action
 			}
-			s.a.log.Info("verdict", "interface", it.name, "source", v.Source, "action", v.Action, "score", v.Score,
+			s.log.Info("verdict", "interface", it.name, "source", v.Source, "action", v.Action, "score", v.Score,
 				"for", v.For, "enforced", v.Enforced, "components", v.Components)
-			s.a.auditf(AuditRecord{Who: "scorer", What: what, Target: []string{v.Source.String()},
+			s.audit.Record(s.log, AuditRecord{Who: "scorer", What: what, Target: []string{v.Source.String()},
 				Why: componentsText(v.Components), TTL: v.For.String(), Result: "ok",
 				Score: v.Score, Components: v.Components})
 		}

@@ -110,7 +110,7 @@ func (d *decoder) root(body hcl.Body) *Config {
 		d.control(b, &cfg.Control)
 	}
 	if b := d.single(c.Blocks, "maps"); b != nil {
-		d.maps(b, &cfg.Maps, cfg)
+		d.maps(b, cfg)
 	}
 	if b := d.single(c.Blocks, "events"); b != nil {
 		ec := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "sample_every"}, {Name: "max_per_second"},
@@ -504,9 +504,10 @@ func (d *decoder) control(b *hcl.Block, ctl *Control) {
 	}
 }
 
-// maps decodes the maps block into m and records where its keys are set in cfg, for the compile step's checks of
+// maps decodes the maps block into cfg.Maps and records where its keys are set, for the compile step's checks of
 // what the maps must hold.
-func (d *decoder) maps(b *hcl.Block, m *Maps, cfg *Config) {
+func (d *decoder) maps(b *hcl.Block, cfg *Config) {
+	m := &cfg.Maps
 	sizes := []struct {
 		name string
 		dst  *uint32

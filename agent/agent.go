@@ -101,6 +101,16 @@ func (a *Agent) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
+// compile compiles cfg into the datapath's desired state, refusing what
+// `bulwark config check` refuses, with the same diagnostics.
+func compile(cfg *config.Config) (*desired.State, error) {
+	want, diags := desired.Compile(cfg)
+	if diags.HasErrors() {
+		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
+	}
+	return want, nil
+}
+
 // Run starts the agent and serves until ctx is done or a fatal error. On
 // return the program stays attached and the maps stay pinned (fail-static)
 // unless the config sets detach_on_exit.
@@ -109,9 +119,9 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
-	want, err := desired.From(cfg)
+	want, err := compile(cfg)
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return err
 	}
 	if err := Preflight(); err != nil {
 		return err
@@ -350,7 +360,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	}
 	var want *desired.State
 	if err == nil {
-		want, err = desired.From(cfg)
+		want, err = compile(cfg)
 	}
 	// The flight recorder's new directory is made before anything changes:
 	// one that cannot be made rejects the reload.

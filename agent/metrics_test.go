@@ -89,9 +89,9 @@ func TestScrapeDoesNotHoldWritersLock(t *testing.T) {
 	if a.audit, err = OpenAudit(""); err != nil {
 		t.Fatal(err)
 	}
-	want, err := desired.From(&config.Config{})
-	if err != nil {
-		t.Fatal(err)
+	want, diags := desired.Compile(&config.Config{})
+	if diags.HasErrors() {
+		t.Fatal(config.FormatDiagnostics(diags))
 	}
 	a.cfg, a.want = &config.Config{Mode: "enforce"}, want
 	a.ifaces = []*iface{{name: "bwk-test0", mode: "generic", dp: d}}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 )
 
 // reloadHow is what a reload does with a changed config key.
@@ -105,7 +106,11 @@ var reloadKeys = map[string]reloadHow{
 // restartNeeded refuses a reload that changes keys only a restart can change, naming each such key.
 func restartNeeded(old, cfg *config.Config) error {
 	var keys []string
+	sameSizes := desired.Sizes(old) == desired.Sizes(cfg)
 	for _, k := range config.Changed(old, cfg) {
+		if strings.HasPrefix(k, "maps.") && sameSizes {
+			continue // set to its default, or back to unset: the maps stay as they are
+		}
 		if how, ok := reloadKeys[k]; !ok || how == reloadRestart {
 			keys = append(keys, k)
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
@@ -108,5 +109,25 @@ func TestRestartNeededNamesEveryKey(t *testing.T) {
 	const want = "restart needed: pin_dir, maps.sources (a reload cannot apply it; the running config is kept)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+// TestRestartNeededSameSizes: a map size set to its default where it was unset (or back) leaves the maps as they
+// are, so a reload takes it; another size still needs a restart.
+func TestRestartNeededSameSizes(t *testing.T) {
+	dir := t.TempDir()
+	unset := parseKeys(t, dir, []byte("interface \"eth0\" {}\n"))
+	def := parseKeys(t, dir, []byte("interface \"eth0\" {}\nmaps { verdicts = 131072 }\n"))
+	other := parseKeys(t, dir, []byte("interface \"eth0\" {}\nmaps { verdicts = 4096 }\n"))
+	if desired.Sizes(unset).Verdicts != 131072 {
+		t.Fatalf("default verdicts %d; the configs above assume 131072", desired.Sizes(unset).Verdicts)
+	}
+	for _, c := range [][2]*config.Config{{unset, def}, {def, unset}} {
+		if err := restartNeeded(c[0], c[1]); err != nil {
+			t.Errorf("verdicts unset <-> its default: %v", err)
+		}
+	}
+	if err := restartNeeded(def, other); err == nil || !strings.Contains(err.Error(), "restart needed: maps.verdicts") {
+		t.Errorf("verdicts 131072 -> 4096: %v, want restart needed: maps.verdicts", err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 )
 
 const (
@@ -624,8 +625,11 @@ func TestManifestScheduling(t *testing.T) {
 	}
 	// The preallocated LRU maps are charged to the container's memory cgroup (Linux >= 5.11): the limit must
 	// cover them. ~184 bytes per source entry, ~88 per rule bucket (element header, key, value), plus slack.
-	cfg := m.parseConfig(t)
-	need := int64(cfg.Maps.Sources)*184 + int64(cfg.Maps.RuleBuckets)*88 + 64<<20
+	want, diags := desired.Compile(m.parseConfig(t))
+	if diags.HasErrors() {
+		t.Fatal(config.FormatDiagnostics(diags))
+	}
+	need := int64(want.Sizes.Sources)*184 + int64(want.Sizes.RuleBuckets)*88 + 64<<20
 	if lim.Value() < need {
 		t.Errorf("memory limit %s is below the ~%d MiB the configured maps and the agent need", lim.String(), need>>20)
 	}

@@ -74,6 +74,16 @@ type Config struct {
 	Safety Safety `hcl:"safety"`
 	// GeoIP configures the optional location databases and their weights.
 	GeoIP GeoIP `hcl:"geoip"`
+	// Set says where the keys that the compile step and the host checks (agent/desired) name in their
+	// diagnostics are written, by dotted key as Keys names them: each key of the maps block,
+	// reputation.max_verdicts, geoip.country_database and geoip.asn_database, when the file sets them.
+	Set map[string]Setting
+}
+
+// Setting is where a key is written in the config file.
+type Setting struct {
+	// Range is the whole attribute, from its name; Value is its value.
+	Range, Value hcl.Range
 }
 
 // Interface is one network interface to attach the datapath to.
@@ -93,6 +103,8 @@ type List struct {
 	CIDRs []netip.Prefix `hcl:"cidrs"`
 	// Files are the list files named in the config, already read.
 	Files []ListFile `hcl:"files"`
+	// Range is the position of the list's block header in the config file.
+	Range hcl.Range
 }
 
 // ListFile is one list file and the prefixes read from it.
@@ -101,6 +113,8 @@ type ListFile struct {
 	Path string
 	// Entries are the file's prefixes, normalised like List.CIDRs, in file order.
 	Entries []netip.Prefix
+	// Range is the position of the file's element in the list's files.
+	Range hcl.Range
 }
 
 // Limits holds the per-source rate limits.
@@ -205,7 +219,8 @@ type Control struct {
 	Socket string `hcl:"socket"`
 }
 
-// Maps holds the maximum number of entries of each kernel map. Every value is in 1..67108864.
+// Maps holds the maximum number of entries of each kernel map. Every value set is in 1..67108864; zero is not
+// set: the compile step (agent/desired) gives it the datapath's default.
 type Maps struct {
 	// Sources is the size of the per-source state LRU.
 	Sources uint32 `hcl:"sources"`
@@ -259,7 +274,8 @@ type Reputation struct {
 	BlockFor time.Duration `hcl:"block_for"`
 	// MaxBlockFor caps the doubling of BlockFor; MaxBlockFor >= BlockFor.
 	MaxBlockFor time.Duration `hcl:"max_block_for"`
-	// MaxVerdicts caps the number of active verdicts, 1..Maps.Verdicts.
+	// MaxVerdicts caps the number of active verdicts, at least 1; the compile step refuses more than the verdict
+	// map holds.
 	MaxVerdicts uint32 `hcl:"max_verdicts"`
 	// Protect lists prefixes that are never throttled or blocked by the engine, normalised.
 	Protect []netip.Prefix `hcl:"protect"`

@@ -13,36 +13,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bulwark-filter/bulwark/agent/geoip"
-	"github.com/bulwark-filter/bulwark/loader"
-	"github.com/bulwark-filter/bulwark/maps"
-
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 )
 
 // Bounds shared by several keys.
 const (
-	maxRules   = maps.MaxRules // the datapath's own limit: the rule ids above are the aggregate and new-sources limits
-	maxClasses = 255           // class ids 1..255 fit a byte next to "no class"
+	maxClasses = 255 // class ids 1..255 fit a byte next to "no class"
+	// overlapCheckedRules bounds the rules checked for overlaps (the check is quadratic), so a generated file
+	// fails fast; the compile step refuses far fewer rules (maps.MaxRules).
+	overlapCheckedRules = 4096
 	// maxMapEntries bounds every map size and entry cap: 2^26 entries is already gigabytes of kernel memory.
 	maxMapEntries = 1 << 26
 	maxBurst      = 1_000_000_000
 	maxWeight     = 100
 )
 
-// defaults returns the configuration with every default filled in and nothing configured.
-// defaultMaps are the loader's default map sizes: one source of truth.
-func defaultMaps() Maps {
-	d := loader.DefaultSizes()
-	return Maps{
-		Sources: d.Sources, RuleBuckets: d.RuleBuckets, Verdicts: d.Verdicts,
-		AllowHosts: d.AllowHosts, AllowPrefixes: d.AllowPrefixes,
-		BlockHosts: d.BlockHosts, BlockPrefixes: d.BlockPrefixes,
-		Classes: d.Classes, Aggregates: d.Aggregates, EventsRingKiB: d.EventsBytes / 1024,
-	}
-}
-
+// defaults returns the configuration with every default filled in and nothing configured. The map sizes stay
+// zero: their defaults are the datapath's, given by the compile step (agent/desired).
 func defaults() *Config {
 	return &Config{
 		Mode:      "enforce",
@@ -54,7 +42,6 @@ func defaults() *Config {
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Log:     Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
 		Control: Control{Socket: DefaultControlSocket},
-		Maps:    defaultMaps(),
 		Safety:  Safety{MinPrefixIPv4: 8, MinPrefixIPv6: 32, MaxGrowthIPv4: 5, MaxGrowthIPv6: 24},
 		Events:  Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
 		Reputation: Reputation{
@@ -99,9 +86,9 @@ func (d *decoder) root(body hcl.Body) *Config {
 	d.pathAttr(c.Attributes["pin_dir"], &cfg.PinDir, false)
 
 	d.interfaces(c.Blocks.OfType("interface"), c.MissingItemRange, cfg)
-	var allowAt, blockAt listSources
+	var blockAt listSources
 	if b := d.single(c.Blocks, "allow"); b != nil {
-		cfg.Allow, allowAt = d.listBlock(b)
+		cfg.Allow, _ = d.listBlock(b)
 	}
 	if b := d.single(c.Blocks, "block"); b != nil {
 		cfg.Block, blockAt = d.listBlock(b)
@@ -122,11 +109,8 @@ func (d *decoder) root(body hcl.Body) *Config {
 	if b := d.single(c.Blocks, "control"); b != nil {
 		d.control(b, &cfg.Control)
 	}
-	var verdictsAttr *hcl.Attribute
-	mapsAttrs := hcl.Attributes{}
 	if b := d.single(c.Blocks, "maps"); b != nil {
-		mapsAttrs = d.maps(b, &cfg.Maps)
-		verdictsAttr = mapsAttrs["verdicts"]
+		d.maps(b, cfg)
 	}
 	if b := d.single(c.Blocks, "events"); b != nil {
 		ec := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "sample_every"}, {Name: "max_per_second"},
@@ -137,20 +121,8 @@ func (d *decoder) root(body hcl.Body) *Config {
 		uintAttr(d, ec.Attributes["max_files"], &cfg.Events.MaxFiles, "max_files", 1, 10000)
 		d.pathAttr(ec.Attributes["dir"], &cfg.Events.Dir, true)
 	}
-	var maxVerdictsAttr *hcl.Attribute
 	if b := d.single(c.Blocks, "reputation"); b != nil {
-		maxVerdictsAttr = d.reputation(b, &cfg.Reputation)
-	}
-	if cfg.Reputation.Mode != "off" && cfg.Reputation.MaxVerdicts > cfg.Maps.Verdicts {
-		rng := c.MissingItemRange
-		switch {
-		case maxVerdictsAttr != nil:
-			rng = maxVerdictsAttr.Expr.Range()
-		case verdictsAttr != nil:
-			rng = verdictsAttr.Expr.Range()
-		}
-		d.errorf(rng, "Verdict map too small", "reputation max_verdicts (%d) must not exceed the verdict map's size, maps verdicts (%d).",
-			cfg.Reputation.MaxVerdicts, cfg.Maps.Verdicts)
+		record(cfg, "reputation.max_verdicts", d.reputation(b, &cfg.Reputation))
 	}
 	d.feeds(c.Blocks.OfType("feed"), cfg)
 	if b := d.single(c.Blocks, "safety"); b != nil {
@@ -177,9 +149,8 @@ func (d *decoder) root(body hcl.Body) *Config {
 		}
 	}
 	if b := d.single(c.Blocks, "geoip"); b != nil {
-		d.geoip(b, &cfg.GeoIP)
+		d.geoip(b, cfg)
 	}
-	d.checkCapacity(cfg, allowAt, blockAt, mapsAttrs)
 	return cfg
 }
 
@@ -320,12 +291,9 @@ var reservedRuleNames = map[string]string{
 // rules decodes the rule blocks and checks that no two rules match the same packets.
 func (d *decoder) rules(blocks hcl.Blocks, l *Limits) {
 	seen := map[string]hcl.Range{}
-	for i, b := range blocks {
-		if i == maxRules {
-			d.errorf(b.DefRange, "Too many rules", "At most %d rules are allowed; this is rule %d.", maxRules, i+1)
-		}
+	for _, b := range blocks {
 		name := b.Labels[0]
-		nameOK := d.checkName(b, "rule") && i < maxRules
+		nameOK := d.checkName(b, "rule")
 		if what, ok := reservedRuleNames[name]; ok {
 			d.errorf(b.LabelRanges[0], "Reserved rule name", "The rule name %q is reserved for %s.", name, what)
 			nameOK = false
@@ -340,7 +308,7 @@ func (d *decoder) rules(blocks hcl.Blocks, l *Limits) {
 			l.Rules = append(l.Rules, r)
 		}
 	}
-	d.checkOverlaps(l.Rules)
+	d.checkOverlaps(l.Rules[:min(len(l.Rules), overlapCheckedRules)])
 }
 
 // rule decodes one rule block.
@@ -536,8 +504,10 @@ func (d *decoder) control(b *hcl.Block, ctl *Control) {
 	}
 }
 
-// maps decodes the maps block; it returns its attributes, for the checks of what the maps must hold.
-func (d *decoder) maps(b *hcl.Block, m *Maps) hcl.Attributes {
+// maps decodes the maps block into cfg.Maps and records where its keys are set, for the compile step's checks of
+// what the maps must hold.
+func (d *decoder) maps(b *hcl.Block, cfg *Config) {
+	m := &cfg.Maps
 	sizes := []struct {
 		name string
 		dst  *uint32
@@ -565,7 +535,20 @@ func (d *decoder) maps(b *hcl.Block, m *Maps) hcl.Attributes {
 			}
 		}
 	}
-	return c.Attributes
+	for name, a := range c.Attributes {
+		record(cfg, "maps."+name, a)
+	}
+}
+
+// record notes in cfg.Set where attribute a (if present) sets key.
+func record(cfg *Config, key string, a *hcl.Attribute) {
+	if a == nil {
+		return
+	}
+	if cfg.Set == nil {
+		cfg.Set = map[string]Setting{}
+	}
+	cfg.Set[key] = Setting{Range: a.Range, Value: a.Expr.Range()}
 }
 
 // weightField is a reputation weight's key and its field.
@@ -755,13 +738,16 @@ func (d *decoder) feedURL(a *hcl.Attribute, dst *string) {
 var countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
 
 // geoip decodes the geoip block.
-func (d *decoder) geoip(b *hcl.Block, g *GeoIP) {
+func (d *decoder) geoip(b *hcl.Block, cfg *Config) {
+	g := &cfg.GeoIP
 	c := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "country_database"}, {Name: "asn_database"}, {Name: "country_weights"}, {Name: "asn_weights"},
 	}})
 	attrs := c.Attributes
-	d.database(attrs["country_database"], &g.CountryDatabase, "country")
-	d.database(attrs["asn_database"], &g.ASNDatabase, "asn")
+	d.database(attrs["country_database"], &g.CountryDatabase)
+	d.database(attrs["asn_database"], &g.ASNDatabase)
+	record(cfg, "geoip.country_database", attrs["country_database"])
+	record(cfg, "geoip.asn_database", attrs["asn_database"])
 	if a := attrs["country_weights"]; a != nil {
 		if attrs["country_database"] == nil {
 			d.errorf(a.Range, "Missing country_database", "country_weights needs country_database to look countries up.")
@@ -824,9 +810,9 @@ func weightMap[K comparable](d *decoder, pairs []hcl.KeyValuePair, summary strin
 	return out
 }
 
-// database stores attribute a, if present, as the absolute path of a MaxMind database of kind ("country" or
-// "asn") that opens as the agent opens it, in dst. Offline, the file is not looked at.
-func (d *decoder) database(a *hcl.Attribute, dst *string, kind string) {
+// database stores attribute a, if present, as the absolute path of an existing regular file (a MaxMind
+// database: the host checks of agent/desired open it as the agent does), in dst. Offline, the file is not looked at.
+func (d *decoder) database(a *hcl.Attribute, dst *string) {
 	var p string
 	if !d.fileAttr(a, &p) {
 		return
@@ -847,16 +833,6 @@ func (d *decoder) database(a *hcl.Attribute, dst *string, kind string) {
 		d.errorf(a.Expr.Range(), "Cannot read database", "%s is not a regular file.", p)
 		return
 	}
-	country, asn := p, ""
-	if kind == "asn" {
-		country, asn = "", p
-	}
-	db, err := geoip.Open(country, asn)
-	if err != nil {
-		d.errorf(a.Expr.Range(), "Cannot read database", "%s", strings.TrimPrefix(err.Error(), "geoip: "))
-		return
-	}
-	_ = db.Close()
 	*dst = p
 }
 

@@ -29,7 +29,7 @@ type listSources struct {
 // listBlock decodes an allow or block block.
 func (d *decoder) listBlock(b *hcl.Block) (List, listSources) {
 	c := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cidrs"}, {Name: "files"}}})
-	var l List
+	l := List{Range: b.DefRange}
 	at := listSources{block: b.DefRange}
 	if a := c.Attributes["cidrs"]; a != nil {
 		l.CIDRs, at.cidrs = d.prefixList(a)
@@ -45,6 +45,7 @@ func (d *decoder) listBlock(b *hcl.Block) (List, listSources) {
 				continue
 			}
 			if f, ok := d.readListFile(d.resolve(p), e.Range()); ok {
+				f.Range = e.Range()
 				l.Files = append(l.Files, f)
 				at.files = append(at.files, e.Range())
 			}

@@ -1,18 +1,31 @@
 // Package desired compiles a config into what it asks of the datapath: the
 // policy, the allow and block entries under their list ids, the maps'
-// sizes, and the scorer's settings. The agent writes it into the kernel
-// (and reconciles it on a reload); replay loads it into a private copy of
-// the datapath. Neither compiles a config any other way.
+// sizes, and the scorer's settings. It owns the datapath's defaults (the
+// map sizes a config leaves unset) and limits (rules, list ids, what each
+// map holds), and refuses a config past them with a diagnostic at its
+// position. The agent writes the state into the kernel (and reconciles it
+// on a reload); replay loads it into a private copy of the datapath;
+// `bulwark config check` compiles it to refuse what the agent refuses.
+// None of them compiles a config any other way.
 package desired
 
 import (
-	"fmt"
 	"net/netip"
 	"path/filepath"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
+)
+
+// Limits the datapath puts on a config, owned by the maps and the loader.
+var (
+	// MaxListFiles is how many list files the allow and block blocks may name together: one list id each.
+	MaxListFiles = maps.FirstFeedList - maps.FirstFileList
+	// MaxBlockFeeds is how many feeds may have action "block": one list id each.
+	MaxBlockFeeds = int(loader.DefaultSizes().Lists) - maps.FirstFeedList
 )
 
 // List ids. Runtime entries (the CLI and API) and config entries are kept
@@ -47,21 +60,34 @@ func limitFrom(l config.Limit) maps.Limit {
 	return maps.Limit{PPS: l.PPS, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst}
 }
 
-// Sizes maps the config's map sizes to the loader's: the one place that does.
+// Sizes maps the config's map sizes to the loader's, the one place that
+// does: the loader's default for each size the config leaves unset (zero).
 func Sizes(c *config.Config) loader.Sizes {
 	s := loader.DefaultSizes()
 	m := c.Maps
-	s.Sources, s.RuleBuckets, s.Verdicts = m.Sources, m.RuleBuckets, m.Verdicts
-	s.AllowHosts, s.AllowPrefixes = m.AllowHosts, m.AllowPrefixes
-	s.BlockHosts, s.BlockPrefixes = m.BlockHosts, m.BlockPrefixes
-	s.Classes = m.Classes
-	s.Aggregates = m.Aggregates
-	s.EventsBytes = m.EventsRingKiB * 1024
+	for _, f := range []struct{ dst, v *uint32 }{
+		{&s.Sources, &m.Sources}, {&s.RuleBuckets, &m.RuleBuckets}, {&s.Verdicts, &m.Verdicts},
+		{&s.AllowHosts, &m.AllowHosts}, {&s.AllowPrefixes, &m.AllowPrefixes},
+		{&s.BlockHosts, &m.BlockHosts}, {&s.BlockPrefixes, &m.BlockPrefixes},
+		{&s.Classes, &m.Classes}, {&s.Aggregates, &m.Aggregates},
+	} {
+		if *f.v != 0 {
+			*f.dst = *f.v
+		}
+	}
+	if m.EventsRingKiB != 0 {
+		s.EventsBytes = m.EventsRingKiB * 1024
+	}
 	return s
 }
 
-// From compiles a config into the datapath's desired state.
-func From(c *config.Config) (*State, error) {
+// Compile compiles a valid config (one config.Load returned without
+// errors) into the datapath's desired state. It refuses, with error
+// diagnostics at the config's positions, what the datapath cannot hold:
+// more rules than maps.MaxRules, more list files or block feeds than there
+// are list ids, more entries than a list's or the classes' maps hold, more
+// verdicts than the verdict map holds. On errors the state is nil.
+func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 	d := &State{
 		Allow: map[netip.Prefix]uint32{}, Block: map[netip.Prefix]uint32{},
 		ListNames: map[uint32]string{
@@ -69,6 +95,9 @@ func From(c *config.Config) (*State, error) {
 			ListConfigAllow: "allow", ListConfigBlock: "block",
 		},
 		Sizes: Sizes(c),
+	}
+	if diags := checkLimits(c, d.Sizes); diags.HasErrors() {
+		return nil, diags
 	}
 	p := &d.Policy
 	if c.Mode == "monitor" {
@@ -94,36 +123,26 @@ func From(c *config.Config) (*State, error) {
 		p.Classes = append(p.Classes, maps.Class{Name: cl.Name, CIDRs: cl.CIDRs, Multiplier: cl.Multiplier})
 	}
 	if _, err := p.Compile(); err != nil {
-		return nil, err
+		// The checks of config and checkLimits leave nothing for the policy's compiler to refuse.
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot compile the policy", Detail: err.Error()}}
 	}
 
 	next := uint32(maps.FirstFileList)
-	add := func(into map[netip.Prefix]uint32, list config.List, inline uint32, kind string) error {
+	add := func(into map[netip.Prefix]uint32, list config.List, inline uint32, kind string) {
 		for _, pfx := range list.CIDRs {
 			into[pfx] = inline
 		}
 		for _, f := range list.Files {
-			if next >= maps.FirstFeedList {
-				return fmt.Errorf("too many list files: at most %d", maps.FirstFeedList-maps.FirstFileList)
-			}
 			d.ListNames[next] = kind + ":" + filepath.Base(f.Path)
 			for _, pfx := range f.Entries {
 				into[pfx] = next
 			}
 			next++
 		}
-		return nil
 	}
-	if err := add(d.Allow, c.Allow, ListConfigAllow, "allow"); err != nil {
-		return nil, err
-	}
-	if err := add(d.Block, c.Block, ListConfigBlock, "block"); err != nil {
-		return nil, err
-	}
+	add(d.Allow, c.Allow, ListConfigAllow, "allow")
+	add(d.Block, c.Block, ListConfigBlock, "block")
 	d.FeedIDs = feedListIDs(c, d.ListNames)
-	if n := uint32(len(d.FeedIDs)); n > 0 && maps.FirstFeedList+n > d.Sizes.Lists {
-		return nil, fmt.Errorf("%d block feeds: at most %d", n, d.Sizes.Lists-maps.FirstFeedList)
-	}
 	return d, nil
 }
 

@@ -11,11 +11,11 @@ import (
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
-// TestFrom: list ids as the agent and replay give them: inline CIDRs under
+// TestCompile: list ids as the agent and replay give them: inline CIDRs under
 // the config ids, list files from 4 (allow files first, then
 // block files), block feeds from 512 in config order (score
 // feeds get none), each named; the policy's mode, prefix and rules.
-func TestFrom(t *testing.T) {
+func TestCompile(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)
@@ -66,9 +66,9 @@ feed "b" {
 	if diags.HasErrors() {
 		t.Fatal(config.FormatDiagnostics(diags))
 	}
-	d, err := From(cfg)
-	if err != nil {
-		t.Fatal(err)
+	d, diags := Compile(cfg)
+	if diags.HasErrors() {
+		t.Fatal(config.FormatDiagnostics(diags))
 	}
 	pfx := netip.MustParsePrefix
 	for _, tt := range []struct {

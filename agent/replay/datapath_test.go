@@ -60,9 +60,9 @@ maps {
 			if diags.HasErrors() {
 				t.Fatal(config.FormatDiagnostics(diags))
 			}
-			want, err := desired.From(cfg)
-			if err != nil {
-				t.Fatal(err)
+			want, diags := desired.Compile(cfg)
+			if diags.HasErrors() {
+				t.Fatal(config.FormatDiagnostics(diags))
 			}
 			dp, err := loadDatapath(cfg, want, testutil.SmallSizes(), hclog.NewNullLogger())
 			if err != nil {

@@ -44,9 +44,9 @@ func Run(o Options) (*Report, error) {
 	if diags.HasErrors() {
 		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
 	}
-	want, err := desired.From(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	want, diags := desired.Compile(cfg)
+	if diags.HasErrors() {
+		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
 	}
 	if len(o.Captures) == 0 {
 		return nil, errors.New("no capture given")

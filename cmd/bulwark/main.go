@@ -21,6 +21,7 @@ import (
 	"github.com/bulwark-filter/bulwark/agent"
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/replay"
 	"github.com/bulwark-filter/bulwark/loader"
 )
@@ -104,7 +105,16 @@ func (checkCmd) Help() string {
 }
 
 func (c *checkCmd) Run(g *cli) error {
-	_, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces, Offline: c.Offline})
+	cfg, diags := config.LoadWithOptions(c.Path, config.Options{SkipInterfaceCheck: c.SkipInterfaces, Offline: c.Offline})
+	if !diags.HasErrors() {
+		// What the agent would refuse when it compiles the config for the datapath, and, on the host,
+		// the GeoIP databases it would fail to open.
+		_, compiled := desired.Compile(cfg)
+		diags = append(diags, compiled...)
+		if !c.Offline {
+			diags = append(diags, desired.CheckHost(cfg)...)
+		}
+	}
 	if len(diags) > 0 {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(config.FormatDiagnostics(diags), "\n"))
 	}

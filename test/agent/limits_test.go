@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
@@ -52,7 +52,7 @@ var limitCases = []limitCase{{
 		return nil, add
 	},
 }, {
-	name: "list files", limit: config.MaxListFiles, want: "Too many list files",
+	name: "list files", limit: desired.MaxListFiles, want: "Too many list files",
 	edit: func(e *env, n int) ([]agenttest.Setting, []agenttest.NewBlock) {
 		files := make([]string, n)
 		for i := range files {
@@ -62,7 +62,7 @@ var limitCases = []limitCase{{
 		return []agenttest.Setting{{Block: []string{"block"}, Attr: "files", Value: quoted(files)}}, nil
 	},
 }, {
-	name: "block feeds", limit: config.MaxBlockFeeds, want: "Too many block feeds",
+	name: "block feeds", limit: desired.MaxBlockFeeds, want: "Too many block feeds",
 	edit: func(e *env, n int) ([]agenttest.Setting, []agenttest.NewBlock) {
 		path := filepath.Join(e.Dir, "feed.txt")
 		agenttest.WriteFile(e.T, path, "198.18.70.0/24\n")

@@ -196,7 +196,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	go func() { defer close(scoreDone); sc.run(scoreCtx) }()
 	defer func() { stopScoring(); <-scoreDone }()
 
-	srv, err := a.serveControl(cfg.Control.Socket)
+	srv, err := a.control().serve(cfg.Control.Socket)
 	if err != nil {
 		return err
 	}
@@ -331,6 +331,12 @@ func (a *Agent) closeInterfaces() {
 		it.lock.Close()
 	}
 	a.ifaces = nil
+}
+
+// control makes the control API server with what it uses of the agent.
+func (a *Agent) control() *controlServer {
+	return newControlServer(controlDeps{log: a.log, audit: a.audit, started: a.started, state: a.state.Load,
+		writers: &a.mu, reload: a.Reload, mapErrs: a.mapErrs, capture: a.recorders.handleCapture})
 }
 
 // Reload re-reads the config and reconciles. An invalid config changes

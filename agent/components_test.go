@@ -44,7 +44,7 @@ func agentBackPointers(files []*ast.File) (found, types []string) {
 }
 
 // The components the agent runs (feeds, scoring, flight recorders, metrics
-// collector, and every other struct type of the package) get what they use
+// collector, control API server, and every other struct type of the package) get what they use
 // through their constructors: none keeps a pointer to the whole Agent.
 func TestComponentsHoldNoAgent(t *testing.T) {
 	fset := token.NewFileSet()
@@ -64,7 +64,7 @@ func TestComponentsHoldNoAgent(t *testing.T) {
 		files = append(files, f)
 	}
 	found, types := agentBackPointers(files)
-	for _, want := range []string{"feedSet", "scoring", "flightRecorders", "recorderCollector", "collector"} {
+	for _, want := range []string{"feedSet", "scoring", "flightRecorders", "recorderCollector", "collector", "controlServer"} {
 		if !slices.Contains(types, want) {
 			t.Errorf("struct type %s not found in package agent", want)
 		}

@@ -11,10 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/agent/api"
@@ -35,9 +38,47 @@ func probeBPF() error {
 
 type peerKey struct{}
 
-// serveControl serves the HTTP+JSON control API on a unix socket that only
+// controlDeps is what the control API server uses of the agent.
+type controlDeps struct {
+	log     hclog.Logger
+	audit   *Audit
+	started time.Time              // when the agent started, for the uptime
+	state   func() *readState      // the published snapshot; nil while the agent starts
+	writers sync.Locker            // serialises every change of policy; changes under it are published before it is released
+	reload  func(who string) error // re-reads the config and reconciles
+	mapErrs *prometheus.CounterVec // failed map writes, by map
+	capture http.HandlerFunc       // GET /v1/capture, served by the flight recorders
+}
+
+// controlServer serves the HTTP+JSON control API.
+type controlServer struct {
+	controlDeps
+}
+
+// newControlServer makes the control API server; serve starts it.
+func newControlServer(d controlDeps) *controlServer {
+	return &controlServer{controlDeps: d}
+}
+
+func (s *controlServer) auditf(r AuditRecord) { s.audit.Record(s.log, r) }
+
+// lockWriters takes the writers' lock and returns the snapshot published
+// under it, which is then the writers' current state; false, with the lock
+// released and an answer written, while the agent is starting.
+func (s *controlServer) lockWriters(w http.ResponseWriter) (*readState, bool) {
+	s.writers.Lock()
+	st := s.state()
+	if st == nil {
+		s.writers.Unlock()
+		fail(w, http.StatusServiceUnavailable, "the agent is starting")
+		return nil, false
+	}
+	return st, true
+}
+
+// serve serves the HTTP+JSON control API on a unix socket that only
 // root may use (mode 0600, and the peer's uid is checked).
-func (a *Agent) serveControl(path string) (*http.Server, error) {
+func (s *controlServer) serve(path string) (*http.Server, error) {
 	if err := ensureDir(path, 0o700); err != nil {
 		return nil, fmt.Errorf("control socket directory: %w", err)
 	}
@@ -62,7 +103,7 @@ func (a *Agent) serveControl(path string) (*http.Server, error) {
 		return nil, fmt.Errorf("control socket mode: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           a.controlHandler(),
+		Handler:           s.handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -81,7 +122,7 @@ func (a *Agent) serveControl(path string) (*http.Server, error) {
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("control server", "error", err)
+			s.log.Error("control server", "error", err)
 		}
 	}()
 	return srv, nil
@@ -120,18 +161,18 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (a *Agent) controlHandler() http.Handler {
+func (s *controlServer) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", a.handleStatus)
-	mux.HandleFunc("GET /v1/lists/{list}", a.handleListGet)
-	mux.HandleFunc("POST /v1/lists/{list}", a.handleListAdd)
-	mux.HandleFunc("DELETE /v1/lists/{list}", a.handleListDel)
-	mux.HandleFunc("POST /v1/reload", a.handleReload)
-	mux.HandleFunc("GET /v1/explain/{ip}", a.handleExplain)
-	mux.HandleFunc("GET /v1/verdicts", a.handleVerdictsGet)
-	mux.HandleFunc("DELETE /v1/verdicts", a.handleVerdictsDel)
-	mux.HandleFunc("GET /v1/capture", a.recorders.handleCapture)
-	mux.HandleFunc("GET /v1/sources", a.handleSources)
+	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET /v1/lists/{list}", s.handleListGet)
+	mux.HandleFunc("POST /v1/lists/{list}", s.handleListAdd)
+	mux.HandleFunc("DELETE /v1/lists/{list}", s.handleListDel)
+	mux.HandleFunc("POST /v1/reload", s.handleReload)
+	mux.HandleFunc("GET /v1/explain/{ip}", s.handleExplain)
+	mux.HandleFunc("GET /v1/verdicts", s.handleVerdictsGet)
+	mux.HandleFunc("DELETE /v1/verdicts", s.handleVerdictsDel)
+	mux.HandleFunc("GET /v1/capture", s.capture)
+	mux.HandleFunc("GET /v1/sources", s.handleSources)
 	// Every other request gets a JSON error too, not the mux's plain text.
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
@@ -151,7 +192,7 @@ func (a *Agent) controlHandler() http.Handler {
 	})
 }
 
-func (a *Agent) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
+func (s *controlServer) listFor(w http.ResponseWriter, r *http.Request) (name string, id uint32, ok bool) {
 	switch name = r.PathValue("list"); name {
 	case "allow":
 		return name, desired.ListRuntimeAllow, true
@@ -169,12 +210,12 @@ func pick(it *iface, name string) *maps.List {
 	return it.dp.Maps.Block
 }
 
-func (a *Agent) handleListGet(w http.ResponseWriter, r *http.Request) {
-	name, _, ok := a.listFor(w, r)
+func (s *controlServer) handleListGet(w http.ResponseWriter, r *http.Request) {
+	name, _, ok := s.listFor(w, r)
 	if !ok {
 		return
 	}
-	st := a.state.Load()
+	st := s.state()
 	if st == nil || len(st.ifaces) == 0 {
 		fail(w, http.StatusServiceUnavailable, "no interface attached")
 		return
@@ -226,8 +267,8 @@ func parseCIDRs(in []string) ([]netip.Prefix, error) {
 
 // listRequest reads a list request: the list (name and run-time id), the
 // body and its CIDRs; false when it has answered with an error.
-func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string, id uint32, req api.ListRequest, pfxs []netip.Prefix, ok bool) {
-	if name, id, ok = a.listFor(w, r); !ok {
+func (s *controlServer) listRequest(w http.ResponseWriter, r *http.Request) (name string, id uint32, req api.ListRequest, pfxs []netip.Prefix, ok bool) {
+	if name, id, ok = s.listFor(w, r); !ok {
 		return
 	}
 	if !decodeBody(w, r, &req) {
@@ -241,12 +282,12 @@ func (a *Agent) listRequest(w http.ResponseWriter, r *http.Request) (name string
 	return name, id, req, pfxs, true
 }
 
-// configOwned returns the first of pfxs that the config puts on list name
-// (a.mu held): the CLI may not change those.
-func (a *Agent) configOwned(name string, pfxs []netip.Prefix) (netip.Prefix, bool) {
-	owned := a.want.Block
+// configOwned returns the first of pfxs that the config (want) puts on list
+// name: the CLI may not change those.
+func configOwned(want *desired.State, name string, pfxs []netip.Prefix) (netip.Prefix, bool) {
+	owned := want.Block
 	if name == "allow" {
-		owned = a.want.Allow
+		owned = want.Allow
 	}
 	for _, p := range pfxs {
 		if _, ok := owned[p]; ok {
@@ -256,8 +297,8 @@ func (a *Agent) configOwned(name string, pfxs []netip.Prefix) (netip.Prefix, boo
 	return netip.Prefix{}, false
 }
 
-func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
-	name, id, req, pfxs, ok := a.listRequest(w, r)
+func (s *controlServer) handleListAdd(w http.ResponseWriter, r *http.Request) {
+	name, id, req, pfxs, ok := s.listRequest(w, r)
 	if !ok {
 		return
 	}
@@ -274,21 +315,24 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 		}
 		expires = monotonicNow() + uint64(ttl)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	st, ok := s.lockWriters(w)
+	if !ok {
+		return
+	}
+	defer s.writers.Unlock()
 	entries := make([]maps.Entry, len(pfxs))
 	for i, p := range pfxs {
 		entries[i] = maps.Entry{Prefix: p, ListID: id, ExpiresNS: expires}
 	}
 	// A prefix the config owns stays the config's.
-	if p, ok := a.configOwned(name, pfxs); ok {
+	if p, ok := configOwned(st.want, name, pfxs); ok {
 		fail(w, http.StatusConflict, "%s is in the config's %s list; change the config instead", p, name)
 		return
 	}
-	for _, it := range a.ifaces {
+	for _, it := range st.ifaces {
 		if err := pick(it, name).Add(entries); err != nil {
-			a.mapErrs.WithLabelValues(name).Inc()
-			a.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "error", Detail: err.Error()})
+			s.mapErrs.WithLabelValues(name).Inc()
+			s.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "error", Detail: err.Error()})
 			code := http.StatusInternalServerError
 			if fe := (*maps.FullError)(nil); errors.As(err, &fe) {
 				code = http.StatusInsufficientStorage
@@ -297,40 +341,43 @@ func (a *Agent) handleListAdd(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if name == "allow" && a.scoring != nil {
-		a.scoring.rebuildExempt(a.cfg)
+	if name == "allow" && st.scoring != nil {
+		st.scoring.rebuildExempt(st.cfg)
 	}
-	a.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "ok"})
+	s.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "ok"})
 	writeJSON(w, http.StatusOK, api.Added{Added: len(entries)})
 }
 
-func (a *Agent) handleListDel(w http.ResponseWriter, r *http.Request) {
-	name, _, req, pfxs, ok := a.listRequest(w, r)
+func (s *controlServer) handleListDel(w http.ResponseWriter, r *http.Request) {
+	name, _, req, pfxs, ok := s.listRequest(w, r)
 	if !ok {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if p, ok := a.configOwned(name, pfxs); ok {
+	st, ok := s.lockWriters(w)
+	if !ok {
+		return
+	}
+	defer s.writers.Unlock()
+	if p, ok := configOwned(st.want, name, pfxs); ok {
 		fail(w, http.StatusConflict, "%s comes from the config's %s list; change the config instead", p, name)
 		return
 	}
-	for _, it := range a.ifaces {
+	for _, it := range st.ifaces {
 		if err := pick(it, name).Delete(pfxs); err != nil {
-			a.mapErrs.WithLabelValues(name).Inc()
+			s.mapErrs.WithLabelValues(name).Inc()
 			fail(w, http.StatusInternalServerError, "%s list on %s: %v", name, it.name, err)
 			return
 		}
 	}
-	if name == "allow" && a.scoring != nil {
-		a.scoring.rebuildExempt(a.cfg)
+	if name == "allow" && st.scoring != nil {
+		st.scoring.rebuildExempt(st.cfg)
 	}
-	a.auditf(AuditRecord{Who: "cli", What: name + ".del", Target: req.CIDRs, Result: "ok"})
+	s.auditf(AuditRecord{Who: "cli", What: name + ".del", Target: req.CIDRs, Result: "ok"})
 	writeJSON(w, http.StatusOK, api.Deleted{Deleted: len(pfxs)})
 }
 
-func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
-	if err := a.Reload("cli"); err != nil {
+func (s *controlServer) handleReload(w http.ResponseWriter, r *http.Request) {
+	if err := s.reload("cli"); err != nil {
 		var ce *config.Error
 		msg := err.Error()
 		if errors.As(err, &ce) {
@@ -342,14 +389,14 @@ func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.ReloadReply{Result: api.ReloadOK})
 }
 
-func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
-	snap := a.state.Load()
+func (s *controlServer) handleStatus(w http.ResponseWriter, r *http.Request) {
+	snap := s.state()
 	if snap == nil {
 		fail(w, http.StatusServiceUnavailable, "the agent is starting")
 		return
 	}
 	st := api.Status{
-		Version: Version, UptimeSeconds: time.Since(a.started).Seconds(), Mode: snap.cfg.Mode,
+		Version: Version, UptimeSeconds: time.Since(s.started).Seconds(), Mode: snap.cfg.Mode,
 		Packets: map[string]map[string]uint64{}, Lists: map[string]map[string]int{}, Verdicts: map[string]int{},
 	}
 	now := monotonicNow()
@@ -399,14 +446,14 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
+func (s *controlServer) handleExplain(w http.ResponseWriter, r *http.Request) {
 	addr, err := api.ParseAddr(r.PathValue("ip"))
 	if err != nil {
 		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	var sc *scoring
-	if st := a.state.Load(); st != nil {
+	if st := s.state(); st != nil {
 		sc = st.scoring
 	}
 	if sc == nil || len(sc.engines) == 0 {
@@ -424,8 +471,8 @@ func (a *Agent) handleExplain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, x)
 }
 
-func (a *Agent) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
-	st := a.state.Load()
+func (s *controlServer) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
+	st := s.state()
 	if st == nil || len(st.ifaces) == 0 {
 		fail(w, http.StatusServiceUnavailable, "no interface attached")
 		return
@@ -451,7 +498,7 @@ func (a *Agent) handleVerdictsGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (a *Agent) handleVerdictsDel(w http.ResponseWriter, r *http.Request) {
+func (s *controlServer) handleVerdictsDel(w http.ResponseWriter, r *http.Request) {
 	var req api.VerdictsRequest
 	if !decodeBody(w, r, &req) {
 		return
@@ -469,31 +516,34 @@ func (a *Agent) handleVerdictsDel(w http.ResponseWriter, r *http.Request) {
 		}
 		addrs = append(addrs, p.Addr())
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, it := range a.ifaces {
+	st, ok := s.lockWriters(w)
+	if !ok {
+		return
+	}
+	defer s.writers.Unlock()
+	for _, it := range st.ifaces {
 		for _, ad := range addrs {
 			if err := it.dp.Maps.DeleteVerdict(ad); err != nil {
-				a.mapErrs.WithLabelValues("verdicts").Inc()
+				s.mapErrs.WithLabelValues("verdicts").Inc()
 				fail(w, http.StatusInternalServerError, "delete verdict on %s: %v", it.name, err)
 				return
 			}
 		}
 	}
-	if a.scoring != nil {
-		for _, e := range a.scoring.engines {
+	if st.scoring != nil {
+		for _, e := range st.scoring.engines {
 			for _, ad := range addrs {
 				e.Forgive(ad)
 			}
 		}
 	}
-	a.auditf(AuditRecord{Who: "cli", What: "verdict.del", Target: req.Sources, Result: "ok"})
+	s.auditf(AuditRecord{Who: "cli", What: "verdict.del", Target: req.Sources, Result: "ok"})
 	writeJSON(w, http.StatusOK, api.Deleted{Deleted: len(addrs)})
 }
 
 // handleSources lists the busiest or riskiest sources:
 // GET /v1/sources?sort=pps|dropped|score&limit=N
-func (a *Agent) handleSources(w http.ResponseWriter, r *http.Request) {
+func (s *controlServer) handleSources(w http.ResponseWriter, r *http.Request) {
 	by := r.URL.Query().Get("sort")
 	switch by {
 	case "":
@@ -512,7 +562,7 @@ func (a *Agent) handleSources(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	st := a.state.Load()
+	st := s.state()
 	if st == nil || st.scoring == nil {
 		fail(w, http.StatusServiceUnavailable, "the agent is starting")
 		return

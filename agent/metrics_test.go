@@ -130,7 +130,7 @@ func TestScrapeDoesNotHoldWritersLock(t *testing.T) {
 			strings.NewReader(`{"cidrs": ["198.18.3.1", "198.18.4.0/24", "2001:2::1"]}`))
 		req = req.WithContext(context.WithValue(req.Context(), peerKey{}, 0))
 		rec := httptest.NewRecorder()
-		a.controlHandler().ServeHTTP(rec, req)
+		a.control().handler().ServeHTTP(rec, req)
 		added <- rec
 	}()
 	select {

@@ -87,18 +87,7 @@ func procMemory(pid int) (rss, hwm uint64, err error) {
 // It takes about 15 s and 250 MB, so it runs only when agentRSSEnv names the
 // file for its figures (make bench sets it); `make test` skips it.
 func TestAgentRSS1M(t *testing.T) {
-	out := os.Getenv(agentRSSEnv)
-	if out == "" {
-		t.Skipf("SKIP: set %s=FILE to measure the agent with 1M sources (make bench does)", agentRSSEnv)
-	}
-	testutil.RequireRoot(t)
-	if agenttest.Bin == "" {
-		bin, err := testutil.BuildBulwark("../..", t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		agenttest.Bin = bin
-	}
+	out := benchOnly(t, agentRSSEnv, "measure the agent with 1M sources")
 	const (
 		n        = 1_000_000
 		interval = time.Second
@@ -201,4 +190,25 @@ func TestAgentRSS1M(t *testing.T) {
 	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
 		t.Fatalf("write the figures: %v", err)
 	}
+}
+
+// benchOnly returns the file named by the environment variable env, where a
+// measurement that only make bench runs writes its figures; without it the
+// test skips, saying what it would measure. With it, it needs root and the
+// real binary (built here unless the harness has one).
+func benchOnly(t *testing.T, env, what string) string {
+	t.Helper()
+	out := os.Getenv(env)
+	if out == "" {
+		t.Skipf("SKIP: set %s=FILE to %s (make bench does)", env, what)
+	}
+	testutil.RequireRoot(t)
+	if agenttest.Bin == "" {
+		bin, err := testutil.BuildBulwark("../..", t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		agenttest.Bin = bin
+	}
+	return out
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/agenttest"
-	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
 // scrapeEnv names the environment variable that turns TestScrape1M on: the
@@ -73,18 +72,7 @@ func addBlockHosts(client *http.Client, n int) error {
 // It takes about 30 s and 300 MB, so it runs only when scrapeEnv names the
 // file for its figures (make bench sets it); `make test` skips it.
 func TestScrape1M(t *testing.T) {
-	out := os.Getenv(scrapeEnv)
-	if out == "" {
-		t.Skipf("SKIP: set %s=FILE to measure scrapes with 1M entries and sources (make bench does)", scrapeEnv)
-	}
-	testutil.RequireRoot(t)
-	if agenttest.Bin == "" {
-		bin, err := testutil.BuildBulwark("../..", t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		agenttest.Bin = bin
-	}
+	out := benchOnly(t, scrapeEnv, "measure scrapes with 1M entries and sources")
 	const (
 		n      = 1_000_000
 		rounds = 9

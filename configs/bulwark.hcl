@@ -17,6 +17,15 @@
 ##   treated as IPv4.
 ## Names of rules, classes and feeds: 1-32 characters of a-z, 0-9, "_", "." and "-", starting with a-z or 0-9.
 ## Relative file paths (list files, feed paths, GeoIP databases) are relative to this file's directory.
+##
+## A config may be a directory instead of one file (bulwark run --config /etc/bulwark/conf.d, and the same path
+## for config check): its *.hcl files (not those starting with ".") are read in lexical order and merged into one
+## config, as if written in one file. A key, or a block that may appear once (limits, maps, ...), set in two files
+## is an error naming both files and lines, as are two interface, rule, class or feed blocks of one name. Relative
+## paths in any of the files are relative to the directory.
+## Environment: any string or number may be env("NAME"), the agent's environment variable NAME, or
+## env("NAME", "default"), its default when NAME is unset; an unset variable without a default is an error at
+## its line. Inside a string: listen = "${env("NODE_IP")}:9740".
 
 ## enforce: drop what the policy says to drop.
 ## monitor: drop nothing; count it as would_drop in the metrics instead.

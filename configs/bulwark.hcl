@@ -41,6 +41,15 @@ malformed = "drop"
 ## Default false.
 detach_on_exit = false
 
+## Reload by itself when the config changes: the agent reads its config file (or the *.hcl files of its config
+## directory) every 2 seconds and, once a change has stayed the same for one more read, reloads as SIGHUP does.
+## A config that is rejected is audited (who "watch"), counted (bulwark_config_reloads_total{result="rejected"},
+## bulwark_config_last_reload_successful 0) and logged; the running config stays until the file changes again.
+## Off by default: on a host, `systemctl reload bulwark` applies an edit when you say so and reports a rejection
+## to you. Turn it on where the file is delivered rather than edited, as a Kubernetes ConfigMap is (the DaemonSet's
+## config does). Default false.
+watch_config = false
+
 ## bpffs directory where the program and maps are pinned. Must be an absolute path. Restart needed.
 ## Default "/sys/fs/bpf/bulwark".
 pin_dir = "/sys/fs/bpf/bulwark"

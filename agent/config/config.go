@@ -47,6 +47,9 @@ type Config struct {
 	DetachOnExit bool `hcl:"detach_on_exit"`
 	// PinDir is the absolute bpffs directory where the program and maps are pinned.
 	PinDir string `hcl:"pin_dir"`
+	// WatchConfig has the agent reload by itself when its config file (or a *.hcl file of its config
+	// directory) changes, as a reload would; off (the default), it reloads only when asked.
+	WatchConfig bool `hcl:"watch_config"`
 	// Interfaces lists the interfaces to attach to, in config order; there is at least one.
 	Interfaces []Interface `hcl:"interface"`
 	// Allow is the allow list: matching sources are always passed.

@@ -347,9 +347,13 @@ func (a *Agent) control() *controlServer {
 		writers: &a.mu, reload: a.Reload, mapErrs: a.mapErrs, capture: a.recorders.handleCapture})
 }
 
-// Reload re-reads the config and reconciles. An invalid config changes
-// nothing; its diagnostics are in the error.
+// Reload reopens the audit log (a rotation moved it away), then re-reads
+// the config and reconciles. An invalid config changes nothing; its
+// diagnostics are in the error.
 func (a *Agent) Reload(who string) error {
+	if err := a.audit.Reopen(); err != nil {
+		a.log.Error("audit log not reopened; records still go to the file it had open", "error", err)
+	}
 	cfg, want, err := a.reload(who)
 	if err != nil {
 		return err

@@ -29,9 +29,11 @@ generate: deps ## rebuild the BPF objects and Go bindings (bpf2go)
 build: ## build bin/bulwark (needs no clang: the BPF objects are committed)
 	$(GOBUILD) -o bin/bulwark ./cmd/bulwark
 
-package: ## build $(PKG_DIR)/*.deb and *.rpm (nfpm, staged in dist/build): the binary, the unit, a monitor-mode config
+package: ## build $(PKG_DIR)/*.deb and *.rpm (nfpm, staged in dist/build): the binary, the unit, a monitor-mode config, completions, man page
 	@mkdir -p dist/build $(PKG_DIR)
 	$(GOBUILD) -o dist/build/bulwark ./cmd/bulwark
+	for sh in bash zsh fish; do dist/build/bulwark completion $$sh >dist/build/completion.$$sh || exit 1; done
+	dist/build/bulwark man | gzip -9n >dist/build/bulwark.1.gz
 	sed -e '1s|.*|# Bulwark agent, installed by the bulwark package; config in /etc/bulwark/bulwark.hcl.|' \
 		-e 's|/usr/local/bin/bulwark|/usr/bin/bulwark|g' configs/systemd/bulwark.service >dist/build/bulwark.service
 	for p in deb rpm; do \

@@ -44,6 +44,9 @@ type cli struct {
 	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 
+	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish."`
+	Man        manCmd        `cmd:"" help:"Print the man page (roff), generated from the command definitions."`
+
 	Preflight preflightCmd `cmd:"" help:"Check that this host can run the datapath on the config's interfaces: kernel, BPF features, XDP, memory."`
 }
 

@@ -36,6 +36,7 @@ func init() {
 		"sed (Essential)":                     "sed",
 		"findutils (Essential)":               "find xargs",
 		"diffutils (Essential)":               "diff cmp",
+		"gzip (Essential)":                    "gzip",
 		"dpkg (Essential)":                    "dpkg dpkg-query dpkg-deb",
 		"util-linux (Essential in Debian 12)": "nsenter unshare setpriv taskset chrt flock",
 		"mount (required)":                    "mount umount",

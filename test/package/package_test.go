@@ -30,6 +30,11 @@ const (
 	license  = "/usr/share/doc/bulwark/LICENSE"
 	stateDir = "/var/lib/bulwark"
 	confDir  = "/etc/bulwark"
+	rotate   = "/etc/logrotate.d/bulwark"
+	bashComp = "/usr/share/bash-completion/completions/bulwark"
+	zshComp  = "/usr/share/zsh/vendor-completions/_bulwark"
+	fishComp = "/usr/share/fish/vendor_completions.d/bulwark.fish"
+	manPage  = "/usr/share/man/man1/bulwark.1.gz"
 )
 
 // repoRoot is the repository's top directory (this package is test/package).
@@ -149,9 +154,21 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	wantMode(t, refPath, 0o644, false)
 	wantMode(t, license, 0o644, false)
 	wantMode(t, stateDir, 0o700, true)
+	for _, p := range []string{rotate, bashComp, zshComp, fishComp, manPage} {
+		wantMode(t, p, 0o644, false)
+	}
 	wantVersion(t, "1.0.0")
-	if conf := must(t, "dpkg-query", "-W", "-f=${Conffiles}", pkgName); !strings.Contains(conf, confPath+" ") {
-		t.Errorf("dpkg does not record %s as a conffile: %q", confPath, conf)
+	for _, p := range []string{confPath, rotate} {
+		if conf := must(t, "dpkg-query", "-W", "-f=${Conffiles}", pkgName); !strings.Contains(conf, p+" ") {
+			t.Errorf("dpkg does not record %s as a conffile: %q", p, conf)
+		}
+	}
+	// The installed completion and man page are the installed binary's.
+	if got, err := os.ReadFile(bashComp); err != nil || string(got) != must(t, binPath, "completion", "bash") {
+		t.Errorf("%s is not `bulwark completion bash` (err %v)", bashComp, err)
+	}
+	if page := must(t, "gzip", "-dc", manPage); !strings.Contains(page, "\n.SS \"bulwark completion") {
+		t.Errorf("%s has no section for bulwark completion:\n%s", manPage, page)
 	}
 	// The unit is the repository's with the package's binary path, and nothing enables it.
 	unit, err := os.ReadFile(unitPath)
@@ -273,6 +290,11 @@ func TestRPMContents(t *testing.T) {
 		refPath:  "-rw-r--r--",
 		license:  "-rw-r--r--",
 		stateDir: "drwx------",
+		rotate:   "-rw-r--r-- cn",
+		bashComp: "-rw-r--r--",
+		zshComp:  "-rw-r--r--",
+		fishComp: "-rw-r--r--",
+		manPage:  "-rw-r--r--",
 	}
 	for name, w := range want {
 		got, ok := files[name]

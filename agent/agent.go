@@ -267,7 +267,13 @@ func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *de
 		a.log.Error("FAIL-STATIC IS OFF: the pins will not outlive the agent; if it dies, the interface is left unfiltered",
 			"interface", ic.Name, "pins", dir, "why", pins.Detail)
 	}
-	dp, err := loader.Load(loader.Options{Sizes: want.Sizes, PinDir: dir, Logger: a.log.Named("loader")})
+	// The sizes the config leaves unset follow the host's memory; maps pinned already keep theirs.
+	sizes := desired.SizesOver(cfg, desired.HostSizes().FromPins(dir))
+	if sizes != want.Sizes {
+		a.log.Info("adopting the pinned maps' sizes for the sizes the config leaves unset", "interface", ic.Name,
+			"sources", sizes.Sources, "rule_buckets", sizes.RuleBuckets, "block_hosts", sizes.BlockHosts)
+	}
+	dp, err := loader.Load(loader.Options{Sizes: sizes, PinDir: dir, Logger: a.log.Named("loader")})
 	if err != nil {
 		lock.Close()
 		return fmt.Errorf("interface %s: %w", ic.Name, err)

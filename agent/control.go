@@ -410,6 +410,14 @@ func (s *controlServer) handleStatus(w http.ResponseWriter, r *http.Request) {
 		if !it.pins.Persistent {
 			is.PinsDetail = it.pins.Detail
 		}
+		mem, err := it.dp.Maps.Memory()
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "read map memory: %v", err)
+			return
+		}
+		for _, b := range mem {
+			is.KernelMemoryBytes += b
+		}
 		st.Interfaces = append(st.Interfaces, is)
 		stats, err := it.dp.Maps.Stats()
 		if err != nil {

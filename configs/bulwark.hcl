@@ -204,26 +204,35 @@ control {
 ## Maximum entries of each kernel map. Memory is allocated up front for most maps, so size them to the host.
 ## Every value: range 1..67108864. Optional block. Restart needed (every key).
 maps {
+  ## Sized to the host when unset: sources, rule_buckets, block_hosts and aggregates are preallocated (or, for
+  ## block_hosts, their hash buckets are), so their defaults follow MemTotal (about 2 % of it in all):
+  ##   sources = rule_buckets = MemTotal / 16 KiB, rounded down to a power of two, within 16384..1048576;
+  ##   block_hosts = the same within 65536..1048576; aggregates = sources / 16 within 4096..65536.
+  ## 1 GiB of memory gives 65536 sources (about 26 MiB of kernel memory at load for every map); 16 GiB and
+  ## more give the ceilings (about 340 MiB). `bulwark preflight` shows the sizes and their memory, `bulwark
+  ## status` the kernel memory in use. Maps pinned already keep their sizes when the agent restarts, unless the
+  ## config sets them. The other sizes have fixed defaults.
+  ##
   ## Per-source state (token buckets, counters), LRU: the least recently seen source is evicted when full.
-  ## Default 1048576.
-  sources = 1048576
-  ## Per-source, per-rule token buckets, LRU. Default 1048576.
-  rule_buckets = 1048576
+  ## Default: sized to the host (above), at most 1048576.
+  # sources = 1048576
+  ## Per-source, per-rule token buckets, LRU. Default: sized to the host, at most 1048576.
+  # rule_buckets = 1048576
   ## Verdicts (throttle/block with expiry) from the CLI and the reputation engine. Default 131072.
   verdicts = 131072
   ## Allow list, single hosts (/32 and /128). Default 65536.
   allow_hosts = 65536
   ## Allow list, shorter prefixes. Default 16384.
   allow_prefixes = 16384
-  ## Block list (config, files, feeds, CLI), single hosts. Default 1048576.
-  block_hosts = 1048576
+  ## Block list (config, files, feeds, CLI), single hosts. Default: sized to the host, at most 1048576.
+  # block_hosts = 1048576
   ## Block list, shorter prefixes. Default 262144.
   block_prefixes = 262144
   ## Class prefixes. Default 16384.
   classes = 16384
   ## Aggregate limit buckets (LRU; one per IPv4 /24 or IPv6 /48 seen), about 100 bytes each, preallocated.
-  ## Default 65536.
-  aggregates = 65536
+  ## Default: sized to the host, at most 65536.
+  # aggregates = 65536
   ## Size of the ring buffer carrying drop events to the agent, in KiB. A power of two, range 4..262144.
   ## Default 1024 (1 MiB).
   events_ring_kib = 1024

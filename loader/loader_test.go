@@ -105,6 +105,14 @@ func TestIncompatiblePins(t *testing.T) {
 		t.Fatalf("reload with the original sizes: %v", err)
 	}
 	d.Close()
+	// FromPins takes the pinned sizes (what the agent does for the sizes a config leaves unset), so they load; with
+	// nothing pinned it changes nothing.
+	if got := other.FromPins(dir); got != small {
+		t.Errorf("FromPins = %+v, want the pinned sizes %+v", got, small)
+	}
+	if got := other.FromPins(filepath.Join(dir, "nothing-here")); got != other {
+		t.Errorf("FromPins of an empty directory = %+v, want %+v unchanged", got, other)
+	}
 }
 
 // TestRunner: the lean test-run path agrees with Program.Run frame after

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/bulwark-filter/bulwark/bpf"
+	"github.com/bulwark-filter/bulwark/maps"
 )
 
 // PinnedProgramID is the id of the program in the link pinned in pinDir,
@@ -39,4 +40,28 @@ func SizedSpec(s Sizes) (*ebpf.CollectionSpec, error) {
 		ms.MaxEntries = n
 	}
 	return spec, nil
+}
+
+// FromPins returns s with each size whose map is pinned in dir replaced by the pinned map's: a datapath loaded
+// with them adopts those pins. The agent uses it for the sizes a config leaves to their defaults, which follow the
+// host's memory, so that a restart after the defaults changed (an upgrade, a resized host) keeps the maps, their
+// entries and their counters.
+func (s Sizes) FromPins(dir string) Sizes {
+	for _, f := range []struct {
+		dst  *uint32
+		name string
+	}{
+		{&s.Sources, maps.MapSources}, {&s.RuleBuckets, maps.MapRuleBuckets}, {&s.Verdicts, maps.MapVerdicts},
+		{&s.AllowHosts, maps.MapAllowHosts4}, {&s.AllowPrefixes, maps.MapAllowNets4},
+		{&s.BlockHosts, maps.MapBlockHosts4}, {&s.BlockPrefixes, maps.MapBlockNets4},
+		{&s.Classes, maps.MapClasses4}, {&s.Aggregates, maps.MapAggBuckets}, {&s.EventsBytes, maps.MapEvents},
+	} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, f.name), &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			continue // not pinned (or unreadable: loading says why)
+		}
+		*f.dst = m.MaxEntries()
+		m.Close()
+	}
+	return s
 }

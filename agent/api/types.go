@@ -68,6 +68,8 @@ type InterfaceStatus struct {
 	// PinsDetail says why not and what to do.
 	PinsPersistent bool   `json:"pins_persistent"`
 	PinsDetail     string `json:"pins_detail,omitempty"`
+	// KernelMemoryBytes is the kernel memory of the interface's maps, as the kernel reports it (memlock).
+	KernelMemoryBytes uint64 `json:"kernel_memory_bytes"`
 }
 
 // Verdict is one verdict in force as the API shows it (GET /v1/verdicts).

@@ -61,9 +61,15 @@ func limitFrom(l config.Limit) maps.Limit {
 }
 
 // Sizes maps the config's map sizes to the loader's, the one place that
-// does: the loader's default for each size the config leaves unset (zero).
+// does: this host's default (HostSizes) for each size the config leaves
+// unset (zero).
 func Sizes(c *config.Config) loader.Sizes {
-	s := loader.DefaultSizes()
+	return SizesOver(c, HostSizes())
+}
+
+// SizesOver is Sizes with the defaults base: the config's sizes where it
+// sets them, base's elsewhere.
+func SizesOver(c *config.Config, s loader.Sizes) loader.Sizes {
 	m := c.Maps
 	for _, f := range []struct{ dst, v *uint32 }{
 		{&s.Sources, &m.Sources}, {&s.RuleBuckets, &m.RuleBuckets}, {&s.Verdicts, &m.Verdicts},

@@ -142,7 +142,7 @@ func TestListFilesAndBlockFeeds(t *testing.T) {
 	}
 }
 
-// TestDefaultSizes: the sizes a config leaves unset are the loader's defaults, the documented figures; a size
+// TestDefaultSizes: the sizes a config leaves unset are this host's defaults (HostSizes), the loader's the ceilings; a size
 // set is taken as it is.
 func TestDefaultSizes(t *testing.T) {
 	cfg, diags := config.ParseWithOptions("test.hcl", []byte("interface \"eth0\" {}\nmaps {\n  classes = 7\n  events_ring_kib = 64\n}\n"),
@@ -154,7 +154,7 @@ func TestDefaultSizes(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(config.FormatDiagnostics(diags))
 	}
-	want := loader.DefaultSizes()
+	want := HostSizes()
 	want.Classes, want.EventsBytes = 7, 64*1024
 	if d.Sizes != want {
 		t.Errorf("sizes %+v, want %+v", d.Sizes, want)
@@ -193,7 +193,7 @@ func TestReference(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(config.FormatDiagnostics(diags))
 	}
-	if want := loader.DefaultSizes(); d.Sizes != want {
-		t.Errorf("configs/bulwark.hcl sizes %+v, want the defaults %+v", d.Sizes, want)
+	if want := HostSizes(); d.Sizes != want {
+		t.Errorf("configs/bulwark.hcl sizes %+v, want this host's defaults %+v", d.Sizes, want)
 	}
 }

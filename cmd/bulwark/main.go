@@ -146,7 +146,8 @@ func (c *statusCmd) Run(g *cli) error {
 	}
 	fmt.Printf("bulwark %s, up %s, mode %s\n", st.Version, time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second), st.Mode)
 	for _, i := range st.Interfaces {
-		fmt.Printf("interface %s: attached %s, %d sources tracked\n", i.Name, i.Attach, i.TrackedSources)
+		fmt.Printf("interface %s: attached %s, %d sources tracked, kernel memory %.1f MiB\n", i.Name, i.Attach, i.TrackedSources,
+			float64(i.KernelMemoryBytes)/(1<<20))
 		if !i.PinsPersistent {
 			fmt.Printf("  WARNING: fail-static is off, the pins will not outlive the agent: %s\n", i.PinsDetail)
 		}

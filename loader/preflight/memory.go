@@ -1,7 +1,6 @@
 package preflight
 
 import (
-	"bufio"
 	"fmt"
 	"math/bits"
 	"os"
@@ -102,16 +101,35 @@ func Estimate(s loader.Sizes) (Memory, error) {
 	return mem, nil
 }
 
-// ownPins counts the interfaces whose maps are pinned already: loading
-// adopts them, so their memory is allocated.
-func ownPins(in Input) int {
-	n := 0
+// pinnedSet is what is pinned already for the interfaces: loading adopts it, so its memory is allocated.
+type pinnedSet struct {
+	ifaces int    // interfaces whose maps are pinned
+	inUse  uint64 // the kernel memory (memlock) of their pinned maps
+}
+
+// ownPins finds the interfaces whose maps are pinned already and the kernel memory those maps use.
+func ownPins(in Input) pinnedSet {
+	var p pinnedSet
 	for _, i := range in.Interfaces {
-		if _, err := os.Stat(filepath.Join(loader.PinDir(in.PinRoot, i.Name), maps.MapSources)); err == nil {
-			n++
+		dir := loader.PinDir(in.PinRoot, i.Name)
+		if _, err := os.Stat(filepath.Join(dir, maps.MapSources)); err != nil {
+			continue
+		}
+		p.ifaces++
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			m, err := ebpf.LoadPinnedMap(filepath.Join(dir, e.Name()), &ebpf.LoadPinOptions{ReadOnly: true})
+			if err != nil {
+				continue // the link and the program are pinned there too
+			}
+			if info, err := m.Info(); err == nil {
+				n, _ := info.Memlock()
+				p.inUse += n
+			}
+			m.Close()
 		}
 	}
-	return n
+	return p
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -119,7 +137,8 @@ func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 // memoryChecks compares the memory the datapaths need with what the host
 // and this process's memory cgroup allow, and checks the locked-memory
 // limit on kernels that still apply it to BPF.
-func memoryChecks(s loader.Sizes, ifaces, pinned int) []Check {
+func memoryChecks(s loader.Sizes, ifaces int, pins pinnedSet) []Check {
+	pinned := pins.ifaces
 	mem, err := Estimate(s)
 	if err != nil {
 		return []Check{{Name: "kernel memory", Status: Fail, Blocking: true, Detail: err.Error(), Fix: "correct the maps block of the config"}}
@@ -128,9 +147,10 @@ func memoryChecks(s loader.Sizes, ifaces, pinned int) []Check {
 	start, full := n*mem.Start, n*mem.Full
 	fix := fmt.Sprintf("lower maps.sources and maps.rule_buckets in the config (at these sizes they take %s and %s per interface)",
 		mib(mem.ByMap[maps.MapSources]), mib(mem.ByMap[maps.MapRuleBuckets]))
-	detail := fmt.Sprintf("%s per interface at load, up to %s with every list, verdict and trie map full", mib(mem.Start), mib(mem.Full))
+	detail := fmt.Sprintf("%s per interface at load (sources %d, rule_buckets %d, block_hosts %d), up to %s with every list, verdict and trie map full",
+		mib(mem.Start), s.Sources, s.RuleBuckets, s.BlockHosts, mib(mem.Full))
 	if pinned > 0 {
-		detail += fmt.Sprintf("; %d of %d interfaces have their maps pinned already (allocated, adopted)", pinned, ifaces)
+		detail += fmt.Sprintf("; %d of %d interfaces have their maps pinned already (allocated, adopted): %s in use", pinned, ifaces, mib(pins.inUse))
 	}
 	c := Check{Name: "kernel memory", Status: OK, Detail: detail}
 	avail, err := memAvailable("/proc/meminfo")
@@ -173,23 +193,11 @@ func memoryChecks(s loader.Sizes, ifaces, pinned int) []Check {
 
 // memAvailable reads MemAvailable from a meminfo file, in bytes.
 func memAvailable(path string) (uint64, error) {
-	f, err := os.Open(path)
+	n, err := loader.MemInfo(path, "MemAvailable")
 	if err != nil {
 		return 0, fmt.Errorf("read free memory: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 3 && fields[0] == "MemAvailable:" && fields[2] == "kB" {
-			kb, err := strconv.ParseUint(fields[1], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("read free memory: %s: %w", path, err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("read free memory: no MemAvailable in %s", path)
+	return n, nil
 }
 
 // cgroupCheck compares need with the room left under this process's

@@ -114,7 +114,7 @@ func TestMemAvailable(t *testing.T) {
 func TestMemoryChecksInvalidSizes(t *testing.T) {
 	s := loader.DefaultSizes()
 	s.EventsBytes = 5000
-	cs := memoryChecks(s, 1, 0)
+	cs := memoryChecks(s, 1, pinnedSet{})
 	if len(cs) != 1 || cs[0].Status != Fail || !strings.Contains(cs[0].Detail, "power of two") {
 		t.Errorf("%+v", cs)
 	}
@@ -135,13 +135,13 @@ func TestMemoryChecksTooLittle(t *testing.T) {
 		t.Fatal(err)
 	}
 	ifaces := int(avail/est.Start) + 2 // at least one interface's worth (GiBs) beyond what is available
-	c := memoryChecks(s, ifaces, 0)[0]
+	c := memoryChecks(s, ifaces, pinnedSet{})[0]
 	if c.Name != "kernel memory" || c.Status != Fail || c.Blocking || !strings.Contains(c.Fix, "lower maps.sources and maps.rule_buckets") {
 		t.Errorf("%d interfaces of %d bytes with %d available: %+v", ifaces, est.Start, avail, c)
 	}
 	// The same sizes on interfaces whose maps are pinned already need
 	// nothing more.
-	if c := memoryChecks(s, ifaces, ifaces)[0]; c.Status != OK {
+	if c := memoryChecks(s, ifaces, pinnedSet{ifaces: ifaces})[0]; c.Status != OK {
 		t.Errorf("all pinned: %+v", c)
 	}
 }

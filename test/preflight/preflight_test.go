@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -242,8 +244,24 @@ func TestPreflightOwnProgram(t *testing.T) {
 	if c.Status != "ok" || !strings.Contains(c.Detail, fmt.Sprintf("Bulwark's own program (id %d,", own)) {
 		t.Errorf("xdp programs with the agent attached: %+v", c)
 	}
-	if c := r.find(t, "kernel memory"); !strings.Contains(c.Detail, "1 of 1 interfaces have their maps pinned already") {
+	c = r.find(t, "kernel memory")
+	if !strings.Contains(c.Detail, "1 of 1 interfaces have their maps pinned already") {
 		t.Errorf("kernel memory with pinned maps: %+v", c)
+	}
+	// The memory the pinned maps use, as the kernel reports it, is what the estimate (held within 2 % of the
+	// kernel's figures by loader/preflight's tests) gives at load, up to what it gives with every map full.
+	var start, full, inUse float64
+	if _, err := fmt.Sscanf(c.Detail, "%f MiB per interface at load", &start); err != nil {
+		t.Fatalf("kernel memory detail %q: %v", c.Detail, err)
+	}
+	if m := regexp.MustCompile(`up to ([0-9.]+) MiB with every .*: ([0-9.]+) MiB in use`).FindStringSubmatch(c.Detail); m == nil {
+		t.Errorf("kernel memory detail %q does not say the memory in use", c.Detail)
+	} else {
+		full, _ = strconv.ParseFloat(m[1], 64)
+		inUse, _ = strconv.ParseFloat(m[2], 64)
+		if inUse < 0.98*start || inUse > full*1.02 {
+			t.Errorf("pinned maps use %.1f MiB, want between the estimate at load %.1f MiB (-2 %%) and full %.1f MiB", inUse, start, full)
+		}
 	}
 	a.Kill()
 	b := e.Start() // fail-static: the program stays; the new agent's preflight accepts it

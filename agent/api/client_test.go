@@ -31,11 +31,11 @@ func TestWireJSON(t *testing.T) {
 		{"deleted", Deleted{Deleted: 3}, `{"deleted":3}`},
 		{"reload", ReloadReply{Result: ReloadRejected, Diagnostics: "x"}, `{"result":"rejected","diagnostics":"x"}`},
 		{"status", Status{Version: "v", UptimeSeconds: 2, Mode: "enforce",
-			Interfaces: []InterfaceStatus{{Name: "eth0", Attach: "native", TrackedSources: 4, PinsDetail: "d"}},
+			Interfaces: []InterfaceStatus{{Name: "eth0", Attach: "native", TrackedSources: 4, PinsDetail: "d", KernelMemoryBytes: 7}},
 			Packets:    map[string]map[string]uint64{"drop": {"blocklist": 5}}, Lists: map[string]map[string]int{"block": {"ipv4": 1}},
 			Verdicts: map[string]int{"block": 6}},
 			`{"version":"v","uptime_seconds":2,"mode":"enforce","interfaces":[{"name":"eth0","attach":"native","tracked_sources":4,` +
-				`"pins_persistent":false,"pins_detail":"d"}],"packets":{"drop":{"blocklist":5}},"list_entries":{"block":{"ipv4":1}},"verdicts_active":{"block":6}}`},
+				`"pins_persistent":false,"pins_detail":"d","kernel_memory_bytes":7}],"packets":{"drop":{"blocklist":5}},"list_entries":{"block":{"ipv4":1}},"verdicts_active":{"block":6}}`},
 		{"verdict", Verdict{Source: "198.18.0.1", Action: "block", Origin: "reputation", Score: 90, ExpiresIn: 3},
 			`{"source":"198.18.0.1","action":"block","origin":"reputation","score":90,"expires_in_seconds":3}`},
 		{"verdicts request", VerdictsRequest{Sources: []string{"198.18.0.1"}}, `{"sources":["198.18.0.1"]}`},

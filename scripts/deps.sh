@@ -15,6 +15,8 @@
 #   promtool and prometheus (prometheus): the alert rules' unit tests and
 #     the dashboard test against a real Prometheus (test/observability);
 #   git (git) and make (make): the Makefile and .ci/run;
+#   curl (curl): the README's runbook reads the metrics with it, and
+#     test/runbook runs the runbook's commands;
 #   logrotate (logrotate): the audit log's rotation test runs the
 #     packaged snippet (configs/logrotate/bulwark);
 #   rpm (rpm): the package test lists the .rpm's files and scripts
@@ -42,6 +44,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v make >/dev/null || need+=(make)
+command -v curl >/dev/null || need+=(curl)
 command -v rpm >/dev/null || need+=(rpm)
 command -v logrotate >/dev/null || need+=(logrotate)
 

@@ -34,14 +34,15 @@ func HTTPClient(socket string, timeout time.Duration) *http.Client {
 
 // Client is a client of an agent's control socket.
 type Client struct {
-	socket string
-	http   *http.Client
+	socket  string
+	timeout time.Duration
+	http    *http.Client
 }
 
 // NewClient returns a client of the control socket at socket whose
 // requests give up after timeout.
 func NewClient(socket string, timeout time.Duration) *Client {
-	return &Client{socket: socket, http: HTTPClient(socket, timeout)}
+	return &Client{socket: socket, timeout: timeout, http: HTTPClient(socket, timeout)}
 }
 
 // UnreachableError is a control socket that nobody answers on.
@@ -169,9 +170,17 @@ func (c *Client) DeleteVerdicts(ctx context.Context, sources []string) (Deleted,
 	return out, err
 }
 
+// captureGrace is how long past a capture's own timeout the client waits
+// for the agent's reply (the agent answers when the timeout ends).
+const captureGrace = 10 * time.Second
+
 // Capture waits for up to count live sampled drops that pass f, for at
-// most timeout.
+// most timeout. It waits for the reply for timeout and a grace, even
+// past the client's own request timeout.
 func (c *Client) Capture(ctx context.Context, f CaptureFilter, count int, timeout time.Duration) ([]Event, error) {
+	if d := timeout + captureGrace; d > c.timeout {
+		c = NewClient(c.socket, d)
+	}
 	q := url.Values{}
 	q.Set("count", strconv.Itoa(count))
 	q.Set("timeout", timeout.String())

@@ -169,3 +169,33 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureOutwaitsClientTimeout: a capture may run longer than the
+// client's request timeout (the CLI's is 60 s, --timeout allows 5 m); the
+// client waits for the agent's reply until the capture's own timeout and a
+// grace have passed, and no longer.
+func TestCaptureOutwaitsClientTimeout(t *testing.T) {
+	const reply = 600 * time.Millisecond // longer than the client's timeout below
+	sock := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(reply):
+		case <-r.Context().Done():
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/capture":
+			w.Write([]byte(`[{"reason":"verdict","pkt_len":42}]`))
+		default:
+			w.Write([]byte(`{"version":"v1"}`))
+		}
+	})
+	c := NewClient(sock, 200*time.Millisecond)
+	ctx := context.Background()
+	if _, _, err := c.Status(ctx); err == nil {
+		t.Fatal("status outlived the client's 200ms timeout: the check below would prove nothing")
+	}
+	evs, err := c.Capture(ctx, CaptureFilter{}, 1, time.Second)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("capture with a 1s timeout, reply after %s: %+v %v", reply, evs, err)
+	}
+}

@@ -30,6 +30,9 @@ const (
 	license  = "/usr/share/doc/bulwark/LICENSE"
 	stateDir = "/var/lib/bulwark"
 	confDir  = "/etc/bulwark"
+	// The fail2ban action (a conffile: fail2ban reads it only when a jail names it) and the jail example.
+	f2bAction = "/etc/fail2ban/action.d/bulwark.conf"
+	f2bJail   = "/usr/share/doc/bulwark/examples/fail2ban-jail.conf"
 )
 
 // repoRoot is the repository's top directory (this package is test/package).
@@ -149,9 +152,14 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	wantMode(t, refPath, 0o644, false)
 	wantMode(t, license, 0o644, false)
 	wantMode(t, stateDir, 0o700, true)
+	wantMode(t, f2bAction, 0o644, false)
+	wantMode(t, f2bJail, 0o644, false)
 	wantVersion(t, "1.0.0")
-	if conf := must(t, "dpkg-query", "-W", "-f=${Conffiles}", pkgName); !strings.Contains(conf, confPath+" ") {
-		t.Errorf("dpkg does not record %s as a conffile: %q", confPath, conf)
+	conf := must(t, "dpkg-query", "-W", "-f=${Conffiles}", pkgName)
+	for _, p := range []string{confPath, f2bAction} {
+		if !strings.Contains(conf, p+" ") {
+			t.Errorf("dpkg does not record %s as a conffile: %q", p, conf)
+		}
 	}
 	// The unit is the repository's with the package's binary path, and nothing enables it.
 	unit, err := os.ReadFile(unitPath)
@@ -217,7 +225,7 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if v, s := installedVersion(t); v != "" || s != "" {
 		t.Errorf("after dpkg -P: dpkg still knows %s (%q %q)", pkgName, v, s)
 	}
-	for _, p := range []string{confDir, stateDir, "/var/log/bulwark", refPath} {
+	for _, p := range []string{confDir, stateDir, "/var/log/bulwark", refPath, f2bAction, f2bJail} {
 		wantGone(t, "dpkg -P", p)
 	}
 }
@@ -273,6 +281,9 @@ func TestRPMContents(t *testing.T) {
 		refPath:  "-rw-r--r--",
 		license:  "-rw-r--r--",
 		stateDir: "drwx------",
+		// f2bAction: a conffile that an upgrade does not overwrite once edited.
+		f2bAction: "-rw-r--r-- cn",
+		f2bJail:   "-rw-r--r--",
 	}
 	for name, w := range want {
 		got, ok := files[name]

@@ -24,8 +24,12 @@ func TestMain(m *testing.M) { os.Exit(agenttest.Main(m, "bwk-f2b-bin-")) }
 // frames is how many frames each check sends from one source.
 const frames = 20
 
-// jail is the test jail's name; fail2ban passes it to the action as <name>.
-const jail = "bulwark-test"
+// The test jails' names; fail2ban passes them to the action as <name>.
+const (
+	jail     = "bulwark-test" // bantime 1h, maxretry 3, lines "auth failure from IP"
+	jailPerm = "bulwark-perm" // bantime -1 (permanent), maxretry 1, lines "perm failure from IP"
+	jailLong = "bulwark-long" // bantime 400d, maxretry 1, lines "long failure from IP"
+)
 
 // f2b is one fail2ban-server with its own config dir, socket, pid file,
 // database and log, all under dir.
@@ -57,14 +61,19 @@ func startF2B(t *testing.T, bin, agentSock string) *f2b {
 			"dbfile = %s\ndbpurgeage = 1d\n", filepath.Join(dir, "fail2ban.log"), f.sock, filepath.Join(dir, "f2b.pid"),
 			filepath.Join(dir, "f2b.sqlite3")),
 		"action.d/bulwark.conf": string(action),
-		"filter.d/bulwark-test.conf": "[Definition]\nfailregex = ^auth failure from <HOST>$\n" +
-			"datepattern = {NONE}\n",
-		// bantime 1h: the ban's TTL in Bulwark is 3600 s.
-		"jail.conf": fmt.Sprintf("[DEFAULT]\nbackend = polling\n\n[%s]\nenabled = true\nfilter = bulwark-test\n"+
-			"logpath = %s\nmaxretry = 3\nfindtime = 10m\nbantime = 1h\naction = bulwark[bulwark=\"%s\", socket=\"%s\"]\n",
-			jail, f.log, bin, agentSock),
-		"auth.log": "",
+		"auth.log":              "",
 	}
+	// The jails: bantime 1h (the ban's TTL in Bulwark is 3600 s), a
+	// permanent ban (no TTL) and one over Bulwark's 365 days (capped).
+	jails := "[DEFAULT]\nbackend = polling\n"
+	for _, j := range []struct{ name, word, maxretry, bantime string }{
+		{jail, "auth", "3", "1h"}, {jailPerm, "perm", "1", "-1"}, {jailLong, "long", "1", "400d"},
+	} {
+		files["filter.d/"+j.name+".conf"] = "[Definition]\nfailregex = ^" + j.word + " failure from <HOST>$\ndatepattern = {NONE}\n"
+		jails += fmt.Sprintf("\n[%s]\nenabled = true\nfilter = %s\nlogpath = %s\nmaxretry = %s\nfindtime = 10m\n"+
+			"bantime = %s\naction = bulwark[bulwark=\"%s\", socket=\"%s\"]\n", j.name, j.name, f.log, j.maxretry, j.bantime, bin, agentSock)
+	}
+	files["jail.conf"] = jails
 	for name, text := range files {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -109,8 +118,12 @@ func (f *f2b) logs() string {
 	return b.String()
 }
 
-// fail appends n failure lines of src to the watched log.
-func (f *f2b) fail(src netip.Addr, n int) {
+// fail appends n "auth" failure lines of src to the watched log.
+func (f *f2b) fail(src netip.Addr, n int) { f.failWord("auth", src, n) }
+
+// failWord appends n failure lines of src with word (the jail's) to the
+// watched log.
+func (f *f2b) failWord(word string, src netip.Addr, n int) {
 	f.t.Helper()
 	lf, err := os.OpenFile(f.log, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -118,7 +131,7 @@ func (f *f2b) fail(src netip.Addr, n int) {
 	}
 	defer lf.Close()
 	for range n {
-		if _, err := fmt.Fprintf(lf, "auth failure from %s\n", src); err != nil {
+		if _, err := fmt.Fprintf(lf, "%s failure from %s\n", word, src); err != nil {
 			f.t.Fatal(err)
 		}
 	}
@@ -189,6 +202,25 @@ func TestFail2banAction(t *testing.T) {
 	if got := e.Send(below, frames); got != frames {
 		t.Errorf("%s not banned: %d of %d frames delivered", below, got, frames)
 	}
+	// A permanent ban has no TTL; a bantime over 365 days is capped there.
+	perm, long := agenttest.Addr("198.18.70.20"), agenttest.Addr("198.18.70.21")
+	f.failWord("perm", perm, 1)
+	f.failWord("long", long, 1)
+	for _, c := range []struct {
+		a        netip.Addr
+		min, max float64 // the TTL left
+	}{{perm, 0, 0}, {long, 365*86400 - 70, 365 * 86400}} {
+		agenttest.WaitFor(t, 60*time.Second, fmt.Sprintf("fail2ban to ban %s in Bulwark\n%s", c.a, f.logs()), func() bool {
+			_, ok := blocked(e, c.a)
+			return ok
+		})
+		if le, _ := blocked(e, c.a); le.ExpiresIn < c.min || le.ExpiresIn > c.max {
+			t.Errorf("%s: %.0f s left, want %.0f to %.0f", c.a, le.ExpiresIn, c.min, c.max)
+		}
+		if got := e.Send(c.a, frames); got != 0 {
+			t.Errorf("%s banned: %d of %d frames delivered, want 0", c.a, got, frames)
+		}
+	}
 	var reasons []string
 	for _, r := range agenttest.AuditLog[struct {
 		What   string   `json:"what"`
@@ -226,13 +258,53 @@ func TestFail2banAction(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("fail2ban-server still runs 60 s after stop\n%s", f.logs())
 	}
-	if _, ok := blocked(e, bad6); ok {
-		t.Errorf("fail2ban stopped, but its ban of %s is still in the block list", bad6)
+	for _, a := range []netip.Addr{bad6, perm, long} {
+		if _, ok := blocked(e, a); ok {
+			t.Errorf("fail2ban stopped, but its ban of %s is still in the block list", a)
+		}
 	}
 	if _, ok := blocked(e, manual); !ok {
 		t.Errorf("fail2ban's stop removed the operator's entry %s", manual)
 	}
 	if got := e.Send(manual, frames); got != 0 {
 		t.Errorf("operator's entry %s after fail2ban's stop: %d of %d frames delivered, want 0", manual, got, frames)
+	}
+}
+
+// TestJailExample checks the shipped example jail against Debian's own
+// fail2ban config: copied beside it with the action, fail2ban-client's dump
+// shows the sshd jail banning with the bulwark action only.
+func TestJailExample(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "/etc/fail2ban/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy /etc/fail2ban: %v: %s", err, out)
+	}
+	for src, dst := range map[string]string{
+		"../../configs/fail2ban/action.d/bulwark.conf":       "action.d/bulwark.conf",
+		"../../configs/fail2ban/jail.d/bulwark.conf.example": "jail.d/bulwark.local",
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("fail2ban-client", "-c", dir, "-d").CombinedOutput()
+	if err != nil {
+		t.Fatalf("fail2ban-client -d: %v: %s", err, out)
+	}
+	var actions []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "['set', 'sshd', 'addaction', ") {
+			actions = append(actions, l)
+		}
+	}
+	if len(actions) != 1 || actions[0] != "['set', 'sshd', 'addaction', 'bulwark']" {
+		t.Errorf("the sshd jail's actions: %q, want only bulwark", actions)
+	}
+	if !strings.Contains(string(out), `/usr/bin/bulwark --socket /run/bulwark/bulwark.sock block add <ip> "$@" --reason "fail2ban jail sshd"`) {
+		t.Errorf("the dump has no ban with the package's binary and socket:\n%s", out)
 	}
 }

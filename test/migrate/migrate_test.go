@@ -234,6 +234,15 @@ func TestMigrateIPSetAndNFT(t *testing.T) {
 			t.Errorf("%s (in no set): %d of %d frames delivered", s, got, frames)
 		}
 	}
+	// allow import takes the same input: an allowed address passes
+	// although a block set holds it (the allow list wins).
+	allowFile := write("allow.txt", "# monitoring\n198.18.52.7\n")
+	if out := e.MustCLI("allow", "import", allowFile); out != "added 1, already present 0\n" {
+		t.Errorf("allow import: %q", out)
+	}
+	if got := e.Send(agenttest.Addr("198.18.52.7"), frames); got != frames {
+		t.Errorf("198.18.52.7 allowed by import: %d of %d frames delivered", got, frames)
+	}
 	// The import is in the audit log with its reason.
 	n := 0
 	for _, r := range agenttest.AuditLog[struct {

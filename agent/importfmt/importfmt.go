@@ -73,7 +73,7 @@ type Options struct {
 type Result struct {
 	Format Format
 	// Prefixes are the entries: masked, IPv4-mapped IPv6 unmapped, without
-	// duplicates, in input order.
+	// duplicates, in input order (a plain list's sorted, as a feed's).
 	Prefixes []netip.Prefix
 	// Duplicates counts entries dropped because an equal prefix came
 	// before.

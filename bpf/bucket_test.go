@@ -161,7 +161,13 @@ func bucketTwoCPUs(t *testing.T, cpus []int, final bool) bool {
 	if rate < 500 {
 		return tooSlow("the two CPUs offer only %.0f packets/s: too slow to measure a limit", offer)
 	}
-	burst := rate // one second of depth: absorbs both threads being descheduled for up to 1 s on a loaded machine
+	// Three seconds of depth, longer than the whole 2 s send: a gap in the
+	// offered load (both threads descheduled on a loaded machine) then only
+	// refills the bucket, never overflows it, so every ns of the datapath's
+	// window turns into admitted packets and burst + rate x window holds
+	// exactly. (With one second of depth, a 1.1 s gap under load lost 0.1 s
+	// of refill and the test failed.)
+	burst := 3 * rate
 	policy := maps.Policy{Default: maps.Limit{PPS: rate, Burst: burst}}
 	if err := d.Maps.ApplyPolicy(&policy); err != nil {
 		t.Fatal(err)

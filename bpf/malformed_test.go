@@ -11,7 +11,7 @@ import (
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
-// TestMalformedRules runs the hand-built frame of every row of the README's
+// TestMalformedRules runs the hand-built frame of every row of docs/datapath.md's
 // "Malformed rules" table through the real program and the model, with no
 // policy: each must come out as the table says (malformed, passed or
 // non_ip) on both sides, and a frame that parses must be charged to its own
@@ -77,18 +77,18 @@ func TestMalformedRules(t *testing.T) {
 	checkReadmeTable(t)
 }
 
-// checkReadmeTable requires the README's "Malformed rules" table to have a
-// row for each rule of the cases, and no row without cases.
+// checkReadmeTable requires the "Malformed rules" table of docs/datapath.md
+// to have a row for each rule of the cases, and no row without cases.
 func checkReadmeTable(t *testing.T) {
 	t.Helper()
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("../docs/datapath.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(raw)
-	start := strings.Index(text, "### Malformed rules")
+	start := strings.Index(text, "## Malformed rules")
 	if start < 0 {
-		t.Fatal(`README.md has no "### Malformed rules" section`)
+		t.Fatal(`docs/datapath.md has no "## Malformed rules" section`)
 	}
 	rows := map[string]bool{}
 	for _, line := range strings.Split(text[start:], "\n")[1:] {
@@ -102,11 +102,11 @@ func checkReadmeTable(t *testing.T) {
 	}
 	for _, r := range parsecases.Rules {
 		if !rows[r] {
-			t.Errorf("README's malformed table has no row %q", r)
+			t.Errorf("docs/datapath.md's malformed table has no row %q", r)
 		}
 		delete(rows, r)
 	}
 	for r := range rows {
-		t.Errorf("README's malformed table has a row %q that no case tests", r)
+		t.Errorf("docs/datapath.md's malformed table has a row %q that no case tests", r)
 	}
 }

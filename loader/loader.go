@@ -34,7 +34,7 @@ type Sizes struct {
 	EventsBytes   uint32 // ring buffer of sampled drops; a power of two >= 4096
 }
 
-// DefaultSizes are the sizes used when the config names none. The README's
+// DefaultSizes are the sizes used when the config names none. docs/operations.md's
 // "Memory" table gives what each costs.
 func DefaultSizes() Sizes {
 	return Sizes{

@@ -19,6 +19,8 @@
 #   promtool and prometheus (prometheus): the alert rules' unit tests and
 #     the dashboard test against a real Prometheus (test/observability);
 #   git (git) and make (make): the Makefile and .ci/run;
+#   curl (curl): the README's runbook reads the metrics with it, and
+#     test/runbook runs the runbook's commands;
 #   rpm (rpm): the package test lists the .rpm's files and scripts
 #     (the .deb is checked with dpkg, which every Debian system has).
 # Programs of every Debian base system (bash, coreutils, grep, sed, mawk,
@@ -47,6 +49,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v make >/dev/null || need+=(make)
+command -v curl >/dev/null || need+=(curl)
 command -v rpm >/dev/null || need+=(rpm)
 
 [ ${#need[@]} -eq 0 ] && exit 0

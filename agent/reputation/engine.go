@@ -410,7 +410,7 @@ func ramp(x, lo, hi float64) float64 {
 }
 
 // Thresholds of the behaviour components, relative to the baseline. Each is
-// explained in the README ("Reputation").
+// explained in docs/reputation.md.
 const (
 	// rate: ratio to the baseline where the component starts and where it
 	// is full. Rates on a host spread roughly log-normally; 8x the median

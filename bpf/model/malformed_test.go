@@ -24,7 +24,7 @@ var benign = []string{
 
 // expectMalformed lists, by capture and packet number (from 1, as tcpdump
 // counts), every frame of the captures the datapath calls malformed, and
-// why (the README's "Malformed rules" names each rule). A capture not
+// why (docs/datapath.md's "Malformed rules" names each rule). A capture not
 // listed must have none.
 var expectMalformed = map[string]map[int]string{
 	"sv_decode-too-small_test.pcap": {
@@ -248,7 +248,7 @@ func gopacketView(frame []byte) (v gpView) {
 }
 
 // gopacketDiffers lists every frame where gopacket and Bulwark disagree,
-// by the kind of difference; the README ("Where gopacket disagrees")
+// by the kind of difference; docs/datapath.md ("Where gopacket disagrees")
 // explains each kind and who is right.
 var gopacketDiffers = map[string]map[int]string{
 	"sv_frag-eth-vlan-ip-tcp-syn.pcap": {2: "TCP at offset 8"},

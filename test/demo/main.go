@@ -709,7 +709,7 @@ func components(c map[string]float64) string {
 // The engine's baseline (the median source) is learnt from the first
 // seconds. With more ordinary clients than other sources, every client
 // under 10 packets/s, it stays at its floor of 10 packets/s, so each
-// source's score follows from its own rates (README, "Reputation:
+// source's score follows from its own rates (docs/reputation.md, "Reputation:
 // explainable risk scores"):
 //   - the partner, 400 pps (40x): rate_anomaly 29 of 50, no verdict;
 //   - the UDP and the IPv6 flood, 2000 and 1000 pps (200x, 100x):

@@ -1,4 +1,4 @@
-// Package parsecases is the table of hand-built frames behind the README's
+// Package parsecases is the table of hand-built frames behind docs/datapath.md's
 // "Malformed rules": for every rule, frames on both sides of it, each with
 // the outcome the table promises (malformed, passed or non-IP). The
 // datapath tests in bpf/ run them through the real program and the model, the
@@ -29,7 +29,7 @@ func (o Outcome) String() string {
 	return [...]string{"passed", "malformed", "non_ip"}[o]
 }
 
-// The rules, as the first column of the README's table names them.
+// The rules, as the first column of the table of docs/datapath.md names them.
 const (
 	RuleVLAN      = "VLAN tags"
 	RulePadding   = "Ethernet padding"
@@ -48,7 +48,7 @@ const (
 	RuleOther     = "Other protocols"
 )
 
-// Rules lists every rule, in the README's order.
+// Rules lists every rule, in the order of docs/datapath.md.
 var Rules = []string{RuleVLAN, RulePadding, RuleIPv4, RuleIPv4Len, RuleIPv4Opts, RuleIPv6, RuleJumbo,
 	RuleIPv6Ext, RuleFirstFrag, RuleLaterFrag, RuleTinyFrag, RuleTCP, RuleUDP, RuleICMP, RuleOther}
 

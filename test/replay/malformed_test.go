@@ -20,7 +20,7 @@ maps {
 `
 
 // TestReplayMalformedRules replays the hand-built frame of every row of the
-// README's "Malformed rules" table with `bulwark replay`: the report counts
+// "Malformed rules" table of docs/datapath.md with `bulwark replay`: the report counts
 // the table's outcomes, and --write-dropped holds exactly the malformed
 // frames, in order; not one legitimate frame is among them.
 func TestReplayMalformedRules(t *testing.T) {

@@ -142,13 +142,18 @@ func fail(w http.ResponseWriter, code int, format string, args ...any) {
 
 // decodeBody reads a JSON body of at most api.MaxBodyBytes, strictly.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
+	return decodeBodyMax(w, r, v, api.MaxBodyBytes)
+}
+
+// decodeBodyMax reads a JSON body of at most max bytes, strictly.
+func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, max int64) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, max)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			fail(w, http.StatusRequestEntityTooLarge, "request body over %d bytes", api.MaxBodyBytes)
+			fail(w, http.StatusRequestEntityTooLarge, "request body over %d bytes", max)
 			return false
 		}
 		fail(w, http.StatusBadRequest, "bad JSON body: %v", err)
@@ -167,6 +172,7 @@ func (s *controlServer) handler() http.Handler {
 	mux.HandleFunc("GET /v1/lists/{list}", s.handleListGet)
 	mux.HandleFunc("POST /v1/lists/{list}", s.handleListAdd)
 	mux.HandleFunc("DELETE /v1/lists/{list}", s.handleListDel)
+	mux.HandleFunc("POST /v1/lists/{list}/import", s.handleListImport)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	mux.HandleFunc("GET /v1/explain/{ip}", s.handleExplain)
 	mux.HandleFunc("GET /v1/verdicts", s.handleVerdictsGet)
@@ -177,7 +183,7 @@ func (s *controlServer) handler() http.Handler {
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/lists/{list}/import", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -232,13 +238,7 @@ func (s *controlServer) handleListGet(w http.ResponseWriter, r *http.Request) {
 		if e.ExpiresNS != 0 && e.ExpiresNS <= now {
 			continue
 		}
-		le := api.ListEntry{CIDR: e.Prefix.String(), List: st.want.ListNames[e.ListID], Origin: "config"}
-		switch {
-		case runtimeList(e.ListID):
-			le.Origin = "runtime"
-		case e.ListID >= maps.FirstFeedList:
-			le.Origin = "feed"
-		}
+		le := api.ListEntry{CIDR: e.Prefix.String(), List: st.want.ListNames[e.ListID], Origin: originOf(e.ListID)}
 		if e.ExpiresNS != 0 {
 			le.ExpiresIn = float64(e.ExpiresNS-now) / 1e9
 		}
@@ -247,12 +247,15 @@ func (s *controlServer) handleListGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func parseCIDRs(in []string) ([]netip.Prefix, error) {
+func parseCIDRs(in []string) ([]netip.Prefix, error) { return parseCIDRsMax(in, api.MaxCIDRsPerReq) }
+
+// parseCIDRsMax parses 1 to max addresses or CIDRs.
+func parseCIDRsMax(in []string, max int) ([]netip.Prefix, error) {
 	if len(in) == 0 {
 		return nil, errors.New("no cidrs given")
 	}
-	if len(in) > api.MaxCIDRsPerReq {
-		return nil, fmt.Errorf("%d cidrs: at most %d per request", len(in), api.MaxCIDRsPerReq)
+	if len(in) > max {
+		return nil, fmt.Errorf("%d cidrs: at most %d per request", len(in), max)
 	}
 	out := make([]netip.Prefix, 0, len(in))
 	for _, s := range in {
@@ -302,20 +305,7 @@ func (s *controlServer) handleListAdd(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if len(req.Reason) > api.MaxReasonLen {
-		fail(w, http.StatusBadRequest, "reason over %d characters", api.MaxReasonLen)
-		return
-	}
-	var expires uint64
-	if req.TTL != "" {
-		ttl, err := api.ParseTTL(req.TTL, config.ParseDuration)
-		if err != nil {
-			fail(w, http.StatusBadRequest, "%v", err)
-			return
-		}
-		expires = monotonicNow() + uint64(ttl)
-	}
-	st, ok := s.lockWriters(w)
+	st, expires, ok := s.lockForAdd(w, req.Reason, req.TTL)
 	if !ok {
 		return
 	}
@@ -333,11 +323,7 @@ func (s *controlServer) handleListAdd(w http.ResponseWriter, r *http.Request) {
 		if err := pick(it, name).Add(entries); err != nil {
 			s.mapErrs.WithLabelValues(name).Inc()
 			s.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "error", Detail: err.Error()})
-			code := http.StatusInternalServerError
-			if fe := (*maps.FullError)(nil); errors.As(err, &fe) {
-				code = http.StatusInsufficientStorage
-			}
-			fail(w, code, "%s list on %s: %v", name, it.name, err)
+			fail(w, addErrCode(err), "%s list on %s: %v", name, it.name, err)
 			return
 		}
 	}

@@ -7,7 +7,11 @@
 #   ip (iproute2): network namespaces and veths of the tests and the demo;
 #   sysctl (procps): settings inside the test namespaces;
 #   ethtool (ethtool): veth offloads and XDP counters in the nft benchmark;
-#   nft (nftables): the benchmark against nftables;
+#   nft (nftables): the benchmark against nftables, and the migration
+#     test builds nft sets to import (test/migrate);
+#   ipset (ipset): the migration test builds ipset sets to import;
+#   fail2ban-server and fail2ban-client (fail2ban): the fail2ban action's
+#     test runs a real fail2ban (test/fail2ban);
 #   tmux (tmux): the bulwark top test drives the terminal view;
 #   systemd-analyze and systemctl (systemd): the unit is verified, and
 #     scripts/install.sh reloads it;
@@ -36,6 +40,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v sysctl >/dev/null || need+=(procps)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v nft >/dev/null || need+=(nftables)
+command -v ipset >/dev/null || need+=(ipset)
+command -v fail2ban-server >/dev/null || need+=(fail2ban)
+command -v fail2ban-client >/dev/null || need+=(fail2ban)
 command -v tmux >/dev/null || need+=(tmux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v systemctl >/dev/null || need+=(systemd)

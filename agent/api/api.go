@@ -11,6 +11,7 @@
 //	GET    /v1/lists/{allow|block}     []ListEntry
 //	POST   /v1/lists/{allow|block}     ListRequest -> Added
 //	DELETE /v1/lists/{allow|block}     ListRequest -> Deleted
+//	POST   /v1/lists/{allow|block}/import  ImportRequest -> ImportReply
 //	POST   /v1/reload                  ReloadReply (422 when rejected)
 //	GET    /v1/explain/{ip}            Explanation
 //	GET    /v1/verdicts                []Verdict

@@ -180,12 +180,16 @@ type listCmd struct {
 	Add  listAddCmd  `cmd:"" help:"Add entries (CIDRs or addresses)."`
 	Del  listDelCmd  `cmd:"" help:"Delete run-time entries."`
 	List listListCmd `cmd:"" help:"List the entries, config and run-time."`
+
+	Import listImportCmd `cmd:"" help:"Add the entries of a file or stdin: a plain list, ipset save, nft -j JSON or cscli decisions JSON."`
+	Export listExportCmd `cmd:"" help:"Write the entries in force, as plain CIDRs or JSON."`
 }
 
 // newListCmd is the block or allow command (list is its name), so that
 // its subcommands know their list and show it in their examples.
 func newListCmd(list string) listCmd {
-	return listCmd{Add: listAddCmd{list: list}, Del: listDelCmd{list: list}, List: listListCmd{list: list}}
+	return listCmd{Add: listAddCmd{list: list}, Del: listDelCmd{list: list}, List: listListCmd{list: list},
+		Import: listImportCmd{list: list}, Export: listExportCmd{list: list}}
 }
 
 type listAddCmd struct {

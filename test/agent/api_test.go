@@ -145,6 +145,15 @@ func TestAPIBadInputs(t *testing.T) {
 			{"config entry del", "DELETE", "/v1/lists/allow", `{"cidrs":["198.18.20.0/30"]}`, 409},
 			{"unknown path", "GET", "/v1/nope", "", 404},
 			{"wrong method", "PUT", "/v1/lists/block", `{"cidrs":["198.18.7.7"]}`, 405},
+			// An import: its own bounds (64 MiB, 2^20 CIDRs), the same checks, nothing written on an error.
+			{"import unknown list", "POST", "/v1/lists/foo/import", `{"cidrs":["198.18.7.7"]}`, 404},
+			{"import no cidrs", "POST", "/v1/lists/block/import", `{"cidrs":[]}`, 400},
+			{"import bad cidr among good", "POST", "/v1/lists/block/import", `{"cidrs":["198.18.7.7","198.18.7.8/33"]}`, 400},
+			{"import bad ttl", "POST", "/v1/lists/block/import", `{"cidrs":["198.18.7.7"],"ttl":"soon"}`, 400},
+			{"import reason too long", "POST", "/v1/lists/block/import", `{"cidrs":["198.18.7.7"],"reason":"` + strings.Repeat("x", 300) + `"}`, 400},
+			{"import unknown field", "POST", "/v1/lists/block/import", `{"cidrs":["198.18.7.7"],"bogus":1}`, 400},
+			{"import body over 64 MiB", "POST", "/v1/lists/block/import", `{"cidrs":["` + strings.Repeat("1", 64<<20+100) + `"]}`, 413},
+			{"import wrong method", "GET", "/v1/lists/block/import", "", 405},
 		} {
 			status, body := e.rawCall(c.method, c.path, c.body)
 			if status != c.status {

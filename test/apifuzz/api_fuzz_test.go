@@ -174,6 +174,8 @@ func FuzzControlAPI(f *testing.F) {
 		{1, "/v1/lists/block", `{"cidrs":["198.18.66.0/24"]}`},
 		{1, "/v1/lists/block", `{"cidrs":["not an address"],"ttl":"-5s"}`},
 		{1, "/v1/lists/nolist", `{}`},
+		{1, "/v1/lists/block/import", `{"cidrs":["198.18.5.6","2001:2::/64"],"ttl":"1h","dry_run":true}`},
+		{1, "/v1/lists/block/import", `{"cidrs":["198.18.5.7","198.18.5.7"],"reason":"fuzz"}`},
 		{2, "/v1/lists/block", `{"cidrs":["198.18.5.5/32"]}`},
 		{2, "/v1/lists/block", `{"cidrs":["198.18.66.0/24"]}`},
 		{1, "/v1/reload", ""},

@@ -39,6 +39,8 @@ var rules = []rule{
 	{pkg: "agent/api", external: []string{"github.com/google/gopacket"},
 		why: "the wire package: the CLI and remote tools link nothing of the daemon (no cilium/ebpf)"},
 	{pkg: "agent/config", why: "the config's parser links nothing of the datapath"},
+	{pkg: "agent/importfmt", allowed: []string{"agent/feeds"}, external: []string{},
+		why: "the import formats' parsers link nothing of the daemon: the CLI reads the files"},
 	{pkg: "agent/replay", allowed: []string{"agent/config", "agent/desired", "agent/feeds", "agent/geoip", "agent/reputation",
 		"bpf/model", "loader", "maps"}, why: "replay builds its own datapath: it imports no daemon (package agent)"},
 	{pkg: "cmd/bulwark", allowed: []string{
@@ -48,8 +50,9 @@ var rules = []rule{
 		// bulwark config check compiles the config as the agent does; the
 		// config's map sizes, for preflight (one owner: desired.Sizes)
 		"agent/desired",
-		"agent/replay", // bulwark replay runs in-process
-		"loader",       // bulwark detach works with no agent running
+		"agent/importfmt", // bulwark block import reads the files
+		"agent/replay",    // bulwark replay runs in-process
+		"loader",          // bulwark detach works with no agent running
 		// bulwark preflight, and bulwark run's checks at start
 		"loader/preflight",
 	}, why: "the CLI reaches the daemon only to run it; everything else goes through agent/api"},
@@ -184,6 +187,7 @@ func TestRulesCatchViolations(t *testing.T) {
 			"agent/api":    {"net/http", "github.com/google/gopacket/pcapgo"},
 			"agent/config": {"github.com/hashicorp/hcl/v2"},
 			"agent/geoip":  {},
+			"agent/feeds":  {"agent/config"},
 			"agent":        {"agent/api", "agent/config", "loader", "maps"},
 			"agent/replay": {"loader", "agent/config"},
 			"cmd/bulwark":  {"agent", "agent/api", "agent/config", "agent/replay", "loader"},
@@ -191,6 +195,7 @@ func TestRulesCatchViolations(t *testing.T) {
 			"test/agent":   {"test/util", "agent/api"},
 
 			"loader/preflight": {"bpf", "loader"},
+			"agent/importfmt":  {"agent/feeds"},
 		}
 	}
 	if got := check(clean(), rules, nil); got != nil {

@@ -35,6 +35,9 @@ const (
 	zshComp  = "/usr/share/zsh/vendor-completions/_bulwark"
 	fishComp = "/usr/share/fish/vendor_completions.d/bulwark.fish"
 	manPage  = "/usr/share/man/man1/bulwark.1.gz"
+	// The fail2ban action (a conffile: fail2ban reads it only when a jail names it) and the jail example.
+	f2bAction = "/etc/fail2ban/action.d/bulwark.conf"
+	f2bJail   = "/usr/share/doc/bulwark/examples/fail2ban-jail.conf"
 )
 
 // repoRoot is the repository's top directory (this package is test/package).
@@ -154,11 +157,11 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	wantMode(t, refPath, 0o644, false)
 	wantMode(t, license, 0o644, false)
 	wantMode(t, stateDir, 0o700, true)
-	for _, p := range []string{rotate, bashComp, zshComp, fishComp, manPage} {
+	for _, p := range []string{rotate, bashComp, zshComp, fishComp, manPage, f2bAction, f2bJail} {
 		wantMode(t, p, 0o644, false)
 	}
 	wantVersion(t, "1.0.0")
-	for _, p := range []string{confPath, rotate} {
+	for _, p := range []string{confPath, rotate, f2bAction} {
 		if conf := must(t, "dpkg-query", "-W", "-f=${Conffiles}", pkgName); !strings.Contains(conf, p+" ") {
 			t.Errorf("dpkg does not record %s as a conffile: %q", p, conf)
 		}
@@ -234,7 +237,7 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if v, s := installedVersion(t); v != "" || s != "" {
 		t.Errorf("after dpkg -P: dpkg still knows %s (%q %q)", pkgName, v, s)
 	}
-	for _, p := range []string{confDir, stateDir, "/var/log/bulwark", refPath} {
+	for _, p := range []string{confDir, stateDir, "/var/log/bulwark", refPath, f2bAction, f2bJail} {
 		wantGone(t, "dpkg -P", p)
 	}
 }
@@ -295,6 +298,9 @@ func TestRPMContents(t *testing.T) {
 		zshComp:  "-rw-r--r--",
 		fishComp: "-rw-r--r--",
 		manPage:  "-rw-r--r--",
+		// f2bAction: a conffile that an upgrade does not overwrite once edited.
+		f2bAction: "-rw-r--r-- cn",
+		f2bJail:   "-rw-r--r--",
 	}
 	for name, w := range want {
 		got, ok := files[name]

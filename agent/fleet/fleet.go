@@ -78,12 +78,12 @@ type Refusal struct {
 // Reasons a verdict is refused; values of Refusal.Reason and of the reason
 // label of bulwark_fleet_refused_total.
 const (
-	RefusedRate      = "issuer_rate"    // the issuer is over its rate cap
-	RefusedActiveCap = "active_cap"     // the fleet set is at max_active
-	RefusedLocal     = "local_allow"    // the Applier refused: allowed or protected here
-	RefusedInvalid   = "invalid"        // an undecodable or inconsistent value
-	RefusedTTL       = "ttl"            // expiry beyond max_ttl or already past
-	RefusedBuffer    = "buffer_full"    // publish buffer full while the bus is down
+	RefusedRate      = "issuer_rate" // the issuer is over its rate cap
+	RefusedActiveCap = "active_cap"  // the fleet set is at max_active
+	RefusedLocal     = "local_allow" // the Applier refused: allowed or protected here
+	RefusedInvalid   = "invalid"     // an undecodable or inconsistent value
+	RefusedTTL       = "ttl"         // expiry beyond max_ttl or already past
+	RefusedBuffer    = "buffer_full" // publish buffer full while the bus is down
 )
 
 // TLS is where the client's TLS material is; empty fields are unused.

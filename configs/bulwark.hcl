@@ -52,7 +52,7 @@ allow {
   cidrs = []
   ## List files: one CIDR or address per line; "#" and ";" start a comment (whole line or trailing, as in
   ## "1.10.16.0/20 ; SBL256894"); blank lines are ignored. A missing file or a bad line is an error naming the file
-  ## and line. At most 64 MiB and 2,000,000 entries per file, and 508 files in allow and block together.
+  ## and line. At most 64 MiB and 2,000,000 entries per file, and 507 files in allow and block together.
   ## The list's hosts and prefixes of each address family must fit the maps block's sizes. Default [].
   files = []
 }

@@ -72,8 +72,9 @@ type Config struct {
 	Feeds []Feed `hcl:"feed"`
 	// Safety bounds what sources outside this file (threat feeds) may block.
 	Safety Safety `hcl:"safety"`
-	// Fleet shares verdicts with the other agents of a fleet over NATS JetStream; no servers: no fleet block.
-	Fleet Fleet `hcl:"fleet"`
+	// Fleet shares verdicts with the other agents of a fleet over NATS JetStream; nil without a fleet block. It is
+	// one key ("fleet"): the agent makes its fleet client at start only.
+	Fleet *Fleet `hcl:"fleet"`
 	// GeoIP configures the optional location databases and their weights.
 	GeoIP GeoIP `hcl:"geoip"`
 	// Set says where the keys that the compile step and the host checks (agent/desired) name in their
@@ -358,7 +359,7 @@ type GeoIP struct {
 // Fleet is the fleet block as written: the compile step (agent/desired) fills in the defaults of the keys left
 // out (zero here) and checks what depends on this host (the node name's default) and on other blocks.
 type Fleet struct {
-	// Servers are the NATS server URLs (nats, tls, ws or wss, with a host); empty only without a fleet block.
+	// Servers are the NATS server URLs (nats, tls, ws or wss, with a host), at least one.
 	Servers []string `hcl:"servers"`
 	// Node is this agent's issuer name, [A-Za-z0-9_-], 1 to 64 characters; "" is the short hostname.
 	Node string `hcl:"node"`

@@ -311,7 +311,7 @@ func TestReference(t *testing.T) {
 		t.Fatalf("reference.hcl with optional settings enabled:\n%s", FormatDiagnostics(diags))
 	}
 	if len(cfg.Limits.Rules) != 4 || len(cfg.Limits.Classes) != 1 || len(cfg.Feeds) != 2 ||
-		cfg.Limits.Default.PPS != 1000 || len(cfg.GeoIP.CountryWeights) != 1 || len(cfg.Fleet.Servers) != 3 || cfg.Fleet.TLS.KeyFile == "" {
+		cfg.Limits.Default.PPS != 1000 || len(cfg.GeoIP.CountryWeights) != 1 || cfg.Fleet == nil || len(cfg.Fleet.Servers) != 3 || cfg.Fleet.TLS.KeyFile == "" {
 		t.Errorf("optional settings not all enabled: %+v", *cfg)
 	}
 }

@@ -33,7 +33,8 @@ var natsSchemes = []string{"nats", "tls", "ws", "wss"}
 // fleet decodes the fleet block. Keys left out stay zero: their defaults are the compile step's. Where each key
 // is written is recorded in cfg.Set ("fleet" is the block's header) for the compile step's messages.
 func (d *decoder) fleet(b *hcl.Block, cfg *Config) {
-	f := &cfg.Fleet
+	f := &Fleet{}
+	cfg.Fleet = f
 	c := d.content(b.Body, &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "servers", Required: true}, {Name: "node"}, {Name: "creds_file"}, {Name: "user"}, {Name: "password_file"},

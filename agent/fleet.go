@@ -466,7 +466,7 @@ func (s *controlServer) fleetRevoke(w http.ResponseWriter, targets []netip.Prefi
 	for i, p := range targets {
 		strs[i] = p.String()
 		if _, err := fl.publish(p, fleet.ActionRevoke, "cli", "", 0, now, fl.settings.Options.MaxTTL); err != nil {
-			s.auditf(AuditRecord{Who: "cli", What: "fleet.verdict.del", Target: strs[i:i+1], Result: "error", Detail: err.Error()})
+			s.auditf(AuditRecord{Who: "cli", What: "fleet.verdict.del", Target: strs[i : i+1], Result: "error", Detail: err.Error()})
 			fail(w, http.StatusServiceUnavailable, "publish the revoke of %s to the fleet (%d of %d published): %v", p, i, len(targets), err)
 			return false
 		}

@@ -341,7 +341,7 @@ safety {
 ## Fleet (optional): share verdicts with the other agents of a fleet over NATS JetStream. Without this block the
 ## agent needs no NATS and nothing changes. Every key but servers may be left out (the defaults below). The fleet
 ## keys take effect at the agent's start: a reload that changes them is refused ("restart needed").
-##   servers       NATS server URLs (nats, tls, ws or wss), 1 to 32. Required.
+##   servers       NATS server URLs (nats:// or tls://), 1 to 32. Required.
 ##   node          this agent's issuer name: 1 to 64 letters, digits, '-' and '_'. Default: the short hostname.
 ##   creds_file    a NATS credentials file (user JWT and nkey seed); must exist. Or user and password_file (must
 ##                 exist; its first line is the password). At most one of the two ways. Default: none.

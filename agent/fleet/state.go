@@ -64,7 +64,7 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 	if !v.Expires.After(s.pruned) {
 		return
 	}
-	e := &entry{key: key, v: v, rev: rev, ts: ts}
+	e := &entry{key: key, v: v, rev: rev, ts: ts, rateOK: true} // until rate-scanned
 	s.entries[key] = e
 	s.byTarget[v.Target] = append(s.byTarget[v.Target], e)
 	list := s.issuers[v.Issuer]

@@ -146,6 +146,16 @@ func TestFleetOperatorBlock(t *testing.T) {
 			st := fleetStatus(e)
 			return st.InSync && st.Lag == 0
 		})
+		if got := e.Metrics().Get("bulwark_fleet_connected"); got != 1 {
+			t.Errorf("bulwark_fleet_connected %g, want 1", got)
+		}
+	}
+	// A published two blocks and one revoke; B refused the allowed source.
+	if got := a.WaitMetric(time.Minute, 3, "bulwark_fleet_published_total"); got != 3 {
+		t.Errorf("A's bulwark_fleet_published_total %g, want 3", got)
+	}
+	if got := b.Metrics().Get("bulwark_fleet_refused_total", "reason", "local_allow"); got < 1 {
+		t.Errorf("B's bulwark_fleet_refused_total{reason=\"local_allow\"} %g, want at least 1", got)
 	}
 	for _, ag := range []*agenttest.Agent{agentA, agentB} {
 		if ag.Exited() {

@@ -257,7 +257,8 @@ func removeFleetBlock(l *maps.List, target netip.Prefix) error {
 	return l.Delete([]netip.Prefix{target})
 }
 
-// fleetClient is what the agent uses of the fleet client (*fleet.Client).
+// fleetClient is what the agent uses of the fleet client: *fleet.Client,
+// or a fake in the tests of the control API.
 type fleetClient interface {
 	Run(ctx context.Context) error
 	Publish(v fleet.Verdict) error

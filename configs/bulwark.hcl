@@ -361,7 +361,9 @@ safety {
 ##                 refused. Default 100000.
 ##   buffer        verdicts kept for publishing while the bus is down, 1..67108864. Default 100000.
 ## A fleet verdict never blocks what this host allows (the allow list, run-time allow entries) or protects
-## (reputation.protect): it is refused and counted. `bulwark fleet status` shows the connection and the sync.
+## (reputation.protect, its own addresses and gateways), nor a prefix broader than the safety block's
+## min_prefix_ipv4/ipv6: it is refused, counted and audited. A stronger or longer local verdict on the same
+## source is kept. `bulwark fleet status` shows the connection and whether this host is in sync.
 # fleet {
 #   servers       = ["nats://198.19.0.1:4222", "nats://198.19.0.2:4222", "nats://198.19.0.3:4222"]
 #   node          = "edge-1"

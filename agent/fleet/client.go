@@ -347,7 +347,7 @@ func (c *Client) applyLoop(ctx context.Context) {
 		for _, ch := range c.changes {
 			batch = append(batch, ch)
 		}
-		clear(c.changes)
+		c.changes = map[netip.Prefix]Change{}
 		c.mu.Unlock()
 		refused := c.apply.Apply(batch)
 		now := time.Now()

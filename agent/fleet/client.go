@@ -138,6 +138,7 @@ func (c *Client) natsOptions() []nats.Option {
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
 		nats.Timeout(requestTimeout),
+		nats.ConnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
 		nats.ReconnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -193,7 +194,10 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	defer stop()
 	var w jetstream.KeyWatcher
 	if resync {
-		w, err = kv.WatchAll(wctx)
+		// History 1: every message is its key's current value (or one
+		// being replaced, read in order), so reading all of them is the
+		// whole state, and faster than asking for the last per subject.
+		w, err = kv.WatchAll(wctx, jetstream.IncludeHistory())
 	} else {
 		w, err = kv.WatchAll(wctx, jetstream.IncludeHistory(), jetstream.ResumeFromRevision(last+1))
 	}
@@ -343,7 +347,7 @@ func (c *Client) applyLoop(ctx context.Context) {
 		for _, ch := range c.changes {
 			batch = append(batch, ch)
 		}
-		clear(c.changes)
+		c.changes = map[netip.Prefix]Change{}
 		c.mu.Unlock()
 		refused := c.apply.Apply(batch)
 		now := time.Now()

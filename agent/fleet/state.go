@@ -222,7 +222,7 @@ func (s *state) process() []Change {
 			set(t, w, !s.capped[t])
 		}
 	}
-	clear(s.dirty)
+	s.dirty = map[netip.Prefix]bool{} // clear would walk a big map's every slot
 	return changes
 }
 

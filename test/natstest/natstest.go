@@ -225,12 +225,21 @@ func Cluster(t testing.TB, n int, opts Options) *Servers {
 		}
 	}
 	if n > 1 {
-		if err := s.waitAnyLog("Self is new JetStream cluster metadata leader"); err != nil {
-			t.Fatalf("natstest: %v", err)
+		// Every server must know the metadata leader, or a stream of n
+		// replicas finds no peers to be placed on.
+		for _, sv := range s.servers {
+			if err := s.waitLog(sv, metaLeaderLogs...); err != nil {
+				t.Fatalf("natstest: %v", err)
+			}
 		}
 	}
 	return s
 }
+
+// metaLeaderLogs are the log lines of a server that knows the JetStream
+// cluster's metadata leader (itself or another).
+var metaLeaderLogs = []string{"Self is new JetStream cluster metadata leader", "JetStream cluster new metadata leader",
+	"JetStream cluster new remote metadata leader"}
 
 // config is the configuration file of one server.
 func (s *Servers) config(sv *server, extra string) string {
@@ -301,34 +310,23 @@ func (s *Servers) start(sv *server) error {
 	return nil
 }
 
-// waitLog waits until the server's log since its last start has want.
-func (s *Servers) waitLog(sv *server, want string) error {
+// waitLog waits until the server's log since its last start has one of
+// wants.
+func (s *Servers) waitLog(sv *server, wants ...string) error {
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
-		if s.logHas(sv, want) {
-			return nil
-		}
-		select {
-		case <-sv.done:
-			return fmt.Errorf("%s exited before %q: %s", sv.name, want, s.tail(sv))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("%s: no %q within %s: %s", sv.name, want, readyTimeout, s.tail(sv))
-}
-
-// waitAnyLog waits until the log of any running server has want.
-func (s *Servers) waitAnyLog(want string) error {
-	deadline := time.Now().Add(readyTimeout)
-	for time.Now().Before(deadline) {
-		for _, sv := range s.servers {
-			if sv.cmd != nil && s.logHas(sv, want) {
+		for _, want := range wants {
+			if s.logHas(sv, want) {
 				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-sv.done:
+			return fmt.Errorf("%s exited before %q: %s", sv.name, wants[0], s.tail(sv))
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("no server logged %q within %s: %s", want, readyTimeout, s.tail(s.servers[0]))
+	return fmt.Errorf("%s: no %q within %s: %s", sv.name, wants[0], readyTimeout, s.tail(sv))
 }
 
 func (s *Servers) logHas(sv *server, want string) bool {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -23,6 +24,8 @@ func originOf(listID uint32) string {
 		return "runtime"
 	case listID >= maps.FirstFeedList:
 		return "feed"
+	case listID == desired.ListFleetBlock:
+		return "fleet"
 	}
 	return "config"
 }
@@ -151,8 +154,8 @@ func (s *controlServer) handleListImport(w http.ResponseWriter, r *http.Request)
 			fail(w, addErrCode(err), "%s list on %s: %v; nothing imported", name, it.name, err)
 			return
 		}
-		if name == "allow" && st.scoring != nil {
-			st.scoring.rebuildExempt(st.cfg)
+		if name == "allow" {
+			st.rebuildExempt()
 		}
 	}
 	s.auditf(AuditRecord{Who: "cli", What: name + ".import", Target: target, Why: req.Reason, TTL: req.TTL, Result: "ok", Detail: detail})

@@ -163,16 +163,23 @@ func (c *Client) Verdicts(ctx context.Context) (vs []Verdict, raw []byte, err er
 	return vs, raw, err
 }
 
-// DeleteVerdicts deletes the verdicts of sources.
-func (c *Client) DeleteVerdicts(ctx context.Context, sources []string) (Deleted, error) {
+// DeleteVerdicts deletes the verdicts of the request's sources.
+func (c *Client) DeleteVerdicts(ctx context.Context, req VerdictsRequest) (Deleted, error) {
 	var out Deleted
-	_, err := c.Do(ctx, http.MethodDelete, "/v1/verdicts", VerdictsRequest{Sources: sources}, &out)
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/verdicts", req, &out)
 	return out, err
 }
 
 // captureGrace is how long past a capture's own timeout the client waits
 // for the agent's reply (the agent answers when the timeout ends).
 const captureGrace = 10 * time.Second
+
+// FleetStatus asks for the fleet client's state; raw is the reply as
+// received.
+func (c *Client) FleetStatus(ctx context.Context) (st FleetStatus, raw []byte, err error) {
+	raw, err = c.Do(ctx, http.MethodGet, "/v1/fleet", nil, &st)
+	return st, raw, err
+}
 
 // Capture waits for up to count live sampled drops that pass f, for at
 // most timeout. It waits for the reply for timeout and a grace, even

@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -out bench/results.json -md docs/benchmarks.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -fleet F -out bench/results.json -md docs/benchmarks.md
 package main
 
 import (
@@ -26,11 +26,12 @@ func main() {
 	gobench := flag.String("gobench", "bench/gobench.txt", "output of go test -bench for the scorer and replay")
 	agentRSS := flag.String("agent-rss", "bench/agent-rss.json", "the agent's memory with 1M sources (TestAgentRSS1M); missing is fine")
 	scrape := flag.String("scrape", "bench/scrape.json", "a scrape and a block add during it with 1M entries and sources (TestScrape1M); missing is fine")
+	fleetPath := flag.String("fleet", "bench/fleet.json", "fleet propagation fan-out and cold sync (TestFleetBench); missing is fine")
 	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
 	flag.Parse()
-	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *latency, *out, *md); err != nil {
+	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *fleetPath, *latency, *out, *md); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -114,7 +115,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 	w.WriteString("\nRSS per source is (VmRSS - idle VmRSS) / sources; the BPF maps are kernel memory, not in RSS.\n")
 }
 
-func run(datapath, nft, gobench, agentRSS, scrape, latency, out, md string) error {
+func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md string) error {
 	dp, err := readJSON(datapath, false)
 	if err != nil {
 		return err
@@ -135,6 +136,10 @@ func run(datapath, nft, gobench, agentRSS, scrape, latency, out, md string) erro
 	if err != nil {
 		return err
 	}
+	fl, err := readJSON(fleetPath, true)
+	if err != nil {
+		return err
+	}
 	// The test's log line, without its file:line prefix.
 	var blockLatency string
 	switch b, err := os.ReadFile(latency); {
@@ -147,7 +152,7 @@ func run(datapath, nft, gobench, agentRSS, scrape, latency, out, md string) erro
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	tg := append(targets(dp, nf, gb, blockLatency), scrapeTargets(scr)...)
+	tg := append(append(targets(dp, nf, gb, blockLatency), scrapeTargets(scr)...), fleetTargets(fl)...)
 	all := map[string]any{"machine": machine(), "datapath": dp, "go_benchmarks": gb, "targets": tg}
 	if nf != nil {
 		all["nftables"] = nf
@@ -157,6 +162,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, latency, out, md string) erro
 	}
 	if scr != nil {
 		all["scrape"] = scr
+	}
+	if fl != nil {
+		all["fleet"] = fl
 	}
 	if blockLatency != "" {
 		all["block_latency"] = blockLatency
@@ -209,6 +217,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, latency, out, md string) erro
 	}
 	if scr != nil {
 		writeScrape(&w, scr)
+	}
+	if fl != nil {
+		writeFleet(&w, fl)
 	}
 	if blockLatency != "" {
 		fmt.Fprintf(&w, "\n## Run-time block latency\n\n%s\n", blockLatency)
@@ -266,6 +277,34 @@ func scrapeTargets(r map[string]any) []target {
 	return []target{
 		{"one scrape with 1M block entries and 1M sources within 300 ms", fmt.Sprintf("%.1f ms median", scr), scr <= 300},
 		{"a block add issued during a scrape within 20 ms", fmt.Sprintf("%.2f ms median", add), add <= 20},
+	}
+}
+
+// writeFleet writes the section of TestFleetBench's figures.
+func writeFleet(w *strings.Builder, r map[string]any) {
+	num := func(k string) float64 { v, _ := r[k].(float64); return v }
+	w.WriteString("\n## Fleet: propagation fan-out and cold sync (real fleet.Client code, real 3-node NATS JetStream cluster, no XDP)\n\n")
+	w.WriteString("| clients | verdicts/s | verdicts | samples | p50 ms | p99 ms | max ms | cold sync verdicts | cold sync s |\n")
+	w.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %.1f | %.0f | %.2f |\n", num("clients"), num("rate_per_s"),
+		num("verdicts"), num("samples"), num("propagation_p50_ms"), num("propagation_p99_ms"), num("propagation_max_ms"),
+		num("coldsync_verdicts"), num("coldsync_seconds"))
+	w.WriteString("\nPropagation is from the publisher's acknowledgement of a put to the verdict's Apply on each client, over every " +
+		"(client, verdict) pair; it can be slightly negative where a client reads the put before the ack reaches the publisher. " +
+		"The cold sync fills one server's bucket and times a fresh client until it has applied every verdict.\n")
+}
+
+// fleetTargets checks TestFleetBench's figures against the targets.
+func fleetTargets(r map[string]any) []target {
+	if r == nil {
+		return nil
+	}
+	num := func(k string) float64 { v, _ := r[k].(float64); return v }
+	return []target{
+		{fmt.Sprintf("fleet propagation p99 within 250 ms (%.0f clients, %.0f verdicts/s)", num("clients"), num("rate_per_s")),
+			fmt.Sprintf("%.1f ms", num("propagation_p99_ms")), num("propagation_p99_ms") <= 250},
+		{fmt.Sprintf("cold sync of %.0f verdicts within 10 s", num("coldsync_verdicts")),
+			fmt.Sprintf("%.2f s", num("coldsync_seconds")), num("coldsync_seconds") <= 10},
 	}
 }
 

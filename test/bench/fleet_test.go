@@ -1,0 +1,283 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulwark-filter/bulwark/agent/fleet"
+	"github.com/bulwark-filter/bulwark/test/natstest"
+)
+
+// fleetEnv names the environment variable that turns TestFleetBench on: the
+// file its figures are written to, as JSON. make bench sets it.
+const fleetEnv = "BULWARK_FLEET_OUT"
+
+// The full-size fleet benchmark's parameters (go test ... -args -fleet.rate=N).
+var (
+	fleetClients  = flag.Int("fleet.clients", 200, "fan-out: lightweight clients (the real fleet.Client)")
+	fleetRate     = flag.Int("fleet.rate", 1000, "fan-out: verdicts published per second")
+	fleetSeconds  = flag.Int("fleet.seconds", 30, "fan-out: seconds of publishing")
+	fleetColdSync = flag.Int("fleet.coldsync", 1_000_000, "cold sync: active verdicts in the bucket")
+)
+
+// fleetFigures is what TestFleetBench measured.
+type fleetFigures struct {
+	Clients        int     `json:"clients"`
+	Rate           int     `json:"rate_per_s"`
+	Verdicts       int     `json:"verdicts"`
+	Samples        int     `json:"samples"` // (client, verdict) pairs applied
+	PublishSeconds float64 `json:"publish_seconds"`
+	P50MS          float64 `json:"propagation_p50_ms"`
+	P99MS          float64 `json:"propagation_p99_ms"`
+	MaxMS          float64 `json:"propagation_max_ms"`
+	ColdSync       int     `json:"coldsync_verdicts"`
+	ColdSyncS      float64 `json:"coldsync_seconds"`
+}
+
+// benchTarget is the i-th verdict's target (i < 131072), in 198.18.0.0/15.
+func benchTarget(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}), 32)
+}
+
+func benchIndex(p netip.Prefix) int {
+	a := p.Addr().As4()
+	return int(a[1]-18)<<16 | int(a[2])<<8 | int(a[3])
+}
+
+// timeApplier records when each verdict was first applied (unix ns, by
+// verdict index) and how many were.
+type timeApplier struct {
+	at    []atomic.Int64
+	count atomic.Int64
+}
+
+func (a *timeApplier) Apply(changes []fleet.Change) map[netip.Prefix]string {
+	now := time.Now().UnixNano()
+	for _, c := range changes {
+		if c.Remove {
+			continue
+		}
+		if i := benchIndex(c.Target); i >= 0 && i < len(a.at) && a.at[i].CompareAndSwap(0, now) {
+			a.count.Add(1)
+		}
+	}
+	return nil
+}
+
+// benchOptions are Options with caps that the benchmark does not reach.
+func benchOptions(node string, urls []string, replicas int) fleet.Options {
+	o := fleet.DefaultOptions()
+	o.Servers, o.Node, o.Replicas = urls, node, replicas
+	o.IssuerRate, o.IssuerBurst, o.MaxActive, o.Buffer = 1e7, 1e7, 1e7, 1e7
+	return o
+}
+
+// runClient runs a Client until the test ends.
+func runClient(t *testing.T, o fleet.Options, a fleet.Applier) *fleet.Client {
+	t.Helper()
+	c, err := fleet.New(o, a, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+// waitUntil polls cond, failing after bound (a bound against a hung run, not
+// an assertion on speed).
+func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", bound, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// publisher writes verdicts into the bucket as an issuer would (the value
+// is fleet.Verdict's JSON under fleet.Key), recording when each put was
+// acknowledged.
+type publisher struct {
+	js   jetstream.JetStream
+	acks []atomic.Int64
+}
+
+func newPublisher(t *testing.T, url string, n int) *publisher {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &publisher{js: js, acks: make([]atomic.Int64, n)}
+}
+
+// put publishes verdict i of issuer asynchronously; the ack time is
+// recorded when it arrives.
+func (p *publisher) put(t *testing.T, issuer string, i int, wg *sync.WaitGroup) {
+	now := time.Now()
+	v := fleet.Verdict{Target: benchTarget(i), Action: fleet.ActionBlock, Issuer: issuer, Origin: "scorer",
+		Reason: "bench", IssuedAt: now.UTC(), Expires: now.Add(time.Hour).UTC()}
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	f, err := p.js.PublishAsync("$KV."+fleet.DefaultOptions().Bucket+"."+fleet.Key(issuer, v.Target), data)
+	if err != nil {
+		t.Errorf("publish %d: %v", i, err)
+		return
+	}
+	wg.Go(func() {
+		select {
+		case <-f.Ok():
+			p.acks[i].Store(time.Now().UnixNano())
+		case err := <-f.Err():
+			t.Errorf("publish %d: %v", i, err)
+		case <-time.After(time.Minute):
+			t.Errorf("publish %d: no ack", i)
+		}
+	})
+}
+
+// fanout runs clients lightweight Clients against a 3-node cluster with 3
+// replicas while a publisher puts rate verdicts per second for seconds;
+// it checks that every client applied every verdict and returns the
+// propagation (publish acknowledged -> applied) over all clients.
+func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
+	total := rate * seconds
+	if total > 1<<17 {
+		t.Fatalf("%d verdicts: at most %d", total, 1<<17)
+	}
+	c := natstest.Cluster(t, 3, natstest.Options{})
+	urls := c.URLs()
+	appliers := make([]*timeApplier, clients)
+	var cs []*fleet.Client
+	for i := range clients {
+		appliers[i] = &timeApplier{at: make([]atomic.Int64, total)}
+		// Spread the clients over the servers, each knowing all of them.
+		rot := append(slices.Clone(urls[i%3:]), urls[:i%3]...)
+		o := benchOptions(fmt.Sprintf("c%d", i), rot, 3)
+		cs = append(cs, runClient(t, o, appliers[i]))
+	}
+	waitUntil(t, 5*time.Minute, "every client connected", func() bool {
+		for _, cl := range cs {
+			if !cl.Status().Connected {
+				return false
+			}
+		}
+		return true
+	})
+	pub := newPublisher(t, urls[0], total)
+	var wg sync.WaitGroup
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	for sent := 0; sent < total; {
+		<-tick.C
+		due := min(total, int(time.Since(start).Seconds()*float64(rate))+1)
+		for ; sent < due; sent++ {
+			pub.put(t, "pub", sent, &wg)
+		}
+	}
+	tick.Stop()
+	pubSeconds := time.Since(start).Seconds()
+	wg.Wait()
+	for i, a := range appliers {
+		waitUntil(t, 5*time.Minute, fmt.Sprintf("client %d applies all %d", i, total), func() bool { return a.count.Load() == int64(total) })
+	}
+	var ms []float64
+	for _, a := range appliers {
+		for i := range total {
+			ms = append(ms, float64(a.at[i].Load()-pub.acks[i].Load())/1e6)
+		}
+	}
+	slices.Sort(ms)
+	pct := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
+	return fleetFigures{Clients: clients, Rate: rate, Verdicts: total, Samples: len(ms), PublishSeconds: pubSeconds,
+		P50MS: pct(0.50), P99MS: pct(0.99), MaxMS: ms[len(ms)-1]}
+}
+
+// coldSync fills a bucket (one server) with n active verdicts of 100
+// issuers and returns the seconds a fresh Client takes to apply them all.
+func coldSync(t *testing.T, n int) float64 {
+	c := natstest.Cluster(t, 1, natstest.Options{})
+	// Let a Client create the bucket as the agents do.
+	runClient(t, benchOptions("creator", c.URLs(), 1), &timeApplier{})
+	pub := newPublisher(t, c.URL(0), 0)
+	waitUntil(t, time.Minute, "the bucket exists", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := pub.js.KeyValue(ctx, fleet.DefaultOptions().Bucket)
+		return err == nil
+	})
+	var wg sync.WaitGroup
+	pub.acks = make([]atomic.Int64, n)
+	for i := range n {
+		pub.put(t, fmt.Sprintf("n%d", i%100), i, &wg)
+		if i%4096 == 4095 {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	a := &timeApplier{at: make([]atomic.Int64, n)}
+	start := time.Now()
+	runClient(t, benchOptions("fresh", c.URLs(), 1), a)
+	waitUntil(t, 10*time.Minute, fmt.Sprintf("the fresh client applies %d", n), func() bool { return a.count.Load() == int64(n) })
+	return time.Since(start).Seconds()
+}
+
+// TestFleetFanoutShort is the fan-out at a small size for make test: 20
+// clients, 100 verdicts per second for 3 s; every client must apply all
+// 300, and the figures must be ordered.
+func TestFleetFanoutShort(t *testing.T) {
+	f := fanout(t, 20, 100, 3)
+	if f.Samples != 20*300 || !(f.P50MS <= f.P99MS && f.P99MS <= f.MaxMS) {
+		t.Fatalf("fan-out figures %+v: want 6000 samples, p50 <= p99 <= max", f)
+	}
+	t.Logf("fleet fan-out (short): %d clients, %d verdicts: propagation p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+		f.Clients, f.Verdicts, f.P50MS, f.P99MS, f.MaxMS)
+}
+
+// TestFleetBench measures, at full size, the fan-out (-fleet.clients,
+// -fleet.rate, -fleet.seconds) and the cold sync of -fleet.coldsync
+// verdicts, and writes the figures where fleetEnv says. It runs only in
+// make bench.
+func TestFleetBench(t *testing.T) {
+	out := os.Getenv(fleetEnv)
+	if out == "" {
+		t.Skipf("SKIP: set %s=FILE to measure fleet propagation and cold sync (make bench does)", fleetEnv)
+	}
+	f := fanout(t, *fleetClients, *fleetRate, *fleetSeconds)
+	t.Logf("fan-out: %+v", f)
+	f.ColdSync = *fleetColdSync
+	f.ColdSyncS = coldSync(t, *fleetColdSync)
+	t.Logf("cold sync of %d verdicts: %.2f s", f.ColdSync, f.ColdSyncS)
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+		t.Fatalf("write the figures: %v", err)
+	}
+}

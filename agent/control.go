@@ -238,6 +238,8 @@ func (s *controlServer) handleListGet(w http.ResponseWriter, r *http.Request) {
 			le.Origin = "runtime"
 		case e.ListID >= maps.FirstFeedList:
 			le.Origin = "feed"
+		case e.ListID == desired.ListFleetBlock:
+			le.Origin = "fleet"
 		}
 		if e.ExpiresNS != 0 {
 			le.ExpiresIn = float64(e.ExpiresNS-now) / 1e9

@@ -13,8 +13,11 @@ func runtimeList(id uint32) bool {
 }
 
 // configList reports whether a list id belongs to the config (not to the
-// CLI, not to a feed): only those entries does a config reconcile delete.
-func configList(id uint32) bool { return !runtimeList(id) && id < maps.FirstFeedList }
+// CLI, not to the fleet, not to a feed): only those entries does a config
+// reconcile delete.
+func configList(id uint32) bool {
+	return !runtimeList(id) && id != desired.ListFleetBlock && id < maps.FirstFeedList
+}
 
 // reconcileList makes the config-owned part of l equal want: every wanted
 // entry is written first, then stale config entries are deleted. Runtime

@@ -101,6 +101,8 @@ var reloadKeys = map[string]reloadHow{
 	"log.audit_file": reloadRestart,
 	// The log's format is fixed when the logger is made.
 	"log.format": reloadRestart,
+	// The fleet client is made, connected and bound to its bucket at start.
+	"fleet": reloadRestart,
 }
 
 // restartNeeded refuses a reload that changes keys only a restart can change, naming each such key.

@@ -52,7 +52,7 @@ allow {
   cidrs = []
   ## List files: one CIDR or address per line; "#" and ";" start a comment (whole line or trailing, as in
   ## "1.10.16.0/20 ; SBL256894"); blank lines are ignored. A missing file or a bad line is an error naming the file
-  ## and line. At most 64 MiB and 2,000,000 entries per file, and 508 files in allow and block together.
+  ## and line. At most 64 MiB and 2,000,000 entries per file, and 507 files in allow and block together.
   ## The list's hosts and prefixes of each address family must fit the maps block's sizes. Default [].
   files = []
 }
@@ -336,4 +336,47 @@ safety {
 #   asn_database     = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
 #   country_weights  = { "XX" = 20 }
 #   asn_weights      = { "64496" = 30 }
+# }
+
+## Fleet (optional): share verdicts with the other agents of a fleet over NATS JetStream. Without this block the
+## agent needs no NATS and nothing changes. Every key but servers may be left out (the defaults below). The fleet
+## keys take effect at the agent's start: a reload that changes them is refused ("restart needed").
+##   servers       NATS server URLs (nats, tls, ws or wss), 1 to 32. Required.
+##   node          this agent's issuer name: 1 to 64 letters, digits, '-' and '_'. Default: the short hostname.
+##   creds_file    a NATS credentials file (user JWT and nkey seed); must exist. Or user and password_file (must
+##                 exist; its first line is the password). At most one of the two ways. Default: none.
+##   tls           ca_file verifies the servers (default: the system's roots); cert_file and key_file (both or
+##                 neither) are the client certificate. Each must exist.
+##   bucket        the key-value bucket of verdicts: 1 to 64 letters, digits, '-' and '_'. Default "bulwark-verdicts".
+##   replicas      the bucket's replicas when this agent creates it, 1..5. Default 3 (use 1 with a single server).
+##   publish       which local verdicts are published: "scorer" (the engine's enforced verdicts), "cli" (operator
+##                 actions with --fleet: bulwark block add --fleet, bulwark verdicts del --fleet). Default both;
+##                 [] publishes nothing (the agent still applies the fleet's verdicts).
+##   max_ttl       the longest a fleet verdict lives, 1m..365d; also the default and cap of block add --fleet --ttl.
+##                 Default 7d.
+##   issuer_rate   verdicts per second one issuer may publish, over (0, 1000000]; over it (with issuer_burst)
+##                 its verdicts are refused on every host, counted and audited. Default 100.
+##   issuer_burst  the issuer cap's burst, 1..1000000000. Default 1000.
+##   max_active    the most fleet verdicts in force, 1..67108864, at most maps verdicts; new targets over it are
+##                 refused. Default 100000.
+##   buffer        verdicts kept for publishing while the bus is down, 1..67108864. Default 100000.
+## A fleet verdict never blocks what this host allows (the allow list, run-time allow entries) or protects
+## (reputation.protect): it is refused and counted. `bulwark fleet status` shows the connection and the sync.
+# fleet {
+#   servers       = ["nats://198.19.0.1:4222", "nats://198.19.0.2:4222", "nats://198.19.0.3:4222"]
+#   node          = "edge-1"
+#   creds_file    = "/etc/bulwark/fleet.creds"
+#   tls {
+#     ca_file   = "/etc/bulwark/fleet-ca.pem"
+#     cert_file = "/etc/bulwark/fleet-cert.pem"
+#     key_file  = "/etc/bulwark/fleet-key.pem"
+#   }
+#   bucket        = "bulwark-verdicts"
+#   replicas      = 3
+#   publish       = ["scorer", "cli"]
+#   max_ttl       = "7d"
+#   issuer_rate   = 100
+#   issuer_burst  = 1000
+#   max_active    = 100000
+#   buffer        = 100000
 # }

@@ -174,10 +174,11 @@ type Policy struct {
 }
 
 // The layout of list ids (the list_hits map): 0-3 are the run-time and
-// config lists, each list file of the config takes one id from
-// FirstFileList, each block feed one from FirstFeedList up to the map's size.
+// config lists, 4 the fleet's prefix blocks, each list file of the config
+// takes one id from FirstFileList, each block feed one from FirstFeedList
+// up to the map's size.
 const (
-	FirstFileList = 4
+	FirstFileList = 5
 	FirstFeedList = 512
 )
 
@@ -339,6 +340,7 @@ const (
 	OriginCLI    Origin = 1
 	OriginScorer Origin = 2
 	OriginFeed   Origin = 3
+	OriginFleet  Origin = 4
 )
 
 func (o Origin) String() string {
@@ -351,6 +353,8 @@ func (o Origin) String() string {
 		return "scorer"
 	case OriginFeed:
 		return "feed"
+	case OriginFleet:
+		return "fleet"
 	}
 	return fmt.Sprintf("origin(%d)", uint16(o))
 }

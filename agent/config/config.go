@@ -72,11 +72,15 @@ type Config struct {
 	Feeds []Feed `hcl:"feed"`
 	// Safety bounds what sources outside this file (threat feeds) may block.
 	Safety Safety `hcl:"safety"`
+	// Fleet shares verdicts with the other agents of a fleet over NATS JetStream; nil without a fleet block. It is
+	// one key ("fleet"): the agent makes its fleet client at start only.
+	Fleet *Fleet `hcl:"fleet"`
 	// GeoIP configures the optional location databases and their weights.
 	GeoIP GeoIP `hcl:"geoip"`
 	// Set says where the keys that the compile step and the host checks (agent/desired) name in their
 	// diagnostics are written, by dotted key as Keys names them: each key of the maps block,
-	// reputation.max_verdicts, geoip.country_database and geoip.asn_database, when the file sets them.
+	// reputation.max_verdicts, geoip.country_database, geoip.asn_database and each key of the fleet block, when the
+	// file sets them; "fleet" is the fleet block's header.
 	Set map[string]Setting
 }
 
@@ -350,6 +354,48 @@ type GeoIP struct {
 	CountryWeights map[string]float64 `hcl:"country_weights"`
 	// ASNWeights maps autonomous system numbers to a weight in 0..100.
 	ASNWeights map[uint32]float64 `hcl:"asn_weights"`
+}
+
+// Fleet is the fleet block as written: the compile step (agent/desired) fills in the defaults of the keys left
+// out (zero here) and checks what depends on this host (the node name's default) and on other blocks.
+type Fleet struct {
+	// Servers are the NATS server URLs (nats, tls, ws or wss, with a host), at least one.
+	Servers []string `hcl:"servers"`
+	// Node is this agent's issuer name, [A-Za-z0-9_-], 1 to 64 characters; "" is the short hostname.
+	Node string `hcl:"node"`
+	// CredsFile is the absolute path of an existing NATS credentials file (JWT and nkey seed), or "".
+	CredsFile string `hcl:"creds_file"`
+	// User and PasswordFile (absolute, existing) are the alternative to CredsFile; both or neither are set.
+	User         string `hcl:"user"`
+	PasswordFile string `hcl:"password_file"`
+	// TLS is the client's TLS material.
+	TLS FleetTLS `hcl:"tls"`
+	// Bucket is the key-value bucket of verdicts, [A-Za-z0-9_-], 1 to 64 characters; "" is the default.
+	Bucket string `hcl:"bucket"`
+	// Replicas is the bucket's replica count when the agent creates it, 1..5; 0 is the default.
+	Replicas int `hcl:"replicas"`
+	// Publish lists which local verdicts are published: "scorer" (the engine's enforced verdicts) and "cli"
+	// (operator actions with --fleet); nil is the default (both), an empty list publishes nothing.
+	Publish []string `hcl:"publish"`
+	// MaxTTL bounds the life of a fleet verdict, 1m..365d; 0 is the default.
+	MaxTTL time.Duration `hcl:"max_ttl"`
+	// IssuerRate caps the verdicts per second one issuer may publish, in (0, 1000000]; 0 is the default.
+	IssuerRate float64 `hcl:"issuer_rate"`
+	// IssuerBurst is the issuer cap's bucket size, 1..1000000000; 0 is the default.
+	IssuerBurst int `hcl:"issuer_burst"`
+	// MaxActive caps the active fleet verdicts, 1..67108864; 0 is the default.
+	MaxActive int `hcl:"max_active"`
+	// Buffer bounds the verdicts kept for publishing while the bus is down, 1..67108864; 0 is the default.
+	Buffer int `hcl:"buffer"`
+}
+
+// FleetTLS is where the fleet client's TLS material is: absolute paths of existing files, or "".
+type FleetTLS struct {
+	// CAFile verifies the servers; "" uses the system's roots.
+	CAFile string `hcl:"ca_file"`
+	// CertFile and KeyFile are the client certificate and its key; both or neither are set.
+	CertFile string `hcl:"cert_file"`
+	KeyFile  string `hcl:"key_file"`
 }
 
 // Options change how a config is checked.

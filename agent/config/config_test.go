@@ -303,12 +303,15 @@ func TestReference(t *testing.T) {
 	full := withMMDB(t, uncommentSettings.ReplaceAllString(string(src), "$1"))
 	feedFile := writeFile(t, t.TempDir(), "abuseipdb.json", "[]")
 	full = strings.ReplaceAll(full, "/var/lib/bulwark/feeds/abuseipdb.json", feedFile)
+	for _, f := range []string{"fleet.creds", "fleet-ca.pem", "fleet-cert.pem", "fleet-key.pem"} {
+		full = strings.ReplaceAll(full, "/etc/bulwark/"+f, writeFile(t, t.TempDir(), f, "x"))
+	}
 	cfg, diags = ParseWithOptions("reference-full.hcl", []byte(full), skipIfCheck)
 	if len(diags) != 0 {
 		t.Fatalf("reference.hcl with optional settings enabled:\n%s", FormatDiagnostics(diags))
 	}
 	if len(cfg.Limits.Rules) != 4 || len(cfg.Limits.Classes) != 1 || len(cfg.Feeds) != 2 ||
-		cfg.Limits.Default.PPS != 1000 || len(cfg.GeoIP.CountryWeights) != 1 {
+		cfg.Limits.Default.PPS != 1000 || len(cfg.GeoIP.CountryWeights) != 1 || cfg.Fleet == nil || len(cfg.Fleet.Servers) != 3 || cfg.Fleet.TLS.KeyFile == "" {
 		t.Errorf("optional settings not all enabled: %+v", *cfg)
 	}
 }
@@ -1047,6 +1050,56 @@ metrics {}`,
 		name: "syntax error",
 		src:  `mode = "enforce`,
 		want: `test.hcl:2:16: Unterminated template string: No closing marker was found for the string.`,
+	}, {
+		name: "fleet servers and names",
+		src: `fleet {
+  servers = ["http://198.19.0.1:4222", "nats://", "nats://198.19.0.1:99999", "nats://u:p@198.19.0.1", "tls://a.example", "tls://a.example"]
+  node    = "edge 1"
+  bucket  = "bulwark.verdicts"
+  publish = ["scorer", "feeds", "scorer"]
+}`,
+		want: `test.hcl:3:14: Invalid server: "http://198.19.0.1:4222" must be a nats, tls, ws or wss URL, as in "nats://198.19.0.1:4222".
+test.hcl:3:40: Invalid server: "nats://" has no host.
+test.hcl:3:51: Invalid server: The port in "nats://198.19.0.1:99999" must be a number 1-65535.
+test.hcl:3:78: Invalid server: "nats://u:p@198.19.0.1" has credentials in it; use creds_file or user and password_file, which stay out of the config.
+test.hcl:3:122: Duplicate server: "tls://a.example" is listed twice.
+test.hcl:4:13: Invalid node: "edge 1" is not a valid node: use 1 to 64 letters, digits, '-' and '_'.
+test.hcl:5:13: Invalid bucket: "bulwark.verdicts" is not a valid bucket: use 1 to 64 letters, digits, '-' and '_'.
+test.hcl:6:24: Invalid publish: "feeds" is not a kind of verdict to publish; use scorer (the engine's verdicts) or cli (operator actions with --fleet).
+test.hcl:6:33: Duplicate publish: "scorer" is listed twice.`,
+	}, {
+		name: "fleet files and caps",
+		src: `fleet {
+  servers       = []
+  creds_file    = "$TMP/missing.creds"
+  user          = "edge"
+  replicas      = 7
+  max_ttl       = "30s"
+  issuer_rate   = 0
+  issuer_burst  = 0
+  max_active    = 67108865
+  buffer        = -1
+  tls { cert_file = "$TMP/cert.pem" }
+}
+fleet { servers = ["nats://198.19.0.1"] }`,
+		files: map[string]string{"cert.pem": "x"},
+		want: `test.hcl:3:19: Invalid servers: servers must name at least one NATS server, as in ["nats://198.19.0.1:4222"].
+test.hcl:4:19: Missing credentials file: $TMP/missing.creds does not exist.
+test.hcl:5:3: Conflicting credentials: Give creds_file or user and password_file, not both; creds_file is set at test.hcl:4:3.
+test.hcl:6:19: Invalid replicas: replicas must be at most 5; got 7.
+test.hcl:7:19: Invalid max_ttl: max_ttl must be at least 1m0s; got "30s".
+test.hcl:8:19: Invalid issuer_rate: issuer_rate must be > 0; got 0.
+test.hcl:9:19: Invalid issuer_burst: issuer_burst must be > 0; got 0.
+test.hcl:10:19: Invalid max_active: max_active must be at most 67108864; got 67108865.
+test.hcl:11:19: Invalid buffer: buffer must be > 0; got -1.
+test.hcl:12:9: Missing key_file: cert_file needs key_file, the certificate's private key.
+test.hcl:14:1: Duplicate fleet block: Only one fleet block is allowed; the first is at test.hcl:2:1.`,
+	}, {
+		name: "fleet without servers",
+		src:  `fleet { password_file = "/etc/bulwark/nats.pw" }`,
+		want: `test.hcl:2:9: Missing required argument: The argument "servers" is required, but no definition was found.
+test.hcl:2:9: Missing user: password_file needs user.
+test.hcl:2:25: Missing password file: /etc/bulwark/nats.pw does not exist.`,
 	}, {
 		name: "variables are not allowed",
 		src:  `mode = var.mode`,

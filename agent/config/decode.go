@@ -72,7 +72,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "allow"}, {Type: "block"}, {Type: "limits"}, {Type: "metrics"}, {Type: "log"}, {Type: "control"},
 		{Type: "maps"}, {Type: "events"}, {Type: "reputation"},
 		{Type: "feed", LabelNames: []string{"name"}},
-		{Type: "geoip"}, {Type: "safety"},
+		{Type: "geoip"}, {Type: "safety"}, {Type: "fleet"},
 	},
 }
 
@@ -150,6 +150,9 @@ func (d *decoder) root(body hcl.Body) *Config {
 	}
 	if b := d.single(c.Blocks, "geoip"); b != nil {
 		d.geoip(b, cfg)
+	}
+	if b := d.single(c.Blocks, "fleet"); b != nil {
+		d.fleet(b, cfg)
 	}
 	return cfg
 }
@@ -479,7 +482,7 @@ func (d *decoder) metrics(b *hcl.Block, m *Metrics) {
 			d.errorf(a.Expr.Range(), "Invalid listen", "%q is not a host:port address, as in \"127.0.0.1:9740\" or \"[::1]:9740\": %s", s, err)
 			return
 		}
-		if n, err := strconv.Atoi(port); err != nil || !isDigits(port) || n < 1 || n > math.MaxUint16 {
+		if !validPort(port) {
 			d.errorf(a.Expr.Range(), "Invalid listen", "The port in %q must be a number 1-65535.", s)
 			return
 		}
@@ -813,27 +816,34 @@ func weightMap[K comparable](d *decoder, pairs []hcl.KeyValuePair, summary strin
 // database stores attribute a, if present, as the absolute path of an existing regular file (a MaxMind
 // database: the host checks of agent/desired open it as the agent does), in dst. Offline, the file is not looked at.
 func (d *decoder) database(a *hcl.Attribute, dst *string) {
+	d.existingFile(a, dst, "database")
+}
+
+// existingFile stores attribute a, if present, as the absolute path of an existing regular file in dst; what
+// names the file in messages. Offline, the file is not looked at.
+func (d *decoder) existingFile(a *hcl.Attribute, dst *string, what string) bool {
 	var p string
 	if !d.fileAttr(a, &p) {
-		return
+		return false
 	}
 	if d.opts.Offline {
 		*dst = p
-		return
+		return true
 	}
 	st, err := os.Stat(p)
 	switch {
 	case os.IsNotExist(err):
-		d.errorf(a.Expr.Range(), "Missing database", "%s does not exist.", p)
-		return
+		d.errorf(a.Expr.Range(), "Missing "+what, "%s does not exist.", p)
+		return false
 	case err != nil:
-		d.errorf(a.Expr.Range(), "Cannot read database", "%s", err)
-		return
+		d.errorf(a.Expr.Range(), "Cannot read "+what, "%s", err)
+		return false
 	case !st.Mode().IsRegular():
-		d.errorf(a.Expr.Range(), "Cannot read database", "%s is not a regular file.", p)
-		return
+		d.errorf(a.Expr.Range(), "Cannot read "+what, "%s is not a regular file.", p)
+		return false
 	}
 	*dst = p
+	return true
 }
 
 // checkFeedFile warns when a feed's file cannot be read on this host (not offline): the agent starts anyway and

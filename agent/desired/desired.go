@@ -39,6 +39,9 @@ const (
 	ListConfigAllow uint32 = 2
 	// ListConfigBlock holds the config's inline block CIDRs.
 	ListConfigBlock uint32 = 3
+	// ListFleetBlock holds the fleet's blocks on prefixes wider than one
+	// source (written by the fleet's applier, with their expiry).
+	ListFleetBlock uint32 = 4
 )
 
 // List files get ids from maps.FirstFileList (allow files first, then
@@ -54,6 +57,8 @@ type State struct {
 	ListNames map[uint32]string
 	FeedIDs   map[string]uint32 // list id of each block feed
 	Sizes     loader.Sizes
+	// Fleet is the fleet block's settings; nil without one.
+	Fleet *Fleet
 }
 
 func limitFrom(l config.Limit) maps.Limit {
@@ -92,11 +97,14 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 		Allow: map[netip.Prefix]uint32{}, Block: map[netip.Prefix]uint32{},
 		ListNames: map[uint32]string{
 			ListRuntimeAllow: "runtime-allow", ListRuntimeBlock: "runtime-block",
-			ListConfigAllow: "allow", ListConfigBlock: "block",
+			ListConfigAllow: "allow", ListConfigBlock: "block", ListFleetBlock: "fleet-block",
 		},
 		Sizes: Sizes(c),
 	}
-	if diags := checkLimits(c, d.Sizes); diags.HasErrors() {
+	diags := checkLimits(c, d.Sizes)
+	var fleetDiags hcl.Diagnostics
+	d.Fleet, fleetDiags = compileFleet(c, d.Sizes.Verdicts)
+	if diags = append(diags, fleetDiags...); diags.HasErrors() {
 		return nil, diags
 	}
 	p := &d.Policy

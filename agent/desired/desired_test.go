@@ -78,10 +78,10 @@ feed "b" {
 		name string
 	}{
 		{d.Allow, "198.18.0.1/32", ListConfigAllow, "allow"},
-		{d.Allow, "198.18.1.0/24", 4, "allow:friends.txt"},
+		{d.Allow, "198.18.1.0/24", maps.FirstFileList, "allow:friends.txt"},
 		{d.Block, "198.18.3.0/24", ListConfigBlock, "block"},
-		{d.Block, "198.18.2.0/24", 5, "block:bad.txt"},
-		{d.Block, "2001:2::/48", 6, "block:worse.txt"},
+		{d.Block, "198.18.2.0/24", maps.FirstFileList + 1, "block:bad.txt"},
+		{d.Block, "2001:2::/48", maps.FirstFileList + 2, "block:worse.txt"},
 	} {
 		if id, ok := tt.list[pfx(tt.p)]; !ok || id != tt.id || d.ListNames[id] != tt.name {
 			t.Errorf("%s: list %d (%q); want %d (%q)", tt.p, id, d.ListNames[id], tt.id, tt.name)

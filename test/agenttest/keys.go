@@ -154,6 +154,7 @@ var KeyChanges = map[string]KeyChange{
 	"geoip.asn_database":     {Set: []Setting{{geoip, "asn_database", `"$DIR/keytest-asn.mmdb"`}}, Files: map[string]string{"keytest-asn.mmdb": "$COPY:GeoLite2-ASN-Test.mmdb"}},
 	"geoip.country_weights":  set(geoip, "country_weights", `{ "GB" = 20 }`, false),
 	"geoip.asn_weights":      set(geoip, "asn_weights", `{ "64496" = 20 }`, false),
+	"fleet":                  {Add: []NewBlock{{top, "fleet", nil, [][2]string{{"servers", `["nats://127.0.0.1:4222"]`}, {"node", `"keytest"`}}}}, Restart: true},
 }
 
 // Edit applies settings and new blocks to the config src. vars replaces "$DIR", "$MMDB" and the like in the

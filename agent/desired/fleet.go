@@ -1,0 +1,99 @@
+package desired
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/fleet"
+)
+
+// Fleet is what the fleet block asks of the agent.
+type Fleet struct {
+	// Options are the fleet client's, every default filled in; the
+	// password (when password_file is set) is read by the agent at start.
+	Options fleet.Options
+	// PasswordFile is the file holding the password of Options.User, or "".
+	PasswordFile string
+	// PublishScorer and PublishCLI say which local verdicts are published:
+	// the engine's enforced verdicts, and operator actions with --fleet.
+	PublishScorer, PublishCLI bool
+}
+
+// fleetDefaults are the fleet client's defaults for the keys a fleet
+// block leaves out.
+func fleetDefaults() fleet.Options {
+	return fleet.Options{Bucket: "bulwark-verdicts", SummaryStream: "bulwark-summaries", Replicas: 3,
+		MaxTTL: 7 * 24 * time.Hour, IssuerRate: 100, IssuerBurst: 1000, MaxActive: 100_000, Buffer: 100_000}
+}
+
+// hostname is the host's name, for the node's default (a variable so
+// tests can set it).
+var hostname = os.Hostname
+
+// compileFleet compiles the fleet block of c (nil without one), refusing
+// a node name the host's name cannot give and more active fleet verdicts
+// than the verdict map holds.
+func compileFleet(c *config.Config, verdicts uint32) (*Fleet, hcl.Diagnostics) {
+	f := c.Fleet
+	if f == nil {
+		return nil, nil
+	}
+	var diags hcl.Diagnostics
+	errorf := func(key, summary, format string, args ...any) {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary,
+			Detail: fmt.Sprintf(format, args...), Subject: c.Set[key].Value.Ptr()})
+	}
+	o := fleetDefaults()
+	o.Servers = slices.Clone(f.Servers)
+	o.TLS = fleet.TLS{CAFile: f.TLS.CAFile, CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile}
+	o.CredsFile, o.User = f.CredsFile, f.User
+	o.Node = f.Node
+	if o.Node == "" {
+		name, err := hostname()
+		name, _, _ = strings.Cut(name, ".")
+		switch {
+		case err != nil:
+			errorf("fleet", "Missing node", "The node name defaults to the host's name, which cannot be read (%s); set node.", err)
+		case !config.FleetNameRE.MatchString(name):
+			errorf("fleet", "Missing node", "The node name defaults to the host's short name, %q, which is not a valid node name (1 to 64 letters, digits, '-' and '_'); set node.", name)
+		}
+		o.Node = name
+	}
+	setIf(&o.Bucket, f.Bucket)
+	setIf(&o.Replicas, f.Replicas)
+	setIf(&o.MaxTTL, f.MaxTTL)
+	setIf(&o.IssuerRate, f.IssuerRate)
+	setIf(&o.IssuerBurst, f.IssuerBurst)
+	setIf(&o.MaxActive, f.MaxActive)
+	setIf(&o.Buffer, f.Buffer)
+	if uint64(o.MaxActive) > uint64(verdicts) {
+		key := "fleet.max_active"
+		if _, ok := c.Set[key]; !ok {
+			key = "fleet"
+		}
+		errorf(key, "Verdict map too small", "fleet max_active (%d) must not exceed the verdict map's size, maps verdicts (%d).", o.MaxActive, verdicts)
+	}
+	publish := f.Publish
+	if publish == nil {
+		publish = config.FleetPublish
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return &Fleet{Options: o, PasswordFile: f.PasswordFile,
+		PublishScorer: slices.Contains(publish, "scorer"), PublishCLI: slices.Contains(publish, "cli")}, nil
+}
+
+// setIf sets *dst to v unless v is zero (left out of the config).
+func setIf[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}

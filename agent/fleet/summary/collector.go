@@ -15,6 +15,13 @@ const DefaultWindow = time.Minute
 // DefaultMaxTracked caps the sources a Collector accumulates per window.
 const DefaultMaxTracked = 200000
 
+// accKey is a source on one of the host's interfaces (each interface's
+// datapath counts on its own; the summary adds them up).
+type accKey struct {
+	iface  int
+	source netip.Prefix
+}
+
 // acc is one source's accumulation in the current window.
 type acc struct {
 	ports      Sketch
@@ -42,7 +49,7 @@ type Collector struct {
 	maxTracked int
 
 	start     time.Time // the current window's start; zero before the first call
-	cur, prev map[netip.Prefix]*acc
+	cur, prev map[accKey]*acc
 	readAt    time.Time // the read the over-cap count is of
 	readOver  uint64    // sources over the cap in that read
 	over      uint64    // most sources over the cap in one read this window
@@ -61,7 +68,7 @@ func NewCollector(node string, length time.Duration, maxTracked int) (*Collector
 	if maxTracked <= 0 {
 		maxTracked = DefaultMaxTracked
 	}
-	return &Collector{node: node, length: length, maxTracked: maxTracked, cur: map[netip.Prefix]*acc{}}, nil
+	return &Collector{node: node, length: length, maxTracked: maxTracked, cur: map[accKey]*acc{}}, nil
 }
 
 // roll closes the current window if now is past it. Caller holds mu.
@@ -73,7 +80,7 @@ func (c *Collector) roll(now time.Time) {
 	if !c.start.IsZero() && ws.After(c.start) {
 		c.done = append(c.done, c.summary())
 	}
-	c.start, c.prev, c.cur = ws, c.cur, map[netip.Prefix]*acc{}
+	c.start, c.prev, c.cur = ws, c.cur, map[accKey]*acc{}
 	c.over, c.readOver, c.readAt = 0, 0, time.Time{}
 	if len(c.done) > 2 {
 		// Nobody took them: keep the latest two windows only.
@@ -83,18 +90,29 @@ func (c *Collector) roll(now time.Time) {
 
 func (c *Collector) summary() *Summary {
 	c.over = max(c.over, c.readOver)
+	by := make(map[netip.Prefix]*Entry, len(c.cur))
+	for k, a := range c.cur {
+		e := by[k.source]
+		if e == nil {
+			e = &Entry{Source: k.source}
+			by[k.source] = e
+		}
+		e.Ports.Or(a.ports)
+		e.Packets = addSat(e.Packets, a.last-min(a.base, a.last))
+	}
 	s := &Summary{Node: c.node, Start: c.start, Length: c.length, OmittedSources: c.over,
-		Entries: make([]Entry, 0, len(c.cur))}
-	for p, a := range c.cur {
-		s.Entries = append(s.Entries, Entry{Source: p, Ports: a.ports, Packets: a.last - min(a.base, a.last)})
+		Entries: make([]Entry, 0, len(by))}
+	for _, e := range by {
+		s.Entries = append(s.Entries, *e)
 	}
 	Sort(s.Entries)
 	return s
 }
 
-// Observe accumulates one batch of the datapath's sources, read at wall
-// time now and datapath (monotonic) time mono.
-func (c *Collector) Observe(now time.Time, mono uint64, batch []maps.Source) {
+// Observe accumulates one batch of the datapath's sources of interface
+// iface (an index), read at wall time now and datapath (monotonic) time
+// mono.
+func (c *Collector) Observe(iface int, now time.Time, mono uint64, batch []maps.Source) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.roll(now)
@@ -111,7 +129,8 @@ func (c *Collector) Observe(now time.Time, mono uint64, batch []maps.Source) {
 		if src.LastSeenNS < monoStart {
 			continue
 		}
-		a, ok := c.cur[src.Source]
+		k := accKey{iface, src.Source}
+		a, ok := c.cur[k]
 		if !ok {
 			if len(c.cur) >= c.maxTracked {
 				c.readOver++
@@ -120,10 +139,10 @@ func (c *Collector) Observe(now time.Time, mono uint64, batch []maps.Source) {
 			a = &acc{base: src.Packets}
 			if src.FirstSeenNS >= monoStart {
 				a.base = 0
-			} else if p, ok := c.prev[src.Source]; ok {
+			} else if p, ok := c.prev[k]; ok {
 				a.base = p.last
 			}
-			c.cur[src.Source] = a
+			c.cur[k] = a
 		}
 		a.last = src.Packets
 		// The kernel window's bits count if it ends after our window began.

@@ -17,7 +17,7 @@ func TestCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b, old, icmp, over := v4(1), v4(2), v4(3), v4(4), v4(5)
-	at := func(d time.Duration, srcs ...maps.Source) { c.Observe(t0.Add(d), mono(d), srcs) }
+	at := func(d time.Duration, srcs ...maps.Source) { c.Observe(0, t0.Add(d), mono(d), srcs) }
 	// t0+5s: a (active before the window, 100 packets so far, port 22 this
 	// kernel window), b (new in the window: 5 packets, port 80), old (last
 	// seen before the window: ignored).
@@ -63,6 +63,16 @@ func TestCollector(t *testing.T) {
 	if len(got) != 1 || len(got[0].Entries) != 1 || got[0].Entries[0].Packets != 7 || got[0].Entries[0].Ports != sketchOf(24) ||
 		!got[0].Start.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("second window: %+v", got)
+	}
+	// Two interfaces: each counts its own packets; the summary adds them
+	// up and ORs the ports.
+	c.Observe(0, t0.Add(125*time.Second), mono(125*time.Second), []maps.Source{{Source: b, FirstSeenNS: mono(121 * time.Second),
+		LastSeenNS: mono(121 * time.Second), Packets: 4, PortWindow: kw(121 * time.Second), PortBits: sketchOf(1)}})
+	c.Observe(1, t0.Add(125*time.Second), mono(125*time.Second), []maps.Source{{Source: b, FirstSeenNS: mono(122 * time.Second),
+		LastSeenNS: mono(122 * time.Second), Packets: 6, PortWindow: kw(122 * time.Second), PortBits: sketchOf(2)}})
+	got = c.Take(t0.Add(3 * time.Minute))
+	if len(got) != 1 || len(got[0].Entries) != 1 || got[0].Entries[0] != (Entry{Source: b, Ports: sketchOf(1, 2), Packets: 10}) {
+		t.Fatalf("two interfaces: %+v", got)
 	}
 	if _, err := NewCollector("bad name", time.Minute, 0); err == nil {
 		t.Error("a bad node name: no error")

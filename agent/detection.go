@@ -29,13 +29,9 @@ func newFleetDetection(settings *desired.Fleet, log hclog.Logger) (*fleetDetecti
 	if settings == nil || settings.Detection.Role == detect.RoleNone {
 		return nil, nil
 	}
-	opts := settings.Options
-	if settings.PasswordFile != "" {
-		pw, err := readPassword(settings.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		opts.Password = pw
+	opts, err := fleetOptions(settings)
+	if err != nil {
+		return nil, err
 	}
 	coll, err := summary.NewCollector(opts.Node, settings.Detection.Window, 0)
 	if err != nil {

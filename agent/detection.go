@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulwark-filter/bulwark/agent/desired"
@@ -48,21 +50,52 @@ func (d *fleetDetection) observer() sourceObserver {
 	return d.coll.Observe
 }
 
+// dialDetection connects for fleet-wide detection as node.
+func dialDetection(opts fleet.Options) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := detect.Dial(opts, "bulwark-detect-"+opts.Node)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("fleet detection: %w", err)
+	}
+	return nc, js, nil
+}
+
+// RunAggregator runs a standalone fleet aggregator (`bulwark fleet
+// aggregate`) with the fleet block settings (its detection sub-block's
+// window, rule, action and ttl; its role is not used) until ctx ends.
+func RunAggregator(ctx context.Context, settings *desired.Fleet, log hclog.Logger) error {
+	opts, err := fleetOptions(settings)
+	if err != nil {
+		return err
+	}
+	nc, js, err := dialDetection(opts)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	agg, err := detect.NewAggregator(js, opts.SummaryStream, opts.Bucket, settings.Detection, log, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("fleet aggregator running", "servers", opts.Servers, "stream", opts.SummaryStream, "bucket", opts.Bucket,
+		"window", settings.Detection.Window, "min_hosts", settings.Detection.Rule.MinHosts, "min_ports", settings.Detection.Rule.MinPorts)
+	return agg.Run(ctx)
+}
+
 // run publishes the summaries and, with role aggregate, aggregates, over
 // its own connection, until ctx ends. Detection never touches what the
 // agent enforces: with the bus down the windows are dropped.
 func (d *fleetDetection) run(ctx context.Context) {
-	nc, err := detect.Dial(d.opts, "bulwark-detect-"+d.opts.Node)
+	nc, js, err := dialDetection(d.opts)
 	if err != nil {
 		d.log.Error("fleet detection off", "error", err)
 		return
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		d.log.Error("fleet detection off", "error", err)
-		return
-	}
 	var wg sync.WaitGroup
 	pub := detect.NewPublisher(js, d.opts.SummaryStream, d.opts.Node, d.opts.Replicas, d.cfg.Window, d.coll, d.log)
 	wg.Go(func() { _ = pub.Run(ctx) })

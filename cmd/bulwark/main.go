@@ -673,7 +673,8 @@ func exitCode(err error) int {
 }
 
 type fleetCmd struct {
-	Status fleetStatusCmd `cmd:"" help:"Show the fleet connection, the last applied revision, the lag, buffered and active verdicts, and whether this agent's set matches the bucket's."`
+	Status    fleetStatusCmd    `cmd:"" help:"Show the fleet connection, the last applied revision, the lag, buffered and active verdicts, and whether this agent's set matches the bucket's."`
+	Aggregate fleetAggregateCmd `cmd:"" help:"Run a standalone fleet aggregator: merge the agents' window summaries and issue fleet verdicts for what no single host sees."`
 }
 
 type fleetStatusCmd struct {

@@ -3,12 +3,15 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/fleet"
 	"github.com/bulwark-filter/bulwark/agent/fleet/detect"
@@ -108,4 +111,45 @@ func (d *fleetDetection) run(ctx context.Context) {
 		}
 	}
 	wg.Wait()
+}
+
+// fleetFindings keeps the aggregator's verdicts in force on this host
+// (origin aggregate), by target, for `bulwark explain`; at most max_active.
+type fleetFindings struct {
+	mu sync.Mutex
+	m  map[netip.Prefix]fleet.Verdict
+}
+
+// note records the outcome of one change the applier made: an aggregate
+// verdict in force is kept, anything else on its target forgotten.
+func (r *fleetFindings) note(c fleet.Change, applied bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if applied && !c.Remove && c.Winner.Origin == detect.Origin {
+		if r.m == nil {
+			r.m = map[netip.Prefix]fleet.Verdict{}
+		}
+		r.m[c.Target] = c.Winner
+		return
+	}
+	delete(r.m, c.Target)
+}
+
+// explain is the fleet component of addr's explanation: the aggregate
+// verdict in force on the narrowest target holding it, or nil.
+func (r *fleetFindings) explain(addr netip.Addr, now time.Time) *api.FleetFinding {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.m) == 0 {
+		return nil
+	}
+	addr = addr.Unmap()
+	for bits := addr.BitLen(); bits >= 0; bits-- {
+		p, _ := addr.Prefix(bits)
+		if v, ok := r.m[p]; ok && v.Expires.After(now) {
+			return &api.FleetFinding{Target: v.Target.String(), Action: string(v.Action), Issuer: v.Issuer,
+				Reason: v.Reason, IssuedAt: v.IssuedAt, Expires: v.Expires}
+		}
+	}
+	return nil
 }

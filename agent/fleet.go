@@ -45,6 +45,8 @@ type fleetApplier struct {
 	// (config and run-time), reputation.protect, the host's own addresses
 	// and gateways, and prefixes broader than the safety limits.
 	guard atomic.Pointer[guard.Guard]
+	// findings are the fleet aggregator's verdicts in force, for explain.
+	findings fleetFindings
 }
 
 // rebuildGuard recomputes the space fleet verdicts may not touch, after a
@@ -76,11 +78,14 @@ func (f *fleetApplier) Apply(changes []fleet.Change) map[netip.Prefix]string {
 	for _, c := range changes {
 		if c.Remove {
 			f.remove(st, c.Target)
+			f.findings.note(c, false)
 			continue
 		}
-		if why := f.put(st, c.Winner, wall, mono); why != "" {
+		why := f.put(st, c.Winner, wall, mono)
+		if why != "" {
 			refused[c.Target] = why
 		}
+		f.findings.note(c, why == "")
 	}
 	return refused
 }
@@ -476,7 +481,7 @@ func (s *controlServer) fleetRevoke(w http.ResponseWriter, targets []netip.Prefi
 	for i, p := range targets {
 		strs[i] = p.String()
 		if _, err := fl.publish(p, fleet.ActionRevoke, "cli", "", 0, now, fl.settings.Options.MaxTTL); err != nil {
-			s.auditf(AuditRecord{Who: "cli", What: "fleet.verdict.del", Target: strs[i:i+1], Result: "error", Detail: err.Error()})
+			s.auditf(AuditRecord{Who: "cli", What: "fleet.verdict.del", Target: strs[i : i+1], Result: "error", Detail: err.Error()})
 			fail(w, http.StatusServiceUnavailable, "publish the revoke of %s to the fleet (%d of %d published): %v", p, i, len(targets), err)
 			return false
 		}

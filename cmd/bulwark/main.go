@@ -356,6 +356,9 @@ func (c *explainCmd) Run(g *cli) error {
 	if x.Active != nil {
 		fmt.Printf("  verdict in force: %s for %s since %s (score %.1f)\n", x.Active.Action, x.Active.For, x.Active.At.Format(time.RFC3339), x.Active.Score)
 	}
+	if f := x.Fleet; f != nil {
+		fmt.Printf("  fleet: %s on %s by %s until %s: %s\n", f.Action, f.Target, f.Issuer, f.Expires.Format(time.RFC3339), f.Reason)
+	}
 	if len(x.Components) > 0 {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  COMPONENT\tVALUE\tCONTRIBUTION\tOF WEIGHT")

@@ -1,8 +1,12 @@
 package fleet_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,4 +249,41 @@ func TestFleetRestartAll(t *testing.T) {
 	took := converge(t, b, start, 2*time.Minute, total)
 	expectFrames(t, b.Agents, target(total-1), false)
 	summary(t, "%d agents restarted at once with %d active verdicts: converged %s after the restart", agents, total, took.Round(time.Millisecond))
+}
+
+// Scenario 6, second half: a new agent cold-syncs a bucket of 20,000 active
+// verdicts (1M at full size), published by the real fleet client
+// (test/fleet/publisher) from a host of the fabric.
+func TestFleetColdSync(t *testing.T) {
+	count := pick(20_000, 1_000_000)
+	n := mapSize(count)
+	cfg := func(int) agenttest.Config {
+		return agenttest.Config{IPv6Prefix: 128, Maps: agenttest.Sizes{Verdicts: n}}
+	}
+	fl := func(int) string {
+		return fmt.Sprintf("  issuer_rate  = 1000000\n  issuer_burst = %d\n  max_active   = %d\n  buffer       = 1000\n", count, n)
+	}
+	b := testbed.New(t, testbed.Options{Servers: 3, Agents: 1, Config: cfg, Fleet: fl})
+	host := b.Host()
+	ctx, cancel := context.WithTimeout(context.Background(), pick(3*time.Minute, 12*time.Minute))
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", host, testbed.Publisher, "-servers", strings.Join(b.URLs(), ","),
+		"-node", "filler", "-count", strconv.Itoa(count), "-v6", "-timeout", pick(3*time.Minute, 12*time.Minute).String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("publisher: %v: %s", err, out)
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+	a := b.Agents[0]
+	start := time.Now()
+	a.Start()
+	took := converge(t, b, start, 5*time.Minute, count)
+	got, err := a.OpenVerdicts(128).Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != count {
+		t.Errorf("%s's kernel verdict map holds %d verdicts in force, want %d", a.Node, got, count)
+	}
+	summary(t, "a new agent cold-synced %d verdicts: in sync and in its kernel map %s after it was started", count, took.Round(time.Millisecond))
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -28,11 +29,28 @@ import (
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/agenttest"
 	"github.com/bulwark-filter/bulwark/test/netns"
+	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
-// Main builds the bulwark binary once for the test binary (see
-// agenttest.Main) and runs m; it returns the exit code for os.Exit.
-func Main(m *testing.M) int { return agenttest.Main(m, "bulwark-fleet-test-") }
+// Publisher is the bulk publisher (test/fleet/publisher) Main builds.
+var Publisher string
+
+// Main builds the publisher and the bulwark binary (see agenttest.Main)
+// once for the test binary and runs m; it returns the exit code for
+// os.Exit. It is meant for TestMain of test/fleet's tests.
+func Main(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "bulwark-fleet-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if Publisher, err = testutil.BuildCmd("../..", dir, "./test/fleet/publisher"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return agenttest.Main(m, "bulwark-fleet-test-")
+}
 
 // fabricIf is the name of each node's link to the fabric, inside the
 // node's namespace.
@@ -79,6 +97,7 @@ type Bed struct {
 	Servers []string // the namespace of each NATS server
 	NATS    *Servers // the NATS server processes
 	Agents  []*Agent
+	Hosts   []string // namespaces of Host, hosts without an agent
 }
 
 // Agent is one host of the fleet: an agenttest env (its server namespace
@@ -162,8 +181,21 @@ func (b *Bed) link(ns, fabName string, addr netip.Addr) {
 	b.must(ipCmd("-n", ns, "link", "set", fabricIf, "up"))
 }
 
+// Host adds a namespace linked to the fabric at 198.19.2.x, for a fleet
+// client without an agent (the publisher), and returns its name.
+func (b *Bed) Host() string {
+	b.T.Helper()
+	i := len(b.Hosts)
+	ns := fmt.Sprintf("bwk-h%d-%s", i, b.Fabric[len("bwk-f-"):])
+	b.must(ipCmd("netns", "add", ns))
+	b.Hosts = append(b.Hosts, ns)
+	b.must(ipCmd("-n", ns, "link", "set", "lo", "up"))
+	b.link(ns, fmt.Sprintf("h%d", i), netip.AddrFrom4([4]byte{198, 19, 2, byte(i + 1)}))
+	return ns
+}
+
 func (b *Bed) destroy() {
-	for _, ns := range b.Servers {
+	for _, ns := range append(b.Hosts, b.Servers...) {
 		_ = ipCmd("netns", "del", ns)
 	}
 	_ = ipCmd("netns", "del", b.Fabric)

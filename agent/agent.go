@@ -68,6 +68,7 @@ type Agent struct {
 	feeds     *feedSet
 	geo       *geoip.Source
 	runCtx    context.Context
+	fleet     *fleetLink                    // nil without a fleet block; set at start
 	recorders *flightRecorders              // replaced by a reload under a.mu when their settings change
 	names     atomic.Pointer[desired.State] // for readers that must not wait on a.mu
 
@@ -172,8 +173,12 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.feeds = newFeedSet(feedDeps{log: a.log, audit: a.audit, writers: &a.mu, block: blocks, allow: allow,
 		mapErrs: a.mapErrs, evidence: evidence})
 	a.reg.MustRegister(a.feeds.collectors()...)
+	fl, err := a.newFleet(want.Fleet, cfg, allow)
+	if err != nil {
+		return err
+	}
 	sc := newScoring(scoreDeps{log: a.log, audit: a.audit, ifaces: scored, allow: allow,
-		feeds: a.feeds.scoreHits, geo: a.geo, generation: evidence})
+		feeds: a.feeds.scoreHits, geo: a.geo, generation: evidence, publish: fl.scorerPublisher()})
 	if err := sc.start(cfg); err != nil {
 		return fmt.Errorf("reputation engine: %w", err)
 	}
@@ -186,9 +191,24 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.mu.Lock()
 	a.scoring = sc
 	a.recorders = recs
+	a.fleet = fl
 	a.runCtx = ctx
 	a.publish()
 	a.mu.Unlock()
+	// The fleet client applies verdicts through the published state: it
+	// starts once there is one.
+	if fl != nil {
+		a.reg.MustRegister(fl.client.Collectors()...)
+		fleetCtx, stopFleet := context.WithCancel(ctx)
+		fleetDone := make(chan struct{})
+		go func() {
+			defer close(fleetDone)
+			if err := fl.client.Run(fleetCtx); err != nil && fleetCtx.Err() == nil {
+				a.log.Error("fleet client stopped", "error", err)
+			}
+		}()
+		defer func() { stopFleet(); <-fleetDone }()
+	}
 	a.feeds.sync(ctx, cfg, want.FeedIDs)
 	defer a.feeds.stopAll()
 	scoreCtx, stopScoring := context.WithCancel(ctx)
@@ -407,6 +427,9 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.publish()
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)
+	}
+	if a.fleet != nil && len(a.ifaces) > 0 {
+		a.fleet.applier.rebuildGuard(cfg, a.ifaces[0].dp.Maps.Allow)
 	}
 	a.log.SetLevel(hclog.LevelFromString(cfg.Log.Level))
 	if recs != nil {

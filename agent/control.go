@@ -173,11 +173,12 @@ func (s *controlServer) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/verdicts", s.handleVerdictsDel)
 	mux.HandleFunc("GET /v1/capture", s.capture)
 	mux.HandleFunc("GET /v1/sources", s.handleSources)
+	mux.HandleFunc("GET /v1/fleet", s.handleFleet)
 	// Every other request gets a JSON error too, not the mux's plain text.
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources", "/v1/fleet"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -308,6 +309,10 @@ func (s *controlServer) handleListAdd(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "reason over %d characters", api.MaxReasonLen)
 		return
 	}
+	if req.Fleet {
+		s.fleetBlock(w, name, req, pfxs)
+		return
+	}
 	var expires uint64
 	if req.TTL != "" {
 		ttl, err := api.ParseTTL(req.TTL, config.ParseDuration)
@@ -343,8 +348,8 @@ func (s *controlServer) handleListAdd(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if name == "allow" && st.scoring != nil {
-		st.scoring.rebuildExempt(st.cfg)
+	if name == "allow" {
+		st.rebuildExempt()
 	}
 	s.auditf(AuditRecord{Who: "cli", What: name + ".add", Target: req.CIDRs, Why: req.Reason, TTL: req.TTL, Result: "ok"})
 	writeJSON(w, http.StatusOK, api.Added{Added: len(entries)})
@@ -371,8 +376,8 @@ func (s *controlServer) handleListDel(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if name == "allow" && st.scoring != nil {
-		st.scoring.rebuildExempt(st.cfg)
+	if name == "allow" {
+		st.rebuildExempt()
 	}
 	s.auditf(AuditRecord{Who: "cli", What: name + ".del", Target: req.CIDRs, Result: "ok"})
 	writeJSON(w, http.StatusOK, api.Deleted{Deleted: len(pfxs)})
@@ -493,7 +498,7 @@ func (s *controlServer) handleVerdictsGet(w http.ResponseWriter, r *http.Request
 				continue
 			}
 			seen[v.Source.String()] = true
-			out = append(out, api.Verdict{Source: v.Source.String(), Action: v.Action.String(), Origin: v.Origin.String(),
+			out = append(out, api.Verdict{Source: v.Source.String(), Action: v.Action.String(), Origin: st.fleet.origin(v.Origin, v.Source),
 				Score: v.Score, ExpiresIn: float64(v.ExpiresNS-now) / 1e9})
 		}
 	}
@@ -509,6 +514,7 @@ func (s *controlServer) handleVerdictsDel(w http.ResponseWriter, r *http.Request
 		fail(w, http.StatusBadRequest, "give 1 to %d sources", api.MaxCIDRsPerReq)
 		return
 	}
+	targets := make([]netip.Prefix, 0, len(req.Sources))
 	addrs := make([]netip.Addr, 0, len(req.Sources))
 	for _, s := range req.Sources {
 		p, err := api.ParseCIDR(s)
@@ -516,7 +522,11 @@ func (s *controlServer) handleVerdictsDel(w http.ResponseWriter, r *http.Request
 			fail(w, http.StatusBadRequest, "%v", err)
 			return
 		}
+		targets = append(targets, p)
 		addrs = append(addrs, p.Addr())
+	}
+	if req.Fleet && !s.fleetRevoke(w, targets) {
+		return
 	}
 	st, ok := s.lockWriters(w)
 	if !ok {

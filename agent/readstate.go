@@ -18,6 +18,7 @@ type readState struct {
 	ifaces  []*iface // their datapaths; an iface's fields do not change after start
 	scoring *scoring // nil while the agent starts
 	metrics *metricsView
+	fleet   *fleetLink // nil without a fleet block
 }
 
 // publish stores a snapshot of the agent's state for the readers; a.mu
@@ -25,7 +26,7 @@ type readState struct {
 func (a *Agent) publish() {
 	ifaces := slices.Clone(a.ifaces)
 	a.state.Store(&readState{cfg: a.cfg, want: a.want, ifaces: ifaces, scoring: a.scoring,
-		metrics: newMetricsView(a.want, ifaces)})
+		metrics: newMetricsView(a.want, ifaces), fleet: a.fleet})
 }
 
 // metricsView is the collector's view of the published state.
@@ -34,4 +35,15 @@ func (a *Agent) metricsView() *metricsView {
 		return s.metrics
 	}
 	return nil
+}
+
+// rebuildExempt recomputes, after a change of the allow list, the space
+// the scorer never judges and fleet verdicts never touch.
+func (st *readState) rebuildExempt() {
+	if st.scoring != nil {
+		st.scoring.rebuildExempt(st.cfg)
+	}
+	if st.fleet != nil && len(st.ifaces) > 0 {
+		st.fleet.applier.rebuildGuard(st.cfg, st.ifaces[0].dp.Maps.Allow)
+	}
 }

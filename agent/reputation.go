@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/geoip"
@@ -45,6 +46,8 @@ type scoreDeps struct {
 	// generation is the evidence generation, bumped when feed or location
 	// evidence may have changed (the feeds bump it too).
 	generation *atomic.Uint32
+	// publish, when set, shares each enforced verdict with the fleet.
+	publish func(api.VerdictRecord)
 }
 
 // scoreTiming is when the loop scores: reputation.interval and mode.
@@ -184,6 +187,9 @@ func (s *scoring) cycle(now time.Time, mono uint64) {
 			s.audit.Record(s.log, AuditRecord{Who: "scorer", What: what, Target: []string{v.Source.String()},
 				Why: componentsText(v.Components), TTL: v.For.String(), Result: "ok",
 				Score: v.Score, Components: v.Components})
+			if v.Enforced && s.publish != nil {
+				s.publish(v.VerdictRecord)
+			}
 		}
 		st := e.Snapshot()
 		s.export(it.name, st)

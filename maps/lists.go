@@ -343,6 +343,24 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 	return l.set.clearIfEmptyLocked(map[uint32]*ebpf.Map{h4: l.hosts4, h6: l.hosts6, b4: l.nets4, b6: l.nets6})
 }
 
+// Lookup returns the entry of exactly prefix p, if the list holds one
+// (expired or not).
+func (l *List) Lookup(p netip.Prefix) (Entry, bool, error) {
+	p, err := normalise(p)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("%s list: %w", l.name, err)
+	}
+	m, key := l.mapKey(p)
+	var v bpf.BulwarkListValue
+	switch err := m.Lookup(key, &v); {
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		return Entry{}, false, nil
+	case err != nil:
+		return Entry{}, false, fmt.Errorf("%s list: look up %s: %w", l.name, p, err)
+	}
+	return Entry{p, v.ListId, v.ExpiresNs}, true, nil
+}
+
 // Entries lists every entry of the list, read in batches.
 func (l *List) Entries() ([]Entry, error) {
 	var out []Entry

@@ -50,6 +50,21 @@ func (s *Set) DeleteVerdict(addr netip.Addr) error {
 	return s.clearIfEmptyLocked(map[uint32]*ebpf.Map{presentVerdicts: s.m.Verdicts})
 }
 
+// Verdict returns the verdict on addr's source, if the map holds one
+// (expired or not).
+func (s *Set) Verdict(addr netip.Addr) (VerdictEntry, bool, error) {
+	prefix := s.IPv6Prefix()
+	key := bpf.BulwarkSrcKey{Addr: SourceKey(addr, prefix)}
+	var v bpf.BulwarkVerdict
+	switch err := s.m.Verdicts.Lookup(key, &v); {
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		return VerdictEntry{}, false, nil
+	case err != nil:
+		return VerdictEntry{}, false, fmt.Errorf("look up verdict for %s: %w", addr, err)
+	}
+	return VerdictEntry{SourceFromKey(key.Addr, prefix), VerdictAction(v.Action), v.ExpiresNs, Origin(v.Origin), v.Score}, true, nil
+}
+
 // Verdicts lists the verdicts the map holds, expired ones included (the
 // datapath ignores and lazily deletes those).
 func (s *Set) Verdicts() ([]VerdictEntry, error) {

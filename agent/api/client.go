@@ -162,11 +162,18 @@ func (c *Client) Verdicts(ctx context.Context) (vs []Verdict, raw []byte, err er
 	return vs, raw, err
 }
 
-// DeleteVerdicts deletes the verdicts of sources.
-func (c *Client) DeleteVerdicts(ctx context.Context, sources []string) (Deleted, error) {
+// DeleteVerdicts deletes the verdicts of the request's sources.
+func (c *Client) DeleteVerdicts(ctx context.Context, req VerdictsRequest) (Deleted, error) {
 	var out Deleted
-	_, err := c.Do(ctx, http.MethodDelete, "/v1/verdicts", VerdictsRequest{Sources: sources}, &out)
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/verdicts", req, &out)
 	return out, err
+}
+
+// FleetStatus asks for the fleet client's state; raw is the reply as
+// received.
+func (c *Client) FleetStatus(ctx context.Context) (st FleetStatus, raw []byte, err error) {
+	raw, err = c.Do(ctx, http.MethodGet, "/v1/fleet", nil, &st)
+	return st, raw, err
 }
 
 // Capture waits for up to count live sampled drops that pass f, for at

@@ -15,6 +15,10 @@ type ListRequest struct {
 	CIDRs  []string `json:"cidrs"`
 	TTL    string   `json:"ttl,omitempty"`
 	Reason string   `json:"reason,omitempty"`
+	// Fleet publishes a block to the whole fleet instead of adding a
+	// run-time entry (block list only; needs a fleet block that publishes
+	// "cli"); TTL defaults to, and is capped at, the fleet's max_ttl.
+	Fleet bool `json:"fleet,omitempty"`
 }
 
 // ListEntry is one entry as the API shows it (GET /v1/lists/{list}).
@@ -82,6 +86,31 @@ type Verdict struct {
 // VerdictsRequest deletes verdicts (DELETE /v1/verdicts).
 type VerdictsRequest struct {
 	Sources []string `json:"sources"`
+	// Fleet also revokes the fleet's verdicts on these targets (as
+	// `verdicts list` shows them) on every host.
+	Fleet bool `json:"fleet,omitempty"`
+}
+
+// FleetStatus is the reply of GET /v1/fleet: the fleet client's state.
+type FleetStatus struct {
+	Node            string    `json:"node"`
+	Connected       bool      `json:"connected"`
+	Server          string    `json:"server,omitempty"` // the server connected to
+	Servers         []string  `json:"servers"`
+	Publish         []string  `json:"publish"` // which local verdicts are published: scorer, cli
+	AppliedRevision uint64    `json:"applied_revision"`
+	BucketRevision  uint64    `json:"bucket_revision"`
+	Lag             uint64    `json:"lag"` // revisions not applied yet
+	Buffered        int       `json:"buffered"`
+	Active          int       `json:"active"`
+	LastApplied     time.Time `json:"last_applied,omitzero"`
+	// Digest is of the merged set this agent applied; BucketDigest of the
+	// bucket's current state (empty, with BucketError, when the bus is not
+	// reachable). InSync is whether they are equal.
+	Digest       string `json:"digest"`
+	BucketDigest string `json:"bucket_digest,omitempty"`
+	BucketError  string `json:"bucket_error,omitempty"`
+	InSync       bool   `json:"in_sync"`
 }
 
 // SourcesReply is the reply of GET /v1/sources.

@@ -41,6 +41,7 @@ type cli struct {
 	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
 	Top      topCmd      `cmd:"" help:"Live view of the busiest and riskiest sources (plain text when not a terminal)."`
 	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
+	Fleet    fleetCmd    `cmd:"" help:"Show how this agent shares verdicts with its fleet (the config's fleet block)."`
 	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 
@@ -185,19 +186,27 @@ func newListCmd(list string) listCmd {
 
 type listAddCmd struct {
 	CIDRs  []string `arg:"" name:"cidr" help:"Addresses or CIDRs."`
-	TTL    string   `help:"Remove the entries after this long, 1s to 365d, written as in the config: 90s, 10m, 12h, 7d, 1d12h (expiry is kept in the kernel)." name:"ttl" placeholder:"DURATION"`
-	Reason string   `help:"Why, for the audit log (at most 256 characters)."`
+	TTL    string   `help:"Remove the entries after this long, 1s to 365d, written as in the config: 90s, 10m, 12h, 7d, 1d12h (expiry is kept in the kernel). With --fleet: default and at most the fleet's max_ttl." name:"ttl" placeholder:"DURATION"`
+	Reason string   `help:"Why, for the audit log (at most 256 characters); with --fleet it travels with the verdict."`
+	Fleet  bool     `help:"Block on every host of the fleet (block only): publish a fleet verdict, applied here at once, instead of a run-time entry. Needs a fleet block whose publish includes \"cli\"; refused (exit 4) without one. Undo with 'bulwark verdicts del --fleet'."`
 	list   string
 }
 
 func (c listAddCmd) Help() string {
-	return fmt.Sprintf("Example:\n  bulwark %s add 198.18.66.7 2001:2::/64 --ttl 7d --reason '%s'", c.list, map[string]string{
+	help := fmt.Sprintf("Example:\n  bulwark %s add 198.18.66.7 2001:2::/64 --ttl 7d --reason '%s'", c.list, map[string]string{
 		"block": "scanner", "allow": "monitoring"}[c.list])
+	if c.list == "block" {
+		help += "\n  bulwark block add 198.18.66.7 --fleet --ttl 1h --reason 'scanner seen on edge-1'"
+	}
+	return help
 }
 
 func (c *listAddCmd) Run(g *cli) error {
 	if err := checkCIDRs(c.CIDRs); err != nil {
 		return err
+	}
+	if c.Fleet && c.list != "block" {
+		return usageError{errors.New("--fleet is for block add only: every host keeps its own allow list")}
 	}
 	if c.TTL != "" {
 		if _, err := api.ParseTTL(c.TTL, config.ParseDuration); err != nil {
@@ -207,10 +216,14 @@ func (c *listAddCmd) Run(g *cli) error {
 	if len(c.Reason) > api.MaxReasonLen {
 		return usageError{fmt.Errorf("--reason: %d characters, at most %d", len(c.Reason), api.MaxReasonLen)}
 	}
-	req := api.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason, TTL: c.TTL}
+	req := api.ListRequest{CIDRs: c.CIDRs, Reason: c.Reason, TTL: c.TTL, Fleet: c.Fleet}
 	out, err := g.client().AddToList(context.Background(), c.list, req)
 	if err != nil {
 		return err
+	}
+	if c.Fleet {
+		fmt.Printf("published %d to the fleet\n", out.Added)
+		return nil
 	}
 	fmt.Printf("added %d\n", out.Added)
 	return nil
@@ -382,7 +395,10 @@ type verdictsListCmd struct {
 	JSON bool `help:"Print JSON."`
 }
 
-func (verdictsListCmd) Help() string { return "Example:\n  bulwark verdicts list" }
+func (verdictsListCmd) Help() string {
+	return "ORIGIN is who put the verdict in place: scorer, cli, or fleet:<issuer> (the fleet node that published it).\n\n" +
+		"Example:\n  bulwark verdicts list"
+}
 
 func (c *verdictsListCmd) Run(g *cli) error {
 	vs, raw, err := g.client().Verdicts(context.Background())
@@ -403,16 +419,19 @@ func (c *verdictsListCmd) Run(g *cli) error {
 }
 
 type verdictsDelCmd struct {
-	Sources []string `arg:"" name:"source" help:"Source addresses."`
+	Sources []string `arg:"" name:"source" help:"Source addresses; with --fleet, the targets as 'verdicts list' or 'block add --fleet' name them (an address, an IPv6 source prefix, a blocked prefix)."`
+	Fleet   bool     `help:"Also revoke the fleet's verdicts on these targets on every host: a revoke cancels every fleet verdict on the target issued before it, whoever issued it. Needs a fleet block whose publish includes \"cli\"; refused (exit 4) without one."`
 }
 
-func (verdictsDelCmd) Help() string { return "Example:\n  bulwark verdicts del 198.18.3.66" }
+func (verdictsDelCmd) Help() string {
+	return "Example:\n  bulwark verdicts del 198.18.3.66\n  bulwark verdicts del --fleet 198.18.3.66 198.18.64.0/24"
+}
 
 func (c *verdictsDelCmd) Run(g *cli) error {
 	if err := checkCIDRs(c.Sources); err != nil {
 		return err
 	}
-	out, err := g.client().DeleteVerdicts(context.Background(), c.Sources)
+	out, err := g.client().DeleteVerdicts(context.Background(), api.VerdictsRequest{Sources: c.Sources, Fleet: c.Fleet})
 	if err != nil {
 		return err
 	}
@@ -651,4 +670,55 @@ func exitCode(err error) int {
 		return exitRefused
 	}
 	return exitFailed
+}
+
+type fleetCmd struct {
+	Status fleetStatusCmd `cmd:"" help:"Show the fleet connection, the last applied revision, the lag, buffered and active verdicts, and whether this agent's set matches the bucket's."`
+}
+
+type fleetStatusCmd struct {
+	JSON bool `help:"Print JSON."`
+}
+
+func (fleetStatusCmd) Help() string {
+	return "Without a fleet block in the config the agent refuses (exit 4). IN SYNC compares the digest of the verdicts " +
+		"this agent applied with the digest of the bucket's current state, read fresh.\n\n" +
+		"Example:\n  bulwark fleet status\n  bulwark fleet status --json"
+}
+
+func (c *fleetStatusCmd) Run(g *cli) error {
+	st, raw, err := g.client().FleetStatus(context.Background())
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		os.Stdout.Write(raw)
+		return nil
+	}
+	conn := "not connected (fail-static: enforcing what it has; own verdicts buffered)"
+	if st.Connected {
+		conn = "connected to " + st.Server
+	}
+	fmt.Printf("node %s: %s\n", st.Node, conn)
+	fmt.Printf("servers: %s\n", strings.Join(st.Servers, ", "))
+	publishes := "nothing"
+	if len(st.Publish) > 0 {
+		publishes = strings.Join(st.Publish, ", ")
+	}
+	fmt.Printf("publishes: %s\n", publishes)
+	fmt.Printf("applied revision %d of %d (lag %d)", st.AppliedRevision, st.BucketRevision, st.Lag)
+	if !st.LastApplied.IsZero() {
+		fmt.Printf(", last applied %s", st.LastApplied.Format(time.RFC3339))
+	}
+	fmt.Println()
+	fmt.Printf("active fleet verdicts %d, buffered for publishing %d\n", st.Active, st.Buffered)
+	switch {
+	case st.BucketError != "":
+		fmt.Printf("digest %s; the bucket's cannot be read: %s\n", st.Digest, st.BucketError)
+	case st.InSync:
+		fmt.Printf("digest %s: in sync with the bucket\n", st.Digest)
+	default:
+		fmt.Printf("digest %s: NOT in sync with the bucket's %s\n", st.Digest, st.BucketDigest)
+	}
+	return nil
 }

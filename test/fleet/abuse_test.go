@@ -1,14 +1,12 @@
 package fleet_test
 
 import (
-	"bufio"
 	"fmt"
 	"math"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 	testbed "github.com/bulwark-filter/bulwark/test/fleet"
 )
 
@@ -56,7 +54,7 @@ func TestFleetIssuerRateCap(t *testing.T) {
 		if acc+ref != flood {
 			t.Errorf("%s: %d admitted + %d refused (issuer_rate) = %d, want %s's %d", a.Node, acc, ref, acc+ref, bad.Node, flood)
 		}
-		if n := auditCount(t, a, "issuer_rate", bad.Node); n != ref {
+		if n := auditCount(a, "issuer_rate", bad.Node); n != ref {
 			t.Errorf("%s: %d audit records of issuer_rate refusals of %s, want %d", a.Node, n, bad.Node, ref)
 		}
 	}
@@ -75,20 +73,18 @@ func TestFleetIssuerRateCap(t *testing.T) {
 		bad.Node, flood, rate, burst, accepted[0], refused[0], len(observers), good.Node, other)
 }
 
-// auditCount is the number of lines of a's audit log that mention both
-// reason and issuer.
-func auditCount(t *testing.T, a *testbed.Agent, reason, issuer string) int {
-	t.Helper()
-	f, err := os.Open(a.Audit)
-	if err != nil {
-		t.Fatalf("%s: audit log: %v", a.Node, err)
-	}
-	defer f.Close()
+// auditRecord is the part of an audit log line auditCount reads.
+type auditRecord struct {
+	Who, Result, Detail string
+}
+
+// auditCount is the number of a's audit records of fleet verdicts from
+// issuer refused for reason.
+func auditCount(a *testbed.Agent, reason, issuer string) int {
+	a.T.Helper()
 	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if l := sc.Text(); strings.Contains(l, reason) && strings.Contains(l, `"`+issuer+`"`) || strings.Contains(l, "fleet:"+issuer) && strings.Contains(l, reason) {
+	for _, r := range agenttest.AuditLog[auditRecord](a.Env) {
+		if r.Who == "fleet:"+issuer && r.Result == "refused" && r.Detail == reason {
 			n++
 		}
 	}

@@ -181,7 +181,7 @@ func TestFleetPartition(t *testing.T) {
 	// The cut agent enforces its own at once, the others do not have it.
 	expectFrames(t, []*testbed.Agent{cut}, l[0], false)
 	expectFrames(t, []*testbed.Agent{issuer}, l[1], true)
-	t.Logf("%s partitioned: %+v", cut.Node, cut.FleetStatus().Status)
+	t.Logf("%s partitioned: %+v", cut.Node, cut.FleetStatus())
 	time.Sleep(time.Until(cutAt.Add(partition)))
 	cut.Heal()
 	healed = true

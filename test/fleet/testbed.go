@@ -23,7 +23,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/bulwark-filter/bulwark/agent/fleet"
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/bpf"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
@@ -309,13 +309,8 @@ func (a *Agent) Heal() {
 	}
 }
 
-// Status is `bulwark fleet status --json`: the client's status and the
-// bucket's digest read fresh.
-type Status struct {
-	fleet.Status
-	BucketDigest string `json:"bucket_digest"`
-	InSync       bool   `json:"in_sync"`
-}
+// Status is `bulwark fleet status --json`.
+type Status = api.FleetStatus
 
 // FleetStatus is agent a's `bulwark fleet status --json`, which must
 // succeed.

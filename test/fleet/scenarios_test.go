@@ -34,8 +34,13 @@ func TestFleetFloodVerdict(t *testing.T) {
 		src := netip.AddrFrom4([4]byte{198, 18, 66, byte(f + 1)})
 		// Before: the source gets through everywhere but at host 1.
 		expectFrames(t, others(b, first), src, true)
-		// The flood: 2,000 frames against a 10 pps limit, all at host 1.
-		first.Send(src, 2000)
+		// The flood: 2,000 frames against a 10 pps limit, all at host 1;
+		// the kernel maps are watched from the moment it is sent (not
+		// waiting for the receiver), so host 1's verdict is seen as it
+		// lands.
+		if sent, _, err := first.Snd.Send([][]byte{first.Frame(src, 1)}, 2000, time.Now().Add(time.Minute), 0); err != nil || sent[0] != 2000 {
+			t.Fatalf("flood from %s: sent %v, %v", src, sent, err)
+		}
 		start := time.Now()
 		at := b.WaitAll(start, time.Minute, "a block verdict on "+src.String(), func(a *testbed.Agent) bool {
 			act, _, ok := vs[a.Index].Get(src)

@@ -16,7 +16,10 @@
 #     the dashboard test against a real Prometheus (test/observability);
 #   git (git) and make (make): the Makefile and .ci/run;
 #   rpm (rpm): the package test lists the .rpm's files and scripts
-#     (the .deb is checked with dpkg, which every Debian system has).
+#     (the .deb is checked with dpkg, which every Debian system has);
+#   nats-server (nats-server, 2.9 in Debian 12): the fleet client's
+#     compatibility test against the oldest server Bulwark supports (the
+#     other fleet tests build the nats-server pinned in go.mod).
 # Programs of every Debian base system (bash, coreutils, grep, sed, mawk,
 # util-linux's nsenter and unshare, apt) and the Go toolchain are not
 # checked; test/deps lists them and fails when the code runs anything else
@@ -41,6 +44,7 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v make >/dev/null || need+=(make)
 command -v rpm >/dev/null || need+=(rpm)
+command -v nats-server >/dev/null || need+=(nats-server)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

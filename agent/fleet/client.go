@@ -1,0 +1,651 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Timing of the Client; requestTimeout bounds every request to the bus (a
+// request whose server dies mid-way is never answered).
+const (
+	requestTimeout = 5 * time.Second
+	publishWindow  = 256 // puts in flight at once
+	tickEvery      = time.Second
+	batchEntries   = 4096 // bucket entries merged per batch at most
+)
+
+// ErrBufferFull is returned by Publish when the publish buffer is full.
+var ErrBufferFull = errors.New("fleet: publish buffer full")
+
+// Client publishes this node's verdicts to the bucket and applies the
+// merged fleet set to the Applier. It is safe for concurrent use.
+type Client struct {
+	opts      Options
+	lim       limits
+	apply     Applier
+	log       hclog.Logger
+	onRefusal func(Refusal)
+	m         *metrics
+
+	mu        sync.Mutex
+	st        *state
+	queue     []*bufItem // own verdicts to publish, in order
+	queued    map[netip.Prefix]*bufItem
+	conn      *nats.Conn
+	kv        jetstream.KeyValue
+	js        jetstream.JetStream
+	perKeyTTL bool
+	server    string
+	lag       uint64
+	lastApply time.Time
+	changes   map[netip.Prefix]Change // for the apply loop, coalesced per target
+
+	applyKick   chan struct{}
+	publishKick chan struct{}
+	reconnected chan struct{}
+}
+
+// bufItem is one target's own verdict waiting to be published: e is the
+// latest (coalesced), sending the one in flight.
+type bufItem struct {
+	e, sending *entry
+}
+
+// New makes a Client from validated options; apply gets the merged fleet
+// set, onRefusal (may be nil) every refused verdict, for the audit log.
+// Nothing connects before Run.
+func New(opts Options, apply Applier, log hclog.Logger, onRefusal func(Refusal)) (*Client, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if apply == nil {
+		return nil, errors.New("fleet: no applier")
+	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	if onRefusal == nil {
+		onRefusal = func(Refusal) {}
+	}
+	lim := limits{node: opts.Node, maxTTL: opts.MaxTTL, issuerRate: opts.IssuerRate,
+		issuerBurst: opts.IssuerBurst, maxActive: opts.MaxActive}
+	c := &Client{opts: opts, lim: lim, apply: apply, log: log, onRefusal: onRefusal, st: newState(lim),
+		queued: map[netip.Prefix]*bufItem{}, changes: map[netip.Prefix]Change{},
+		applyKick: make(chan struct{}, 1), publishKick: make(chan struct{}, 1), reconnected: make(chan struct{}, 1)}
+	c.m = newMetrics(c)
+	return c, nil
+}
+
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Run connects (retrying forever, jittered), binds or creates the bucket,
+// syncs and watches it, publishes the buffer and applies changes until ctx
+// ends. Bus errors are logged and retried, never returned.
+func (c *Client) Run(ctx context.Context) error {
+	nc, err := nats.Connect(strings.Join(c.opts.Servers, ","), c.natsOptions()...)
+	if err != nil {
+		return fmt.Errorf("fleet: connect: %w", err) // only bad options get here
+	}
+	defer nc.Close()
+	c.mu.Lock()
+	c.conn = nc
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { c.applyLoop(ctx) })
+	wg.Go(func() { c.publishLoop(ctx) })
+	wg.Go(func() { c.tickLoop(ctx) })
+	for ctx.Err() == nil {
+		if nc.IsConnected() {
+			if err := c.session(ctx, nc); err != nil && ctx.Err() == nil {
+				c.log.Warn("fleet session ended", "error", err)
+			}
+		}
+		c.mu.Lock()
+		c.kv, c.js = nil, nil
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-c.reconnected:
+		case <-time.After(time.Duration(200+rand.IntN(800)) * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// natsOptions are the connection options: reconnect forever, jittered;
+// TLS and credentials as configured.
+func (c *Client) natsOptions() []nats.Option {
+	o := []nats.Option{
+		nats.Name("bulwark " + c.opts.Node),
+		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.Timeout(requestTimeout),
+		nats.ReconnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				c.log.Warn("fleet bus disconnected", "error", err)
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.log.Debug("fleet bus error", "error", err)
+		}),
+	}
+	if c.opts.TLS.CAFile != "" {
+		o = append(o, nats.RootCAs(c.opts.TLS.CAFile))
+	}
+	if c.opts.TLS.CertFile != "" {
+		o = append(o, nats.ClientCert(c.opts.TLS.CertFile, c.opts.TLS.KeyFile))
+	}
+	if c.opts.CredsFile != "" {
+		o = append(o, nats.UserCredentials(c.opts.CredsFile))
+	}
+	if c.opts.User != "" {
+		o = append(o, nats.UserInfo(c.opts.User, c.opts.Password))
+	}
+	return o
+}
+
+// session binds the bucket, catches up and watches until the connection
+// drops or the watch ends.
+func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	kv, perKeyTTL, err := c.bind(ctx, js, nc.ConnectedServerVersion())
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	stream, err := js.Stream(rctx, "KV_"+c.opts.Bucket)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("bucket stream: %w", err)
+	}
+	info := stream.CachedInfo()
+	c.mu.Lock()
+	last := c.st.lastRev
+	c.kv, c.js, c.perKeyTTL, c.server = kv, js, perKeyTTL, nc.ConnectedUrlRedacted()
+	c.mu.Unlock()
+	kick(c.publishKick)
+	// Resume after the last revision read, unless the stream no longer
+	// holds what follows it: then read the whole current state again.
+	resync := last == 0 || info.State.FirstSeq > last+1 || info.State.LastSeq < last
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var w jetstream.KeyWatcher
+	if resync {
+		w, err = kv.WatchAll(wctx)
+	} else {
+		w, err = kv.WatchAll(wctx, jetstream.IncludeHistory(), jetstream.ResumeFromRevision(last+1))
+	}
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	defer w.Stop()
+	c.log.Debug("fleet watching", "resync", resync, "from", last+1, "server", c.server)
+	return c.watch(ctx, w, resync)
+}
+
+// bind opens the bucket, creating it when missing: with per-key TTLs on a
+// server of 2.11 or later, else with MaxAge = MaxTTL. Puts use per-key TTLs
+// when the bucket allows them (whoever created it).
+func (c *Client) bind(ctx context.Context, js jetstream.JetStream, version string) (jetstream.KeyValue, bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	kv, err := js.KeyValue(rctx, c.opts.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		cfg := jetstream.KeyValueConfig{Bucket: c.opts.Bucket, History: 1, Replicas: c.opts.Replicas,
+			Storage: jetstream.FileStorage, Description: "Bulwark fleet verdicts"}
+		if serverAtLeast(version, 2, 11) {
+			cfg.LimitMarkerTTL = time.Hour
+		} else {
+			cfg.TTL = c.opts.MaxTTL
+		}
+		kv, err = js.CreateKeyValue(rctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(rctx, c.opts.Bucket)
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("bucket %s: %w", c.opts.Bucket, err)
+	}
+	st, err := kv.Status(rctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("bucket %s status: %w", c.opts.Bucket, err)
+	}
+	return kv, st.LimitMarkerTTL() > 0, nil
+}
+
+// serverAtLeast reports whether a server version "X.Y.Z..." is at least
+// major.minor.
+func serverAtLeast(version string, major, minor int) bool {
+	var x, y int
+	if _, err := fmt.Sscanf(version, "%d.%d", &x, &y); err != nil {
+		return false
+	}
+	return x > major || x == major && y >= minor
+}
+
+// watch reads the watcher into the state, merging in batches, until it
+// ends, the connection is re-established or ctx ends. With resync the
+// entries up to the initial-values marker are the whole bucket: keys not
+// among them are gone.
+func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher, resync bool) error {
+	var seen map[string]bool
+	if resync {
+		seen = map[string]bool{}
+	}
+	updates := w.Updates()
+	for {
+		var first jetstream.KeyValueEntry
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.reconnected:
+			return errors.New("reconnected: resuming from the last revision read")
+		case first, ok = <-updates:
+			if !ok {
+				return errors.New("watch closed")
+			}
+		}
+		c.mu.Lock()
+		e, n := first, 0
+		for {
+			if e == nil { // all initial values read
+				if seen != nil {
+					for key := range c.st.entries {
+						if !seen[key] {
+							c.st.remove(key)
+						}
+					}
+					seen = nil
+				}
+			} else {
+				c.read(e)
+				if seen != nil {
+					seen[e.Key()] = true
+				}
+			}
+			n++
+			if n >= batchEntries || len(updates) == 0 {
+				break
+			}
+			if e, ok = <-updates; !ok {
+				break
+			}
+		}
+		c.settle()
+		c.mu.Unlock()
+	}
+}
+
+// read takes one watched entry into the state (c.mu held).
+func (c *Client) read(e jetstream.KeyValueEntry) {
+	c.lag = e.Delta()
+	if e.Operation() == jetstream.KeyValuePut {
+		c.st.put(e.Key(), e.Value(), e.Revision(), e.Created())
+	} else {
+		c.st.del(e.Key(), e.Revision())
+	}
+}
+
+// settle merges what changed, hands the changes to the apply loop and
+// reports refusals (c.mu held).
+func (c *Client) settle() {
+	changes := c.st.process()
+	for _, ch := range changes {
+		c.changes[ch.Target] = ch
+	}
+	if len(changes) > 0 {
+		kick(c.applyKick)
+	}
+	for _, r := range c.st.takeRefusals() {
+		c.m.refused.WithLabelValues(r.Reason).Inc()
+		c.onRefusal(r)
+	}
+}
+
+// applyLoop calls the Applier with the coalesced changes, one batch at a
+// time, outside the Client's lock.
+func (c *Client) applyLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.applyKick:
+		}
+		c.mu.Lock()
+		if len(c.changes) == 0 {
+			c.mu.Unlock()
+			continue
+		}
+		batch := make([]Change, 0, len(c.changes))
+		for _, ch := range c.changes {
+			batch = append(batch, ch)
+		}
+		clear(c.changes)
+		c.mu.Unlock()
+		refused := c.apply.Apply(batch)
+		now := time.Now()
+		for _, ch := range batch {
+			if reason, no := refused[ch.Target]; no {
+				c.m.refused.WithLabelValues(RefusedLocal).Inc()
+				c.onRefusal(Refusal{Verdict: ch.Winner, Reason: reason})
+				continue
+			}
+			c.m.applied.Inc()
+			if !ch.Remove && ch.Winner.Issuer != c.opts.Node {
+				c.m.propagation.Observe(now.Sub(ch.Winner.IssuedAt).Seconds())
+			}
+		}
+		c.mu.Lock()
+		c.lastApply = now
+		c.mu.Unlock()
+	}
+}
+
+// tickLoop expires verdicts every second (at whole seconds, as the digest
+// counts them).
+func (c *Client) tickLoop(ctx context.Context) {
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			c.st.prune(now.Truncate(time.Second))
+			c.settle()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// Publish hands one of this node's verdicts to the fleet: it is merged
+// locally at once and published when the bus is up, coalesced per target
+// (a newer verdict on a target replaces an unpublished one). Issuer
+// defaults to the node, IssuedAt to now, a revoke's Expires to the latest
+// expiry among what it cancels (or MaxTTL); every life is capped at
+// MaxTTL. It never blocks; it fails on an invalid verdict and, with
+// ErrBufferFull, when Options.Buffer targets wait already.
+func (c *Client) Publish(v Verdict) error {
+	if v.Issuer == "" {
+		v.Issuer = c.opts.Node
+	}
+	if v.Issuer != c.opts.Node {
+		return fmt.Errorf("fleet: publish as %q: this node is %q", v.Issuer, c.opts.Node)
+	}
+	if v.IssuedAt.IsZero() {
+		v.IssuedAt = time.Now()
+	}
+	v.Target = v.Target.Masked()
+	v.IssuedAt = v.IssuedAt.UTC().Round(0)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v.Action == ActionRevoke && v.Expires.IsZero() {
+		v.Expires = c.latestExpiry(v.Target)
+	}
+	if limit := v.IssuedAt.Add(c.opts.MaxTTL); v.Expires.After(limit) {
+		v.Expires = limit
+	}
+	v.Expires = v.Expires.UTC().Round(0)
+	if _, err := check(v, c.opts.MaxTTL); err != nil {
+		return fmt.Errorf("fleet: publish: %w", err)
+	}
+	if _, err := encode(v); err != nil {
+		return fmt.Errorf("fleet: publish: %w", err)
+	}
+	it := c.queued[v.Target]
+	if it == nil && len(c.queued) >= c.opts.Buffer {
+		c.m.refused.WithLabelValues(RefusedBuffer).Inc()
+		c.onRefusal(Refusal{Verdict: v, Reason: RefusedBuffer})
+		return ErrBufferFull
+	}
+	e := c.st.publish(v)
+	if it == nil {
+		it = &bufItem{}
+		c.queued[v.Target] = it
+		c.queue = append(c.queue, it)
+	}
+	it.e = e
+	c.settle()
+	kick(c.publishKick)
+	return nil
+}
+
+// latestExpiry is the latest expiry among the verdicts on target (c.mu
+// held), or MaxTTL from now.
+func (c *Client) latestExpiry(target netip.Prefix) time.Time {
+	var latest time.Time
+	for _, e := range c.st.byTarget[target] {
+		if e.v.Expires.After(latest) {
+			latest = e.v.Expires
+		}
+	}
+	if o := c.st.own[target]; o != nil && o.v.Expires.After(latest) {
+		latest = o.v.Expires
+	}
+	if latest.IsZero() {
+		return time.Now().Add(c.opts.MaxTTL)
+	}
+	return latest
+}
+
+// publishLoop sends the buffer in order while the bucket is bound, paced
+// below the issuer rate cap (with a margin for the servers' clocks), up to
+// publishWindow puts in flight.
+func (c *Client) publishLoop(ctx context.Context) {
+	rate, burst := 0.9*c.opts.IssuerRate, max(1, float64(c.opts.IssuerBurst)/2)
+	tokens, last := burst, time.Now()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.publishKick:
+		case <-time.After(200 * time.Millisecond):
+		}
+		for ctx.Err() == nil {
+			c.mu.Lock()
+			js, perKeyTTL := c.js, c.perKeyTTL
+			var batch []*bufItem
+			for _, it := range c.queue {
+				if len(batch) == publishWindow {
+					break
+				}
+				if it.sending == nil {
+					batch = append(batch, it)
+				}
+			}
+			c.mu.Unlock()
+			if js == nil || len(batch) == 0 {
+				break
+			}
+			type put struct {
+				it *bufItem
+				e  *entry
+				f  jetstream.PubAckFuture
+			}
+			var puts []put
+			for _, it := range batch {
+				now := time.Now()
+				tokens, last = min(burst, tokens+now.Sub(last).Seconds()*rate), now
+				if tokens < 1 {
+					wait := time.Duration((1 - tokens) / rate * float64(time.Second))
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(wait):
+					}
+					tokens, last = 1, time.Now()
+				}
+				tokens--
+				c.mu.Lock()
+				e := it.e
+				it.sending = e
+				c.mu.Unlock()
+				f, err := c.send(js, e, perKeyTTL)
+				if err != nil {
+					c.mu.Lock()
+					it.sending = nil
+					c.mu.Unlock()
+					break
+				}
+				puts = append(puts, put{it, e, f})
+			}
+			failed := false
+			for _, p := range puts {
+				var rev uint64
+				select {
+				case ack := <-p.f.Ok():
+					rev = ack.Sequence
+				case <-p.f.Err():
+				case <-time.After(requestTimeout):
+				case <-ctx.Done():
+					return
+				}
+				c.mu.Lock()
+				p.it.sending = nil
+				if rev == 0 {
+					failed = true
+				} else {
+					c.m.published.Inc()
+					c.st.acked(p.e, rev)
+					if p.it.e == p.e {
+						c.dequeue(p.it)
+					}
+					c.settle()
+				}
+				c.mu.Unlock()
+			}
+			if failed || len(puts) < len(batch) {
+				break
+			}
+		}
+	}
+}
+
+// send puts one own verdict into the bucket asynchronously, with a message
+// ID that lets the server drop a resent duplicate, and a per-key TTL where
+// the bucket has them.
+func (c *Client) send(js jetstream.JetStream, e *entry, perKeyTTL bool) (jetstream.PubAckFuture, error) {
+	data, err := encode(e.v)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg("$KV." + c.opts.Bucket + "." + e.key)
+	msg.Data = data
+	id := fmt.Sprintf("%s-%s-%d-%d", e.key, e.v.Action, e.v.IssuedAt.UnixNano(), e.v.Expires.UnixNano())
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+	if perKeyTTL {
+		ttl := max(time.Until(e.v.Expires)+ttlSlack, time.Second)
+		opts = append(opts, jetstream.WithMsgTTL(ttl.Round(time.Second)))
+	}
+	return js.PublishMsgAsync(msg, opts...)
+}
+
+// dequeue removes a published item from the buffer (c.mu held).
+func (c *Client) dequeue(it *bufItem) {
+	delete(c.queued, it.e.v.Target)
+	for i, x := range c.queue {
+		if x == it {
+			c.queue = append(c.queue[:i], c.queue[i+1:]...)
+			break
+		}
+	}
+}
+
+// Status is the Client's view for `bulwark fleet status`; Digest covers the
+// merged set at the current whole second.
+func (c *Client) Status() Status {
+	now := time.Now().Truncate(time.Second)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.prune(now)
+	c.settle()
+	s := Status{Node: c.opts.Node, Servers: c.opts.Servers, AppliedRevision: c.st.lastRev,
+		BucketRevision: c.st.lastRev + c.lag, Lag: c.lag, Buffered: len(c.queued), Active: len(c.st.active),
+		Digest: Digest(c.st.active, now), LastApplied: c.lastApply}
+	if c.conn != nil && c.conn.IsConnected() && c.kv != nil {
+		s.Connected, s.Server = true, c.server
+	}
+	return s
+}
+
+// Issuer is the issuer of the verdict in force on target, for `verdicts
+// list`.
+func (c *Client) Issuer(target netip.Prefix) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.st.active[target.Masked()]
+	return v.Issuer, ok
+}
+
+// BucketDigest reads the bucket's current state afresh and returns the
+// digest of its merged set at the current whole second, to compare with
+// Status().Digest.
+func (c *Client) BucketDigest(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	kv := c.kv
+	c.mu.Unlock()
+	if kv == nil {
+		return "", errors.New("fleet: not connected to the bucket")
+	}
+	st := newState(c.lim)
+	if err := readAll(ctx, kv, st); err != nil {
+		return "", err
+	}
+	now := time.Now().Truncate(time.Second)
+	st.prune(now)
+	st.process()
+	return Digest(st.active, now), nil
+}
+
+// readAll reads every key's current value into st.
+func readAll(ctx context.Context, kv jetstream.KeyValue, st *state) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*requestTimeout)
+	defer cancel()
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("fleet: read bucket: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fleet: read bucket: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("fleet: read bucket: watch closed")
+			}
+			if e == nil {
+				return nil
+			}
+			if e.Operation() == jetstream.KeyValuePut {
+				st.put(e.Key(), e.Value(), e.Revision(), e.Created())
+			} else {
+				st.del(e.Key(), e.Revision())
+			}
+		}
+	}
+}

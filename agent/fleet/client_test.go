@@ -1,0 +1,317 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulwark-filter/bulwark/test/natstest"
+)
+
+// waitBound bounds every wait for convergence; it is a bound against a
+// hung test on a busy machine, not an assertion on speed.
+const waitBound = 3 * time.Minute
+
+// recorder is an Applier that keeps the set it was given.
+type recorder struct {
+	mu     sync.Mutex
+	set    map[netip.Prefix]Verdict
+	refuse map[netip.Prefix]bool
+}
+
+func (r *recorder) Apply(changes []Change) map[netip.Prefix]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	refused := map[netip.Prefix]string{}
+	for _, c := range changes {
+		switch {
+		case r.refuse[c.Target]:
+			refused[c.Target] = RefusedLocal
+		case c.Remove:
+			delete(r.set, c.Target)
+		default:
+			r.set[c.Target] = c.Winner
+		}
+	}
+	return refused
+}
+
+func (r *recorder) get(t netip.Prefix) (Verdict, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.set[t]
+	return v, ok
+}
+
+func (r *recorder) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.set)
+}
+
+// node is one running Client with its recorder and refusals.
+type node struct {
+	c        *Client
+	rec      *recorder
+	mu       sync.Mutex
+	refusals []Refusal
+	stop     func()
+}
+
+func (n *node) refused(reason string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := 0
+	for _, r := range n.refusals {
+		if r.Reason == reason {
+			k++
+		}
+	}
+	return k
+}
+
+// testOptions are Options for tests: generous caps unless a test sets them.
+func testOptions(name string, urls []string, replicas int) Options {
+	o := DefaultOptions()
+	o.Servers, o.Node, o.Replicas = urls, name, replicas
+	o.IssuerRate, o.IssuerBurst, o.MaxActive = 1e6, 1e6, 1e6
+	return o
+}
+
+// start runs a Client until the test ends (or stop).
+func start(t *testing.T, o Options) *node {
+	t.Helper()
+	n := &node{rec: &recorder{set: map[netip.Prefix]Verdict{}, refuse: map[netip.Prefix]bool{}}}
+	c, err := New(o, n.rec, nil, func(r Refusal) {
+		n.mu.Lock()
+		n.refusals = append(n.refusals, r)
+		n.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.c = c
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := c.Run(ctx); err != nil {
+			t.Errorf("%s: Run: %v", o.Node, err)
+		}
+	}()
+	var once sync.Once
+	n.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(n.stop)
+	return n
+}
+
+// waitFor polls cond until it holds, failing the test after waitBound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitBound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", waitBound, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// converged waits until every node has read the bucket's state: its digest
+// equals the bucket's (read afresh at the same second) and its applier
+// holds want verdicts.
+func converged(t *testing.T, want int, nodes ...*node) string {
+	t.Helper()
+	var digest string
+	for i, n := range nodes {
+		waitFor(t, fmt.Sprintf("node %d converges on %d verdicts", i, want), func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			bd, err := n.c.BucketDigest(ctx)
+			st := n.c.Status()
+			if err != nil || st.Digest != bd || st.Active != want || n.rec.len() != want || st.Buffered != 0 {
+				return false
+			}
+			// The same second for both, or try again.
+			if st2 := n.c.Status(); st2.Digest != st.Digest {
+				return false
+			}
+			digest = bd
+			return true
+		})
+	}
+	return digest
+}
+
+func target(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32)
+}
+
+func block(tgt netip.Prefix, life time.Duration) Verdict {
+	now := time.Now()
+	return Verdict{Target: tgt, Action: ActionBlock, Origin: "cli", Reason: "test", IssuedAt: now, Expires: now.Add(life)}
+}
+
+func mustPublish(t *testing.T, n *node, v Verdict) {
+	t.Helper()
+	if err := n.c.Publish(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPublishApplyRevoke: on a 3-node cluster with 3 replicas, verdicts of
+// two issuers reach every client merged by the rule (block beats throttle,
+// later expiry wins), a revoke removes a verdict everywhere, an expiring
+// verdict goes, and the digests agree.
+func TestPublishApplyRevoke(t *testing.T) {
+	c := natstest.Cluster(t, 3, natstest.Options{})
+	a := start(t, testOptions("a", c.URLs(), 3))
+	b := start(t, testOptions("b", c.URLs()[1:], 3))
+	obs := start(t, testOptions("obs", c.URLs()[2:], 3))
+	x, y, z := target(1), target(2), target(3)
+	mustPublish(t, a, Verdict{Target: x, Action: ActionThrottle, Expires: time.Now().Add(2 * time.Hour)})
+	mustPublish(t, b, block(x, time.Hour))
+	mustPublish(t, b, block(y, time.Hour))
+	mustPublish(t, a, block(y, 2*time.Hour))
+	d := converged(t, 2, a, b, obs)
+	for i, n := range []*node{a, b, obs} {
+		if v, _ := n.rec.get(x); v.Issuer != "b" || v.Action != ActionBlock {
+			t.Errorf("node %d: %v has %s %s, want b's block (block beats throttle)", i, x, v.Issuer, v.Action)
+		}
+		if v, _ := n.rec.get(y); v.Issuer != "a" {
+			t.Errorf("node %d: %v has %s's, want a's (later expiry)", i, y, v.Issuer)
+		}
+		if st := n.c.Status(); st.Digest != d {
+			t.Errorf("node %d: digest %s, want %s", i, st.Digest, d)
+		}
+	}
+	if iss, ok := obs.c.Issuer(x); !ok || iss != "b" {
+		t.Errorf("Issuer(%v) = %s %v, want b", x, iss, ok)
+	}
+	// obs revokes x: b's block and a's throttle were issued before it.
+	mustPublish(t, obs, Verdict{Target: x, Action: ActionRevoke})
+	mustPublish(t, a, block(z, 3*time.Second))
+	converged(t, 2, a, b, obs)
+	waitFor(t, "z expires everywhere", func() bool {
+		for _, n := range []*node{a, b, obs} {
+			if _, ok := n.rec.get(z); ok {
+				return false
+			}
+		}
+		return true
+	})
+	converged(t, 1, a, b, obs)
+	for i, n := range []*node{a, b, obs} {
+		if _, ok := n.rec.get(x); ok {
+			t.Errorf("node %d: %v still in force after the revoke", i, x)
+		}
+	}
+}
+
+// rawKV is a plain JetStream connection to the bucket, as a rogue or buggy
+// host would write it.
+func rawKV(t *testing.T, url string, opts ...nats.Option) jetstream.KeyValue {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kv jetstream.KeyValue
+	waitFor(t, "the bucket exists", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		kv, err = js.KeyValue(ctx, DefaultOptions().Bucket)
+		return err == nil
+	})
+	return kv
+}
+
+// TestIssuerRateCap: with a burst of 10 and a rate of 1 per 1000 s, a rogue
+// issuer that writes 30 verdicts straight into the bucket gets exactly its
+// first 10 (by revision) in force on every client, 20 refused on each;
+// an honest issuer's 5 are unaffected.
+func TestIssuerRateCap(t *testing.T) {
+	c := natstest.Cluster(t, 3, natstest.Options{})
+	var nodes []*node
+	for i, name := range []string{"honest", "n1", "n2"} {
+		o := testOptions(name, c.URLs()[i:], 3)
+		o.IssuerRate, o.IssuerBurst = 0.001, 10
+		nodes = append(nodes, start(t, o))
+	}
+	for i := range 5 {
+		mustPublish(t, nodes[0], block(target(100+i), time.Hour))
+	}
+	converged(t, 5, nodes...)
+	kv := rawKV(t, c.URL(0))
+	for i := range 30 {
+		v := block(target(i), time.Hour)
+		v.Issuer = "rogue"
+		data, err := encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = kv.Put(ctx, Key("rogue", v.Target), data)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := converged(t, 15, nodes...)
+	for i, n := range nodes {
+		for j := range 30 {
+			_, ok := n.rec.get(target(j))
+			if ok != (j < 10) {
+				t.Errorf("node %d: rogue's verdict %d in force %v, want %v", i, j, ok, j < 10)
+			}
+		}
+		if got := n.refused(RefusedRate); got != 20 {
+			t.Errorf("node %d: %d refused for the issuer rate, want 20", i, got)
+		}
+		if st := n.c.Status(); st.Digest != d {
+			t.Errorf("node %d: digest differs", i)
+		}
+	}
+}
+
+// TestInvalidValueRefused: a value that does not decode, or names another
+// issuer than its key, is refused and counted on every client, never
+// applied, and nothing panics.
+func TestInvalidValueRefused(t *testing.T) {
+	c := natstest.Cluster(t, 1, natstest.Options{})
+	a := start(t, testOptions("a", c.URLs(), 1))
+	b := start(t, testOptions("b", c.URLs(), 1))
+	mustPublish(t, a, block(target(1), time.Hour))
+	converged(t, 1, a, b)
+	kv := rawKV(t, c.URL(0))
+	forged := block(target(2), time.Hour)
+	forged.Issuer = "a"
+	data, _ := encode(forged)
+	for key, value := range map[string][]byte{
+		Key("rogue", target(3)): []byte("{garbage"),
+		Key("rogue", target(2)): data, // the value claims to be a's
+		Key("rogue", target(4)): []byte(strings.Repeat(" ", MaxValueSize+1)),
+	} {
+		if _, err := kv.Put(context.Background(), key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range []*node{a, b} {
+		waitFor(t, "3 invalid values refused", func() bool { return n.refused(RefusedInvalid) == 3 })
+		if n.rec.len() != 1 {
+			t.Errorf("node %d: %d applied, want 1", i, n.rec.len())
+		}
+	}
+}

@@ -1,0 +1,227 @@
+package fleet
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func TestKeyRoundTrip(t *testing.T) {
+	for _, tc := range []struct{ issuer, target, key string }{
+		{"edge-1", "198.18.0.7/32", "edge-1.4-c6120007-32"},
+		{"a_b", "198.18.4.0/22", "a_b.4-c6120400-22"},
+		{"n", "2001:2::1/128", "n.6-20010002000000000000000000000001-128"},
+		{"n", "2001:2::/48", "n.6-20010002000000000000000000000000-48"},
+	} {
+		if got := Key(tc.issuer, pfx(tc.target)); got != tc.key {
+			t.Errorf("Key(%s, %s) = %s, want %s", tc.issuer, tc.target, got, tc.key)
+		}
+		issuer, target, err := ParseKey(tc.key)
+		if err != nil || issuer != tc.issuer || target != pfx(tc.target) {
+			t.Errorf("ParseKey(%s) = %s %s %v", tc.key, issuer, target, err)
+		}
+	}
+	for _, bad := range []string{"", "edge", "e.4-c6120007", "e.4-c61200-32", "e.5-c6120007-32", "e.4-C6120007-32",
+		"e.4-c6120007-33", "e.4-c6120007-032", "e.4-c6120007-24", "é.4-c6120007-32", "e.4-c6120007-x",
+		strings.Repeat("x", 65) + ".4-c6120007-32", "e.6-2001-128"} {
+		if _, _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q): no error", bad)
+		}
+	}
+}
+
+func verdict(issuer, target string, a Action, issued, expires time.Duration) Verdict {
+	return Verdict{Target: pfx(target), Action: a, Issuer: issuer, Origin: "cli",
+		IssuedAt: t0.Add(issued), Expires: t0.Add(expires)}
+}
+
+func TestDecodeRefuses(t *testing.T) {
+	good := verdict("a", "198.18.0.1/32", ActionBlock, 0, time.Hour)
+	data, err := encode(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := Key("a", good.Target)
+	if v, _, err := decode(key, data, 24*time.Hour); err != nil || !sameVerdict(v, good) {
+		t.Fatalf("decode(encode(v)) = %+v, %v", v, err)
+	}
+	long := good
+	long.Reason = strings.Repeat("r", MaxReasonLen+1)
+	longData := []byte(strings.Replace(string(data), `"origin"`, `"reason":"`+long.Reason+`","origin"`, 1))
+	for name, tc := range map[string]struct {
+		key    string
+		data   []byte
+		reason string
+	}{
+		"garbage":        {key, []byte("{not json"), RefusedInvalid},
+		"oversized":      {key, []byte(`{"x":"` + strings.Repeat("a", MaxValueSize) + `"}`), RefusedInvalid},
+		"other issuer":   {Key("b", good.Target), data, RefusedInvalid},
+		"other target":   {Key("a", pfx("198.18.0.2/32")), data, RefusedInvalid},
+		"bad key":        {"a.nope", data, RefusedInvalid},
+		"long reason":    {key, longData, RefusedInvalid},
+		"bad action":     {key, []byte(strings.Replace(string(data), `"block"`, `"nuke"`, 1)), RefusedInvalid},
+		"beyond max_ttl": {key, data, RefusedTTL},
+		"empty":          {key, nil, RefusedInvalid},
+	} {
+		maxTTL := 24 * time.Hour
+		if name == "beyond max_ttl" {
+			maxTTL = time.Minute // life 1h > 1m + 1m slack
+		}
+		if _, reason, err := decode(tc.key, tc.data, maxTTL); err == nil || reason != tc.reason {
+			t.Errorf("%s: reason %q, error %v; want %q", name, reason, err, tc.reason)
+		}
+	}
+}
+
+func TestWinner(t *testing.T) {
+	e := func(v Verdict, rev uint64) *entry { return &entry{v: v, rev: rev, rateOK: true} }
+	for _, tc := range []struct {
+		name    string
+		entries []*entry
+		want    string // issuer, "" for none
+		action  Action
+	}{
+		{"block beats a longer throttle", []*entry{
+			e(verdict("a", "198.18.0.1/32", ActionThrottle, 0, 2*time.Hour), 1),
+			e(verdict("b", "198.18.0.1/32", ActionBlock, 0, time.Hour), 2)}, "b", ActionBlock},
+		{"later expiry wins among blocks", []*entry{
+			e(verdict("a", "198.18.0.1/32", ActionBlock, 0, 2*time.Hour), 1),
+			e(verdict("b", "198.18.0.1/32", ActionBlock, 0, time.Hour), 2)}, "a", ActionBlock},
+		{"smallest issuer on a tie", []*entry{
+			e(verdict("b", "198.18.0.1/32", ActionBlock, 0, time.Hour), 1),
+			e(verdict("a", "198.18.0.1/32", ActionBlock, time.Second, time.Hour), 2)}, "a", ActionBlock},
+		{"revoke cancels what was issued before it", []*entry{
+			e(verdict("a", "198.18.0.1/32", ActionBlock, 0, time.Hour), 1),
+			e(verdict("c", "198.18.0.1/32", ActionRevoke, time.Minute, time.Hour), 2)}, "", ""},
+		{"revoke spares what was issued after it", []*entry{
+			e(verdict("a", "198.18.0.1/32", ActionBlock, 0, time.Hour), 1),
+			e(verdict("b", "198.18.0.1/32", ActionThrottle, 2*time.Minute, time.Hour), 3),
+			e(verdict("c", "198.18.0.1/32", ActionRevoke, time.Minute, time.Hour), 2)}, "b", ActionThrottle},
+		{"over the rate is ignored", []*entry{
+			{v: verdict("a", "198.18.0.1/32", ActionBlock, 0, time.Hour), rev: 1},
+			e(verdict("b", "198.18.0.1/32", ActionThrottle, 0, time.Hour), 2)}, "b", ActionThrottle},
+	} {
+		w, _, ok := winner(tc.entries)
+		if ok != (tc.want != "") || ok && (w.Issuer != tc.want || w.Action != tc.action) {
+			t.Errorf("%s: winner %s %s (%v), want %q %s", tc.name, w.Issuer, w.Action, ok, tc.want, tc.action)
+		}
+	}
+}
+
+// TestRateScan: rate 2/s, burst 3; 5 entries at t0 (3 pass, 2 refused:
+// tokens 3 -> 0), one at t0+1s (2 tokens back: passes, 1 left), two at
+// t0+1.25s (+0.5: 1.5 -> the first passes with 0.5 left, the second is
+// refused).
+func TestRateScan(t *testing.T) {
+	offs := []time.Duration{0, 0, 0, 0, 0, time.Second, 1250 * time.Millisecond, 1250 * time.Millisecond}
+	want := []bool{true, true, true, false, false, true, true, false}
+	var list []*entry
+	for i, d := range offs {
+		list = append(list, &entry{rev: uint64(i + 1), ts: t0.Add(d)})
+	}
+	changed := 0
+	rateScan(list, 0, 2, 3, func(*entry) { changed++ })
+	for i, e := range list {
+		if e.rateOK != want[i] {
+			t.Errorf("entry %d: rateOK %v, want %v", i, e.rateOK, want[i])
+		}
+	}
+	if changed != 5 { // five turned from the zero value false to true
+		t.Errorf("%d changed, want 5", changed)
+	}
+	// Dropping entry 0 and scanning again from it: the refused entry 3
+	// passes now (3 tokens for entries 1..3), entry 4 is still refused.
+	list = list[1:]
+	rateScan(list, 0, 2, 3, func(*entry) {})
+	if !list[2].rateOK || list[3].rateOK {
+		t.Errorf("after the removal: rateOK %v %v, want true false", list[2].rateOK, list[3].rateOK)
+	}
+}
+
+func TestCapActive(t *testing.T) {
+	first := map[netip.Prefix]uint64{pfx("198.18.0.3/32"): 1, pfx("198.18.0.1/32"): 5,
+		pfx("198.18.0.2/32"): 5, pfx("198.18.0.4/32"): ^uint64(0)}
+	over := capActive(first, 2)
+	if len(over) != 2 || over[0] != pfx("198.18.0.2/32") || over[1] != pfx("198.18.0.4/32") {
+		t.Fatalf("over the cap of 2: %v, want 198.18.0.2/32 198.18.0.4/32", over)
+	}
+	if over := capActive(first, 4); over != nil {
+		t.Fatalf("under the cap: %v", over)
+	}
+}
+
+// TestDigest checks the digest against SHA-256 of the lines written out by
+// hand, and that an expired winner is left out.
+func TestDigest(t *testing.T) {
+	set := map[netip.Prefix]Verdict{
+		pfx("198.18.0.2/32"): verdict("a", "198.18.0.2/32", ActionBlock, 0, 2*time.Second),
+		pfx("198.18.0.1/32"): verdict("b", "198.18.0.1/32", ActionThrottle, 0, time.Second),
+		pfx("2001:2::/48"):   verdict("b", "2001:2::/48", ActionBlock, 0, time.Second),
+	}
+	lines := "198.18.0.1/32 throttle 1767323046000000000\n" +
+		"198.18.0.2/32 block 1767323047000000000\n" +
+		"2001:2::/48 block 1767323046000000000\n"
+	sum := sha256.Sum256([]byte(lines))
+	if got := Digest(set, t0); got != hex.EncodeToString(sum[:]) {
+		t.Errorf("digest at t0: %s, want %s", got, hex.EncodeToString(sum[:]))
+	}
+	sum = sha256.Sum256([]byte("198.18.0.2/32 block 1767323047000000000\n"))
+	if got := Digest(set, t0.Add(time.Second)); got != hex.EncodeToString(sum[:]) {
+		t.Errorf("digest at t0+1s: %s, want %s", got, hex.EncodeToString(sum[:]))
+	}
+}
+
+// TestStateMerge drives the state as a watch would: two issuers, a revoke,
+// an invalid value, expiry, and the active cap.
+func TestStateMerge(t *testing.T) {
+	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: 2})
+	put := func(v Verdict, rev uint64) {
+		data, err := encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.put(Key(v.Issuer, v.Target), data, rev, t0)
+	}
+	put(verdict("a", "198.18.0.1/32", ActionThrottle, 0, time.Hour), 1)
+	put(verdict("b", "198.18.0.1/32", ActionBlock, 0, time.Minute), 2)
+	put(verdict("a", "198.18.0.2/32", ActionBlock, 0, time.Hour), 3)
+	put(verdict("a", "198.18.0.3/32", ActionBlock, 0, time.Hour), 4) // over max_active 2
+	changes := s.process()
+	if len(changes) != 2 || len(s.active) != 2 || s.active[pfx("198.18.0.1/32")].Issuer != "b" {
+		t.Fatalf("changes %v, active %v", changes, s.active)
+	}
+	if r := s.takeRefusals(); len(r) != 1 || r[0].Reason != RefusedActiveCap || r[0].Verdict.Target != pfx("198.18.0.3/32") {
+		t.Fatalf("refusals %v, want the active cap on 198.18.0.3", r)
+	}
+	// b's block expires: a's throttle takes over on .1.
+	s.prune(t0.Add(2 * time.Minute))
+	s.process()
+	if v := s.active[pfx("198.18.0.1/32")]; v.Action != ActionThrottle || v.Issuer != "a" {
+		t.Fatalf("after b's block expired: %+v", v)
+	}
+	// A revoke by c of .2 issued later: .2 goes, .3 comes in under the cap.
+	put(verdict("c", "198.18.0.2/32", ActionRevoke, time.Minute, time.Hour), 5)
+	s.process()
+	if _, ok := s.active[pfx("198.18.0.2/32")]; ok || s.active[pfx("198.18.0.3/32")].Issuer != "a" {
+		t.Fatalf("after the revoke: %v", s.active)
+	}
+	// An invalid value on a's key of .3 removes the old one and is refused.
+	s.put(Key("a", pfx("198.18.0.3/32")), []byte("garbage"), 6, t0)
+	s.process()
+	if _, ok := s.active[pfx("198.18.0.3/32")]; ok {
+		t.Fatal("an invalid value left the old verdict in force")
+	}
+	if r := s.takeRefusals(); len(r) != 1 || r[0].Reason != RefusedInvalid {
+		t.Fatalf("refusals %v, want one invalid", r)
+	}
+	if s.lastRev != 6 {
+		t.Fatalf("last revision %d, want 6", s.lastRev)
+	}
+}

@@ -1,0 +1,272 @@
+package fleet
+
+import (
+	"container/heap"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// limits are the Options that the merge and the caps use.
+type limits struct {
+	node        string
+	maxTTL      time.Duration
+	issuerRate  float64
+	issuerBurst int
+	maxActive   int
+}
+
+// state is the raw set of bucket entries a Client (or BucketDigest) has
+// read, kept merged incrementally: after process, active is the merged
+// set within the caps, a pure function of the unexpired entries.
+type state struct {
+	lim      limits
+	entries  map[string]*entry         // bucket entries by key
+	byTarget map[netip.Prefix][]*entry // bucket entries by target
+	issuers  map[string][]*entry       // bucket entries by issuer, in revision order
+	own      map[netip.Prefix]*entry   // the node's own verdicts not yet read back
+	inForce  map[netip.Prefix]Verdict  // winners before the active cap
+	first    map[netip.Prefix]uint64   // their first revision
+	active   map[netip.Prefix]Verdict  // winners within the cap
+	capped   map[netip.Prefix]bool     // winners over the cap
+	dirty    map[netip.Prefix]bool     // targets to merge again
+	rescan   map[string]int            // issuers to rate-scan again, from index
+	exp      expiryHeap                // entries by expiry
+	lastRev  uint64                    // highest revision read
+	refusals []Refusal                 // to report
+	pruned   time.Time                 // expired entries are gone up to here
+}
+
+func newState(lim limits) *state {
+	return &state{lim: lim, entries: map[string]*entry{}, byTarget: map[netip.Prefix][]*entry{},
+		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, inForce: map[netip.Prefix]Verdict{},
+		first: map[netip.Prefix]uint64{}, active: map[netip.Prefix]Verdict{}, capped: map[netip.Prefix]bool{},
+		dirty: map[netip.Prefix]bool{}, rescan: map[string]int{}}
+}
+
+// refuse records a refusal to report.
+func (s *state) refuse(v Verdict, reason string) {
+	s.refusals = append(s.refusals, Refusal{Verdict: v, Reason: reason})
+}
+
+// put reads one bucket value: a valid unexpired verdict replaces the key's
+// entry; an invalid one is refused and removes it (the bucket no longer
+// holds the old value either).
+func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
+	s.lastRev = max(s.lastRev, rev)
+	v, reason, err := decode(key, data, s.lim.maxTTL)
+	if err != nil {
+		s.refuse(v, reason)
+		s.remove(key)
+		return
+	}
+	s.remove(key)
+	if !v.Expires.After(s.pruned) {
+		return
+	}
+	e := &entry{key: key, v: v, rev: rev, ts: ts, rateOK: true} // until rate-scanned
+	s.entries[key] = e
+	s.byTarget[v.Target] = append(s.byTarget[v.Target], e)
+	list := s.issuers[v.Issuer]
+	i := len(list)
+	if i > 0 && list[i-1].rev > rev { // out of order: only on a resync's snapshot
+		i, _ = slices.BinarySearchFunc(list, rev, func(e *entry, r uint64) int { return cmpU(e.rev, r) })
+	}
+	s.issuers[v.Issuer] = slices.Insert(list, i, e)
+	s.markIssuer(v.Issuer, i)
+	heap.Push(&s.exp, e)
+	s.dirty[v.Target] = true
+	if o := s.own[v.Target]; o != nil && o.key == key && o.rev != 0 && rev >= o.rev {
+		delete(s.own, v.Target) // the published verdict came back
+	}
+}
+
+func cmpU(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// del reads a delete or purge of key.
+func (s *state) del(key string, rev uint64) {
+	s.lastRev = max(s.lastRev, rev)
+	s.remove(key)
+}
+
+// remove drops key's entry, if any.
+func (s *state) remove(key string) {
+	e := s.entries[key]
+	if e == nil {
+		return
+	}
+	delete(s.entries, key)
+	t := e.v.Target
+	s.byTarget[t] = slices.DeleteFunc(s.byTarget[t], func(x *entry) bool { return x == e })
+	if len(s.byTarget[t]) == 0 {
+		delete(s.byTarget, t)
+	}
+	list := s.issuers[e.v.Issuer]
+	if i, found := slices.BinarySearchFunc(list, e.rev, func(x *entry, r uint64) int { return cmpU(x.rev, r) }); found {
+		s.issuers[e.v.Issuer] = slices.Delete(list, i, i+1)
+		s.markIssuer(e.v.Issuer, i)
+	}
+	if len(s.issuers[e.v.Issuer]) == 0 {
+		delete(s.issuers, e.v.Issuer)
+	}
+	s.dirty[t] = true
+}
+
+func (s *state) markIssuer(issuer string, from int) {
+	if i, ok := s.rescan[issuer]; !ok || from < i {
+		s.rescan[issuer] = from
+	}
+}
+
+// publish merges one of the node's own verdicts at once, before it is read
+// back from the bucket.
+func (s *state) publish(v Verdict) *entry {
+	e := &entry{key: Key(v.Issuer, v.Target), v: v, pending: true, rateOK: true}
+	s.own[v.Target] = e
+	s.dirty[v.Target] = true
+	return e
+}
+
+// prune drops the entries expired at now (and own ones), so that every
+// later merge is over unexpired entries only.
+func (s *state) prune(now time.Time) {
+	s.pruned = now
+	for s.exp.Len() > 0 && !s.exp[0].v.Expires.After(now) {
+		e := heap.Pop(&s.exp).(*entry)
+		if s.entries[e.key] == e {
+			s.remove(e.key)
+		}
+	}
+	for t, e := range s.own {
+		if !e.v.Expires.After(now) {
+			delete(s.own, t)
+			s.dirty[t] = true
+		}
+	}
+}
+
+// process merges the dirty targets again and applies the caps; it returns
+// the changes to the active set since the last call.
+func (s *state) process() []Change {
+	for issuer, from := range s.rescan {
+		list := s.issuers[issuer]
+		if from < len(list) {
+			rateScan(list, from, s.lim.issuerRate, s.lim.issuerBurst, func(e *entry) {
+				s.dirty[e.v.Target] = true
+				if !e.rateOK && !e.reported {
+					e.reported = true
+					s.refuse(e.v, RefusedRate)
+				}
+			})
+		}
+	}
+	clear(s.rescan)
+	var changes []Change
+	set := func(t netip.Prefix, v Verdict, in bool) {
+		old, had := s.active[t]
+		switch {
+		case in && (!had || !sameVerdict(old, v)):
+			s.active[t] = v
+			changes = append(changes, Change{Target: t, Winner: v})
+		case !in && had:
+			delete(s.active, t)
+			changes = append(changes, Change{Target: t, Remove: true})
+		}
+	}
+	for t := range s.dirty {
+		es := s.byTarget[t]
+		if o := s.own[t]; o != nil {
+			es = append(slices.DeleteFunc(slices.Clone(es), func(e *entry) bool { return e.key == o.key }), o)
+		}
+		if w, first, ok := winner(es); ok {
+			s.inForce[t], s.first[t] = w, first
+		} else {
+			delete(s.inForce, t)
+			delete(s.first, t)
+		}
+	}
+	over := capActive(s.first, s.lim.maxActive)
+	if len(over) == 0 && len(s.capped) == 0 {
+		for t := range s.dirty {
+			w, ok := s.inForce[t]
+			set(t, w, ok)
+		}
+	} else {
+		// Over the cap (or just back under it): settle every target.
+		wasCapped := s.capped
+		s.capped = map[netip.Prefix]bool{}
+		for _, t := range over {
+			s.capped[t] = true
+			if !wasCapped[t] {
+				s.refuse(s.inForce[t], RefusedActiveCap)
+			}
+		}
+		for t := range wasCapped {
+			if !s.capped[t] {
+				s.dirty[t] = true
+			}
+		}
+		for t := range s.dirty {
+			w, ok := s.inForce[t]
+			set(t, w, ok && !s.capped[t])
+		}
+		for t, w := range s.inForce {
+			set(t, w, !s.capped[t])
+		}
+	}
+	clear(s.dirty)
+	return changes
+}
+
+// sameVerdict compares two verdicts field by field, times by the instant.
+func sameVerdict(a, b Verdict) bool {
+	return a.Target == b.Target && a.Action == b.Action && a.Issuer == b.Issuer && a.Origin == b.Origin &&
+		a.Reason == b.Reason && a.Score == b.Score && a.IssuedAt.Equal(b.IssuedAt) && a.Expires.Equal(b.Expires)
+}
+
+// acked records that the node's own pending verdict e is in the bucket at
+// rev; it stays merged until the watch reads that revision back.
+func (s *state) acked(e *entry, rev uint64) {
+	e.rev = rev
+	if s.own[e.v.Target] != e {
+		return
+	}
+	if b := s.entries[e.key]; b != nil && b.rev >= rev || s.lastRev >= rev {
+		delete(s.own, e.v.Target)
+		s.dirty[e.v.Target] = true
+	}
+}
+
+// takeRefusals returns and forgets the refusals to report.
+func (s *state) takeRefusals() []Refusal {
+	r := s.refusals
+	s.refusals = nil
+	return r
+}
+
+// expiryHeap orders entries by expiry (a min-heap).
+type expiryHeap []*entry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].v.Expires.Before(h[j].v.Expires) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+
+// Push adds an entry (container/heap).
+func (h *expiryHeap) Push(x any) { *h = append(*h, x.(*entry)) }
+
+// Pop removes the last entry (container/heap).
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}

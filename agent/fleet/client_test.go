@@ -218,6 +218,12 @@ func TestPublishApplyRevoke(t *testing.T) {
 // rawKV is a plain JetStream connection to the bucket, as a rogue or buggy
 // host would write it.
 func rawKV(t *testing.T, url string, opts ...nats.Option) jetstream.KeyValue {
+	_, kv := rawJS(t, url, opts...)
+	return kv
+}
+
+// rawJS is rawKV with its JetStream context.
+func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, jetstream.KeyValue) {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -235,7 +241,7 @@ func rawKV(t *testing.T, url string, opts ...nats.Option) jetstream.KeyValue {
 		kv, err = js.KeyValue(ctx, DefaultOptions().Bucket)
 		return err == nil
 	})
-	return kv
+	return js, kv
 }
 
 // TestIssuerRateCap: with a burst of 10 and a rate of 1 per 1000 s, a rogue
@@ -313,5 +319,125 @@ func TestInvalidValueRefused(t *testing.T) {
 		if n.rec.len() != 1 {
 			t.Errorf("node %d: %d applied, want 1", i, n.rec.len())
 		}
+	}
+}
+
+// TestKillServerDuring5000: one issuer publishes 5,000 verdicts while one
+// of the three servers is killed part-way: none is lost; every client's
+// digest equals the bucket's and holds 5,000.
+func TestKillServerDuring5000(t *testing.T) {
+	const total = 5000
+	c := natstest.Cluster(t, 3, natstest.Options{})
+	pub := start(t, testOptions("pub", c.URLs(), 3))
+	others := []*node{start(t, testOptions("o1", c.URLs()[1:], 3)), start(t, testOptions("o2", c.URLs()[2:], 3))}
+	waitFor(t, "the publisher is connected", func() bool { return pub.c.Status().Connected })
+	for i := range total {
+		if i == total/5 {
+			c.Kill(0) // the publisher's first server, and maybe the stream leader
+		}
+		mustPublish(t, pub, block(target(i), time.Hour))
+	}
+	d := converged(t, total, append(others, pub)...)
+	for i, n := range others {
+		if st := n.c.Status(); st.Digest != d {
+			t.Errorf("node %d: digest %s, want %s", i, st.Digest, d)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	keys, err := rawKV(t, c.URL(1)).Keys(ctx)
+	if err != nil || len(keys) != total {
+		t.Fatalf("bucket holds %d keys (%v), want %d", len(keys), err, total)
+	}
+}
+
+// TestDisconnectedClientConverges: a client whose only server is stopped
+// keeps what it applied while others add, revoke and let verdicts expire;
+// once its server is back it converges to the bucket's state.
+func TestDisconnectedClientConverges(t *testing.T) {
+	c := natstest.Cluster(t, 3, natstest.Options{})
+	pub := start(t, testOptions("pub", c.URLs()[:2], 3))
+	lone := start(t, testOptions("lone", c.URLs()[2:], 3))
+	for i := range 100 {
+		mustPublish(t, pub, block(target(i), time.Hour))
+	}
+	converged(t, 100, pub, lone)
+	c.Stop(2)
+	waitFor(t, "lone sees the bus down", func() bool { return !lone.c.Status().Connected })
+	for i := range 50 { // revoke 0..49
+		mustPublish(t, pub, Verdict{Target: target(i), Action: ActionRevoke})
+	}
+	for i := 100; i < 300; i++ { // 200 adds
+		mustPublish(t, pub, block(target(i), time.Hour))
+	}
+	for i := 300; i < 320; i++ { // 20 that expire while lone is away
+		mustPublish(t, pub, block(target(i), 2*time.Second))
+	}
+	waitFor(t, "the publisher's buffer drains", func() bool { return pub.c.Status().Buffered == 0 })
+	if got := lone.rec.len(); got != 100 {
+		t.Fatalf("lone flushed what it enforced: %d, want 100", got)
+	}
+	time.Sleep(3 * time.Second) // let the 20 expire
+	c.Restart(2)
+	converged(t, 250, pub, lone) // 100 - 50 + 200
+	for i := 300; i < 320; i++ {
+		if _, ok := lone.rec.get(target(i)); ok {
+			t.Fatalf("lone applied the expired %v", target(i))
+		}
+	}
+}
+
+// TestAllServersDown: with every server down a client keeps its verdicts,
+// merges its new ones at once, buffers them and publishes each once when
+// the servers are back.
+func TestAllServersDown(t *testing.T) {
+	c := natstest.Cluster(t, 3, natstest.Options{})
+	a := start(t, testOptions("a", c.URLs(), 3))
+	b := start(t, testOptions("b", c.URLs(), 3))
+	for i := range 10 {
+		mustPublish(t, a, block(target(i), time.Hour))
+	}
+	converged(t, 10, a, b)
+	for i := range 3 {
+		c.Kill(i)
+	}
+	waitFor(t, "a sees the bus down", func() bool { return !a.c.Status().Connected })
+	for i := 10; i < 60; i++ {
+		mustPublish(t, a, block(target(i), time.Hour))
+		mustPublish(t, a, block(target(i), 2*time.Hour)) // coalesced with the first
+	}
+	waitFor(t, "a applies its 60 with the bus down", func() bool { return a.rec.len() == 60 })
+	if st := a.c.Status(); st.Buffered != 50 || st.Active != 60 {
+		t.Fatalf("bus down: buffered %d, active %d; want 50, 60", st.Buffered, st.Active)
+	}
+	if got := b.rec.len(); got != 10 {
+		t.Fatalf("b flushed its verdicts with the bus down: %d, want 10", got)
+	}
+	for i := range 3 {
+		c.Restart(i)
+	}
+	converged(t, 60, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv := rawKV(t, c.URL(0))
+	for i := 10; i < 60; i++ {
+		e, err := kv.Get(ctx, Key("a", target(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _, err := decode(e.Key(), e.Value(), DefaultOptions().MaxTTL)
+		if err != nil || v.Expires.Sub(v.IssuedAt) < 2*time.Hour-time.Second {
+			t.Fatalf("%v: %+v %v, want the 2 h verdict", target(i), v, err)
+		}
+	}
+	// 10 puts before, one per target after: the bucket's stream has had
+	// 60 messages in all (a resent put is dropped by its message ID).
+	js, _ := rawJS(t, c.URL(0))
+	stream, err := js.Stream(ctx, "KV_"+DefaultOptions().Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := stream.CachedInfo().State.LastSeq; last != 60 {
+		t.Fatalf("the bucket's stream had %d messages, want 60", last)
 	}
 }

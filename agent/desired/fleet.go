@@ -87,7 +87,9 @@ func compileFleet(c *config.Config, verdicts uint32) (*Fleet, hcl.Diagnostics) {
 		publish = config.FleetPublish
 	}
 	det := compileDetection(f.Detection)
-	if err := det.Validate(); err != nil {
+	if err := det.Validate(); err == nil && det.TTL > o.MaxTTL {
+		errorf("fleet", "Invalid detection", "fleet detection ttl (%s) must not exceed max_ttl (%s): every host would refuse the verdicts.", det.TTL, o.MaxTTL)
+	} else if err != nil {
 		key := "fleet.detection"
 		if _, ok := c.Set[key]; !ok {
 			key = "fleet"

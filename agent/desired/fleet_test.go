@@ -150,6 +150,7 @@ fleet {
 		`grace = "2m"`:      "grace 2m0s: want more than 0 and at most the window",
 		`window = "10s"
     ttl = "5s"`: "ttl 5s: want at least the window",
+		`ttl = "30d"`: "fleet detection ttl (720h0m0s) must not exceed max_ttl (168h0m0s)",
 	} {
 		cfg, d := config.ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
 fleet {

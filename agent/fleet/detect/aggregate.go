@@ -3,11 +3,9 @@ package detect
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -274,7 +272,7 @@ func (a *Aggregator) put(ctx context.Context, v fleet.Verdict) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("encode verdict: %w", err)
 	}
-	key := Key(v.Issuer, v.Target)
+	key := fleet.Key(v.Issuer, v.Target)
 	if e, err := a.kv.Get(ctx, key); err == nil {
 		var old fleet.Verdict
 		if bytes.Equal(e.Value(), val) || json.Unmarshal(e.Value(), &old) == nil && old.IssuedAt.After(v.IssuedAt) {
@@ -285,22 +283,10 @@ func (a *Aggregator) put(ctx context.Context, v fleet.Verdict) (bool, error) {
 	}
 	var opts []jetstream.PublishOpt
 	if a.ttlKeys {
-		opts = append(opts, jetstream.WithMsgTTL(time.Until(v.Expires)+ttlSlack))
+		opts = append(opts, jetstream.WithMsgTTL(max(time.Until(v.Expires)+ttlSlack, time.Second).Round(time.Second)))
 	}
 	if _, err := a.js.Publish(ctx, "$KV."+a.bucket+"."+key, val, opts...); err != nil {
 		return false, fmt.Errorf("write %s: %w", key, err)
 	}
 	return true, nil
-}
-
-// Key is a verdict's key in the bucket: "<issuer>.<target>", the target
-// one token, "4-<8 hex>-<bits>" or "6-<32 hex>-<bits>".
-func Key(issuer string, target netip.Prefix) string {
-	a := target.Addr()
-	if a.Is4() {
-		b := a.As4()
-		return fmt.Sprintf("%s.4-%s-%d", issuer, hex.EncodeToString(b[:]), target.Bits())
-	}
-	b := a.As16()
-	return fmt.Sprintf("%s.6-%s-%d", issuer, hex.EncodeToString(b[:]), target.Bits())
 }

@@ -196,15 +196,3 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
-
-// The key format of the fleet design: "<issuer>.<4|6>-<hex address>-<bits>".
-func TestKey(t *testing.T) {
-	for target, want := range map[string]string{
-		"198.18.0.1/32": "aggregate.4-c6120001-32",
-		"2001:2::/64":   "aggregate.6-20010002000000000000000000000000-64",
-	} {
-		if got := detect.Key("aggregate", netip.MustParsePrefix(target)); got != want {
-			t.Errorf("key of %s: %s, want %s", target, got, want)
-		}
-	}
-}

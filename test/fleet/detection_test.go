@@ -1,7 +1,6 @@
 package fleet_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,8 +102,8 @@ func TestFleetDistributedSlowScan(t *testing.T) {
 			t.Errorf("%s: %d active fleet verdicts, want 1", a.Node, st.Active)
 		}
 	}
-	if !strings.Contains(standalone.String(), "window decided") {
-		t.Errorf("the standalone aggregator decided no window:\n%s", standalone.String())
+	if !strings.Contains(standalone(), "window decided") {
+		t.Errorf("the standalone aggregator decided no window:\n%s", standalone())
 	}
 	summary(t, "%d agents, %s windows: distributed scan flagged (%s), no false verdict", agents, detectWindow,
 		explain(t, b.Agents[0], scanner).Fleet.Reason)
@@ -121,36 +119,18 @@ func explain(t *testing.T, a *testbed.Agent, ip netip.Addr) api.Explanation {
 	return x
 }
 
-// lockedBuffer is a bytes.Buffer safe for a process writing and the test
-// reading.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startAggregator runs `bulwark fleet aggregate` (debug log) in a host
 // namespace of the fabric, with the scenario's detection settings; it is
-// stopped when the test ends. It returns its log.
-func startAggregator(t *testing.T, b *testbed.Bed, minPorts int) *lockedBuffer {
+// stopped when the test ends. It returns a function that reads its log.
+func startAggregator(t *testing.T, b *testbed.Bed, minPorts int) func() string {
 	t.Helper()
 	ns := b.Host()
 	var urls []string
 	for _, u := range b.URLs() {
 		urls = append(urls, fmt.Sprintf("%q", u))
 	}
-	conf := filepath.Join(t.TempDir(), "aggregator.hcl")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "aggregator.hcl")
 	cfg := fmt.Sprintf(`interface "unused" {}
 log { level = "debug" }
 fleet {
@@ -169,17 +149,27 @@ fleet {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, agenttest.Bin, "fleet", "aggregate", "--config", conf)
-	log := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	logf, err := os.Create(filepath.Join(dir, "aggregator.log"))
+	if err != nil {
 		cancel()
 		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		cancel()
+		logf.Close()
+		t.Fatal(err)
+	}
+	log := func() string {
+		b, _ := os.ReadFile(logf.Name())
+		return string(b)
 	}
 	t.Cleanup(func() {
 		cancel()
 		_ = cmd.Wait()
+		logf.Close()
 		if t.Failed() {
-			t.Logf("standalone aggregator log:\n%s", log.String())
+			t.Logf("standalone aggregator log:\n%s", log())
 		}
 	})
 	return log

@@ -214,6 +214,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		defer func() { stopFleet(); <-fleetDone }()
 	}
 	if det != nil {
+		a.reg.MustRegister(det.collectors()...)
 		detCtx, stopDet := context.WithCancel(ctx)
 		detDone := make(chan struct{})
 		go func() { defer close(detDone); det.run(detCtx) }()

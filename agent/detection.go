@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/desired"
@@ -26,6 +27,8 @@ type fleetDetection struct {
 	cfg  detect.Config
 	opts fleet.Options
 	coll *summary.Collector
+	pub  *detect.Publisher
+	agg  *detect.Aggregator // nil unless role aggregate
 	log  hclog.Logger
 }
 
@@ -38,11 +41,27 @@ func newFleetDetection(settings *desired.Fleet, log hclog.Logger) (*fleetDetecti
 	if err != nil {
 		return nil, err
 	}
-	coll, err := summary.NewCollector(opts.Node, settings.Detection.Window, 0)
+	cfg := settings.Detection
+	coll, err := summary.NewCollector(opts.Node, cfg.Window, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &fleetDetection{cfg: settings.Detection, opts: opts, coll: coll, log: log}, nil
+	d := &fleetDetection{cfg: cfg, opts: opts, coll: coll, log: log,
+		pub: detect.NewPublisher(opts.SummaryStream, opts.Node, opts.Replicas, cfg.Window, coll, log)}
+	if cfg.Role == detect.RoleAggregate {
+		if d.agg, err = detect.NewAggregator(opts.SummaryStream, opts.Bucket, cfg, log.Named("aggregate"), nil); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// collectors are the detection's metrics, none for role none.
+func (d *fleetDetection) collectors() []prometheus.Collector {
+	if d == nil {
+		return nil
+	}
+	return detect.Collectors(d.pub, d.agg)
 }
 
 // observer is the scorer's hook that feeds the collector, nil for none.
@@ -80,13 +99,13 @@ func RunAggregator(ctx context.Context, settings *desired.Fleet, log hclog.Logge
 		return err
 	}
 	defer nc.Close()
-	agg, err := detect.NewAggregator(js, opts.SummaryStream, opts.Bucket, settings.Detection, log, nil)
+	agg, err := detect.NewAggregator(opts.SummaryStream, opts.Bucket, settings.Detection, log, nil)
 	if err != nil {
 		return err
 	}
 	log.Info("fleet aggregator running", "servers", opts.Servers, "stream", opts.SummaryStream, "bucket", opts.Bucket,
 		"window", settings.Detection.Window, "min_hosts", settings.Detection.Rule.MinHosts, "min_ports", settings.Detection.Rule.MinPorts)
-	return agg.Run(ctx)
+	return agg.Run(ctx, js)
 }
 
 // run publishes the summaries and, with role aggregate, aggregates, over
@@ -100,15 +119,9 @@ func (d *fleetDetection) run(ctx context.Context) {
 	}
 	defer nc.Close()
 	var wg sync.WaitGroup
-	pub := detect.NewPublisher(js, d.opts.SummaryStream, d.opts.Node, d.opts.Replicas, d.cfg.Window, d.coll, d.log)
-	wg.Go(func() { _ = pub.Run(ctx) })
-	if d.cfg.Role == detect.RoleAggregate {
-		agg, err := detect.NewAggregator(js, d.opts.SummaryStream, d.opts.Bucket, d.cfg, d.log.Named("aggregate"), nil)
-		if err != nil {
-			d.log.Error("fleet aggregator off", "error", err)
-		} else {
-			wg.Go(func() { _ = agg.Run(ctx) })
-		}
+	wg.Go(func() { _ = d.pub.Run(ctx, js) })
+	if d.agg != nil {
+		wg.Go(func() { _ = d.agg.Run(ctx, js) })
 	}
 	wg.Wait()
 }

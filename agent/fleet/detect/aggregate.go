@@ -41,7 +41,6 @@ type AggregatorStats struct {
 // Aggregator merges the fleet's summaries window by window and writes a
 // verdict for each source the rule flags.
 type Aggregator struct {
-	js             jetstream.JetStream
 	stream, bucket string
 	cfg            Config
 	log            hclog.Logger
@@ -61,11 +60,11 @@ type Aggregator struct {
 // NewAggregator aggregates the summaries of stream into verdicts in
 // bucket. onVerdict (may be nil) is called with every verdict the
 // aggregator decides, written or already there.
-func NewAggregator(js jetstream.JetStream, stream, bucket string, cfg Config, log hclog.Logger, onVerdict func(fleet.Verdict)) (*Aggregator, error) {
+func NewAggregator(stream, bucket string, cfg Config, log hclog.Logger, onVerdict func(fleet.Verdict)) (*Aggregator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fleet detection: %w", err)
 	}
-	return &Aggregator{js: js, stream: stream, bucket: bucket, cfg: cfg, log: log, now: time.Now,
+	return &Aggregator{stream: stream, bucket: bucket, cfg: cfg, log: log, now: time.Now,
 		windows: map[int64]*summary.Window{}, onFind: onVerdict}, nil
 }
 
@@ -79,7 +78,7 @@ func (a *Aggregator) Stats() AggregatorStats {
 // Run reads the summary stream from two windows back (so a restarted
 // aggregator decides the recent windows again, writing nothing new) and
 // decides each window once it is complete, until ctx ends.
-func (a *Aggregator) Run(ctx context.Context) error {
+func (a *Aggregator) Run(ctx context.Context, js jetstream.JetStream) error {
 	msgs := make(chan jetstream.Msg, 64)
 	var cc jetstream.ConsumeContext
 	defer func() {
@@ -92,7 +91,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	for {
 		if cc == nil {
 			var err error
-			if cc, err = a.consume(ctx, msgs); err != nil {
+			if cc, err = a.consume(ctx, js, msgs); err != nil {
 				a.log.Debug("summary stream not ready", "error", err)
 			}
 		}
@@ -100,10 +99,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			a.handle(ctx, m)
+			a.handle(ctx, js, m)
 		case <-tick.C:
 			if cc != nil {
-				a.decideDue(ctx, a.now().Add(-a.cfg.Grace-skew), true)
+				a.decideDue(ctx, js, a.now().Add(-a.cfg.Grace-skew), true)
 			}
 		}
 	}
@@ -111,14 +110,14 @@ func (a *Aggregator) Run(ctx context.Context) error {
 
 // consume starts an ordered consumer (it survives reconnects) from two
 // windows and the grace back.
-func (a *Aggregator) consume(ctx context.Context, msgs chan<- jetstream.Msg) (jetstream.ConsumeContext, error) {
+func (a *Aggregator) consume(ctx context.Context, js jetstream.JetStream, msgs chan<- jetstream.Msg) (jetstream.ConsumeContext, error) {
 	// The publishers create the stream; until one has, there is nothing
 	// to aggregate (the next tick tries again).
-	if _, err := a.js.Stream(ctx, a.stream); err != nil {
+	if _, err := js.Stream(ctx, a.stream); err != nil {
 		return nil, fmt.Errorf("summary stream %s: %w", a.stream, err)
 	}
 	from := summary.WindowStart(a.now(), a.cfg.Window).Add(-2 * a.cfg.Window)
-	cons, err := a.js.OrderedConsumer(ctx, a.stream, jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(ctx, a.stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
 	if err != nil {
 		return nil, fmt.Errorf("consumer on %s: %w", a.stream, err)
@@ -137,7 +136,7 @@ func (a *Aggregator) consume(ctx context.Context, msgs chan<- jetstream.Msg) (je
 
 // handle merges one summary message, then decides the windows its server
 // timestamp closes: every message stored before it is already read.
-func (a *Aggregator) handle(ctx context.Context, m jetstream.Msg) {
+func (a *Aggregator) handle(ctx context.Context, js jetstream.JetStream, m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
 		a.count(func(s *AggregatorStats) { s.Invalid++ })
@@ -160,7 +159,7 @@ func (a *Aggregator) handle(ctx context.Context, m jetstream.Msg) {
 	default:
 		a.add(s, md.Timestamp)
 	}
-	a.decideDue(ctx, md.Timestamp.Add(-a.cfg.Grace), false)
+	a.decideDue(ctx, js, md.Timestamp.Add(-a.cfg.Grace), false)
 }
 
 func (a *Aggregator) count(f func(*AggregatorStats)) {
@@ -194,7 +193,7 @@ func (a *Aggregator) add(s *summary.Summary, ts time.Time) {
 
 // decideDue decides the windows that end at or before until; on the
 // clock's word (byClock) only when the stream has been read to its end.
-func (a *Aggregator) decideDue(ctx context.Context, until time.Time, byClock bool) {
+func (a *Aggregator) decideDue(ctx context.Context, js jetstream.JetStream, until time.Time, byClock bool) {
 	a.mu.Lock()
 	if byClock && a.pending > 0 {
 		a.mu.Unlock()
@@ -210,12 +209,12 @@ func (a *Aggregator) decideDue(ctx context.Context, until time.Time, byClock boo
 	a.mu.Unlock()
 	slices.SortFunc(due, func(x, y *summary.Window) int { return x.Start.Compare(y.Start) })
 	for _, w := range due {
-		a.decide(ctx, w)
+		a.decide(ctx, js, w)
 	}
 }
 
 // decide writes the verdicts of window w.
-func (a *Aggregator) decide(ctx context.Context, w *summary.Window) {
+func (a *Aggregator) decide(ctx context.Context, js jetstream.JetStream, w *summary.Window) {
 	found := w.Findings(a.cfg.Rule)
 	a.mu.Lock()
 	if w.End().After(a.decided) {
@@ -227,7 +226,7 @@ func (a *Aggregator) decide(ctx context.Context, w *summary.Window) {
 		"omitted", w.Omitted, "dropped", w.Dropped)
 	for _, f := range found {
 		v := Verdict(f, w.End(), a.cfg)
-		written, err := a.put(ctx, v)
+		written, err := a.put(ctx, js, v)
 		switch {
 		case err != nil:
 			a.log.Warn("fleet detection verdict not written", "target", v.Target, "error", err)
@@ -253,9 +252,9 @@ func Verdict(f summary.Finding, end time.Time, cfg Config) fleet.Verdict {
 
 // put writes v under its key unless the key already holds the same value
 // (another aggregator wrote it) or a verdict issued later.
-func (a *Aggregator) put(ctx context.Context, v fleet.Verdict) (bool, error) {
+func (a *Aggregator) put(ctx context.Context, js jetstream.JetStream, v fleet.Verdict) (bool, error) {
 	if a.kv == nil {
-		kv, err := a.js.KeyValue(ctx, a.bucket)
+		kv, err := js.KeyValue(ctx, a.bucket)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			return false, errNoBucket
 		}
@@ -285,7 +284,7 @@ func (a *Aggregator) put(ctx context.Context, v fleet.Verdict) (bool, error) {
 	if a.ttlKeys {
 		opts = append(opts, jetstream.WithMsgTTL(max(time.Until(v.Expires)+ttlSlack, time.Second).Round(time.Second)))
 	}
-	if _, err := a.js.Publish(ctx, "$KV."+a.bucket+"."+key, val, opts...); err != nil {
+	if _, err := js.Publish(ctx, "$KV."+a.bucket+"."+key, val, opts...); err != nil {
 		return false, fmt.Errorf("write %s: %w", key, err)
 	}
 	return true, nil

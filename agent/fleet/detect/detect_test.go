@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulwark-filter/bulwark/agent/fleet"
 	"github.com/bulwark-filter/bulwark/agent/fleet/detect"
@@ -85,7 +86,7 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 	aggs := make([]*detect.Aggregator, 2)
 	var wg sync.WaitGroup
 	for i := range aggs {
-		a, err := detect.NewAggregator(connect(t, srv.URL(0)), stream, bucket, cfg, hclog.NewNullLogger(), func(v fleet.Verdict) {
+		a, err := detect.NewAggregator(stream, bucket, cfg, hclog.NewNullLogger(), func(v fleet.Verdict) {
 			mu.Lock()
 			decided = append(decided, v)
 			mu.Unlock()
@@ -94,13 +95,18 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 			t.Fatal(err)
 		}
 		aggs[i] = a
-		wg.Go(func() { _ = a.Run(ctx) })
+		ajs := connect(t, srv.URL(0))
+		wg.Go(func() { _ = a.Run(ctx, ajs) })
 	}
 	defer wg.Wait()
 	defer cancel()
 
 	scanner, client := netip.MustParsePrefix("198.18.0.1/32"), netip.MustParsePrefix("198.18.0.2/32")
+	// Publish at the start of a window: every summary is stored well before
+	// the window's end + grace (one published after it would be late).
+	time.Sleep(time.Until(summary.WindowStart(time.Now(), cfg.Window).Add(cfg.Window + 100*time.Millisecond)))
 	start := summary.WindowStart(time.Now(), cfg.Window)
+	pjs := connect(t, srv.URL(0))
 	var last *summary.Summary
 	for h := range hosts {
 		node := fmt.Sprintf("edge-%d", h)
@@ -112,9 +118,13 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 			own := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(10 + h), byte(c)}), 32)
 			s.Entries = append(s.Entries, summary.Entry{Source: own, Ports: sketch(443), Packets: 20})
 		}
-		p := detect.NewPublisher(connect(t, srv.URL(0)), stream, node, 1, cfg.Window, nil, hclog.NewNullLogger())
-		if err := p.Publish(ctx, s); err != nil {
+		p := detect.NewPublisher(stream, node, 1, cfg.Window, nil, hclog.NewNullLogger())
+		if err := p.Publish(ctx, pjs, s); err != nil {
 			t.Fatal(err)
+		}
+		// 2 + 50 sources, nothing left out.
+		if st := p.Stats(); st.Published != 1 || st.Sources != 52 || st.Omitted != 0 || st.Bytes == 0 || st.Bytes > summary.MaxSize {
+			t.Fatalf("%s: publisher stats %+v", node, st)
 		}
 		last = s
 	}
@@ -135,7 +145,7 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 		got = append(got, k)
 	}
 	if len(got) != 1 || got[0] != "aggregate.4-c6120001-32" {
-		t.Fatalf("bucket keys %v, want only aggregate.4-c6120001-32", got)
+		t.Fatalf("bucket keys %v, want only aggregate.4-c6120001-32; aggregators %+v, %+v", got, aggs[0].Stats(), aggs[1].Stats())
 	}
 	e, err := kv.Get(ctx, got[0])
 	if err != nil {
@@ -157,6 +167,26 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 		t.Errorf("the aggregators decided %v, want the same verdict twice", decided)
 	}
 	mu.Unlock()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(detect.Collectors(nil, aggs[0])...)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			metrics[name] = m.GetCounter().GetValue()
+		}
+	}
+	if metrics["bulwark_fleet_aggregate_windows_total"] != 1 || metrics["bulwark_fleet_aggregate_summaries_total/merged"] != hosts ||
+		metrics["bulwark_fleet_aggregate_verdicts_total/written"]+metrics["bulwark_fleet_aggregate_verdicts_total/unchanged"] != 1 {
+		t.Errorf("aggregator metrics %v", metrics)
+	}
 	s0, s1 := aggs[0].Stats(), aggs[1].Stats()
 	if s0.Summaries != hosts || s1.Summaries != hosts || s0.Verdicts+s0.Unchanged != 1 || s1.Verdicts+s1.Unchanged != 1 {
 		t.Errorf("stats %+v and %+v: want %d summaries and one verdict each", s0, s1, hosts)
@@ -164,8 +194,8 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 
 	// A late summary (another node, same window) is left out.
 	last.Node = "edge-late"
-	p := detect.NewPublisher(connect(t, srv.URL(0)), stream, "edge-late", 1, cfg.Window, nil, hclog.NewNullLogger())
-	if err := p.Publish(ctx, last); err != nil {
+	p := detect.NewPublisher(stream, "edge-late", 1, cfg.Window, nil, hclog.NewNullLogger())
+	if err := p.Publish(ctx, js, last); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the late summary to be counted", func() bool {

@@ -176,7 +176,11 @@ func putFleetVerdict(m *maps.Set, v fleet.Verdict, act maps.VerdictAction, expir
 	if err != nil {
 		return false, err
 	}
-	if ok && cur.Origin != maps.OriginFleet && cur.ExpiresNS > mono {
+	switch {
+	case !ok || cur.ExpiresNS <= mono:
+	case cur.Origin == maps.OriginFleet && cur.Action == act && near(cur.ExpiresNS, expires):
+		return false, nil // in force already
+	case cur.Origin != maps.OriginFleet:
 		if s, fs := strength(cur.Action), strength(act); s > fs || (s == fs && cur.ExpiresNS+uint64(expirySlack) >= expires) {
 			return false, nil
 		}
@@ -192,8 +196,12 @@ func putFleetBlock(l *maps.List, target netip.Prefix, expires, mono uint64) (wri
 	if err != nil {
 		return false, err
 	}
-	if ok && cur.ListID != desired.ListFleetBlock && (cur.ExpiresNS == 0 || cur.ExpiresNS > mono) {
+	switch {
+	case !ok || (cur.ExpiresNS != 0 && cur.ExpiresNS <= mono):
+	case cur.ListID != desired.ListFleetBlock:
 		return false, nil
+	case near(cur.ExpiresNS, expires):
+		return false, nil // in force already
 	}
 	return true, l.Add([]maps.Entry{{Prefix: target, ListID: desired.ListFleetBlock, ExpiresNS: expires}})
 }
@@ -217,6 +225,12 @@ func (f *fleetApplier) remove(st *readState, target netip.Prefix) {
 			f.log.Error("fleet verdict not removed", "interface", it.name, "target", target, "error", err)
 		}
 	}
+}
+
+// near reports whether two expiries (monotonic ns) are the same one, as
+// far as converting it from the wall clock twice can tell.
+func near(a, b uint64) bool {
+	return max(a, b)-min(a, b) < uint64(expirySlack)
 }
 
 // fleetMap names the map a fleet target lives in, for the map error
@@ -248,7 +262,8 @@ func removeFleetBlock(l *maps.List, target netip.Prefix) error {
 	return l.Delete([]netip.Prefix{target})
 }
 
-// fleetClient is what the agent uses of the fleet client (*fleet.Client).
+// fleetClient is what the agent uses of the fleet client: *fleet.Client,
+// or a fake in the tests of the control API.
 type fleetClient interface {
 	Run(ctx context.Context) error
 	Publish(v fleet.Verdict) error
@@ -353,13 +368,18 @@ func (l *fleetLink) refused(r fleet.Refusal) {
 }
 
 // publish publishes one local verdict, capped at max_ttl, under this
-// node's name, and applies it here at once, not waiting for the bus (a
-// revoke removes what the fleet put on the target here). It returns the
-// reason the applier refused it here, if it did.
+// node's name, and applies it here before it returns (the client applies
+// it too, from its own loop; applying is idempotent), so that an operator
+// finds it in force when the command returns: a revoke removes what the
+// fleet put on the target here. It returns the reason the applier refused
+// it here, if it did.
 func (l *fleetLink) publish(target netip.Prefix, act fleet.Action, origin, reason string, score uint16, at time.Time, ttl time.Duration) (string, error) {
 	ttl = min(ttl, l.settings.Options.MaxTTL)
 	v := fleet.Verdict{Target: target, Action: act, Issuer: l.settings.Options.Node, Origin: origin,
 		Reason: reason, Score: score, IssuedAt: at, Expires: at.Add(ttl)}
+	if act == fleet.ActionRevoke {
+		v.Expires = time.Time{} // the client's: the latest expiry among what it cancels
+	}
 	if err := l.client.Publish(v); err != nil {
 		return "", err
 	}

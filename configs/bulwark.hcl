@@ -341,7 +341,7 @@ safety {
 ## Fleet (optional): share verdicts with the other agents of a fleet over NATS JetStream. Without this block the
 ## agent needs no NATS and nothing changes. Every key but servers may be left out (the defaults below). The fleet
 ## keys take effect at the agent's start: a reload that changes them is refused ("restart needed").
-##   servers       NATS server URLs (nats, tls, ws or wss), 1 to 32. Required.
+##   servers       NATS server URLs (nats:// or tls://), 1 to 32. Required.
 ##   node          this agent's issuer name: 1 to 64 letters, digits, '-' and '_'. Default: the short hostname.
 ##   creds_file    a NATS credentials file (user JWT and nkey seed); must exist. Or user and password_file (must
 ##                 exist; its first line is the password). At most one of the two ways. Default: none.
@@ -361,7 +361,9 @@ safety {
 ##                 refused. Default 100000.
 ##   buffer        verdicts kept for publishing while the bus is down, 1..67108864. Default 100000.
 ## A fleet verdict never blocks what this host allows (the allow list, run-time allow entries) or protects
-## (reputation.protect): it is refused and counted. `bulwark fleet status` shows the connection and the sync.
+## (reputation.protect, its own addresses and gateways), nor a prefix broader than the safety block's
+## min_prefix_ipv4/ipv6: it is refused, counted and audited. A stronger or longer local verdict on the same
+## source is kept. `bulwark fleet status` shows the connection and whether this host is in sync.
 ## detection (sub-block, optional): fleet-wide detection of what no single host sees, e.g. a source probing a few
 ## ports on each of many hosts. Each agent with role publish or aggregate publishes, every window, a summary of
 ## what it saw (per source: the distinct destination ports, from the datapath's port sketch, and packets; at most

@@ -359,7 +359,7 @@ type GeoIP struct {
 // Fleet is the fleet block as written: the compile step (agent/desired) fills in the defaults of the keys left
 // out (zero here) and checks what depends on this host (the node name's default) and on other blocks.
 type Fleet struct {
-	// Servers are the NATS server URLs (nats, tls, ws or wss, with a host), at least one.
+	// Servers are the NATS server URLs (nats or tls, with a host), at least one.
 	Servers []string `hcl:"servers"`
 	// Node is this agent's issuer name, [A-Za-z0-9_-], 1 to 64 characters; "" is the short hostname.
 	Node string `hcl:"node"`

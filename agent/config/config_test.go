@@ -1058,7 +1058,7 @@ metrics {}`,
   bucket  = "bulwark.verdicts"
   publish = ["scorer", "feeds", "scorer"]
 }`,
-		want: `test.hcl:3:14: Invalid server: "http://198.19.0.1:4222" must be a nats, tls, ws or wss URL, as in "nats://198.19.0.1:4222".
+		want: `test.hcl:3:14: Invalid server: "http://198.19.0.1:4222" must be a nats or tls URL, as in "nats://198.19.0.1:4222".
 test.hcl:3:40: Invalid server: "nats://" has no host.
 test.hcl:3:51: Invalid server: The port in "nats://198.19.0.1:99999" must be a number 1-65535.
 test.hcl:3:78: Invalid server: "nats://u:p@198.19.0.1" has credentials in it; use creds_file or user and password_file, which stay out of the config.

@@ -28,7 +28,7 @@ var FleetNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 var FleetPublish = []string{"scorer", "cli"}
 
 // natsSchemes are the URL schemes a NATS client connects with.
-var natsSchemes = []string{"nats", "tls", "ws", "wss"}
+var natsSchemes = []string{"nats", "tls"}
 
 // fleet decodes the fleet block. Keys left out stay zero: their defaults are the compile step's. Where each key
 // is written is recorded in cfg.Set ("fleet" is the block's header) for the compile step's messages.
@@ -120,7 +120,7 @@ func (d *decoder) fleetServers(a *hcl.Attribute) []string {
 		case err != nil:
 			d.errorf(e.Range(), "Invalid server", "%q is not a URL: %s", s, err)
 		case !slices.Contains(natsSchemes, u.Scheme):
-			d.errorf(e.Range(), "Invalid server", "%q must be a nats, tls, ws or wss URL, as in \"nats://198.19.0.1:4222\".", s)
+			d.errorf(e.Range(), "Invalid server", "%q must be a nats or tls URL, as in \"nats://198.19.0.1:4222\".", s)
 		case u.Hostname() == "":
 			d.errorf(e.Range(), "Invalid server", "%q has no host.", s)
 		case u.Port() != "" && !validPort(u.Port()):

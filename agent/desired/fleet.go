@@ -5,7 +5,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -28,13 +27,6 @@ type Fleet struct {
 	Detection detect.Config
 }
 
-// fleetDefaults are the fleet client's defaults for the keys a fleet
-// block leaves out.
-func fleetDefaults() fleet.Options {
-	return fleet.Options{Bucket: "bulwark-verdicts", SummaryStream: "bulwark-summaries", Replicas: 3,
-		MaxTTL: 7 * 24 * time.Hour, IssuerRate: 100, IssuerBurst: 1000, MaxActive: 100_000, Buffer: 100_000}
-}
-
 // hostname is the host's name, for the node's default (a variable so
 // tests can set it).
 var hostname = os.Hostname
@@ -52,7 +44,7 @@ func compileFleet(c *config.Config, verdicts uint32) (*Fleet, hcl.Diagnostics) {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary,
 			Detail: fmt.Sprintf(format, args...), Subject: c.Set[key].Value.Ptr()})
 	}
-	o := fleetDefaults()
+	o := fleet.DefaultOptions()
 	o.Servers = slices.Clone(f.Servers)
 	o.TLS = fleet.TLS{CAFile: f.TLS.CAFile, CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile}
 	o.CredsFile, o.User = f.CredsFile, f.User
@@ -63,7 +55,7 @@ func compileFleet(c *config.Config, verdicts uint32) (*Fleet, hcl.Diagnostics) {
 		switch {
 		case err != nil:
 			errorf("fleet", "Missing node", "The node name defaults to the host's name, which cannot be read (%s); set node.", err)
-		case !config.FleetNameRE.MatchString(name):
+		case fleet.ValidNode(name) != nil:
 			errorf("fleet", "Missing node", "The node name defaults to the host's short name, %q, which is not a valid node name (1 to 64 letters, digits, '-' and '_'); set node.", name)
 		}
 		o.Node = name

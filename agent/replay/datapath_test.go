@@ -104,7 +104,7 @@ maps {
 			}
 			check("block", ps, ids, map[string]uint32{
 				"198.18.4.0/24":   desired.ListConfigBlock,
-				"198.18.5.0/24":   4,   // the first list file
+				"198.18.5.0/24":   5,   // the first list file (after the fleet's list, 4)
 				"198.18.6.0/24":   512, // the first block feed
 				"2001:2:0:7::/64": 512, // the first block feed
 			})

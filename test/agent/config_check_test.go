@@ -35,6 +35,12 @@ func TestConfigCheck(t *testing.T) {
 		// The diagnostic points at the files entry and names the bad line.
 		{"list file bad line", head + "block {\n  files = [\"" + listFile + "\"]\n}\n", []string{":6:"}},
 		{"list file missing", head + "block {\n  files = [\"" + filepath.Join(dir, "nope.txt") + "\"]\n}\n", []string{":6:"}},
+		// The fleet block: a bad server and a missing credentials file (config), and a max_active the verdict map
+		// cannot hold (the compile step).
+		{"fleet values", head + "fleet {\n  servers    = [\"http://198.19.0.1:4222\"]\n  node       = \"edge-1\"\n  creds_file = \"" +
+			filepath.Join(dir, "nope.creds") + "\"\n}\n", []string{":6:17: ", ":8:16: "}},
+		{"fleet max_active", head + "maps {\n  verdicts = 100\n}\nfleet {\n  servers = [\"nats://198.19.0.1\"]\n  node    = \"edge-1\"\n}\n",
+			[]string{":8:1: "}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".hcl")

@@ -181,8 +181,12 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	det, err := newFleetDetection(want.Fleet, a.log.Named("fleet-detect"))
+	if err != nil {
+		return err
+	}
 	sc := newScoring(scoreDeps{log: a.log, audit: a.audit, ifaces: scored, allow: allow,
-		feeds: a.feeds.scoreHits, geo: a.geo, generation: evidence, publish: fl.scorerPublisher()})
+		feeds: a.feeds.scoreHits, geo: a.geo, generation: evidence, publish: fl.scorerPublisher(), observe: det.observer()})
 	if err := sc.start(cfg); err != nil {
 		return fmt.Errorf("reputation engine: %w", err)
 	}
@@ -212,6 +216,13 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}()
 		defer func() { stopFleet(); <-fleetDone }()
+	}
+	if det != nil {
+		a.reg.MustRegister(det.collectors()...)
+		detCtx, stopDet := context.WithCancel(ctx)
+		detDone := make(chan struct{})
+		go func() { defer close(detDone); det.run(detCtx) }()
+		defer func() { stopDet(); <-detDone }()
 	}
 	a.feeds.sync(ctx, cfg, want.FeedIDs)
 	defer a.feeds.stopAll()

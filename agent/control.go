@@ -471,6 +471,9 @@ func (s *controlServer) handleExplain(w http.ResponseWriter, r *http.Request) {
 		}
 		x = e.Explain(addr, mono)
 	}
+	if st := s.state(); st != nil && st.fleet != nil {
+		x.Fleet = st.fleet.applier.findings.explain(addr, time.Now())
+	}
 	writeJSON(w, http.StatusOK, x)
 }
 

@@ -45,6 +45,8 @@ type fleetApplier struct {
 	// (config and run-time), reputation.protect, the host's own addresses
 	// and gateways, and prefixes broader than the safety limits.
 	guard atomic.Pointer[guard.Guard]
+	// findings are the fleet aggregator's verdicts in force, for explain.
+	findings fleetFindings
 }
 
 // rebuildGuard recomputes the space fleet verdicts may not touch, after a
@@ -76,11 +78,14 @@ func (f *fleetApplier) Apply(changes []fleet.Change) map[netip.Prefix]string {
 	for _, c := range changes {
 		if c.Remove {
 			f.remove(st, c.Target)
+			f.findings.note(c, false)
 			continue
 		}
-		if why := f.put(st, c.Winner, wall, mono); why != "" {
+		why := f.put(st, c.Winner, wall, mono)
+		if why != "" {
 			refused[c.Target] = why
 		}
+		f.findings.note(c, why == "")
 	}
 	return refused
 }
@@ -281,13 +286,9 @@ type fleetLink struct {
 // newFleetLink makes the fleet client of settings (the password read from
 // its file), writing through applier.
 func newFleetLink(settings *desired.Fleet, applier *fleetApplier, log hclog.Logger, audit *Audit) (*fleetLink, error) {
-	opts := settings.Options
-	if settings.PasswordFile != "" {
-		pw, err := readPassword(settings.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		opts.Password = pw
+	opts, err := fleetOptions(settings)
+	if err != nil {
+		return nil, err
 	}
 	l := &fleetLink{settings: settings, applier: applier, log: log, audit: audit}
 	c, err := newFleetClient(opts, applier, log, l.refused)
@@ -328,6 +329,20 @@ func (l *fleetLink) scorerPublisher() func(api.VerdictRecord) {
 // newFleetClient makes the fleet client (fleet.New).
 func newFleetClient(opts fleet.Options, apply fleet.Applier, log hclog.Logger, onRefusal func(fleet.Refusal)) (fleetClient, error) {
 	return fleet.New(opts, apply, log, onRefusal)
+}
+
+// fleetOptions are the fleet client's options of settings, with the
+// password read from its file.
+func fleetOptions(settings *desired.Fleet) (fleet.Options, error) {
+	opts := settings.Options
+	if settings.PasswordFile != "" {
+		pw, err := readPassword(settings.PasswordFile)
+		if err != nil {
+			return opts, err
+		}
+		opts.Password = pw
+	}
+	return opts, nil
 }
 
 // readPassword reads the first line of a password file.

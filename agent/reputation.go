@@ -48,7 +48,14 @@ type scoreDeps struct {
 	generation *atomic.Uint32
 	// publish, when set, shares each enforced verdict with the fleet.
 	publish func(api.VerdictRecord)
+	// observe, when set, is given every batch of sources the scorer reads
+	// (fleet-wide detection's collector).
+	observe sourceObserver
 }
+
+// sourceObserver is given each batch of interface iface's sources read at
+// wall time now and datapath time mono.
+type sourceObserver func(iface int, now time.Time, mono uint64, batch []maps.Source)
 
 // scoreTiming is when the loop scores: reputation.interval and mode.
 type scoreTiming struct {
@@ -173,7 +180,16 @@ func (s *scoring) cycle(now time.Time, mono uint64) {
 	start := time.Now()
 	for i, e := range s.engines {
 		it := s.ifaces[i]
-		if err := e.Cycle(now, mono, it.maps.IterateSources); err != nil {
+		read := it.maps.IterateSources
+		if s.observe != nil {
+			read = func(fn func([]maps.Source) bool) error {
+				return it.maps.IterateSources(func(b []maps.Source) bool {
+					s.observe(i, now, mono, b)
+					return fn(b)
+				})
+			}
+		}
+		if err := e.Cycle(now, mono, read); err != nil {
 			s.log.Error("scoring cycle", "interface", it.name, "error", err)
 			continue
 		}

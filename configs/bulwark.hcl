@@ -391,6 +391,21 @@ safety {
 ## (reputation.protect, its own addresses and gateways), nor a prefix broader than the safety block's
 ## min_prefix_ipv4/ipv6: it is refused, counted and audited. A stronger or longer local verdict on the same
 ## source is kept. `bulwark fleet status` shows the connection and whether this host is in sync.
+## detection (sub-block, optional): fleet-wide detection of what no single host sees, e.g. a source probing a few
+## ports on each of many hosts. Each agent with role publish or aggregate publishes, every window, a summary of
+## what it saw (per source: the distinct destination ports, from the datapath's port sketch, and packets; at most
+## 64 KiB: sources with the most ports first, then the heaviest; the rest counted as omitted) to the summary stream
+## (subject bulwark-summaries.<node>). An aggregator (role aggregate, or `bulwark fleet aggregate --config FILE`;
+## run two for availability: they write the same verdict, not two) merges each window and blocks, for ttl, every
+## source seen on >= min_hosts hosts and >= min_ports distinct ports fleet-wide; issuer "aggregate", reason e.g.
+## "fleet: seen on 14 hosts, 3 ports each (42 distinct) in 60 s" (shown by bulwark explain).
+##   role          none (default), publish, or aggregate (publish and aggregate).
+##   window        the summaries' window, whole seconds, 1s..1h. Default "1m" (windows start at multiples of it).
+##   min_hosts     2..100000. Default 3.       min_ports   2..200 (fleet-wide distinct ports). Default 12.
+##   action        block (default) or throttle.    ttl     the verdict's life from the window's end. Default "1h".
+##   grace         how long after a window's end its summaries still count (by the servers' clocks), at most the
+##                 window. Default a quarter of the window, at least 2s.
+##   max_sources   the sources an aggregator merges per window, 1..100000000. Default 1000000.
 # fleet {
 #   servers       = ["nats://198.19.0.1:4222", "nats://198.19.0.2:4222", "nats://198.19.0.3:4222"]
 #   node          = "edge-1"
@@ -408,4 +423,10 @@ safety {
 #   issuer_burst  = 1000
 #   max_active    = 100000
 #   buffer        = 100000
+#   detection {
+#     role      = "publish"
+#     window    = "1m"
+#     min_hosts = 3
+#     min_ports = 12
+#   }
 # }

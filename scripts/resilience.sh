@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# make resilience: Bulwark's resilience suite, bounded to 15 minutes in all.
+# make resilience: Bulwark's resilience suite, bounded to 25 minutes in all.
 #   1. test/resilience at full size (10M-source flood through the program,
 #      agent SIGKILLed mid-flood, 1000-reload storm with 10k API calls, full
 #      maps, least privilege), as root;
+#   then test/fleet at full size (10 agents and a 3-server JetStream
+#      cluster: 5,000 verdicts with a server killed, a 60 s partition, all
+#      servers down, all agents restarted, issuer caps, TLS), as root;
 #   2. every fuzz target of the module for a bounded time each (60 s, less
 #      when the budget is short; the time left is shared evenly).
 # A summary table (test, result, key numbers) ends the output; the exit
 # status is non-zero when anything failed.
 #   sudo scripts/resilience.sh            # the full suite
 #   sudo scripts/resilience.sh --quick    # quick sizes, 10 s per fuzz target
-# Env: BUDGET (seconds, default 900), FUZZTIME (seconds per target).
+# Env: BUDGET (seconds, default 1500), FUZZTIME (seconds per target).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "resilience: run as root (sudo make resilience)" >&2; exit 1; }
@@ -18,7 +21,7 @@ export PATH="$(dirname "$GO"):$PATH"
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
-budget=${BUDGET:-900}
+budget=${BUDGET:-1500}
 if [ $quick -eq 1 ]; then fuzztime=${FUZZTIME:-10}; else fuzztime=${FUZZTIME:-60}; fi
 start=$(date +%s)
 left() { echo $((budget - ($(date +%s) - start))); }
@@ -28,24 +31,30 @@ trap 'rm -rf "$logdir"' EXIT
 rows=()
 failed=0
 
-# 1. The suite. Leave at least a minute of the budget for fuzzing.
+# 1. The suites, each a go test run of one package: rows for the table,
+# one per top-level test with its SUMMARY line. Leave at least a minute
+# of the budget for fuzzing.
 args=()
 [ $quick -eq 0 ] && args=(-args -full)
-suite_limit=$(( $(left) - 60 - 8 * 15 ))
-[ $suite_limit -gt 600 ] && suite_limit=600
-echo "== test/resilience ($([ $quick -eq 1 ] && echo quick || echo full), at most ${suite_limit}s)"
-t0=$(date +%s)
-timeout --kill-after=20 "${suite_limit}" "$GO" test -count=1 -timeout "$((suite_limit - 10))s" -v -run . \
-	./test/resilience/ "${args[@]}" 2>&1 | tee "$logdir/suite.log" | grep -E '^(--- |\s+---|ok|FAIL|PASS|panic)|SUMMARY|_test.go:'
-rc=${PIPESTATUS[0]}
-echo "== test/resilience: exit $rc in $(( $(date +%s) - t0 ))s"
-[ $rc -ne 0 ] && failed=1
-# One row per top-level test: its result and its SUMMARY line.
-while read -r res name secs; do
-	note=$(grep -E "SUMMARY ${name}(/[^ ]*)? \|" "$logdir/suite.log" | sed -E 's/.*SUMMARY [^|]*\| //' | paste -sd ';' -)
-	rows+=("${name}|${res}|${secs}|${note:--}")
-done < <(grep -E '^--- (PASS|FAIL|SKIP): ' "$logdir/suite.log" | sed -E 's/^--- (PASS|FAIL|SKIP): ([^ ]+) \(([^)]*)\)/\1 \2 \3/')
-[ $rc -ne 0 ] && ! grep -qE '^--- FAIL' "$logdir/suite.log" && rows+=("test/resilience|FAIL|-|exit $rc (timeout or build failure), see the log above")
+suite() { # suite PACKAGE LOG
+	local pkg=$1 log=$2 limit t0 rc
+	limit=$(( $(left) - 60 - 8 * 15 ))
+	[ $limit -gt 600 ] && limit=600
+	echo "== ${pkg} ($([ $quick -eq 1 ] && echo quick || echo full), at most ${limit}s)"
+	t0=$(date +%s)
+	timeout --kill-after=20 "${limit}" "$GO" test -count=1 -timeout "$((limit - 10))s" -v -run . \
+		"./${pkg}/" "${args[@]}" 2>&1 | tee "$log" | grep -E '^(--- |\s+---|ok|FAIL|PASS|panic)|SUMMARY|_test.go:'
+	rc=${PIPESTATUS[0]}
+	echo "== ${pkg}: exit $rc in $(( $(date +%s) - t0 ))s"
+	[ $rc -ne 0 ] && failed=1
+	while read -r res name secs; do
+		note=$(grep -E "SUMMARY ${name}(/[^ ]*)? \|" "$log" | sed -E 's/.*SUMMARY [^|]*\| //' | paste -sd ';' -)
+		rows+=("${name}|${res}|${secs}|${note:--}")
+	done < <(grep -E '^--- (PASS|FAIL|SKIP): ' "$log" | sed -E 's/^--- (PASS|FAIL|SKIP): ([^ ]+) \(([^)]*)\)/\1 \2 \3/')
+	[ $rc -ne 0 ] && ! grep -qE '^--- FAIL' "$log" && rows+=("${pkg}|FAIL|-|exit $rc (timeout or build failure), see the log above")
+}
+suite test/resilience "$logdir/suite.log"
+suite test/fleet "$logdir/fleet.log"
 
 # 2. Fuzzing: every `func FuzzX` of the module, each for a bounded time.
 mapfile -t targets < <(grep -rn --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v '/vendor/' |

@@ -167,6 +167,20 @@ type Explanation struct {
 	Active     *VerdictRecord     `json:"active_verdict,omitempty"`
 	History    []VerdictRecord    `json:"history"`
 	Thresholds map[string]float64 `json:"thresholds"`
+	// Fleet is the fleet-wide detection's verdict in force on the source
+	// (issuer aggregate), nil for none.
+	Fleet *FleetFinding `json:"fleet,omitempty"`
+}
+
+// FleetFinding is a fleet aggregator's verdict on a source, with its
+// reason, e.g. "fleet: seen on 14 hosts, 3 ports each (42 distinct) in 60 s".
+type FleetFinding struct {
+	Target   string    `json:"target"`
+	Action   string    `json:"action"`
+	Issuer   string    `json:"issuer"`
+	Reason   string    `json:"reason"`
+	IssuedAt time.Time `json:"issued_at"`
+	Expires  time.Time `json:"expires"`
 }
 
 // Component is one component of a score: its observed value and what it

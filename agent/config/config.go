@@ -389,6 +389,8 @@ type Fleet struct {
 	MaxActive int `hcl:"max_active"`
 	// Buffer bounds the verdicts kept for publishing while the bus is down, 1..67108864; 0 is the default.
 	Buffer int `hcl:"buffer"`
+	// Detection is the detection sub-block: fleet-wide detection (zero: role none).
+	Detection FleetDetection `hcl:"detection"`
 }
 
 // FleetTLS is where the fleet client's TLS material is: absolute paths of existing files, or "".

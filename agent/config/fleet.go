@@ -41,7 +41,7 @@ func (d *decoder) fleet(b *hcl.Block, cfg *Config) {
 			{Name: "bucket"}, {Name: "replicas"}, {Name: "publish"}, {Name: "max_ttl"}, {Name: "issuer_rate"},
 			{Name: "issuer_burst"}, {Name: "max_active"}, {Name: "buffer"},
 		},
-		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "detection"}},
 	})
 	attrs := c.Attributes
 	if a := attrs["servers"]; a != nil {
@@ -91,6 +91,9 @@ func (d *decoder) fleet(b *hcl.Block, cfg *Config) {
 	cfg.Set["fleet"] = Setting{Range: b.DefRange, Value: b.DefRange}
 	for name, a := range attrs {
 		record(cfg, "fleet."+name, a)
+	}
+	if db := d.single(c.Blocks, "detection"); db != nil {
+		d.fleetDetection(db, cfg, &f.Detection)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/fleet"
+	"github.com/bulwark-filter/bulwark/agent/fleet/detect"
 )
 
 // Fleet is what the fleet block asks of the agent.
@@ -22,6 +23,8 @@ type Fleet struct {
 	// PublishScorer and PublishCLI say which local verdicts are published:
 	// the engine's enforced verdicts, and operator actions with --fleet.
 	PublishScorer, PublishCLI bool
+	// Detection is the detection sub-block, defaults filled in.
+	Detection detect.Config
 }
 
 // hostname is the host's name, for the node's default (a variable so
@@ -75,11 +78,21 @@ func compileFleet(c *config.Config, verdicts uint32) (*Fleet, hcl.Diagnostics) {
 	if publish == nil {
 		publish = config.FleetPublish
 	}
+	det := compileDetection(f.Detection)
+	if err := det.Validate(); err == nil && det.TTL > o.MaxTTL {
+		errorf("fleet", "Invalid detection", "fleet detection ttl (%s) must not exceed max_ttl (%s): every host would refuse the verdicts.", det.TTL, o.MaxTTL)
+	} else if err != nil {
+		key := "fleet.detection"
+		if _, ok := c.Set[key]; !ok {
+			key = "fleet"
+		}
+		errorf(key, "Invalid detection", "fleet detection: %s.", err)
+	}
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	return &Fleet{Options: o, PasswordFile: f.PasswordFile,
-		PublishScorer: slices.Contains(publish, "scorer"), PublishCLI: slices.Contains(publish, "cli")}, nil
+		PublishScorer: slices.Contains(publish, "scorer"), PublishCLI: slices.Contains(publish, "cli"), Detection: det}, nil
 }
 
 // setIf sets *dst to v unless v is zero (left out of the config).
@@ -88,4 +101,20 @@ func setIf[T comparable](dst *T, v T) {
 	if v != zero {
 		*dst = v
 	}
+}
+
+// compileDetection fills in the detection sub-block's defaults
+// (detect.DefaultConfig); the grace defaults to a quarter of the window.
+func compileDetection(d config.FleetDetection) detect.Config {
+	c := detect.DefaultConfig()
+	setIf(&c.Role, detect.Role(d.Role))
+	setIf(&c.Window, d.Window)
+	c.Grace = detect.DefaultGrace(c.Window)
+	setIf(&c.Grace, d.Grace)
+	setIf(&c.Rule.MinHosts, d.MinHosts)
+	setIf(&c.Rule.MinPorts, d.MinPorts)
+	setIf(&c.Action, fleet.Action(d.Action))
+	setIf(&c.TTL, d.TTL)
+	setIf(&c.MaxSources, d.MaxSources)
+	return c
 }

@@ -3,11 +3,14 @@ package desired
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/fleet"
+	"github.com/bulwark-filter/bulwark/agent/fleet/detect"
+	"github.com/bulwark-filter/bulwark/agent/fleet/summary"
 )
 
 // compileFleetSrc compiles src with the host named host.
@@ -40,7 +43,9 @@ fleet { servers = ["nats://198.19.0.1:4222"] }`)
 	}
 	want := &Fleet{Options: fleet.Options{Servers: []string{"nats://198.19.0.1:4222"}, Node: "edge-7",
 		Bucket: "bulwark-verdicts", SummaryStream: "bulwark-summaries", Replicas: 3, MaxTTL: 7 * 24 * time.Hour,
-		IssuerRate: 100, IssuerBurst: 1000, MaxActive: 100000, Buffer: 100000}, PublishScorer: true, PublishCLI: true}
+		IssuerRate: 100, IssuerBurst: 1000, MaxActive: 100000, Buffer: 100000}, PublishScorer: true, PublishCLI: true,
+		Detection: detect.Config{Role: detect.RoleNone, Window: time.Minute, Rule: summary.Rule{MinHosts: 3, MinPorts: 12},
+			Action: fleet.ActionBlock, TTL: time.Hour, Grace: 15 * time.Second, MaxSources: 1_000_000}}
 	if !reflect.DeepEqual(st.Fleet, want) {
 		t.Errorf("got %+v\nwant %+v", st.Fleet, want)
 	}
@@ -77,7 +82,7 @@ fleet {
 	want := &Fleet{Options: fleet.Options{Servers: []string{"nats://198.19.0.1:4222", "tls://198.19.0.2"},
 		TLS: fleet.TLS{CAFile: ca}, User: "edge", Node: "edge_2", Bucket: "verdicts-2", SummaryStream: "bulwark-summaries",
 		Replicas: 1, MaxTTL: 24 * time.Hour, IssuerRate: 2.5, IssuerBurst: 10, MaxActive: 500, Buffer: 20},
-		PasswordFile: pw, PublishCLI: true}
+		PasswordFile: pw, PublishCLI: true, Detection: detect.DefaultConfig()} // TestFleetDetection checks its keys
 	if !reflect.DeepEqual(st.Fleet, want) {
 		t.Errorf("got %+v\nwant %+v", st.Fleet, want)
 	}
@@ -108,5 +113,58 @@ func TestFleetRefused(t *testing.T) {
 				t.Errorf("state %v, got:\n%s\nwant:\n%s", st != nil, got, c.want)
 			}
 		})
+	}
+}
+
+// TestFleetDetection: the detection sub-block's keys reach detect.Config
+// (the grace follows a shortened window), and bad values are refused with
+// the key's position.
+func TestFleetDetection(t *testing.T) {
+	st, diags := compileFleetSrc(t, "edge-1", `interface "eth0" {}
+fleet {
+  servers = ["nats://198.19.0.1:4222"]
+  detection {
+    role        = "aggregate"
+    window      = "5s"
+    min_hosts   = 4
+    min_ports   = 10
+    action      = "throttle"
+    ttl         = "10m"
+    max_sources = 5000
+  }
+}`)
+	if diags != "" {
+		t.Fatal(diags)
+	}
+	want := detect.Config{Role: detect.RoleAggregate, Window: 5 * time.Second, Rule: summary.Rule{MinHosts: 4, MinPorts: 10},
+		Action: fleet.ActionThrottle, TTL: 10 * time.Minute, Grace: 2 * time.Second, MaxSources: 5000}
+	if st.Fleet.Detection != want {
+		t.Errorf("got %+v\nwant %+v", st.Fleet.Detection, want)
+	}
+	for src, msg := range map[string]string{
+		`role = "both"`:     `"both" is not a valid role`,
+		`window = "1500ms"`: "window must be whole seconds",
+		`min_hosts = 1`:     "min_hosts must be at least 2",
+		`min_ports = 500`:   "min_ports must be at most 200",
+		`action = "revoke"`: `"revoke" is not a valid action`,
+		`grace = "2m"`:      "grace 2m0s: want more than 0 and at most the window",
+		`window = "10s"
+    ttl = "5s"`: "ttl 5s: want at least the window",
+		`ttl = "30d"`: "fleet detection ttl (720h0m0s) must not exceed max_ttl (168h0m0s)",
+	} {
+		cfg, d := config.ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+fleet {
+  servers = ["nats://198.19.0.1:4222"]
+  node = "n"
+  detection {
+    `+src+`
+  }
+}`), config.Options{SkipInterfaceCheck: true})
+		if !d.HasErrors() {
+			_, d = Compile(cfg)
+		}
+		if got := config.FormatDiagnostics(d); !strings.Contains(got, msg) || !strings.Contains(got, "test.hcl:") {
+			t.Errorf("%s: diagnostics %q, want %q with a position", src, got, msg)
+		}
 	}
 }

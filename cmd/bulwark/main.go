@@ -365,6 +365,9 @@ func (c *explainCmd) Run(g *cli) error {
 	if x.Active != nil {
 		fmt.Printf("  verdict in force: %s for %s since %s (score %.1f)\n", x.Active.Action, x.Active.For, x.Active.At.Format(time.RFC3339), x.Active.Score)
 	}
+	if f := x.Fleet; f != nil {
+		fmt.Printf("  fleet: %s on %s by %s until %s: %s\n", f.Action, f.Target, f.Issuer, f.Expires.Format(time.RFC3339), f.Reason)
+	}
 	if len(x.Components) > 0 {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  COMPONENT\tVALUE\tCONTRIBUTION\tOF WEIGHT")
@@ -682,7 +685,8 @@ func exitCode(err error) int {
 }
 
 type fleetCmd struct {
-	Status fleetStatusCmd `cmd:"" help:"Show the fleet connection, the last applied revision, the lag, buffered and active verdicts, and whether this agent's set matches the bucket's."`
+	Status    fleetStatusCmd    `cmd:"" help:"Show the fleet connection, the last applied revision, the lag, buffered and active verdicts, and whether this agent's set matches the bucket's."`
+	Aggregate fleetAggregateCmd `cmd:"" help:"Run a standalone fleet aggregator: merge the agents' window summaries and issue fleet verdicts for what no single host sees."`
 }
 
 type fleetStatusCmd struct {

@@ -88,17 +88,22 @@ func Load(t testing.TB, s Setup) *loader.Datapath {
 // (without cgo, so the agent can drop capabilities on every thread) and
 // returns the binary's path. repo is the repository root, relative to the
 // calling test's directory.
-func BuildBulwark(repo, dir string) (string, error) {
+func BuildBulwark(repo, dir string) (string, error) { return BuildCmd(repo, dir, "./cmd/bulwark") }
+
+// BuildCmd builds the command package pkg (relative to repo, e.g.
+// ./cmd/bulwark) into dir, without cgo, and returns the binary's path (the
+// package's last element).
+func BuildCmd(repo, dir, pkg string) (string, error) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		gobin = "/usr/local/go/bin/go"
 	}
-	bin := filepath.Join(dir, "bulwark")
-	cmd := exec.Command(gobin, "build", "-o", bin, "./cmd/bulwark")
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command(gobin, "build", "-o", bin, pkg)
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build bulwark: %v\n%s", err, out)
+		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

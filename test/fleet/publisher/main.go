@@ -59,9 +59,9 @@ func run(servers []string, node string, count, replicas int, ttl time.Duration, 
 	if count < 1 || (!v6 && count > 32768) {
 		return fmt.Errorf("-count %d: 1 to 32,768 IPv4 targets (more with -v6)", count)
 	}
-	// The bucket and stream are the agents' defaults (agent/desired).
-	o := fleet.Options{Servers: servers, Node: node, Bucket: "bulwark-verdicts", SummaryStream: "bulwark-summaries",
-		Replicas: replicas, MaxTTL: 7 * 24 * time.Hour, IssuerRate: 1e6, IssuerBurst: count, MaxActive: count, Buffer: count}
+	o := fleet.DefaultOptions()
+	o.Servers, o.Node, o.Replicas = servers, node, replicas
+	o.IssuerRate, o.IssuerBurst, o.MaxActive, o.Buffer = 1e6, count, count, count
 	c, err := fleet.New(o, none{}, hclog.NewNullLogger(), nil)
 	if err != nil {
 		return err

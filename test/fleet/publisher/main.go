@@ -66,7 +66,9 @@ func main() {
 			ks = append(ks, k)
 		}
 		name := fmt.Sprintf("%s-%d", *node, i+1)
-		go func() { errs <- publish(ctx, strings.Split(*servers, ","), name, ks, *count, *batch, *replicas, *ttl, *v6) }()
+		go func() {
+			errs <- publish(ctx, strings.Split(*servers, ","), name, ks, *count, *batch, *replicas, *ttl, *v6)
+		}()
 	}
 	var failed bool
 	for range *issuers {
@@ -115,7 +117,7 @@ func publish(ctx context.Context, servers []string, node string, ks []int, total
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%s: gave up after %d of %d with %+v", node, lo, len(ks), s)
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(250 * time.Millisecond): // Status digests the whole set: not too often
 			}
 		}
 	}

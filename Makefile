@@ -62,7 +62,7 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	$(GO) run ./test/bench/report
 	@echo "wrote bench/results.json and docs/benchmarks.md"
 
-resilience: deps build ## the resilience suite and the fleet scenarios at full size, and bounded fuzzing, within 25 minutes (as root)
+resilience: deps build ## the resilience suite and the fleet scenarios at full size, and bounded fuzzing, within 35 minutes (as root)
 	@scripts/resilience.sh
 
 lint: ## gofmt, go vet and staticcheck

@@ -158,10 +158,20 @@ func expectFrames(t *testing.T, as []*testbed.Agent, src netip.Addr, pass bool) 
 // same digest; it returns the time from start until all were.
 func converge(t *testing.T, b *testbed.Bed, start time.Time, limit time.Duration, active int) time.Duration {
 	t.Helper()
-	var last testbed.Status
+	last := make([]testbed.Status, len(b.Agents))
+	defer func() {
+		// On a timeout (Fatalf ends the test through here), what each
+		// agent said last.
+		if t.Failed() {
+			for i, a := range b.Agents {
+				t.Logf("%s's last fleet status: %+v", a.Node, last[i])
+			}
+		}
+	}()
 	at := b.WaitAll(start, limit, fmt.Sprintf("%d active fleet verdicts, in sync", active), func(a *testbed.Agent) bool {
-		last = a.FleetStatus()
-		return last.Connected && last.InSync && last.Active == active && last.Lag == 0
+		s := a.FleetStatus()
+		last[a.Index] = s
+		return s.Connected && s.InSync && s.Active == active && s.Lag == 0
 	})
 	took := slowest(at)
 	// Digests are of the set at a given second: read them again until

@@ -117,6 +117,7 @@ type Agent struct {
 // root.
 func New(t testing.TB, o Options) *Bed {
 	t.Helper()
+	testutil.RequireRoot(t)
 	if o.Agents > 250 || o.Servers > 250 {
 		t.Fatalf("testbed: at most 250 agents and 250 servers, got %d and %d", o.Agents, o.Servers)
 	}

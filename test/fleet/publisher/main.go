@@ -1,10 +1,11 @@
 // Command publisher fills a fleet's bucket for the fleet tests: it runs
-// the real fleet client (agent/fleet) as node -node, publishes -count
-// block verdicts and exits once the client has published them all. The
+// the real fleet client (agent/fleet), -issuers clients in parallel named
+// NODE-1, NODE-2..., publishes -count block verdicts among them and exits
+// once the bucket has them all. The
 // tests run it inside a namespace of the testbed (ip netns exec), as a
 // host of the fleet without XDP.
 //
-//	publisher -servers nats://198.19.0.1:4222,... -node filler -count 1000000 -v6
+//	publisher -servers nats://198.19.0.1:4222,... -count 1000000 -issuers 8 -v6
 //
 // Targets: 198.18.128.0 onwards (IPv4, at most 32,768), or with -v6
 // 2001:2:0:ff::<k>/128.
@@ -12,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -42,58 +42,84 @@ func Target(k int, v6 bool) netip.Prefix {
 
 func main() {
 	servers := flag.String("servers", "", "NATS URLs, comma-separated")
-	node := flag.String("node", "filler", "the issuer name")
-	count := flag.Int("count", 1000, "verdicts to publish")
+	node := flag.String("node", "filler", "the issuers' name prefix: NODE-1, NODE-2...")
+	count := flag.Int("count", 1000, "verdicts to publish, in all")
+	issuers := flag.Int("issuers", 1, "clients publishing in parallel, each its share of the targets under its own name")
+	batch := flag.Int("batch", 2000, "verdicts each client publishes before waiting until the bucket has them")
 	replicas := flag.Int("replicas", 3, "the bucket's replicas, if this client creates it")
 	ttl := flag.Duration("ttl", time.Hour, "the verdicts' life")
 	v6 := flag.Bool("v6", false, "IPv6 /128 targets (up to 2^32) instead of IPv4 (up to 32,768)")
 	limit := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	flag.Parse()
-	if err := run(strings.Split(*servers, ","), *node, *count, *replicas, *ttl, *v6, *limit); err != nil {
-		fmt.Fprintln(os.Stderr, "publisher:", err)
+	if *count < 1 || (!*v6 && *count > 32768) || *issuers < 1 || *issuers > *count || *batch < 1 {
+		fmt.Fprintf(os.Stderr, "publisher: -count %d, -issuers %d, -batch %d: want 1 <= issuers <= count (at most 32,768 IPv4 targets; more with -v6), batch >= 1\n", *count, *issuers, *batch)
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *limit)
+	defer cancel()
+	start := time.Now()
+	errs := make(chan error, *issuers)
+	for i := range *issuers {
+		// Issuer i publishes targets k with k mod issuers == i.
+		var ks []int
+		for k := i; k < *count; k += *issuers {
+			ks = append(ks, k)
+		}
+		name := fmt.Sprintf("%s-%d", *node, i+1)
+		go func() {
+			errs <- publish(ctx, strings.Split(*servers, ","), name, ks, *count, *batch, *replicas, *ttl, *v6)
+		}()
+	}
+	var failed bool
+	for range *issuers {
+		if err := <-errs; err != nil {
+			fmt.Fprintln(os.Stderr, "publisher:", err)
+			failed = true
+		}
+	}
+	if failed {
 		os.Exit(1)
 	}
+	fmt.Printf("published %d verdicts as %d issuers in %s\n", *count, *issuers, time.Since(start).Round(time.Millisecond))
 }
 
-func run(servers []string, node string, count, replicas int, ttl time.Duration, v6 bool, limit time.Duration) error {
-	if count < 1 || (!v6 && count > 32768) {
-		return fmt.Errorf("-count %d: 1 to 32,768 IPv4 targets (more with -v6)", count)
-	}
-	// The bucket and stream are the agents' defaults (agent/desired).
-	o := fleet.Options{Servers: servers, Node: node, Bucket: "bulwark-verdicts", SummaryStream: "bulwark-summaries",
-		Replicas: replicas, MaxTTL: 7 * 24 * time.Hour, IssuerRate: 1e6, IssuerBurst: count, MaxActive: count, Buffer: count}
+// publish runs one client as node and publishes the targets ks, batch by
+// batch: each batch once the bucket has the one before (the client's
+// buffer is kept small). total is the count of every issuer's targets.
+func publish(ctx context.Context, servers []string, node string, ks []int, total, batch, replicas int, ttl time.Duration, v6 bool) error {
+	o := fleet.DefaultOptions()
+	o.Servers, o.Node, o.Replicas = servers, node, replicas
+	o.IssuerRate, o.IssuerBurst, o.MaxActive, o.Buffer = 1e6, len(ks), total, batch
 	c, err := fleet.New(o, none{}, hclog.NewNullLogger(), nil)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	now := time.Now()
-	for k := range count {
-		v := fleet.Verdict{Target: Target(k, v6), Action: fleet.ActionBlock, Issuer: node, Origin: "cli",
-			Reason: "fleet test filler", IssuedAt: now, Expires: now.Add(ttl)}
-		if err := c.Publish(v); err != nil {
-			return fmt.Errorf("publish %d: %w", k, err)
-		}
-	}
-	// Published when nothing is buffered and the bucket holds them all.
-	for {
-		s := c.Status()
-		if s.Connected && s.Buffered == 0 && s.Lag == 0 && s.Active == count {
-			fmt.Printf("published %d verdicts as %s in %s, bucket revision %d\n", count, node, time.Since(now).Round(time.Millisecond), s.BucketRevision)
-			cancel()
-			<-done
-			return nil
-		}
-		select {
-		case err := <-done:
-			if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				err = fmt.Errorf("gave up after %s with %+v", limit, s)
+	defer func() { cancel(); <-done }()
+	for lo := 0; lo < len(ks); lo += batch {
+		now := time.Now()
+		hi := min(lo+batch, len(ks))
+		for _, k := range ks[lo:hi] {
+			v := fleet.Verdict{Target: Target(k, v6), Action: fleet.ActionBlock, Issuer: node, Origin: "cli",
+				Reason: "fleet test filler", IssuedAt: now, Expires: now.Add(ttl)}
+			if err := c.Publish(v); err != nil {
+				return fmt.Errorf("%s: publish %d: %w", node, k, err)
 			}
-			return err
-		case <-time.After(100 * time.Millisecond):
+		}
+		for {
+			s := c.Status()
+			if s.Connected && s.Buffered == 0 && s.Lag == 0 && s.Active >= hi {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: gave up after %d of %d with %+v", node, lo, len(ks), s)
+			case <-time.After(250 * time.Millisecond): // Status digests the whole set: not too often
+			}
 		}
 	}
+	return nil
 }

@@ -169,6 +169,7 @@ func (s *controlServer) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/lists/{list}", s.handleListDel)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	mux.HandleFunc("GET /v1/explain/{ip}", s.handleExplain)
+	mux.HandleFunc("GET /v1/why/{ip}", s.handleWhy)
 	mux.HandleFunc("GET /v1/verdicts", s.handleVerdictsGet)
 	mux.HandleFunc("DELETE /v1/verdicts", s.handleVerdictsDel)
 	mux.HandleFunc("GET /v1/capture", s.capture)
@@ -177,7 +178,7 @@ func (s *controlServer) handler() http.Handler {
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/reload", "/v1/explain/{ip}", "/v1/why/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -452,14 +453,12 @@ func (s *controlServer) handleExplain(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	var sc *scoring
-	if st := s.state(); st != nil {
-		sc = st.scoring
-	}
-	if sc == nil || len(sc.engines) == 0 {
-		fail(w, http.StatusConflict, "the reputation engine is off (reputation.mode = \"off\")")
+	st := s.state()
+	if st == nil || st.scoring == nil || len(st.scoring.engines) == 0 {
+		fail(w, http.StatusConflict, "the reputation engine is off (reputation.mode = \"off\"); bulwark why %s works without it", addr)
 		return
 	}
+	sc := st.scoring
 	mono := monotonicNow()
 	x := sc.engines[0].Explain(addr, mono)
 	for _, e := range sc.engines[1:] {
@@ -467,6 +466,10 @@ func (s *controlServer) handleExplain(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		x = e.Explain(addr, mono)
+	}
+	if err := explainUntracked(st, addr, &x, mono); err != nil {
+		fail(w, http.StatusInternalServerError, "%v", err)
+		return
 	}
 	writeJSON(w, http.StatusOK, x)
 }

@@ -56,6 +56,7 @@ type Agent struct {
 
 	mu        sync.Mutex // serialises every change of policy
 	cfg       *config.Config
+	loadedSum [32]byte // the config's files as last read to load them (configSum), for the config watcher
 	want      *desired.State
 	ifaces    []*iface
 	audit     *Audit
@@ -90,7 +91,10 @@ func New(cfgPath string, log hclog.Logger) *Agent {
 	return a
 }
 
+// loadConfig loads the config; it records the digest of its files first (a change after it is a change the
+// watcher sees). Callers hold a.mu or run before anything else does.
 func (a *Agent) loadConfig() (*config.Config, error) {
+	a.loadedSum, _ = configSum(a.cfgPath) // unreadable: the load says why
 	cfg, diags := config.Load(a.cfgPath)
 	if diags.HasErrors() {
 		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
@@ -218,6 +222,10 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		dropped.Set(1)
 		a.log.Info("capabilities dropped to CAP_BPF")
 	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); a.watchConfig(watchCtx) }()
+	defer func() { stopWatch(); <-watchDone }()
 	notifyReady(a.log)
 	a.log.Info("bulwark running", "interfaces", len(a.ifaces), "mode", cfg.Mode, "version", Version)
 
@@ -339,9 +347,13 @@ func (a *Agent) control() *controlServer {
 		writers: &a.mu, reload: a.Reload, mapErrs: a.mapErrs, capture: a.recorders.handleCapture})
 }
 
-// Reload re-reads the config and reconciles. An invalid config changes
-// nothing; its diagnostics are in the error.
+// Reload reopens the audit log (a rotation moved it away), then re-reads
+// the config and reconciles. An invalid config changes nothing; its
+// diagnostics are in the error.
 func (a *Agent) Reload(who string) error {
+	if err := a.audit.Reopen(); err != nil {
+		a.log.Error("audit log not reopened; records still go to the file it had open", "error", err)
+	}
 	cfg, want, err := a.reload(who)
 	if err != nil {
 		return err

@@ -27,10 +27,12 @@ type AuditRecord struct {
 }
 
 // Audit appends JSON lines to the audit file (0600, O_APPEND). A nil
-// *Audit, or one with no file, discards records.
+// *Audit, or one with no file, discards records. Reopen starts a new file at
+// the same path, after a log rotation moved the old one away.
 type Audit struct {
-	mu sync.Mutex
-	f  *os.File
+	mu   sync.Mutex
+	path string
+	f    *os.File
 }
 
 // OpenAudit opens (creating) the audit file; "" disables auditing.
@@ -41,11 +43,42 @@ func OpenAudit(path string) (*Audit, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("audit log directory: %w", err)
 	}
+	f, err := openAuditFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Audit{path: path, f: f}, nil
+}
+
+func openAuditFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	return &Audit{f: f}, nil
+	return f, nil
+}
+
+// Reopen opens the audit file's path again (creating it) and writes there
+// from now on; the old file is synced and closed. Every record is in one of
+// the two: a write waits for the swap. When the path cannot be opened, the
+// old file stays in use and the error is returned.
+func (a *Audit) Reopen() error {
+	if a == nil || a.f == nil {
+		return nil
+	}
+	f, err := openAuditFile(a.path)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	old := a.f
+	a.f = f
+	a.mu.Unlock()
+	if err := old.Sync(); err != nil {
+		old.Close()
+		return fmt.Errorf("audit log: sync the rotated file: %w", err)
+	}
+	return old.Close()
 }
 
 // Write appends one record; errors are returned for the caller to log.

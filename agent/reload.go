@@ -48,6 +48,8 @@ var reloadKeys = map[string]reloadHow{
 	"events.max_per_second":            reloadLive,
 	// Read when the agent exits.
 	"detach_on_exit": reloadLive,
+	// Read by the config watcher at each poll.
+	"watch_config": reloadLive,
 	// The flight recorder is restarted with the new settings (flightRecorders.swap).
 	"events.dir":          reloadLive,
 	"events.max_file_mib": reloadLive,

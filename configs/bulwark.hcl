@@ -17,6 +17,15 @@
 ##   treated as IPv4.
 ## Names of rules, classes and feeds: 1-32 characters of a-z, 0-9, "_", "." and "-", starting with a-z or 0-9.
 ## Relative file paths (list files, feed paths, GeoIP databases) are relative to this file's directory.
+##
+## A config may be a directory instead of one file (bulwark run --config /etc/bulwark/conf.d, and the same path
+## for config check): its *.hcl files (not those starting with ".") are read in lexical order and merged into one
+## config, as if written in one file. A key, or a block that may appear once (limits, maps, ...), set in two files
+## is an error naming both files and lines, as are two interface, rule, class or feed blocks of one name. Relative
+## paths in any of the files are relative to the directory.
+## Environment: any string or number may be env("NAME"), the agent's environment variable NAME, or
+## env("NAME", "default"), its default when NAME is unset; an unset variable without a default is an error at
+## its line. Inside a string: listen = "${env("NODE_IP")}:9740".
 
 ## enforce: drop what the policy says to drop.
 ## monitor: drop nothing; count it as would_drop in the metrics instead.
@@ -31,6 +40,15 @@ malformed = "drop"
 ## the agent is down (fail-static). Set to true to detach and remove the pins on exit instead (fail-open).
 ## Default false.
 detach_on_exit = false
+
+## Reload by itself when the config changes: the agent reads its config file (or the *.hcl files of its config
+## directory) every 2 seconds and, once a change has stayed the same for one more read, reloads as SIGHUP does.
+## A config that is rejected is audited (who "watch"), counted (bulwark_config_reloads_total{result="rejected"},
+## bulwark_config_last_reload_successful 0) and logged; the running config stays until the file changes again.
+## Off by default: on a host, `systemctl reload bulwark` applies an edit when you say so and reports a rejection
+## to you. Turn it on where the file is delivered rather than edited, as a Kubernetes ConfigMap is (the DaemonSet's
+## config does). Default false.
+watch_config = false
 
 ## bpffs directory where the program and maps are pinned. Must be an absolute path. Restart needed.
 ## Default "/sys/fs/bpf/bulwark".

@@ -15,6 +15,8 @@
 #   promtool and prometheus (prometheus): the alert rules' unit tests and
 #     the dashboard test against a real Prometheus (test/observability);
 #   git (git) and make (make): the Makefile and .ci/run;
+#   logrotate (logrotate): the audit log's rotation test runs the
+#     packaged snippet (configs/logrotate/bulwark);
 #   rpm (rpm): the package test lists the .rpm's files and scripts
 #     (the .deb is checked with dpkg, which every Debian system has).
 # Programs of every Debian base system (bash, coreutils, grep, sed, mawk,
@@ -41,6 +43,7 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v make >/dev/null || need+=(make)
 command -v rpm >/dev/null || need+=(rpm)
+command -v logrotate >/dev/null || need+=(logrotate)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

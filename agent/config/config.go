@@ -15,7 +15,6 @@ package config
 
 import (
 	"net/netip"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -48,6 +47,9 @@ type Config struct {
 	DetachOnExit bool `hcl:"detach_on_exit"`
 	// PinDir is the absolute bpffs directory where the program and maps are pinned.
 	PinDir string `hcl:"pin_dir"`
+	// WatchConfig has the agent reload by itself when its config file (or a *.hcl file of its config
+	// directory) changes, as a reload would; off (the default), it reloads only when asked.
+	WatchConfig bool `hcl:"watch_config"`
 	// Interfaces lists the interfaces to attach to, in config order; there is at least one.
 	Interfaces []Interface `hcl:"interface"`
 	// Allow is the allow list: matching sources are always passed.
@@ -372,8 +374,9 @@ type Loader struct {
 	files map[string]*hcl.File
 }
 
-// Load reads, parses and validates the file at path. Files named in allow/block `files` are read and parsed too
-// (relative paths are relative to the config file's directory). On error, cfg is nil and diags has errors; on
+// Load reads, parses and validates the config at path: a file, or a directory whose *.hcl files are merged (see
+// Loader.Load). Files named in allow/block `files` are read and parsed too (relative paths are relative to the
+// config file's directory). On error, cfg is nil and diags has errors; on
 // success diags may still hold warnings, which the caller should print.
 func Load(path string) (*Config, hcl.Diagnostics) {
 	return LoadWithOptions(path, Options{})
@@ -396,21 +399,6 @@ func ParseWithOptions(filename string, src []byte, opts Options) (*Config, hcl.D
 	return l.Parse(filename, src)
 }
 
-// Load is the package-level Load with l's options; afterwards Files returns the parsed source.
-func (l *Loader) Load(path string) (*Config, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		l.files = nil
-		return nil, hcl.Diagnostics{{
-			Severity: hcl.DiagError,
-			Summary:  "Cannot read config file",
-			Detail:   err.Error(),
-			Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
-		}}
-	}
-	return l.Parse(path, src)
-}
-
 // Parse is the package-level Parse with l's options; afterwards Files returns the parsed source.
 func (l *Loader) Parse(filename string, src []byte) (*Config, hcl.Diagnostics) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
@@ -418,8 +406,13 @@ func (l *Loader) Parse(filename string, src []byte) (*Config, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, sortDiagnostics(diags)
 	}
-	d := &decoder{opts: l.Options, dir: filepath.Dir(filename)}
-	cfg := d.root(file.Body)
+	return l.decode(file.Body, filepath.Dir(filename))
+}
+
+// decode decodes and validates body, whose relative paths are relative to dir.
+func (l *Loader) decode(body hcl.Body, dir string) (*Config, hcl.Diagnostics) {
+	d := &decoder{opts: l.Options, dir: dir}
+	cfg := d.root(body)
 	if d.diags.HasErrors() {
 		return nil, sortDiagnostics(d.diags)
 	}

@@ -66,7 +66,8 @@ func defaults() *Config {
 }
 
 var rootSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "mode"}, {Name: "malformed"}, {Name: "detach_on_exit"}, {Name: "pin_dir"}},
+	Attributes: []hcl.AttributeSchema{{Name: "mode"}, {Name: "malformed"}, {Name: "detach_on_exit"}, {Name: "pin_dir"},
+		{Name: "watch_config"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "interface", LabelNames: []string{"name"}},
 		{Type: "allow"}, {Type: "block"}, {Type: "limits"}, {Type: "metrics"}, {Type: "log"}, {Type: "control"},
@@ -84,6 +85,7 @@ func (d *decoder) root(body hcl.Body) *Config {
 	d.enumAttr(c.Attributes["malformed"], &cfg.Malformed, "drop", "pass")
 	d.boolAttr(c.Attributes["detach_on_exit"], &cfg.DetachOnExit)
 	d.pathAttr(c.Attributes["pin_dir"], &cfg.PinDir, false)
+	d.boolAttr(c.Attributes["watch_config"], &cfg.WatchConfig)
 
 	d.interfaces(c.Blocks.OfType("interface"), c.MissingItemRange, cfg)
 	var blockAt listSources

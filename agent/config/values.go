@@ -62,9 +62,9 @@ func (d *decoder) content(body hcl.Body, schema *hcl.BodySchema) *hcl.BodyConten
 	return c
 }
 
-// value evaluates expr (no variables or functions are available) and converts it to ty.
+// value evaluates expr (no variables are available; the function env is) and converts it to ty.
 func (d *decoder) value(expr hcl.Expression, ty cty.Type) (cty.Value, bool) {
-	v, diags := expr.Value(nil)
+	v, diags := expr.Value(evalContext)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return cty.NilVal, false

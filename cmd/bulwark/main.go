@@ -50,7 +50,7 @@ type cli struct {
 }
 
 type runCmd struct {
-	Config                string `help:"Path of the HCL config." required:"" type:"existingfile"`
+	Config                string `help:"Path of the HCL config: a file, or a directory whose *.hcl files are merged in lexical order." required:"" type:"path"`
 	RequirePersistentPins bool   `help:"Refuse to start when the pins would not outlive the agent (a bpffs of its own mount namespace, as under 'ip netns exec'); without it the agent starts and logs an error."`
 }
 
@@ -92,7 +92,7 @@ type configCmd struct {
 }
 
 type checkCmd struct {
-	Path           string `arg:"" help:"Config file." type:"path"`
+	Path           string `arg:"" help:"Config file, or a directory whose *.hcl files are merged in lexical order (as bulwark run --config takes it)." type:"path"`
 	Offline        bool   `help:"Check only what the file says, not this host: skip the checks that the interfaces exist and that list files, feed files and GeoIP databases exist and can be read (files that exist are still read and checked). For validating a fleet's configs in CI on another machine."`
 	SkipInterfaces bool   `help:"Do not check that the interfaces exist on this host (all other checks run)."`
 }
@@ -103,7 +103,8 @@ func (checkCmd) Help() string {
 		"files, feed files and GeoIP databases can be read. Warnings (e.g. a CIDR in both allow and block) are " +
 		"printed to stderr also when the config is valid; they do not change the exit status.\n\n" +
 		"Exit status: 0 valid (perhaps with warnings), 1 invalid.\n\n" +
-		"Examples:\n  bulwark config check /etc/bulwark/bulwark.hcl\n  bulwark config check --offline fleet/web-01.hcl"
+		"A directory is checked as the agent loads it: its *.hcl files merged, and a key or block set in two files is an error naming both.\n\n" +
+		"Examples:\n  bulwark config check /etc/bulwark/bulwark.hcl\n  bulwark config check /etc/bulwark/conf.d\n  bulwark config check --offline fleet/web-01.hcl"
 }
 
 func (c *checkCmd) Run(g *cli) error {
@@ -424,7 +425,7 @@ func (c *verdictsDelCmd) Run(g *cli) error {
 }
 
 type replayCmd struct {
-	Config       string   `help:"The candidate config." required:"" type:"existingfile"`
+	Config       string   `help:"The candidate config: a file or a directory of *.hcl files." required:"" type:"path"`
 	JSON         bool     `help:"Print one JSON document."`
 	WriteDropped string   `help:"Write every dropped frame, with its original timestamp, to this pcap file." name:"write-dropped" placeholder:"OUT.pcap"`
 	Top          int      `help:"Sources in the text table." default:"20"`

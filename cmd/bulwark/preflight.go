@@ -16,7 +16,7 @@ import (
 )
 
 type preflightCmd struct {
-	Config     string `help:"Path of the HCL config: its interfaces, pin_dir and map sizes are checked." required:"" type:"existingfile"`
+	Config     string `help:"Path of the HCL config (a file or a directory of *.hcl files): its interfaces, pin_dir and map sizes are checked." required:"" type:"path"`
 	JSON       bool   `help:"Print JSON."`
 	AttachTest bool   `help:"Attach a program that passes every packet to each interface that has no XDP program, in native mode (then generic if native fails), and detach it at once, to learn whether the driver supports native XDP. Some drivers reset the link when an XDP program is attached in native mode: use it before going live, not on a busy link."`
 }

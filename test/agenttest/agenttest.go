@@ -567,9 +567,15 @@ func (e *Env) WaitMetric(max time.Duration, v float64, name string, labels ...st
 // AuditLog reads the env's audit log, one R per JSON line.
 func AuditLog[R any](e *Env) []R {
 	e.T.Helper()
-	b, err := os.ReadFile(e.Audit)
+	return JSONLines[R](e.T, e.Audit)
+}
+
+// JSONLines reads the file at path (an audit log), one R per non-blank JSON line; it fails t on an error.
+func JSONLines[R any](t testing.TB, path string) []R {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
-		e.T.Fatalf("audit log: %v", err)
+		t.Fatalf("audit log: %v", err)
 	}
 	var rs []R
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -581,7 +587,7 @@ func AuditLog[R any](e *Env) []R {
 		}
 		var r R
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
-			e.T.Fatalf("audit log line %q: %v", l, err)
+			t.Fatalf("%s: line %q: %v", path, l, err)
 		}
 		rs = append(rs, r)
 	}

@@ -85,6 +85,7 @@ var KeyChanges = map[string]KeyChange{
 	"mode":           set(top, "mode", `"monitor"`, false),
 	"malformed":      set(top, "malformed", `"pass"`, false),
 	"detach_on_exit": set(top, "detach_on_exit", "true", false),
+	"watch_config":   set(top, "watch_config", "true", false),
 	"pin_dir":        set(top, "pin_dir", `"/sys/fs/bpf/bulwark-keytest"`, true),
 	"interface":      set([]string{"interface"}, "attach", `"generic"`, true),
 	"allow.cidrs":    set([]string{"allow"}, "cidrs", `["198.18.99.0/24"]`, false),

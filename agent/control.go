@@ -79,6 +79,11 @@ func (s *controlServer) lockWriters(w http.ResponseWriter) (*readState, bool) {
 // serve serves the HTTP+JSON control API on a unix socket that only
 // root may use (mode 0600, and the peer's uid is checked).
 func (s *controlServer) serve(path string) (*http.Server, error) {
+	return s.serveHandler(path, s.handler())
+}
+
+// serveHandler serves h on the control socket at path, for root only.
+func (s *controlServer) serveHandler(path string, h http.Handler) (*http.Server, error) {
 	if err := ensureDir(path, 0o700); err != nil {
 		return nil, fmt.Errorf("control socket directory: %w", err)
 	}
@@ -103,7 +108,7 @@ func (s *controlServer) serve(path string) (*http.Server, error) {
 		return nil, fmt.Errorf("control socket mode: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           s.handler(),
+		Handler:           rootOnly(h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -184,12 +189,17 @@ func (s *controlServer) handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no endpoint %s", r.URL.Path)
 	})
+	return mux
+}
+
+// rootOnly refuses every request whose peer is not root.
+func rootOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if uid, _ := r.Context().Value(peerKey{}).(int); uid != 0 {
 			fail(w, http.StatusForbidden, "the control API is for root only")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
 
@@ -378,7 +388,12 @@ func (s *controlServer) handleListDel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *controlServer) handleReload(w http.ResponseWriter, r *http.Request) {
-	if err := s.reload("cli"); err != nil {
+	writeReload(w, s.reload("cli"))
+}
+
+// writeReload answers a reload request whose result is err.
+func writeReload(w http.ResponseWriter, err error) {
+	if err != nil {
 		var ce *config.Error
 		msg := err.Error()
 		if errors.As(err, &ce) {

@@ -57,6 +57,16 @@ type Status struct {
 	Packets       map[string]map[string]uint64 `json:"packets"` // action -> reason -> packets, all interfaces
 	Lists         map[string]map[string]int    `json:"list_entries"`
 	Verdicts      map[string]int               `json:"verdicts_active"`
+	// Missing lists the config's interface blocks that name no interface on
+	// this host: while there are any the agent waits, attached nowhere.
+	Missing []MissingInterface `json:"missing_interfaces,omitempty"`
+}
+
+// MissingInterface is an interface block of the config that names no
+// interface on the host.
+type MissingInterface struct {
+	Config string `json:"config"` // the block's name: an interface, "auto" or a pattern
+	Detail string `json:"detail"` // why it names none
 }
 
 // InterfaceStatus is one interface in Status.

@@ -61,7 +61,8 @@ func (runCmd) Help() string {
 }
 
 func (c *runCmd) Run(g *cli) error {
-	cfg, diags := config.Load(c.Config)
+	// An interface that is not there is no error: the agent waits for it.
+	cfg, diags := config.LoadWithOptions(c.Config, config.Options{SkipInterfaceCheck: true})
 	level, format := "info", "text"
 	if !diags.HasErrors() {
 		level, format = cfg.Log.Level, cfg.Log.Format
@@ -144,6 +145,9 @@ func (c *statusCmd) Run(g *cli) error {
 		return nil
 	}
 	fmt.Printf("bulwark %s, up %s, mode %s\n", st.Version, time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second), st.Mode)
+	for _, m := range st.Missing {
+		fmt.Printf("WAITING: interface %q names no interface on this host (%s); nothing is filtered until it does\n", m.Config, m.Detail)
+	}
 	for _, i := range st.Interfaces {
 		fmt.Printf("interface %s: attached %s, %d sources tracked\n", i.Name, i.Attach, i.TrackedSources)
 		if !i.PinsPersistent {

@@ -678,6 +678,15 @@ func TestManifestScheduling(t *testing.T) {
 
 func goTool(t *testing.T) string {
 	t.Helper()
+	p := goToolPath()
+	if p == "" {
+		t.Fatal("no go tool on PATH (or in $GOROOT/bin, /usr/local/go/bin) to build bulwark")
+	}
+	return p
+}
+
+// goToolPath is the go command's path, "" when there is none.
+func goToolPath() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
@@ -687,7 +696,6 @@ func goTool(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("no go tool on PATH (or in $GOROOT/bin, /usr/local/go/bin) to build bulwark")
 	return ""
 }
 

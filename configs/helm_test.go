@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,11 +52,21 @@ func readChart(t *testing.T) chartMeta {
 	return c
 }
 
+// helmBin is the path of the helm binary `go tool` builds (once: the first build of helm takes minutes).
+var helmBin = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command(goToolPath(), "tool", "-n", "helm").Output()
+	return strings.TrimSpace(string(out)), err
+})
+
 // helmTemplate renders the chart with values (a file of helm/testdata) as release "bulwark" in namespace
 // "bulwark".
 func helmTemplate(t *testing.T, values string) []byte {
 	t.Helper()
-	cmd := exec.Command(goTool(t), "tool", "helm", "template", "bulwark", chartDir, "--namespace", namespace,
+	bin, err := helmBin()
+	if err != nil || bin == "" {
+		t.Fatalf("go tool -n helm: %q, %v", bin, err)
+	}
+	cmd := exec.Command(bin, "template", "bulwark", chartDir, "--namespace", namespace,
 		"--values", filepath.Join("helm/testdata", values))
 	out, err := cmd.Output()
 	if err != nil {

@@ -64,6 +64,7 @@ type Agent struct {
 	reloadOK  prometheus.Gauge // 1 when the last reload (or the start) applied its config
 	reloadAt  prometheus.Gauge // when the last reload was tried (or the agent started), Unix seconds
 	mapErrs   *prometheus.CounterVec
+	ifMissing *prometheus.GaugeVec // by interface block: 1 while it names no interface on the host
 	reg       *prometheus.Registry
 	scoring   *scoring
 	feeds     *feedSet
@@ -89,6 +90,9 @@ func New(cfgPath string, log hclog.Logger) *Agent {
 	a.mapErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bulwark_map_update_errors_total", Help: "Failed writes to datapath maps, by map.",
 	}, []string{"map"})
+	a.ifMissing = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bulwark_interface_missing",
+		Help: "1 while the config's interface block (its name, \"auto\" or a pattern) names no interface on this host: the agent waits for it, unattached."},
+		[]string{"interface"})
 	return a
 }
 
@@ -96,7 +100,8 @@ func New(cfgPath string, log hclog.Logger) *Agent {
 // watcher sees). Callers hold a.mu or run before anything else does.
 func (a *Agent) loadConfig() (*config.Config, error) {
 	a.loadedSum, _ = configSum(a.cfgPath) // unreadable: the load says why
-	cfg, diags := config.Load(a.cfgPath)
+	// An interface that is not there is no error: the agent waits for it (awaitInterfaces).
+	cfg, diags := config.LoadWithOptions(a.cfgPath, config.Options{SkipInterfaceCheck: true})
 	if diags.HasErrors() {
 		return nil, &config.Error{Text: config.FormatDiagnostics(diags)}
 	}
@@ -137,9 +142,13 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	defer a.audit.Close()
 
+	cfg, want, ics, err := a.awaitInterfaces(ctx, hup, cfg, want)
+	if err != nil || ics == nil {
+		return err // nil: stopped while waiting
+	}
 	a.cfg, a.want = cfg, want
 	defer a.closeInterfaces()
-	for _, ic := range cfg.Interfaces {
+	for _, ic := range ics {
 		if err := a.startInterface(ic, cfg, want); err != nil {
 			return err
 		}
@@ -148,7 +157,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.reloads, a.reloadOK, a.reloadAt, a.mapErrs, newCollector(a.metricsView), buildInfo())
+		a.reloads, a.reloadOK, a.reloadAt, a.mapErrs, a.ifMissing, newCollector(a.metricsView), buildInfo())
 	a.reloadOK.Set(1)
 	a.reloadAt.SetToCurrentTime()
 
@@ -237,7 +246,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	defer srv.Close()
 	if cfg.Metrics.Listen != "" {
-		msrv, err := a.serveMetrics(cfg.Metrics.Listen)
+		msrv, err := a.serveMetrics(cfg.Metrics.Listen, a.reg)
 		if err != nil {
 			return err
 		}
@@ -511,13 +520,13 @@ func (a *Agent) sweepExpired() {
 	}
 }
 
-func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
+func (a *Agent) serveMetrics(addr string, reg prometheus.Gatherer) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if st := a.state.Load(); st == nil || len(st.ifaces) == 0 {

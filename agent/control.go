@@ -79,6 +79,11 @@ func (s *controlServer) lockWriters(w http.ResponseWriter) (*readState, bool) {
 // serve serves the HTTP+JSON control API on a unix socket that only
 // root may use (mode 0600, and the peer's uid is checked).
 func (s *controlServer) serve(path string) (*http.Server, error) {
+	return s.serveHandler(path, s.handler())
+}
+
+// serveHandler serves h on the control socket at path, for root only.
+func (s *controlServer) serveHandler(path string, h http.Handler) (*http.Server, error) {
 	if err := ensureDir(path, 0o700); err != nil {
 		return nil, fmt.Errorf("control socket directory: %w", err)
 	}
@@ -103,7 +108,7 @@ func (s *controlServer) serve(path string) (*http.Server, error) {
 		return nil, fmt.Errorf("control socket mode: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           s.handler(),
+		Handler:           rootOnly(h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -175,6 +180,7 @@ func (s *controlServer) handler() http.Handler {
 	mux.HandleFunc("POST /v1/lists/{list}/import", s.handleListImport)
 	mux.HandleFunc("POST /v1/reload", s.handleReload)
 	mux.HandleFunc("GET /v1/explain/{ip}", s.handleExplain)
+	mux.HandleFunc("GET /v1/why/{ip}", s.handleWhy)
 	mux.HandleFunc("GET /v1/verdicts", s.handleVerdictsGet)
 	mux.HandleFunc("DELETE /v1/verdicts", s.handleVerdictsDel)
 	mux.HandleFunc("GET /v1/capture", s.capture)
@@ -184,18 +190,23 @@ func (s *controlServer) handler() http.Handler {
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/lists/{list}/import", "/v1/reload", "/v1/explain/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources", "/v1/fleet"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/lists/{list}/import", "/v1/reload", "/v1/explain/{ip}", "/v1/why/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources", "/v1/fleet"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no endpoint %s", r.URL.Path)
 	})
+	return mux
+}
+
+// rootOnly refuses every request whose peer is not root.
+func rootOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if uid, _ := r.Context().Value(peerKey{}).(int); uid != 0 {
 			fail(w, http.StatusForbidden, "the control API is for root only")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
 
@@ -372,7 +383,12 @@ func (s *controlServer) handleListDel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *controlServer) handleReload(w http.ResponseWriter, r *http.Request) {
-	if err := s.reload("cli"); err != nil {
+	writeReload(w, s.reload("cli"))
+}
+
+// writeReload answers a reload request whose result is err.
+func writeReload(w http.ResponseWriter, err error) {
+	if err != nil {
 		var ce *config.Error
 		msg := err.Error()
 		if errors.As(err, &ce) {
@@ -455,14 +471,12 @@ func (s *controlServer) handleExplain(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	var sc *scoring
-	if st := s.state(); st != nil {
-		sc = st.scoring
-	}
-	if sc == nil || len(sc.engines) == 0 {
-		fail(w, http.StatusConflict, "the reputation engine is off (reputation.mode = \"off\")")
+	st := s.state()
+	if st == nil || st.scoring == nil || len(st.scoring.engines) == 0 {
+		fail(w, http.StatusConflict, "the reputation engine is off (reputation.mode = \"off\"); bulwark why %s works without it", addr)
 		return
 	}
+	sc := st.scoring
 	mono := monotonicNow()
 	x := sc.engines[0].Explain(addr, mono)
 	for _, e := range sc.engines[1:] {
@@ -471,7 +485,11 @@ func (s *controlServer) handleExplain(w http.ResponseWriter, r *http.Request) {
 		}
 		x = e.Explain(addr, mono)
 	}
-	if st := s.state(); st != nil && st.fleet != nil {
+	if err := explainUntracked(st, addr, &x, mono); err != nil {
+		fail(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	if st.fleet != nil {
 		x.Fleet = st.fleet.applier.findings.explain(addr, time.Now())
 	}
 	writeJSON(w, http.StatusOK, x)

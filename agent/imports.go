@@ -8,7 +8,6 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
-	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -17,15 +16,11 @@ import (
 const auditImportTargets = 100
 
 // originOf is the origin a list entry shows (block list, API): config,
-// runtime (the CLI and its imports) or feed.
+// runtime (the CLI and its imports), fleet or feed; a list file's entries
+// show as config (bulwark why names them file).
 func originOf(listID uint32) string {
-	switch {
-	case runtimeList(listID):
-		return "runtime"
-	case listID >= maps.FirstFeedList:
-		return "feed"
-	case listID == desired.ListFleetBlock:
-		return "fleet"
+	if o := listOrigin(listID); o != "file" {
+		return o
 	}
 	return "config"
 }

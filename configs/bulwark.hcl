@@ -55,7 +55,12 @@ watch_config = false
 pin_dir = "/sys/fs/bpf/bulwark"
 
 ## One block per interface to filter; at least one is required. The label is the interface name (at most 15
-## bytes); it must exist on the host. Names must be unique. Restart needed (names and attach modes).
+## bytes), "auto" (the interface of the host's default route, IPv4 else IPv6: the same config on hosts whose NICs
+## are named differently) or a pattern of names ("en*", "eth[01]": every interface it matches but the loopback).
+## Names must be unique. When a label names no interface on the host, the agent does not exit: it waits, shows
+## the missing interface in `bulwark status` and the metric bulwark_interface_missing, and attaches when the
+## interface appears (checked every 2 s, and at once on SIGHUP or `bulwark reload`). Restart needed (names and
+## attach modes).
 interface "eth0" {
   ## XDP attach mode: native (in the driver, fastest; fails if the driver lacks XDP support), generic (in the
   ## kernel's network stack, works everywhere, slower) or auto (native if supported, else generic).

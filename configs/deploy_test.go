@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,13 +42,16 @@ const (
 	configDir    = "/etc/bulwark"
 )
 
-// manifest is daemonset.yaml decoded into the Kubernetes API types.
+// manifest is a set of Kubernetes documents (daemonset.yaml, or the Helm chart's output) decoded into the API
+// types.
 type manifest struct {
-	ns  *corev1.Namespace
-	sa  *corev1.ServiceAccount
-	cm  *corev1.ConfigMap
-	ds  *appsv1.DaemonSet
-	raw map[string][]byte // document per kind
+	name string // where it comes from, for messages
+	ns   *corev1.Namespace
+	sa   *corev1.ServiceAccount
+	cm   *corev1.ConfigMap
+	ds   *appsv1.DaemonSet
+	pm   *monitoringv1.PodMonitor
+	raw  map[string][]byte // document per kind
 }
 
 // strict decodes one YAML document into v, rejecting unknown and duplicate fields.
@@ -60,31 +64,41 @@ func strict(t *testing.T, kind string, doc []byte, v any) {
 
 func loadManifest(t *testing.T) *manifest {
 	t.Helper()
-	f, err := os.Open(manifestPath)
+	data, err := os.ReadFile(manifestPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	m := &manifest{raw: map[string][]byte{}}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
+	m := decodeManifest(t, manifestPath, data)
+	if m.ns == nil || m.pm != nil {
+		t.Fatalf("%s: want a Namespace and no PodMonitor; got %v", manifestPath, keys(m.raw))
+	}
+	return m
+}
+
+// decodeManifest decodes the documents of data strictly, each into its API type: a ServiceAccount, a ConfigMap
+// and a DaemonSet, perhaps a Namespace and a PodMonitor, nothing else.
+func decodeManifest(t *testing.T, name string, data []byte) *manifest {
+	t.Helper()
+	m := &manifest{name: name, raw: map[string][]byte{}}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for {
 		doc, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", manifestPath, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-			continue // the leading comment block
+			continue // a comment block
 		}
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			t.Fatalf("%s: %v", manifestPath, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		key := tm.APIVersion + "/" + tm.Kind
 		if _, dup := m.raw[key]; dup {
-			t.Fatalf("%s: two %s documents", manifestPath, key)
+			t.Fatalf("%s: two %s documents", name, key)
 		}
 		m.raw[key] = doc
 		switch key {
@@ -100,12 +114,15 @@ func loadManifest(t *testing.T) *manifest {
 		case "apps/v1/DaemonSet":
 			m.ds = &appsv1.DaemonSet{}
 			strict(t, key, doc, m.ds)
+		case "monitoring.coreos.com/v1/PodMonitor":
+			m.pm = &monitoringv1.PodMonitor{}
+			strict(t, key, doc, m.pm)
 		default:
-			t.Fatalf("%s: unexpected document %q", manifestPath, key)
+			t.Fatalf("%s: unexpected document %q", name, key)
 		}
 	}
-	if m.ns == nil || m.sa == nil || m.cm == nil || m.ds == nil {
-		t.Fatalf("%s: want Namespace, ServiceAccount, ConfigMap and DaemonSet; got %v", manifestPath, keys(m.raw))
+	if m.sa == nil || m.cm == nil || m.ds == nil {
+		t.Fatalf("%s: want ServiceAccount, ConfigMap and DaemonSet; got %v", name, keys(m.raw))
 	}
 	return m
 }
@@ -143,9 +160,14 @@ func (m *manifest) container(t *testing.T) *corev1.Container {
 	return &cs[0]
 }
 
-// parseConfig runs the ConfigMap's HCL through Bulwark's config parser (interfaces are the nodes', not ours).
+// nodeIP is the node IP the tests give the config's env("NODE_IP") (the downward API's status.hostIP).
+const nodeIP = "198.18.0.7"
+
+// parseConfig runs the ConfigMap's HCL through Bulwark's config parser (interfaces are the nodes', not ours),
+// with NODE_IP set as the DaemonSet's downward API sets it.
 func (m *manifest) parseConfig(t *testing.T) *config.Config {
 	t.Helper()
+	t.Setenv("NODE_IP", nodeIP)
 	src, ok := m.cm.Data[configMapKey]
 	if !ok {
 		t.Fatalf("ConfigMap %s has no key %q (keys: %v)", m.cm.Name, configMapKey, slices.Sorted(maps.Keys(m.cm.Data)))
@@ -315,17 +337,11 @@ func TestManifestConfigMapIsValidBulwarkConfig(t *testing.T) {
 	if len(cfg.Interfaces) == 0 {
 		t.Fatal("config has no interface")
 	}
-	if cfg.Interfaces[0].Name != "eth0" || cfg.Interfaces[0].Attach != "auto" {
-		t.Errorf("interface %q attach %q, want eth0 attach auto", cfg.Interfaces[0].Name, cfg.Interfaces[0].Attach)
+	// Every node has a default route, not every node an eth0.
+	if cfg.Interfaces[0].Name != config.InterfaceAuto || cfg.Interfaces[0].Attach != "auto" {
+		t.Errorf("interface %q attach %q, want auto attach auto", cfg.Interfaces[0].Name, cfg.Interfaces[0].Attach)
 	}
-	host, _, err := net.SplitHostPort(cfg.Metrics.Listen)
-	if err != nil {
-		t.Fatalf("metrics.listen %q: %v", cfg.Metrics.Listen, err)
-	}
-	// The kubelet probes the pod IP (= the node IP under hostNetwork): loopback would fail every probe.
-	if ip := net.ParseIP(host); host != "" && (ip == nil || ip.IsLoopback()) {
-		t.Errorf("metrics.listen %q: must listen beyond loopback for the kubelet probes and scraping", cfg.Metrics.Listen)
-	}
+	m.checkNodeIPMetrics(t, cfg)
 
 	// Every path the agent writes is on a hostPath mount (the root filesystem is read-only).
 	for _, p := range []struct{ what, path, host string }{
@@ -346,6 +362,29 @@ func TestManifestConfigMapIsValidBulwarkConfig(t *testing.T) {
 	}
 	if cfg.DetachOnExit {
 		t.Error("detach_on_exit = true: a rolling update would leave each node unfiltered while its pod restarts")
+	}
+}
+
+// checkNodeIPMetrics checks that the agent's metrics listen on the node IP, from the downward API: the kubelet
+// probes the pod IP (= the node IP under hostNetwork), and the node's other addresses (an edge node's public
+// ones) do not serve them.
+func (m *manifest) checkNodeIPMetrics(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	host, _, err := net.SplitHostPort(cfg.Metrics.Listen)
+	if err != nil {
+		t.Fatalf("metrics.listen %q: %v", cfg.Metrics.Listen, err)
+	}
+	if host != nodeIP {
+		t.Errorf("metrics.listen %q with NODE_IP=%s: want the node IP, through env(\"NODE_IP\")", cfg.Metrics.Listen, nodeIP)
+	}
+	var found bool
+	for _, e := range m.container(t).Env {
+		if e.Name == "NODE_IP" {
+			found = e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.hostIP"
+		}
+	}
+	if !found {
+		t.Errorf("%s: the container's env NODE_IP is not the downward API's status.hostIP", m.name)
 	}
 }
 
@@ -639,6 +678,15 @@ func TestManifestScheduling(t *testing.T) {
 
 func goTool(t *testing.T) string {
 	t.Helper()
+	p := goToolPath()
+	if p == "" {
+		t.Fatal("no go tool on PATH (or in $GOROOT/bin, /usr/local/go/bin) to build bulwark")
+	}
+	return p
+}
+
+// goToolPath is the go command's path, "" when there is none.
+func goToolPath() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
@@ -648,7 +696,6 @@ func goTool(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("no go tool on PATH (or in $GOROOT/bin, /usr/local/go/bin) to build bulwark")
 	return ""
 }
 

@@ -14,6 +14,7 @@
 //	POST   /v1/lists/{allow|block}/import  ImportRequest -> ImportReply
 //	POST   /v1/reload                  ReloadReply (422 when rejected)
 //	GET    /v1/explain/{ip}            Explanation
+//	GET    /v1/why/{ip}?proto=&port=&syn=&bytes=&interface=   Why
 //	GET    /v1/verdicts                []Verdict
 //	DELETE /v1/verdicts                VerdictsRequest -> Deleted
 //	GET    /v1/capture?reason=&action=&count=&timeout=   []Event
@@ -42,6 +43,13 @@ const (
 const (
 	MaxSources     = 1000
 	DefaultSources = 20
+)
+
+// The frame length GET /v1/why/{ip} judges byte limits for, and its bounds.
+const (
+	DefaultWhyBytes = 64
+	MinWhyBytes     = 14
+	MaxWhyBytes     = 65535
 )
 
 // Bounds of a live capture request.

@@ -209,3 +209,40 @@ func (c *Client) Sources(ctx context.Context, by string, limit int) (rep Sources
 	raw, err = c.Do(ctx, http.MethodGet, "/v1/sources?"+q.Encode(), nil, &rep)
 	return rep, raw, err
 }
+
+// WhyQuery is the packet GET /v1/why/{ip} is asked about; zero fields are
+// the defaults (no protocol, a SYN for tcp, a 64-byte frame).
+type WhyQuery struct {
+	Proto     string // tcp, udp or icmp; "": none
+	Port      int    // tcp and udp
+	NoSYN     bool   // tcp: a segment of an established connection, not a SYN
+	Bytes     int    // the frame's length; 0: 64
+	Interface string // whose datapath; "": the first
+}
+
+// Why asks which step of the datapath's decision would decide a packet
+// from ip now.
+func (c *Client) Why(ctx context.Context, ip string, q WhyQuery) (w Why, raw []byte, err error) {
+	v := url.Values{}
+	if q.Proto != "" {
+		v.Set("proto", q.Proto)
+	}
+	if q.Port != 0 {
+		v.Set("port", strconv.Itoa(q.Port))
+	}
+	if q.NoSYN {
+		v.Set("syn", "false")
+	}
+	if q.Bytes != 0 {
+		v.Set("bytes", strconv.Itoa(q.Bytes))
+	}
+	if q.Interface != "" {
+		v.Set("interface", q.Interface)
+	}
+	path := "/v1/why/" + url.PathEscape(ip)
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	raw, err = c.Do(ctx, http.MethodGet, path, nil, &w)
+	return w, raw, err
+}

@@ -43,16 +43,34 @@ func TestWireJSON(t *testing.T) {
 			RatelimitPPS: 2, SYNShare: 0.5, Ports: 3, Score: 40, Verdict: "throttle", TTLSeconds: 9}}},
 			`{"interval_seconds":1,"measured":true,"sources":[{"source":"198.18.0.1","pps":10,"delivered_pps":8,"ratelimit_pps":2,` +
 				`"syn_share":0.5,"ports_per_second":3,"score":40,"verdict":"throttle","verdict_ttl_seconds":9}]}`},
-		{"explanation", Explanation{Source: netip.MustParsePrefix("198.18.0.1/32"), Tracked: true, Score: 50,
+		{"explanation", Explanation{Source: netip.MustParsePrefix("198.18.0.1/32"), Tracked: true, Score: 50, ScoreFrom: ScoreLive,
 			Components: []Component{{Name: "syn_ratio", Value: 1, Contribution: 20, Weight: 20}},
 			Feeds:      []FeedHit{{Feed: "f", Weight: 10}}, Location: &Location{Country: "SE", ASN: 1, ASOrg: "o"},
 			History:    []VerdictRecord{{Source: netip.MustParsePrefix("198.18.0.1/32"), Action: "block", Score: 50, At: at, For: time.Second, Enforced: true}},
 			Thresholds: map[string]float64{"block": 80}},
-			`{"source":"198.18.0.1/32","tracked":true,"exempt":false,"score":50,` +
+			`{"source":"198.18.0.1/32","tracked":true,"exempt":false,"score":50,"score_from":"live",` +
 				`"components":[{"name":"syn_ratio","value":1,"contribution":20,"weight":20}],"observed":null,"baseline":null,` +
 				`"feeds":[{"Feed":"f","Weight":10}],"location":{"Country":"SE","ASN":1,"ASOrg":"o"},` +
 				`"history":[{"source":"198.18.0.1/32","action":"block","score":50,"at":"2025-03-01T12:00:00Z","for_ns":1000000000,"enforced":true,"components":null}],` +
 				`"thresholds":{"block":80}}`},
+		{"explanation, blocked", Explanation{Source: netip.MustParsePrefix("198.18.0.2/32"), Score: 91, ScoreFrom: ScoreVerdict, Note: "n"},
+			`{"source":"198.18.0.2/32","tracked":false,"exempt":false,"score":91,"score_from":"verdict","note":"n",` +
+				`"components":null,"observed":null,"baseline":null,"feeds":null,"history":null,"thresholds":null}`},
+		{"why", Why{Source: "198.18.0.3", TrackingKey: "198.18.0.3/32", Interface: "eth0", Mode: "enforce",
+			Packet:   WhyPacket{Proto: "tcp", Port: 22, SYN: true, Bytes: 64},
+			Decision: WhyStep{Action: "drop", Reason: "ratelimit", Detail: "d", Rule: "ssh"},
+			Block:    &WhyEntry{CIDR: "198.18.0.0/24", List: "block", Origin: "config", ExpiresIn: 2},
+			Verdict:  &WhyVerdict{Action: "throttle", Origin: "scorer", Score: 70, ExpiresIn: 5},
+			Tracked:  true, Class: "c", ClassMult: 2, Score: &WhyScore{Score: 70, Tracked: true, ThrottleAt: 60, BlockAt: 85},
+			Limits: []WhyLimit{{Rule: "ssh", Bucket: "198.18.0.3/32", PPS: 1, Burst: 2, Multiplier: 0.5, Tokens: new(0.25), Conforms: false, Reached: true},
+				{Rule: "new_sources", PPS: 10, Burst: 10, BytesPerSec: 9, ByteBurst: 8, ByteTokens: new(7.0), Multiplier: 1, Fresh: true, Conforms: true}}},
+			`{"source":"198.18.0.3","tracking_key":"198.18.0.3/32","interface":"eth0","mode":"enforce",` +
+				`"packet":{"proto":"tcp","port":22,"syn":true,"bytes":64},"decision":{"action":"drop","reason":"ratelimit","detail":"d","rule":"ssh"},` +
+				`"block_entry":{"cidr":"198.18.0.0/24","list":"block","origin":"config","expires_in_seconds":2},` +
+				`"verdict":{"action":"throttle","origin":"scorer","score":70,"expires_in_seconds":5},"tracked":true,"class":"c","class_multiplier":2,` +
+				`"limits":[{"rule":"ssh","bucket":"198.18.0.3/32","pps":1,"burst":2,"multiplier":0.5,"tokens":0.25,"fresh":false,"conforms":false,"reached":true},` +
+				`{"rule":"new_sources","pps":10,"burst":10,"bytes_per_second":9,"byte_burst":8,"multiplier":1,"byte_tokens":7,"fresh":true,"conforms":true,"reached":false}],` +
+				`"score":{"score":70,"tracked":true,"throttle_at":60,"block_at":85,"exempt":false}}`},
 		{"event", Event{Time: at, Iface: "eth0", Action: "drop", Reason: "ratelimit", Rule: 3, RuleName: "dns", PktLen: 60, Data: []byte{1, 2}},
 			`{"time":"2025-03-01T12:00:00Z","iface":"eth0","action":"drop","reason":"ratelimit","rule":3,"rule_name":"dns","pkt_len":60,"data":"AQI="}`},
 	}

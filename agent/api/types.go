@@ -61,6 +61,16 @@ type Status struct {
 	Packets       map[string]map[string]uint64 `json:"packets"` // action -> reason -> packets, all interfaces
 	Lists         map[string]map[string]int    `json:"list_entries"`
 	Verdicts      map[string]int               `json:"verdicts_active"`
+	// Missing lists the config's interface blocks that name no interface on
+	// this host: while there are any the agent waits, attached nowhere.
+	Missing []MissingInterface `json:"missing_interfaces,omitempty"`
+}
+
+// MissingInterface is an interface block of the config that names no
+// interface on the host.
+type MissingInterface struct {
+	Config string `json:"config"` // the block's name: an interface, "auto" or a pattern
+	Detail string `json:"detail"` // why it names none
 }
 
 // InterfaceStatus is one interface in Status.
@@ -159,6 +169,8 @@ type Explanation struct {
 	Tracked    bool               `json:"tracked"`
 	Exempt     bool               `json:"exempt"`
 	Score      float64            `json:"score"`
+	ScoreFrom  string             `json:"score_from"`     // ScoreLive, ScoreVerdict or ScoreNone
+	Note       string             `json:"note,omitempty"` // why there is no live score, when there is none
 	Components []Component        `json:"components"`
 	Observed   map[string]float64 `json:"observed"`
 	Baseline   map[string]float64 `json:"baseline"`
@@ -182,6 +194,18 @@ type FleetFinding struct {
 	IssuedAt time.Time `json:"issued_at"`
 	Expires  time.Time `json:"expires"`
 }
+
+// Where an Explanation's score and components come from.
+const (
+	// ScoreLive: the engine's state of the source, as of its last cycle.
+	ScoreLive = "live"
+	// ScoreVerdict: the verdict in force, as it was issued. The engine keeps
+	// no state for a source whose packets a verdict or list stops before
+	// the rate limiter, so this is the score that blocked it.
+	ScoreVerdict = "verdict"
+	// ScoreNone: no state and no verdict of the engine: no score.
+	ScoreNone = "none"
+)
 
 // Component is one component of a score: its observed value and what it
 // contributed, out of its weight.
@@ -215,4 +239,87 @@ type VerdictRecord struct {
 	For        time.Duration      `json:"for_ns"`
 	Enforced   bool               `json:"enforced"`
 	Components map[string]float64 `json:"components"`
+}
+
+// Why is the reply of GET /v1/why/{ip}: which step of the datapath's
+// decision (bpf/bulwark.c, first match wins: allow list, block list,
+// verdict, new-source ceiling, rate limits, pass) would decide a packet
+// from the source now, and the state of each step. It is read from the
+// maps and changes nothing; it needs no reputation engine.
+type Why struct {
+	Source      string      `json:"source"`       // the address asked about
+	TrackingKey string      `json:"tracking_key"` // its per-source key: the IPv4 host or the IPv6 prefix
+	Interface   string      `json:"interface"`    // whose datapath was read
+	Mode        string      `json:"mode"`         // enforce or monitor (a drop is then a would_drop)
+	Packet      WhyPacket   `json:"packet"`
+	Decision    WhyStep     `json:"decision"`
+	Allow       *WhyEntry   `json:"allow_entry,omitempty"` // the live allow-list entry that matches
+	Block       *WhyEntry   `json:"block_entry,omitempty"` // the live block-list entry that matches
+	Verdict     *WhyVerdict `json:"verdict,omitempty"`     // the live verdict on the source
+	Tracked     bool        `json:"tracked"`               // the source has per-source state in the datapath
+	Class       string      `json:"class,omitempty"`       // the source's class, "" for none
+	ClassMult   float64     `json:"class_multiplier"`      // 1 outside every class
+	Limits      []WhyLimit  `json:"limits"`                // in the order the datapath takes from them
+	Score       *WhyScore   `json:"score,omitempty"`       // the reputation engine's view; nil when it is off
+}
+
+// WhyPacket is the packet Why was asked for.
+type WhyPacket struct {
+	Proto string `json:"proto,omitempty"` // tcp, udp, icmp; "": none (no protocol rule applies)
+	Port  uint16 `json:"port,omitempty"`
+	SYN   bool   `json:"syn,omitempty"` // tcp: a SYN without ACK, the first packet of a connection
+	Bytes uint32 `json:"bytes"`         // the frame's length, for byte limits
+}
+
+// WhyStep is the step that decides: the datapath's action and reason (the
+// labels of the packet counters and bulwark_packets_total), and what it is.
+type WhyStep struct {
+	Action string `json:"action"` // pass, drop or would_drop
+	Reason string `json:"reason"` // allowlist, blocklist, verdict, ratelimit or passed
+	Detail string `json:"detail"` // the list, verdict or rule, in words
+	Rule   string `json:"rule,omitempty"`
+}
+
+// WhyEntry is a list entry that matches the source.
+type WhyEntry struct {
+	CIDR      string  `json:"cidr"`
+	List      string  `json:"list"`
+	Origin    string  `json:"origin"` // config, file, feed or runtime
+	ExpiresIn float64 `json:"expires_in_seconds,omitempty"`
+}
+
+// WhyVerdict is the verdict in force on the source, with the score it was
+// issued at.
+type WhyVerdict struct {
+	Action    string  `json:"action"` // block or throttle
+	Origin    string  `json:"origin"`
+	Score     uint16  `json:"score"`
+	ExpiresIn float64 `json:"expires_in_seconds"`
+}
+
+// WhyLimit is one limit the packet meets and its bucket now. Tokens and
+// ByteTokens are what the bucket holds at the rates scaled by Multiplier;
+// absent when the limit has no such rate.
+type WhyLimit struct {
+	Rule        string   `json:"rule"`             // default, a rule's name, aggregate or new_sources
+	Bucket      string   `json:"bucket,omitempty"` // whose bucket: the source or its aggregate prefix ("" for the global new-sources ceiling)
+	PPS         uint64   `json:"pps,omitempty"`
+	Burst       uint64   `json:"burst,omitempty"`
+	BytesPerSec uint64   `json:"bytes_per_second,omitempty"`
+	ByteBurst   uint64   `json:"byte_burst,omitempty"`
+	Multiplier  float64  `json:"multiplier"`
+	Tokens      *float64 `json:"tokens,omitempty"`
+	ByteTokens  *float64 `json:"byte_tokens,omitempty"`
+	Fresh       bool     `json:"fresh"`    // the bucket has no state yet: it is full
+	Conforms    bool     `json:"conforms"` // the packet fits in the bucket now
+	Reached     bool     `json:"reached"`  // the datapath gets to it (an earlier exceeded limit decides first)
+}
+
+// WhyScore is the source's risk score when the reputation engine runs.
+type WhyScore struct {
+	Score      float64 `json:"score"`
+	Tracked    bool    `json:"tracked"` // the engine has state for the source
+	ThrottleAt float64 `json:"throttle_at"`
+	BlockAt    float64 `json:"block_at"`
+	Exempt     bool    `json:"exempt"`
 }

@@ -94,7 +94,8 @@ type Setting struct {
 
 // Interface is one network interface to attach the datapath to.
 type Interface struct {
-	// Name is the interface name, e.g. "eth0".
+	// Name is the interface name, e.g. "eth0"; or InterfaceAuto, or a pattern (see IsInterfacePattern): the
+	// agent resolves those on the host (ResolveInterface).
 	Name string
 	// Attach is the XDP attach mode: "auto" (native if the driver supports it, else generic), "native" or "generic".
 	Attach string

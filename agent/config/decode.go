@@ -188,6 +188,11 @@ func (d *decoder) interfaces(blocks hcl.Blocks, missing hcl.Range, cfg *Config) 
 			continue
 		}
 		seen[name] = b.DefRange
+		if name == InterfaceAuto || IsInterfacePattern(name) {
+			d.interfaceSpec(b, name)
+			cfg.Interfaces = append(cfg.Interfaces, iface)
+			continue
+		}
 		nameErr := interfaceNameError(name)
 		switch {
 		case !d.opts.SkipInterfaceCheck && !d.opts.Offline:
@@ -202,6 +207,22 @@ func (d *decoder) interfaces(blocks hcl.Blocks, missing hcl.Range, cfg *Config) 
 			d.errorf(b.LabelRanges[0], "Invalid interface name", "%s", nameErr)
 		}
 		cfg.Interfaces = append(cfg.Interfaces, iface)
+	}
+}
+
+// interfaceSpec checks an interface block named "auto" or a pattern: its
+// syntax, and, on the host, that it names an interface now; none is a
+// warning, since the agent waits for one to appear.
+func (d *decoder) interfaceSpec(b *hcl.Block, name string) {
+	if err := interfacePatternError(name); err != nil {
+		d.errorf(b.LabelRanges[0], "Invalid interface pattern", "%s", err)
+		return
+	}
+	if d.opts.SkipInterfaceCheck || d.opts.Offline {
+		return
+	}
+	if _, err := ResolveInterface(name); err != nil {
+		d.warnf(b.LabelRanges[0], "No interface matches", "%s on this host now: the agent will wait for one, reporting it in its status and in bulwark_interface_missing.", err)
 	}
 }
 

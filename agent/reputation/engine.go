@@ -720,23 +720,37 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 			}
 		}
 	}
-	idx, ok := e.index[key]
-	if !ok {
-		return x
-	}
-	x.Tracked = true
-	st := e.states.at(idx)
-	score, comps := e.total(st, a, mono)
-	x.Score = math.Round(score*10) / 10
-	x.Observed = map[string]float64{"pps": float64(st.pps), "syn_ratio": float64(st.synPct) / 100,
-		"ports_per_second": float64(st.ports), "ports_per_horizon": float64(st.horizon),
-		"ratelimit_drop_share": float64(st.dropPct) / 100}
 	w := e.cfg.Weights
 	weights := map[string]float64{CompRateAnomaly: w.RateAnomaly, CompSYNRatio: w.SYNRatio, CompPortScan: w.PortScan,
 		CompRatelimitDrops: w.RatelimitDrops, CompMalformed: w.Malformed, CompRepeat: w.Repeat}
-	values := map[string]float64{CompRateAnomaly: float64(st.pps) / e.baseline.Value(FeaturePPS),
-		CompSYNRatio: float64(st.synPct) / 100, CompPortScan: float64(max(st.ports, st.horizon)),
-		CompRatelimitDrops: float64(st.dropPct) / 100, CompRepeat: e.repeatFactor(key, mono)}
+	idx, ok := e.index[key]
+	x.Tracked = ok
+	var comps, values map[string]float64
+	switch {
+	case x.Active != nil && x.Active.Action == maps.VerdictBlock.String():
+		// A blocked source's packets stop before the rate limiter, so the
+		// engine sees none of them (it keeps no state, or state that no
+		// packet updates): the score is the one the verdict was issued at,
+		// with its components (their values are not kept).
+		x.ScoreFrom = api.ScoreVerdict
+		x.Score = x.Active.Score
+		comps = x.Active.Components
+	case ok:
+		x.ScoreFrom = api.ScoreLive
+		st := e.states.at(idx)
+		var score float64
+		score, comps = e.total(st, a, mono)
+		x.Score = math.Round(score*10) / 10
+		x.Observed = map[string]float64{"pps": float64(st.pps), "syn_ratio": float64(st.synPct) / 100,
+			"ports_per_second": float64(st.ports), "ports_per_horizon": float64(st.horizon),
+			"ratelimit_drop_share": float64(st.dropPct) / 100}
+		values = map[string]float64{CompRateAnomaly: float64(st.pps) / e.baseline.Value(FeaturePPS),
+			CompSYNRatio: float64(st.synPct) / 100, CompPortScan: float64(max(st.ports, st.horizon)),
+			CompRatelimitDrops: float64(st.dropPct) / 100, CompRepeat: e.repeatFactor(key, mono)}
+	default:
+		x.ScoreFrom = api.ScoreNone
+		return x
+	}
 	for name, c := range comps {
 		wt, ok := weights[name]
 		if !ok {

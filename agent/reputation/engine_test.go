@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -213,6 +214,12 @@ func TestVerdicts(t *testing.T) {
 			}
 			if x.Active == nil || len(x.History) != 1 {
 				t.Errorf("explain: active %v, history %v", x.Active, x.History)
+			}
+			// A blocked source's packets no longer reach the engine: its
+			// score is the one the verdict was issued at, not today's zero.
+			if x.Active != nil && x.Active.Action == maps.VerdictBlock.String() &&
+				(x.ScoreFrom != api.ScoreVerdict || x.Score != x.Active.Score || x.Score < testConfig().BlockScore) {
+				t.Errorf("explain of a blocked source: score %.1f from %q, want the verdict's %.1f", x.Score, x.ScoreFrom, x.Active.Score)
 			}
 			t.Logf("caught after %d s: %s score %.1f, components %v", caught, sink.puts[attacker], x.Score, x.Components)
 		})

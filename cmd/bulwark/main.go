@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -37,6 +38,7 @@ type cli struct {
 	Allow    listCmd     `cmd:"" help:"Add, delete or list run-time allow-list entries."`
 	Reload   reloadCmd   `cmd:"" help:"Have the agent re-read its config (as SIGHUP does) and wait for its answer; exit 1 with the diagnostics if rejected."`
 	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
+	Why      whyCmd      `cmd:"" help:"Show which step would decide a packet from a source now: allow or block list entry, verdict, rate limits and their buckets."`
 	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
 	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
 	Top      topCmd      `cmd:"" help:"Live view of the busiest and riskiest sources (plain text when not a terminal)."`
@@ -63,7 +65,8 @@ func (runCmd) Help() string {
 }
 
 func (c *runCmd) Run(g *cli) error {
-	cfg, diags := config.Load(c.Config)
+	// An interface that is not there is no error: the agent waits for it.
+	cfg, diags := config.LoadWithOptions(c.Config, config.Options{SkipInterfaceCheck: true})
 	level, format := "info", "text"
 	if !diags.HasErrors() {
 		level, format = cfg.Log.Level, cfg.Log.Format
@@ -146,6 +149,9 @@ func (c *statusCmd) Run(g *cli) error {
 		return nil
 	}
 	fmt.Printf("bulwark %s, up %s, mode %s\n", st.Version, time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second), st.Mode)
+	for _, m := range st.Missing {
+		fmt.Printf("WAITING: interface %q names no interface on this host (%s); nothing is filtered until it does\n", m.Config, m.Detail)
+	}
 	for _, i := range st.Interfaces {
 		fmt.Printf("interface %s: attached %s, %d sources tracked, kernel memory %.1f MiB\n", i.Name, i.Attach, i.TrackedSources,
 			float64(i.KernelMemoryBytes)/(1<<20))
@@ -355,12 +361,13 @@ func (c *explainCmd) Run(g *cli) error {
 		os.Stdout.Write(raw)
 		return nil
 	}
-	fmt.Printf("source %s: score %.1f of 100 (throttle at %.0f, block at %.0f)\n", x.Source, x.Score, x.Thresholds["throttle"], x.Thresholds["block"])
-	switch {
-	case x.Exempt:
+	from := map[string]string{api.ScoreLive: "", api.ScoreVerdict: " (as the verdict in force was issued)", api.ScoreNone: " (no score)"}[x.ScoreFrom]
+	fmt.Printf("source %s: score %.1f of 100%s (throttle at %.0f, block at %.0f)\n", x.Source, x.Score, from, x.Thresholds["throttle"], x.Thresholds["block"])
+	if x.Exempt {
 		fmt.Println("  exempt: allow-listed or protected; never throttled or blocked")
-	case !x.Tracked:
-		fmt.Println("  not tracked: no traffic from it reached the rate limiter recently")
+	}
+	if x.Note != "" {
+		fmt.Printf("  %s\n", x.Note)
 	}
 	if x.Active != nil {
 		fmt.Printf("  verdict in force: %s for %s since %s (score %.1f)\n", x.Active.Action, x.Active.For, x.Active.At.Format(time.RFC3339), x.Active.Score)
@@ -654,7 +661,8 @@ func newParser(c *cli, opts ...kong.Option) (*kong.Kong, error) {
 		kong.Description("Bulwark: an XDP traffic filter with per-source rate limits, allow/block lists and verdicts.\n\n" + exitHelp),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.UsageOnError(),
-		kong.Vars{"socket": config.DefaultControlSocket},
+		kong.Vars{"socket": config.DefaultControlSocket, "defbytes": strconv.Itoa(api.DefaultWhyBytes),
+			"minbytes": strconv.Itoa(api.MinWhyBytes), "maxbytes": strconv.Itoa(api.MaxWhyBytes)},
 		kong.Bind(c),
 	}, opts...)...)
 }

@@ -41,7 +41,7 @@ func (c *preflightCmd) Run(g *cli) error {
 	if diags.HasErrors() {
 		return exitError{exitFailed}
 	}
-	in := preflightInput(cfg)
+	in := preflightInput(cfg, false)
 	in.AttachTest = c.AttachTest
 	r := preflight.Run(in)
 	if c.JSON {
@@ -59,20 +59,30 @@ func (c *preflightCmd) Run(g *cli) error {
 	return nil
 }
 
-// preflightInput is what preflight checks of a config.
-func preflightInput(cfg *config.Config) preflight.Input {
+// preflightInput is what preflight checks of a config: the interfaces its
+// blocks name on this host ("auto" and patterns resolved). A block that
+// names none is checked under its own name (and found missing) unless
+// skipMissing, which leaves it out.
+func preflightInput(cfg *config.Config, skipMissing bool) preflight.Input {
 	in := preflight.Input{PinRoot: cfg.PinDir, Sizes: desired.Sizes(cfg)}
 	for _, i := range cfg.Interfaces {
-		in.Interfaces = append(in.Interfaces, preflight.Interface{Name: i.Name, Attach: loader.AttachMode(i.Attach)})
+		names, err := config.ResolveInterface(i.Name)
+		if err != nil && !skipMissing {
+			names = []string{i.Name}
+		}
+		for _, n := range names {
+			in.Interfaces = append(in.Interfaces, preflight.Interface{Name: n, Attach: loader.AttachMode(i.Attach)})
+		}
 	}
 	return in
 }
 
 // runPreflight runs the checks at the start of bulwark run: it logs every
 // warning and failure, and returns an error naming the failures that make
-// loading or attaching impossible, with their fixes.
+// loading or attaching impossible, with their fixes. Interfaces that are
+// not there are left out: the agent waits for them.
 func runPreflight(cfg *config.Config, log hclog.Logger) error {
-	r := preflight.Run(preflightInput(cfg))
+	r := preflight.Run(preflightInput(cfg, true))
 	for _, c := range r.Checks {
 		switch c.Status {
 		case preflight.Warn:

@@ -2,14 +2,20 @@ package natstest_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vishvananda/netns"
 
 	"github.com/bulwark-filter/bulwark/test/natstest"
+	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
 // TestClusterReplicated starts a 3-node cluster of the pinned server, puts
@@ -101,4 +107,62 @@ func attempt(ctx context.Context) context.Context {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_ = cancel // released when the deadline passes
 	return ctx
+}
+
+// TestNetns starts a server inside a network namespace made for the test:
+// a client inside the namespace reaches it, the host's loopback does not.
+func TestNetns(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	ns := "natstest-" + hex.EncodeToString(b)
+	for _, args := range [][]string{{"netns", "add", ns}, {"-n", ns, "link", "set", "lo", "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+		if args[0] == "netns" {
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		}
+	}
+	c := natstest.Cluster(t, 1, natstest.Options{Netns: []string{ns}, Hosts: []string{"127.0.0.1"}})
+	if nc, err := nats.Connect(c.URL(0), nats.Timeout(time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("the host's loopback reached the server in the namespace")
+	}
+	var version string
+	err := inNetns(ns, func() error {
+		nc, err := nats.Connect(c.URL(0))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		version = nc.ConnectedServerVersion()
+		return nil
+	})
+	if err != nil || version == "" {
+		t.Fatalf("client in %s: %v", ns, err)
+	}
+}
+
+// inNetns runs fn on a thread moved into the named namespace.
+func inNetns(name string, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		return err
+	}
+	defer func() { _ = netns.Set(orig) }()
+	return fn()
 }

@@ -5,16 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/vishvananda/netns"
 
 	"github.com/bulwark-filter/bulwark/test/natstest"
+	tnetns "github.com/bulwark-filter/bulwark/test/netns"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
@@ -132,7 +131,7 @@ func TestNetns(t *testing.T) {
 		t.Fatal("the host's loopback reached the server in the namespace")
 	}
 	var version string
-	err := inNetns(ns, func() error {
+	err := tnetns.InNamed(ns, func() error {
 		nc, err := nats.Connect(c.URL(0))
 		if err != nil {
 			return err
@@ -144,25 +143,4 @@ func TestNetns(t *testing.T) {
 	if err != nil || version == "" {
 		t.Fatalf("client in %s: %v", ns, err)
 	}
-}
-
-// inNetns runs fn on a thread moved into the named namespace.
-func inNetns(name string, fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		return err
-	}
-	defer func() { _ = netns.Set(orig) }()
-	return fn()
 }

@@ -330,7 +330,8 @@ func (c *Client) settle() {
 }
 
 // applyLoop calls the Applier with the coalesced changes, one batch at a
-// time, outside the Client's lock.
+// time, outside the Client's lock. A target the Applier refuses is counted
+// and reported as RefusedInvalid if it says so, else as RefusedLocal.
 func (c *Client) applyLoop(ctx context.Context) {
 	for {
 		select {
@@ -353,7 +354,10 @@ func (c *Client) applyLoop(ctx context.Context) {
 		now := time.Now()
 		for _, ch := range batch {
 			if reason, no := refused[ch.Target]; no {
-				c.m.refused.WithLabelValues(RefusedLocal).Inc()
+				if reason != RefusedInvalid {
+					reason = RefusedLocal
+				}
+				c.m.refused.WithLabelValues(reason).Inc()
 				c.onRefusal(Refusal{Verdict: ch.Winner, Reason: reason})
 				continue
 			}

@@ -294,7 +294,8 @@ func TestIssuerRateCap(t *testing.T) {
 
 // TestInvalidValueRefused: a value that does not decode, or names another
 // issuer than its key, is refused and counted on every client, never
-// applied, and nothing panics.
+// applied, and nothing panics; a target one host's Applier refuses is
+// refused there only.
 func TestInvalidValueRefused(t *testing.T) {
 	c := natstest.Cluster(t, 1, natstest.Options{})
 	a := start(t, testOptions("a", c.URLs(), 1))
@@ -319,6 +320,17 @@ func TestInvalidValueRefused(t *testing.T) {
 		if n.rec.len() != 1 {
 			t.Errorf("node %d: %d applied, want 1", i, n.rec.len())
 		}
+	}
+	// b's applier refuses target 7 (allowed there): counted and reported
+	// on b only, applied on a.
+	b.rec.mu.Lock()
+	b.rec.refuse[target(7)] = true
+	b.rec.mu.Unlock()
+	mustPublish(t, a, block(target(7), time.Hour))
+	waitFor(t, "b refuses target 7 as locally allowed", func() bool { return b.refused(RefusedLocal) == 1 })
+	waitFor(t, "a applies target 7", func() bool { _, ok := a.rec.get(target(7)); return ok })
+	if _, ok := b.rec.get(target(7)); ok || a.refused(RefusedLocal) != 0 {
+		t.Errorf("b applied the refused target, or a refused it")
 	}
 }
 

@@ -2,6 +2,9 @@ package natstest_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulwark-filter/bulwark/test/natstest"
+	tnetns "github.com/bulwark-filter/bulwark/test/netns"
+	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
 // TestClusterReplicated starts a 3-node cluster of the pinned server, puts
@@ -101,4 +106,41 @@ func attempt(ctx context.Context) context.Context {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_ = cancel // released when the deadline passes
 	return ctx
+}
+
+// TestNetns starts a server inside a network namespace made for the test:
+// a client inside the namespace reaches it, the host's loopback does not.
+func TestNetns(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	ns := "natstest-" + hex.EncodeToString(b)
+	for _, args := range [][]string{{"netns", "add", ns}, {"-n", ns, "link", "set", "lo", "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+		if args[0] == "netns" {
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		}
+	}
+	c := natstest.Cluster(t, 1, natstest.Options{Netns: []string{ns}, Hosts: []string{"127.0.0.1"}})
+	if nc, err := nats.Connect(c.URL(0), nats.Timeout(time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("the host's loopback reached the server in the namespace")
+	}
+	var version string
+	err := tnetns.InNamed(ns, func() error {
+		nc, err := nats.Connect(c.URL(0))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		version = nc.ConnectedServerVersion()
+		return nil
+	})
+	if err != nil || version == "" {
+		t.Fatalf("client in %s: %v", ns, err)
+	}
 }

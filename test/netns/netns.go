@@ -176,6 +176,17 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 	return <-errc
 }
 
+// InNamed runs fn inside the namespace named name (under /run/netns), e.g.
+// one that another harness made.
+func InNamed(name string, fn func() error) error {
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	defer h.Close()
+	return inNS(h, fn)
+}
+
 // InServer runs fn inside the server namespace (e.g. to attach XDP by
 // interface name).
 func (tb *Testbed) InServer(fn func() error) error { return inNS(tb.serverNS, fn) }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -144,7 +145,18 @@ func (p *publisher) put(t *testing.T, issuer string, i int, wg *sync.WaitGroup) 
 		t.Error(err)
 		return
 	}
-	f, err := p.js.PublishAsync("$KV."+fleet.DefaultOptions().Bucket+"."+fleet.Key(issuer, v.Target), data)
+	subj := "$KV." + fleet.DefaultOptions().Bucket + "." + fleet.Key(issuer, v.Target)
+	f, err := p.js.PublishAsync(subj, data)
+	// With the most acks outstanding the client stalls the publish: wait
+	// for the outstanding ones, then publish again (a bounded number of
+	// times), so a fill of 1M never outruns the server.
+	for try := 0; errors.Is(err, jetstream.ErrTooManyStalledMsgs) && try < 60; try++ {
+		select {
+		case <-p.js.PublishAsyncComplete():
+		case <-time.After(time.Second):
+		}
+		f, err = p.js.PublishAsync(subj, data)
+	}
 	if err != nil {
 		t.Errorf("publish %d: %v", i, err)
 		return

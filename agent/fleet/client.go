@@ -130,13 +130,6 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
-// How often the client pings its server, and how many unanswered pings
-// make it reconnect elsewhere.
-const (
-	pingInterval = 2 * time.Second
-	maxPingsOut  = 3
-)
-
 // natsOptions are the connection options: reconnect forever, jittered;
 // TLS and credentials as configured.
 func (c *Client) natsOptions() []nats.Option {
@@ -144,9 +137,6 @@ func (c *Client) natsOptions() []nats.Option {
 		nats.Name("bulwark " + c.opts.Node),
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
-		// A silent link (a partition: no RST, no FIN) is found within
-		// pingInterval x maxPingsOut instead of nats.go's 2 min x 2.
-		nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(maxPingsOut),
 		nats.Timeout(requestTimeout),
 		nats.ConnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
 		nats.ReconnectHandler(func(*nats.Conn) { kick(c.reconnected) }),

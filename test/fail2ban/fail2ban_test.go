@@ -276,8 +276,8 @@ func TestFail2banAction(t *testing.T) {
 // shows the sshd jail banning with the bulwark action only.
 func TestJailExample(t *testing.T) {
 	dir := t.TempDir()
-	if out, err := exec.Command("cp", "-r", "/etc/fail2ban/.", dir).CombinedOutput(); err != nil {
-		t.Fatalf("copy /etc/fail2ban: %v: %s", err, out)
+	if err := os.CopyFS(dir, os.DirFS("/etc/fail2ban")); err != nil {
+		t.Fatalf("copy /etc/fail2ban: %v", err)
 	}
 	for src, dst := range map[string]string{
 		"../../configs/fail2ban/action.d/bulwark.conf":       "action.d/bulwark.conf",

@@ -2,16 +2,8 @@ package fleet
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,55 +12,6 @@ import (
 
 	"github.com/bulwark-filter/bulwark/test/natstest"
 )
-
-// pki writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate, all signed by the CA, into dir.
-func pki(t *testing.T, dir string) (ca, serverCert, serverKey, clientCert, clientKey string) {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	now := time.Now()
-	caKey := newKey()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bulwark test fleet CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) (string, string) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kd)
-	}
-	ca = write("ca.pem", "CERTIFICATE", caDER)
-	serverCert, serverKey = leaf(2, "server", x509.ExtKeyUsageServerAuth)
-	clientCert, clientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth)
-	return
-}
 
 // exampleAuthorization is the authorization block of the example server
 // configuration, configs/fleet/nats-server.conf.
@@ -93,7 +36,8 @@ func exampleAuthorization(t *testing.T) string {
 // edge-1; a client without a certificate is refused.
 func TestTLSAndPermissions(t *testing.T) {
 	dir := t.TempDir()
-	ca, sc, sk, cc, ck := pki(t, dir)
+	tp := natstest.NewPKI(t, dir, []net.IP{net.IPv4(127, 0, 0, 1)})
+	ca, sc, sk, cc, ck := tp.CA, tp.ServerCert, tp.ServerKey, tp.ClientCert, tp.ClientKey
 	conf := "tls {\n  cert_file: " + sc + "\n  key_file: " + sk + "\n  ca_file: " + ca + "\n  verify: true\n}\n" +
 		exampleAuthorization(t)
 	srv := natstest.Cluster(t, 1, natstest.Options{Config: conf})

@@ -1,14 +1,7 @@
 package fleet_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -19,71 +12,16 @@ import (
 
 	"github.com/bulwark-filter/bulwark/test/agenttest"
 	testbed "github.com/bulwark-filter/bulwark/test/fleet"
+	"github.com/bulwark-filter/bulwark/test/natstest"
 )
 
-// pki writes a CA, a server certificate for the fabric addresses of n
-// servers and a client certificate, PEM, into dir.
-type pki struct{ CA, ServerCert, ServerKey, ClientCert, ClientKey string }
-
-func newPKI(t *testing.T, dir string, servers int) pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bulwark fleet test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pki{CA: filepath.Join(dir, "ca.pem")}
-	writePEM(t, p.CA, "CERTIFICATE", caDER)
-	leaf := func(serial int64, name string, ips []net.IP, usage x509.ExtKeyUsage) (string, string) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, c, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, kf := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-		writePEM(t, cf, "CERTIFICATE", der)
-		writePEM(t, kf, "EC PRIVATE KEY", kd)
-		return cf, kf
-	}
+// serverIPs are the fabric addresses of n servers, for their certificate.
+func serverIPs(n int) []net.IP {
 	var ips []net.IP
-	for _, a := range testbed.ServerAddrs(servers) {
+	for _, a := range testbed.ServerAddrs(n) {
 		ips = append(ips, net.IP(a.AsSlice()))
 	}
-	p.ServerCert, p.ServerKey = leaf(2, "server", ips, x509.ExtKeyUsageServerAuth)
-	p.ClientCert, p.ClientKey = leaf(3, "client", nil, x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return ips
 }
 
 // authorization is the servers' authorization block: one user per node,
@@ -116,7 +54,7 @@ func authorization(bucket string, users map[string]string) string {
 // issues is enforced at home and nowhere else.
 func TestFleetTLSAndCredentials(t *testing.T) {
 	dir := t.TempDir()
-	p := newPKI(t, dir, 3)
+	p := natstest.NewPKI(t, dir, serverIPs(3))
 	users := map[string]string{"agent-1": agenttest.RandHex(16), "agent-2": agenttest.RandHex(16), "agent-3": agenttest.RandHex(16)}
 	// Agent 3 holds a wrong password; agent 4 claims node agent-9 with
 	// agent-2's credentials.

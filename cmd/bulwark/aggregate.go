@@ -16,7 +16,7 @@ import (
 )
 
 type fleetAggregateCmd struct {
-	Config string `help:"Path of an HCL config with a fleet block (the agent's format; its interfaces are not used)." required:"" type:"existingfile"`
+	Config string `help:"Path of an HCL config with a fleet block (the agent's format; its interfaces are not used): a file, or a directory whose *.hcl files are merged in lexical order." required:"" type:"path"`
 }
 
 func (fleetAggregateCmd) Help() string {

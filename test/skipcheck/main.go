@@ -82,6 +82,7 @@ func check(r io.Reader, w io.Writer, asRoot bool) result {
 			if !failedTests[e.Package] {
 				res.failed++ // the package failed outside any test: build, TestMain, timeout
 			}
+			flushUnfinished(w, outputs, e.Package+".")
 		case e.Test == "":
 		case e.Action == "output":
 			outputs[key] = append(outputs[key], e.Output)
@@ -116,6 +117,7 @@ func check(r io.Reader, w io.Writer, asRoot bool) result {
 		fmt.Fprintf(w, "skipcheck: reading go test's output: %v\n", err)
 		res.failed++
 	}
+	flushUnfinished(w, outputs, "")
 	sort.Strings(skips)
 	for _, s := range skips {
 		fmt.Fprintln(w, s)
@@ -125,6 +127,25 @@ func check(r io.Reader, w io.Writer, asRoot bool) result {
 	}
 	fmt.Fprintf(w, "tests: %d passed, %d failed, %d skipped\n", res.passed, res.failed, res.skipped)
 	return res
+}
+
+// flushUnfinished shows the output of the tests under prefix (package and
+// dot; "" for all) that never finished: a timeout or a crash ends the
+// package while they run, and their log lines explain the failure.
+func flushUnfinished(w io.Writer, outputs map[string][]string, prefix string) {
+	var keys []string
+	for k := range outputs {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if out := plain(outputs[k]); out != "" {
+			fmt.Fprintf(w, "--- UNFINISHED: %s\n%s", k, out)
+		}
+		delete(outputs, k)
+	}
 }
 
 // skipReason is the message of a skipped test's output: its lines after

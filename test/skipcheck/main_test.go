@@ -111,3 +111,27 @@ func TestCheckFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckTimeout: a package that times out while a test runs shows that
+// test's log lines, which go test -json attributes to the test and never
+// closes with a fail event for it.
+func TestCheckTimeout(t *testing.T) {
+	in := run(pkg,
+		[3]string{"run", "TestSlow", ""},
+		[3]string{"output", "TestSlow", "=== RUN   TestSlow\n"},
+		[3]string{"output", "TestSlow", "    slow_test.go:7: applied 4100 of 5000\n"},
+		[3]string{"output", "TestSlow", "panic: test timed out after 2m0s\n"},
+		[3]string{"output", "", "FAIL\t" + pkg + "\t120.0s\n"},
+		[3]string{"fail", "", ""},
+	)
+	var out strings.Builder
+	res := check(strings.NewReader(in), &out, true)
+	if res.failed != 1 {
+		t.Errorf("failed %d, want 1 (the package)", res.failed)
+	}
+	for _, w := range []string{"--- UNFINISHED: " + pkg + ".TestSlow", "applied 4100 of 5000", "panic: test timed out"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+}

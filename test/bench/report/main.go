@@ -197,14 +197,7 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md s
 			break
 		}
 	}
-	w.WriteString("\n## Datapath cost per packet (BPF_PROG_TEST_RUN, median of rounds, beside a bare XDP_DROP floor)\n\n")
-	w.WriteString("| case | ns/packet | x floor | note |\n|---|---|---|---|\n")
-	if cases, ok := dp["cases"].([]any); ok {
-		for _, c := range cases {
-			m := c.(map[string]any)
-			fmt.Fprintf(&w, "| %v | %.0f | %.2f | %v |\n", m["case"], m["ns_per_packet"], m["x_floor"], m["note"])
-		}
-	}
+	writeDatapath(&w, dp)
 	w.WriteString("\n## Scorer, replay, control plane and verifier\n\n| benchmark | metric | value |\n|---|---|---|\n")
 	for _, name := range slices.Sorted(maps.Keys(gb)) {
 		m := gb[name]
@@ -231,6 +224,32 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md s
 		return err
 	}
 	return os.WriteFile(md, []byte(w.String()), 0o644)
+}
+
+// writeDatapath writes the datapath table: each case's median, spread and
+// ratio to its floor, flagged where its rounds never passed the stability
+// check.
+func writeDatapath(w *strings.Builder, dp map[string]any) {
+	num := func(m map[string]any, k string) float64 { v, _ := m[k].(float64); return v }
+	fmt.Fprintf(w, "\n## Datapath cost per packet (BPF_PROG_TEST_RUN, %.0f rounds of %.0f runs, floors and cases alternating)\n\n",
+		num(dp, "rounds"), num(dp, "repeat"))
+	fmt.Fprintf(w, "The list cases rotate through %.0f source addresses in random order (bpf/rotate.c overwrites the frame's "+
+		"source run by run, then tail-calls Bulwark); their floor, floor-rotate4 or floor-rotate6, is the same rotation "+
+		"then XDP_DROP, so the rotation is on both sides of the ratio. The -hot cases repeat one address: the cache-hot "+
+		"best case. A case is stable when the interquartile range of its rounds, and of its floor's, is at most %.0f %% of "+
+		"the median + 1 ns; an unstable one is measured again, at most %.0f times, and flagged if it never passes.\n\n",
+		num(dp, "slots"), 100*num(dp, "max_spread"), num(dp, "retries"))
+	w.WriteString("| case | median ns | min-max ns | IQR ns | floor | x floor | attempts | note |\n|---|---|---|---|---|---|---|---|\n")
+	cases, _ := dp["cases"].([]any)
+	for _, c := range cases {
+		m, _ := c.(map[string]any)
+		note, _ := m["note"].(string)
+		if st, _ := m["stable"].(bool); !st {
+			note += " **(unstable: never passed the stability check)**"
+		}
+		fmt.Fprintf(w, "| %v | %.0f | %.0f-%.0f | %.0f-%.0f | %v | %.2f | %.0f | %s |\n", m["case"], num(m, "ns_per_packet"),
+			num(m, "min_ns"), num(m, "max_ns"), num(m, "q1_ns"), num(m, "q3_ns"), m["floor"], num(m, "x_floor"), num(m, "attempts"), note)
+	}
 }
 
 // spread is the median, least and most of a sample of figures.

@@ -16,6 +16,7 @@ TEST_TIMEOUT ?= 30m
 NFT_SIZES ?= 10000,100000,1000000
 # make bench's repetitions: datapath rounds, and runs of each Go benchmark (-benchtime 1x -count).
 BENCH_COUNT ?= 5
+BENCH_START := $(shell date +%s)
 # make bench's fleet run: lightweight clients, verdicts per second, seconds, and verdicts to cold-sync.
 FLEET_CLIENTS ?= 200
 FLEET_RATE ?= 1000
@@ -61,7 +62,7 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	BULWARK_FLEET_OUT=$(CURDIR)/bench/fleet.json $(GO) test -count=1 -run '^TestFleetBench$$' -v -timeout 30m ./test/bench/ \
 		-args -fleet.clients=$(FLEET_CLIENTS) -fleet.rate=$(FLEET_RATE) -fleet.seconds=$(FLEET_SECONDS) -fleet.coldsync=$(FLEET_COLDSYNC)
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json
-	$(GO) run ./test/bench/report
+	$(GO) run ./test/bench/report -started $(BENCH_START)
 	@echo "wrote bench/results.json, docs/benchmarks.md and README.md's figures table"
 
 resilience: deps build ## the resilience suite and the fleet scenarios at full size, and bounded fuzzing, within 35 minutes (as root)

@@ -35,8 +35,12 @@ func readmeTable(resultsJSON []byte) (string, error) {
 		return "", fmt.Errorf("results: %w", err)
 	}
 	var w strings.Builder
-	fmt.Fprintf(&w, "From the run of %s on %s (%s CPUs, kernel %s); medians, spreads in the report.\n\n",
-		r.Machine["date"], r.Machine["cpu"], r.Machine["cpus"], r.Machine["kernel"])
+	took := ""
+	if m, ok := r.Machine["make_bench_minutes"]; ok {
+		took = ", " + m + " minutes"
+	}
+	fmt.Fprintf(&w, "From the run of %s on %s (%s CPUs, kernel %s%s); medians, spreads in the report.\n\n",
+		r.Machine["date"], r.Machine["cpu"], r.Machine["cpus"], r.Machine["kernel"], took)
 	w.WriteString("| measure | result | target met |\n|---|---|---|\n")
 	for _, t := range r.Targets {
 		met := "yes"

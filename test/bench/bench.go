@@ -1,6 +1,9 @@
 // Package bench measures the datapath with BPF_PROG_TEST_RUN
-// (Program.Benchmark): ns per packet for each case, beside a bare XDP_DROP
-// floor program measured alternately with it in the same run.
+// (Program.Benchmark): ns per packet for each case, beside a floor program
+// measured alternately with it in the same run: a bare XDP_DROP, or for the
+// block-list cases, which cycle through many distinct sources by way of
+// bpf/rotate.c, the same rotation then XDP_DROP. Every round is kept; a
+// case whose rounds spread too much is measured again.
 //
 // Run it with `go run ./test/bench/cmd` (prints a table) or
 // `go test -run '^$' -bench . -benchtime 1x ./test/bench/` (as root).

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
+	"os/exec"
 	"sort"
 	"strings"
 
@@ -248,27 +249,55 @@ func randomLike(a netip.Addr, rng *rand.Rand) netip.Addr {
 	return r
 }
 
-// nftDrops tells whether the ruleset's sets drop a frame from a: a is
-// looked up in each set of its family with `nft get element`, which
-// answers ENOENT when no element covers it.
-func nftDrops(tb *netns.Testbed, sets []nftSet, a netip.Addr) (bool, error) {
-	typ := "ipv4_addr"
-	if !a.Is4() {
-		typ = "ipv6_addr"
-	}
-	for _, s := range sets {
-		if s.Type != typ {
-			continue
-		}
-		out, err := nft(tb, "get", "element", "netdev", nftTable, s.Name, "{ "+a.String()+" }")
-		if err == nil {
-			return true, nil
-		}
-		if !strings.Contains(string(out), "No such file or directory") {
-			return false, fmt.Errorf("%s in set %s: %w", a, s.Name, err)
+// nftDrops tells whether the ruleset's sets drop frames from addrs: each
+// address is looked up in each set of its family with `nft get element`,
+// all in one `nft -i` session, which answers ENOENT, echoing the command,
+// when no element covers it.
+func nftDrops(tb *netns.Testbed, sets []nftSet, addrs []netip.Addr) ([]bool, error) {
+	var cmds strings.Builder
+	n := 0
+	for _, a := range addrs {
+		for _, s := range sets {
+			if (s.Type == "ipv4_addr") == a.Is4() {
+				fmt.Fprintf(&cmds, "get element netdev %s %s { %s }\n", nftTable, s.Name, a)
+				n++
+			}
 		}
 	}
-	return false, nil
+	cmd := exec.Command("ip", "netns", "exec", tb.Server, "nft", "-i")
+	cmd.Stdin = strings.NewReader(cmds.String())
+	out, _ := cmd.CombinedOutput() // the exit status is that of the last command
+	missing := map[string]bool{}
+	found, errs := 0, 0
+	lines := strings.Split(string(out), "\n")
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "table netdev "+nftTable+" {"):
+			found++
+		case strings.HasPrefix(l, "Error:"):
+			if !strings.Contains(l, "No such file or directory") || i+1 >= len(lines) {
+				return nil, fmt.Errorf("nft get element: %s", l)
+			}
+			f := strings.Fields(lines[i+1]) // get element netdev TABLE SET { ADDR }
+			if len(f) != 8 || f[0] != "get" {
+				return nil, fmt.Errorf("nft get element: unexpected echo %q", lines[i+1])
+			}
+			missing[f[4]+" "+f[6]] = true
+			errs++
+		}
+	}
+	if found+errs != n {
+		return nil, fmt.Errorf("nft get element: %d found and %d missing of %d lookups: %.1000s", found, errs, n, out)
+	}
+	got := make([]bool, len(addrs))
+	for i, a := range addrs {
+		for _, s := range sets {
+			if (s.Type == "ipv4_addr") == a.Is4() && !missing[s.Name+" "+a.String()] {
+				got[i] = true
+			}
+		}
+	}
+	return got, nil
 }
 
 // CheckSample checks that the receiver drops exactly the addresses marked
@@ -279,14 +308,14 @@ func CheckSample(r *Receiver, addrs []netip.Addr, want []bool) error {
 	if r.drops == nil {
 		return nil
 	}
+	got, err := r.drops(addrs)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.Name, err)
+	}
 	var bad []string
 	for i, a := range addrs {
-		got, err := r.drops(a)
-		if err != nil {
-			return fmt.Errorf("%s: %w", r.Name, err)
-		}
-		if got != want[i] {
-			bad = append(bad, fmt.Sprintf("%s dropped=%v want %v", a, got, want[i]))
+		if got[i] != want[i] {
+			bad = append(bad, fmt.Sprintf("%s dropped=%v want %v", a, got[i], want[i]))
 		}
 	}
 	if len(bad) > 0 {

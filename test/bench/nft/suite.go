@@ -24,9 +24,12 @@ type Config struct {
 	// hold its speed (Result.GenHeld false); the last attempt is kept,
 	// flagged, when every one failed.
 	Retries int
-	Bounds  Bounds
-	TempDir string // for the nft files; "" = os.TempDir()
-	Logf    func(string, ...any)
+	// RerunUntil bounds the re-runs in time: past it (from the start of
+	// the suite) an unstable repetition is kept, flagged; 0: no bound.
+	RerunUntil time.Duration
+	Bounds     Bounds
+	TempDir    string // for the nft files; "" = os.TempDir()
+	Logf       func(string, ...any)
 }
 
 // SampleSize is how many listed hosts, addresses in listed prefixes and
@@ -94,7 +97,8 @@ func Suite(c Config) (*Report, error) {
 	if c.Retries < 0 {
 		return nil, fmt.Errorf("retries: %d, want 0 or more", c.Retries)
 	}
-	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Method: Method}
+	start := time.Now()
+	rep := &Report{Date: start.UTC().Format(time.RFC3339), Method: Method}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		rep.Kernel = unix.ByteSliceToString(u.Release[:])
@@ -112,7 +116,7 @@ func Suite(c Config) (*Report, error) {
 			func(tb *netns.Testbed) (*Receiver, error) { return Bulwark(tb, es, 0) },
 			func(tb *netns.Testbed) (*Receiver, error) { return NFT(tb, c.TempDir, es, OneSet, 0) },
 			func(tb *netns.Testbed) (*Receiver, error) { return NFT(tb, c.TempDir, es, Split, 0) })
-		if err := group(c, rep, n, MaskAll, mks, es); err != nil {
+		if err := group(c, rep, start, n, MaskAll, mks, es); err != nil {
 			return rep, err
 		}
 	}
@@ -122,7 +126,7 @@ func Suite(c Config) (*Report, error) {
 			func(tb *netns.Testbed) (*Receiver, error) { return Bulwark(tb, nil, c.Limit) },
 			func(tb *netns.Testbed) (*Receiver, error) { return NFT(tb, c.TempDir, nil, OneSet, c.Limit) },
 		}
-		if err := group(c, rep, 0, MaskFew, mks, nil); err != nil {
+		if err := group(c, rep, start, 0, MaskFew, mks, nil); err != nil {
 			return rep, err
 		}
 	}
@@ -134,8 +138,8 @@ func Suite(c Config) (*Report, error) {
 // group sets up every receiver of a group, checks the block receivers on
 // a sample of the list, and measures them in interleaved rounds
 // (A B C, A B C, ...), re-running an unstable repetition at most
-// c.Retries times.
-func group(c Config, rep *Report, id int, mask int32, mks []maker, block []maps.Entry) error {
+// c.Retries times and not past c.RerunUntil from start.
+func group(c Config, rep *Report, start time.Time, id int, mask int32, mks []maker, block []maps.Entry) error {
 	var slots []*slot
 	defer func() {
 		for _, s := range slots {
@@ -170,7 +174,8 @@ func group(c Config, rep *Report, id int, mask int32, mks []maker, block []maps.
 					return fmt.Errorf("%s %s %d: %w", s.r.Name, s.r.Test, s.r.Entries, err)
 				}
 				res.Group, res.Rep, res.Attempt = id, round, attempt
-				res.Accepted = res.GenHeld || attempt > c.Retries
+				late := c.RerunUntil > 0 && time.Since(start) > c.RerunUntil
+				res.Accepted = res.GenHeld || attempt > c.Retries || late
 				c.Logf("  round %d %-9s %-5s %8d: %.1f ns/pkt, dropped %.2f Mpps, generator %.1f/%.1f ns%s",
 					round, res.Receiver, res.Test, res.Entries, res.RecvNsPerPkt, res.DroppedMpps,
 					res.GenNsBefore, res.GenNsAfter, map[bool]string{true: "", false: " (unstable)"}[res.GenHeld])

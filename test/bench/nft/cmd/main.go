@@ -23,7 +23,8 @@ func main() {
 	floors := flag.Bool("floors", true, "measure the XDP_DROP and nft drop-all floors")
 	reps := flag.Int("reps", 5, "repetitions of every receiver, interleaved (at least 1)")
 	retries := flag.Int("retries", 2, "re-runs of a repetition whose generator did not hold its speed (0 or more)")
-	dur := flag.Duration("dur", 2*time.Second, "bound of one measured run in time")
+	rerunUntil := flag.Duration("rerun-until", 7*time.Minute, "no re-runs past this time from the start (0: no bound)")
+	dur := flag.Duration("dur", 1500*time.Millisecond, "bound of one measured run in time")
 	pkts := flag.Uint64("pkts", 40_000_000, "bound of one measured run in frames")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
 	flag.Parse()
@@ -31,8 +32,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "nft bench: needs root (BPF, namespaces, nft)")
 		os.Exit(1)
 	}
-	if *reps < 1 || *retries < 0 || *dur <= 0 || *pkts == 0 {
-		fmt.Fprintln(os.Stderr, "nft bench: -reps must be at least 1, -retries 0 or more, -dur and -pkts above 0")
+	if *reps < 1 || *retries < 0 || *dur <= 0 || *pkts == 0 || *rerunUntil < 0 {
+		fmt.Fprintln(os.Stderr, "nft bench: -reps must be at least 1, -retries and -rerun-until 0 or more, -dur and -pkts above 0")
 		os.Exit(2)
 	}
 	var ns []int
@@ -51,7 +52,7 @@ func main() {
 	b.MaxDur, b.MaxPkts = *dur, *pkts
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	start := time.Now()
-	rep, err := nft.Suite(nft.Config{Sizes: ns, Limit: *limit, Floors: *floors, Reps: *reps, Retries: *retries, Bounds: b, Logf: logf})
+	rep, err := nft.Suite(nft.Config{Sizes: ns, Limit: *limit, Floors: *floors, Reps: *reps, Retries: *retries, RerunUntil: *rerunUntil, Bounds: b, Logf: logf})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nft bench:", err)
 		os.Exit(1)

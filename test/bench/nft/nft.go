@@ -25,9 +25,19 @@
 //     N entries (90 % /32 hosts, 10 % prefixes /20-/31; the 8192 generated
 //     sources are among the hosts), or with a default per-source limit;
 //   - nft-drop: a netdev ingress chain dropping everything (the nft floor);
-//   - nft: a netdev ingress chain with an interval set of the same N
-//     entries (`ip saddr @block counter drop`), or a dynamic set keyed by
-//     saddr with `limit rate over 100/second` (the per-source limit).
+//   - nft: a netdev ingress chain with one interval set of the same N
+//     entries (`ip saddr @block4 counter drop`), or a dynamic set keyed by
+//     saddr with `limit rate over 100/second` (the per-source limit);
+//   - nft-split: nft's best configuration, as an operator writes it for
+//     speed: a hash set (no interval flag) of the hosts, matched first,
+//     and an interval set of the prefixes (Ruleset, Layout).
+//
+// Each receiver of a size is set up once on its own testbed and checked
+// on a sample of listed hosts, addresses in listed prefixes and unlisted
+// addresses (CheckSample) before it is measured; then all are measured in
+// interleaved rounds, the floors included, so drift spreads over all of
+// them; a round whose generator did not hold its speed is re-run, bounded
+// (Suite). Medians, spread and ratios: Summarize, Headlines.
 //
 // The server veth runs NAPI: with an XDP program attached it does anyway;
 // for the nft receivers GRO is switched on with ethtool, without which the
@@ -51,12 +61,15 @@
 //     receiver. As a cross-check, CPU 0's softirq time from /proc/stat
 //     (tick-sampled: this kernel has no IRQ_TIME_ACCOUNTING; other tasks'
 //     softirqs on CPU 0 count too) per packet is reported.
-//   - ratio: nft's receiver ns/packet over Bulwark's at the same entries,
-//     i.e. Bulwark's packets dropped per CPU second over nft's.
+//   - ratios, of medians: nft's (either layout) receiver ns/packet over
+//     Bulwark's at the same entries, i.e. Bulwark's packets dropped per CPU
+//     second over nft's; Bulwark's over the bare XDP_DROP's ("x of the XDP
+//     floor"); nft drop-all's over XDP_DROP's (the floor ratio: what any
+//     XDP program gains over nft from where its hook runs alone).
 //
 // Load time of N entries: Bulwark's maps.List.Add (batched map updates;
 // creating the maps with the loader is reported apart) against `nft -f` of
-// a file holding the table, the chain and the set with its elements.
+// a file holding the table, the chain and the sets with their elements.
 package nft
 
 import (
@@ -745,9 +758,11 @@ const Method = "In-kernel generator: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_
 	"ingress_ifindex = client veth) in the client netns, pinned to CPU 0; 60-byte UDP, 8192 sources in " +
 	"198.18.0.0/16 rewritten per packet by the generator. Receiver on the server veth (native XDP, or the nft " +
 	"netdev ingress hook with GRO on so the veth runs NAPI); its softirq runs on CPU 0 too. Receivers: xdp-drop " +
-	"(bare XDP_DROP, the XDP floor), nft-drop (drop-all chain, the nft floor), bulwark (the datapath, hash of " +
-	"hosts + prefix trie), nft (one interval set of every entry), nft-split (nft's best configuration: a hash " +
-	"set of the hosts, matched first, and an interval set of the prefixes). Each receiver of a size is set up " +
+	"(bare XDP_DROP, the XDP floor), nft-drop (drop-all chain, the nft floor), bulwark (the datapath, block " +
+	"list loaded), nft (one interval set of every entry), nft-split (nft's best configuration: a hash " +
+	"set of the hosts, matched first, and an interval set of the prefixes). The 8192 sources are all listed " +
+	"hosts (90 % of a list are hosts, 10 % prefixes /20-/31): host hits are measured, prefix hits are not. " +
+	"Each receiver of a size is set up " +
 	"once on its own testbed, its verdicts checked on a sample of listed hosts, addresses in listed prefixes " +
 	"and unlisted addresses (Bulwark: the program run on a frame; nft: nft get element), then measured in " +
 	"interleaved rounds (A B C ..., A B C ...), floors included; a round whose generator did not hold its speed " +

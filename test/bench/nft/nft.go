@@ -764,7 +764,8 @@ const Method = "In-kernel generator: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_
 	"hosts (90 % of a list are hosts, 10 % prefixes /20-/31): host hits are measured, prefix hits are not. " +
 	"Each receiver of a size is set up " +
 	"once on its own testbed, its verdicts checked on a sample of listed hosts, addresses in listed prefixes " +
-	"and unlisted addresses (Bulwark: the program run on a frame; nft: nft get element), then measured in " +
+	"and unlisted addresses (Bulwark: the program run on a frame; nft: nft get element, lists up to 100k), and " +
+	"must drop every frame sent (all from listed hosts); then measured in " +
 	"interleaved rounds (A B C ..., A B C ...), floors included; a round whose generator did not hold its speed " +
 	"within 10 % is re-run (bounded) and counted in reruns. recv ns/pkt = CPU time of the generator thread " +
 	"(CLOCK_THREAD_CPUTIME_ID, includes the inline softirqs) + ksoftirqd/0 runtime, per packet seen by the " +

@@ -45,8 +45,9 @@
 //
 // Measures, for each receiver:
 //   - dropped pps: the receiver's own drop counter delta (Bulwark: the stats
-//     map; nft: a named counter on the drop rule, read with `nft list
-//     counter`, which does not fetch the set) over the wall time of the run;
+//     map; nft: a named counter on the drop rules, read with one netlink
+//     request, as the nft command reads every set first) over the wall
+//     time of the run;
 //   - receiver ns/packet: the generator and the receiver share CPU 0: the
 //     server veth's NAPI poll runs as a softirq on the CPU that transmitted,
 //     inline in the generator's thread when it re-enables bottom halves
@@ -74,7 +75,6 @@ package nft
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -583,32 +583,6 @@ func NFT(tb *netns.Testbed, dir string, block []maps.Entry, l Layout, pps uint64
 	}
 	r.close = func() { _, _ = nft(tb, "delete", "table", "netdev", nftTable) }
 	return r, nil
-}
-
-// nftCounter reads one named counter (`nft list counter` does not fetch
-// the sets, unlike `nft list ruleset`).
-func nftCounter(tb *netns.Testbed, name string) (uint64, error) {
-	out, err := nft(tb, "-j", "list", "counter", "netdev", nftTable, name)
-	if err != nil {
-		return 0, err
-	}
-	var doc struct {
-		Nftables []struct {
-			Counter *struct {
-				Name    string `json:"name"`
-				Packets uint64 `json:"packets"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		return 0, fmt.Errorf("nft counter %s: %w", name, err)
-	}
-	for _, o := range doc.Nftables {
-		if o.Counter != nil && o.Counter.Name == name {
-			return o.Counter.Packets, nil
-		}
-	}
-	return 0, fmt.Errorf("nft counter %s: not in %s", name, out)
 }
 
 // Result is one receiver measured.

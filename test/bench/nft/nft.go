@@ -25,9 +25,19 @@
 //     N entries (90 % /32 hosts, 10 % prefixes /20-/31; the 8192 generated
 //     sources are among the hosts), or with a default per-source limit;
 //   - nft-drop: a netdev ingress chain dropping everything (the nft floor);
-//   - nft: a netdev ingress chain with an interval set of the same N
-//     entries (`ip saddr @block counter drop`), or a dynamic set keyed by
-//     saddr with `limit rate over 100/second` (the per-source limit).
+//   - nft: a netdev ingress chain with one interval set of the same N
+//     entries (`ip saddr @block4 counter drop`), or a dynamic set keyed by
+//     saddr with `limit rate over 100/second` (the per-source limit);
+//   - nft-split: nft's best configuration, as an operator writes it for
+//     speed: a hash set (no interval flag) of the hosts, matched first,
+//     and an interval set of the prefixes (Ruleset, Layout).
+//
+// Each receiver of a size is set up once on its own testbed and checked
+// on a sample of listed hosts, addresses in listed prefixes and unlisted
+// addresses (CheckSample) before it is measured; then all are measured in
+// interleaved rounds, the floors included, so drift spreads over all of
+// them; a round whose generator did not hold its speed is re-run, bounded
+// (Suite). Medians, spread and ratios: Summarize, Headlines.
 //
 // The server veth runs NAPI: with an XDP program attached it does anyway;
 // for the nft receivers GRO is switched on with ethtool, without which the
@@ -35,8 +45,9 @@
 //
 // Measures, for each receiver:
 //   - dropped pps: the receiver's own drop counter delta (Bulwark: the stats
-//     map; nft: a named counter on the drop rule, read with `nft list
-//     counter`, which does not fetch the set) over the wall time of the run;
+//     map; nft: a named counter on the drop rules, read with one netlink
+//     request, as the nft command reads every set first) over the wall
+//     time of the run;
 //   - receiver ns/packet: the generator and the receiver share CPU 0: the
 //     server veth's NAPI poll runs as a softirq on the CPU that transmitted,
 //     inline in the generator's thread when it re-enables bottom halves
@@ -51,17 +62,19 @@
 //     receiver. As a cross-check, CPU 0's softirq time from /proc/stat
 //     (tick-sampled: this kernel has no IRQ_TIME_ACCOUNTING; other tasks'
 //     softirqs on CPU 0 count too) per packet is reported.
-//   - ratio: nft's receiver ns/packet over Bulwark's at the same entries,
-//     i.e. Bulwark's packets dropped per CPU second over nft's.
+//   - ratios, of medians: nft's (either layout) receiver ns/packet over
+//     Bulwark's at the same entries, i.e. Bulwark's packets dropped per CPU
+//     second over nft's; Bulwark's over the bare XDP_DROP's ("x of the XDP
+//     floor"); nft drop-all's over XDP_DROP's (the floor ratio: what any
+//     XDP program gains over nft from where its hook runs alone).
 //
 // Load time of N entries: Bulwark's maps.List.Add (batched map updates;
 // creating the maps with the loader is reported apart) against `nft -f` of
-// a file holding the table, the chain and the set with its elements.
+// a file holding the table, the chain and the sets with their elements.
 package nft
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -383,6 +396,9 @@ type Receiver struct {
 	Setup   time.Duration // e.g. creating the maps
 	read    func() (Counts, error)
 	close   func()
+	// drops tells whether frames from addresses are dropped, without
+	// sending them (block lists only).
+	drops func([]netip.Addr) ([]bool, error)
 }
 
 // Close detaches and releases the receiver.
@@ -478,6 +494,21 @@ func Bulwark(tb *netns.Testbed, block []maps.Entry, pps uint64) (*Receiver, erro
 	if err != nil {
 		return fail(err)
 	}
+	r.drops = func(as []netip.Addr) ([]bool, error) {
+		got := make([]bool, len(as))
+		for i, a := range as {
+			f := netns.UDP4(tb.ServerMAC, tb.ClientMAC, a, netns.ServerAddr4, 40000, 9000, netns.Payload(1, 18))
+			if !a.Is4() {
+				f = netns.UDP6(tb.ServerMAC, tb.ClientMAC, a, netns.ServerAddr6, 40000, 9000, netns.Payload(1, 18))
+			}
+			v, err := d.Run(f)
+			if err != nil {
+				return nil, err
+			}
+			got[i] = v == 1 // XDP_DROP
+		}
+		return got, nil
+	}
 	r.read = func() (Counts, error) {
 		st, err := d.Maps.Stats()
 		if err != nil {
@@ -508,49 +539,28 @@ func nft(tb *netns.Testbed, args ...string) ([]byte, error) {
 
 const nftTable = "bwkbench"
 
-// NFT installs a netdev ingress chain on the server veth: drop everything
-// (block == nil, pps == 0), an interval set of block entries, or a
-// per-source limit of pps (dynamic set keyed by saddr). The drop rule
-// counts into the named counter "drop", what passes into "pass".
-func NFT(tb *netns.Testbed, dir string, block []maps.Entry, pps uint64) (*Receiver, error) {
+// NFT installs a netdev ingress chain on the server veth (Ruleset): drop
+// everything (block empty, pps == 0), a block list in a layout, or a
+// per-source limit of pps.
+func NFT(tb *netns.Testbed, dir string, block []maps.Entry, l Layout, pps uint64) (*Receiver, error) {
 	// The netdev hook runs only where the veth runs NAPI for XDP frames:
 	// GRO on (no XDP program here).
 	if out, err := exec.Command("ip", "netns", "exec", tb.Server, "ethtool", "-K", tb.ServerIf, "gro", "on").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ethtool -K gro on: %v: %s", err, out)
 	}
-	r := &Receiver{Name: "nft", Test: "block", Entries: len(block)}
-	var b strings.Builder
-	fmt.Fprintf(&b, "table netdev %s {\n\tcounter cdrop { }\n\tcounter cpass { }\n", nftTable)
-	var rule string
+	r := &Receiver{Name: l.String(), Test: "block", Entries: len(block)}
 	switch {
 	case pps > 0:
-		r.Test = "limit"
-		fmt.Fprintf(&b, "\tset lim { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 60s; }\n")
-		rule = fmt.Sprintf("update @lim { ip saddr limit rate over %d/second burst 5 packets } counter name \"cdrop\" drop", pps)
+		r.Name, r.Test = "nft", "limit"
 	case len(block) > 0:
-		b.WriteString("\tset block { type ipv4_addr; flags interval; elements = {\n")
-		for i, e := range block {
-			if e.Prefix.Bits() == 32 {
-				b.WriteString(e.Prefix.Addr().String())
-			} else {
-				b.WriteString(e.Prefix.String())
-			}
-			if i < len(block)-1 {
-				b.WriteByte(',')
-			}
-			if i%8 == 7 && i < len(block)-1 {
-				b.WriteByte('\n')
-			}
-		}
-		b.WriteString(" }; }\n")
-		rule = "ip saddr @block counter name \"cdrop\" drop"
+		sets := blockSets(block, l)
+		r.drops = func(as []netip.Addr) ([]bool, error) { return nftDrops(tb, sets, as) }
 	default:
 		r.Name, r.Test = "nft-drop", "floor"
-		rule = "counter name \"cdrop\" drop"
 	}
-	fmt.Fprintf(&b, "\tchain in {\n\t\ttype filter hook ingress device %q priority -500; policy accept;\n\t\t%s\n\t\tcounter name \"cpass\"\n\t}\n}\n", tb.ServerIf, rule)
+	b := Ruleset(tb.ServerIf, block, l, pps)
 	file := filepath.Join(dir, "bwkbench-"+tb.ServerIf+".nft")
-	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(b), 0o600); err != nil {
 		return nil, err
 	}
 	defer os.Remove(file)
@@ -575,37 +585,19 @@ func NFT(tb *netns.Testbed, dir string, block []maps.Entry, pps uint64) (*Receiv
 	return r, nil
 }
 
-// nftCounter reads one named counter (`nft list counter` does not fetch
-// the sets, unlike `nft list ruleset`).
-func nftCounter(tb *netns.Testbed, name string) (uint64, error) {
-	out, err := nft(tb, "-j", "list", "counter", "netdev", nftTable, name)
-	if err != nil {
-		return 0, err
-	}
-	var doc struct {
-		Nftables []struct {
-			Counter *struct {
-				Name    string `json:"name"`
-				Packets uint64 `json:"packets"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		return 0, fmt.Errorf("nft counter %s: %w", name, err)
-	}
-	for _, o := range doc.Nftables {
-		if o.Counter != nil && o.Counter.Name == name {
-			return o.Counter.Packets, nil
-		}
-	}
-	return 0, fmt.Errorf("nft counter %s: not in %s", name, out)
-}
-
 // Result is one receiver measured.
 type Result struct {
 	Receiver string `json:"receiver"`
 	Test     string `json:"test"`
 	Entries  int    `json:"entries"`
+	// Group is the block list size of the rounds (floors are measured in
+	// each size's rounds), 0 for the limit test; Rep the round, from 1;
+	// Attempt 1 + the re-runs of this round before it; Accepted whether
+	// the summary counts it (stable, or the last attempt allowed).
+	Group    int  `json:"group"`
+	Rep      int  `json:"rep"`
+	Attempt  int  `json:"attempt"`
+	Accepted bool `json:"accepted"`
 
 	Sent    uint64  `json:"sent"`
 	Seen    uint64  `json:"seen"`
@@ -626,8 +618,6 @@ type Result struct {
 	SoftirqNsPerPkt float64 `json:"softirq_ns_per_pkt"`
 	// Receiver packets per CPU second (1e3 / RecvNsPerPkt), millions.
 	MppsPerCPU float64 `json:"mpps_per_cpu"`
-	// nft's RecvNsPerPkt over this one's, for the same test and entries.
-	RatioVsNFT float64 `json:"ratio_vs_nft,omitempty"`
 	StealS     float64 `json:"steal_s"`
 	// KsoftirqdS: softirq work deferred to ksoftirqd/0 (counted in the
 	// CPU time). CPUShare: CPU time over wall time (below 1: CPU 0 was
@@ -650,9 +640,12 @@ type Bounds struct {
 	SettleTime time.Duration // pause before measuring
 }
 
-// DefaultBounds keep a full run near three minutes.
+// DefaultBounds: one measurement takes about 3 s (1.5 s measured, the
+// generator alone before and after, the settle pause), so 5 rounds of the
+// 5 receivers at 3 sizes and 2 for the limit near 4.5 minutes, with the
+// loads about 6 on a quiet 2-core machine.
 func DefaultBounds() Bounds {
-	return Bounds{MaxPkts: 40_000_000, MaxDur: 2 * time.Second, GenPkts: 20_000_000, GenMaxDur: 600 * time.Millisecond, SettleTime: 300 * time.Millisecond}
+	return Bounds{MaxPkts: 40_000_000, MaxDur: 1500 * time.Millisecond, GenPkts: 20_000_000, GenMaxDur: 600 * time.Millisecond, SettleTime: 300 * time.Millisecond}
 }
 
 func genNs(rs RunStats) float64 {
@@ -722,9 +715,14 @@ type Load struct {
 
 // Report is what the command prints and writes.
 type Report struct {
-	Date    string   `json:"date"`
-	Kernel  string   `json:"kernel"`
-	Method  string   `json:"method"`
+	Date   string `json:"date"`
+	Kernel string `json:"kernel"`
+	Method string `json:"method"`
+	// Headlines: Bulwark against nft's best configuration and the XDP
+	// floor, per size (Headlines).
+	Headlines []string  `json:"headlines"`
+	Summary   []Summary `json:"summary"`
+	// Results: every attempt, re-run ones included.
 	Results []Result `json:"results"`
 	Loads   []Load   `json:"loads"`
 }
@@ -733,28 +731,48 @@ type Report struct {
 const Method = "In-kernel generator: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (XDP_TX, BatchSize 64, " +
 	"ingress_ifindex = client veth) in the client netns, pinned to CPU 0; 60-byte UDP, 8192 sources in " +
 	"198.18.0.0/16 rewritten per packet by the generator. Receiver on the server veth (native XDP, or the nft " +
-	"netdev ingress hook with GRO on so the veth runs NAPI); its softirq runs on CPU 0 too. dropped Mpps = " +
-	"receiver drop counter delta / wall time. recv ns/pkt = CPU time of the generator thread " +
+	"netdev ingress hook with GRO on so the veth runs NAPI); its softirq runs on CPU 0 too. Receivers: xdp-drop " +
+	"(bare XDP_DROP, the XDP floor), nft-drop (drop-all chain, the nft floor), bulwark (the datapath, block " +
+	"list loaded), nft (one interval set of every entry), nft-split (nft's best configuration: a hash " +
+	"set of the hosts, matched first, and an interval set of the prefixes). The 8192 sources are all listed " +
+	"hosts (90 % of a list are hosts, 10 % prefixes /20-/31): host hits are measured, prefix hits are not. " +
+	"Each receiver of a size is set up " +
+	"once on its own testbed, its verdicts checked on a sample of listed hosts, addresses in listed prefixes " +
+	"and unlisted addresses (Bulwark: the program run on a frame; nft: nft get element, lists up to 100k), and " +
+	"must drop every frame sent (all from listed hosts); then measured in " +
+	"interleaved rounds (A B C ..., A B C ...), floors included; a round whose generator did not hold its speed " +
+	"within 10 % is re-run (bounded) and counted in reruns. recv ns/pkt = CPU time of the generator thread " +
 	"(CLOCK_THREAD_CPUTIME_ID, includes the inline softirqs) + ksoftirqd/0 runtime, per packet seen by the " +
-	"receiver, minus the generator's own CPU time per packet (same generator returning " +
-	"XDP_DROP, measured right before and after); it includes the veth transmit, the same for all receivers. " +
-	"sirq ns/pkt: CPU 0 softirq time from /proc/stat, tick-sampled (cross-check). share: CPU time / wall. ratio = nft recv ns/pkt / this recv ns/pkt " +
-	"(packets dropped per CPU second relative to nft). Load: Bulwark maps.List.Add (batched) vs nft -f " +
-	"(table+chain+set with elements, one transaction)."
+	"receiver, minus the generator's own CPU time per packet (same generator returning XDP_DROP, measured right " +
+	"before and after); it includes the veth transmit, the same for all receivers. Medians over the rounds; " +
+	"spread = (max - min) / median. x nft = nft median / Bulwark median (packets dropped per CPU second " +
+	"relative to nft); x floor = Bulwark median / xdp-drop median; floor ratio = nft-drop median / xdp-drop " +
+	"median, same rounds. Load: Bulwark maps.List.Add (batched) vs nft -f (table+chain+sets with elements, one " +
+	"transaction)."
 
-// Print writes the table.
+// Print writes the summary, the headlines, the loads and the method.
 func Print(w io.Writer, rep *Report) {
-	fmt.Fprintf(w, "%-9s %-6s %8s %9s %7s %9s %10s %9s %9s %9s %11s %6s %5s %s\n",
-		"receiver", "test", "entries", "dropMpps", "seen%", "recvns/p", "Mpps/CPU", "vs-nft", "sirqns/p", "totns/p", "genns/p", "share", "held", "note")
-	for _, r := range rep.Results {
-		ratio := "-"
-		if r.RatioVsNFT > 0 {
-			ratio = fmt.Sprintf("%.2fx", r.RatioVsNFT)
+	fmt.Fprintf(w, "%-9s %-6s %8s %4s %7s %8s %8s %8s %7s %9s %9s %15s %8s %8s\n",
+		"receiver", "test", "entries", "reps", "reruns", "med ns", "min ns", "max ns", "spread", "dropMpps",
+		"vs-nft", "vs-nft-best", "x floor", "floor-r")
+	for _, s := range rep.Summary {
+		x := func(v float64) string {
+			if v == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2fx", v)
 		}
-		fmt.Fprintf(w, "%-9s %-6s %8d %9.2f %7.1f %9.1f %10.2f %9s %9.1f %9.1f %5.1f/%-5.1f %6.2f %5v %s\n",
-			r.Receiver, r.Test, r.Entries, r.DroppedMpps, 100*float64(r.Seen)/float64(max(r.Sent, 1)),
-			r.RecvNsPerPkt, r.MppsPerCPU, ratio, r.SoftirqNsPerPkt, r.TotalNsPerPkt, r.GenNsBefore, r.GenNsAfter,
-			r.CPUShare, r.GenHeld, r.Note)
+		best := x(s.VsBest)
+		if s.VsBestMax > 0 {
+			best += fmt.Sprintf(" %.1f-%.1f", s.VsBestMin, s.VsBestMax)
+		}
+		fmt.Fprintf(w, "%-9s %-6s %8d %4d %7d %8.1f %8.1f %8.1f %6.1f%% %9.2f %9s %15s %8s %8s\n",
+			s.Receiver, s.Test, s.Entries, s.Reps, s.Reruns, s.MedianNs, s.MinNs, s.MaxNs, s.SpreadPct,
+			s.MedianMpps, x(s.VsNFT), best, x(s.XFloor), x(s.FloorRatio))
+	}
+	fmt.Fprintln(w)
+	for _, h := range rep.Headlines {
+		fmt.Fprintln(w, "bulwark at", h)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-9s %8s %9s %s\n", "load", "entries", "seconds", "note")
@@ -763,21 +781,6 @@ func Print(w io.Writer, rep *Report) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "method:", rep.Method)
-}
-
-// FillRatios sets RatioVsNFT on Bulwark and XDP rows from the nft row of
-// the same test and entries (floors against the nft floor).
-func FillRatios(rs []Result) {
-	for i := range rs {
-		if strings.HasPrefix(rs[i].Receiver, "nft") {
-			continue
-		}
-		for _, n := range rs {
-			if strings.HasPrefix(n.Receiver, "nft") && n.Test == rs[i].Test && n.Entries == rs[i].Entries && rs[i].RecvNsPerPkt > 0 {
-				rs[i].RatioVsNFT = n.RecvNsPerPkt / rs[i].RecvNsPerPkt
-			}
-		}
-	}
 }
 
 // shimTB lets the command use netns.New, which takes a testing.TB: Fatalf
@@ -817,106 +820,4 @@ func Testbed() (tb *netns.Testbed, done func(), err error) {
 	}()
 	tb = netns.New(s, netns.Options{})
 	return tb, s.close, nil
-}
-
-// Config is what Suite measures.
-type Config struct {
-	Sizes   []int  // block list sizes
-	Limit   uint64 // per-source pps for the limit test; 0 skips it
-	Floors  bool   // measure xdp-drop and nft-drop
-	Bounds  Bounds
-	TempDir string // for the nft files; "" = os.TempDir()
-	Logf    func(string, ...any)
-}
-
-// Suite measures every receiver, each on a fresh testbed.
-func Suite(c Config) (*Report, error) {
-	if c.Logf == nil {
-		c.Logf = func(string, ...any) {}
-	}
-	if c.TempDir == "" {
-		c.TempDir = os.TempDir()
-	}
-	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Method: Method}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		rep.Kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	one := func(mk func(*netns.Testbed) (*Receiver, error)) error {
-		return measureOne(c, rep, MaskAll, mk)
-	}
-	few := func(mk func(*netns.Testbed) (*Receiver, error)) error {
-		return measureOne(c, rep, MaskFew, mk)
-	}
-	if c.Floors {
-		c.Logf("floors")
-		if err := one(XDPDrop); err != nil {
-			return rep, err
-		}
-		if err := one(func(tb *netns.Testbed) (*Receiver, error) { return NFT(tb, c.TempDir, nil, 0) }); err != nil {
-			return rep, err
-		}
-	}
-	for _, n := range c.Sizes {
-		c.Logf("block list of %d entries", n)
-		es := Entries(n, int64(n))
-		if err := one(func(tb *netns.Testbed) (*Receiver, error) { return Bulwark(tb, es, 0) }); err != nil {
-			return rep, err
-		}
-		if err := one(func(tb *netns.Testbed) (*Receiver, error) { return NFT(tb, c.TempDir, es, 0) }); err != nil {
-			return rep, err
-		}
-	}
-	if c.Limit > 0 {
-		c.Logf("per-source limit %d pps, 256 sources", c.Limit)
-		if err := few(func(tb *netns.Testbed) (*Receiver, error) { return Bulwark(tb, nil, c.Limit) }); err != nil {
-			return rep, err
-		}
-		if err := few(func(tb *netns.Testbed) (*Receiver, error) { return NFT(tb, c.TempDir, nil, c.Limit) }); err != nil {
-			return rep, err
-		}
-	}
-	FillRatios(rep.Results)
-	return rep, nil
-}
-
-// measureOne measures one receiver on a fresh testbed and appends to rep.
-func measureOne(c Config, rep *Report, mask int32, mk func(*netns.Testbed) (*Receiver, error)) error {
-	tb, done, err := Testbed()
-	if err != nil {
-		return err
-	}
-	defer done()
-	g, err := NewGenerator(tb, mask)
-	if err != nil {
-		return err
-	}
-	defer g.Close()
-	r, err := mk(tb)
-	if err != nil {
-		return err
-	}
-	res, err := Measure(g, r, c.Bounds)
-	t0 := time.Now()
-	r.Close()
-	if d := time.Since(t0); d > 100*time.Millisecond {
-		c.Logf("  teardown %.2fs", d.Seconds())
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s %d: %w", r.Name, r.Test, r.Entries, err)
-	}
-	c.Logf("  %-8s %-5s %8d: dropped %.2f Mpps, receiver %.1f ns/pkt (softirq %.1f), generator %.1f/%.1f ns, seen %d of %d",
-		res.Receiver, res.Test, res.Entries, res.DroppedMpps, res.RecvNsPerPkt, res.SoftirqNsPerPkt,
-		res.GenNsBefore, res.GenNsAfter, res.Seen, res.Sent)
-	rep.Results = append(rep.Results, res)
-	if r.Entries > 0 {
-		note := ""
-		if r.Name == "bulwark" {
-			note = fmt.Sprintf("maps.List.Add; creating the maps (loader.Load) took %.3f s more", r.Setup.Seconds())
-		} else {
-			note = "nft -f, one transaction"
-		}
-		rep.Loads = append(rep.Loads, Load{Receiver: r.Name, Entries: r.Entries, LoadS: r.Load.Seconds(), Note: note})
-	}
-	return nil
 }

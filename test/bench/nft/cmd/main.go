@@ -1,7 +1,8 @@
 // Command cmd measures Bulwark's XDP datapath against nftables on a veth
-// testbed and prints a table (as root; about three minutes):
+// testbed and prints a table (as root; about six minutes with the defaults
+// on a quiet 2-core machine):
 //
-//	go run ./test/bench/nft/cmd [-sizes 10000,100000,1000000] [-json bench/results-nft.json]
+//	go run ./test/bench/nft/cmd [-sizes 10000,100000,1000000] [-reps 5] [-retries 2] [-json bench/results-nft.json]
 package main
 
 import (
@@ -20,13 +21,20 @@ func main() {
 	sizes := flag.String("sizes", "10000,100000,1000000", "block list sizes, comma separated")
 	limit := flag.Uint64("limit", 100, "per-source limit in pps (0: skip the limit test)")
 	floors := flag.Bool("floors", true, "measure the XDP_DROP and nft drop-all floors")
-	dur := flag.Duration("dur", 2*time.Second, "bound of one measured run in time")
+	reps := flag.Int("reps", 5, "repetitions of every receiver, interleaved (at least 1)")
+	retries := flag.Int("retries", 2, "re-runs of a repetition whose generator did not hold its speed (0 or more)")
+	rerunUntil := flag.Duration("rerun-until", 7*time.Minute, "no re-runs past this time from the start (0: no bound)")
+	dur := flag.Duration("dur", 1500*time.Millisecond, "bound of one measured run in time")
 	pkts := flag.Uint64("pkts", 40_000_000, "bound of one measured run in frames")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "nft bench: needs root (BPF, namespaces, nft)")
 		os.Exit(1)
+	}
+	if *reps < 1 || *retries < 0 || *dur <= 0 || *pkts == 0 || *rerunUntil < 0 {
+		fmt.Fprintln(os.Stderr, "nft bench: -reps must be at least 1, -retries and -rerun-until 0 or more, -dur and -pkts above 0")
+		os.Exit(2)
 	}
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
@@ -44,7 +52,7 @@ func main() {
 	b.MaxDur, b.MaxPkts = *dur, *pkts
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	start := time.Now()
-	rep, err := nft.Suite(nft.Config{Sizes: ns, Limit: *limit, Floors: *floors, Bounds: b, Logf: logf})
+	rep, err := nft.Suite(nft.Config{Sizes: ns, Limit: *limit, Floors: *floors, Reps: *reps, Retries: *retries, RerunUntil: *rerunUntil, Bounds: b, Logf: logf})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nft bench:", err)
 		os.Exit(1)

@@ -113,7 +113,7 @@ func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool)
 }
 
 // publisher writes verdicts into the bucket as an issuer would (the value
-// is fleet.Verdict's JSON under fleet.Key), recording when each put was
+// is fleet.EncodeValue's under fleet.Key), recording when each put was
 // acknowledged.
 type publisher struct {
 	js   jetstream.JetStream
@@ -140,7 +140,7 @@ func (p *publisher) put(t *testing.T, issuer string, i int, wg *sync.WaitGroup) 
 	now := time.Now()
 	v := fleet.Verdict{Target: benchTarget(i), Action: fleet.ActionBlock, Issuer: issuer, Origin: "scorer",
 		Reason: "bench", IssuedAt: now.UTC(), Expires: now.Add(time.Hour).UTC()}
-	data, err := json.Marshal(v)
+	data, err := fleet.EncodeValue(v)
 	if err != nil {
 		t.Error(err)
 		return

@@ -2,7 +2,6 @@ package detect_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -151,8 +150,8 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v fleet.Verdict
-	if err := json.Unmarshal(e.Value(), &v); err != nil {
+	v, err := fleet.DecodeValue(e.Value())
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !v.IssuedAt.Equal(want.IssuedAt) || !v.Expires.Equal(want.Expires) {

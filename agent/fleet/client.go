@@ -21,7 +21,8 @@ const (
 	requestTimeout = 5 * time.Second
 	publishWindow  = 256 // puts in flight at once
 	tickEvery      = time.Second
-	batchEntries   = 4096 // bucket entries merged per batch at most
+	batchEntries   = 4096    // bucket entries merged per batch at most
+	maxGrow        = 1 << 22 // entries the maps are sized for before a resync, at most
 )
 
 // ErrBufferFull is returned by Publish when the publish buffer is full.
@@ -49,6 +50,11 @@ type Client struct {
 	lag       uint64
 	lastApply time.Time
 	changes   map[netip.Prefix]Change // for the apply loop, coalesced per target
+	// digest is Digest of st.active when st.version was digestVersion
+	// (active holds nothing expired after prune, so the set alone
+	// decides it).
+	digest        string
+	digestVersion uint64
 
 	applyKick   chan struct{}
 	publishKick chan struct{}
@@ -137,7 +143,7 @@ func (c *Client) natsOptions() []nats.Option {
 		nats.Name("bulwark " + c.opts.Node),
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
-		nats.Timeout(requestTimeout),
+		nats.Timeout(requestTimeout), nats.Dialer(dialer()),
 		nats.ConnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
 		nats.ReconnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -190,6 +196,11 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	// Resume after the last revision read, unless the stream no longer
 	// holds what follows it: then read the whole current state again.
 	resync := last == 0 || info.State.FirstSeq > last+1 || info.State.LastSeq < last
+	if resync {
+		c.mu.Lock()
+		c.st.grow(int(min(info.State.Msgs, maxGrow)))
+		c.mu.Unlock()
+	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var w jetstream.KeyWatcher
@@ -348,7 +359,7 @@ func (c *Client) applyLoop(ctx context.Context) {
 		for _, ch := range c.changes {
 			batch = append(batch, ch)
 		}
-		c.changes = map[netip.Prefix]Change{}
+		c.changes = reuse(c.changes)
 		c.mu.Unlock()
 		refused := c.apply.Apply(batch)
 		now := time.Now()
@@ -593,11 +604,20 @@ func (c *Client) Status() Status {
 	c.settle()
 	s := Status{Node: c.opts.Node, Servers: c.opts.Servers, AppliedRevision: c.st.lastRev,
 		BucketRevision: c.st.lastRev + c.lag, Lag: c.lag, Buffered: len(c.queued), Active: len(c.st.active),
-		Digest: Digest(c.st.active, now), LastApplied: c.lastApply}
+		Digest: c.activeDigest(now), LastApplied: c.lastApply}
 	if c.conn != nil && c.conn.IsConnected() && c.kv != nil {
 		s.Connected, s.Server = true, c.server
 	}
 	return s
+}
+
+// activeDigest is the digest of the merged set, pruned at now (c.mu held):
+// computed again only when the set changed.
+func (c *Client) activeDigest(now time.Time) string {
+	if c.digest == "" || c.digestVersion != c.st.version {
+		c.digest, c.digestVersion = Digest(c.st.active, now), c.st.version
+	}
+	return c.digest
 }
 
 // Issuer is the issuer of the verdict in force on target, for `verdicts

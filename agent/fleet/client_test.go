@@ -367,7 +367,7 @@ func TestKillServerDuring5000(t *testing.T) {
 // keeps what it applied while others add, revoke and let verdicts expire;
 // once its server is back it converges to the bucket's state.
 func TestDisconnectedClientConverges(t *testing.T) {
-	c := natstest.Cluster(t, 3, natstest.Options{})
+	c := natstest.Cluster(t, 3, natstest.Options{NoAdvertise: true}) // lone must not learn of n0, n1
 	pub := start(t, testOptions("pub", c.URLs()[:2], 3))
 	lone := start(t, testOptions("lone", c.URLs()[2:], 3))
 	for i := range 100 {

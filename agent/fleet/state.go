@@ -33,6 +33,7 @@ type state struct {
 	rescan   map[string]int            // issuers to rate-scan again, from index
 	exp      expiryHeap                // entries by expiry
 	lastRev  uint64                    // highest revision read
+	version  uint64                    // counts the changes of active
 	refusals []Refusal                 // to report
 	pruned   time.Time                 // expired entries are gone up to here
 }
@@ -176,9 +177,11 @@ func (s *state) process() []Change {
 		case in && (!had || !sameVerdict(old, v)):
 			s.active[t] = v
 			changes = append(changes, Change{Target: t, Winner: v})
+			s.version++
 		case !in && had:
 			delete(s.active, t)
 			changes = append(changes, Change{Target: t, Remove: true})
+			s.version++
 		}
 	}
 	for t := range s.dirty {
@@ -222,8 +225,39 @@ func (s *state) process() []Change {
 			set(t, w, !s.capped[t])
 		}
 	}
-	s.dirty = map[netip.Prefix]bool{} // clear would walk a big map's every slot
+	s.dirty = reuse(s.dirty)
 	return changes
+}
+
+// smallMap is the size up to which reuse empties a map in place.
+const smallMap = 1024
+
+// reuse empties m for the next batch: in place while it is small (no new
+// allocation per batch), else a new map (clear walks every slot of a big
+// map, and a batch of a resync leaves it big).
+func reuse[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) > smallMap {
+		return map[K]V{}
+	}
+	clear(m)
+	return m
+}
+
+// grow sizes the state's maps for n more entries before a resync reads
+// them, so that they do not grow by rehashing one entry at a time.
+func (s *state) grow(n int) {
+	if len(s.entries) > 0 || n <= smallMap {
+		return
+	}
+	s.entries = make(map[string]*entry, n)
+	s.byTarget = make(map[netip.Prefix][]*entry, n)
+	s.dirty = make(map[netip.Prefix]bool, n)
+	s.inForce = make(map[netip.Prefix]Verdict, n)
+	s.first = make(map[netip.Prefix]uint64, n)
+	s.exp = slices.Grow(s.exp, n)
+	if len(s.active) == 0 {
+		s.active = make(map[netip.Prefix]Verdict, n)
+	}
 }
 
 // sameVerdict compares two verdicts field by field, times by the instant.

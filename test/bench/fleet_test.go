@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,8 +44,11 @@ type fleetFigures struct {
 	P50MS          float64 `json:"propagation_p50_ms"`
 	P99MS          float64 `json:"propagation_p99_ms"`
 	MaxMS          float64 `json:"propagation_max_ms"`
-	ColdSync       int     `json:"coldsync_verdicts"`
-	ColdSyncS      float64 `json:"coldsync_seconds"`
+	// ClientCPUUS is the CPU time of the benchmark's process (the clients,
+	// and the publisher's little) per verdict per client, in microseconds.
+	ClientCPUUS float64 `json:"client_cpu_us_per_verdict"`
+	ColdSync    int     `json:"coldsync_verdicts"`
+	ColdSyncS   float64 `json:"coldsync_seconds"`
 }
 
 // benchTarget is the i-th verdict's target (i < 131072), in 198.18.0.0/15.
@@ -203,6 +207,7 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 	})
 	pub := newPublisher(t, urls[0], total)
 	var wg sync.WaitGroup
+	cpu0 := processCPU(t)
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	for sent := 0; sent < total; {
@@ -218,6 +223,7 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 	for i, a := range appliers {
 		waitUntil(t, 5*time.Minute, fmt.Sprintf("client %d applies all %d", i, total), func() bool { return a.count.Load() == int64(total) })
 	}
+	cpuUS := (processCPU(t) - cpu0).Seconds() * 1e6 / float64(clients*total)
 	var ms []float64
 	for _, a := range appliers {
 		for i := range total {
@@ -227,7 +233,16 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 	slices.Sort(ms)
 	pct := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
 	return fleetFigures{Clients: clients, Rate: rate, Verdicts: total, Samples: len(ms), PublishSeconds: pubSeconds,
-		P50MS: pct(0.50), P99MS: pct(0.99), MaxMS: ms[len(ms)-1]}
+		P50MS: pct(0.50), P99MS: pct(0.99), MaxMS: ms[len(ms)-1], ClientCPUUS: cpuUS}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // coldSync fills a bucket (one server) with n active verdicts of 100

@@ -49,7 +49,10 @@ type Client struct {
 	server    string
 	lag       uint64
 	lastApply time.Time
-	changes   map[netip.Prefix]Change // for the apply loop, coalesced per target
+	// changes are for the apply loop, coalesced per target: changed[t]
+	// is t's index in changes.
+	changes []Change
+	changed map[netip.Prefix]int
 	// digest is Digest of st.active when st.version was digestVersion
 	// (active holds nothing expired after prune, so the set alone
 	// decides it).
@@ -86,7 +89,7 @@ func New(opts Options, apply Applier, log hclog.Logger, onRefusal func(Refusal))
 	lim := limits{node: opts.Node, maxTTL: opts.MaxTTL, issuerRate: opts.IssuerRate,
 		issuerBurst: opts.IssuerBurst, maxActive: opts.MaxActive}
 	c := &Client{opts: opts, lim: lim, apply: apply, log: log, onRefusal: onRefusal, st: newState(lim),
-		queued: map[netip.Prefix]*bufItem{}, changes: map[netip.Prefix]Change{},
+		queued: map[netip.Prefix]*bufItem{}, changed: map[netip.Prefix]int{},
 		applyKick: make(chan struct{}, 1), publishKick: make(chan struct{}, 1), reconnected: make(chan struct{}, 1)}
 	c.m = newMetrics(c)
 	return c, nil
@@ -329,7 +332,12 @@ func (c *Client) read(e jetstream.KeyValueEntry) {
 func (c *Client) settle() {
 	changes := c.st.process()
 	for _, ch := range changes {
-		c.changes[ch.Target] = ch
+		if i, ok := c.changed[ch.Target]; ok {
+			c.changes[i] = ch
+		} else {
+			c.changed[ch.Target] = len(c.changes)
+			c.changes = append(c.changes, ch)
+		}
 	}
 	if len(changes) > 0 {
 		kick(c.applyKick)
@@ -355,11 +363,8 @@ func (c *Client) applyLoop(ctx context.Context) {
 			c.mu.Unlock()
 			continue
 		}
-		batch := make([]Change, 0, len(c.changes))
-		for _, ch := range c.changes {
-			batch = append(batch, ch)
-		}
-		c.changes = reuse(c.changes)
+		batch := c.changes
+		c.changes, c.changed = nil, reuse(c.changed)
 		c.mu.Unlock()
 		refused := c.apply.Apply(batch)
 		now := time.Now()
@@ -377,8 +382,12 @@ func (c *Client) applyLoop(ctx context.Context) {
 				c.m.propagation.Observe(now.Sub(ch.Winner.IssuedAt).Seconds())
 			}
 		}
+		clear(batch) // let go of the verdicts; keep the room if small
 		c.mu.Lock()
 		c.lastApply = now
+		if c.changes == nil && cap(batch) <= batchEntries {
+			c.changes = batch[:0]
+		}
 		c.mu.Unlock()
 	}
 }
@@ -625,8 +634,10 @@ func (c *Client) activeDigest(now time.Time) string {
 func (c *Client) Issuer(target netip.Prefix) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v, ok := c.st.active[target.Masked()]
-	return v.Issuer, ok
+	if v := c.st.active[target.Masked()]; v != nil {
+		return v.Issuer, true
+	}
+	return "", false
 }
 
 // BucketDigest reads the bucket's current state afresh and returns the

@@ -214,8 +214,8 @@ func TestRateScan(t *testing.T) {
 }
 
 func TestCapActive(t *testing.T) {
-	first := map[netip.Prefix]uint64{pfx("198.18.0.3/32"): 1, pfx("198.18.0.1/32"): 5,
-		pfx("198.18.0.2/32"): 5, pfx("198.18.0.4/32"): ^uint64(0)}
+	first := map[netip.Prefix]winning{pfx("198.18.0.3/32"): {first: 1}, pfx("198.18.0.1/32"): {first: 5},
+		pfx("198.18.0.2/32"): {first: 5}, pfx("198.18.0.4/32"): {first: ^uint64(0)}}
 	over := capActive(first, 2)
 	if len(over) != 2 || over[0] != pfx("198.18.0.2/32") || over[1] != pfx("198.18.0.4/32") {
 		t.Fatalf("over the cap of 2: %v, want 198.18.0.2/32 198.18.0.4/32", over)
@@ -228,10 +228,11 @@ func TestCapActive(t *testing.T) {
 // TestDigest checks the digest against SHA-256 of the lines written out by
 // hand, and that an expired winner is left out.
 func TestDigest(t *testing.T) {
-	set := map[netip.Prefix]Verdict{
-		pfx("198.18.0.2/32"): verdict("a", "198.18.0.2/32", ActionBlock, 0, 2*time.Second),
-		pfx("198.18.0.1/32"): verdict("b", "198.18.0.1/32", ActionThrottle, 0, time.Second),
-		pfx("2001:2::/48"):   verdict("b", "2001:2::/48", ActionBlock, 0, time.Second),
+	ptr := func(v Verdict) *Verdict { return &v }
+	set := map[netip.Prefix]*Verdict{
+		pfx("198.18.0.2/32"): ptr(verdict("a", "198.18.0.2/32", ActionBlock, 0, 2*time.Second)),
+		pfx("198.18.0.1/32"): ptr(verdict("b", "198.18.0.1/32", ActionThrottle, 0, time.Second)),
+		pfx("2001:2::/48"):   ptr(verdict("b", "2001:2::/48", ActionBlock, 0, time.Second)),
 	}
 	lines := "198.18.0.1/32 throttle 1767323046000000000\n" +
 		"198.18.0.2/32 block 1767323047000000000\n" +

@@ -89,8 +89,8 @@ func benchOptions(node string, urls []string, replicas int) fleet.Options {
 	return o
 }
 
-// runClient runs a Client until the test ends.
-func runClient(t *testing.T, o fleet.Options, a fleet.Applier) *fleet.Client {
+// runClient runs a Client until the test ends or stop is called.
+func runClient(t *testing.T, o fleet.Options, a fleet.Applier) (c *fleet.Client, stop func()) {
 	t.Helper()
 	c, err := fleet.New(o, a, nil, nil)
 	if err != nil {
@@ -99,8 +99,10 @@ func runClient(t *testing.T, o fleet.Options, a fleet.Applier) *fleet.Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return c, stop
 }
 
 // waitUntil polls cond, failing after bound (a bound against a hung run, not
@@ -195,7 +197,8 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 		// Spread the clients over the servers, each knowing all of them.
 		rot := append(slices.Clone(urls[i%3:]), urls[:i%3]...)
 		o := benchOptions(fmt.Sprintf("c%d", i), rot, 3)
-		cs = append(cs, runClient(t, o, appliers[i]))
+		c, _ := runClient(t, o, appliers[i])
+		cs = append(cs, c)
 	}
 	waitUntil(t, 5*time.Minute, "every client connected", func() bool {
 		for _, cl := range cs {
@@ -249,8 +252,10 @@ func processCPU(t *testing.T) time.Duration {
 // issuers and returns the seconds a fresh Client takes to apply them all.
 func coldSync(t *testing.T, n int) float64 {
 	c := natstest.Cluster(t, 1, natstest.Options{})
-	// Let a Client create the bucket as the agents do.
-	runClient(t, benchOptions("creator", c.URLs(), 1), &timeApplier{})
+	// Let a Client create the bucket as the agents do, then stop it: it
+	// would otherwise read the whole fill and still be busy with it, on the
+	// same CPUs, while the fresh client is timed.
+	_, stopCreator := runClient(t, benchOptions("creator", c.URLs(), 1), &timeApplier{})
 	pub := newPublisher(t, c.URL(0), 0)
 	waitUntil(t, time.Minute, "the bucket exists", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -258,6 +263,7 @@ func coldSync(t *testing.T, n int) float64 {
 		_, err := pub.js.KeyValue(ctx, fleet.DefaultOptions().Bucket)
 		return err == nil
 	})
+	stopCreator()
 	var wg sync.WaitGroup
 	pub.acks = make([]atomic.Int64, n)
 	for i := range n {
@@ -270,6 +276,7 @@ func coldSync(t *testing.T, n int) float64 {
 	a := &timeApplier{at: make([]atomic.Int64, n)}
 	start := time.Now()
 	runClient(t, benchOptions("fresh", c.URLs(), 1), a)
+	// (The publisher's acks were all received before: nothing else runs.)
 	waitUntil(t, 10*time.Minute, fmt.Sprintf("the fresh client applies %d", n), func() bool { return a.count.Load() == int64(n) })
 	return time.Since(start).Seconds()
 }

@@ -127,8 +127,15 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 		}
 		last = s
 	}
-	waitFor(t, "both aggregators to decide the window", func() bool {
-		return aggs[0].Stats().Windows >= 1 && aggs[1].Stats().Windows >= 1
+	// Windows counts a window when it is decided, before its verdicts are
+	// written: wait for each aggregator's write (or its finding it written).
+	waitFor(t, "both aggregators to decide the window and write its verdict", func() bool {
+		for _, a := range aggs {
+			if st := a.Stats(); st.Windows < 1 || st.Verdicts+st.Unchanged < 1 {
+				return false
+			}
+		}
+		return true
 	})
 
 	end := start.Add(cfg.Window)

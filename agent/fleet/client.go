@@ -21,7 +21,8 @@ const (
 	requestTimeout = 5 * time.Second
 	publishWindow  = 256 // puts in flight at once
 	tickEvery      = time.Second
-	batchEntries   = 4096 // bucket entries merged per batch at most
+	batchEntries   = 4096    // bucket entries merged per batch at most
+	maxGrow        = 1 << 22 // entries the maps are sized for before a resync, at most
 )
 
 // ErrBufferFull is returned by Publish when the publish buffer is full.
@@ -48,7 +49,15 @@ type Client struct {
 	server    string
 	lag       uint64
 	lastApply time.Time
-	changes   map[netip.Prefix]Change // for the apply loop, coalesced per target
+	// changes are for the apply loop, coalesced per target: changed[t]
+	// is t's index in changes.
+	changes []Change
+	changed map[netip.Prefix]int
+	// digest is Digest of st.active when st.version was digestVersion
+	// (active holds nothing expired after prune, so the set alone
+	// decides it).
+	digest        string
+	digestVersion uint64
 
 	applyKick   chan struct{}
 	publishKick chan struct{}
@@ -80,7 +89,7 @@ func New(opts Options, apply Applier, log hclog.Logger, onRefusal func(Refusal))
 	lim := limits{node: opts.Node, maxTTL: opts.MaxTTL, issuerRate: opts.IssuerRate,
 		issuerBurst: opts.IssuerBurst, maxActive: opts.MaxActive}
 	c := &Client{opts: opts, lim: lim, apply: apply, log: log, onRefusal: onRefusal, st: newState(lim),
-		queued: map[netip.Prefix]*bufItem{}, changes: map[netip.Prefix]Change{},
+		queued: map[netip.Prefix]*bufItem{}, changed: map[netip.Prefix]int{},
 		applyKick: make(chan struct{}, 1), publishKick: make(chan struct{}, 1), reconnected: make(chan struct{}, 1)}
 	c.m = newMetrics(c)
 	return c, nil
@@ -137,7 +146,7 @@ func (c *Client) natsOptions() []nats.Option {
 		nats.Name("bulwark " + c.opts.Node),
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
-		nats.Timeout(requestTimeout),
+		nats.Timeout(requestTimeout), nats.Dialer(dialer()),
 		nats.ConnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
 		nats.ReconnectHandler(func(*nats.Conn) { kick(c.reconnected) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -190,6 +199,11 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	// Resume after the last revision read, unless the stream no longer
 	// holds what follows it: then read the whole current state again.
 	resync := last == 0 || info.State.FirstSeq > last+1 || info.State.LastSeq < last
+	if resync {
+		c.mu.Lock()
+		c.st.grow(int(min(info.State.Msgs, maxGrow)))
+		c.mu.Unlock()
+	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var w jetstream.KeyWatcher
@@ -318,7 +332,12 @@ func (c *Client) read(e jetstream.KeyValueEntry) {
 func (c *Client) settle() {
 	changes := c.st.process()
 	for _, ch := range changes {
-		c.changes[ch.Target] = ch
+		if i, ok := c.changed[ch.Target]; ok {
+			c.changes[i] = ch
+		} else {
+			c.changed[ch.Target] = len(c.changes)
+			c.changes = append(c.changes, ch)
+		}
 	}
 	if len(changes) > 0 {
 		kick(c.applyKick)
@@ -344,11 +363,8 @@ func (c *Client) applyLoop(ctx context.Context) {
 			c.mu.Unlock()
 			continue
 		}
-		batch := make([]Change, 0, len(c.changes))
-		for _, ch := range c.changes {
-			batch = append(batch, ch)
-		}
-		c.changes = map[netip.Prefix]Change{}
+		batch := c.changes
+		c.changes, c.changed = nil, reuse(c.changed)
 		c.mu.Unlock()
 		refused := c.apply.Apply(batch)
 		now := time.Now()
@@ -366,8 +382,12 @@ func (c *Client) applyLoop(ctx context.Context) {
 				c.m.propagation.Observe(now.Sub(ch.Winner.IssuedAt).Seconds())
 			}
 		}
+		clear(batch) // let go of the verdicts; keep the room if small
 		c.mu.Lock()
 		c.lastApply = now
+		if c.changes == nil && cap(batch) <= batchEntries {
+			c.changes = batch[:0]
+		}
 		c.mu.Unlock()
 	}
 }
@@ -593,11 +613,20 @@ func (c *Client) Status() Status {
 	c.settle()
 	s := Status{Node: c.opts.Node, Servers: c.opts.Servers, AppliedRevision: c.st.lastRev,
 		BucketRevision: c.st.lastRev + c.lag, Lag: c.lag, Buffered: len(c.queued), Active: len(c.st.active),
-		Digest: Digest(c.st.active, now), LastApplied: c.lastApply}
+		Digest: c.activeDigest(now), LastApplied: c.lastApply}
 	if c.conn != nil && c.conn.IsConnected() && c.kv != nil {
 		s.Connected, s.Server = true, c.server
 	}
 	return s
+}
+
+// activeDigest is the digest of the merged set, pruned at now (c.mu held):
+// computed again only when the set changed.
+func (c *Client) activeDigest(now time.Time) string {
+	if c.digest == "" || c.digestVersion != c.st.version {
+		c.digest, c.digestVersion = Digest(c.st.active, now), c.st.version
+	}
+	return c.digest
 }
 
 // Issuer is the issuer of the verdict in force on target, for `verdicts
@@ -605,8 +634,10 @@ func (c *Client) Status() Status {
 func (c *Client) Issuer(target netip.Prefix) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v, ok := c.st.active[target.Masked()]
-	return v.Issuer, ok
+	if v := c.st.active[target.Masked()]; v != nil {
+		return v.Issuer, true
+	}
+	return "", false
 }
 
 // BucketDigest reads the bucket's current state afresh and returns the

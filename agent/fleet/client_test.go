@@ -124,6 +124,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitProgress polls cond like waitFor, but fails only after waitBound
+// without progress (a change of what progress returns): on a busy machine
+// a node that is still reading is slow, not stuck.
+func waitProgress(t *testing.T, what string, progress func() string, cond func() bool) {
+	t.Helper()
+	last, deadline := progress(), time.Now().Add(waitBound)
+	for !cond() {
+		if p := progress(); p != last {
+			last, deadline = p, time.Now().Add(waitBound)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress within %s: %s; last: %s", waitBound, what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // converged waits until every node has read the bucket's state: its digest
 // equals the bucket's (read afresh at the same second) and its applier
 // holds want verdicts.
@@ -131,7 +148,12 @@ func converged(t *testing.T, want int, nodes ...*node) string {
 	t.Helper()
 	var digest string
 	for i, n := range nodes {
-		waitFor(t, fmt.Sprintf("node %d converges on %d verdicts", i, want), func() bool {
+		progress := func() string {
+			st := n.c.Status()
+			return fmt.Sprintf("connected %v, revision %d, lag %d, active %d, buffered %d, applied %d",
+				st.Connected, st.AppliedRevision, st.Lag, st.Active, st.Buffered, n.rec.len())
+		}
+		waitProgress(t, fmt.Sprintf("node %d converges on %d verdicts", i, want), progress, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			bd, err := n.c.BucketDigest(ctx)
@@ -367,7 +389,7 @@ func TestKillServerDuring5000(t *testing.T) {
 // keeps what it applied while others add, revoke and let verdicts expire;
 // once its server is back it converges to the bucket's state.
 func TestDisconnectedClientConverges(t *testing.T) {
-	c := natstest.Cluster(t, 3, natstest.Options{})
+	c := natstest.Cluster(t, 3, natstest.Options{NoAdvertise: true}) // lone must not learn of n0, n1
 	pub := start(t, testOptions("pub", c.URLs()[:2], 3))
 	lone := start(t, testOptions("lone", c.URLs()[2:], 3))
 	for i := range 100 {

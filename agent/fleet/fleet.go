@@ -62,7 +62,8 @@ type Change struct {
 // Applier writes the merged fleet set into the kernel. Apply gets the
 // changes in one batch; it returns the targets it refused (e.g. locally
 // allowed or protected space) with the reason, which the Client counts and
-// reports. Apply must not block on the network.
+// reports. Apply must not block on the network, nor keep changes after it
+// returns (the Client reuses the slice).
 type Applier interface {
 	Apply(changes []Change) (refused map[netip.Prefix]string)
 }

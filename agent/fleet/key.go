@@ -50,17 +50,28 @@ func ParseKey(key string) (string, netip.Prefix, error) {
 	if err := ValidNode(issuer); err != nil {
 		return "", netip.Prefix{}, fmt.Errorf("key %q: %w", key, err)
 	}
-	parts := strings.Split(tok, "-")
-	if len(parts) != 3 {
+	fam, rest, ok1 := strings.Cut(tok, "-")
+	hexAddr, bitsTok, ok2 := strings.Cut(rest, "-")
+	if !ok1 || !ok2 || strings.Contains(bitsTok, "-") {
 		return "", netip.Prefix{}, fmt.Errorf("key %q: target token %q is not FAMILY-HEX-BITS", key, tok)
 	}
-	want := map[string]int{"4": 4, "6": 16}[parts[0]]
-	raw, err := hex.DecodeString(parts[1])
-	if want == 0 || err != nil || len(raw) != want || strings.ToLower(parts[1]) != parts[1] {
+	want := 0
+	switch fam {
+	case "4":
+		want = 4
+	case "6":
+		want = 16
+	}
+	var buf [16]byte
+	raw := buf[:want]
+	if want == 0 || len(hexAddr) != 2*want || !lowerHex(hexAddr) {
 		return "", netip.Prefix{}, fmt.Errorf("key %q: bad address in target token %q", key, tok)
 	}
-	bits, err := strconv.Atoi(parts[2])
-	if err != nil || bits < 0 || bits > 8*want || strconv.Itoa(bits) != parts[2] {
+	if _, err := hex.Decode(raw, []byte(hexAddr)); err != nil {
+		return "", netip.Prefix{}, fmt.Errorf("key %q: bad address in target token %q", key, tok)
+	}
+	bits, err := strconv.Atoi(bitsTok)
+	if err != nil || bits < 0 || bits > 8*want || strconv.Itoa(bits) != bitsTok {
 		return "", netip.Prefix{}, fmt.Errorf("key %q: bad prefix length in target token %q", key, tok)
 	}
 	addr, _ := netip.AddrFromSlice(raw)
@@ -69,4 +80,15 @@ func ParseKey(key string) (string, netip.Prefix, error) {
 		return "", netip.Prefix{}, errors.New("key " + strconv.Quote(key) + ": target has host bits set")
 	}
 	return issuer, p, nil
+}
+
+// lowerHex reports whether s has no upper-case hex digits (Key writes
+// lower case only, so each target has one key).
+func lowerHex(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 'A' && s[i] <= 'F' {
+			return false
+		}
+	}
+	return true
 }

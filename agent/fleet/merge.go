@@ -47,7 +47,7 @@ func strength(a Action) int {
 // when nothing is in force. first is the smallest revision among the
 // entries in force (a pending entry counts as after every revision), which
 // orders targets for the active cap.
-func winner(es []*entry) (w Verdict, first uint64, ok bool) {
+func winner(es []*entry) (w *Verdict, first uint64, ok bool) {
 	var revoked time.Time
 	for _, e := range es {
 		if e.rateOK && e.v.Action == ActionRevoke && e.v.IssuedAt.After(revoked) {
@@ -62,8 +62,8 @@ func winner(es []*entry) (w Verdict, first uint64, ok bool) {
 		if !e.pending {
 			first = min(first, e.rev)
 		}
-		if !ok || better(e.v, w) {
-			w, ok = e.v, true
+		if !ok || better(e.v, *w) {
+			w, ok = &e.v, true
 		}
 	}
 	return w, first, ok
@@ -109,19 +109,26 @@ func rateScan(list []*entry, from int, rate float64, burst int, changed func(*en
 	}
 }
 
+// winning is the verdict in force on a target (its entry's) and the
+// first revision among the target's entries in force (see winner).
+type winning struct {
+	v     *Verdict
+	first uint64
+}
+
 // capActive keeps, of the targets in force, the maxActive that came first
 // (smallest first revision, then the target's order); it returns the
 // targets over the cap.
-func capActive(first map[netip.Prefix]uint64, maxActive int) []netip.Prefix {
-	if len(first) <= maxActive {
+func capActive(inForce map[netip.Prefix]winning, maxActive int) []netip.Prefix {
+	if len(inForce) <= maxActive {
 		return nil
 	}
-	targets := make([]netip.Prefix, 0, len(first))
-	for t := range first {
+	targets := make([]netip.Prefix, 0, len(inForce))
+	for t := range inForce {
 		targets = append(targets, t)
 	}
 	slices.SortFunc(targets, func(a, b netip.Prefix) int {
-		if c := cmp.Compare(first[a], first[b]); c != 0 {
+		if c := cmp.Compare(inForce[a].first, inForce[b].first); c != 0 {
 			return c
 		}
 		return comparePrefix(a, b)
@@ -138,7 +145,7 @@ func comparePrefix(a, b netip.Prefix) int {
 
 // Digest is the hex SHA-256 of the sorted lines "target action
 // expires_unix_ns" of a merged set, leaving out what expired at now.
-func Digest(set map[netip.Prefix]Verdict, now time.Time) string {
+func Digest(set map[netip.Prefix]*Verdict, now time.Time) string {
 	lines := make([]string, 0, len(set))
 	for t, v := range set {
 		if v.Expires.After(now) {

@@ -1,9 +1,13 @@
 package fleet
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,31 +48,58 @@ func verdict(issuer, target string, a Action, issued, expires time.Duration) Ver
 
 func TestDecodeRefuses(t *testing.T) {
 	good := verdict("a", "198.18.0.1/32", ActionBlock, 0, time.Hour)
+	good.Reason, good.Score = "flood", 700
 	data, err := encode(good)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The layout by hand: version, action, family, bits, address, score,
+	// issued_at, expires, issuer, origin, reason.
+	want := []byte{1, 2, 4, 32, 198, 18, 0, 1, 0x02, 0xbc}
+	want = binary.BigEndian.AppendUint64(want, uint64(t0.UnixNano()))
+	want = binary.BigEndian.AppendUint64(want, uint64(t0.Add(time.Hour).UnixNano()))
+	want = append(want, 1, 'a', 3, 'c', 'l', 'i', 0, 5, 'f', 'l', 'o', 'o', 'd')
+	if !bytes.Equal(data, want) {
+		t.Fatalf("encode(v) = % x\nwant        % x", data, want)
 	}
 	key := Key("a", good.Target)
 	if v, _, err := decode(key, data, 24*time.Hour); err != nil || !sameVerdict(v, good) {
 		t.Fatalf("decode(encode(v)) = %+v, %v", v, err)
 	}
+	legacy, err := json.Marshal(good) // what the first releases wrote
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := decode(key, legacy, 24*time.Hour); err != nil || !sameVerdict(v, good) {
+		t.Fatalf("decode(legacy JSON) = %+v, %v", v, err)
+	}
 	long := good
 	long.Reason = strings.Repeat("r", MaxReasonLen+1)
-	longData := []byte(strings.Replace(string(data), `"origin"`, `"reason":"`+long.Reason+`","origin"`, 1))
+	longJSON := []byte(strings.Replace(string(legacy), `"flood"`, `"`+long.Reason+`"`, 1))
+	longBin := append(slices.Clone(data[:len(data)-7]), byte(len(long.Reason)>>8), byte(len(long.Reason)))
+	longBin = append(longBin, long.Reason...)
+	patch := func(i int, b byte) []byte { d := slices.Clone(data); d[i] = b; return d }
 	for name, tc := range map[string]struct {
 		key    string
 		data   []byte
 		reason string
 	}{
-		"garbage":        {key, []byte("{not json"), RefusedInvalid},
-		"oversized":      {key, []byte(`{"x":"` + strings.Repeat("a", MaxValueSize) + `"}`), RefusedInvalid},
-		"other issuer":   {Key("b", good.Target), data, RefusedInvalid},
-		"other target":   {Key("a", pfx("198.18.0.2/32")), data, RefusedInvalid},
-		"bad key":        {"a.nope", data, RefusedInvalid},
-		"long reason":    {key, longData, RefusedInvalid},
-		"bad action":     {key, []byte(strings.Replace(string(data), `"block"`, `"nuke"`, 1)), RefusedInvalid},
-		"beyond max_ttl": {key, data, RefusedTTL},
-		"empty":          {key, nil, RefusedInvalid},
+		"garbage":           {key, []byte("{not json"), RefusedInvalid},
+		"oversized":         {key, []byte(`{"x":"` + strings.Repeat("a", MaxValueSize) + `"}`), RefusedInvalid},
+		"other issuer":      {Key("b", good.Target), data, RefusedInvalid},
+		"other target":      {Key("a", pfx("198.18.0.2/32")), data, RefusedInvalid},
+		"bad key":           {"a.nope", data, RefusedInvalid},
+		"long reason":       {key, longJSON, RefusedInvalid},
+		"long reason (bin)": {key, longBin, RefusedInvalid},
+		"bad action":        {key, []byte(strings.Replace(string(legacy), `"block"`, `"nuke"`, 1)), RefusedInvalid},
+		"bad action code":   {key, patch(1, 9), RefusedInvalid},
+		"version 2":         {key, patch(0, 2), RefusedInvalid},
+		"family 5":          {key, patch(2, 5), RefusedInvalid},
+		"bits 33":           {key, patch(3, 33), RefusedInvalid},
+		"truncated":         {key, data[:len(data)-1], RefusedInvalid},
+		"trailing byte":     {key, append(slices.Clone(data), 0), RefusedInvalid},
+		"beyond max_ttl":    {key, data, RefusedTTL},
+		"empty":             {key, nil, RefusedInvalid},
 	} {
 		maxTTL := 24 * time.Hour
 		if name == "beyond max_ttl" {
@@ -78,6 +109,43 @@ func TestDecodeRefuses(t *testing.T) {
 			t.Errorf("%s: reason %q, error %v; want %q", name, reason, err, tc.reason)
 		}
 	}
+}
+
+// FuzzDecodeValue: no input panics; what decodes and passes the checks
+// encodes back to the same bytes (binary) and decodes to the same verdict.
+func FuzzDecodeValue(f *testing.F) {
+	for _, v := range []Verdict{
+		verdict("a", "198.18.0.1/32", ActionBlock, 0, time.Hour),
+		verdict("edge-1", "2001:2::/48", ActionRevoke, time.Second, time.Hour),
+	} {
+		b, err := encode(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(Key(v.Issuer, v.Target), b)
+		j, _ := json.Marshal(v)
+		f.Add(Key(v.Issuer, v.Target), j)
+	}
+	f.Add("a.4-c6120001-32", []byte{1, 2, 4, 32})
+	f.Fuzz(func(t *testing.T, key string, data []byte) {
+		v, reason, err := decode(key, data, 24*time.Hour)
+		if err != nil {
+			if reason == "" {
+				t.Fatalf("error %v without a refusal reason", err)
+			}
+			return
+		}
+		b, err := encode(v)
+		if err != nil {
+			t.Fatalf("decoded %+v does not encode: %v", v, err)
+		}
+		if len(data) > 0 && data[0] == valueV1 && !bytes.Equal(b, data) {
+			t.Fatalf("re-encoded % x, read % x", b, data)
+		}
+		if w, _, err := decode(key, b, 24*time.Hour); err != nil || !sameVerdict(v, w) {
+			t.Fatalf("round trip %+v -> %+v, %v", v, w, err)
+		}
+	})
 }
 
 func TestWinner(t *testing.T) {
@@ -146,8 +214,8 @@ func TestRateScan(t *testing.T) {
 }
 
 func TestCapActive(t *testing.T) {
-	first := map[netip.Prefix]uint64{pfx("198.18.0.3/32"): 1, pfx("198.18.0.1/32"): 5,
-		pfx("198.18.0.2/32"): 5, pfx("198.18.0.4/32"): ^uint64(0)}
+	first := map[netip.Prefix]winning{pfx("198.18.0.3/32"): {first: 1}, pfx("198.18.0.1/32"): {first: 5},
+		pfx("198.18.0.2/32"): {first: 5}, pfx("198.18.0.4/32"): {first: ^uint64(0)}}
 	over := capActive(first, 2)
 	if len(over) != 2 || over[0] != pfx("198.18.0.2/32") || over[1] != pfx("198.18.0.4/32") {
 		t.Fatalf("over the cap of 2: %v, want 198.18.0.2/32 198.18.0.4/32", over)
@@ -160,10 +228,11 @@ func TestCapActive(t *testing.T) {
 // TestDigest checks the digest against SHA-256 of the lines written out by
 // hand, and that an expired winner is left out.
 func TestDigest(t *testing.T) {
-	set := map[netip.Prefix]Verdict{
-		pfx("198.18.0.2/32"): verdict("a", "198.18.0.2/32", ActionBlock, 0, 2*time.Second),
-		pfx("198.18.0.1/32"): verdict("b", "198.18.0.1/32", ActionThrottle, 0, time.Second),
-		pfx("2001:2::/48"):   verdict("b", "2001:2::/48", ActionBlock, 0, time.Second),
+	ptr := func(v Verdict) *Verdict { return &v }
+	set := map[netip.Prefix]*Verdict{
+		pfx("198.18.0.2/32"): ptr(verdict("a", "198.18.0.2/32", ActionBlock, 0, 2*time.Second)),
+		pfx("198.18.0.1/32"): ptr(verdict("b", "198.18.0.1/32", ActionThrottle, 0, time.Second)),
+		pfx("2001:2::/48"):   ptr(verdict("b", "2001:2::/48", ActionBlock, 0, time.Second)),
 	}
 	lines := "198.18.0.1/32 throttle 1767323046000000000\n" +
 		"198.18.0.2/32 block 1767323047000000000\n" +

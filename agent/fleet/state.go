@@ -25,22 +25,22 @@ type state struct {
 	byTarget map[netip.Prefix][]*entry // bucket entries by target
 	issuers  map[string][]*entry       // bucket entries by issuer, in revision order
 	own      map[netip.Prefix]*entry   // the node's own verdicts not yet read back
-	inForce  map[netip.Prefix]Verdict  // winners before the active cap
-	first    map[netip.Prefix]uint64   // their first revision
-	active   map[netip.Prefix]Verdict  // winners within the cap
+	inForce  map[netip.Prefix]winning  // winners before the active cap
+	active   map[netip.Prefix]*Verdict // winners within the cap (their entries' verdicts, never changed)
 	capped   map[netip.Prefix]bool     // winners over the cap
 	dirty    map[netip.Prefix]bool     // targets to merge again
 	rescan   map[string]int            // issuers to rate-scan again, from index
 	exp      expiryHeap                // entries by expiry
 	lastRev  uint64                    // highest revision read
+	version  uint64                    // counts the changes of active
 	refusals []Refusal                 // to report
 	pruned   time.Time                 // expired entries are gone up to here
 }
 
 func newState(lim limits) *state {
 	return &state{lim: lim, entries: map[string]*entry{}, byTarget: map[netip.Prefix][]*entry{},
-		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, inForce: map[netip.Prefix]Verdict{},
-		first: map[netip.Prefix]uint64{}, active: map[netip.Prefix]Verdict{}, capped: map[netip.Prefix]bool{},
+		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, inForce: map[netip.Prefix]winning{},
+		active: map[netip.Prefix]*Verdict{}, capped: map[netip.Prefix]bool{},
 		dirty: map[netip.Prefix]bool{}, rescan: map[string]int{}}
 }
 
@@ -170,15 +170,17 @@ func (s *state) process() []Change {
 	}
 	clear(s.rescan)
 	var changes []Change
-	set := func(t netip.Prefix, v Verdict, in bool) {
+	set := func(t netip.Prefix, v *Verdict, in bool) {
 		old, had := s.active[t]
 		switch {
-		case in && (!had || !sameVerdict(old, v)):
+		case in && (!had || !sameVerdict(*old, *v)):
 			s.active[t] = v
-			changes = append(changes, Change{Target: t, Winner: v})
+			changes = append(changes, Change{Target: t, Winner: *v})
+			s.version++
 		case !in && had:
 			delete(s.active, t)
 			changes = append(changes, Change{Target: t, Remove: true})
+			s.version++
 		}
 	}
 	for t := range s.dirty {
@@ -187,17 +189,16 @@ func (s *state) process() []Change {
 			es = append(slices.DeleteFunc(slices.Clone(es), func(e *entry) bool { return e.key == o.key }), o)
 		}
 		if w, first, ok := winner(es); ok {
-			s.inForce[t], s.first[t] = w, first
+			s.inForce[t] = winning{w, first}
 		} else {
 			delete(s.inForce, t)
-			delete(s.first, t)
 		}
 	}
-	over := capActive(s.first, s.lim.maxActive)
+	over := capActive(s.inForce, s.lim.maxActive)
 	if len(over) == 0 && len(s.capped) == 0 {
 		for t := range s.dirty {
 			w, ok := s.inForce[t]
-			set(t, w, ok)
+			set(t, w.v, ok)
 		}
 	} else {
 		// Over the cap (or just back under it): settle every target.
@@ -206,7 +207,7 @@ func (s *state) process() []Change {
 		for _, t := range over {
 			s.capped[t] = true
 			if !wasCapped[t] {
-				s.refuse(s.inForce[t], RefusedActiveCap)
+				s.refuse(*s.inForce[t].v, RefusedActiveCap)
 			}
 		}
 		for t := range wasCapped {
@@ -216,14 +217,45 @@ func (s *state) process() []Change {
 		}
 		for t := range s.dirty {
 			w, ok := s.inForce[t]
-			set(t, w, ok && !s.capped[t])
+			set(t, w.v, ok && !s.capped[t])
 		}
 		for t, w := range s.inForce {
-			set(t, w, !s.capped[t])
+			set(t, w.v, !s.capped[t])
 		}
 	}
-	s.dirty = map[netip.Prefix]bool{} // clear would walk a big map's every slot
+	s.dirty = reuse(s.dirty)
 	return changes
+}
+
+// smallMap is the size up to which reuse empties a map in place, and
+// from which grow sizes the state's maps.
+const smallMap = 1 << 14
+
+// reuse empties m for the next batch: in place up to smallMap entries (a
+// batch of batchEntries then costs no new map and no growth), else a new
+// map (clear walks every slot of a big map: after expiring a million
+// verdicts it would stay that big).
+func reuse[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) > smallMap {
+		return map[K]V{}
+	}
+	clear(m)
+	return m
+}
+
+// grow sizes the state's maps for n more entries before a resync reads
+// them, so that they do not grow by rehashing one entry at a time.
+func (s *state) grow(n int) {
+	if len(s.entries) > 0 || n <= smallMap {
+		return
+	}
+	s.entries = make(map[string]*entry, n)
+	s.byTarget = make(map[netip.Prefix][]*entry, n)
+	s.inForce = make(map[netip.Prefix]winning, n)
+	s.exp = slices.Grow(s.exp, n)
+	if len(s.active) == 0 {
+		s.active = make(map[netip.Prefix]*Verdict, n)
+	}
 }
 
 // sameVerdict compares two verdicts field by field, times by the instant.

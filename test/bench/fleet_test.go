@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,8 +44,11 @@ type fleetFigures struct {
 	P50MS          float64 `json:"propagation_p50_ms"`
 	P99MS          float64 `json:"propagation_p99_ms"`
 	MaxMS          float64 `json:"propagation_max_ms"`
-	ColdSync       int     `json:"coldsync_verdicts"`
-	ColdSyncS      float64 `json:"coldsync_seconds"`
+	// ClientCPUUS is the CPU time of the benchmark's process (the clients,
+	// and the publisher's little) per verdict per client, in microseconds.
+	ClientCPUUS float64 `json:"client_cpu_us_per_verdict"`
+	ColdSync    int     `json:"coldsync_verdicts"`
+	ColdSyncS   float64 `json:"coldsync_seconds"`
 }
 
 // benchTarget is the i-th verdict's target (i < 131072), in 198.18.0.0/15.
@@ -85,8 +89,8 @@ func benchOptions(node string, urls []string, replicas int) fleet.Options {
 	return o
 }
 
-// runClient runs a Client until the test ends.
-func runClient(t *testing.T, o fleet.Options, a fleet.Applier) *fleet.Client {
+// runClient runs a Client until the test ends or stop is called.
+func runClient(t *testing.T, o fleet.Options, a fleet.Applier) (c *fleet.Client, stop func()) {
 	t.Helper()
 	c, err := fleet.New(o, a, nil, nil)
 	if err != nil {
@@ -95,8 +99,10 @@ func runClient(t *testing.T, o fleet.Options, a fleet.Applier) *fleet.Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return c, stop
 }
 
 // waitUntil polls cond, failing after bound (a bound against a hung run, not
@@ -113,7 +119,7 @@ func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool)
 }
 
 // publisher writes verdicts into the bucket as an issuer would (the value
-// is fleet.Verdict's JSON under fleet.Key), recording when each put was
+// is fleet.EncodeValue's under fleet.Key), recording when each put was
 // acknowledged.
 type publisher struct {
 	js   jetstream.JetStream
@@ -140,7 +146,7 @@ func (p *publisher) put(t *testing.T, issuer string, i int, wg *sync.WaitGroup) 
 	now := time.Now()
 	v := fleet.Verdict{Target: benchTarget(i), Action: fleet.ActionBlock, Issuer: issuer, Origin: "scorer",
 		Reason: "bench", IssuedAt: now.UTC(), Expires: now.Add(time.Hour).UTC()}
-	data, err := json.Marshal(v)
+	data, err := fleet.EncodeValue(v)
 	if err != nil {
 		t.Error(err)
 		return
@@ -191,7 +197,8 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 		// Spread the clients over the servers, each knowing all of them.
 		rot := append(slices.Clone(urls[i%3:]), urls[:i%3]...)
 		o := benchOptions(fmt.Sprintf("c%d", i), rot, 3)
-		cs = append(cs, runClient(t, o, appliers[i]))
+		c, _ := runClient(t, o, appliers[i])
+		cs = append(cs, c)
 	}
 	waitUntil(t, 5*time.Minute, "every client connected", func() bool {
 		for _, cl := range cs {
@@ -203,6 +210,7 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 	})
 	pub := newPublisher(t, urls[0], total)
 	var wg sync.WaitGroup
+	cpu0 := processCPU(t)
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	for sent := 0; sent < total; {
@@ -218,6 +226,7 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 	for i, a := range appliers {
 		waitUntil(t, 5*time.Minute, fmt.Sprintf("client %d applies all %d", i, total), func() bool { return a.count.Load() == int64(total) })
 	}
+	cpuUS := (processCPU(t) - cpu0).Seconds() * 1e6 / float64(clients*total)
 	var ms []float64
 	for _, a := range appliers {
 		for i := range total {
@@ -227,15 +236,26 @@ func fanout(t *testing.T, clients, rate, seconds int) fleetFigures {
 	slices.Sort(ms)
 	pct := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
 	return fleetFigures{Clients: clients, Rate: rate, Verdicts: total, Samples: len(ms), PublishSeconds: pubSeconds,
-		P50MS: pct(0.50), P99MS: pct(0.99), MaxMS: ms[len(ms)-1]}
+		P50MS: pct(0.50), P99MS: pct(0.99), MaxMS: ms[len(ms)-1], ClientCPUUS: cpuUS}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // coldSync fills a bucket (one server) with n active verdicts of 100
 // issuers and returns the seconds a fresh Client takes to apply them all.
 func coldSync(t *testing.T, n int) float64 {
 	c := natstest.Cluster(t, 1, natstest.Options{})
-	// Let a Client create the bucket as the agents do.
-	runClient(t, benchOptions("creator", c.URLs(), 1), &timeApplier{})
+	// Let a Client create the bucket as the agents do, then stop it: it
+	// would otherwise read the whole fill and still be busy with it, on the
+	// same CPUs, while the fresh client is timed.
+	_, stopCreator := runClient(t, benchOptions("creator", c.URLs(), 1), &timeApplier{})
 	pub := newPublisher(t, c.URL(0), 0)
 	waitUntil(t, time.Minute, "the bucket exists", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -243,6 +263,7 @@ func coldSync(t *testing.T, n int) float64 {
 		_, err := pub.js.KeyValue(ctx, fleet.DefaultOptions().Bucket)
 		return err == nil
 	})
+	stopCreator()
 	var wg sync.WaitGroup
 	pub.acks = make([]atomic.Int64, n)
 	for i := range n {
@@ -255,6 +276,7 @@ func coldSync(t *testing.T, n int) float64 {
 	a := &timeApplier{at: make([]atomic.Int64, n)}
 	start := time.Now()
 	runClient(t, benchOptions("fresh", c.URLs(), 1), a)
+	// (The publisher's acks were all received before: nothing else runs.)
 	waitUntil(t, 10*time.Minute, fmt.Sprintf("the fresh client applies %d", n), func() bool { return a.count.Load() == int64(n) })
 	return time.Since(start).Seconds()
 }

@@ -251,9 +251,11 @@ func TestFleetRestartAll(t *testing.T) {
 	}
 	start := time.Now()
 	b.StartAll()
+	ready := time.Since(start) // every agent answers on its control socket
 	took := converge(t, b, start, 2*time.Minute, total)
 	expectFrames(t, b.Agents, target(total-1), false)
-	summary(t, "%d agents restarted at once with %d active verdicts: converged %s after the restart", agents, total, took.Round(time.Millisecond))
+	summary(t, "%d agents restarted at once with %d active verdicts: converged %s after the restart (all started and answering after %s)",
+		agents, total, took.Round(time.Millisecond), ready.Round(time.Millisecond))
 }
 
 // Scenario 6, second half: a new agent cold-syncs a bucket of 20,000 active

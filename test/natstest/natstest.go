@@ -149,6 +149,10 @@ type Options struct {
 	// Config is appended to every server's configuration file, e.g. a tls
 	// or authorization block.
 	Config string
+	// NoAdvertise keeps the servers of a cluster from telling clients the
+	// other servers' URLs: a client then knows only the servers it was
+	// given, so stopping them cuts it off.
+	NoAdvertise bool
 }
 
 // Servers is a running set of NATS servers with JetStream; with more than
@@ -212,7 +216,7 @@ func Cluster(t testing.TB, n int, opts Options) *Servers {
 		s.servers = append(s.servers, sv)
 	}
 	for _, sv := range s.servers {
-		if err := os.WriteFile(sv.conf, []byte(s.config(sv, opts.Config)), 0o600); err != nil {
+		if err := os.WriteFile(sv.conf, []byte(s.config(sv, opts)), 0o600); err != nil {
 			t.Fatalf("natstest: %v", err)
 		}
 		if err := s.start(sv); err != nil {
@@ -242,7 +246,7 @@ var metaLeaderLogs = []string{"Self is new JetStream cluster metadata leader", "
 	"JetStream cluster new remote metadata leader"}
 
 // config is the configuration file of one server.
-func (s *Servers) config(sv *server, extra string) string {
+func (s *Servers) config(sv *server, opts Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server_name: %q\nlisten: %q\n", sv.name, net.JoinHostPort(sv.host, fmt.Sprint(sv.port)))
 	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  max_memory_store: 256MB\n  max_file_store: 8GB\n}\n", sv.store)
@@ -253,10 +257,10 @@ func (s *Servers) config(sv *server, extra string) string {
 				routes = append(routes, fmt.Sprintf("%q", "nats-route://"+net.JoinHostPort(o.host, fmt.Sprint(o.cport))))
 			}
 		}
-		fmt.Fprintf(&b, "cluster {\n  name: \"bulwark-test\"\n  listen: %q\n  routes: [%s]\n}\n",
-			net.JoinHostPort(sv.host, fmt.Sprint(sv.cport)), strings.Join(routes, ", "))
+		fmt.Fprintf(&b, "cluster {\n  name: \"bulwark-test\"\n  listen: %q\n  routes: [%s]\n  no_advertise: %t\n}\n",
+			net.JoinHostPort(sv.host, fmt.Sprint(sv.cport)), strings.Join(routes, ", "), opts.NoAdvertise)
 	}
-	b.WriteString(extra)
+	b.WriteString(opts.Config)
 	b.WriteString("\n")
 	return b.String()
 }

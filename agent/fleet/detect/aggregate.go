@@ -3,7 +3,6 @@ package detect
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -267,14 +266,16 @@ func (a *Aggregator) put(ctx context.Context, js jetstream.JetStream, v fleet.Ve
 		}
 		a.kv, a.ttlKeys = kv, st.LimitMarkerTTL() > 0
 	}
-	val, err := json.Marshal(v)
+	val, err := fleet.EncodeValue(v)
 	if err != nil {
-		return false, fmt.Errorf("encode verdict: %w", err)
+		return false, err
 	}
 	key := fleet.Key(v.Issuer, v.Target)
 	if e, err := a.kv.Get(ctx, key); err == nil {
-		var old fleet.Verdict
-		if bytes.Equal(e.Value(), val) || json.Unmarshal(e.Value(), &old) == nil && old.IssuedAt.After(v.IssuedAt) {
+		if bytes.Equal(e.Value(), val) {
+			return false, nil
+		}
+		if old, err := fleet.DecodeValue(e.Value()); err == nil && old.IssuedAt.After(v.IssuedAt) {
 			return false, nil
 		}
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {

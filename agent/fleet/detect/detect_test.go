@@ -2,7 +2,6 @@ package detect_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -128,8 +127,15 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 		}
 		last = s
 	}
-	waitFor(t, "both aggregators to decide the window", func() bool {
-		return aggs[0].Stats().Windows >= 1 && aggs[1].Stats().Windows >= 1
+	// Windows counts a window when it is decided, before its verdicts are
+	// written: wait for each aggregator's write (or its finding it written).
+	waitFor(t, "both aggregators to decide the window and write its verdict", func() bool {
+		for _, a := range aggs {
+			if st := a.Stats(); st.Windows < 1 || st.Verdicts+st.Unchanged < 1 {
+				return false
+			}
+		}
+		return true
 	})
 
 	end := start.Add(cfg.Window)
@@ -151,8 +157,8 @@ func TestTwoAggregatorsOneVerdict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v fleet.Verdict
-	if err := json.Unmarshal(e.Value(), &v); err != nil {
+	v, err := fleet.DecodeValue(e.Value())
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !v.IssuedAt.Equal(want.IssuedAt) || !v.Expires.Equal(want.Expires) {

@@ -375,13 +375,14 @@ func scrapeTargets(r map[string]any) []target {
 func writeFleet(w *strings.Builder, r map[string]any) {
 	num := func(k string) float64 { v, _ := r[k].(float64); return v }
 	w.WriteString("\n## Fleet: propagation fan-out and cold sync (real fleet.Client code, real 3-node NATS JetStream cluster, no XDP)\n\n")
-	w.WriteString("| clients | verdicts/s | verdicts | samples | p50 ms | p99 ms | max ms | cold sync verdicts | cold sync s |\n")
-	w.WriteString("|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %.1f | %.0f | %.2f |\n", num("clients"), num("rate_per_s"),
+	w.WriteString("| clients | verdicts/s | verdicts | samples | p50 ms | p99 ms | max ms | client CPU us per verdict | cold sync verdicts | cold sync s |\n")
+	w.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f |\n", num("clients"), num("rate_per_s"),
 		num("verdicts"), num("samples"), num("propagation_p50_ms"), num("propagation_p99_ms"), num("propagation_max_ms"),
-		num("coldsync_verdicts"), num("coldsync_seconds"))
+		num("client_cpu_us_per_verdict"), num("coldsync_verdicts"), num("coldsync_seconds"))
 	w.WriteString("\nPropagation is from the publisher's acknowledgement of a put to the verdict's Apply on each client, over every " +
 		"(client, verdict) pair; it can be slightly negative where a client reads the put before the ack reaches the publisher. " +
+		"Client CPU is the benchmark process's CPU time during the fan-out (every client and the publisher) over clients x verdicts. " +
 		"The cold sync fills one server's bucket and times a fresh client until it has applied every verdict.\n")
 }
 

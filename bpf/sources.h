@@ -62,7 +62,7 @@ static __always_inline struct src_state *source_state(struct src_key *k, __u64 n
  * them were a fifth of it. The price: when two CPUs update the same source
  * at the same instant, one increment may overwrite the other, so these
  * counters may run slightly low (never high) under a one-source flood that
- * the NIC spreads over CPUs (0.15-0.5 % measured with two CPUs sending only
+ * the NIC spreads over CPUs (up to 0.5 % measured with two CPUs sending only
  * that source; docs/datapath.md). The scorer reads rates, for which that is
  * noise; decisions never read these counters. The buckets (compare-and-
  * swap) and the drop counters stay atomic and exact. */

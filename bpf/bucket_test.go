@@ -202,9 +202,17 @@ func bucketTwoCPUs(t *testing.T, cpus []int, final bool) bool {
 	if err != nil || !ok {
 		t.Fatalf("source state: %v %v", ok, err)
 	}
-	if src.Packets != total || src.DropsRatelimit != limited {
-		t.Errorf("source observed %d packets, %d drops; want %d, %d", src.Packets, src.DropsRatelimit, total, limited)
+	// The drop counter is atomic: exact. The packet counter is a plain
+	// increment (bpf/sources.h, observe): two CPUs updating the source at
+	// once may lose an increment, never add one.
+	if src.DropsRatelimit != limited {
+		t.Errorf("source observed %d drops; want %d", src.DropsRatelimit, limited)
 	}
+	if src.Packets > total || src.Packets == 0 {
+		t.Errorf("source observed %d packets; want 1..%d", src.Packets, total)
+	}
+	t.Logf("source's plain packet counter: %d of %d packets (%.3f %% lost to races)",
+		src.Packets, total, 100*float64(total-min(src.Packets, total))/float64(total))
 	first, last := src.FirstSeenNS, src.LastSeenNS
 	if first < g0 || last > g1 || first > last {
 		t.Fatalf("datapath window [%d, %d] not inside the user-space window [%d, %d]", first, last, g0, g1)

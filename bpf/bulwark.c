@@ -116,7 +116,8 @@ int bulwark(struct xdp_md *ctx)
 	observe(st, &p, now, len);
 
 	__u64 cmult = class_mult(s, &p);
-	mult_pm = mult_pm * cmult / 1000;
+	if (cmult != 1000) /* BPF has no multiply-high: / 1000 is a real division */
+		mult_pm = mult_pm * cmult / 1000;
 	if (mult_pm == 0)
 		mult_pm = 1;
 

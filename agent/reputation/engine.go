@@ -112,6 +112,7 @@ type state struct {
 	synPct, dropPct                        uint8   // SYN share and rate-limited share, percent
 	extraGen                               uint16  // Evidence.Generation (+1) extra was computed at; 0 = never
 	extra                                  float32 // feed, country and ASN contributions, cached
+	firstSeen                              uint32  // low 32 bits of the source's first_seen_ns: another value means it was evicted and came back
 }
 
 // chunk is how many states one allocation holds: the table grows by chunks,
@@ -305,7 +306,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			key := maps.SourceKey(src.Source.Addr(), e.prefix)
 			idx, ok := e.index[key]
 			if !ok {
-				ns := state{key: key}
+				ns := state{key: key, firstSeen: uint32(src.FirstSeenNS)}
 				if first {
 					// Present at start: only what it sends from now counts.
 					ns.packets, ns.bytes, ns.syns, ns.drops, ns.malformed = src.Packets, src.Bytes, src.SYNs, src.DropsRatelimit, src.Malformed
@@ -317,6 +318,11 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			}
 			st := e.states.at(idx)
 			st.lastCycle = e.cycle
+			if uint32(src.FirstSeenNS) != st.firstSeen {
+				// Evicted and back: its counters restarted from zero.
+				st.packets, st.bytes, st.syns, st.drops, st.malformed = 0, 0, 0, 0, 0
+				st.firstSeen = uint32(src.FirstSeenNS)
+			}
 			dp := sub(src.Packets, st.packets)
 			if dp == 0 && src.Malformed == st.malformed {
 				// Nothing this interval: no stale components in explain.
@@ -391,9 +397,12 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 	return nil
 }
 
+// sub is a counter's increase from b to a. A counter of the same source
+// (same first_seen) below its last reading lost an increment to a race
+// (bpf/sources.h, observe: plain increments): no increase, not a restart.
 func sub(a, b uint64) uint64 {
 	if a < b {
-		return a // the source was evicted and came back: its counters restarted
+		return 0
 	}
 	return a - b
 }

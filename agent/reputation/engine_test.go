@@ -365,3 +365,49 @@ func TestSetPrefix(t *testing.T) {
 		t.Fatalf("IPv4: source %s tracked %v, want 198.18.0.7/32 tracked", x.Source, x.Tracked)
 	}
 }
+
+// TestCounterRestartAndRace: a source's counter below its last reading is
+// a lost increment (the datapath's plain increments race between CPUs) when
+// first_seen is unchanged, and a restart (evicted, back with fresh
+// counters) when first_seen changed.
+func TestCounterRestartAndRace(t *testing.T) {
+	s, sink := newSim(), &fakeSink{}
+	e := New(testConfig(), Evidence{}, sink, 64)
+	a := netip.MustParseAddr("198.18.77.7")
+	pps := func() float64 {
+		for _, v := range e.Top(100, "pps", s.mono) {
+			if v.Source == a.String() {
+				return v.PPS
+			}
+		}
+		t.Fatalf("%s not in top", a)
+		return 0
+	}
+	secs := float64(1<<30) / 1e9 // one sim tick
+	for sec := 0; sec < 5; sec++ {
+		s.send(a, 100, 200, 0, []uint16{443})
+		if err := e.Cycle(s.now, s.mono, s.read); err != nil {
+			t.Fatal(err)
+		}
+		s.tick()
+	}
+	// A race: the counters step back by 2 with first_seen unchanged.
+	x := s.src[a]
+	x.Packets -= 2
+	x.Bytes -= 400
+	if err := e.Cycle(s.now, s.mono, s.read); err != nil {
+		t.Fatal(err)
+	}
+	if got, max := pps(), 100/secs+0.01; got > max {
+		t.Errorf("after a counter stepped back by 2: %.1f pps, want at most %.1f (no spike of the whole count)", got, max)
+	}
+	s.tick()
+	// Evicted and back: a new first_seen, 30 packets since.
+	s.src[a] = &maps.Source{Source: x.Source, FirstSeenNS: s.mono, Packets: 30, Bytes: 6000}
+	if err := e.Cycle(s.now, s.mono, s.read); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pps(), 30/secs; got < want-0.01 || got > want+0.01 {
+		t.Errorf("after eviction: %.2f pps, want %.2f (the fresh counters are all new)", got, want)
+	}
+}

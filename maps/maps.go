@@ -27,6 +27,8 @@ const (
 	MapBlockHosts6     = "block_hosts6"
 	MapBlockNets4      = "block_nets4"
 	MapBlockNets6      = "block_nets6"
+	MapAllowSlots6     = "allow_slots6"
+	MapBlockSlots6     = "block_slots6"
 	MapClasses4        = "classes4"
 	MapClasses6        = "classes6"
 	MapVerdicts        = "verdicts"
@@ -74,9 +76,11 @@ func New(m *bpf.BulwarkMaps) (*Set, error) {
 		return nil, fmt.Errorf("read settings: %w", err)
 	}
 	s.Allow = &List{set: s, name: "allow", bit: presentAllowHosts4,
-		hosts4: m.AllowHosts4, hosts6: m.AllowHosts6, nets4: m.AllowNets4, nets6: m.AllowNets6}
+		hosts4: m.AllowHosts4, hosts6: m.AllowHosts6, nets4: m.AllowNets4, nets6: m.AllowNets6,
+		slots4: m.AllowSlots4, slots6: m.AllowSlots6, short: m.AllowShort}
 	s.Block = &List{set: s, name: "block", bit: presentBlockHosts4,
-		hosts4: m.BlockHosts4, hosts6: m.BlockHosts6, nets4: m.BlockNets4, nets6: m.BlockNets6}
+		hosts4: m.BlockHosts4, hosts6: m.BlockHosts6, nets4: m.BlockNets4, nets6: m.BlockNets6,
+		slots4: m.BlockSlots4, slots6: m.BlockSlots6, short: m.BlockShort}
 	for _, l := range []*List{s.Allow, s.Block} {
 		if err := l.recount(); err != nil {
 			return nil, err

@@ -13,8 +13,8 @@ func BenchmarkDatapath(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("SKIP: needs root (BPF); run `sudo make bench`")
 	}
-	const rounds, repeat = 5, 1_000_000
-	bb, err := Setup(b.Logf)
+	const rounds, repeat, retries = 5, 1_000_000, 2
+	bb, err := Setup(Options{Logf: b.Logf})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func BenchmarkDatapath(b *testing.B) {
 	var res []Result
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if res, err = bb.Measure(rounds, repeat); err != nil {
+		if res, err = bb.Measure(rounds, repeat, retries); err != nil {
 			b.Fatal(err)
 		}
 	}

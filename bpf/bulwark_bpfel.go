@@ -67,14 +67,15 @@ type BulwarkDropEvent struct {
 type BulwarkLimits uint32
 
 const (
-	BulwarkLimitsPORTS_PER_SLOT   BulwarkLimits = 8
-	BulwarkLimitsPORT_SLOTS       BulwarkLimits = 24576
-	BulwarkLimitsMAX_RULES        BulwarkLimits = 256
-	BulwarkLimitsRULE_AGGREGATE   BulwarkLimits = 254
-	BulwarkLimitsRULE_NEW_SOURCES BulwarkLimits = 255
-	BulwarkLimitsEVENT_SNAP       BulwarkLimits = 128
-	BulwarkLimitsLIST_SLOT4       BulwarkLimits = 16
-	BulwarkLimitsLIST_SLOT6       BulwarkLimits = 64
+	BulwarkLimitsPORTS_PER_SLOT      BulwarkLimits = 8
+	BulwarkLimitsPORT_SLOTS          BulwarkLimits = 24576
+	BulwarkLimitsMAX_RULES           BulwarkLimits = 256
+	BulwarkLimitsRULE_AGGREGATE      BulwarkLimits = 254
+	BulwarkLimitsRULE_NEW_SOURCES    BulwarkLimits = 255
+	BulwarkLimitsEVENT_SNAP          BulwarkLimits = 128
+	BulwarkLimitsLIST_SLOT4          BulwarkLimits = 16
+	BulwarkLimitsLIST_SLOT6          BulwarkLimits = 64
+	BulwarkLimitsLIST_SLOT6HASH_BITS BulwarkLimits = 16
 )
 
 type BulwarkListShort struct {

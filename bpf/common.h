@@ -79,7 +79,8 @@ enum port_table {
  * state does not: the per-prefix aggregate and the ceiling on new sources.
  * EVENT_SNAP is how many bytes of a dropped frame a sample carries;
  * LIST_SLOT4 and LIST_SLOT6 the prefix lengths of the slots whose masks
- * say which list prefix lengths hold entries (lists.h). */
+ * say which list prefix lengths hold entries (lists.h), and
+ * LIST_SLOT6_HASH_BITS the bits of the IPv6 slot hash. */
 enum limits {
 	PORTS_PER_SLOT = 8,
 	PORT_SLOTS = PORT_TABLES * 65536 / 8,
@@ -89,6 +90,7 @@ enum limits {
 	EVENT_SNAP = 128,
 	LIST_SLOT4 = 16,
 	LIST_SLOT6 = 64,
+	LIST_SLOT6_HASH_BITS = 16,
 };
 
 /* The single entry of the settings map. Everything a reload may change. */

@@ -6,8 +6,9 @@
  *
  * A prefix lookup probes only the lengths that can match. A slot mask says
  * which lengths have an entry inside the source's /LIST_SLOT4 (IPv4
- * lengths LIST_SLOT4-31) or /LIST_SLOT6 (IPv6 lengths LIST_SLOT6-127); the
- * list's short masks say which shorter lengths have an entry anywhere.
+ * lengths LIST_SLOT4-31) or in the /LIST_SLOT6s that hash like the
+ * source's (IPv6 lengths LIST_SLOT6-127); the list's short masks say which
+ * shorter lengths have an entry anywhere.
  * Lengths are probed longest first, so the first live entry is the longest
  * live match: an expired longest match never hides a shorter live one.
  * Userspace sets a bit before it writes the first entry of that length and
@@ -152,6 +153,14 @@ static __always_inline int host_hit(struct xdp_md *ctx, void *hosts, void *key, 
 	return 1;
 }
 
+/* The IPv6 slot of an address whose bytes 0-7, loaded from memory, are hi:
+ * a multiplicative hash (Fibonacci hashing) to LIST_SLOT6_HASH_BITS bits.
+ * maps/lengths.go computes the same. */
+static __always_inline __u32 slot6(__u64 hi)
+{
+	return (hi * 0x9e3779b97f4a7c15ull) >> (64 - LIST_SLOT6_HASH_BITS);
+}
+
 /* The maps of one list, by its name prefix (allow, block). */
 #define LIST_MAPS(l) &l##_hosts4, &l##_hosts6, &l##_nets4, &l##_nets6, &l##_slots4, &l##_slots6, &l##_short
 
@@ -165,9 +174,12 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 				       __u32 bit, __u64 *now, __u32 *id)
 {
 	struct probe pr = {.ctx = ctx, .now = now};
+	__u32 slot;
 
 	if (p->family == 4) {
-		__u32 addr, slot = (__u32)p->src.addr[12] << 8 | p->src.addr[13];
+		__u32 addr;
+
+		slot = (__u32)p->src.addr[12] << 8 | p->src.addr[13];
 
 		__builtin_memcpy(&addr, &p->src.addr[12], 4);
 		if (host_hit(ctx, hosts4, &addr, s->present & bit, now, id))
@@ -186,7 +198,8 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 		pr.nets = nets6;
 		__builtin_memcpy(&pr.hi, p->src.addr, 8);
 		__builtin_memcpy(&pr.lo, &p->src.addr[8], 8);
-		if (!probe_family(&pr, slots6, &pr.hi, shorts, 1))
+		slot = slot6(pr.hi);
+		if (!probe_family(&pr, slots6, &slot, shorts, 1))
 			return 0;
 	}
 	*id = pr.id;

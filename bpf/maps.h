@@ -61,14 +61,14 @@ struct {
 		__type(value, __u32);                                          \
 	} name SEC(".maps")
 
-/* IPv6, a hash keyed by the address's first 8 bytes (its /LIST_SLOT6), for
- * the slots that hold a prefix; bit i: length 127 - i. */
+/* IPv6, an array indexed by a hash of the address's /LIST_SLOT6 (lists.h
+ * slot6): /64s that share an element share its mask, so a collision costs
+ * probes, never a miss. Bit i: a prefix of length 127 - i. */
 #define LIST_SLOTS6(name)                                                      \
 	struct {                                                               \
-		__uint(type, BPF_MAP_TYPE_HASH);                               \
-		__uint(max_entries, 1);                                        \
-		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
-		__type(key, __u64);                                            \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
+		__uint(max_entries, 1 << LIST_SLOT6_HASH_BITS);                \
+		__type(key, __u32);                                            \
 		__type(value, __u64);                                          \
 	} name SEC(".maps")
 

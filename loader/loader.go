@@ -61,7 +61,6 @@ func (s Sizes) byMap() map[string]uint32 {
 		maps.MapAllowNets4: s.AllowPrefixes, maps.MapAllowNets6: s.AllowPrefixes,
 		maps.MapBlockHosts4: s.BlockHosts, maps.MapBlockHosts6: s.BlockHosts,
 		maps.MapBlockNets4: s.BlockPrefixes, maps.MapBlockNets6: s.BlockPrefixes,
-		maps.MapAllowSlots6: s.AllowPrefixes, maps.MapBlockSlots6: s.BlockPrefixes,
 		maps.MapClasses4: s.Classes, maps.MapClasses6: s.Classes,
 		maps.MapListHits:   s.Lists,
 		maps.MapAggBuckets: s.Aggregates,

@@ -2,10 +2,10 @@ package maps
 
 import "github.com/bulwark-filter/bulwark/bpf"
 
-// Masks reads the list's length masks: the non-zero IPv4 slot masks by
-// slot, the IPv6 slot masks by slot key, and the short masks.
-func (l *List) Masks() (v4 map[uint32]uint32, v6 map[uint64]uint64, short4 uint32, short6 uint64, err error) {
-	v4, v6 = map[uint32]uint32{}, map[uint64]uint64{}
+// Masks reads the list's length masks: the non-zero slot masks by slot,
+// and the short masks.
+func (l *List) Masks() (v4 map[uint32]uint32, v6 map[uint32]uint64, short4 uint32, short6 uint64, err error) {
+	v4, v6 = map[uint32]uint32{}, map[uint32]uint64{}
 	var k4, m4 uint32
 	it := l.slots4.Iterate()
 	for it.Next(&k4, &m4) {
@@ -16,10 +16,12 @@ func (l *List) Masks() (v4 map[uint32]uint32, v6 map[uint64]uint64, short4 uint3
 	if err = it.Err(); err != nil {
 		return
 	}
-	var k6, m6 uint64
+	var m6 uint64
 	it = l.slots6.Iterate()
-	for it.Next(&k6, &m6) {
-		v6[k6] = m6
+	for it.Next(&k4, &m6) {
+		if m6 != 0 {
+			v6[k4] = m6
+		}
 	}
 	if err = it.Err(); err != nil {
 		return

@@ -2,30 +2,35 @@ package maps
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"syscall"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/bulwark-filter/bulwark/bpf"
 )
 
 // The datapath finds a list prefix by probing only the lengths that can
-// hold it (bpf/lists.h): a slot mask per IPv4 /slot4 or IPv6 /slot6 for the
-// lengths from the slot's own to the longest prefix, and a list-wide short
-// mask for the shorter ones. Bits stand for lengths longest first.
+// hold it (bpf/lists.h): a slot mask per IPv4 /slot4 (or per hash of an
+// IPv6 /slot6) for the lengths from the slot's own to the longest prefix,
+// and a list-wide short mask for the shorter ones. Bits stand for lengths
+// longest first.
 const (
-	slot4 = int(bpf.BulwarkLimitsLIST_SLOT4)
-	slot6 = int(bpf.BulwarkLimitsLIST_SLOT6)
+	slot4     = int(bpf.BulwarkLimitsLIST_SLOT4)
+	slot6     = int(bpf.BulwarkLimitsLIST_SLOT6)
+	slot6Bits = int(bpf.BulwarkLimitsLIST_SLOT6HASH_BITS)
 )
+
+// slot6Of is the IPv6 slot of an address: its first 8 bytes, as the datapath
+// loads them (little-endian), by Fibonacci hashing to slot6Bits bits, as
+// slot6 in bpf/lists.h.
+func slot6Of(a [16]byte) uint32 {
+	return uint32(binary.LittleEndian.Uint64(a[:8]) * 0x9e3779b97f4a7c15 >> (64 - slot6Bits))
+}
 
 // maskKey names one mask: a slot's (short false) or the list's short mask
 // of a family (slot 0).
 type maskKey struct {
 	v6, short bool
-	slot      uint64 // IPv4: the first two address bytes; IPv6: the first 8 bytes, little-endian
+	slot      uint32 // IPv4: the first two address bytes; IPv6: slot6Of
 }
 
 // lenKey is one length of one mask.
@@ -41,9 +46,9 @@ func lenOf(p netip.Prefix) lenKey {
 	k.mask.v6 = len(a) == 16
 	switch {
 	case !k.mask.v6 && p.Bits() >= slot4:
-		k.mask.slot = uint64(a[0])<<8 | uint64(a[1])
+		k.mask.slot = uint32(a[0])<<8 | uint32(a[1])
 	case k.mask.v6 && p.Bits() >= slot6:
-		k.mask.slot = binary.LittleEndian.Uint64(a[:8])
+		k.mask.slot = slot6Of(p.Addr().As16())
 	default:
 		k.mask.short = true
 	}
@@ -96,31 +101,24 @@ func (l *List) maskOf(m maskKey, extra map[lenKey]bool) uint64 {
 // extra set too. set.mu must be held.
 func (l *List) writeMasks(ms map[maskKey]bool, extra map[lenKey]bool) error {
 	short := false
+	var k4, k6 []uint32
+	var v4 []uint32
+	var v6 []uint64
 	for m := range ms {
-		if m.short {
-			short = true
-			continue
-		}
-		bits := l.maskOf(m, extra)
-		var err error
 		switch {
-		case !m.v6:
-			err = l.slots4.Put(uint32(m.slot), uint32(bits))
-		case bits == 0:
-			if err = l.slots6.Delete(m.slot); errors.Is(err, ebpf.ErrKeyNotExist) {
-				err = nil
-			}
+		case m.short:
+			short = true
+		case m.v6:
+			k6, v6 = append(k6, m.slot), append(v6, l.maskOf(m, extra))
 		default:
-			err = l.slots6.Put(m.slot, bits)
-			if errors.Is(err, syscall.E2BIG) {
-				// A new slot means a new prefix, and the slots hold as many
-				// as the prefixes: the prefixes have no room either.
-				return &FullError{Map: mapName(l.nets6), Max: l.nets6.MaxEntries(), Err: err}
-			}
+			k4, v4 = append(k4, m.slot), append(v4, uint32(l.maskOf(m, extra)))
 		}
-		if err != nil {
-			return fmt.Errorf("%s list: write length mask: %w", l.name, err)
-		}
+	}
+	if err := batchPut(l.slots4, k4, v4); err != nil {
+		return fmt.Errorf("%s list: write IPv4 length masks: %w", l.name, err)
+	}
+	if err := batchPut(l.slots6, k6, v6); err != nil {
+		return fmt.Errorf("%s list: write IPv6 length masks: %w", l.name, err)
 	}
 	if !short {
 		return nil
@@ -138,31 +136,31 @@ func (l *List) writeMasks(ms map[maskKey]bool, extra map[lenKey]bool) error {
 // rewriteMasks writes every mask from l.lens, clearing those of no length
 // (a Set made over maps that may hold entries and stale masks).
 func (l *List) rewriteMasks() error {
-	ms := map[maskKey]bool{{short: true}: true}
-	keys := make([]uint32, 1<<slot4)
-	vals := make([]uint32, 1<<slot4)
-	for i := range keys {
-		keys[i] = uint32(i)
-	}
+	v4 := make([]uint32, 1<<slot4)
+	v6 := make([]uint64, 1<<slot6Bits)
 	for k := range l.lens {
 		switch {
 		case k.mask.short:
 		case k.mask.v6:
-			ms[k.mask] = true
+			v6[k.mask.slot] |= k.bit()
 		default:
-			vals[k.mask.slot] |= uint32(k.bit())
+			v4[k.mask.slot] |= uint32(k.bit())
 		}
 	}
-	if _, err := l.slots4.BatchUpdate(keys, vals, nil); err != nil {
+	if err := batchPut(l.slots4, seq(len(v4)), v4); err != nil {
 		return fmt.Errorf("%s list: write IPv4 length masks: %w", l.name, err)
 	}
-	var slot, bits uint64
-	it := l.slots6.Iterate()
-	for it.Next(&slot, &bits) {
-		ms[maskKey{v6: true, slot: slot}] = true // of no length: deleted
+	if err := batchPut(l.slots6, seq(len(v6)), v6); err != nil {
+		return fmt.Errorf("%s list: write IPv6 length masks: %w", l.name, err)
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("%s list: read IPv6 length masks: %w", l.name, err)
+	return l.writeMasks(map[maskKey]bool{{short: true}: true}, nil)
+}
+
+// seq is the array indexes 0 to n-1.
+func seq(n int) []uint32 {
+	out := make([]uint32, n)
+	for i := range out {
+		out[i] = uint32(i)
 	}
-	return l.writeMasks(ms, nil)
+	return out
 }

@@ -12,10 +12,10 @@ import (
 
 // wantMasks is the length masks the layout in bpf/maps.h gives these
 // entries: IPv4 /16-/31 in their /16's slot (bit 31-len), IPv6 /64-/127 in
-// their /64's slot (bit 127-len), shorter ones in the short masks (bit
+// their /64's hash slot (bit 127-len), shorter ones in the short masks (bit
 // 15-len, 63-len); hosts in none.
-func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint64]uint64, s4 uint32, s6 uint64) {
-	v4, v6 = map[uint32]uint32{}, map[uint64]uint64{}
+func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint32]uint64, s4 uint32, s6 uint64) {
+	v4, v6 = map[uint32]uint32{}, map[uint32]uint64{}
 	for p := range es {
 		n, a := p.Bits(), p.Addr().AsSlice()
 		switch {
@@ -25,7 +25,9 @@ func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint64]ui
 		case p.Addr().Is4():
 			s4 |= 1 << (15 - n)
 		case n >= 64:
-			v6[binary.LittleEndian.Uint64(a[:8])] |= 1 << (127 - n)
+			// The top 16 bits of the first 8 bytes (little-endian) times
+			// 2^64/phi, as bpf/lists.h slot6.
+			v6[uint32(binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15>>48)] |= 1 << (127 - n)
 		default:
 			s6 |= 1 << (63 - n)
 		}
@@ -86,7 +88,7 @@ func TestLengthMasks(t *testing.T) {
 	del("198.18.1.0/24")
 	del("198.0.0.0/8", "2001:2::/48", "2001:2::/64")
 	del("2001:2::/100", "2001:2:0:1::/64", "203.0.113.0/24") // the last one was never there
-	// Room for 8 IPv6 prefixes, none left: 9 in 9 new slots do not fit.
+	// Room for 8 IPv6 prefixes, none left: 9 do not fit.
 	var es []bmaps.Entry
 	for i := 0; i < 9; i++ {
 		es = append(es, bmaps.Entry{Prefix: netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 0, 0, byte(i)}), 64+i)})

@@ -27,8 +27,6 @@ const (
 	MapBlockHosts6     = "block_hosts6"
 	MapBlockNets4      = "block_nets4"
 	MapBlockNets6      = "block_nets6"
-	MapAllowSlots6     = "allow_slots6"
-	MapBlockSlots6     = "block_slots6"
 	MapClasses4        = "classes4"
 	MapClasses6        = "classes6"
 	MapVerdicts        = "verdicts"

@@ -275,8 +275,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md, 
 	}
 	for _, t := range tg {
 		if !t.Met && strings.Contains(t.Target, "prefix hit flat") {
-			w.WriteString("\nPrefix entries live in LPM tries, whose lookups walk deeper as the tries grow; host entries " +
-				"(90 % of these lists) are hash lookups and stay flat.\n")
+			w.WriteString("\nA prefix hit first looks the source up in the host hash (90 % of these lists) and misses, " +
+				"then reads a length mask and probes one hash per length in use (docs/datapath.md): " +
+				"it shares the host hash's cache misses with many distinct sources, and adds its own.\n")
 			break
 		}
 	}

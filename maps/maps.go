@@ -27,6 +27,12 @@ const (
 	MapBlockHosts6     = "block_hosts6"
 	MapBlockNets4      = "block_nets4"
 	MapBlockNets6      = "block_nets6"
+	MapAllowSlots4     = "allow_slots4"
+	MapAllowSlots6     = "allow_slots6"
+	MapAllowShort      = "allow_short"
+	MapBlockSlots4     = "block_slots4"
+	MapBlockSlots6     = "block_slots6"
+	MapBlockShort      = "block_short"
 	MapClasses4        = "classes4"
 	MapClasses6        = "classes6"
 	MapVerdicts        = "verdicts"
@@ -482,6 +488,8 @@ func (s *Set) Memory() (map[string]uint64, error) {
 		MapAllowNets4: s.m.AllowNets4, MapAllowNets6: s.m.AllowNets6,
 		MapBlockHosts4: s.m.BlockHosts4, MapBlockHosts6: s.m.BlockHosts6,
 		MapBlockNets4: s.m.BlockNets4, MapBlockNets6: s.m.BlockNets6,
+		MapAllowSlots4: s.m.AllowSlots4, MapAllowSlots6: s.m.AllowSlots6, MapAllowShort: s.m.AllowShort,
+		MapBlockSlots4: s.m.BlockSlots4, MapBlockSlots6: s.m.BlockSlots6, MapBlockShort: s.m.BlockShort,
 		MapClasses4: s.m.Classes4, MapClasses6: s.m.Classes6,
 		MapVerdicts: s.m.Verdicts, MapSources: s.m.Sources, MapRuleBuckets: s.m.RuleBuckets,
 		MapStats: s.m.Stats, MapRuleStats: s.m.RuleStats, MapListHits: s.m.ListHits, MapMisc: s.m.Misc,

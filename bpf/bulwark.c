@@ -78,19 +78,16 @@ int bulwark(struct xdp_md *ctx)
 	}
 
 	/* 1. allow list */
-	struct list_value *lv = list_lookup(ctx, s, &p, &allow_hosts4, &allow_hosts6, &allow_nets4,
-					    &allow_nets6, PRESENT_ALLOW_HOSTS4, &now);
-	if (lv) {
-		count_list(lv->list_id);
-		EXIT(ACTION_PASS, REASON_ALLOWLIST, lv->list_id);
+	__u32 list_id = 0;
+	if (list_lookup(ctx, s, &p, LIST_MAPS(allow), PRESENT_ALLOW_HOSTS4, &now, &list_id)) {
+		count_list(list_id);
+		EXIT(ACTION_PASS, REASON_ALLOWLIST, list_id);
 	}
 
 	/* 2. block list */
-	lv = list_lookup(ctx, s, &p, &block_hosts4, &block_hosts6, &block_nets4, &block_nets6,
-			 PRESENT_BLOCK_HOSTS4, &now);
-	if (lv) {
-		count_list(lv->list_id);
-		EXIT(ACTION_DROP, REASON_BLOCKLIST, lv->list_id);
+	if (list_lookup(ctx, s, &p, LIST_MAPS(block), PRESENT_BLOCK_HOSTS4, &now, &list_id)) {
+		count_list(list_id);
+		EXIT(ACTION_DROP, REASON_BLOCKLIST, list_id);
 	}
 
 	/* 3. dynamic verdicts */

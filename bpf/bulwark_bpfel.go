@@ -73,8 +73,17 @@ const (
 	BulwarkLimitsRULE_AGGREGATE      BulwarkLimits = 254
 	BulwarkLimitsRULE_NEW_SOURCES    BulwarkLimits = 255
 	BulwarkLimitsEVENT_SNAP          BulwarkLimits = 128
-	BulwarkLimitsLPM_EXPIRED_RETRIES BulwarkLimits = 4
+	BulwarkLimitsLIST_SLOT4          BulwarkLimits = 16
+	BulwarkLimitsLIST_SLOT6          BulwarkLimits = 64
+	BulwarkLimitsLIST_SLOT6HASH_BITS BulwarkLimits = 16
 )
+
+type BulwarkListShort struct {
+	_   structs.HostLayout
+	V6  uint64
+	V4  uint32
+	Pad uint32
+}
 
 type BulwarkListValue struct {
 	_         structs.HostLayout
@@ -246,10 +255,16 @@ const (
 	BulwarkMapAllowHosts6         = "allow_hosts6"
 	BulwarkMapAllowNets4          = "allow_nets4"
 	BulwarkMapAllowNets6          = "allow_nets6"
+	BulwarkMapAllowShort          = "allow_short"
+	BulwarkMapAllowSlots4         = "allow_slots4"
+	BulwarkMapAllowSlots6         = "allow_slots6"
 	BulwarkMapBlockHosts4         = "block_hosts4"
 	BulwarkMapBlockHosts6         = "block_hosts6"
 	BulwarkMapBlockNets4          = "block_nets4"
 	BulwarkMapBlockNets6          = "block_nets6"
+	BulwarkMapBlockShort          = "block_short"
+	BulwarkMapBlockSlots4         = "block_slots4"
+	BulwarkMapBlockSlots6         = "block_slots6"
 	BulwarkMapClasses4            = "classes4"
 	BulwarkMapClasses6            = "classes6"
 	BulwarkMapEvents              = "events"
@@ -334,10 +349,16 @@ type BulwarkMapSpecs struct {
 	AllowHosts6     *ebpf.MapSpec `ebpf:"allow_hosts6"`
 	AllowNets4      *ebpf.MapSpec `ebpf:"allow_nets4"`
 	AllowNets6      *ebpf.MapSpec `ebpf:"allow_nets6"`
+	AllowShort      *ebpf.MapSpec `ebpf:"allow_short"`
+	AllowSlots4     *ebpf.MapSpec `ebpf:"allow_slots4"`
+	AllowSlots6     *ebpf.MapSpec `ebpf:"allow_slots6"`
 	BlockHosts4     *ebpf.MapSpec `ebpf:"block_hosts4"`
 	BlockHosts6     *ebpf.MapSpec `ebpf:"block_hosts6"`
 	BlockNets4      *ebpf.MapSpec `ebpf:"block_nets4"`
 	BlockNets6      *ebpf.MapSpec `ebpf:"block_nets6"`
+	BlockShort      *ebpf.MapSpec `ebpf:"block_short"`
+	BlockSlots4     *ebpf.MapSpec `ebpf:"block_slots4"`
+	BlockSlots6     *ebpf.MapSpec `ebpf:"block_slots6"`
 	Classes4        *ebpf.MapSpec `ebpf:"classes4"`
 	Classes6        *ebpf.MapSpec `ebpf:"classes6"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
@@ -398,10 +419,16 @@ type BulwarkMaps struct {
 	AllowHosts6     *ebpf.Map `ebpf:"allow_hosts6"`
 	AllowNets4      *ebpf.Map `ebpf:"allow_nets4"`
 	AllowNets6      *ebpf.Map `ebpf:"allow_nets6"`
+	AllowShort      *ebpf.Map `ebpf:"allow_short"`
+	AllowSlots4     *ebpf.Map `ebpf:"allow_slots4"`
+	AllowSlots6     *ebpf.Map `ebpf:"allow_slots6"`
 	BlockHosts4     *ebpf.Map `ebpf:"block_hosts4"`
 	BlockHosts6     *ebpf.Map `ebpf:"block_hosts6"`
 	BlockNets4      *ebpf.Map `ebpf:"block_nets4"`
 	BlockNets6      *ebpf.Map `ebpf:"block_nets6"`
+	BlockShort      *ebpf.Map `ebpf:"block_short"`
+	BlockSlots4     *ebpf.Map `ebpf:"block_slots4"`
+	BlockSlots6     *ebpf.Map `ebpf:"block_slots6"`
 	Classes4        *ebpf.Map `ebpf:"classes4"`
 	Classes6        *ebpf.Map `ebpf:"classes6"`
 	Events          *ebpf.Map `ebpf:"events"`
@@ -427,10 +454,16 @@ func (m *BulwarkMaps) Close() error {
 		m.AllowHosts6,
 		m.AllowNets4,
 		m.AllowNets6,
+		m.AllowShort,
+		m.AllowSlots4,
+		m.AllowSlots6,
 		m.BlockHosts4,
 		m.BlockHosts6,
 		m.BlockNets4,
 		m.BlockNets6,
+		m.BlockShort,
+		m.BlockSlots4,
+		m.BlockSlots6,
 		m.Classes4,
 		m.Classes6,
 		m.Events,

@@ -78,8 +78,9 @@ enum port_table {
  * configured rules, and two ids are the limits that hold when per-source
  * state does not: the per-prefix aggregate and the ceiling on new sources.
  * EVENT_SNAP is how many bytes of a dropped frame a sample carries;
- * LPM_EXPIRED_RETRIES how many shorter prefixes a list lookup tries when
- * the longest match expired. */
+ * LIST_SLOT4 and LIST_SLOT6 the prefix lengths of the slots whose masks
+ * say which list prefix lengths hold entries (lists.h), and
+ * LIST_SLOT6_HASH_BITS the bits of the IPv6 slot hash. */
 enum limits {
 	PORTS_PER_SLOT = 8,
 	PORT_SLOTS = PORT_TABLES * 65536 / 8,
@@ -87,7 +88,9 @@ enum limits {
 	RULE_AGGREGATE = 254,
 	RULE_NEW_SOURCES = 255,
 	EVENT_SNAP = 128,
-	LPM_EXPIRED_RETRIES = 4,
+	LIST_SLOT4 = 16,
+	LIST_SLOT6 = 64,
+	LIST_SLOT6_HASH_BITS = 16,
 };
 
 /* The single entry of the settings map. Everything a reload may change. */

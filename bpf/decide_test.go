@@ -349,11 +349,19 @@ func decideCases(t testing.TB) []dcase {
 		dcase{name: "expired prefix6 falls to live shorter", block: []maps.Entry{entry("2001:2:0:1::/64", 1, 10), entry("2001:2::/48", 2, 0)},
 			steps: []step{blocked(u6(a6, 53), 1), blocked(u6(a6, 53), 2).after(10)},
 			lists: map[uint32]uint64{1: 1, 2: 1}},
-		dcase{name: "expired prefixes beyond the retries pass", block: []maps.Entry{
+		dcase{name: "many expired prefixes fall to live shorter", block: []maps.Entry{
 			entry("198.18.0.0/28", 1, 10), entry("198.18.0.0/27", 1, 10), entry("198.18.0.0/26", 1, 10),
 			entry("198.18.0.0/25", 1, 10), entry("198.18.0.0/24", 1, 10), entry("198.18.0.0/16", 2, 0)},
-			steps: []step{blocked(u4(a4, 53), 1), passed(u4(a4, 53)).after(10)},
-			lists: map[uint32]uint64{1: 1}},
+			steps: []step{blocked(u4(a4, 53), 1), blocked(u4(a4, 53), 2).after(10)},
+			lists: map[uint32]uint64{1: 1, 2: 1}},
+		dcase{name: "expired slot prefix falls to short live", block: []maps.Entry{
+			entry("198.18.0.0/24", 1, 10), entry("198.18.0.0/17", 2, 20), entry("198.0.0.0/8", 3, 0)},
+			steps: []step{blocked(u4(a4, 53), 1), blocked(u4(a4, 53), 2).after(10), blocked(u4(a4, 53), 3).after(20)},
+			lists: map[uint32]uint64{1: 1, 2: 1, 3: 1}},
+		dcase{name: "expired prefix6 falls to short live", block: []maps.Entry{
+			entry("2001:2:0:1::/64", 1, 10), entry("2001::/16", 2, 0)},
+			steps: []step{blocked(u6(a6, 53), 1), blocked(u6(a6, 53), 2).after(10)},
+			lists: map[uint32]uint64{1: 1, 2: 1}},
 		dcase{name: "allow entry expires", policy: defaultLimit(1), allow: []maps.Entry{entry(a4+"/32", 1, 10)},
 			steps: []step{allowed(u4(a4, 53), 1).times(2), passed(u4(a4, 53)).after(10), limited(u4(a4, 53), 0).after(10)},
 			lists: map[uint32]uint64{1: 2}, rules: map[int]maps.RuleCounter{0: rc(2, 1)}},

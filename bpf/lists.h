@@ -1,13 +1,25 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Allow and block lists: single hosts in hashes, true prefixes in LPM
- * tries, per family. One lookup serves both families and both lists.
+ * Allow and block lists: single hosts in hashes, true prefixes in one hash
+ * per family keyed by (length, masked address). One lookup serves both
+ * families and both lists.
+ *
+ * A prefix lookup probes only the lengths that can match. A slot mask says
+ * which lengths have an entry inside the source's /LIST_SLOT4 (IPv4
+ * lengths LIST_SLOT4-31) or in the /LIST_SLOT6s that hash like the
+ * source's (IPv6 lengths LIST_SLOT6-127); the list's short masks say which
+ * shorter lengths have an entry anywhere.
+ * Lengths are probed longest first, so the first live entry is the longest
+ * live match: an expired longest match never hides a shorter live one.
+ * Userspace sets a bit before it writes the first entry of that length and
+ * clears it after the last one is gone, so no entry in a map is skipped.
  */
 #ifndef BULWARK_LISTS_H
 #define BULWARK_LISTS_H
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "common.h"
 #include "maps.h"
 #include "clock.h"
@@ -23,55 +35,175 @@ static __always_inline int entry_live(struct xdp_md *ctx, struct list_value *v, 
 	return v->expires_ns > *now;
 }
 
-/* One family of one list: the host in the hash (if has_hosts), then the
- * longest live prefix in the trie (if has_nets). net_key is an lpm_v4_key or
- * lpm_v6_key, whose first field is the prefix length, set to maxlen here.
- * An expired longest match must not hide a shorter live one: the trie is
- * asked again just above the expired prefix. */
-static __always_inline struct list_value *lookup_family(struct xdp_md *ctx, void *hosts,
-							void *host_key, int has_hosts, void *nets,
-							void *net_key, __u32 maxlen, int has_nets,
-							__u64 *now)
-{
-	struct list_value *v = 0;
-	__u32 *prefixlen = net_key;
+/* Masks list lengths longest first: bit i of a mask whose longest length is
+ * top stands for length top - i, so the lowest set bit is the longest
+ * length. low_bit is that bit's index (a de Bruijn sequence: the datapath
+ * is built for BPF ISA v3, which has no count-zeros instruction). */
+static const __u8 debruijn64[64] = {
+	0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,
+	62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
+	63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
+	46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6,
+};
 
-	if (has_hosts)
-		v = bpf_map_lookup_elem(hosts, host_key);
-	if (v && entry_live(ctx, v, now))
-		return v;
-	if (!has_nets)
-		return 0;
-	*prefixlen = maxlen;
-	for (int i = 0; i <= LPM_EXPIRED_RETRIES; i++) {
-		v = bpf_map_lookup_elem(nets, net_key);
-		if (!v)
-			break;
-		if (entry_live(ctx, v, now))
-			return v;
-		if (v->prefixlen == 0 || v->prefixlen > maxlen)
-			break;
-		*prefixlen = v->prefixlen - 1;
-	}
-	return 0;
+static __always_inline __u32 low_bit(__u64 m)
+{
+	return debruijn64[((m & -m) * 0x03f79d71b4cb0a89ull) >> 58];
 }
 
-/* Looks p's source up in one list. bit is the list's PRESENT_*_HOSTS4 bit;
- * hosts6, nets4 and nets6 follow it in enum order. */
-static __always_inline struct list_value *list_lookup(struct xdp_md *ctx, struct dp_settings *s,
-						      struct packet *p, void *hosts4, void *hosts6,
-						      void *nets4, void *nets6, __u32 bit, __u64 *now)
+/* The state of one probe loop (bpf_loop, so the verifier checks the loop
+ * body once, not once per length): the lengths still to probe, longest
+ * first, and the list id of the live entry found. */
+struct probe {
+	struct xdp_md *ctx;
+	void *nets;
+	__u64 *now;
+	__u64 mask;
+	__u64 hi, lo; /* the address: IPv4 in hi, network order */
+	__u32 top;
+	__u32 id;
+	int found;
+};
+
+/* Probes the key of one length: continues the loop (0) unless the key's
+ * entry is live. */
+static __always_inline long probe_key(struct probe *pr, void *key)
 {
-	if (p->family == 4) {
-		struct lpm_v4_key k = {};
-		__builtin_memcpy(&k.addr, &p->src.addr[12], 4);
-		return lookup_family(ctx, hosts4, &k.addr, s->present & bit, nets4, &k, 32,
-				     s->present & (bit << 2), now);
-	}
+	struct list_value *v = bpf_map_lookup_elem(pr->nets, key);
+
+	if (!v || !entry_live(pr->ctx, v, pr->now))
+		return 0;
+	pr->id = v->list_id;
+	pr->found = 1;
+	return 1;
+}
+
+/* One length of an IPv4 probe: the longest of mask. */
+static long probe4(__u64 i, void *data)
+{
+	struct probe *pr = data;
+	struct lpm_v4_key k = {};
+	__u32 len;
+
+	if (!pr->mask)
+		return 1;
+	len = pr->top - low_bit(pr->mask);
+	pr->mask &= pr->mask - 1;
+	k.prefixlen = len;
+	k.addr = (__u32)pr->hi & bpf_htonl(len ? ~0u << ((32 - len) & 31) : 0);
+	return probe_key(pr, &k);
+}
+
+/* One length of an IPv6 probe. */
+static long probe6(__u64 i, void *data)
+{
+	struct probe *pr = data;
 	struct lpm_v6_key k = {};
-	__builtin_memcpy(k.addr, p->src.addr, 16);
-	return lookup_family(ctx, hosts6, &p->src, s->present & (bit << 1), nets6, &k, 128,
-			     s->present & (bit << 3), now);
+	__u64 mhi, mlo;
+	__u32 len;
+
+	if (!pr->mask)
+		return 1;
+	len = pr->top - low_bit(pr->mask);
+	pr->mask &= pr->mask - 1;
+	mhi = len >= 64 ? ~0ull : (len ? ~0ull << ((64 - len) & 63) : 0);
+	mlo = len <= 64 ? 0 : ~0ull << ((128 - len) & 63);
+	k.prefixlen = len;
+	mhi = pr->hi & bpf_cpu_to_be64(mhi);
+	mlo = pr->lo & bpf_cpu_to_be64(mlo);
+	__builtin_memcpy(k.addr, &mhi, 8);
+	__builtin_memcpy(&k.addr[8], &mlo, 8);
+	return probe_key(pr, &k);
+}
+
+/* The longest live prefix of one family holding pr's address: the lengths
+ * of its slot (slots keyed by slot), then the list's shorter ones. */
+static __always_inline int probe_family(struct probe *pr, void *slots, void *slot, void *shorts,
+					int v6)
+{
+	struct list_short *sh;
+	__u32 zero = 0;
+	void *m = bpf_map_lookup_elem(slots, slot);
+
+	if (m) {
+		pr->mask = v6 ? *(__u64 *)m : *(__u32 *)m;
+		pr->top = v6 ? 127 : 31;
+		bpf_loop(v6 ? LIST_SLOT6 : LIST_SLOT4, v6 ? probe6 : probe4, pr, 0);
+	}
+	if (pr->found)
+		return 1;
+	sh = bpf_map_lookup_elem(shorts, &zero);
+	if (!sh)
+		return 0;
+	pr->mask = v6 ? sh->v6 : sh->v4;
+	pr->top = v6 ? LIST_SLOT6 - 1 : LIST_SLOT4 - 1;
+	bpf_loop(v6 ? LIST_SLOT6 : LIST_SLOT4, v6 ? probe6 : probe4, pr, 0);
+	return pr->found;
+}
+
+/* The host entry of key in hosts, if on and live. */
+static __always_inline int host_hit(struct xdp_md *ctx, void *hosts, void *key, int on,
+				    __u64 *now, __u32 *id)
+{
+	struct list_value *v = on ? bpf_map_lookup_elem(hosts, key) : 0;
+
+	if (!v || !entry_live(ctx, v, now))
+		return 0;
+	*id = v->list_id;
+	return 1;
+}
+
+/* The IPv6 slot of an address whose bytes 0-7, loaded from memory, are hi:
+ * a multiplicative hash (Fibonacci hashing) to LIST_SLOT6_HASH_BITS bits.
+ * maps/lengths.go computes the same. */
+static __always_inline __u32 slot6(__u64 hi)
+{
+	return (hi * 0x9e3779b97f4a7c15ull) >> (64 - LIST_SLOT6_HASH_BITS);
+}
+
+/* The maps of one list, by its name prefix (allow, block). */
+#define LIST_MAPS(l) &l##_hosts4, &l##_hosts6, &l##_nets4, &l##_nets6, &l##_slots4, &l##_slots6, &l##_short
+
+/* Looks p's source up in one list (its maps as LIST_MAPS gives them) and
+ * returns whether a live entry holds it, with that entry's list id in *id:
+ * the host, else the longest live prefix. bit is the list's
+ * PRESENT_*_HOSTS4 bit; hosts6, nets4 and nets6 follow it in enum order. */
+static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s,
+				       struct packet *p, void *hosts4, void *hosts6, void *nets4,
+				       void *nets6, void *slots4, void *slots6, void *shorts,
+				       __u32 bit, __u64 *now, __u32 *id)
+{
+	struct probe pr = {.ctx = ctx, .now = now};
+	__u32 slot;
+
+	if (p->family == 4) {
+		__u32 addr;
+
+		slot = (__u32)p->src.addr[12] << 8 | p->src.addr[13];
+
+		__builtin_memcpy(&addr, &p->src.addr[12], 4);
+		if (host_hit(ctx, hosts4, &addr, s->present & bit, now, id))
+			return 1;
+		if (!(s->present & (bit << 2)))
+			return 0;
+		pr.nets = nets4;
+		pr.hi = addr;
+		if (!probe_family(&pr, slots4, &slot, shorts, 0))
+			return 0;
+	} else {
+		if (host_hit(ctx, hosts6, &p->src, s->present & (bit << 1), now, id))
+			return 1;
+		if (!(s->present & (bit << 3)))
+			return 0;
+		pr.nets = nets6;
+		__builtin_memcpy(&pr.hi, p->src.addr, 8);
+		__builtin_memcpy(&pr.lo, &p->src.addr[8], 8);
+		slot = slot6(pr.hi);
+		if (!probe_family(&pr, slots6, &slot, shorts, 1))
+			return 0;
+	}
+	*id = pr.id;
+	return 1;
 }
 
 #endif

@@ -50,17 +50,62 @@ struct {
 		__type(value, valtype);                                        \
 	} name SEC(".maps")
 
-/* Allow and block lists: single hosts in hashes, true prefixes in tries.
- * Only userspace writes them, so none is preallocated: memory follows the
- * entries, not the configured maximum. */
+/* Slot masks (see lists.h): IPv4, one per /LIST_SLOT4, an array indexed by
+ * the address's first two bytes; bit i: a prefix of length 31 - i lies in
+ * the slot. */
+#define LIST_SLOTS4(name)                                                      \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
+		__uint(max_entries, 1 << LIST_SLOT4);                          \
+		__type(key, __u32);                                            \
+		__type(value, __u32);                                          \
+	} name SEC(".maps")
+
+/* IPv6, an array indexed by a hash of the address's /LIST_SLOT6 (lists.h
+ * slot6): /64s that share an element share its mask, so a collision costs
+ * probes, never a miss. Bit i: a prefix of length 127 - i. */
+#define LIST_SLOTS6(name)                                                      \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
+		__uint(max_entries, 1 << LIST_SLOT6_HASH_BITS);                \
+		__type(key, __u32);                                            \
+		__type(value, __u64);                                          \
+	} name SEC(".maps")
+
+/* The lengths shorter than a slot that have an entry. */
+struct list_short {
+	__u64 v6; /* bit i: length LIST_SLOT6 - 1 - i */
+	__u32 v4; /* bit i: length LIST_SLOT4 - 1 - i */
+	__u32 pad;
+};
+
+#define LIST_SHORT(name)                                                       \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
+		__uint(max_entries, 1);                                        \
+		__type(key, __u32);                                            \
+		__type(value, struct list_short);                              \
+	} name SEC(".maps")
+
+/* Allow and block lists: single hosts in hashes, true prefixes in hashes
+ * keyed by (length, masked address) with their length masks (lists.h), not
+ * LPM tries, whose lookups slow as they grow. Only userspace writes them, so no
+ * hash is preallocated: memory follows the entries, not the configured
+ * maximum. */
 HOST_MAP(allow_hosts4, __u32);
 HOST_MAP(allow_hosts6, struct src_key);
-NET_MAP(allow_nets4, struct lpm_v4_key, struct list_value);
-NET_MAP(allow_nets6, struct lpm_v6_key, struct list_value);
+HOST_MAP(allow_nets4, struct lpm_v4_key);
+HOST_MAP(allow_nets6, struct lpm_v6_key);
+LIST_SLOTS4(allow_slots4);
+LIST_SLOTS6(allow_slots6);
+LIST_SHORT(allow_short);
 HOST_MAP(block_hosts4, __u32);
 HOST_MAP(block_hosts6, struct src_key);
-NET_MAP(block_nets4, struct lpm_v4_key, struct list_value);
-NET_MAP(block_nets6, struct lpm_v6_key, struct list_value);
+HOST_MAP(block_nets4, struct lpm_v4_key);
+HOST_MAP(block_nets6, struct lpm_v6_key);
+LIST_SLOTS4(block_slots4);
+LIST_SLOTS6(block_slots6);
+LIST_SHORT(block_short);
 
 /* Source classes: CIDR -> limit multiplier. */
 NET_MAP(classes4, struct lpm_v4_key, struct class_value);

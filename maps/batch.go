@@ -151,8 +151,7 @@ func (l *List) DeleteExpired(prefixes []netip.Prefix, now uint64) error {
 		}
 		var v bpf.BulwarkListValue
 		m, key := l.mapKey(p)
-		// A trie's lookup is a longest-prefix match: with the prefix's own
-		// length as the key's, it finds the entry itself when it exists.
+		// Lookups are exact (hashes keyed by length and address).
 		if err := m.Lookup(key, &v); errors.Is(err, ebpf.ErrKeyNotExist) {
 			continue
 		} else if err != nil {

@@ -14,12 +14,15 @@ import (
 )
 
 // List is an allow or block list: host entries in hash maps, true prefixes
-// in LPM tries, one of each per address family.
+// in hash maps keyed by (length, address) with the length masks the
+// datapath probes by (lengths.go), one of each per address family.
 type List struct {
 	set                          *Set
 	name                         string
 	bit                          uint32 // present bit of hosts4; the others follow
 	hosts4, hosts6, nets4, nets6 *ebpf.Map
+	slots4, slots6, short        *ebpf.Map      // length masks
+	lens                         map[lenKey]int // prefixes per mask and length; guarded by set.mu
 	tally                        tally
 }
 
@@ -38,7 +41,11 @@ type tally struct {
 func (l *List) recount() error {
 	var v4, v6, h4, h6 int
 	ttl := map[netip.Prefix]uint64{}
+	l.lens = map[lenKey]int{}
 	err := l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
+		if !p.IsSingleIP() {
+			l.lens[lenOf(p)]++
+		}
 		if p.Addr().Is4() {
 			v4++
 		} else {
@@ -56,6 +63,9 @@ func (l *List) recount() error {
 		}
 	})
 	if err != nil {
+		return err
+	}
+	if err := l.rewriteMasks(); err != nil {
 		return err
 	}
 	l.tally.mu.Lock()
@@ -90,8 +100,8 @@ func normalise(p netip.Prefix) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// Add writes entries (upsert): hosts into the hashes, prefixes into the
-// tries, in batches.
+// Add writes entries (upsert), in batches: hosts into the host hashes,
+// prefixes into the prefix hashes after their lengths into the masks.
 func (l *List) Add(entries []Entry) error {
 	var k4 [][4]byte
 	var v4 []bpf.BulwarkListValue
@@ -101,6 +111,8 @@ func (l *List) Add(entries []Entry) error {
 	var nv4 []bpf.BulwarkListValue
 	var n6 []bpf.BulwarkLpmV6Key
 	var nv6 []bpf.BulwarkListValue
+	var lk4, lk6 []lenKey // the length of each of n4, n6
+	ms, extra := map[maskKey]bool{}, map[lenKey]bool{}
 	norm := make([]netip.Prefix, len(entries))
 	for i, e := range entries {
 		p, err := normalise(e.Prefix)
@@ -113,12 +125,15 @@ func (l *List) Add(entries []Entry) error {
 		case p.Addr().Is4() && p.Bits() == 32:
 			k4, v4 = append(k4, host4(p.Addr())), append(v4, v)
 		case p.Addr().Is4():
-			n4, nv4 = append(n4, lpm4(p)), append(nv4, v)
+			n4, nv4, lk4 = append(n4, lpm4(p)), append(nv4, v), append(lk4, lenOf(p))
 		case p.Bits() == 128:
 			k6, v6 = append(k6, host6(p.Addr())), append(v6, v)
 		default:
-			n6, nv6 = append(n6, lpm6(p)), append(nv6, v)
+			n6, nv6, lk6 = append(n6, lpm6(p)), append(nv6, v), append(lk6, lenOf(p))
 		}
+	}
+	for _, k := range append(lk4, lk6...) {
+		ms[k.mask], extra[k] = true, true
 	}
 	h4, h6, b4, b6 := l.bits()
 	var on uint32
@@ -146,7 +161,11 @@ func (l *List) Add(entries []Entry) error {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
 		}
+		_ = l.writeMasks(ms, nil) // best effort: a stale bit costs a probe, never a miss
 		return fmt.Errorf("%s list, %s: %w", l.name, what, err)
+	}
+	if err := l.writeMasks(ms, extra); err != nil {
+		return fail("length masks", err)
 	}
 	newH4, err := putUndoable(l.hosts4, k4, v4, &undo)
 	if err != nil {
@@ -167,10 +186,12 @@ func (l *List) Add(entries []Entry) error {
 	t := &l.tally
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.ipv4 += newH4 + newN4
-	t.ipv6 += newH6 + newN6
-	t.hosts4 += newH4
-	t.hosts6 += newH6
+	t.ipv4 += len(newH4) + len(newN4)
+	t.ipv6 += len(newH6) + len(newN6)
+	t.hosts4 += len(newH4)
+	t.hosts6 += len(newH6)
+	countLens(l.lens, n4, lk4, newN4)
+	countLens(l.lens, n6, lk6, newN6)
 	for i, p := range norm {
 		if exp := entries[i].ExpiresNS; exp != 0 {
 			t.ttl[p] = exp
@@ -181,16 +202,26 @@ func (l *List) Add(entries []Entry) error {
 	return nil
 }
 
+// countLens counts in lens the length (lks[i]) of each key that was new.
+func countLens[K comparable](lens map[lenKey]int, keys []K, lks []lenKey, fresh map[K]struct{}) {
+	for i, k := range keys {
+		if _, ok := fresh[k]; ok {
+			lens[lks[i]]++
+			delete(fresh, k) // a key written twice is one entry
+		}
+	}
+}
+
 // putUndoable writes keys, appends to undo a function that restores what
-// they held before (deleting the keys that were new) and returns how many
-// distinct keys were new.
-func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]func()) (int, error) {
+// they held before (deleting the keys that were new) and returns the
+// distinct keys that were new.
+func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]func()) (map[K]struct{}, error) {
 	if len(keys) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	prev, err := existing[K, V](m, keys)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	fresh := make(map[K]struct{})
 	for _, k := range keys {
@@ -207,32 +238,16 @@ func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]f
 			}
 		}
 	})
-	return len(fresh), batchPut(m, keys, vals)
+	return fresh, batchPut(m, keys, vals)
 }
 
-// existing returns the values keys hold now. An LPM trie's lookup is a
-// longest-prefix match, not an exact one: tries are walked instead.
+// existing returns the values keys hold now.
 func existing[K comparable, V any](m *ebpf.Map, keys []K) (map[K]V, error) {
 	out := make(map[K]V)
 	// An empty map (a first load) holds nothing to restore: no lookups.
 	first := make([]byte, m.KeySize())
 	if err := m.NextKey(nil, &first); errors.Is(err, ebpf.ErrKeyNotExist) {
 		return out, nil
-	}
-	if m.Type() == ebpf.LPMTrie {
-		want := make(map[K]struct{}, len(keys))
-		for _, k := range keys {
-			want[k] = struct{}{}
-		}
-		var k K
-		var v V
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			if _, ok := want[k]; ok {
-				out[k] = v
-			}
-		}
-		return out, it.Err()
 	}
 	for _, k := range keys {
 		var v V
@@ -250,7 +265,7 @@ func existing[K comparable, V any](m *ebpf.Map, keys []K) (map[K]V, error) {
 type FullError struct {
 	Map string // the map's name
 	Max uint32 // its max_entries
-	Err error  // the kernel's error (E2BIG from a hash map, ENOSPC from a trie)
+	Err error  // the kernel's error (E2BIG from a hash map)
 }
 
 func (e *FullError) Error() string {
@@ -271,7 +286,7 @@ func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 				return putEach(m, keys, vals)
 			}
 			if errors.Is(err, syscall.E2BIG) || errors.Is(err, syscall.ENOSPC) {
-				// A full hash map says E2BIG, a full trie ENOSPC.
+				// A full hash map says E2BIG (a full trie would say ENOSPC).
 				return &FullError{Map: mapName(m), Max: m.MaxEntries(), Err: err}
 			}
 			return fmt.Errorf("%w (map %s holds at most %d entries)", err, mapName(m), m.MaxEntries())
@@ -338,6 +353,16 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 		}
 		delete(l.tally.ttl, p)
 		l.tally.mu.Unlock()
+		if m == l.nets4 || m == l.nets6 {
+			// After the entry is gone: its length's bit goes with the last one.
+			k := lenOf(p)
+			if l.lens[k]--; l.lens[k] <= 0 {
+				delete(l.lens, k)
+				if err := l.writeMasks(map[maskKey]bool{k.mask: true}, nil); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	h4, h6, b4, b6 := l.bits()
 	return l.set.clearIfEmptyLocked(map[uint32]*ebpf.Map{h4: l.hosts4, h6: l.hosts6, b4: l.nets4, b6: l.nets6})

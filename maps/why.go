@@ -70,13 +70,13 @@ func (s *Set) Trace(p Probe, now uint64) (*Trace, error) {
 	}
 	var err error
 	// 1. allow list, 2. block list
-	if t.Allow, err = s.Allow.match(st.Present, p.Src, now); err != nil {
+	if t.Allow, err = s.Allow.match(p.Src, now); err != nil {
 		return nil, err
 	}
 	if t.Allow != nil {
 		return decide(ActionPass, ReasonAllowlist, t.Allow.ListID)
 	}
-	if t.Block, err = s.Block.match(st.Present, p.Src, now); err != nil {
+	if t.Block, err = s.Block.match(p.Src, now); err != nil {
 		return nil, err
 	}
 	if t.Block != nil {
@@ -343,54 +343,22 @@ func (s *Set) portRule(table int, port uint16) (uint32, error) {
 }
 
 // match is the live entry of the list that matches src at now, as the
-// datapath finds it (bpf/lists.h): the host in the hash, then the longest
-// live prefix in the trie. present is the settings' present bits.
-func (l *List) match(present uint32, src netip.Addr, now uint64) (*Entry, error) {
-	h4, h6, n4, n6 := l.bits()
-	var v bpf.BulwarkListValue
-	live := func() bool { return v.ExpiresNs == 0 || v.ExpiresNs > now }
-	hit := func(n int) *Entry {
-		p, _ := src.Prefix(n)
-		return &Entry{Prefix: p, ListID: v.ListId, ExpiresNS: v.ExpiresNs}
-	}
-	hosts, nets, hostKey, maxlen := l.hosts6, l.nets6, any(host6(src)), 128
-	hb, nb := h6, n6
-	if src.Is4() {
-		hosts, nets, hostKey, maxlen, hb, nb = l.hosts4, l.nets4, host4(src), 32, h4, n4
-	}
-	if present&hb != 0 {
-		err := hosts.Lookup(hostKey, &v)
-		if err == nil && live() {
-			return hit(maxlen), nil
-		}
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, fmt.Errorf("%s list: look up %s: %w", l.name, src, err)
-		}
-	}
-	if present&nb == 0 {
-		return nil, nil
-	}
-	plen := maxlen
-	for i := 0; i <= int(bpf.BulwarkLimitsLPM_EXPIRED_RETRIES); i++ {
-		var err error
-		if src.Is4() {
-			err = nets.Lookup(bpf.BulwarkLpmV4Key{Prefixlen: uint32(plen), Addr: lpm4(netip.PrefixFrom(src, 32)).Addr}, &v)
-		} else {
-			err = nets.Lookup(bpf.BulwarkLpmV6Key{Prefixlen: uint32(plen), Addr: src.As16()}, &v)
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, nil
-		}
+// datapath finds it (bpf/lists.h): the host, else the longest live prefix.
+// It asks every length, longest first, by exact lookups: a diagnostic, so
+// it does not rely on the length masks the datapath reads.
+func (l *List) match(src netip.Addr, now uint64) (*Entry, error) {
+	for bits := src.BitLen(); bits >= 0; bits-- {
+		p, err := src.Prefix(bits)
 		if err != nil {
-			return nil, fmt.Errorf("%s list: look up %s: %w", l.name, src, err)
+			return nil, fmt.Errorf("%s list: %s/%d: %w", l.name, src, bits, err)
 		}
-		if live() {
-			return hit(int(v.Prefixlen)), nil
+		e, ok, err := l.Lookup(p)
+		if err != nil {
+			return nil, err
 		}
-		if v.Prefixlen == 0 || int(v.Prefixlen) > maxlen {
-			return nil, nil
+		if ok && (e.ExpiresNS == 0 || e.ExpiresNS > now) {
+			return &e, nil
 		}
-		plen = int(v.Prefixlen) - 1
 	}
 	return nil, nil
 }

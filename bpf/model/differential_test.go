@@ -81,9 +81,8 @@ func lists(start map[string]uint64) (allow, block []maps.Entry) {
 		{Prefix: pfx("2001:db8:1::1/128"), ListID: 12},
 		{Prefix: pfx("2607:f8b0::/32"), ListID: 13},
 		{Prefix: pfx("2.1.1.1/32"), ListID: 14},
-		// Longer than the /16 above and expiring during its capture. The trie
-		// answers with the longest match only, so once expired it hides the
-		// /16 (as bpf/model documents): the sources pass on to the limits.
+		// Longer than the /16 above and expiring during its capture: once
+		// expired, the /16 applies again (the longest live match).
 		{Prefix: pfx("141.142.220.0/24"), ListID: 15, ExpiresNS: start["zeek_wikipedia.pcap"] + 3_000_000_000},
 		// A host entry that expires: the prefix behind it applies afterwards.
 		{Prefix: pfx("2607:f740:b::f93/128"), ListID: 16, ExpiresNS: start["zeek_ipv6-fragmented-dns.pcap"] + 10_000_000_000},

@@ -56,6 +56,7 @@ type kernelOutcome struct {
 	ret    uint32
 	action maps.Action
 	reason maps.Reason
+	detail uint32 // the rule or list id the program reported
 }
 
 // harness runs frames through a loaded datapath and the model in lockstep.
@@ -118,7 +119,7 @@ func (h *harness) runKernel(frame []byte, now uint64) (kernelOutcome, error) {
 	if err != nil {
 		return kernelOutcome{}, err
 	}
-	out := kernelOutcome{ret: ret}
+	out := kernelOutcome{ret: ret, detail: dec.Detail}
 	cells := 0
 	for a := range st {
 		for r := range st[a] {
@@ -181,6 +182,9 @@ func (h *harness) step(frame []byte, now uint64) (diff string, ran bool) {
 	if k.ret != want || k.action != md.Action || k.reason != md.Reason {
 		return fmt.Sprintf("kernel ret %d %v/%v, model %v/%v (rule %d)",
 			k.ret, k.action, k.reason, md.Action, md.Reason, md.Rule), true
+	}
+	if (md.Reason == maps.ReasonAllowlist || md.Reason == maps.ReasonBlocklist) && k.detail != md.ListID {
+		return fmt.Sprintf("kernel matched list id %d, model %d", k.detail, md.ListID), true
 	}
 	if (k.ret == xdpDrop) != (k.action == maps.ActionDrop) {
 		return fmt.Sprintf("kernel returned %d but counted %v/%v", k.ret, k.action, k.reason), true

@@ -436,21 +436,22 @@ func gcraTake(tat *big.Int, now uint64, iv, depth *big.Int) bool {
 	return true
 }
 
-// prefixSet mirrors a list: hosts in a hash, prefixes in a trie. As in the
-// kernel, the trie answers with its longest match; when that entry has
-// expired the lookup is repeated above it, at most lpmExpiredRetries times.
+// prefixSet mirrors a list by its meaning, not its maps: the live host
+// entry, else the longest live prefix that holds the address (an expired
+// prefix never hides a shorter live one). A prefix written twice keeps the
+// last value, as an upsert does.
 type prefixSet struct {
 	hosts map[netip.Addr]maps.Entry
-	nets  []maps.Entry
+	nets  map[netip.Prefix]maps.Entry
 }
 
 func newPrefixSet(es []maps.Entry) prefixSet {
-	s := prefixSet{hosts: map[netip.Addr]maps.Entry{}}
+	s := prefixSet{hosts: map[netip.Addr]maps.Entry{}, nets: map[netip.Prefix]maps.Entry{}}
 	for _, e := range es {
 		if e.Prefix.IsSingleIP() {
 			s.hosts[e.Prefix.Addr()] = e
 		} else {
-			s.nets = append(s.nets, e)
+			s.nets[e.Prefix.Masked()] = e
 		}
 	}
 	return s
@@ -461,28 +462,12 @@ func (s prefixSet) lookup(a netip.Addr, now uint64) (uint32, bool) {
 	if e, ok := s.hosts[a]; ok && live(e) {
 		return e.ListID, true
 	}
-	limit := a.BitLen()
-	for try := 0; try <= lpmExpiredRetries; try++ {
-		var best *maps.Entry
-		for i := range s.nets {
-			e := &s.nets[i]
-			if e.Prefix.Bits() <= limit && e.Prefix.Contains(a) && (best == nil || e.Prefix.Bits() > best.Prefix.Bits()) {
-				best = e
-			}
+	best := -1
+	var id uint32
+	for p, e := range s.nets {
+		if p.Bits() > best && p.Contains(a) && live(e) {
+			best, id = p.Bits(), e.ListID
 		}
-		if best == nil {
-			return 0, false
-		}
-		if live(*best) {
-			return best.ListID, true
-		}
-		if best.Prefix.Bits() == 0 {
-			return 0, false
-		}
-		limit = best.Prefix.Bits() - 1
 	}
-	return 0, false
+	return id, best >= 0
 }
-
-// lpmExpiredRetries is LPM_EXPIRED_RETRIES of bpf/common.h.
-const lpmExpiredRetries = 4

@@ -32,6 +32,7 @@ var helperSince = map[asm.BuiltinFunc]version{
 	asm.FnRingbufReserve:   {5, 8},
 	asm.FnRingbufSubmit:    {5, 8},
 	asm.FnKtimeGetCoarseNs: {5, 11},
+	asm.FnLoop:             {5, 17},
 	asm.FnXdpLoadBytes:     {5, 18},
 }
 

@@ -278,7 +278,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md, 
 			w.WriteString("\nA flat target is missed: each rotated case looks up a different source per packet, so as a list " +
 				"grows its lookups touch memory that no longer stays in the CPU caches and TLB (a 1k list holds only 450 " +
 				"hosts per family, all of which stay cached). The -hot cases, one source repeated, show the cache-resident " +
-				"cost beside them.\n")
+				"cost beside them. A prefix hit first looks the source up in the host hash (90 % of these lists) and " +
+				"misses, then reads a length mask and probes one hash per length in use (docs/datapath.md): it shares " +
+				"the host hash's cache misses and adds its own.\n")
 			break
 		}
 	}

@@ -31,21 +31,22 @@ import (
 type cli struct {
 	Socket string `help:"Path of the agent's control socket." default:"${socket}" type:"path"`
 
-	Run      runCmd      `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
-	Config   configCmd   `cmd:"" help:"Work with config files."`
-	Status   statusCmd   `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
-	Block    listCmd     `cmd:"" help:"Add, delete or list run-time block-list entries."`
-	Allow    listCmd     `cmd:"" help:"Add, delete or list run-time allow-list entries."`
-	Reload   reloadCmd   `cmd:"" help:"Have the agent re-read its config (as SIGHUP does) and wait for its answer; exit 1 with the diagnostics if rejected."`
-	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
-	Why      whyCmd      `cmd:"" help:"Show which step would decide a packet from a source now: allow or block list entry, verdict, rate limits and their buckets."`
-	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
-	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
-	Top      topCmd      `cmd:"" help:"Live view of the busiest and riskiest sources (plain text when not a terminal)."`
-	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
-	Fleet    fleetCmd    `cmd:"" help:"Show how this agent shares verdicts with its fleet (the config's fleet block)."`
-	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
-	Version  versionCmd  `cmd:"" help:"Print the version."`
+	Run        runCmd        `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
+	Config     configCmd     `cmd:"" help:"Work with config files."`
+	Status     statusCmd     `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
+	Block      listCmd       `cmd:"" help:"Add, delete or list run-time block-list entries."`
+	Allow      listCmd       `cmd:"" help:"Add, delete or list run-time allow-list entries."`
+	Reload     reloadCmd     `cmd:"" help:"Have the agent re-read its config (as SIGHUP does) and wait for its answer; exit 1 with the diagnostics if rejected."`
+	Explain    explainCmd    `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
+	Why        whyCmd        `cmd:"" help:"Show which step would decide a packet from a source now: allow or block list entry, verdict, rate limits and their buckets."`
+	Replay     replayCmd     `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
+	Capture    captureCmd    `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
+	Top        topCmd        `cmd:"" help:"Live view of the busiest and riskiest sources (plain text when not a terminal)."`
+	Verdicts   verdictsCmd   `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
+	Signatures signaturesCmd `cmd:"" help:"List, add, delete or explain attack signatures (masked-header rules checked before per-source state)."`
+	Fleet      fleetCmd      `cmd:"" help:"Show how this agent shares verdicts with its fleet (the config's fleet block)."`
+	Detach     detachCmd     `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
+	Version    versionCmd    `cmd:"" help:"Print the version."`
 
 	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish."`
 	Man        manCmd        `cmd:"" help:"Print the man page (roff), generated from the command definitions."`
@@ -424,15 +425,29 @@ func (c *verdictsListCmd) Run(g *cli) error {
 	if err != nil {
 		return err
 	}
-	if c.JSON {
+	return printTable(c.JSON, raw, vs, "SOURCE\tACTION\tORIGIN\tSCORE\tEXPIRES IN", func(v api.Verdict) []any {
+		return []any{v.Source, v.Action, v.Origin, v.Score, time.Duration(v.ExpiresIn * float64(time.Second)).Round(time.Second)}
+	})
+}
+
+// printTable prints raw (a JSON reply) when asJSON, else items as a table
+// under header, one row of tab-separated cells each.
+func printTable[T any](asJSON bool, raw []byte, items []T, header string, row func(T) []any) error {
+	if asJSON {
 		os.Stdout.Write(raw)
 		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tACTION\tORIGIN\tSCORE\tEXPIRES IN")
-	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", v.Source, v.Action, v.Origin, v.Score,
-			time.Duration(v.ExpiresIn*float64(time.Second)).Round(time.Second))
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		cells := row(it)
+		for i, c := range cells {
+			sep := "\t"
+			if i == len(cells)-1 {
+				sep = "\n"
+			}
+			fmt.Fprint(tw, c, sep)
+		}
 	}
 	return tw.Flush()
 }

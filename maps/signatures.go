@@ -140,7 +140,7 @@ func (s *Signature) Validate() error {
 	return nil
 }
 
-// String lists the signature's fields in the config's words.
+// String lists the signature's match in the words agent/sigspec reads.
 func (s *Signature) String() string {
 	var parts []string
 	add := func(f SigField, format string, a ...any) {
@@ -154,7 +154,11 @@ func (s *Signature) String() string {
 		}
 		return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
 	}
-	add(SigProto, "protocol=%d", s.Proto)
+	proto := fmt.Sprint(s.Proto)
+	if name, ok := map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}[s.Proto]; ok {
+		proto = name
+	}
+	add(SigProto, "protocol=%s", proto)
 	add(SigDPort, "dst_port=%s", rng(s.DPort))
 	add(SigSPort, "src_port=%s", rng(s.SPort))
 	add(SigTTL, "ttl=%s", rng(s.TTL))

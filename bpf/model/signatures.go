@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/big"
 
@@ -31,9 +32,10 @@ func (m *Model) DeleteSignature(slot int) { m.sigs[slot] = sigSlot{} }
 // SignatureCounter is what slot matched and dropped since it was set.
 func (m *Model) SignatureCounter(slot int) SigCounter { return m.sigCounts[slot] }
 
-// sigFields are a packet's header fields as signatures see them, each
-// present only where the packet has it.
-type sigFields struct {
+// SigFields are a packet's header fields as signatures see them, each
+// present only where the packet has it. Detection (agent/sigdetect) reads
+// its samples with FieldsOf and tries signatures with Matches.
+type SigFields struct {
 	proto, ttl   uint8
 	iplen        uint16
 	v4           bool
@@ -49,10 +51,20 @@ type sigFields struct {
 	data         []byte // up to maps.SigData bytes after the fixed L4 header
 }
 
+// FieldsOf parses frame and reads its fields; false when it is not an IP
+// packet the datapath parses.
+func FieldsOf(frame []byte) (SigFields, bool) {
+	p, r := Parse(frame)
+	if r != ParseOK {
+		return SigFields{}, false
+	}
+	return fieldsOf(frame, &p), true
+}
+
 // fieldsOf reads the fields of a frame that parsed as p.
-func fieldsOf(frame []byte, p *Packet) sigFields {
+func fieldsOf(frame []byte, p *Packet) SigFields {
 	ip := frame[p.L3Off:]
-	f := sigFields{proto: p.Proto}
+	f := SigFields{proto: p.Proto}
 	if p.Family == 4 {
 		f.v4 = true
 		f.iplen = binary.BigEndian.Uint16(ip[2:4])
@@ -87,16 +99,16 @@ func fieldsOf(frame []byte, p *Packet) sigFields {
 		f.dport = binary.BigEndian.Uint16(l4[2:4])
 	}
 	if len(l4) > fixed {
-		f.data = l4[fixed:min(len(l4), fixed+maps.SigData)]
+		f.data = append([]byte(nil), l4[fixed:min(len(l4), fixed+maps.SigData)]...)
 	}
 	return f
 }
 
 func within(v uint16, r maps.Range) bool { return r.Lo <= v && v <= r.Hi }
 
-// matches checks every field the signature names; a field the packet does
+// Matches checks every field the signature names; a field the packet does
 // not have fails.
-func (f *sigFields) matches(s *maps.Signature) bool {
+func (f *SigFields) Matches(s *maps.Signature) bool {
 	checks := []struct {
 		field maps.SigField
 		ok    func() bool
@@ -136,7 +148,7 @@ func (f *sigFields) matches(s *maps.Signature) bool {
 // -1 when it goes on. Count-only slots are counted and passed over; the
 // first enforcing match decides.
 func (m *Model) signature(frame []byte, p *Packet, now uint64) int {
-	var f *sigFields
+	var f *SigFields
 	for slot := range m.sigs {
 		sl := &m.sigs[slot]
 		if !sl.set || (sl.sig.ExpiresNS != 0 && sl.sig.ExpiresNS <= now) {
@@ -146,7 +158,7 @@ func (m *Model) signature(frame []byte, p *Packet, now uint64) int {
 			ff := fieldsOf(frame, p)
 			f = &ff
 		}
-		if !f.matches(&sl.sig) {
+		if !f.Matches(&sl.sig) {
 			continue
 		}
 		m.sigCounts[slot].Matched++
@@ -163,4 +175,34 @@ func (m *Model) signature(frame []byte, p *Packet, now uint64) int {
 		return slot
 	}
 	return -1
+}
+
+// Exact is the signature that names every field the packet has, each at
+// the packet's value (ranges of one value; data under a full mask).
+func (f *SigFields) Exact() maps.Signature {
+	one := func(v uint16) maps.Range { return maps.Range{Lo: v, Hi: v} }
+	s := maps.Signature{Fields: maps.SigProto | maps.SigTTL | maps.SigIPLen, Proto: f.proto, TTL: one(uint16(f.ttl)),
+		IPLen: one(f.iplen)}
+	if f.v4 {
+		s.Fields |= maps.SigDF | maps.SigIPID
+		s.DF, s.IPIDZero = f.df, f.ipidZero
+	}
+	if f.ports {
+		s.Fields |= maps.SigDPort | maps.SigSPort
+		s.DPort, s.SPort = one(f.dport), one(f.sport)
+	}
+	if f.tcp {
+		s.Fields |= maps.SigTCPFlags | maps.SigWindow | maps.SigTCPOptLen
+		s.TCPMask, s.TCPValue, s.Window, s.TCPOptLen = 0xff, f.flags, one(f.window), f.optlen
+	}
+	if f.icmp {
+		s.Fields |= maps.SigICMPType
+		s.ICMPType = f.icmpType
+	}
+	if len(f.data) > 0 {
+		s.Fields |= maps.SigDataPrefix
+		s.Data = f.data
+		s.DataMask = bytes.Repeat([]byte{0xff}, len(f.data))
+	}
+	return s
 }

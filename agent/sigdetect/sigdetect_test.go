@@ -15,7 +15,7 @@ import (
 // benign loads a real capture of benign traffic.
 func benign(t *testing.T, name string) []sigflood.Packet {
 	t.Helper()
-	ps, err := sigflood.ReadPcap(filepath.Join("..", "..", "test", "testdata", "pcaps", name))
+	ps, _, err := sigflood.ReadPcap(filepath.Join("..", "..", "test", "testdata", "pcaps", name))
 	if err != nil {
 		t.Fatal(err)
 	}

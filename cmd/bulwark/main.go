@@ -474,18 +474,23 @@ func (c *verdictsDelCmd) Run(g *cli) error {
 }
 
 type replayCmd struct {
-	Config       string   `help:"The candidate config: a file or a directory of *.hcl files." required:"" type:"path"`
-	JSON         bool     `help:"Print one JSON document."`
-	WriteDropped string   `help:"Write every dropped frame, with its original timestamp, to this pcap file." name:"write-dropped" placeholder:"OUT.pcap"`
-	Top          int      `help:"Sources in the text table." default:"20"`
-	CPUs         int      `help:"CPUs to run frames on; 0: all (at most 8). Results are the same for any value." name:"cpus" default:"0"`
-	Captures     []string `arg:"" name:"capture" help:"pcap or pcapng files (Ethernet, raw IPv4/IPv6, Linux cooked), replayed in order." type:"existingfile"`
+	Config       string          `help:"The candidate config: a file or a directory of *.hcl files." required:"" type:"path"`
+	JSON         bool            `help:"Print one JSON document."`
+	WriteDropped string          `help:"Write every dropped frame, with its original timestamp, to this pcap file." name:"write-dropped" placeholder:"OUT.pcap"`
+	Top          int             `help:"Sources in the text table." default:"20"`
+	CPUs         int             `help:"CPUs to run frames on; 0: all (at most 8). Results are the same for any value." name:"cpus" default:"0"`
+	Merge        bool            `help:"Interleave the captures by time instead of playing them one after another: each starts at the first one's start (plus its --offset), e.g. your normal traffic plus an attack."`
+	Offset       []time.Duration `help:"With --merge, one per capture: how long after the first capture's start each one starts (e.g. --offset 0s --offset 10s)." name:"offset"`
+	Captures     []string        `arg:"" name:"capture" help:"pcap or pcapng files (Ethernet, raw IPv4/IPv6, Linux cooked), replayed in order." type:"existingfile"`
 }
 
 func (replayCmd) Help() string {
 	return "Loads a fresh copy of the datapath (nothing attached, nothing pinned: a running agent is not touched),\n" +
 		"fills its maps from the config and runs every frame through it in capture order, on capture time.\n\n" +
-		"Example:\n  bulwark replay --config /etc/bulwark/bulwark.hcl --write-dropped dropped.pcap incident.pcap"
+		"With a signatures block whose detect is shadow or enforce, signature detection runs on capture time too, and the\n" +
+		"signatures it would write are listed.\n\n" +
+		"Examples:\n  bulwark replay --config /etc/bulwark/bulwark.hcl --write-dropped dropped.pcap incident.pcap\n" +
+		"  bulwark replay --config candidate.hcl --merge --offset 0s --offset 30s normal-day.pcap syn-flood.pcap"
 }
 
 func (c *replayCmd) Run(g *cli) error {
@@ -495,8 +500,11 @@ func (c *replayCmd) Run(g *cli) error {
 	if c.CPUs < 0 {
 		return usageError{fmt.Errorf("--cpus %d: want 0 (all) or more", c.CPUs)}
 	}
+	if len(c.Offset) > 0 && (!c.Merge || len(c.Offset) != len(c.Captures)) {
+		return usageError{fmt.Errorf("--offset: give one per capture, with --merge")}
+	}
 	rep, err := replay.Run(replay.Options{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
-		CPUs: c.CPUs, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
+		CPUs: c.CPUs, Merge: c.Merge, Offsets: c.Offset, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
 	var ce *config.Error
 	if errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(ce.Text, "\n"))
@@ -518,7 +526,7 @@ func printReplay(rep *replay.Report, top int) {
 	fmt.Printf("%d packets over %s: pass %d, drop %d, would_drop %d\n", rep.Packets, rep.Duration,
 		rep.Actions["pass"], rep.Actions["drop"], rep.Actions["would_drop"])
 	fmt.Print("by reason:")
-	for _, r := range []string{"passed", "allowlist", "blocklist", "verdict", "ratelimit", "malformed", "non_ip"} {
+	for _, r := range []string{"passed", "allowlist", "signature", "blocklist", "verdict", "ratelimit", "malformed", "non_ip"} {
 		fmt.Printf(" %s %d", r, rep.Reasons[r])
 	}
 	fmt.Println()
@@ -548,6 +556,12 @@ func printReplay(rep *replay.Report, top int) {
 		tw.Flush()
 		if len(rep.Sources) > top {
 			fmt.Printf("(%d more sources; --json lists all)\n", len(rep.Sources)-top)
+		}
+	}
+	if len(rep.Signatures) > 0 {
+		fmt.Println("\nsignature detection wrote:")
+		for _, s := range rep.Signatures {
+			fmt.Printf("  %s at %s until %s (%s): %s\n    %s\n", s.Name, s.At, s.Until, s.Action, s.Match, s.Why)
 		}
 	}
 	if len(rep.Verdicts) > 0 {

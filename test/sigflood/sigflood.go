@@ -83,26 +83,26 @@ func Build(f Flood) ([]Packet, error) {
 }
 
 // ReadPcap reads an Ethernet pcap file: its frames and their times since
-// its first packet.
-func ReadPcap(path string) ([]Packet, error) {
+// its first packet, and that packet's time.
+func ReadPcap(path string) ([]Packet, time.Time, error) {
+	var first time.Time
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, first, err
 	}
 	defer f.Close()
 	r, err := pcapgo.NewReader(bufio.NewReader(f))
 	if err != nil {
-		return nil, err
+		return nil, first, err
 	}
 	var out []Packet
-	var first time.Time
 	for {
 		data, ci, err := r.ReadPacketData()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return out, first, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, first, err
 		}
 		if first.IsZero() {
 			first = ci.Timestamp

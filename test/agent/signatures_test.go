@@ -95,6 +95,13 @@ signature "cfg-udp" {
 	if s.Origin != "cli" || s.Matched != 20 || s.Dropped < 13 || s.Dropped > 15 || s.Expires == nil {
 		t.Errorf("cli-limit: %+v; want from cli, 20 matched, 13-15 dropped, an expiry", s)
 	}
+	// why names the signatures a packet of its protocol and port may meet.
+	if out := e.MustCLI("why", "198.18.1.12", "--proto", "udp", "--port", itoa(agenttest.UDPPort)); !strings.Contains(out, "1b. signature cli-limit (cli, limit)") {
+		t.Errorf("why for udp lacks the signature:\n%s", out)
+	}
+	if out := e.MustCLI("why", "198.18.1.12", "--proto", "tcp", "--port", "80"); !strings.Contains(out, "1b. signatures: none") {
+		t.Errorf("why for tcp names a udp signature:\n%s", out)
+	}
 	out := e.MustCLI("signatures", "explain", "cli-limit")
 	for _, w := range []string{"limit 1/s burst 5", "protocol=udp", "ip_length=92", "matched 20 packets"} {
 		if !strings.Contains(out, w) {

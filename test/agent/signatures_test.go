@@ -37,8 +37,14 @@ signature "cfg-udp" {
 	if v := m.Get("bulwark_packets_total", "action", "drop", "reason", "signature"); v != 20 {
 		t.Errorf("bulwark_packets_total{drop,signature} = %v, want 20", v)
 	}
-	if v := m.Get("bulwark_tracked_sources"); v != 0 {
-		t.Errorf("%v sources tracked; a signature drop creates no per-source state", v)
+	// A signature drop creates no per-source state (other sources, such as
+	// the client's IPv6 neighbour discovery, may have some).
+	var why api.Why
+	if err := json.Unmarshal([]byte(e.MustCLI("why", src.String(), "--json")), &why); err != nil {
+		t.Fatal(err)
+	}
+	if why.Tracked {
+		t.Errorf("%s is tracked after 20 frames that a signature dropped", src)
 	}
 	list := func() map[string]api.Signature {
 		var ss []api.Signature

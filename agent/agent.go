@@ -75,11 +75,12 @@ type Agent struct {
 	names     atomic.Pointer[desired.State] // for readers that must not wait on a.mu
 
 	state atomic.Pointer[readState] // what readers see; published under a.mu
+	sigs  *sigTable                 // the signature table of every interface
 }
 
 // New makes an agent for the config at path; Run starts it.
 func New(cfgPath string, log hclog.Logger) *Agent {
-	a := &Agent{log: log, cfgPath: cfgPath, started: time.Now()}
+	a := &Agent{log: log, cfgPath: cfgPath, started: time.Now(), sigs: &sigTable{}}
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bulwark_config_reloads_total", Help: "Config reloads by result (ok, rejected, error).",
 	}, []string{"result"})
@@ -153,11 +154,13 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 			return err
 		}
 	}
+	a.syncSignatures("config", want)
 	a.auditf(AuditRecord{Who: "config", What: "start", Result: "ok", Detail: a.cfgPath})
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.reloads, a.reloadOK, a.reloadAt, a.mapErrs, a.ifMissing, newCollector(a.metricsView), buildInfo())
+		a.reloads, a.reloadOK, a.reloadAt, a.mapErrs, a.ifMissing, newCollector(a.metricsView), buildInfo(),
+		sigCollector{t: a.sigs, state: a.state.Load})
 	a.reloadOK.Set(1)
 	a.reloadAt.SetToCurrentTime()
 
@@ -323,6 +326,11 @@ func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *de
 	if err := a.applyTo(it, want); err != nil {
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
 	}
+	// Every slot, the empty ones too: maps adopted from an earlier run hold its signatures.
+	if err := a.sigs.rewrite([]*iface{it}); err != nil {
+		a.mapErrs.WithLabelValues("signatures").Inc()
+		return fmt.Errorf("interface %s: %w", ic.Name, err)
+	}
 	it.mode, err = dp.Attach(ic.Name, loader.AttachMode(ic.Attach))
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
@@ -390,7 +398,7 @@ func (a *Agent) closeInterfaces() {
 // control makes the control API server with what it uses of the agent.
 func (a *Agent) control() *controlServer {
 	return newControlServer(controlDeps{log: a.log, audit: a.audit, started: a.started, state: a.state.Load,
-		writers: &a.mu, reload: a.Reload, mapErrs: a.mapErrs, capture: a.recorders.handleCapture})
+		writers: &a.mu, reload: a.Reload, mapErrs: a.mapErrs, capture: a.recorders.handleCapture, sigs: a.sigs})
 }
 
 // Reload reopens the audit log (a rotation moved it away), then re-reads
@@ -461,6 +469,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 		}
 	}
 	a.cfg, a.want = cfg, want
+	a.syncSignatures(who, want)
 	a.names.Store(want)
 	a.publish()
 	if a.scoring != nil {
@@ -477,6 +486,24 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
 	a.log.Info("config reloaded")
 	return cfg, want, nil
+}
+
+// syncSignatures writes the config's signatures into the table and audits
+// what changed. A failed write is logged and counted: the rest of the
+// config stands. a.mu must be held.
+func (a *Agent) syncSignatures(who string, want *desired.State) {
+	added, removed, err := a.sigs.syncConfig(a.ifaces, want.Signatures)
+	for _, n := range added {
+		a.auditf(AuditRecord{Who: who, What: "signature.add", Target: []string{n}, Result: "ok", Detail: "config"})
+	}
+	for _, n := range removed {
+		a.auditf(AuditRecord{Who: who, What: "signature.del", Target: []string{n}, Result: "ok", Detail: "config"})
+	}
+	if err != nil {
+		a.mapErrs.WithLabelValues("signatures").Inc()
+		a.log.Error("config signatures", "error", err)
+		a.auditf(AuditRecord{Who: who, What: "signature.add", Result: "error", Detail: err.Error()})
+	}
 }
 
 // countReload counts a reload by result (ok, rejected, error) and sets the
@@ -517,6 +544,15 @@ func (a *Agent) sweepExpired() {
 				a.log.Warn("sweep: delete expired", "error", err)
 			}
 		}
+	}
+	a.mu.Lock()
+	gone, err := a.sigs.expired(st.ifaces, time.Now())
+	a.mu.Unlock()
+	for _, e := range gone {
+		a.auditf(AuditRecord{Who: e.origin, What: "signature.expire", Target: []string{e.name}, Result: "ok"})
+	}
+	if err != nil {
+		a.log.Warn("sweep: delete expired signatures", "error", err)
 	}
 }
 

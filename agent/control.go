@@ -48,6 +48,7 @@ type controlDeps struct {
 	reload  func(who string) error // re-reads the config and reconciles
 	mapErrs *prometheus.CounterVec // failed map writes, by map
 	capture http.HandlerFunc       // GET /v1/capture, served by the flight recorders
+	sigs    *sigTable              // the signature table
 }
 
 // controlServer serves the HTTP+JSON control API.
@@ -186,11 +187,14 @@ func (s *controlServer) handler() http.Handler {
 	mux.HandleFunc("GET /v1/capture", s.capture)
 	mux.HandleFunc("GET /v1/sources", s.handleSources)
 	mux.HandleFunc("GET /v1/fleet", s.handleFleet)
+	mux.HandleFunc("GET /v1/signatures", s.handleSignaturesGet)
+	mux.HandleFunc("POST /v1/signatures", s.handleSignatureAdd)
+	mux.HandleFunc("DELETE /v1/signatures/{name}", s.handleSignatureDel)
 	// Every other request gets a JSON error too, not the mux's plain text.
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/lists/{list}/import", "/v1/reload", "/v1/explain/{ip}", "/v1/why/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources", "/v1/fleet"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/lists/{list}/import", "/v1/reload", "/v1/explain/{ip}", "/v1/why/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources", "/v1/fleet", "/v1/signatures", "/v1/signatures/{name}"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

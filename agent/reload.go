@@ -83,6 +83,10 @@ var reloadKeys = map[string]reloadHow{
 	"geoip.asn_database":     reloadLive,
 	"geoip.country_weights":  reloadLive,
 	"geoip.asn_weights":      reloadLive,
+	// The signature table is reconciled (sigTable.syncConfig) and detection reconfigured.
+	"signature":         reloadLive,
+	"signatures.detect": reloadLive,
+	"signatures.ttl":    reloadLive,
 
 	// The program is loaded and attached, and the maps are sized and pinned, at start only.
 	"interface":            reloadRestart,

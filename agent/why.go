@@ -65,7 +65,25 @@ func (s *controlServer) handleWhy(w http.ResponseWriter, r *http.Request) {
 			rep.Score.Score = x.Active.Score
 		}
 	}
+	for _, e := range s.sigs.list() {
+		if sigMayMatch(&e.sig, probe) {
+			rep.Signatures = append(rep.Signatures, fmt.Sprintf("%s (%s, %s): %s", e.name, e.origin, e.sig.Action, e.sig.String()))
+		}
+	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// sigMayMatch reports whether a packet like probe may match s: its
+// protocol and port do not rule it out (the other headers may).
+func sigMayMatch(s *maps.Signature, probe maps.Probe) bool {
+	proto := map[maps.Protocol]uint8{maps.ProtoTCP: 6, maps.ProtoUDP: 17, maps.ProtoICMP: 1}[probe.Proto]
+	if s.Fields&maps.SigProto != 0 && (probe.Proto == "" || proto != s.Proto) {
+		return false
+	}
+	if s.Fields&maps.SigDPort != 0 && (probe.Proto == "" || probe.Port < s.DPort.Lo || probe.Port > s.DPort.Hi) {
+		return false
+	}
+	return true
 }
 
 // whyProbe is the packet of a why request's query: proto (tcp, udp, icmp

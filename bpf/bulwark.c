@@ -3,8 +3,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Bulwark's XDP program. Decision order, first match wins:
- *   malformed -> non-IP -> allow list -> block list -> dynamic verdict ->
- *   per-source rate limits -> pass.
+ *   malformed -> non-IP -> allow list -> attack signatures -> block list ->
+ *   dynamic verdict -> per-source rate limits -> pass.
  * The README ("How the datapath decides") explains each step; bpf/model is
  * the same procedure in Go, and the differential tests hold the two together.
  */
@@ -20,6 +20,7 @@
 #include "verdicts.h"
 #include "ratelimit.h"
 #include "sources.h"
+#include "signatures.h"
 
 /* Never used: they put these types into the object's BTF so bpf2go can
  * generate their Go declarations. */
@@ -33,6 +34,9 @@ const enum port_table *unused_port_table __attribute__((unused));
 const enum misc_counter *unused_misc __attribute__((unused));
 const struct replay_io *unused_replay_io __attribute__((unused));
 const enum limits *unused_limits __attribute__((unused));
+const enum sig_fields *unused_sig_fields __attribute__((unused));
+const enum sig_action *unused_sig_action __attribute__((unused));
+const struct sig_pkt *unused_sig_pkt __attribute__((unused));
 
 SEC("xdp")
 int bulwark(struct xdp_md *ctx)
@@ -82,6 +86,15 @@ int bulwark(struct xdp_md *ctx)
 	if (list_lookup(ctx, s, &p, LIST_MAPS(allow), PRESENT_ALLOW_HOSTS4, &now, &list_id)) {
 		count_list(list_id);
 		EXIT(ACTION_PASS, REASON_ALLOWLIST, list_id);
+	}
+
+	/* 1b. attack signatures: before any per-source state */
+	if (s->present & PRESENT_SIGNATURES) {
+		if (!now)
+			now = now_ns(ctx);
+		__u32 sig = signature_step(ctx, &p, now);
+		if (sig < MAX_SIGNATURES)
+			EXIT(ACTION_DROP, REASON_SIGNATURE, sig);
 	}
 
 	/* 2. block list */

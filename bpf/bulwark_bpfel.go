@@ -76,6 +76,8 @@ const (
 	BulwarkLimitsLIST_SLOT4          BulwarkLimits = 16
 	BulwarkLimitsLIST_SLOT6          BulwarkLimits = 64
 	BulwarkLimitsLIST_SLOT6HASH_BITS BulwarkLimits = 16
+	BulwarkLimitsMAX_SIGNATURES      BulwarkLimits = 16
+	BulwarkLimitsSIG_DATA            BulwarkLimits = 16
 )
 
 type BulwarkListShort struct {
@@ -153,6 +155,7 @@ const (
 	BulwarkPresentBitsPRESENT_VERDICTS     BulwarkPresentBits = 1024
 	BulwarkPresentBitsPRESENT_PORT_RULES   BulwarkPresentBits = 2048
 	BulwarkPresentBitsPRESENT_AGGREGATE    BulwarkPresentBits = 4096
+	BulwarkPresentBitsPRESENT_SIGNATURES   BulwarkPresentBits = 8192
 )
 
 type BulwarkReason uint32
@@ -165,7 +168,8 @@ const (
 	BulwarkReasonREASON_RATELIMIT BulwarkReason = 4
 	BulwarkReasonREASON_MALFORMED BulwarkReason = 5
 	BulwarkReasonREASON_NON_IP    BulwarkReason = 6
-	BulwarkReasonREASON_MAX       BulwarkReason = 7
+	BulwarkReasonREASON_SIGNATURE BulwarkReason = 7
+	BulwarkReasonREASON_MAX       BulwarkReason = 8
 )
 
 type BulwarkReplayIo struct {
@@ -207,6 +211,62 @@ type BulwarkSampleWindow struct {
 	_      structs.HostLayout
 	Second uint64
 	Count  uint64
+}
+
+type BulwarkSigAction uint32
+
+const (
+	BulwarkSigActionSIG_ACTION_COUNT BulwarkSigAction = 0
+	BulwarkSigActionSIG_ACTION_DROP  BulwarkSigAction = 1
+	BulwarkSigActionSIG_ACTION_LIMIT BulwarkSigAction = 2
+)
+
+type BulwarkSigFields uint32
+
+const (
+	BulwarkSigFieldsSIG_PROTO       BulwarkSigFields = 1
+	BulwarkSigFieldsSIG_DPORT       BulwarkSigFields = 2
+	BulwarkSigFieldsSIG_SPORT       BulwarkSigFields = 4
+	BulwarkSigFieldsSIG_TTL         BulwarkSigFields = 8
+	BulwarkSigFieldsSIG_IPLEN       BulwarkSigFields = 16
+	BulwarkSigFieldsSIG_DF          BulwarkSigFields = 32
+	BulwarkSigFieldsSIG_IPID        BulwarkSigFields = 64
+	BulwarkSigFieldsSIG_TCP_FLAGS   BulwarkSigFields = 128
+	BulwarkSigFieldsSIG_WINDOW      BulwarkSigFields = 256
+	BulwarkSigFieldsSIG_TCP_OPTLEN  BulwarkSigFields = 512
+	BulwarkSigFieldsSIG_ICMP_TYPE   BulwarkSigFields = 1024
+	BulwarkSigFieldsSIG_DATA_PREFIX BulwarkSigFields = 2048
+	BulwarkSigFieldsSIG_FIELDS_ALL  BulwarkSigFields = 4095
+)
+
+type BulwarkSigRule struct {
+	_         structs.HostLayout
+	Fields    uint32
+	Action    uint32
+	ExpiresNs uint64
+	Pps       uint64
+	DepthNs   uint64
+	DportLo   uint16
+	DportHi   uint16
+	SportLo   uint16
+	SportHi   uint16
+	LenLo     uint16
+	LenHi     uint16
+	WinLo     uint16
+	WinHi     uint16
+	Proto     uint8
+	TtlLo     uint8
+	TtlHi     uint8
+	Df        uint8
+	IpidZero  uint8
+	TcpMask   uint8
+	TcpValue  uint8
+	Optlen    uint8
+	IcmpType  uint8
+	DataLen   uint8
+	Pad       [6]uint8
+	Data      [16]uint8
+	DataMask  [16]uint8
 }
 
 type BulwarkSrcKey struct {
@@ -278,6 +338,9 @@ const (
 	BulwarkMapSampleCountdown     = "sample_countdown"
 	BulwarkMapSampleWindow        = "sample_window"
 	BulwarkMapSettings            = "settings"
+	BulwarkMapSigBuckets          = "sig_buckets"
+	BulwarkMapSigStats            = "sig_stats"
+	BulwarkMapSignatures          = "signatures"
 	BulwarkMapSources             = "sources"
 	BulwarkMapStats               = "stats"
 	BulwarkMapVerdicts            = "verdicts"
@@ -292,6 +355,9 @@ const (
 	BulwarkVarUnusedPresent       = "unused_present"
 	BulwarkVarUnusedReason        = "unused_reason"
 	BulwarkVarUnusedReplayIo      = "unused_replay_io"
+	BulwarkVarUnusedSigAction     = "unused_sig_action"
+	BulwarkVarUnusedSigFields     = "unused_sig_fields"
+	BulwarkVarUnusedSigPkt        = "unused_sig_pkt"
 	BulwarkVarUnusedVerdictAction = "unused_verdict_action"
 )
 
@@ -372,6 +438,9 @@ type BulwarkMapSpecs struct {
 	SampleCountdown *ebpf.MapSpec `ebpf:"sample_countdown"`
 	SampleWindow    *ebpf.MapSpec `ebpf:"sample_window"`
 	Settings        *ebpf.MapSpec `ebpf:"settings"`
+	SigBuckets      *ebpf.MapSpec `ebpf:"sig_buckets"`
+	SigStats        *ebpf.MapSpec `ebpf:"sig_stats"`
+	Signatures      *ebpf.MapSpec `ebpf:"signatures"`
 	Sources         *ebpf.MapSpec `ebpf:"sources"`
 	Stats           *ebpf.MapSpec `ebpf:"stats"`
 	Verdicts        *ebpf.MapSpec `ebpf:"verdicts"`
@@ -391,6 +460,9 @@ type BulwarkVariableSpecs struct {
 	UnusedPresent       *ebpf.VariableSpec `ebpf:"unused_present"`
 	UnusedReason        *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedReplayIo      *ebpf.VariableSpec `ebpf:"unused_replay_io"`
+	UnusedSigAction     *ebpf.VariableSpec `ebpf:"unused_sig_action"`
+	UnusedSigFields     *ebpf.VariableSpec `ebpf:"unused_sig_fields"`
+	UnusedSigPkt        *ebpf.VariableSpec `ebpf:"unused_sig_pkt"`
 	UnusedVerdictAction *ebpf.VariableSpec `ebpf:"unused_verdict_action"`
 }
 
@@ -442,6 +514,9 @@ type BulwarkMaps struct {
 	SampleCountdown *ebpf.Map `ebpf:"sample_countdown"`
 	SampleWindow    *ebpf.Map `ebpf:"sample_window"`
 	Settings        *ebpf.Map `ebpf:"settings"`
+	SigBuckets      *ebpf.Map `ebpf:"sig_buckets"`
+	SigStats        *ebpf.Map `ebpf:"sig_stats"`
+	Signatures      *ebpf.Map `ebpf:"signatures"`
 	Sources         *ebpf.Map `ebpf:"sources"`
 	Stats           *ebpf.Map `ebpf:"stats"`
 	Verdicts        *ebpf.Map `ebpf:"verdicts"`
@@ -477,6 +552,9 @@ func (m *BulwarkMaps) Close() error {
 		m.SampleCountdown,
 		m.SampleWindow,
 		m.Settings,
+		m.SigBuckets,
+		m.SigStats,
+		m.Signatures,
 		m.Sources,
 		m.Stats,
 		m.Verdicts,
@@ -497,6 +575,9 @@ type BulwarkVariables struct {
 	UnusedPresent       *ebpf.Variable `ebpf:"unused_present"`
 	UnusedReason        *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedReplayIo      *ebpf.Variable `ebpf:"unused_replay_io"`
+	UnusedSigAction     *ebpf.Variable `ebpf:"unused_sig_action"`
+	UnusedSigFields     *ebpf.Variable `ebpf:"unused_sig_fields"`
+	UnusedSigPkt        *ebpf.Variable `ebpf:"unused_sig_pkt"`
 	UnusedVerdictAction *ebpf.Variable `ebpf:"unused_verdict_action"`
 }
 

@@ -27,7 +27,8 @@ enum reason {
 	REASON_RATELIMIT = 4,
 	REASON_MALFORMED = 5,
 	REASON_NON_IP = 6,
-	REASON_MAX = 7,
+	REASON_SIGNATURE = 7,
+	REASON_MAX = 8,
 };
 
 /* Index into the stats array: action * REASON_MAX + reason. */
@@ -61,6 +62,7 @@ enum present_bits {
 	PRESENT_VERDICTS = 1 << 10,
 	PRESENT_PORT_RULES = 1 << 11,
 	PRESENT_AGGREGATE = 1 << 12, /* the per-prefix aggregate limit is on */
+	PRESENT_SIGNATURES = 1 << 13, /* the signature table holds a rule */
 };
 
 /* Port tables: one rule id per (table, destination port). */
@@ -91,6 +93,8 @@ enum limits {
 	LIST_SLOT4 = 16,
 	LIST_SLOT6 = 64,
 	LIST_SLOT6_HASH_BITS = 16,
+	MAX_SIGNATURES = 16,
+	SIG_DATA = 16,
 };
 
 /* The single entry of the settings map. Everything a reload may change. */
@@ -194,6 +198,83 @@ struct counter {
 struct rule_counter {
 	__u64 matched; /* packets that reached this rule's buckets */
 	__u64 dropped; /* of those, over the limit (dropped or would drop) */
+};
+
+/* Attack signatures (bpf/signatures.h): which fields of a sig_rule must
+ * match. A rule with any L4 field never matches a non-first fragment; DF
+ * and IP ID only match IPv4. */
+enum sig_fields {
+	SIG_PROTO = 1 << 0,     /* L4 protocol equals proto */
+	SIG_DPORT = 1 << 1,     /* TCP/UDP destination port in [dport_lo, dport_hi] */
+	SIG_SPORT = 1 << 2,     /* TCP/UDP source port in [sport_lo, sport_hi] */
+	SIG_TTL = 1 << 3,       /* IPv4 TTL or IPv6 hop limit in [ttl_lo, ttl_hi] */
+	SIG_IPLEN = 1 << 4,     /* IP total length (IPv6: payload + 40) in [len_lo, len_hi] */
+	SIG_DF = 1 << 5,        /* IPv4 don't-fragment bit equals df */
+	SIG_IPID = 1 << 6,      /* IPv4 ID zero (ipid_zero 1) or nonzero (0) */
+	SIG_TCP_FLAGS = 1 << 7, /* TCP flags & tcp_mask == tcp_value */
+	SIG_WINDOW = 1 << 8,    /* TCP window in [win_lo, win_hi] */
+	SIG_TCP_OPTLEN = 1 << 9, /* TCP options length (doff * 4 - 20) equals optlen */
+	SIG_ICMP_TYPE = 1 << 10, /* ICMP or ICMPv6 type equals icmp_type */
+	SIG_DATA_PREFIX = 1 << 11, /* the first data_len bytes after the fixed L4
+				    * header (TCP: options then payload; UDP and
+				    * ICMP: payload), masked by data_mask, equal data */
+	SIG_FIELDS_ALL = (1 << 12) - 1,
+};
+
+enum sig_action {
+	SIG_ACTION_COUNT = 0, /* counted only (shadow): the packet goes on */
+	SIG_ACTION_DROP = 1,
+	SIG_ACTION_LIMIT = 2, /* one aggregate bucket for every matching packet */
+};
+
+/* One slot of the signature table; fields == 0 is an empty slot. */
+struct sig_rule {
+	__u32 fields;     /* enum sig_fields */
+	__u32 action;     /* enum sig_action */
+	__u64 expires_ns; /* CLOCK_MONOTONIC; 0 = never */
+	__u64 pps;        /* SIG_ACTION_LIMIT: packets per second */
+	__u64 depth_ns;   /* ... burst * 1e9 / pps */
+	__u16 dport_lo;
+	__u16 dport_hi;
+	__u16 sport_lo;
+	__u16 sport_hi;
+	__u16 len_lo;
+	__u16 len_hi;
+	__u16 win_lo;
+	__u16 win_hi;
+	__u8 proto;
+	__u8 ttl_lo;
+	__u8 ttl_hi;
+	__u8 df;
+	__u8 ipid_zero;
+	__u8 tcp_mask;
+	__u8 tcp_value;
+	__u8 optlen;
+	__u8 icmp_type;
+	__u8 data_len;    /* bytes of data that must be present, <= SIG_DATA */
+	__u8 pad[6];
+	__u8 data[SIG_DATA];
+	__u8 data_mask[SIG_DATA];
+};
+
+/* The header fields of one packet that signatures look at. */
+struct sig_pkt {
+	__u16 dport;
+	__u16 sport;
+	__u16 iplen;
+	__u16 window;
+	__u8 family;
+	__u8 proto;
+	__u8 ttl;
+	__u8 df;
+	__u8 ipid_zero;
+	__u8 tcp_flags;
+	__u8 optlen;
+	__u8 icmp_type;
+	__u8 has_l4;   /* the L4 header is in this packet */
+	__u8 data_len; /* bytes of data read, <= SIG_DATA */
+	__u8 pad[6];
+	__u8 data[SIG_DATA];
 };
 
 /* Indexes of the misc counters array. */

@@ -195,6 +195,30 @@ struct {
 	__type(value, struct sample_window);
 } sample_window SEC(".maps");
 
+/* Attack signatures (bpf/signatures.h): the table, one GCRA bucket per
+ * slot (its theoretical arrival time; userspace zeroes it with each rule
+ * it writes) and per-CPU matched/dropped counters per slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SIGNATURES);
+	__type(key, __u32);
+	__type(value, struct sig_rule);
+} signatures SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SIGNATURES);
+	__type(key, __u32);
+	__type(value, __u64);
+} sig_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SIGNATURES);
+	__type(key, __u32);
+	__type(value, struct rule_counter);
+} sig_stats SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);

@@ -69,6 +69,8 @@ struct packet {
 	__u8 first_frag;    /* offset 0, more fragments follow: the L4 header
 			     * is here, the datagram's lengths are not */
 	__u8 pad;
+	__u16 l3_off;       /* where the IP header starts in the frame */
+	__u16 l4_off;       /* where the L4 header starts (parse_l4 reached it) */
 };
 
 struct cursor {
@@ -288,6 +290,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, void *data, void *da
 	r = parse_eth(&c, &ethertype);
 	if (r != PARSE_OK)
 		return r;
+	p->l3_off = c.pos - c.start;
 	if (ethertype == bpf_htons(ETH_P_IP))
 		r = parse_ipv4(&c, p, &rem);
 	else if (ethertype == bpf_htons(ETH_P_IPV6))
@@ -296,6 +299,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, void *data, void *da
 		return PARSE_NON_IP;
 	if (r != PARSE_OK)
 		return r;
+	p->l4_off = c.pos - c.start;
 	return parse_l4(&c, p, rem);
 }
 

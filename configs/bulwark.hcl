@@ -435,3 +435,26 @@ safety {
 #     min_ports = 12
 #   }
 # }
+
+## Attack signatures (docs/datapath.md, "Attack signatures"): masked-header rules checked after the allow list and
+## before the block list and every per-source limit, so a flood of spoofed sources creates no state. At most 8
+## blocks; the datapath holds 16 signatures with the ones detection and `bulwark signatures add` write.
+##   match    key=value words, all must hold: protocol (tcp, udp, icmp, icmpv6 or a number), dst_port, src_port,
+##            ttl, ip_length, window (n or lo-hi), df, ip_id_zero (true/false), tcp_flags (syn, synack, ack, rst,
+##            fin or value/mask: 0x02/0x12), tcp_options_length, icmp_type, data (hex bytes after the fixed L4
+##            header, /mask in hex).
+##   action   drop (default), limit (pps and burst: one bucket for every matching packet) or count (shadow).
+# signature "syn-flood-80" {
+#   match  = "protocol=tcp dst_port=80 tcp_flags=syn ttl=240-255 tcp_options_length=0"
+#   action = "limit"
+#   pps    = 1000
+#   burst  = 2000
+# }
+
+## Signatures that detection finds (docs/signatures.md).
+##   detect   off (default), shadow (computed, counted and shown, not enforced) or enforce.
+##   ttl      how long a detected signature outlives the last anomalous second, 10s..1h. Default "1m".
+signatures {
+  detect = "off"
+  ttl    = "1m"
+}

@@ -50,6 +50,9 @@ func TestLayout(t *testing.T) {
 		{MapAggBuckets, bpf.BulwarkSrcKey{}, bpf.BulwarkRuleState{}},
 		{MapNewSources, uint32(0), bpf.BulwarkRuleState{}},
 		{MapMisc, uint32(0), uint64(0)},
+		{MapSignatures, uint32(0), bpf.BulwarkSigRule{}},
+		{MapSigBuckets, uint32(0), uint64(0)},
+		{MapSigStats, uint32(0), bpf.BulwarkRuleCounter{}},
 	}
 	for _, tt := range tests {
 		ms, ok := spec.Maps[tt.m]

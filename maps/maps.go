@@ -395,9 +395,18 @@ func (s *Set) RuleCounters(n int) ([]RuleCounter, error) {
 
 // RuleCounter returns the counters of rule id (see Policy.RuleIDs).
 func (s *Set) RuleCounter(id int) (RuleCounter, error) {
+	c, err := sumCounter(s.m.RuleStats, uint32(id))
+	if err != nil {
+		return c, fmt.Errorf("read rule stats %d: %w", id, err)
+	}
+	return c, nil
+}
+
+// sumCounter reads the per-CPU rule_counter at key of m and sums it.
+func sumCounter(m *ebpf.Map, key uint32) (RuleCounter, error) {
 	var per []bpf.BulwarkRuleCounter
-	if err := s.m.RuleStats.Lookup(uint32(id), &per); err != nil {
-		return RuleCounter{}, fmt.Errorf("read rule stats %d: %w", id, err)
+	if err := m.Lookup(key, &per); err != nil {
+		return RuleCounter{}, err
 	}
 	var out RuleCounter
 	for _, c := range per {
@@ -495,6 +504,7 @@ func (s *Set) Memory() (map[string]uint64, error) {
 		MapStats: s.m.Stats, MapRuleStats: s.m.RuleStats, MapListHits: s.m.ListHits, MapMisc: s.m.Misc,
 		MapSampleCountdown: s.m.SampleCountdown, MapSampleWindow: s.m.SampleWindow,
 		MapEvents: s.m.Events, MapAggBuckets: s.m.AggBuckets, MapNewSources: s.m.NewSources,
+		MapSignatures: s.m.Signatures, MapSigBuckets: s.m.SigBuckets, MapSigStats: s.m.SigStats,
 	}
 	out := make(map[string]uint64, len(all))
 	for name, m := range all {

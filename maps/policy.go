@@ -49,12 +49,13 @@ const (
 	ReasonRatelimit = Reason(bpf.BulwarkReasonREASON_RATELIMIT)
 	ReasonMalformed = Reason(bpf.BulwarkReasonREASON_MALFORMED)
 	ReasonNonIP     = Reason(bpf.BulwarkReasonREASON_NON_IP)
+	ReasonSignature = Reason(bpf.BulwarkReasonREASON_SIGNATURE)
 	numReasons      = int(bpf.BulwarkReasonREASON_MAX)
 )
 
 // Reasons lists every reason in index order.
 var Reasons = []Reason{ReasonPassed, ReasonAllowlist, ReasonBlocklist, ReasonVerdict,
-	ReasonRatelimit, ReasonMalformed, ReasonNonIP}
+	ReasonRatelimit, ReasonMalformed, ReasonNonIP, ReasonSignature}
 
 func (r Reason) String() string {
 	switch r {
@@ -72,6 +73,8 @@ func (r Reason) String() string {
 		return "malformed"
 	case ReasonNonIP:
 		return "non_ip"
+	case ReasonSignature:
+		return "signature"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

@@ -19,7 +19,7 @@ var Actions = []string{"pass", "drop", "would_drop"}
 
 // Reasons are the names of the datapath's reasons, in the order of its
 // enum (the agent's tests check them against the datapath's).
-var Reasons = []string{"passed", "allowlist", "blocklist", "verdict", "ratelimit", "malformed", "non_ip"}
+var Reasons = []string{"passed", "allowlist", "blocklist", "verdict", "ratelimit", "malformed", "non_ip", "signature"}
 
 // SnapLen is how many bytes of a dropped frame a sample carries at most
 // (the agent's tests check it against the datapath's).

@@ -261,6 +261,9 @@ type Why struct {
 	ClassMult   float64     `json:"class_multiplier"`      // 1 outside every class
 	Limits      []WhyLimit  `json:"limits"`                // in the order the datapath takes from them
 	Score       *WhyScore   `json:"score,omitempty"`       // the reputation engine's view; nil when it is off
+	// Signatures are the attack signatures in force that a packet of this protocol and port may match (by its
+	// other headers): they decide after the allow list, before the block list.
+	Signatures []string `json:"signatures,omitempty"`
 }
 
 // WhyPacket is the packet Why was asked for.

@@ -77,6 +77,10 @@ type Config struct {
 	// Fleet shares verdicts with the other agents of a fleet over NATS JetStream; nil without a fleet block. It is
 	// one key ("fleet"): the agent makes its fleet client at start only.
 	Fleet *Fleet `hcl:"fleet"`
+	// Signatures are the attack signatures written by hand, in config order, with unique names.
+	Signatures []Signature `hcl:"signature"`
+	// SignatureDetection configures the signatures that detection finds.
+	SignatureDetection Signatures `hcl:"signatures"`
 	// GeoIP configures the optional location databases and their weights.
 	GeoIP GeoIP `hcl:"geoip"`
 	// Set says where the keys that the compile step and the host checks (agent/desired) name in their

@@ -39,11 +39,12 @@ func defaults() *Config {
 		Limits: Limits{IPv6Prefix: 64, ThrottleMultiplier: 0.1,
 			Aggregate:  Aggregate{IPv4Prefix: 24, IPv6Prefix: 48},
 			NewSources: Limit{PPS: 50_000, Burst: 100_000}},
-		Metrics: Metrics{Listen: DefaultMetricsListen},
-		Log:     Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
-		Control: Control{Socket: DefaultControlSocket},
-		Safety:  Safety{MinPrefixIPv4: 8, MinPrefixIPv6: 32, MaxGrowthIPv4: 5, MaxGrowthIPv6: 24},
-		Events:  Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
+		Metrics:            Metrics{Listen: DefaultMetricsListen},
+		Log:                Log{Level: "info", Format: "text", AuditFile: DefaultAuditFile},
+		Control:            Control{Socket: DefaultControlSocket},
+		Safety:             Safety{MinPrefixIPv4: 8, MinPrefixIPv6: 32, MaxGrowthIPv4: 5, MaxGrowthIPv6: 24},
+		SignatureDetection: Signatures{Detect: "off", TTL: time.Minute},
+		Events:             Events{SampleEvery: 100, MaxPerSecond: 1000, Dir: DefaultDropsDir, MaxFileMiB: 16, MaxFiles: 8},
 		Reputation: Reputation{
 			Mode:          "off",
 			Interval:      time.Second,
@@ -74,6 +75,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "maps"}, {Type: "events"}, {Type: "reputation"},
 		{Type: "feed", LabelNames: []string{"name"}},
 		{Type: "geoip"}, {Type: "safety"}, {Type: "fleet"},
+		{Type: "signature", LabelNames: []string{"name"}}, {Type: "signatures"},
 	},
 }
 
@@ -155,6 +157,10 @@ func (d *decoder) root(body hcl.Body) *Config {
 	}
 	if b := d.single(c.Blocks, "fleet"); b != nil {
 		d.fleet(b, cfg)
+	}
+	d.signatures(c.Blocks.OfType("signature"), cfg)
+	if b := d.single(c.Blocks, "signatures"); b != nil {
+		d.signatureDetection(b, &cfg.SignatureDetection)
 	}
 	return cfg
 }

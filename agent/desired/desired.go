@@ -59,6 +59,8 @@ type State struct {
 	Sizes     loader.Sizes
 	// Fleet is the fleet block's settings; nil without one.
 	Fleet *Fleet
+	// Signatures are the config's signature blocks, in config order.
+	Signatures []NamedSignature
 }
 
 func limitFrom(l config.Limit) maps.Limit {
@@ -110,7 +112,10 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 	diags := checkLimits(c, d.Sizes)
 	var fleetDiags hcl.Diagnostics
 	d.Fleet, fleetDiags = compileFleet(c, d.Sizes.Verdicts)
-	if diags = append(diags, fleetDiags...); diags.HasErrors() {
+	diags = append(diags, fleetDiags...)
+	var sigDiags hcl.Diagnostics
+	d.Signatures, sigDiags = compileSignatures(c)
+	if diags = append(diags, sigDiags...); diags.HasErrors() {
 		return nil, diags
 	}
 	p := &d.Policy

@@ -27,6 +27,9 @@ type datapath struct {
 	*loader.Datapath
 	engine *reputation.Engine // nil: reputation is off
 	geo    *geoip.Source
+	sigs   *sigStage // nil: signature detection is off
+	// sigFirst is detection's first slot, after the config's signatures.
+	sigFirst int
 }
 
 // Close unloads the datapath and closes the scorer's databases.
@@ -62,6 +65,12 @@ func loadDatapath(cfg *config.Config, want *desired.State, sizes loader.Sizes, l
 	if err := m.Block.Add(entries(want.Block)); err != nil {
 		return nil, fmt.Errorf("block list: %w", err)
 	}
+	for i, s := range want.Signatures {
+		if err := m.PutSignature(i, s.Sig); err != nil {
+			return nil, fmt.Errorf("signature %s: %w", s.Name, err)
+		}
+	}
+	d.sigs, d.sigFirst = newSigStage(cfg), len(want.Signatures)
 	scoreFeeds, err := loadFeeds(cfg, want, m, log)
 	if err != nil {
 		return nil, err

@@ -66,6 +66,12 @@ type timeline struct {
 	last      time.Time
 	offset    time.Duration
 	arena     []byte // frames are copied here, each after loader.ReplayHeadroom bytes
+	// --merge: the captures interleaved by time.
+	merge   bool
+	offsets []time.Duration // each capture's start after the first's
+	shift   []time.Duration // what moves each capture's times onto the timeline
+	start   time.Time       // the first capture's first record
+	heads   []head
 }
 
 // copyFrame copies eth into the arena behind room for the replay I/O and
@@ -81,12 +87,29 @@ func (t *timeline) copyFrame(eth []byte) []byte {
 	return b
 }
 
-func newTimeline(readers []*captureReader, prefix int, part partitioner) *timeline {
-	return &timeline{readers: readers, prefix: prefix, part: part, fileStart: true}
+// layout is how the captures share the timeline: one after another, or
+// (merge) over one another, each starting at the first's start plus its
+// offset (offsets has one per capture, or is nil: all at the start).
+type layout struct {
+	merge   bool
+	offsets []time.Duration
+}
+
+// newTimeline puts the captures on one timeline as lay says.
+func newTimeline(readers []*captureReader, prefix int, part partitioner, lay layout) *timeline {
+	t := &timeline{readers: readers, prefix: prefix, part: part, fileStart: true, merge: lay.merge,
+		offsets: lay.offsets, shift: make([]time.Duration, len(readers))}
+	if t.offsets == nil {
+		t.offsets = make([]time.Duration, len(readers))
+	}
+	return t
 }
 
 // next returns the next frame, or io.EOF after the last.
 func (t *timeline) next() (frame, error) {
+	if t.merge {
+		return t.nextMerged()
+	}
 	for t.fi < len(t.readers) {
 		r := t.readers[t.fi]
 		eth, ci, err := r.Next(t.n)
@@ -103,26 +126,82 @@ func (t *timeline) next() (frame, error) {
 			t.offset = t.last.Add(time.Second).Sub(ci.Timestamp)
 		}
 		t.fileStart = false
-		ts := ci.Timestamp.Add(t.offset)
-		if ts.Before(t.last) {
-			ts = t.last // capture order wins over a clock that stepped back
-		}
-		t.last = ts
-		// The reader reuses its buffers: keep a copy.
-		buf := t.copyFrame(eth)
-		f := frame{buf: buf, eth: buf[loader.ReplayHeadroom:], ci: ci, ts: ts, offset: t.offset, path: r.path, record: t.n}
-		if p, _ := model.Parse(f.eth); p.Family != 0 {
-			f.family, f.src, f.part = p.Family, p.Src, t.part.of(p.Src)
-			if p.Family == 4 {
-				f.key = maps.SourceKey(p.Src, t.prefix)
-			} else {
-				pp, _ := p.Src.Prefix(t.prefix)
-				f.key = pp.Addr().As16()
-			}
-		}
-		return f, nil
+		return t.makeFrame(eth, ci, t.offset, r.path, t.n), nil
 	}
 	return frame{}, io.EOF
+}
+
+// makeFrame copies eth (the reader reuses its buffers), puts it at its
+// capture time shifted by offset on the timeline (never before the frame
+// before it: capture order wins over a clock that stepped back) and parses
+// its source.
+func (t *timeline) makeFrame(eth []byte, ci gopacket.CaptureInfo, offset time.Duration, path string, record int) frame {
+	ts := ci.Timestamp.Add(offset)
+	if ts.Before(t.last) {
+		ts = t.last
+	}
+	t.last = ts
+	buf := t.copyFrame(eth)
+	f := frame{buf: buf, eth: buf[loader.ReplayHeadroom:], ci: ci, ts: ts, offset: offset, path: path, record: record}
+	if p, _ := model.Parse(f.eth); p.Family != 0 {
+		f.family, f.src, f.part = p.Family, p.Src, t.part.of(p.Src)
+		if p.Family == 4 {
+			f.key = maps.SourceKey(p.Src, t.prefix)
+		} else {
+			pp, _ := p.Src.Prefix(t.prefix)
+			f.key = pp.Addr().As16()
+		}
+	}
+	return f
+}
+
+// head is a merged capture's next record, read ahead.
+type head struct {
+	eth  []byte
+	ci   gopacket.CaptureInfo
+	n    int  // records read from the capture
+	done bool // the capture is exhausted
+	read bool // eth and ci hold the next record
+}
+
+// nextMerged returns the frame of the merged captures that comes next on
+// the timeline: each capture starts at the first one's start plus its
+// offset (--merge).
+func (t *timeline) nextMerged() (frame, error) {
+	if t.heads == nil {
+		t.heads = make([]head, len(t.readers))
+	}
+	best := -1
+	for i := range t.heads {
+		h := &t.heads[i]
+		if !h.done && !h.read {
+			eth, ci, err := t.readers[i].Next(h.n)
+			switch {
+			case errors.Is(err, io.EOF):
+				h.done = true
+				continue
+			case err != nil:
+				return frame{}, err
+			}
+			h.n++
+			h.eth, h.ci, h.read = append(h.eth[:0], eth...), ci, true
+			if h.n == 1 {
+				if t.start.IsZero() {
+					t.start = ci.Timestamp
+				}
+				t.shift[i] = t.start.Sub(ci.Timestamp) + t.offsets[i]
+			}
+		}
+		if h.read && (best < 0 || h.ci.Timestamp.Add(t.shift[i]).Before(t.heads[best].ci.Timestamp.Add(t.shift[best]))) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return frame{}, io.EOF
+	}
+	h := &t.heads[best]
+	h.read = false
+	return t.makeFrame(h.eth, h.ci, t.shift[best], t.readers[best].path, h.n), nil
 }
 
 // openCaptures opens every capture, or none (an error names the file).
@@ -205,14 +284,14 @@ const (
 // the time (1M preallocated entries take half a second to create). A
 // capture with more sources than the config's table gets the config's
 // size, so evictions happen as they would live.
-func scanCaptures(captures []string, want *desired.State) (scan, error) {
+func scanCaptures(captures []string, want *desired.State, lay layout) (scan, error) {
 	s := want.Sizes
 	readers, err := openCaptures(captures)
 	if err != nil {
 		return scan{}, err
 	}
 	defer closeCaptures(readers)
-	t := newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy))
+	t := newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy), lay)
 	seen := map[[16]byte]struct{}{}
 	var frames []frameBatch
 	kept, keep := 0, true
@@ -261,7 +340,7 @@ func scanCaptures(captures []string, want *desired.State) (scan, error) {
 // stream hands the frames to the run stage: those the scan kept, or (a
 // capture too large for memory) the captures read and parsed again, ahead,
 // on another goroutine. stop ends the reading and closes the captures.
-func (sc scan) stream(captures []string, want *desired.State) (frames <-chan frameBatch, stop func(), err error) {
+func (sc scan) stream(captures []string, want *desired.State, lay layout) (frames <-chan frameBatch, stop func(), err error) {
 	if sc.frames != nil {
 		ch := make(chan frameBatch, len(sc.frames))
 		for _, b := range sc.frames {
@@ -276,7 +355,7 @@ func (sc scan) stream(captures []string, want *desired.State) (frames <-chan fra
 	}
 	ch := make(chan frameBatch, 4)
 	done := make(chan struct{})
-	go readFrames(newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy)), ch, done)
+	go readFrames(newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy), lay), ch, done)
 	return ch, func() {
 		close(done)
 		closeCaptures(readers)

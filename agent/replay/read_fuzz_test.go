@@ -43,7 +43,7 @@ func FuzzCaptureRead(f *testing.F) {
 			return
 		}
 		defer r.Close()
-		tl := newTimeline([]*captureReader{r}, 64, partitioner{srcPrefix6: 64})
+		tl := newTimeline([]*captureReader{r}, 64, partitioner{srcPrefix6: 64}, layout{})
 		for n := 0; n < 1<<16; n++ {
 			f, err := tl.next()
 			if errors.Is(err, io.EOF) {

@@ -31,7 +31,7 @@ func TestTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeCaptures(readers)
-	tl := newTimeline(readers, 56, partitioner{srcPrefix6: 56})
+	tl := newTimeline(readers, 56, partitioner{srcPrefix6: 56}, layout{})
 	want := []struct {
 		ts     time.Duration // from t0
 		offset time.Duration
@@ -99,7 +99,7 @@ func TestScanCaptures(t *testing.T) {
 	path := writePcap(t, filepath.Join(dir, "c.pcap"), recs)
 	want := &desired.State{Sizes: loader.DefaultSizes()}
 	want.Sizes.Aggregates = 2048 // smaller than 4096: the config's size wins
-	sc, err := scanCaptures([]string{path}, want)
+	sc, err := scanCaptures([]string{path}, want, layout{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestScanCaptures(t *testing.T) {
 	if n != len(recs) {
 		t.Fatalf("%d frames kept; want %d", n, len(recs))
 	}
-	frames, stop, err := sc.stream([]string{path}, want)
+	frames, stop, err := sc.stream([]string{path}, want, layout{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestStreamReadsAgain(t *testing.T) {
 	}
 	path := writePcap(t, filepath.Join(dir, "c.pcap"), recs)
 	want := &desired.State{}
-	frames, stop, err := scan{}.stream([]string{path}, want)
+	frames, stop, err := scan{}.stream([]string{path}, want, layout{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestStreamReadsAgain(t *testing.T) {
 		t.Fatalf("batches %v; want [%d 3]", sizes, frameBatchSize)
 	}
 	missing := filepath.Join(dir, "missing.pcap")
-	if _, _, err := (scan{}).stream([]string{path, missing}, want); err == nil || !strings.Contains(err.Error(), missing) {
+	if _, _, err := (scan{}).stream([]string{path, missing}, want, layout{}); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("missing capture: %v; want an error naming it", err)
 	}
 }

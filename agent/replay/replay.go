@@ -14,6 +14,7 @@ package replay
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -28,8 +29,13 @@ type Options struct {
 	WriteDropped string   // "" or a pcap file for every dropped frame
 	// CPUs caps the CPUs the replay runs frames on: 0 means all of them
 	// (at most 8). The result is the same for any value (pool.go).
-	CPUs   int
-	Logger hclog.Logger
+	CPUs int
+	// Merge interleaves the captures by time instead of playing them one
+	// after another: each starts at the first one's start, plus its entry
+	// in Offsets (one per capture; nil: none).
+	Merge   bool
+	Offsets []time.Duration
+	Logger  hclog.Logger
 }
 
 // Run replays the captures through a fresh copy of the datapath loaded
@@ -54,8 +60,17 @@ func Run(o Options) (*Report, error) {
 	if o.CPUs < 0 {
 		return nil, fmt.Errorf("cpus %d: want 0 (all) or more", o.CPUs)
 	}
+	if o.Offsets != nil && (!o.Merge || len(o.Offsets) != len(o.Captures)) {
+		return nil, fmt.Errorf("%d offsets for %d captures: with merge, give one per capture", len(o.Offsets), len(o.Captures))
+	}
+	for _, off := range o.Offsets {
+		if off < 0 {
+			return nil, fmt.Errorf("offset %s: want 0 or more", off)
+		}
+	}
+	lay := layout{merge: o.Merge, offsets: o.Offsets}
 
-	sc, err := scanCaptures(o.Captures, want)
+	sc, err := scanCaptures(o.Captures, want, lay)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +91,7 @@ func Run(o Options) (*Report, error) {
 	p := newPool(dp.Datapath, workers(&want.Policy, sc.sources, o.CPUs), &want.Policy)
 	log.Debug("replay", "cpus", len(p.runners), "sources", sc.sources)
 
-	frames, stop, err := sc.stream(o.Captures, want)
+	frames, stop, err := sc.stream(o.Captures, want, lay)
 	if err != nil {
 		return nil, err
 	}
@@ -89,5 +104,9 @@ func Run(o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	return rep.report(), nil
+	r := rep.report()
+	if dp.sigs != nil {
+		r.Signatures = dp.sigs.signatures()
+	}
+	return r, nil
 }

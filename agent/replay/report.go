@@ -27,6 +27,8 @@ type Report struct {
 	// Ethernet header), counted as malformed in Reasons too.
 	Runts    uint64 `json:"runts"`
 	Duration string `json:"capture_duration"`
+	// Signatures are those signature detection wrote (signatures block).
+	Signatures []Signature `json:"signatures"`
 }
 
 // Source is one source's fate (IPv6 aggregated at the configured prefix).

@@ -41,12 +41,13 @@ func runFrame(run *loader.Runner, buf []byte, mono uint64, p *maps.Policy) (deci
 	return decision{Decision: dec}, err
 }
 
-// runFrames cuts the frames into segments that end at a scorer cycle (and
-// span at most span), has the pool decide each, runs each cycle when it
-// falls due (every interval of capture time), and hands frames, decisions
-// and verdicts to the report in capture order.
+// runFrames cuts the frames into segments that end at a scorer cycle or a
+// second of signature detection (and span at most span), shows each
+// segment to detection, has the pool decide it, runs each cycle and
+// detection tick when it falls due (on capture time), and hands frames,
+// decisions and verdicts to the report in capture order.
 func runFrames(frames <-chan frameBatch, p *pool, dp *datapath, interval, span time.Duration, rep *collector) error {
-	var first, nextCycle time.Time
+	var first, nextCycle, nextTick time.Time
 	for batch := range frames {
 		if batch.err != nil {
 			return batch.err
@@ -54,7 +55,7 @@ func runFrames(frames <-chan frameBatch, p *pool, dp *datapath, interval, span t
 		items := batch.items
 		for len(items) > 0 {
 			if first.IsZero() {
-				first, nextCycle = items[0].ts, items[0].ts.Add(interval)
+				first, nextCycle, nextTick = items[0].ts, items[0].ts.Add(interval), items[0].ts.Add(time.Second)
 			}
 			if dp.engine != nil && !items[0].ts.Before(nextCycle) {
 				// The cycle that was due; a quiet gap in the capture (hours,
@@ -64,19 +65,29 @@ func runFrames(frames <-chan frameBatch, p *pool, dp *datapath, interval, span t
 					return err
 				}
 				rep.verdicts(dp.engine.TakeVerdicts(), items[0].offset)
-				nextCycle = nextCycle.Add(interval)
-				if ts := items[0].ts; !ts.Before(nextCycle) {
-					nextCycle = nextCycle.Add(ts.Sub(nextCycle).Truncate(interval) + interval)
+				nextCycle = skipTo(nextCycle, items[0].ts, interval)
+				continue
+			}
+			if dp.sigs != nil && !items[0].ts.Before(nextTick) {
+				// Detection's second, the same way.
+				if err := dp.sigs.tick(nextTick, first, dp.Maps, dp.sigFirst); err != nil {
+					return err
 				}
+				nextTick = skipTo(nextTick, items[0].ts, time.Second)
 				continue
 			}
 			n := 1
 			for n < len(items) && items[n].ts.Sub(items[0].ts) < span &&
-				(dp.engine == nil || items[n].ts.Before(nextCycle)) {
+				(dp.engine == nil || items[n].ts.Before(nextCycle)) && (dp.sigs == nil || items[n].ts.Before(nextTick)) {
 				n++
 			}
 			seg := items[:n]
 			items = items[n:]
+			if dp.sigs != nil {
+				for i := range seg {
+					dp.sigs.det.Observe(seg[i].eth, 1)
+				}
+			}
 			decs, err := p.decide(seg, first)
 			if err != nil {
 				return err
@@ -89,4 +100,14 @@ func runFrames(frames <-chan frameBatch, p *pool, dp *datapath, interval, span t
 		}
 	}
 	return nil
+}
+
+// skipTo is the next due time after due, past ts when a quiet gap in the
+// captures went beyond it: a gap is one long interval, not one per step.
+func skipTo(due, ts time.Time, step time.Duration) time.Time {
+	due = due.Add(step)
+	if !ts.Before(due) {
+		due = due.Add(ts.Sub(due).Truncate(step) + step)
+	}
+	return due
 }

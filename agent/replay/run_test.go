@@ -55,13 +55,13 @@ func TestRunFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cpus := range []int{1, 2} {
-		sc, err := scanCaptures([]string{path}, want)
+		sc, err := scanCaptures([]string{path}, want, layout{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		d := testutil.Load(t, testutil.Setup{ReplayClock: true, Policy: want.Policy})
 		p := newPool(d, cpus, &want.Policy)
-		frames, stop, err := sc.stream([]string{path}, want)
+		frames, stop, err := sc.stream([]string{path}, want, layout{})
 		if err != nil {
 			t.Fatal(err)
 		}

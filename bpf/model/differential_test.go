@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bulwark-filter/bulwark/bpf/model"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
@@ -113,6 +114,7 @@ func setups(cs []*capture) []setup {
 
 	return []setup{
 		{name: "empty", policy: maps.Policy{}},
+		{name: "signatures", policy: limitedPolicy(64), allow: allow, block: block, sigs: signatures(start)},
 		{name: "limits-v6/64", policy: limitedPolicy(64), allow: allow, block: block},
 		{name: "limits-v6/48", policy: limitedPolicy(48), allow: allow, block: block},
 		{name: "aggregates", policy: aggregates, allow: allow, block: block},
@@ -135,6 +137,39 @@ func setups(cs []*capture) []setup {
 	}
 }
 
+// signatures fill the table with rules over every field, of every action,
+// with empty slots between them and one expiring mid-replay; the captures
+// hold packets each of them matches.
+func signatures(start map[string]uint64) map[int]maps.Signature {
+	tcp, udp := uint8(model.ProtoTCP), uint8(model.ProtoUDP)
+	return map[int]maps.Signature{
+		// Shadow: every SYN without ACK counted, none decided here.
+		0: {Fields: maps.SigProto | maps.SigTCPFlags, Proto: tcp, TCPMask: 0x12, TCPValue: 0x02},
+		// DNS queries (QR bit clear) to port 53, one bucket for all.
+		1: {Fields: maps.SigProto | maps.SigDPort | maps.SigDataPrefix, Action: maps.SigLimit, PPS: 20, Burst: 10,
+			Proto: udp, DPort: maps.Range{Lo: 53, Hi: 53}, Data: []byte{0, 0, 0x00}, DataMask: []byte{0, 0, 0x80}},
+		// SYNs with options of 20 bytes, a window and TTL range, DF set.
+		3: {Fields: maps.SigTCPFlags | maps.SigTCPOptLen | maps.SigWindow | maps.SigTTL | maps.SigDF,
+			Action: maps.SigDrop, TCPMask: 0x12, TCPValue: 0x02, TCPOptLen: 20,
+			Window: maps.Range{Lo: 5000, Hi: 65535}, TTL: maps.Range{Lo: 33, Hi: 64}, DF: true},
+		// Short IPv4 packets with a zero IP ID from high source ports,
+		// until the middle of the web capture.
+		4: {Fields: maps.SigIPLen | maps.SigIPID | maps.SigSPort, Action: maps.SigLimit, PPS: 5, Burst: 3,
+			IPLen: maps.Range{Lo: 40, Hi: 80}, IPIDZero: true, SPort: maps.Range{Lo: 1024, Hi: 65535},
+			ExpiresNS: start["zeek_wikipedia.pcap"] + 2_000_000_000},
+		// Echo requests, and every ICMPv6 neighbour solicitation.
+		7: {Fields: maps.SigICMPType, Action: maps.SigDrop, ICMPType: 8},
+		9: {Fields: maps.SigProto | maps.SigICMPType | maps.SigTTL, Action: maps.SigLimit, PPS: 1, Burst: 2,
+			Proto: model.ProtoICMPv6, ICMPType: 135, TTL: maps.Range{Lo: 255, Hi: 255}},
+		// Expired before the replay.
+		12: {Fields: maps.SigProto, Action: maps.SigDrop, Proto: udp, ExpiresNS: baseNS - 1},
+		// UDP from port 53 carrying a response, IPv6 hop limits and IPv4 TTLs alike.
+		15: {Fields: maps.SigSPort | maps.SigDataPrefix | maps.SigTTL, Action: maps.SigDrop,
+			SPort: maps.Range{Lo: 53, Hi: 53}, TTL: maps.Range{Lo: 1, Hi: 128},
+			Data: []byte{0, 0, 0x80}, DataMask: []byte{0, 0, 0x80}},
+	}
+}
+
 // TestCaptures replays every capture under every setup.
 func TestCaptures(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -142,7 +177,7 @@ func TestCaptures(t *testing.T) {
 	start := timeline(cs)
 	var (
 		mu      sync.Mutex
-		total   [maps.ActionWouldDrop + 1][maps.ReasonNonIP + 1]uint64
+		total   [maps.ActionWouldDrop + 1][maps.ReasonSignature + 1]uint64
 		frames  int
 		clipped int
 	)
@@ -162,6 +197,13 @@ func TestCaptures(t *testing.T) {
 				}
 				dv.done(s.name)
 				h.checkCounters()
+				for slot, sig := range s.sigs {
+					// Each signature must be exercised, except the one expired before the replay.
+					expired := sig.ExpiresNS != 0 && sig.ExpiresNS < baseNS
+					if c := h.m.SignatureCounter(slot); (c.Matched == 0) != expired {
+						t.Errorf("signature %d (%s) matched %d frames", slot, sig.String(), c.Matched)
+					}
+				}
 				t.Logf("%s: decisions [action][reason] %v; %d frames cut to %d bytes, %d shorter than %d run in the model only",
 					s.name, h.decisions, h.clipped, maxLinear, h.short, minFrame)
 				mu.Lock()

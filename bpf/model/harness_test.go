@@ -49,6 +49,7 @@ type setup struct {
 	allow    []maps.Entry
 	block    []maps.Entry
 	verdicts []verdictSpec
+	sigs     map[int]maps.Signature // signature table slots
 }
 
 // kernelOutcome is what the real program did with one frame.
@@ -68,7 +69,7 @@ type harness struct {
 	stats *maps.Stats
 
 	// What the model decided, for the counter cross-checks.
-	decisions [maps.ActionWouldDrop + 1][maps.ReasonNonIP + 1]uint64
+	decisions [maps.ActionWouldDrop + 1][maps.ReasonSignature + 1]uint64
 	ruleDrops map[int]uint64
 	listHits  map[uint32]uint64
 	clipped   int // frames cut to the linear test-run buffer (maxLinear)
@@ -99,6 +100,12 @@ func newHarness(t testing.TB, s setup) *harness {
 			t.Fatalf("put verdict: %v", err)
 		}
 		m.SetVerdict(v.addr, model.Verdict{Action: v.action, ExpiresNS: v.expires})
+	}
+	for slot, sig := range s.sigs {
+		if err := d.Maps.PutSignature(slot, sig); err != nil {
+			t.Fatalf("put signature %d: %v", slot, err)
+		}
+		m.SetSignature(slot, sig)
 	}
 	st, err := d.Maps.Stats()
 	if err != nil {
@@ -179,6 +186,9 @@ func (h *harness) step(frame []byte, now uint64) (diff string, ran bool) {
 	if md.Action == maps.ActionDrop {
 		want = xdpDrop
 	}
+	if md.Reason == maps.ReasonSignature && k.reason == maps.ReasonSignature && k.detail != uint32(md.Slot) {
+		return fmt.Sprintf("kernel dropped by signature %d, model by %d", k.detail, md.Slot), true
+	}
 	if k.ret != want || k.action != md.Action || k.reason != md.Reason {
 		return fmt.Sprintf("kernel ret %d %v/%v, model %v/%v (rule %d)",
 			k.ret, k.action, k.reason, md.Action, md.Reason, md.Rule), true
@@ -208,6 +218,16 @@ func (h *harness) checkCounters() {
 		}
 		if c.Matched < c.Dropped {
 			t.Errorf("%s: rule %d matched %d < dropped %d", h.s.name, id, c.Matched, c.Dropped)
+		}
+	}
+	for slot := range maps.MaxSignatures {
+		kc, err := h.d.Maps.SignatureCounter(slot)
+		if err != nil {
+			t.Fatalf("signature counters: %v", err)
+		}
+		if mc := h.m.SignatureCounter(slot); kc.Matched != mc.Matched || kc.Dropped != mc.Dropped {
+			t.Errorf("%s: signature %d: kernel matched/dropped %d/%d, model %d/%d", h.s.name, slot,
+				kc.Matched, kc.Dropped, mc.Matched, mc.Dropped)
 		}
 	}
 	hits, err := h.d.Maps.ListHits(h.d.Maps.MaxLists())

@@ -15,6 +15,7 @@ type Decision struct {
 	Reason maps.Reason
 	Rule   int    // the rule over its limit (ReasonRatelimit), 0 = default
 	ListID uint32 // the list that matched (ReasonAllowlist, ReasonBlocklist)
+	Slot   int    // the signature that dropped it (ReasonSignature)
 }
 
 // Verdict is a dynamic verdict on a source.
@@ -53,6 +54,8 @@ type Model struct {
 	ruleBkts   map[ruleKey]*bucketPair
 	aggBkts    map[[16]byte]*bucketPair
 	newSources bucketPair
+	sigs       [maps.MaxSignatures]sigSlot
+	sigCounts  [maps.MaxSignatures]SigCounter
 }
 
 type classEntry struct {
@@ -223,6 +226,9 @@ func (m *Model) decide(frame []byte, now uint64) Decision {
 
 	if id, ok := m.allow.lookup(p.Src, now); ok {
 		return Decision{Action: maps.ActionPass, Reason: maps.ReasonAllowlist, ListID: id}
+	}
+	if slot := m.signature(frame, &p, now); slot >= 0 {
+		return Decision{Action: maps.ActionDrop, Reason: maps.ReasonSignature, Slot: slot}
 	}
 	if id, ok := m.block.lookup(p.Src, now); ok {
 		return Decision{Action: maps.ActionDrop, Reason: maps.ReasonBlocklist, ListID: id}

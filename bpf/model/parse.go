@@ -46,6 +46,7 @@ type Packet struct {
 	FirstFrag    bool       // offset 0, more to come: lengths reach past it
 	TCPFlags     uint8
 	DPort        uint16
+	L3Off, L4Off int // where the IP and L4 headers start in the frame
 }
 
 // tinyTCPFragment reports a TCP fragment at offset 8 bytes (one unit),
@@ -84,6 +85,7 @@ func Parse(frame []byte) (Packet, ParseResult) {
 
 	var rem int
 	var r ParseResult
+	p.L3Off = off
 	switch ethertype {
 	case 0x0800:
 		off, rem, r = parseIPv4(frame, off, &p)
@@ -95,6 +97,7 @@ func Parse(frame []byte) (Packet, ParseResult) {
 	if r != ParseOK {
 		return p, r
 	}
+	p.L4Off = off
 	return p, parseL4(frame, off, rem, &p)
 }
 

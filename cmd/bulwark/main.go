@@ -31,21 +31,22 @@ import (
 type cli struct {
 	Socket string `help:"Path of the agent's control socket." default:"${socket}" type:"path"`
 
-	Run      runCmd      `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
-	Config   configCmd   `cmd:"" help:"Work with config files."`
-	Status   statusCmd   `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
-	Block    listCmd     `cmd:"" help:"Add, delete or list run-time block-list entries."`
-	Allow    listCmd     `cmd:"" help:"Add, delete or list run-time allow-list entries."`
-	Reload   reloadCmd   `cmd:"" help:"Have the agent re-read its config (as SIGHUP does) and wait for its answer; exit 1 with the diagnostics if rejected."`
-	Explain  explainCmd  `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
-	Why      whyCmd      `cmd:"" help:"Show which step would decide a packet from a source now: allow or block list entry, verdict, rate limits and their buckets."`
-	Replay   replayCmd   `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
-	Capture  captureCmd  `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
-	Top      topCmd      `cmd:"" help:"Live view of the busiest and riskiest sources (plain text when not a terminal)."`
-	Verdicts verdictsCmd `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
-	Fleet    fleetCmd    `cmd:"" help:"Show how this agent shares verdicts with its fleet (the config's fleet block)."`
-	Detach   detachCmd   `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
-	Version  versionCmd  `cmd:"" help:"Print the version."`
+	Run        runCmd        `cmd:"" help:"Run the agent in the foreground (logs to stderr)."`
+	Config     configCmd     `cmd:"" help:"Work with config files."`
+	Status     statusCmd     `cmd:"" help:"Show interfaces, mode, counters, list sizes and verdicts."`
+	Block      listCmd       `cmd:"" help:"Add, delete or list run-time block-list entries."`
+	Allow      listCmd       `cmd:"" help:"Add, delete or list run-time allow-list entries."`
+	Reload     reloadCmd     `cmd:"" help:"Have the agent re-read its config (as SIGHUP does) and wait for its answer; exit 1 with the diagnostics if rejected."`
+	Explain    explainCmd    `cmd:"" help:"Explain a source's risk score: components, baseline, feeds, location, verdict history."`
+	Why        whyCmd        `cmd:"" help:"Show which step would decide a packet from a source now: allow or block list entry, verdict, rate limits and their buckets."`
+	Replay     replayCmd     `cmd:"" help:"Run a candidate config over captures through the real datapath, on capture time; show what it would do."`
+	Capture    captureCmd    `cmd:"" help:"Pull live samples of dropped packets from the agent's flight recorder into a pcap file."`
+	Top        topCmd        `cmd:"" help:"Live view of the busiest and riskiest sources (plain text when not a terminal)."`
+	Verdicts   verdictsCmd   `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
+	Signatures signaturesCmd `cmd:"" help:"List, add, delete or explain attack signatures (masked-header rules checked before per-source state)."`
+	Fleet      fleetCmd      `cmd:"" help:"Show how this agent shares verdicts with its fleet (the config's fleet block)."`
+	Detach     detachCmd     `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
+	Version    versionCmd    `cmd:"" help:"Print the version."`
 
 	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish."`
 	Man        manCmd        `cmd:"" help:"Print the man page (roff), generated from the command definitions."`
@@ -424,15 +425,29 @@ func (c *verdictsListCmd) Run(g *cli) error {
 	if err != nil {
 		return err
 	}
-	if c.JSON {
+	return printTable(c.JSON, raw, vs, "SOURCE\tACTION\tORIGIN\tSCORE\tEXPIRES IN", func(v api.Verdict) []any {
+		return []any{v.Source, v.Action, v.Origin, v.Score, time.Duration(v.ExpiresIn * float64(time.Second)).Round(time.Second)}
+	})
+}
+
+// printTable prints raw (a JSON reply) when asJSON, else items as a table
+// under header, one row of tab-separated cells each.
+func printTable[T any](asJSON bool, raw []byte, items []T, header string, row func(T) []any) error {
+	if asJSON {
 		os.Stdout.Write(raw)
 		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tACTION\tORIGIN\tSCORE\tEXPIRES IN")
-	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", v.Source, v.Action, v.Origin, v.Score,
-			time.Duration(v.ExpiresIn*float64(time.Second)).Round(time.Second))
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		cells := row(it)
+		for i, c := range cells {
+			sep := "\t"
+			if i == len(cells)-1 {
+				sep = "\n"
+			}
+			fmt.Fprint(tw, c, sep)
+		}
 	}
 	return tw.Flush()
 }
@@ -459,18 +474,23 @@ func (c *verdictsDelCmd) Run(g *cli) error {
 }
 
 type replayCmd struct {
-	Config       string   `help:"The candidate config: a file or a directory of *.hcl files." required:"" type:"path"`
-	JSON         bool     `help:"Print one JSON document."`
-	WriteDropped string   `help:"Write every dropped frame, with its original timestamp, to this pcap file." name:"write-dropped" placeholder:"OUT.pcap"`
-	Top          int      `help:"Sources in the text table." default:"20"`
-	CPUs         int      `help:"CPUs to run frames on; 0: all (at most 8). Results are the same for any value." name:"cpus" default:"0"`
-	Captures     []string `arg:"" name:"capture" help:"pcap or pcapng files (Ethernet, raw IPv4/IPv6, Linux cooked), replayed in order." type:"existingfile"`
+	Config       string          `help:"The candidate config: a file or a directory of *.hcl files." required:"" type:"path"`
+	JSON         bool            `help:"Print one JSON document."`
+	WriteDropped string          `help:"Write every dropped frame, with its original timestamp, to this pcap file." name:"write-dropped" placeholder:"OUT.pcap"`
+	Top          int             `help:"Sources in the text table." default:"20"`
+	CPUs         int             `help:"CPUs to run frames on; 0: all (at most 8). Results are the same for any value." name:"cpus" default:"0"`
+	Merge        bool            `help:"Interleave the captures by time instead of playing them one after another: each starts at the first one's start (plus its --offset), e.g. your normal traffic plus an attack."`
+	Offset       []time.Duration `help:"With --merge, one per capture: how long after the first capture's start each one starts (e.g. --offset 0s --offset 10s)." name:"offset"`
+	Captures     []string        `arg:"" name:"capture" help:"pcap or pcapng files (Ethernet, raw IPv4/IPv6, Linux cooked), replayed in order." type:"existingfile"`
 }
 
 func (replayCmd) Help() string {
 	return "Loads a fresh copy of the datapath (nothing attached, nothing pinned: a running agent is not touched),\n" +
 		"fills its maps from the config and runs every frame through it in capture order, on capture time.\n\n" +
-		"Example:\n  bulwark replay --config /etc/bulwark/bulwark.hcl --write-dropped dropped.pcap incident.pcap"
+		"With a signatures block whose detect is shadow or enforce, signature detection runs on capture time too, and the\n" +
+		"signatures it would write are listed.\n\n" +
+		"Examples:\n  bulwark replay --config /etc/bulwark/bulwark.hcl --write-dropped dropped.pcap incident.pcap\n" +
+		"  bulwark replay --config candidate.hcl --merge --offset 0s --offset 30s normal-day.pcap syn-flood.pcap"
 }
 
 func (c *replayCmd) Run(g *cli) error {
@@ -480,8 +500,11 @@ func (c *replayCmd) Run(g *cli) error {
 	if c.CPUs < 0 {
 		return usageError{fmt.Errorf("--cpus %d: want 0 (all) or more", c.CPUs)}
 	}
+	if len(c.Offset) > 0 && (!c.Merge || len(c.Offset) != len(c.Captures)) {
+		return usageError{fmt.Errorf("--offset: give one per capture, with --merge")}
+	}
 	rep, err := replay.Run(replay.Options{Config: c.Config, Captures: c.Captures, WriteDropped: c.WriteDropped,
-		CPUs: c.CPUs, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
+		CPUs: c.CPUs, Merge: c.Merge, Offsets: c.Offset, Logger: hclog.New(&hclog.LoggerOptions{Name: "replay", Level: hclog.Warn, Output: os.Stderr})})
 	var ce *config.Error
 	if errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, strings.TrimRight(ce.Text, "\n"))
@@ -503,7 +526,7 @@ func printReplay(rep *replay.Report, top int) {
 	fmt.Printf("%d packets over %s: pass %d, drop %d, would_drop %d\n", rep.Packets, rep.Duration,
 		rep.Actions["pass"], rep.Actions["drop"], rep.Actions["would_drop"])
 	fmt.Print("by reason:")
-	for _, r := range []string{"passed", "allowlist", "blocklist", "verdict", "ratelimit", "malformed", "non_ip"} {
+	for _, r := range []string{"passed", "allowlist", "signature", "blocklist", "verdict", "ratelimit", "malformed", "non_ip"} {
 		fmt.Printf(" %s %d", r, rep.Reasons[r])
 	}
 	fmt.Println()
@@ -533,6 +556,12 @@ func printReplay(rep *replay.Report, top int) {
 		tw.Flush()
 		if len(rep.Sources) > top {
 			fmt.Printf("(%d more sources; --json lists all)\n", len(rep.Sources)-top)
+		}
+	}
+	if len(rep.Signatures) > 0 {
+		fmt.Println("\nsignature detection wrote:")
+		for _, s := range rep.Signatures {
+			fmt.Printf("  %s at %s until %s (%s): %s\n    %s\n", s.Name, s.At, s.Until, s.Action, s.Match, s.Why)
 		}
 	}
 	if len(rep.Verdicts) > 0 {

@@ -88,6 +88,12 @@ func printWhy(w api.Why) {
 	if w.Allow != nil {
 		return
 	}
+	if len(w.Signatures) == 0 {
+		fmt.Println("  1b. signatures: none for this protocol and port")
+	}
+	for _, s := range w.Signatures {
+		fmt.Printf("  1b. signature %s: decides a packet whose headers match\n", s)
+	}
 	entry("2. block list", w.Block)
 	if w.Block != nil {
 		return

@@ -155,6 +155,9 @@ var KeyChanges = map[string]KeyChange{
 	"geoip.asn_database":     {Set: []Setting{{geoip, "asn_database", `"$DIR/keytest-asn.mmdb"`}}, Files: map[string]string{"keytest-asn.mmdb": "$COPY:GeoLite2-ASN-Test.mmdb"}},
 	"geoip.country_weights":  set(geoip, "country_weights", `{ "GB" = 20 }`, false),
 	"geoip.asn_weights":      set(geoip, "asn_weights", `{ "64496" = 20 }`, false),
+	"signature":              {Add: []NewBlock{{top, "signature", []string{"keytest"}, [][2]string{{"match", `"protocol=udp dst_port=9"`}}}}},
+	"signatures.detect":      set([]string{"signatures"}, "detect", `"shadow"`, false),
+	"signatures.ttl":         set([]string{"signatures"}, "ttl", `"2m"`, false),
 	"fleet":                  {Add: []NewBlock{{top, "fleet", nil, [][2]string{{"servers", `["nats://127.0.0.1:4222"]`}, {"node", `"keytest"`}}}}, Restart: true},
 }
 

@@ -42,7 +42,7 @@ var rules = []rule{
 	{pkg: "agent/importfmt", allowed: []string{"agent/feeds"}, external: []string{},
 		why: "the import formats' parsers link nothing of the daemon: the CLI reads the files"},
 	{pkg: "agent/replay", allowed: []string{"agent/config", "agent/desired", "agent/feeds", "agent/geoip", "agent/reputation",
-		"bpf/model", "loader", "maps"}, why: "replay builds its own datapath: it imports no daemon (package agent)"},
+		"agent/sigdetect", "bpf/model", "loader", "maps"}, why: "replay builds its own datapath: it imports no daemon (package agent)"},
 	{pkg: "cmd/bulwark", allowed: []string{
 		"agent",        // bulwark run (and the version the build stamps)
 		"agent/api",    // every command that talks to the agent

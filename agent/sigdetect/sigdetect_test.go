@@ -1,0 +1,99 @@
+package sigdetect_test
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bulwark-filter/bulwark/agent/sigdetect"
+	"github.com/bulwark-filter/bulwark/bpf/model"
+	"github.com/bulwark-filter/bulwark/maps"
+	"github.com/bulwark-filter/bulwark/test/sigflood"
+)
+
+// benign loads a real capture of benign traffic.
+func benign(t *testing.T, name string) []sigflood.Packet {
+	t.Helper()
+	ps, _, err := sigflood.ReadPcap(filepath.Join("..", "..", "test", "testdata", "pcaps", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+func matches(t *testing.T, s *maps.Signature, frame []byte) bool {
+	f, ok := model.FieldsOf(frame)
+	return ok && f.Matches(s)
+}
+
+// TestFloods runs real benign traffic for 10 s, then a spoofed flood on
+// top of it, through the detector, and checks the signature it finds
+// against every packet: the flood's and the benign capture's.
+func TestFloods(t *testing.T) {
+	web := benign(t, "zeek_bro.org.pcap")
+	lan := benign(t, "zeek_wikipedia.pcap")
+	for _, c := range []struct {
+		flood sigflood.Flood
+		want  maps.SigField // fields the signature must name
+	}{
+		{sigflood.Flood{Kind: "syn", DstIP: net.IP{198, 18, 0, 1}, DstPort: 80, PPS: 5000, Duration: 5 * time.Second, Seed: 1},
+			maps.SigProto | maps.SigDPort | maps.SigTCPFlags | maps.SigTCPOptLen},
+		{sigflood.Flood{Kind: "udp", DstIP: net.IP{198, 18, 0, 1}, DstPort: 53, PPS: 5000, Duration: 5 * time.Second, Seed: 2},
+			maps.SigProto | maps.SigDPort | maps.SigIPLen},
+	} {
+		t.Run(c.flood.Kind, func(t *testing.T) {
+			attack, err := sigflood.Build(c.flood)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := sigdetect.New(sigdetect.Config{})
+			start := time.Unix(1_700_000_000, 0)
+			var found []sigdetect.Finding
+			at := 0
+			// The benign captures loop for 15 s; the flood starts at 10 s.
+			for sec := 0; sec < 15; sec++ {
+				for _, bs := range [][]sigflood.Packet{web, lan} {
+					for _, p := range bs {
+						d.Observe(p.Frame, 1)
+					}
+				}
+				for sec >= 10 && at < len(attack) && attack[at].At < time.Duration(sec-9)*time.Second {
+					d.Observe(attack[at].Frame, 1)
+					at++
+				}
+				fs := d.Tick(start.Add(time.Duration(sec+1) * time.Second))
+				if sec < 10 && len(fs) > 0 {
+					t.Fatalf("second %d, before the flood: findings %+v", sec, fs)
+				}
+				if sec == 10 {
+					found = fs
+				}
+			}
+			if len(found) != 1 {
+				t.Fatalf("after the flood's first second: %d findings, want 1", len(found))
+			}
+			f := found[0]
+			t.Logf("%s: %s (%s)", f.Key, f.Sig.String(), f.Why())
+			if f.Sig.Fields&c.want != c.want {
+				t.Errorf("signature %s lacks fields %#x", f.Sig.String(), uint32(c.want&^f.Sig.Fields))
+			}
+			hit := 0
+			for _, p := range attack {
+				if matches(t, &f.Sig, p.Frame) {
+					hit++
+				}
+			}
+			if hit*100 < 95*len(attack) {
+				t.Errorf("the signature matches %d of %d flood packets, want 95%%", hit, len(attack))
+			}
+			for _, bs := range [][]sigflood.Packet{web, lan} {
+				for _, p := range bs {
+					if matches(t, &f.Sig, p.Frame) {
+						t.Errorf("the signature matches a benign packet")
+					}
+				}
+			}
+		})
+	}
+}

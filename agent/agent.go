@@ -366,6 +366,7 @@ func (a *Agent) applyTo(it *iface, want *desired.State) error {
 	}
 	a.log.Debug("reconciled", "interface", it.name, "allow_written", addA, "allow_removed", delA,
 		"block_written", addB, "block_removed", delB)
+	releaseBuffers(addA + delA + addB + delB)
 	return nil
 }
 

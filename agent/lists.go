@@ -2,8 +2,10 @@ package agent
 
 import (
 	"net/netip"
+	"runtime/debug"
 
 	"github.com/bulwark-filter/bulwark/agent/desired"
+	"github.com/bulwark-filter/bulwark/agent/listset"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -23,33 +25,56 @@ func configList(id uint32) bool {
 // entry is written first, then stale config entries are deleted. Runtime
 // and feed entries are left alone unless the config names the same prefix
 // (then the config's entry replaces it).
-func reconcileList(l *maps.List, want map[netip.Prefix]uint32) (added, removed int, err error) {
-	cur, err := l.Entries()
+//
+// The kernel's entries are read in batches and looked up in want (sorted)
+// as they come, so no copy of them is kept: what is written is only what
+// differs.
+func reconcileList(l *maps.List, want listset.Set) (added, removed int, err error) {
+	inPlace := make([]bool, len(want)) // want[i] is in the kernel as wanted
+	var stale []netip.Prefix
+	err = l.Each(func(e maps.Entry) {
+		i, found := want.Index(listset.KeyOf(e.Prefix))
+		switch {
+		case found && want[i].ID == e.ListID && e.ExpiresNS == 0:
+			inPlace[i] = true
+		case !found && configList(e.ListID):
+			stale = append(stale, e.Prefix)
+		}
+	})
 	if err != nil {
 		return 0, 0, err
 	}
-	have := make(map[netip.Prefix]maps.Entry, len(cur))
-	for _, e := range cur {
-		have[e.Prefix] = e
-	}
-	var put []maps.Entry
-	for pfx, id := range want {
-		if e, ok := have[pfx]; ok && e.ListID == id && e.ExpiresNS == 0 {
-			continue
+	n := 0
+	for _, ok := range inPlace {
+		if !ok {
+			n++
 		}
-		put = append(put, maps.Entry{Prefix: pfx, ListID: id})
+	}
+	put := make([]maps.Entry, 0, n)
+	for i, e := range want {
+		if !inPlace[i] {
+			put = append(put, maps.Entry{Prefix: e.Key.Prefix(), ListID: e.ID})
+		}
 	}
 	if err := l.Add(put); err != nil {
 		return 0, 0, err
-	}
-	var stale []netip.Prefix
-	for pfx, e := range have {
-		if _, ok := want[pfx]; !ok && configList(e.ListID) {
-			stale = append(stale, pfx)
-		}
 	}
 	if err := l.Delete(stale); err != nil {
 		return len(put), 0, err
 	}
 	return len(put), len(stale), nil
+}
+
+// bulkWrite is how many entries written or removed make a reconcile large
+// enough to hand its buffers back to the system afterwards.
+const bulkWrite = 1 << 16
+
+// releaseBuffers returns the heap a large reconcile (or the parse before
+// it) left behind to the system at once, instead of over the minutes the
+// runtime's scavenger would take: the agent's resident memory then holds
+// the lists' compact copies, not the buffers they were made with.
+func releaseBuffers(written int) {
+	if written >= bulkWrite {
+		debug.FreeOSMemory()
+	}
 }

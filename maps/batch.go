@@ -247,3 +247,10 @@ func (s *Set) VerdictCounts(now uint64) (map[VerdictAction]int, error) {
 	}
 	return out, nil
 }
+
+// Each calls fn with every entry of the list, read in batches as Entries
+// reads them, without collecting them: a reconcile against a million
+// entries needs no copy of them.
+func (l *List) Each(fn func(Entry)) error {
+	return l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) { fn(Entry{p, v.ListId, v.ExpiresNs}) })
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/bulwark-filter/bulwark/agent/listset"
 )
 
 // issue3Example is the config from the agent issue, which must be accepted as written.
@@ -147,6 +149,15 @@ func mustParse(t *testing.T, src string) *Config {
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
+// keys returns the list file entries of prefixes, in the order given.
+func keys(ss ...string) []listset.Key {
+	var out []listset.Key
+	for _, s := range ss {
+		out = append(out, listset.KeyOf(pfx(s)))
+	}
+	return out
+}
+
 func TestIssue3Example(t *testing.T) {
 	dir := t.TempDir()
 	list := writeFile(t, dir, "block.txt", "# Spamhaus DROP\n1.10.16.0/20 ; SBL256894\n\n198.51.100.7\r\n2001:db8::/32 # doc\n")
@@ -160,7 +171,7 @@ func TestIssue3Example(t *testing.T) {
 	want.Allow = List{CIDRs: []netip.Prefix{pfx("198.18.0.0/30"), pfx("2001:2::1/128")}}
 	want.Block = List{
 		CIDRs: []netip.Prefix{pfx("198.18.66.0/24")},
-		Files: []ListFile{{Path: list, Entries: []netip.Prefix{pfx("1.10.16.0/20"), pfx("198.51.100.7/32"), pfx("2001:db8::/32")}}},
+		Files: []ListFile{{Path: list, Entries: keys("1.10.16.0/20", "198.51.100.7/32", "2001:db8::/32")}},
 	}
 	want.Limits = Limits{
 		IPv6Prefix: 64,
@@ -513,7 +524,7 @@ func TestLoadRelativeListFile(t *testing.T) {
 	if len(diags) != 0 {
 		t.Fatal(FormatDiagnostics(diags))
 	}
-	want := []ListFile{{Path: filepath.Join(dir, "allow.txt"), Entries: []netip.Prefix{pfx("198.18.0.0/30"), pfx("198.18.1.1/32")}}}
+	want := []ListFile{{Path: filepath.Join(dir, "allow.txt"), Entries: keys("198.18.0.0/30", "198.18.1.1/32")}}
 	if r := cfg.Allow.Files[0].Range; r.Filename != path || r.Start.Line != 2 || r.Start.Column != 18 {
 		t.Errorf("file range %v, want %s:2:18", r, path)
 	}

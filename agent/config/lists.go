@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/bulwark-filter/bulwark/agent/listset"
 )
 
 // Bounds on list files, so a wrong path (a disk image, a log) fails fast instead of filling the maps.
@@ -84,7 +86,7 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 	sc := bufio.NewScanner(lr)
 	sc.Buffer(nil, maxListFileBytes+1)
 	lf := ListFile{Path: path}
-	bad := 0
+	bad, lines := 0, 0
 	for lineNo := 1; sc.Scan(); lineNo++ {
 		line := sc.Text()
 		if i := strings.IndexAny(line, "#;"); i >= 0 {
@@ -102,11 +104,12 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 			}
 			continue
 		}
-		if len(lf.Entries) == maxListFileEntries {
+		if lines == maxListFileEntries {
 			d.errorf(subject, "List file too large", "%s:%d: a list file may have at most %d entries.", path, lineNo, maxListFileEntries)
 			return ListFile{}, false
 		}
-		lf.Entries = append(lf.Entries, p)
+		lines++
+		lf.Entries = append(lf.Entries, listset.KeyOf(p))
 	}
 	switch {
 	case sc.Err() != nil:
@@ -118,6 +121,8 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 	case bad > maxBadLines:
 		d.errorf(subject, "Bad list file entry", "%s: %d more bad lines not shown.", path, bad-maxBadLines)
 	}
+	// Sorted, the entries are what desired.Compile merges; the scanner's buffer is garbage once this returns.
+	lf.Entries = listset.SortKeys(lf.Entries)
 	return lf, bad == 0
 }
 

@@ -556,6 +556,50 @@ block { files = ["`+list+`"] }`), skipIfCheck)
 	}
 }
 
+// TestListFileEntries: a list file's entries come back sorted (IPv4 first), each once however often its lines
+// repeat it, a last line without a newline counts, and a bad line is reported with its line number counted over
+// blank and comment lines.
+func TestListFileEntries(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "l.txt", "# header\n\n2001:2::/48\n198.18.0.9\n198.18.0.0/24 ; net\n198.18.0.9/32\n"+
+		"\r\n::ffff:198.18.0.9\n2001:2::/48 # again\n198.18.0.1")
+	cfg, diags := LoadWithOptions(writeFile(t, dir, "b.hcl", `interface "eth0" {}
+block { files = ["l.txt"] }`), skipIfCheck)
+	if len(diags) != 0 {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	want := keys("198.18.0.0/24", "198.18.0.1/32", "198.18.0.9/32", "2001:2::/48")
+	if got := cfg.Block.Files[0].Entries; !reflect.DeepEqual(got, want) {
+		t.Errorf("entries %v, want %v", got, want)
+	}
+
+	bad := writeFile(t, dir, "bad.txt", "# header\n\n198.18.0.1\n\n198.18.0.300\n")
+	_, diags = ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+block { files = ["`+bad+`"] }`), skipIfCheck)
+	if got, want := FormatDiagnostics(diags), "test.hcl:2:18: Bad list file entry: "+bad+":5: bad CIDR"; !strings.HasPrefix(got, want) {
+		t.Errorf("got\n%s\nwant it to start with\n%s", got, want)
+	}
+}
+
+// TestListFileTooManyEntries: the entry past maxListFileEntries is refused at its line; repeats count.
+func TestListFileTooManyEntries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 2M-line file")
+	}
+	var b strings.Builder
+	for range maxListFileEntries {
+		b.WriteString("198.18.0.1\n")
+	}
+	b.WriteString("# one more\n198.18.0.2\n")
+	list := writeFile(t, t.TempDir(), "many.txt", b.String())
+	_, diags := ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+block { files = ["`+list+`"] }`), skipIfCheck)
+	want := fmt.Sprintf("test.hcl:2:18: List file too large: %s:%d: a list file may have at most %d entries.", list, maxListFileEntries+2, maxListFileEntries)
+	if got := FormatDiagnostics(diags); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
 func TestListFileTooLarge(t *testing.T) {
 	list := filepath.Join(t.TempDir(), "big.txt")
 	f, err := os.Create(list)

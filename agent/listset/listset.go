@@ -68,10 +68,15 @@ func Compare(a, b Key) int {
 }
 
 // SortKeys sorts keys and removes repeated ones, in place, and returns the
-// result with its spare capacity released.
+// result; when that leaves much of the array unused (repeats, or a
+// capacity sized by lines that held comments) the result is a copy of its
+// own size.
 func SortKeys(keys []Key) []Key {
 	slices.SortFunc(keys, Compare)
-	keys = slices.CompactFunc(keys, func(a, b Key) bool { return a == b })
+	keys = slices.Compact(keys)
+	if cap(keys)-len(keys) > len(keys)/8 {
+		return slices.Clone(keys)
+	}
 	return slices.Clip(keys)
 }
 

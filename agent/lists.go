@@ -59,7 +59,7 @@ func reconcileList(l *maps.List, want listset.Set) (added, removed int, err erro
 	if err := l.Add(put); err != nil {
 		return 0, 0, err
 	}
-	if err := l.Delete(stale); err != nil {
+	if err := l.DeleteMany(stale); err != nil {
 		return len(put), 0, err
 	}
 	return len(put), len(stale), nil

@@ -154,6 +154,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 		}
 	}
 	a.auditf(AuditRecord{Who: "config", What: "start", Result: "ok", Detail: a.cfgPath})
+	releaseBuffers(len(want.Allow) + len(want.Block))
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -366,7 +367,6 @@ func (a *Agent) applyTo(it *iface, want *desired.State) error {
 	}
 	a.log.Debug("reconciled", "interface", it.name, "allow_written", addA, "allow_removed", delA,
 		"block_written", addB, "block_removed", delB)
-	releaseBuffers(addA + delA + addB + delB)
 	return nil
 }
 
@@ -461,8 +461,10 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 			return nil, nil, err
 		}
 	}
+	old := a.want
 	a.cfg, a.want = cfg, want
 	a.names.Store(want)
+	releaseBuffers(len(old.Allow) + len(old.Block) + len(want.Allow) + len(want.Block))
 	a.publish()
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)

@@ -3,6 +3,7 @@ package agent
 import (
 	"net/netip"
 	"runtime/debug"
+	"slices"
 
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/listset"
@@ -26,24 +27,38 @@ func configList(id uint32) bool {
 // and feed entries are left alone unless the config names the same prefix
 // (then the config's entry replaces it).
 //
-// The kernel's entries are read in batches and looked up in want (sorted)
-// as they come, so no copy of them is kept: what is written is only what
-// differs.
+// The kernel's entries are read in batches, and each batch, sorted, is
+// merged into want (sorted) as it comes, so no copy of the kernel's
+// entries is kept: what is written is only what differs.
 func reconcileList(l *maps.List, want listset.Set) (added, removed int, err error) {
 	inPlace := make([]bool, len(want)) // want[i] is in the kernel as wanted
 	var stale []netip.Prefix
+	batch := make([]kernelEntry, 0, mergeBatch)
+	merge := func() {
+		slices.SortFunc(batch, func(a, b kernelEntry) int { return listset.Compare(a.key, b.key) })
+		at := 0
+		for _, e := range batch {
+			i, found := want.IndexFrom(at, e.key)
+			at = i
+			switch {
+			case found && want[i].ID == e.id && !e.expires:
+				inPlace[i] = true
+			case !found && configList(e.id):
+				stale = append(stale, e.key.Prefix())
+			}
+		}
+		batch = batch[:0]
+	}
 	err = l.Each(func(e maps.Entry) {
-		i, found := want.Index(listset.KeyOf(e.Prefix))
-		switch {
-		case found && want[i].ID == e.ListID && e.ExpiresNS == 0:
-			inPlace[i] = true
-		case !found && configList(e.ListID):
-			stale = append(stale, e.Prefix)
+		batch = append(batch, kernelEntry{listset.KeyOf(e.Prefix), e.ListID, e.ExpiresNS != 0})
+		if len(batch) == mergeBatch {
+			merge()
 		}
 	})
 	if err != nil {
 		return 0, 0, err
 	}
+	merge()
 	n := 0
 	for _, ok := range inPlace {
 		if !ok {
@@ -65,16 +80,30 @@ func reconcileList(l *maps.List, want listset.Set) (added, removed int, err erro
 	return len(put), len(stale), nil
 }
 
-// bulkWrite is how many entries written or removed make a reconcile large
-// enough to hand its buffers back to the system afterwards.
-const bulkWrite = 1 << 16
+// kernelEntry is what reconcileList keeps of a kernel entry while it
+// merges a batch of them.
+type kernelEntry struct {
+	key     listset.Key
+	id      uint32
+	expires bool
+}
 
-// releaseBuffers returns the heap a large reconcile (or the parse before
-// it) left behind to the system at once, instead of over the minutes the
-// runtime's scavenger would take: the agent's resident memory then holds
-// the lists' compact copies, not the buffers they were made with.
-func releaseBuffers(written int) {
-	if written >= bulkWrite {
+// mergeBatch is how many kernel entries reconcileList sorts and merges at
+// a time: a batch stays in the CPU's caches.
+const mergeBatch = 8192
+
+// bigLists is how many list entries make a config large enough that its
+// load leaves buffers worth handing back to the system.
+const bigLists = 1 << 16
+
+// releaseBuffers returns the heap that loading a config with entries list
+// entries left behind (the list files' text, the entries written, and on a
+// reload the previous config) to the system at once, instead of over the
+// minutes the runtime's scavenger would take: the agent's resident memory
+// then holds the lists' compact copies, not the buffers they were made
+// with.
+func releaseBuffers(entries int) {
+	if entries >= bigLists {
 		debug.FreeOSMemory()
 	}
 }

@@ -210,9 +210,6 @@ func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]f
 	return len(fresh), batchPut(m, keys, vals)
 }
 
-// walkAbove is how many keys existing looks up in a hash map by walking it.
-const walkAbove = 4096
-
 // existing returns the values keys hold now. An LPM trie's lookup is a
 // longest-prefix match, not an exact one: tries are walked instead.
 func existing[K comparable, V any](m *ebpf.Map, keys []K) (map[K]V, error) {
@@ -222,21 +219,20 @@ func existing[K comparable, V any](m *ebpf.Map, keys []K) (map[K]V, error) {
 	if err := m.NextKey(nil, &first); errors.Is(err, ebpf.ErrKeyNotExist) {
 		return out, nil
 	}
-	// A trie is walked; so is a hash map when many keys are looked up: a
-	// batched read of the whole map costs fewer syscalls than one each.
-	if m.Type() == ebpf.LPMTrie || len(keys) >= walkAbove {
+	if m.Type() == ebpf.LPMTrie {
 		want := make(map[K]struct{}, len(keys))
 		for _, k := range keys {
 			want[k] = struct{}{}
 		}
-		err := walk(m, func(ks []K, vs []V) {
-			for i := range ks {
-				if _, ok := want[ks[i]]; ok {
-					out[ks[i]] = vs[i]
-				}
+		var k K
+		var v V
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			if _, ok := want[k]; ok {
+				out[k] = v
 			}
-		})
-		return out, err
+		}
+		return out, it.Err()
 	}
 	for _, k := range keys {
 		var v V

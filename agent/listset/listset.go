@@ -114,6 +114,18 @@ func (s Set) Index(k Key) (int, bool) {
 	return slices.BinarySearchFunc(s, k, func(e Entry, k Key) int { return Compare(e.Key, k) })
 }
 
+// IndexFrom is Index for a key not less than s[from]'s: it gallops from
+// from, so that keys looked up in ascending order cost a few comparisons
+// each, near the last, instead of a search of the whole set.
+func (s Set) IndexFrom(from int, k Key) (int, bool) {
+	lo, hi := from, from
+	for step := 1; hi < len(s) && Compare(s[hi].Key, k) < 0; step <<= 1 {
+		lo, hi = hi+1, hi+step
+	}
+	i, found := Set(s[lo:min(hi+1, len(s))]).Index(k)
+	return lo + i, found
+}
+
 // Lookup returns the list id of prefix p (normalised) and whether s holds it.
 func (s Set) Lookup(p netip.Prefix) (uint32, bool) {
 	if i, ok := s.Index(KeyOf(p)); ok {

@@ -139,3 +139,35 @@ func TestBuildLastIDWins(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexFrom: looked up in ascending order, each from the last position
+// found, keys are found where Index finds them, present or not.
+func TestIndexFrom(t *testing.T) {
+	var es []Entry
+	for _, p := range randomPrefixes(4000, 5) {
+		es = append(es, Entry{Key: KeyOf(p)})
+	}
+	s := Build(es)
+	queries := randomPrefixes(3000, 6)
+	slices.SortFunc(queries, netipCompare)
+	at, hits := 0, 0
+	for _, q := range queries {
+		k := KeyOf(q)
+		i, found := s.IndexFrom(at, k)
+		wi, wfound := slices.BinarySearchFunc(s, q, func(e Entry, q netip.Prefix) int { return netipCompare(e.Key.Prefix(), q) })
+		if i != wi || found != wfound {
+			t.Fatalf("IndexFrom(%d, %s) = %d, %v; want %d, %v", at, q, i, found, wi, wfound)
+		}
+		if found {
+			hits++
+		}
+		at = i
+	}
+	if hits == 0 || hits == len(queries) {
+		t.Errorf("%d of %d queries found: the test wants both kinds", hits, len(queries))
+	}
+	// From the end, and past every key.
+	if i, found := s.IndexFrom(len(s), KeyOf(pfx("ffff::/16"))); i != len(s) || found {
+		t.Errorf("IndexFrom(len) = %d, %v", i, found)
+	}
+}

@@ -461,10 +461,9 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 			return nil, nil, err
 		}
 	}
-	old := a.want
+	entries := len(a.want.Allow) + len(a.want.Block) + len(want.Allow) + len(want.Block)
 	a.cfg, a.want = cfg, want
 	a.names.Store(want)
-	releaseBuffers(len(old.Allow) + len(old.Block) + len(want.Allow) + len(want.Block))
 	a.publish()
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)
@@ -479,6 +478,8 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.countReload("ok")
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
 	a.log.Info("config reloaded")
+	// Nothing holds the previous config now (publish replaced the readers' state).
+	releaseBuffers(entries)
 	return cfg, want, nil
 }
 

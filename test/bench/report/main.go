@@ -311,6 +311,14 @@ func writeListLoad(w *strings.Builder, r map[string]any) {
 		med, lo, hi, n := spread(r, f.key)
 		fmt.Fprintf(w, "| %s | %d | %.2f %s | %.2f | %.2f |\n", f.name, n, med, f.unit, lo, hi)
 	}
+	start, _, _, _ := spread(r, "start_s")
+	empty, _, _, _ := spread(r, "empty_start_s")
+	reload, _, _, _ := spread(r, "reload_s")
+	fmt.Fprintf(w, "\nThe list's own share of the start (median start less median empty-file start): %.2f s.", start-empty)
+	if nftLoad, _, _, n := spread(r, "nft_load_s"); n > 0 && start > 0 && reload > 0 {
+		nftReload, _, _, _ := spread(r, "nft_reload_s")
+		fmt.Fprintf(w, " `nft -f` took %.1fx the agent's start and %.1fx its reload (medians).", nftLoad/start, nftReload/reload)
+	}
 	w.WriteString("\nThe list is nft.Entries (90 % /32 hosts, 10 % prefixes /20-/31); the reload replaces 10 % of the host lines. " +
 		"The start is timed from spawning `bulwark run` until its control socket answers (the agent writes its lists before it " +
 		"serves), the reload from running `bulwark reload` until it returns; each run starts on empty maps and counts the " +

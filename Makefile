@@ -56,7 +56,7 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	$(GO) test -count=1 -run 'TestRuntimeBlockLatency' -v ./test/agent/ | grep 'run-time block' | tee bench/block-latency.txt
 	BULWARK_AGENT_RSS_OUT=$(CURDIR)/bench/agent-rss.json $(GO) test -count=1 -run '^TestAgentRSS1M$$' -v -timeout 10m ./test/bench/
 	BULWARK_SCRAPE_OUT=$(CURDIR)/bench/scrape.json $(GO) test -count=1 -run '^TestScrape1M$$' -v -timeout 10m ./test/bench/
-	BULWARK_LISTLOAD_OUT=$(CURDIR)/bench/list-load.json $(GO) test -count=1 -run '^TestListLoad1M$$' -v -timeout 20m ./test/bench/
+	BULWARK_LISTLOAD_OUT=$(CURDIR)/bench/list-load.json $(GO) test -count=1 -run '^TestListLoad1M$$' -v -timeout 60m ./test/bench/
 	BULWARK_FLEET_OUT=$(CURDIR)/bench/fleet.json $(GO) test -count=1 -run '^TestFleetBench$$' -v -timeout 30m ./test/bench/ \
 		-args -fleet.clients=$(FLEET_CLIENTS) -fleet.rate=$(FLEET_RATE) -fleet.seconds=$(FLEET_SECONDS) -fleet.coldsync=$(FLEET_COLDSYNC)
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json

@@ -156,6 +156,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	a.syncSignatures("config", want)
 	a.auditf(AuditRecord{Who: "config", What: "start", Result: "ok", Detail: a.cfgPath})
+	releaseBuffers(len(want.Allow) + len(want.Block))
 
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -468,6 +469,7 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 			return nil, nil, err
 		}
 	}
+	entries := len(a.want.Allow) + len(a.want.Block) + len(want.Allow) + len(want.Block)
 	a.cfg, a.want = cfg, want
 	a.syncSignatures(who, want)
 	a.names.Store(want)
@@ -485,6 +487,8 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.countReload("ok")
 	a.auditf(AuditRecord{Who: who, What: "reload", Result: "ok", Detail: a.cfgPath})
 	a.log.Info("config reloaded")
+	// Nothing holds the previous config now (publish replaced the readers' state).
+	releaseBuffers(entries)
 	return cfg, want, nil
 }
 

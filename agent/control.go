@@ -309,7 +309,7 @@ func configOwned(want *desired.State, name string, pfxs []netip.Prefix) (netip.P
 		owned = want.Allow
 	}
 	for _, p := range pfxs {
-		if _, ok := owned[p]; ok {
+		if _, ok := owned.Lookup(p); ok {
 			return p, true
 		}
 	}

@@ -50,7 +50,9 @@ type feedRunner struct {
 // interface.
 type blockWriter interface {
 	Add(entries []maps.Entry) error
-	Delete(prefixes []netip.Prefix) error
+	// DeleteMany deletes prefixes, hosts in batches: a feed may drop
+	// thousands at a time.
+	DeleteMany(prefixes []netip.Prefix) error
 }
 
 // listReader reads a list's entries (the allow list, which no feed or
@@ -319,7 +321,7 @@ func (fs *feedSet) applyBlock(r *feedRunner, next []netip.Prefix, host []guard.P
 		}
 	}
 	for _, b := range fs.block {
-		if err := b.Delete(removed); err != nil {
+		if err := b.DeleteMany(removed); err != nil {
 			fs.mapErrs.WithLabelValues("block").Inc()
 			return err
 		}
@@ -345,7 +347,7 @@ func (fs *feedSet) removeEntries(r *feedRunner) {
 	fs.writers.Lock()
 	defer fs.writers.Unlock()
 	for _, b := range fs.block {
-		if err := b.Delete(applied); err != nil {
+		if err := b.DeleteMany(applied); err != nil {
 			fs.log.Error("remove entries of a dropped feed", "feed", r.cfg.Name, "error", err)
 		}
 	}

@@ -246,3 +246,82 @@ func (s *Set) VerdictCounts(now uint64) (map[VerdictAction]int, error) {
 	}
 	return out, nil
 }
+
+// Each calls fn with every entry of the list, read in batches as Entries
+// reads them, without collecting them: a reconcile against a million
+// entries needs no copy of them.
+func (l *List) Each(fn func(Entry)) error {
+	return l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) { fn(Entry{p, v.ListId, v.ExpiresNs}) })
+}
+
+// DeleteMany is Delete for many prefixes at once, as a reconcile deletes
+// them: the host entries go in batch syscalls of up to batchSize keys, the
+// true prefixes one by one as Delete deletes them. Prefixes not present
+// are ignored.
+func (l *List) DeleteMany(prefixes []netip.Prefix) error {
+	var h4 [][4]byte
+	var h6 [][16]byte
+	var hosts, rest []netip.Prefix
+	for _, p := range prefixes {
+		p, err := normalise(p)
+		if err != nil {
+			return fmt.Errorf("%s list: %w", l.name, err)
+		}
+		switch {
+		case p.Addr().Is4() && p.Bits() == 32:
+			h4, hosts = append(h4, host4(p.Addr())), append(hosts, p)
+		case p.Bits() == 128:
+			h6, hosts = append(h6, host6(p.Addr())), append(hosts, p)
+		default:
+			rest = append(rest, p)
+		}
+	}
+	if len(hosts) > 0 {
+		l.set.mu.Lock()
+		n4, err4 := deleteBatch(l.hosts4, h4)
+		n6, err6 := deleteBatch(l.hosts6, h6)
+		l.tally.mu.Lock()
+		l.tally.ipv4, l.tally.hosts4 = l.tally.ipv4-n4, l.tally.hosts4-n4
+		l.tally.ipv6, l.tally.hosts6 = l.tally.ipv6-n6, l.tally.hosts6-n6
+		for _, p := range hosts {
+			delete(l.tally.ttl, p)
+		}
+		l.tally.mu.Unlock()
+		l.set.mu.Unlock()
+		if err := errors.Join(err4, err6); err != nil {
+			return fmt.Errorf("%s list: delete hosts: %w", l.name, err)
+		}
+	}
+	// Delete clears the list's present bits of the maps left empty.
+	return l.Delete(rest)
+}
+
+// deleteBatch deletes keys from a hash map in batch syscalls and returns
+// how many it deleted; a key not present is skipped.
+func deleteBatch[K any](m *ebpf.Map, keys []K) (int, error) {
+	deleted := 0
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), batchSize)]
+		n, err := m.BatchDelete(chunk, nil)
+		deleted += n
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
+			for _, k := range keys {
+				if err := m.Delete(k); err == nil {
+					deleted++
+				} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+					return deleted, err
+				}
+			}
+			return deleted, nil
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			// The kernel stops at the first key that is not there: skip it.
+			keys = keys[n+1:]
+		case err != nil:
+			return deleted, err
+		default:
+			keys = keys[len(chunk):]
+		}
+	}
+	return deleted, nil
+}

@@ -144,3 +144,67 @@ func TestCountSourcesEstimate(t *testing.T) {
 		t.Fatalf("CountSources = %d, want %d within 3 %%", got, n)
 	}
 }
+
+// TestDeleteMany deletes more host entries than one batch holds, with
+// prefixes and absent entries among them, and an update of more keys than
+// existing looks up one by one: the list keeps exactly the others on their
+// new id, and its counts follow.
+func TestDeleteMany(t *testing.T) {
+	sizes := testutil.SmallSizes()
+	sizes.BlockHosts = 1 << 18
+	d := testutil.Load(t, testutil.Setup{Sizes: sizes})
+	l := d.Maps.Block
+	const n = 70000 // over batchSize (65536)
+	var es []maps.Entry
+	var gone []netip.Prefix
+	for i := range n {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32)
+		if i >= 1<<16 {
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), 32)
+		}
+		es = append(es, maps.Entry{Prefix: p, ListID: 3})
+		if i%2 == 0 {
+			gone = append(gone, p)
+		}
+	}
+	es = append(es, maps.Entry{Prefix: netip.MustParsePrefix("2001:2::1/128"), ListID: 3},
+		maps.Entry{Prefix: netip.MustParsePrefix("2001:2:1::/48"), ListID: 3},
+		maps.Entry{Prefix: netip.MustParsePrefix("198.18.128.0/24"), ListID: 3})
+	if err := l.Add(es); err != nil {
+		t.Fatal(err)
+	}
+	// Written again with another id: 70003 keys, looked up by a walk.
+	for i := range es {
+		es[i].ListID = 4
+	}
+	if err := l.Add(es); err != nil {
+		t.Fatal(err)
+	}
+	if c := l.Count(0); c != (maps.ListCount{IPv4: n + 1, IPv6: 2}) {
+		t.Fatalf("Count = %+v, want %d IPv4, 2 IPv6", c, n+1)
+	}
+	// Absent ones among them: another host, an absent prefix.
+	gone = append(gone, prefixes("2001:2::1/128", "2001:2::2/128", "198.18.128.0/24", "198.20.0.1/32", "198.20.0.0/24")...)
+	if err := l.DeleteMany(gone); err != nil {
+		t.Fatal(err)
+	}
+	left, err := l.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.Prefix]bool{netip.MustParsePrefix("2001:2:1::/48"): true}
+	for i := 1; i < n; i += 2 {
+		want[es[i].Prefix] = true
+	}
+	if len(left) != len(want) {
+		t.Errorf("%d entries left, want %d", len(left), len(want))
+	}
+	for _, e := range left {
+		if !want[e.Prefix] || e.ListID != 4 {
+			t.Errorf("entry %+v left; want only the odd hosts and 2001:2:1::/48 on list 4", e)
+		}
+	}
+	if c := l.Count(0); c != (maps.ListCount{IPv4: n / 2, IPv6: 1}) {
+		t.Errorf("Count = %+v, want %d IPv4, 1 IPv6", c, n/2)
+	}
+}

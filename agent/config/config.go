@@ -20,6 +20,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/bulwark-filter/bulwark/agent/listset"
 )
 
 // Defaults that other packages (the CLI, the agent) need to agree on.
@@ -122,8 +124,9 @@ type List struct {
 type ListFile struct {
 	// Path is the absolute path of the file.
 	Path string
-	// Entries are the file's prefixes, normalised like List.CIDRs, in file order.
-	Entries []netip.Prefix
+	// Entries are the file's prefixes, normalised like List.CIDRs, sorted (listset.Compare), each once: a line
+	// that repeats an earlier one adds nothing.
+	Entries []listset.Key
 	// Range is the position of the file's element in the list's files.
 	Range hcl.Range
 }

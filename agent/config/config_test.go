@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/bulwark-filter/bulwark/agent/listset"
 )
 
 // issue3Example is the config from the agent issue, which must be accepted as written.
@@ -147,6 +149,15 @@ func mustParse(t *testing.T, src string) *Config {
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
+// keys returns the list file entries of prefixes, in the order given.
+func keys(ss ...string) []listset.Key {
+	var out []listset.Key
+	for _, s := range ss {
+		out = append(out, listset.KeyOf(pfx(s)))
+	}
+	return out
+}
+
 func TestIssue3Example(t *testing.T) {
 	dir := t.TempDir()
 	list := writeFile(t, dir, "block.txt", "# Spamhaus DROP\n1.10.16.0/20 ; SBL256894\n\n198.51.100.7\r\n2001:db8::/32 # doc\n")
@@ -160,7 +171,7 @@ func TestIssue3Example(t *testing.T) {
 	want.Allow = List{CIDRs: []netip.Prefix{pfx("198.18.0.0/30"), pfx("2001:2::1/128")}}
 	want.Block = List{
 		CIDRs: []netip.Prefix{pfx("198.18.66.0/24")},
-		Files: []ListFile{{Path: list, Entries: []netip.Prefix{pfx("1.10.16.0/20"), pfx("198.51.100.7/32"), pfx("2001:db8::/32")}}},
+		Files: []ListFile{{Path: list, Entries: keys("1.10.16.0/20", "198.51.100.7/32", "2001:db8::/32")}},
 	}
 	want.Limits = Limits{
 		IPv6Prefix: 64,
@@ -513,7 +524,7 @@ func TestLoadRelativeListFile(t *testing.T) {
 	if len(diags) != 0 {
 		t.Fatal(FormatDiagnostics(diags))
 	}
-	want := []ListFile{{Path: filepath.Join(dir, "allow.txt"), Entries: []netip.Prefix{pfx("198.18.0.0/30"), pfx("198.18.1.1/32")}}}
+	want := []ListFile{{Path: filepath.Join(dir, "allow.txt"), Entries: keys("198.18.0.0/30", "198.18.1.1/32")}}
 	if r := cfg.Allow.Files[0].Range; r.Filename != path || r.Start.Line != 2 || r.Start.Column != 18 {
 		t.Errorf("file range %v, want %s:2:18", r, path)
 	}
@@ -542,6 +553,47 @@ block { files = ["`+list+`"] }`), skipIfCheck)
 	}
 	if got, want := diags[maxBadLines].Detail, list+": 5 more bad lines not shown."; got != want {
 		t.Errorf("last detail = %q, want %q", got, want)
+	}
+}
+
+// TestListFileEntries: a list file's entries come back sorted (IPv4 first), each once however often its lines
+// repeat it, a last line without a newline counts, and a bad line is reported with its line number counted over
+// blank and comment lines.
+func TestListFileEntries(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "l.txt", "# header\n\n2001:2::/48\n198.18.0.9\n198.18.0.0/24 ; net\n198.18.0.9/32\n"+
+		"\r\n::ffff:198.18.0.9\n2001:2::/48 # again\n198.18.0.1")
+	cfg, diags := LoadWithOptions(writeFile(t, dir, "b.hcl", `interface "eth0" {}
+block { files = ["l.txt"] }`), skipIfCheck)
+	if len(diags) != 0 {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	want := keys("198.18.0.0/24", "198.18.0.1/32", "198.18.0.9/32", "2001:2::/48")
+	if got := cfg.Block.Files[0].Entries; !reflect.DeepEqual(got, want) {
+		t.Errorf("entries %v, want %v", got, want)
+	}
+
+	bad := writeFile(t, dir, "bad.txt", "# header\n\n198.18.0.1\n\n198.18.0.300\n")
+	_, diags = ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+block { files = ["`+bad+`"] }`), skipIfCheck)
+	if got, want := FormatDiagnostics(diags), "test.hcl:2:18: Bad list file entry: "+bad+":5: bad CIDR"; !strings.HasPrefix(got, want) {
+		t.Errorf("got\n%s\nwant it to start with\n%s", got, want)
+	}
+}
+
+// TestListFileTooManyEntries: the entry past maxListFileEntries is refused at its line; repeats count.
+func TestListFileTooManyEntries(t *testing.T) {
+	var b strings.Builder
+	for range maxListFileEntries {
+		b.WriteString("198.18.0.1\n")
+	}
+	b.WriteString("# one more\n198.18.0.2\n")
+	list := writeFile(t, t.TempDir(), "many.txt", b.String())
+	_, diags := ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+block { files = ["`+list+`"] }`), skipIfCheck)
+	want := fmt.Sprintf("test.hcl:2:18: List file too large: %s:%d: a list file may have at most %d entries.", list, maxListFileEntries+2, maxListFileEntries)
+	if got := FormatDiagnostics(diags); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
 

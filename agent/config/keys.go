@@ -2,9 +2,12 @@ package config
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/bulwark-filter/bulwark/agent/listset"
 )
 
 // The hcl tags of the Config structs name each key as it is written in the file. A tag "name,squash" on an
@@ -60,7 +63,10 @@ func walkKeys(prefix string, t reflect.Type, only string, fn func(key string, in
 	}
 }
 
-var rangeType = reflect.TypeFor[hcl.Range]()
+var (
+	rangeType = reflect.TypeFor[hcl.Range]()
+	keysType  = reflect.TypeFor[[]listset.Key]()
+)
 
 // equalValues compares two values of a config field, ignoring hcl.Range fields; an empty slice or map equals
 // a nil one.
@@ -75,6 +81,9 @@ func equalValues(a, b reflect.Value) bool {
 			}
 		}
 		return true
+	case a.Type() == keysType:
+		// A list file's million entries: compared as values, not one reflect.Value each.
+		return slices.Equal(a.Interface().([]listset.Key), b.Interface().([]listset.Key))
 	case a.Kind() == reflect.Slice:
 		if a.Len() != b.Len() {
 			return false

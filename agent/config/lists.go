@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"io/fs"
@@ -9,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/bulwark-filter/bulwark/agent/listset"
 )
 
 // Bounds on list files, so a wrong path (a disk image, a log) fails fast instead of filling the maps.
@@ -79,14 +80,25 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 	}
 	defer f.Close()
 
-	// The limit guards against a file that grows while it is read.
+	// The file is read whole (it has at most 64 MiB) into one string the lines are cut from, so that no line is
+	// copied, and the entries are sized once, by the number of lines. The limit guards against a file that grows
+	// while it is read.
+	var text strings.Builder
+	text.Grow(int(st.Size()) + 1)
 	lr := &io.LimitedReader{R: f, N: maxListFileBytes + 1}
-	sc := bufio.NewScanner(lr)
-	sc.Buffer(nil, maxListFileBytes+1)
-	lf := ListFile{Path: path}
-	bad := 0
-	for lineNo := 1; sc.Scan(); lineNo++ {
-		line := sc.Text()
+	if _, err := io.Copy(&text, lr); err != nil {
+		d.errorf(subject, "Cannot read list file", "%s: %s", path, err)
+		return ListFile{}, false
+	}
+	if lr.N == 0 {
+		d.errorf(subject, "List file too large", "%s grew beyond %d bytes (64 MiB) while being read.", path, maxListFileBytes)
+		return ListFile{}, false
+	}
+	src := text.String()
+	lf := ListFile{Path: path, Entries: make([]listset.Key, 0, min(strings.Count(src, "\n")+1, maxListFileEntries))}
+	bad, lineNo := 0, 0
+	for line := range strings.Lines(src) {
+		lineNo++
 		if i := strings.IndexAny(line, "#;"); i >= 0 {
 			line = line[:i]
 		}
@@ -106,18 +118,13 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 			d.errorf(subject, "List file too large", "%s:%d: a list file may have at most %d entries.", path, lineNo, maxListFileEntries)
 			return ListFile{}, false
 		}
-		lf.Entries = append(lf.Entries, p)
+		lf.Entries = append(lf.Entries, listset.KeyOf(p))
 	}
-	switch {
-	case sc.Err() != nil:
-		d.errorf(subject, "Cannot read list file", "%s: %s", path, sc.Err())
-		return ListFile{}, false
-	case lr.N == 0:
-		d.errorf(subject, "List file too large", "%s grew beyond %d bytes (64 MiB) while being read.", path, maxListFileBytes)
-		return ListFile{}, false
-	case bad > maxBadLines:
+	if bad > maxBadLines {
 		d.errorf(subject, "Bad list file entry", "%s: %d more bad lines not shown.", path, bad-maxBadLines)
 	}
+	// Sorted, the entries are what desired.Compile merges; the file's text is garbage once this returns.
+	lf.Entries = listset.SortKeys(lf.Entries)
 	return lf, bad == 0
 }
 

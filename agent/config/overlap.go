@@ -22,8 +22,8 @@ func (d *decoder) warnAllowedBlocks(allow, block List, at listSources) {
 		addAllowed(p)
 	}
 	for _, f := range allow.Files {
-		for _, p := range f.Entries {
-			addAllowed(p)
+		for _, k := range f.Entries {
+			addAllowed(k.Prefix())
 		}
 	}
 	if len(allowed) == 0 {
@@ -55,8 +55,8 @@ func (d *decoder) warnAllowedBlocks(allow, block List, at listSources) {
 		check(p, at.cidrs[i], "")
 	}
 	for i, f := range block.Files {
-		for _, p := range f.Entries {
-			check(p, at.files[i], " (in "+f.Path+")")
+		for _, k := range f.Entries {
+			check(k.Prefix(), at.files[i], " (in "+f.Path+")")
 		}
 	}
 	if n > maxOverlapWarnings {

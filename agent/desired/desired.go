@@ -10,12 +10,12 @@
 package desired
 
 import (
-	"net/netip"
 	"path/filepath"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/listset"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -52,8 +52,8 @@ const (
 // State is what a config asks of the datapath.
 type State struct {
 	Policy    maps.Policy
-	Allow     map[netip.Prefix]uint32 // prefix -> list id
-	Block     map[netip.Prefix]uint32
+	Allow     listset.Set // each prefix on its list id
+	Block     listset.Set
 	ListNames map[uint32]string
 	FeedIDs   map[string]uint32 // list id of each block feed
 	Sizes     loader.Sizes
@@ -102,14 +102,14 @@ func SizesOver(c *config.Config, s loader.Sizes) loader.Sizes {
 // verdicts than the verdict map holds. On errors the state is nil.
 func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 	d := &State{
-		Allow: map[netip.Prefix]uint32{}, Block: map[netip.Prefix]uint32{},
 		ListNames: map[uint32]string{
 			ListRuntimeAllow: "runtime-allow", ListRuntimeBlock: "runtime-block",
 			ListConfigAllow: "allow", ListConfigBlock: "block", ListFleetBlock: "fleet-block",
 		},
 		Sizes: Sizes(c),
 	}
-	diags := checkLimits(c, d.Sizes)
+	d.Allow, d.Block = compileLists(c, d.ListNames)
+	diags := checkLimits(c, d.Sizes, d.Allow, d.Block)
 	var fleetDiags hcl.Diagnostics
 	d.Fleet, fleetDiags = compileFleet(c, d.Sizes.Verdicts)
 	diags = append(diags, fleetDiags...)
@@ -146,23 +146,39 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot compile the policy", Detail: err.Error()}}
 	}
 
+	d.FeedIDs = feedListIDs(c, d.ListNames)
+	return d, nil
+}
+
+// compileLists returns the allow and block lists' entries, each prefix on
+// one list id: the inline CIDRs on ListConfigAllow or ListConfigBlock, each
+// file's on its own id from maps.FirstFileList (allow files first, then
+// block files, in config order), named in names. A prefix named twice in a
+// list is on the id of the last file that names it.
+func compileLists(c *config.Config, names map[uint32]string) (allow, block listset.Set) {
 	next := uint32(maps.FirstFileList)
-	add := func(into map[netip.Prefix]uint32, list config.List, inline uint32, kind string) {
+	compile := func(list config.List, inline uint32, kind string) listset.Set {
+		n := len(list.CIDRs)
+		for _, f := range list.Files {
+			n += len(f.Entries)
+		}
+		es := make([]listset.Entry, 0, n)
 		for _, pfx := range list.CIDRs {
-			into[pfx] = inline
+			es = append(es, listset.Entry{Key: listset.KeyOf(pfx), ID: inline})
 		}
 		for _, f := range list.Files {
-			d.ListNames[next] = kind + ":" + filepath.Base(f.Path)
-			for _, pfx := range f.Entries {
-				into[pfx] = next
+			names[next] = kind + ":" + filepath.Base(f.Path)
+			for _, k := range f.Entries {
+				es = append(es, listset.Entry{Key: k, ID: next})
 			}
 			next++
 		}
+		// Ids grow in config order: the highest id of a prefix is its last source's.
+		return listset.Build(es)
 	}
-	add(d.Allow, c.Allow, ListConfigAllow, "allow")
-	add(d.Block, c.Block, ListConfigBlock, "block")
-	d.FeedIDs = feedListIDs(c, d.ListNames)
-	return d, nil
+	allow = compile(c.Allow, ListConfigAllow, "allow")
+	block = compile(c.Block, ListConfigBlock, "block")
+	return allow, block
 }
 
 // feedListIDs assigns each block feed a list id and name, by config order.

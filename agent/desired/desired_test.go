@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/listset"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
@@ -72,7 +73,7 @@ feed "b" {
 	}
 	pfx := netip.MustParsePrefix
 	for _, tt := range []struct {
-		list map[netip.Prefix]uint32
+		list listset.Set
 		p    string
 		id   uint32
 		name string
@@ -83,7 +84,7 @@ feed "b" {
 		{d.Block, "198.18.2.0/24", maps.FirstFileList + 1, "block:bad.txt"},
 		{d.Block, "2001:2::/48", maps.FirstFileList + 2, "block:worse.txt"},
 	} {
-		if id, ok := tt.list[pfx(tt.p)]; !ok || id != tt.id || d.ListNames[id] != tt.name {
+		if id, ok := tt.list.Lookup(pfx(tt.p)); !ok || id != tt.id || d.ListNames[id] != tt.name {
 			t.Errorf("%s: list %d (%q); want %d (%q)", tt.p, id, d.ListNames[id], tt.id, tt.name)
 		}
 	}

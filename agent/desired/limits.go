@@ -2,11 +2,11 @@ package desired
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/bulwark-filter/bulwark/agent/config"
+	"github.com/bulwark-filter/bulwark/agent/listset"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -25,7 +25,7 @@ func (l *limits) errorf(rng hcl.Range, summary, format string, args ...any) {
 // checkLimits refuses what the datapath cannot hold with maps of the given sizes: more rules than there are rule
 // ids, more list files or block feeds than there are list ids, more entries of a kind than the map that holds
 // them, more class prefixes than the class maps, more verdicts than the verdict map.
-func checkLimits(c *config.Config, sizes loader.Sizes) hcl.Diagnostics {
+func checkLimits(c *config.Config, sizes loader.Sizes, allow, block listset.Set) hcl.Diagnostics {
 	l := &limits{c: c}
 	if rules := c.Limits.Rules; len(rules) > maps.MaxRules {
 		l.errorf(rules[maps.MaxRules].Range, "Too many rules", "At most %d rules are allowed; this is rule %d.", maps.MaxRules, maps.MaxRules+1)
@@ -48,8 +48,8 @@ func checkLimits(c *config.Config, sizes loader.Sizes) hcl.Diagnostics {
 				MaxBlockFeeds, blockFeeds)
 		}
 	}
-	l.listCapacity("allow", c.Allow, sizes.AllowHosts, sizes.AllowPrefixes)
-	l.listCapacity("block", c.Block, sizes.BlockHosts, sizes.BlockPrefixes)
+	l.listCapacity("allow", c.Allow.Range, allow, sizes.AllowHosts, sizes.AllowPrefixes)
+	l.listCapacity("block", c.Block.Range, block, sizes.BlockHosts, sizes.BlockPrefixes)
 	l.classCapacity(sizes.Classes)
 	if r := c.Reputation; r.Mode != "off" && r.MaxVerdicts > sizes.Verdicts {
 		// The defaults fit each other, so one of the two is set.
@@ -65,35 +65,23 @@ func checkLimits(c *config.Config, sizes loader.Sizes) hcl.Diagnostics {
 
 // listCapacity refuses a list with more distinct hosts or prefixes of one family than its maps hold (hosts and
 // prefixes, IPv4 and IPv6, are four maps, each of the size the maps block gives).
-func (l *limits) listCapacity(name string, list config.List, hosts, prefixes uint32) {
+func (l *limits) listCapacity(name string, rng hcl.Range, list listset.Set, hosts, prefixes uint32) {
 	type kind struct {
 		is4, host bool
 	}
-	seen := map[netip.Prefix]bool{}
 	count := map[kind]uint32{}
-	add := func(p netip.Prefix) {
-		if !seen[p] {
-			seen[p] = true
-			count[kind{p.Addr().Is4(), p.IsSingleIP()}]++
-		}
-	}
-	for _, p := range list.CIDRs {
-		add(p)
-	}
-	for _, f := range list.Files {
-		for _, p := range f.Entries {
-			add(p)
-		}
+	for _, e := range list {
+		count[kind{e.Key.Is4(), e.Key.IsHost()}]++
 	}
 	for _, is4 := range []bool{true, false} {
 		if n := count[kind{is4, true}]; n > hosts {
 			key := name + "_hosts"
-			l.errorf(list.Range, "List map too small", "The %s list has %d %s hosts, more than its map holds: maps %s is %d entries; raise it%s.",
+			l.errorf(rng, "List map too small", "The %s list has %d %s hosts, more than its map holds: maps %s is %d entries; raise it%s.",
 				name, n, family(is4), key, hosts, l.setAt(key))
 		}
 		if n := count[kind{is4, false}]; n > prefixes {
 			key := name + "_prefixes"
-			l.errorf(list.Range, "List map too small", "The %s list has %d %s prefixes, more than its map holds: maps %s is %d entries; raise it%s.",
+			l.errorf(rng, "List map too small", "The %s list has %d %s prefixes, more than its map holds: maps %s is %d entries; raise it%s.",
 				name, n, family(is4), key, prefixes, l.setAt(key))
 		}
 	}

@@ -35,7 +35,9 @@ func Exempt(c *config.Config) []guard.Protected {
 	add("reputation.protect", c.Reputation.Protect)
 	add("allow list", c.Allow.CIDRs)
 	for _, f := range c.Allow.Files {
-		add("allow file "+f.Path, f.Entries)
+		for _, k := range f.Entries {
+			ps = append(ps, guard.Protected{Prefix: k.Prefix(), Why: "allow file " + f.Path})
+		}
 	}
 	return ps
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/feeds"
 	"github.com/bulwark-filter/bulwark/agent/geoip"
+	"github.com/bulwark-filter/bulwark/agent/listset"
 	"github.com/bulwark-filter/bulwark/agent/reputation"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
@@ -103,9 +104,9 @@ func loadDatapath(cfg *config.Config, want *desired.State, sizes loader.Sizes, l
 }
 
 // entries is a list's entries for an empty map.
-func entries(want map[netip.Prefix]uint32) []maps.Entry {
+func entries(want listset.Set) []maps.Entry {
 	es := make([]maps.Entry, 0, len(want))
-	for pfx, id := range want {
+	for pfx, id := range want.All() {
 		es = append(es, maps.Entry{Prefix: pfx, ListID: id})
 	}
 	return es

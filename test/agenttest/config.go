@@ -20,6 +20,7 @@ type Config struct {
 	PPS, Burst int      // default limit; 0: none
 	Allow      []string // config allow list CIDRs
 	Block      []string // config block list CIDRs
+	BlockFiles []string // config block list files
 	Extra      string   // raw HCL appended at the end
 	Socket     string   // "": the env's socket
 	Metrics    *string  // nil: the env's MetricsAddr
@@ -50,7 +51,11 @@ func (e *Env) Render(c Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "mode      = \"enforce\"\nmalformed = \"drop\"\npin_dir   = %q\n\n", e.PinRoot)
 	fmt.Fprintf(&b, "interface %q {\n  attach = \"native\"\n}\n\n", e.TB.ServerIf)
-	fmt.Fprintf(&b, "allow {\n  cidrs = %s\n}\n\nblock {\n  cidrs = %s\n}\n\n", quoteList(c.Allow), quoteList(c.Block))
+	fmt.Fprintf(&b, "allow {\n  cidrs = %s\n}\n\nblock {\n  cidrs = %s\n", quoteList(c.Allow), quoteList(c.Block))
+	if len(c.BlockFiles) > 0 {
+		fmt.Fprintf(&b, "  files = %s\n", quoteList(c.BlockFiles))
+	}
+	b.WriteString("}\n\n")
 	v6 := c.IPv6Prefix
 	if v6 == 0 {
 		v6 = 64

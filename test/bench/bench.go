@@ -228,8 +228,18 @@ func writeSources(m *ebpf.Map, n int, round uint64) error {
 
 // countSources is how many entries a sources map holds, read in batches.
 func countSources(m *ebpf.Map) (int, error) {
-	keys := make([]bpf.BulwarkSrcKey, 4096)
-	vals := make([]bpf.BulwarkSrcState, 4096)
+	n, err := countEntries[bpf.BulwarkSrcKey, bpf.BulwarkSrcState](m)
+	if err != nil {
+		return n, fmt.Errorf("count sources: %w", err)
+	}
+	return n, nil
+}
+
+// countEntries is how many entries m (keys K, values V) holds, read in
+// batches.
+func countEntries[K, V any](m *ebpf.Map) (int, error) {
+	keys := make([]K, 4096)
+	vals := make([]V, 4096)
 	var cursor ebpf.MapBatchCursor
 	count := 0
 	for {
@@ -239,7 +249,7 @@ func countSources(m *ebpf.Map) (int, error) {
 			return count, nil
 		}
 		if err != nil {
-			return count, fmt.Errorf("count sources: %w", err)
+			return count, err
 		}
 	}
 }

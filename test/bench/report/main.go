@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -fleet F -out bench/results.json -md docs/benchmarks.md -readme README.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet F -out bench/results.json -md docs/benchmarks.md -readme README.md
 //
 // It also rewrites the README's figures table from the same results
 // (readme.go), so the README quotes only the committed report.
@@ -29,6 +29,7 @@ func main() {
 	gobench := flag.String("gobench", "bench/gobench.txt", "output of go test -bench for the scorer and replay")
 	agentRSS := flag.String("agent-rss", "bench/agent-rss.json", "the agent's memory with 1M sources (TestAgentRSS1M); missing is fine")
 	scrape := flag.String("scrape", "bench/scrape.json", "a scrape and a block add during it with 1M entries and sources (TestScrape1M); missing is fine")
+	listLoad := flag.String("list-load", "bench/list-load.json", "the agent's load and reload of a 1M-line list file beside nft -f (TestListLoad1M); missing is fine")
 	fleetPath := flag.String("fleet", "bench/fleet.json", "fleet propagation fan-out and cold sync (TestFleetBench); missing is fine")
 	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
@@ -48,7 +49,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *fleetPath, *latency, *out, *md, *readme, *started); err != nil {
+	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *listLoad, *fleetPath, *latency, *out, *md, *readme, *started); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -185,7 +186,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 	w.WriteString("\nRSS per source is (VmRSS - idle VmRSS) / sources; the BPF maps are kernel memory, not in RSS.\n")
 }
 
-func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md, readme string, started int64) error {
+func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency, out, md, readme string, started int64) error {
 	dp, err := readJSON(datapath, false)
 	if err != nil {
 		return err
@@ -206,6 +207,10 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md, 
 	if err != nil {
 		return err
 	}
+	ll, err := readJSON(listLoad, true)
+	if err != nil {
+		return err
+	}
 	fl, err := readJSON(fleetPath, true)
 	if err != nil {
 		return err
@@ -222,7 +227,7 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md, 
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	tg := append(append(targets(dp, nf, gb, blockLatency), scrapeTargets(scr)...), fleetTargets(fl)...)
+	tg := append(append(append(targets(dp, nf, gb, blockLatency), scrapeTargets(scr)...), listLoadTargets(ll)...), fleetTargets(fl)...)
 	mach := machine()
 	if started > 0 {
 		mach["make_bench_minutes"] = fmt.Sprintf("%.1f", time.Since(time.Unix(started, 0)).Minutes())
@@ -236,6 +241,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md, 
 	}
 	if scr != nil {
 		all["scrape"] = scr
+	}
+	if ll != nil {
+		all["list_load"] = ll
 	}
 	if fl != nil {
 		all["fleet"] = fl
@@ -291,6 +299,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, fleetPath, latency, out, md, 
 	}
 	if scr != nil {
 		writeScrape(&w, scr)
+	}
+	if ll != nil {
+		writeListLoad(&w, ll)
 	}
 	if fl != nil {
 		writeFleet(&w, fl)
@@ -370,6 +381,59 @@ func scrapeTargets(r map[string]any) []target {
 	return []target{
 		{"one scrape with 1M block entries and 1M sources within 300 ms", fmt.Sprintf("%.1f ms median", scr), scr <= 300},
 		{"a block add issued during a scrape within 20 ms", fmt.Sprintf("%.2f ms median", add), add <= 20},
+	}
+}
+
+// writeListLoad writes the section of TestListLoad1M's figures.
+func writeListLoad(w *strings.Builder, r map[string]any) {
+	num := func(k string) float64 { v, _ := r[k].(float64); return v }
+	fmt.Fprintf(w, "\n## Loading a %.0f-line block list file on the agent's path, beside nft -f (the real agent)\n\n", num("entries"))
+	w.WriteString("| figure | runs | median | least | most |\n|---|---|---|---|---|\n")
+	for _, f := range []struct{ name, key, unit string }{
+		{"`bulwark run` until every entry is in the kernel", "start_s", "s"},
+		{"`bulwark run` with an empty list file (program load and attach)", "empty_start_s", "s"},
+		{fmt.Sprintf("`bulwark reload` after %.0f lines changed", num("changed")), "reload_s", "s"},
+		{"`nft -f` of the same list (one interval set)", "nft_load_s", "s"},
+		{"`nft -f` flushing the set and adding the changed list (one transaction)", "nft_reload_s", "s"},
+		{"agent VmRSS with the empty list file", "idle_rss_mib", "MiB"},
+		{"agent VmRSS after the start", "rss_mib", "MiB"},
+		{"agent VmRSS after the reload", "reload_rss_mib", "MiB"},
+		{"agent VmHWM (peak) after the reload", "hwm_mib", "MiB"},
+		{"nft's peak RSS", "nft_maxrss_mib", "MiB"},
+	} {
+		med, lo, hi, n := spread(r, f.key)
+		fmt.Fprintf(w, "| %s | %d | %.2f %s | %.2f | %.2f |\n", f.name, n, med, f.unit, lo, hi)
+	}
+	start, _, _, _ := spread(r, "start_s")
+	empty, _, _, _ := spread(r, "empty_start_s")
+	reload, _, _, _ := spread(r, "reload_s")
+	fmt.Fprintf(w, "\nThe list's own share of the start (median start less median empty-file start): %.2f s.", start-empty)
+	if nftLoad, _, _, n := spread(r, "nft_load_s"); n > 0 && start > 0 && reload > 0 {
+		nftReload, _, _, _ := spread(r, "nft_reload_s")
+		fmt.Fprintf(w, " `nft -f` took %.1fx the agent's start and %.1fx its reload (medians).", nftLoad/start, nftReload/reload)
+	}
+	w.WriteString("\nThe list is nft.Entries (90 % /32 hosts, 10 % prefixes /20-/31); the reload replaces 10 % of the host lines. " +
+		"The start is timed from spawning `bulwark run` until its control socket answers (the agent writes its lists before it " +
+		"serves), the reload from running `bulwark reload` until it returns; each run starts on empty maps and counts the " +
+		"kernel's host entries after each step. The entries themselves are kernel memory (the BPF maps), not in the agent's RSS.\n")
+}
+
+// listLoadTargets checks TestListLoad1M's figures against the issue's targets (medians of the runs).
+func listLoadTargets(r map[string]any) []target {
+	if r == nil {
+		return nil
+	}
+	const mbPerMiB = 1.048576
+	start, _, _, _ := spread(r, "start_s")
+	reload, _, _, _ := spread(r, "reload_s")
+	rss, _, _, _ := spread(r, "rss_mib")
+	rssReload, _, _, _ := spread(r, "reload_rss_mib")
+	worst := max(rss, rssReload) * mbPerMiB
+	return []target{
+		{"1M-line list file loaded at start within 2 s (command to every entry in the kernel)", fmt.Sprintf("%.2f s median", start), start <= 2},
+		{"a reload with 10 % of the list's lines changed within 1 s", fmt.Sprintf("%.2f s median", reload), reload <= 1},
+		{"agent RSS with a 1M-entry list at most 100 MB", fmt.Sprintf("%.0f MB after the start, %.0f MB after the reload (medians)",
+			rss*mbPerMiB, rssReload*mbPerMiB), worst <= 100},
 	}
 }
 
@@ -465,7 +529,7 @@ func targets(dp, nf map[string]any, gb map[string]map[string][]float64, blockLat
 			m, _ := l.(map[string]any)
 			if m["receiver"] == "bulwark" && m["entries"] == float64(1_000_000) {
 				sec, _ := m["load_s"].(float64)
-				out = append(out, target{"1M block entries loaded in under 2 s", fmt.Sprintf("%.2f s", sec), sec < 2})
+				out = append(out, target{"1M pre-built block entries written by maps.List.Add in under 2 s (not the agent's path: see the list file load)", fmt.Sprintf("%.2f s", sec), sec < 2})
 			}
 		}
 	}

@@ -73,7 +73,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "allow"}, {Type: "block"}, {Type: "limits"}, {Type: "metrics"}, {Type: "log"}, {Type: "control"},
 		{Type: "maps"}, {Type: "events"}, {Type: "reputation"},
 		{Type: "feed", LabelNames: []string{"name"}},
-		{Type: "geoip"}, {Type: "safety"}, {Type: "fleet"},
+		{Type: "geoip"}, {Type: "safety"}, {Type: "fleet"}, {Type: "crowdsec"},
 	},
 }
 
@@ -155,6 +155,9 @@ func (d *decoder) root(body hcl.Body) *Config {
 	}
 	if b := d.single(c.Blocks, "fleet"); b != nil {
 		d.fleet(b, cfg)
+	}
+	if b := d.single(c.Blocks, "crowdsec"); b != nil {
+		d.crowdSec(b, cfg)
 	}
 	return cfg
 }

@@ -42,6 +42,9 @@ const (
 	// ListFleetBlock holds the fleet's blocks on prefixes wider than one
 	// source (written by the fleet's applier, with their expiry).
 	ListFleetBlock uint32 = 4
+	// ListCrowdSecBlock holds CrowdSec's range decisions (written by the
+	// crowdsec bouncer, with their expiry).
+	ListCrowdSecBlock uint32 = 5
 )
 
 // List files get ids from maps.FirstFileList (allow files first, then
@@ -59,6 +62,8 @@ type State struct {
 	Sizes     loader.Sizes
 	// Fleet is the fleet block's settings; nil without one.
 	Fleet *Fleet
+	// CrowdSec is the crowdsec block's settings; nil without one.
+	CrowdSec *CrowdSec
 }
 
 func limitFrom(l config.Limit) maps.Limit {
@@ -104,13 +109,17 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 		ListNames: map[uint32]string{
 			ListRuntimeAllow: "runtime-allow", ListRuntimeBlock: "runtime-block",
 			ListConfigAllow: "allow", ListConfigBlock: "block", ListFleetBlock: "fleet-block",
+			ListCrowdSecBlock: "crowdsec",
 		},
 		Sizes: Sizes(c),
 	}
 	diags := checkLimits(c, d.Sizes)
 	var fleetDiags hcl.Diagnostics
 	d.Fleet, fleetDiags = compileFleet(c, d.Sizes.Verdicts)
-	if diags = append(diags, fleetDiags...); diags.HasErrors() {
+	diags = append(diags, fleetDiags...)
+	var csDiags hcl.Diagnostics
+	d.CrowdSec, csDiags = compileCrowdSec(c, d.Sizes.Verdicts)
+	if diags = append(diags, csDiags...); diags.HasErrors() {
 		return nil, diags
 	}
 	p := &d.Policy

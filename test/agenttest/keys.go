@@ -156,6 +156,8 @@ var KeyChanges = map[string]KeyChange{
 	"geoip.country_weights":  set(geoip, "country_weights", `{ "GB" = 20 }`, false),
 	"geoip.asn_weights":      set(geoip, "asn_weights", `{ "64496" = 20 }`, false),
 	"fleet":                  {Add: []NewBlock{{top, "fleet", nil, [][2]string{{"servers", `["nats://127.0.0.1:4222"]`}, {"node", `"keytest"`}}}}, Restart: true},
+	"crowdsec": {Add: []NewBlock{{top, "crowdsec", nil, [][2]string{{"lapi_url", `"http://127.0.0.1:8080"`}, {"api_key_file", `"$DIR/keytest-cs.key"`}}}},
+		Files: map[string]string{"keytest-cs.key": "0123456789abcdef\n"}, Restart: true},
 }
 
 // Edit applies settings and new blocks to the config src. vars replaces "$DIR", "$MMDB" and the like in the

@@ -180,8 +180,13 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
 		return false
 	}
 	began := time.Now()
-	applied, deleted, refused := l.apply(s, startup)
+	applied, deleted, refused, ok := l.apply(s, startup)
+	if !ok {
+		return false // no interface yet: the next pull is a startup pull
+	}
 	took := time.Since(began)
+	l.log.Debug("CrowdSec decisions pulled", "startup", startup, "new", len(s.New), "deleted", len(s.Deleted),
+		"written", applied, "removed", deleted, "refused", refused, "took", took)
 	l.pulls.WithLabelValues("ok").Inc()
 	l.lastPull.SetToCurrentTime()
 	l.decisions.WithLabelValues("applied").Add(float64(applied))
@@ -204,13 +209,14 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
 }
 
 // apply merges one stream answer into the book and writes the changes;
-// it returns how many targets it wrote, deleted and refused.
-func (l *crowdSecLink) apply(s crowdsec.Stream, startup bool) (applied, deleted, refused int) {
+// it returns how many targets it wrote, deleted and refused, and false
+// when there is no interface to write to (the answer is not taken).
+func (l *crowdSecLink) apply(s crowdsec.Stream, startup bool) (applied, deleted, refused int, ok bool) {
 	l.writers.Lock()
 	defer l.writers.Unlock()
 	st := l.state()
 	if st == nil || len(st.ifaces) == 0 {
-		return 0, 0, 0
+		return 0, 0, 0, false
 	}
 	now := time.Now()
 	l.mu.Lock()
@@ -251,7 +257,7 @@ func (l *crowdSecLink) apply(s crowdsec.Stream, startup bool) (applied, deleted,
 		}
 		l.audit.Record(l.log, r)
 	}
-	return len(w.put), len(w.removed), len(w.refused) + counts.Refused
+	return len(w.put), len(w.removed), len(w.refused) + counts.Refused, true
 }
 
 // maxAuditTargets bounds the targets one audit record lists.

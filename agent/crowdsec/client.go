@@ -100,7 +100,7 @@ func (c *Client) Pull(ctx context.Context, startup bool) (Stream, error) {
 	if c.key != "" {
 		req.Header.Set("X-Api-Key", c.key)
 	}
-	req.Header.Set("User-Agent", "bulwark-crowdsec-bouncer")
+	req.Header.Set("User-Agent", "bulwark-bouncer/v1")
 	body, err := do(c.http, req, c.maxBytes)
 	if err != nil {
 		return s, fmt.Errorf("pull decisions: %w", err)

@@ -140,14 +140,20 @@ func (l *crowdSecLink) rebuildGuard(cfg *config.Config, allow listReader) {
 }
 
 // run pulls the decision stream every interval until ctx ends, and pushes
-// alerts when the link is a source.
+// alerts when the link is a source. Every resync, and after a pull that
+// failed, the pull is a startup pull: the LAPI's deltas are by time and
+// can miss a decision committed while a pull ran (cs-firewall-bouncer
+// #506), the full list cannot.
 func (l *crowdSecLink) run(ctx context.Context) {
 	if l.source != nil {
 		go l.source.Run(ctx)
 	}
-	startup := true
+	startup, last := true, time.Time{}
 	for {
-		startup = !l.pull(ctx, startup)
+		if startup {
+			last = time.Now()
+		}
+		startup = !l.pull(ctx, startup) || time.Since(last) >= l.settings.Resync
 		select {
 		case <-ctx.Done():
 			return
@@ -409,20 +415,33 @@ func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) []netip.
 }
 
 // keepLocal drops from vs the verdicts where one of another origin wins:
-// a stronger one, or one as strong that lasts as long.
+// a stronger one, or one as strong that lasts as long. A few are looked up
+// one by one, many by one walk of the map.
 func (l *crowdSecLink) keepLocal(m *maps.Set, vs []maps.VerdictEntry) ([]maps.VerdictEntry, error) {
 	if len(vs) == 0 {
 		return nil, nil
 	}
-	cur, err := m.Verdicts()
-	if err != nil {
-		return nil, err
-	}
 	mono := monotonicNow()
 	local := map[netip.Prefix]maps.VerdictEntry{}
-	for _, c := range cur {
-		if c.Origin != maps.OriginCrowdSec && c.ExpiresNS > mono {
-			local[c.Source] = c
+	if len(vs) < walkAbove {
+		for _, v := range vs {
+			c, ok, err := m.Verdict(v.Source.Addr())
+			if err != nil {
+				return nil, err
+			}
+			if ok && c.Origin != maps.OriginCrowdSec && c.ExpiresNS > mono {
+				local[v.Source] = c
+			}
+		}
+	} else {
+		cur, err := m.Verdicts()
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cur {
+			if c.Origin != maps.OriginCrowdSec && c.ExpiresNS > mono {
+				local[c.Source] = c
+			}
 		}
 	}
 	if len(local) == 0 {
@@ -439,6 +458,10 @@ func (l *crowdSecLink) keepLocal(m *maps.Set, vs []maps.VerdictEntry) ([]maps.Ve
 	}
 	return out, nil
 }
+
+// walkAbove is how many verdicts to check make one walk of the verdict
+// map cheaper than a lookup each.
+const walkAbove = 20000
 
 // putBlocks writes range blocks, leaving a prefix the block list holds
 // from another list (the config, the CLI, a feed, the fleet) as it is.

@@ -455,6 +455,8 @@ safety {
 ##   actions       decision type -> "block" or "throttle" (throttle: one address only). Default { ban = "block" };
 ##                 other types are not taken.
 ##   interval      the time between pulls, 100ms..1h. Default "2s".
+##   resync        the time between full (startup) pulls, diffed against what is in force, 1s..24h: the LAPI's
+##                 deltas can miss a decision committed while a pull ran. Default "1m".
 ##   max_decisions the decisions held, 1..67108864, at most maps verdicts; more are refused and counted. Default
 ##                 maps verdicts. An answer over max_decisions x 1 KiB is refused whole (what is applied stays).
 ##   machine, password_file  machine credentials (`cscli machines add NAME --password ...`; the file's first line
@@ -472,6 +474,7 @@ safety {
 #   scopes        = ["ip", "range"]
 #   actions       = { ban = "block", captcha = "throttle" }
 #   interval      = "2s"
+#   resync        = "1m"
 #   machine       = "bulwark-edge-1"
 #   password_file = "/etc/bulwark/crowdsec-machine.password"
 # }

@@ -415,6 +415,8 @@ type CrowdSec struct {
 	Actions map[string]string `hcl:"actions"`
 	// Interval is how often the decision stream is pulled, 100ms..1h; 0 is the default.
 	Interval time.Duration `hcl:"interval"`
+	// Resync is how often a full (startup) pull replaces the deltas, 1s..24h; 0 is the default.
+	Resync time.Duration `hcl:"resync"`
 	// MaxDecisions caps the decisions held, 1..67108864; 0 is the default.
 	MaxDecisions int `hcl:"max_decisions"`
 	// Machine and PasswordFile (absolute, existing) are the machine credentials that make the agent push its

@@ -14,6 +14,8 @@ const (
 	minCrowdSecInterval = 100 * time.Millisecond
 	maxCrowdSecInterval = time.Hour
 	maxCrowdSecQueue    = 1_000_000
+	minCrowdSecResync   = time.Second
+	maxCrowdSecResync   = 24 * time.Hour
 )
 
 // CrowdSecScopes are the decision scopes the bouncer can take.
@@ -33,7 +35,7 @@ func (d *decoder) crowdSec(b *hcl.Block, cfg *Config) {
 	c := d.content(b.Body, &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "lapi_url", Required: true}, {Name: "api_key_file"}, {Name: "scopes"}, {Name: "origins"},
-			{Name: "actions"}, {Name: "interval"}, {Name: "max_decisions"}, {Name: "machine"}, {Name: "password_file"},
+			{Name: "actions"}, {Name: "interval"}, {Name: "resync"}, {Name: "max_decisions"}, {Name: "machine"}, {Name: "password_file"},
 			{Name: "push_queue"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}},
@@ -68,6 +70,7 @@ func (d *decoder) crowdSec(b *hcl.Block, cfg *Config) {
 		cs.Actions = d.crowdSecActions(a)
 	}
 	d.durationAttr(attrs["interval"], &cs.Interval, minCrowdSecInterval, maxCrowdSecInterval)
+	d.durationAttr(attrs["resync"], &cs.Resync, minCrowdSecResync, maxCrowdSecResync)
 	uintAttr(d, attrs["max_decisions"], &cs.MaxDecisions, "max_decisions", 1, maxMapEntries)
 	machine, pw := attrs["machine"], attrs["password_file"]
 	if machine != nil && d.stringAttr(machine, &cs.Machine) && !crowdSecWordRE.MatchString(cs.Machine) {

@@ -15,6 +15,7 @@ import (
 // Defaults of the crowdsec block.
 const (
 	DefaultCrowdSecInterval  = 2 * time.Second
+	DefaultCrowdSecResync    = time.Minute
 	DefaultCrowdSecPushQueue = 10_000
 	// crowdSecBytesPerDecision bounds one decision's size in a stream
 	// answer (about 200 bytes in practice), for the read cap.
@@ -33,6 +34,9 @@ type CrowdSec struct {
 	Filter crowdsec.Filter
 	// Interval is the time between pulls of the decision stream.
 	Interval time.Duration
+	// Resync is the time between full (startup) pulls: a LAPI's deltas
+	// can miss decisions committed while a pull ran.
+	Resync time.Duration
 	// MaxBytes caps one stream answer (from the cap on decisions).
 	MaxBytes int64
 	// Machine and PasswordFile are the source's credentials; "" without.
@@ -54,10 +58,11 @@ func compileCrowdSec(c *config.Config, verdicts uint32) (*CrowdSec, hcl.Diagnost
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid lapi_url", Detail: err.Error(),
 			Subject: c.Set["crowdsec"].Value.Ptr()}}
 	}
-	out := &CrowdSec{URL: u, APIKeyFile: cs.APIKeyFile, Interval: DefaultCrowdSecInterval,
+	out := &CrowdSec{URL: u, APIKeyFile: cs.APIKeyFile, Interval: DefaultCrowdSecInterval, Resync: DefaultCrowdSecResync,
 		TLS:     crowdsec.TLS{CAFile: cs.TLS.CAFile, CertFile: cs.TLS.CertFile, KeyFile: cs.TLS.KeyFile},
 		Machine: cs.Machine, PasswordFile: cs.PasswordFile, PushQueue: DefaultCrowdSecPushQueue}
 	setIf(&out.Interval, cs.Interval)
+	setIf(&out.Resync, cs.Resync)
 	setIf(&out.PushQueue, cs.PushQueue)
 	f := crowdsec.Filter{Scopes: slices.Clone(config.CrowdSecScopes), Origins: slices.Clone(cs.Origins),
 		Actions: map[string]crowdsec.Action{"ban": crowdsec.ActionBlock}, Max: int(verdicts)}

@@ -301,12 +301,23 @@ func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []cr
 	var puts []crowdsec.Entry
 	var removes []netip.Prefix
 	if full != nil {
-		puts = full
-		keep := map[netip.Prefix]bool{}
+		keep := make(map[netip.Prefix]bool, len(full))
 		for _, e := range full {
 			keep[crowdSecKey(e.Target, v6)] = true
 		}
-		removes = l.owned(st, keep)
+		var have map[netip.Prefix]bool
+		removes, have = l.owned(st, keep)
+		changed := make(map[netip.Prefix]bool, len(changes))
+		for _, c := range changes {
+			changed[c.Target] = true
+		}
+		// What changed, and what is missing from the maps (a verdict
+		// of another origin took its place, or the agent restarted).
+		for _, e := range full {
+			if changed[e.Target] || !have[crowdSecKey(e.Target, v6)] {
+				puts = append(puts, e)
+			}
+		}
 	} else {
 		for _, c := range changes {
 			if c.Remove {
@@ -388,18 +399,24 @@ func crowdSecKey(p netip.Prefix, v6prefix int) netip.Prefix {
 	return p
 }
 
-// owned lists what CrowdSec put in the first interface's maps (verdicts
-// of origin crowdsec, block entries of its list) that keep does not hold.
-func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) []netip.Prefix {
+// owned reads what CrowdSec put in the first interface's maps (verdicts
+// of origin crowdsec, block entries of its list): stale is what keep does
+// not hold, have all of it.
+func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale []netip.Prefix, have map[netip.Prefix]bool) {
 	m := st.ifaces[0].dp.Maps
-	var out []netip.Prefix
+	have = map[netip.Prefix]bool{}
+	mono := monotonicNow()
 	vs, err := m.Verdicts()
 	if err != nil {
 		l.log.Error("CrowdSec resync: verdicts not read; stale ones expire on their own", "error", err)
 	}
 	for _, v := range vs {
-		if v.Origin == maps.OriginCrowdSec && !keep[v.Source] {
-			out = append(out, v.Source)
+		switch {
+		case v.Origin != maps.OriginCrowdSec:
+		case !keep[v.Source]:
+			stale = append(stale, v.Source)
+		case v.ExpiresNS > mono:
+			have[v.Source] = true
 		}
 	}
 	es, err := m.Block.Entries()
@@ -407,11 +424,15 @@ func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) []netip.
 		l.log.Error("CrowdSec resync: block list not read; stale ranges expire on their own", "error", err)
 	}
 	for _, e := range es {
-		if e.ListID == desired.ListCrowdSecBlock && !keep[e.Prefix] {
-			out = append(out, e.Prefix)
+		switch {
+		case e.ListID != desired.ListCrowdSecBlock:
+		case !keep[e.Prefix]:
+			stale = append(stale, e.Prefix)
+		case e.ExpiresNS > mono:
+			have[e.Prefix] = true
 		}
 	}
-	return out
+	return stale, have
 }
 
 // keepLocal drops from vs the verdicts where one of another origin wins:

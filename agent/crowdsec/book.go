@@ -193,7 +193,12 @@ func (b *Book) changes(old map[netip.Prefix]Entry, touched map[netip.Prefix]bool
 			out = append(out, Change{Target: t, Winner: now})
 		}
 	}
-	slices.SortFunc(out, func(x, y Change) int { return strings.Compare(x.Target.String(), y.Target.String()) })
+	slices.SortFunc(out, func(x, y Change) int {
+		if c := x.Target.Addr().Compare(y.Target.Addr()); c != 0 {
+			return c
+		}
+		return x.Target.Bits() - y.Target.Bits()
+	})
 	return out
 }
 

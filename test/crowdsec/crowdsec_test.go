@@ -235,7 +235,7 @@ func TestImport100k(t *testing.T) {
 		var b strings.Builder
 		b.WriteString("duration,scope,value,type,reason\n")
 		for i := c; i < c+chunk; i++ {
-			fmt.Fprintf(&b, "4h,ip,%s,ban,test/import\n", addr(i))
+			fmt.Fprintf(&b, "4h,ip,%s,ban,test/import\n", addr(i)) // origin cscli-import
 		}
 		csv := filepath.Join(l.Dir, fmt.Sprintf("import-%d.csv", c))
 		if err := os.WriteFile(csv, []byte(b.String()), 0o600); err != nil {
@@ -268,12 +268,12 @@ func TestImport100k(t *testing.T) {
 	vs := verdicts(e)
 	missing := 0
 	for i := range n {
-		if v, ok := vs[src(addr(i))]; !ok || v.Origin != "crowdsec:cscli/test/import" {
+		if v, ok := vs[src(addr(i))]; !ok || v.Origin != "crowdsec:cscli-import/test/import" {
 			missing++
 		}
 	}
 	if missing != 0 {
-		t.Errorf("%d of %d imported decisions not in force as crowdsec:cscli/test/import verdicts", missing, n)
+		t.Errorf("%d of %d imported decisions not in force as crowdsec:cscli-import/test/import verdicts", missing, n)
 	}
 	for _, i := range []int{0, n / 2, n - 1} {
 		if got := e.Send(addr(i), frames); got != 0 {

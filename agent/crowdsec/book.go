@@ -18,7 +18,7 @@ type Filter struct {
 	Max     int
 }
 
-// Change is what a merge changed on one target: the decision now in force
+// Change is what a merge changed on one target (in no particular order): the decision now in force
 // there (the strongest, then the longest), or Remove when none is left.
 type Change struct {
 	Target netip.Prefix
@@ -193,12 +193,6 @@ func (b *Book) changes(old map[netip.Prefix]Entry, touched map[netip.Prefix]bool
 			out = append(out, Change{Target: t, Winner: now})
 		}
 	}
-	slices.SortFunc(out, func(x, y Change) int {
-		if c := x.Target.Addr().Compare(y.Target.Addr()); c != 0 {
-			return c
-		}
-		return x.Target.Bits() - y.Target.Bits()
-	})
 	return out
 }
 

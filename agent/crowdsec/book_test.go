@@ -2,6 +2,7 @@ package crowdsec
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ func dec(id int64, scope, value, typ, dur string) Decision {
 
 // show renders changes as "+target action expiry-offset" and "-target".
 func show(cs []Change, now time.Time) string {
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(x, y Change) int { return x.Target.Addr().Compare(y.Target.Addr()) })
 	var out []string
 	for _, c := range cs {
 		if c.Remove {

@@ -326,10 +326,18 @@ reputation {
 		fmt.Sprintf("  machine       = \"bulwark-edge\"\n  password_file = %q\n", pw))})
 	e.Start()
 	flood := agenttest.Addr("198.18.80.8")
-	e.Send(flood, 500)
-	agenttest.WaitFor(t, 60*time.Second, "the engine's block of "+flood.String(), func() bool {
-		v, ok := verdicts(e)[src(flood)]
-		return ok && v.Origin == "scorer"
+	// Bursts of 200 frames (at most 50) until the engine blocks it: a
+	// score needs the flood seen over the engine's cycles.
+	bursts := 0
+	agenttest.WaitFor(t, 90*time.Second, "the engine's block of "+flood.String(), func() bool {
+		if v, ok := verdicts(e)[src(flood)]; ok && v.Origin == "scorer" {
+			return true
+		}
+		if bursts < 50 {
+			bursts++
+			e.Send(flood, 200)
+		}
+		return false
 	})
 	var alerts []struct {
 		Scenario  string `json:"scenario"`

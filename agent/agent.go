@@ -71,6 +71,7 @@ type Agent struct {
 	geo       *geoip.Source
 	runCtx    context.Context
 	fleet     *fleetLink                    // nil without a fleet block; set at start
+	crowdsec  *crowdSecLink                 // nil without a crowdsec block; set at start
 	recorders *flightRecorders              // replaced by a reload under a.mu when their settings change
 	names     atomic.Pointer[desired.State] // for readers that must not wait on a.mu
 
@@ -194,12 +195,16 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	cs, err := a.newCrowdSec(want.CrowdSec, cfg, allow)
+	if err != nil {
+		return err
+	}
 	det, err := newFleetDetection(want.Fleet, a.log.Named("fleet-detect"))
 	if err != nil {
 		return err
 	}
 	sc := newScoring(scoreDeps{log: a.log, audit: a.audit, ifaces: scored, allow: allow,
-		feeds: a.feeds.scoreHits, geo: a.geo, generation: evidence, publish: fl.scorerPublisher(), observe: det.observer()})
+		feeds: a.feeds.scoreHits, geo: a.geo, generation: evidence, publish: bothPublishers(fl.scorerPublisher(), cs.scorerPublisher()), observe: det.observer()})
 	if err := sc.start(cfg); err != nil {
 		return fmt.Errorf("reputation engine: %w", err)
 	}
@@ -213,6 +218,7 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	a.scoring = sc
 	a.recorders = recs
 	a.fleet = fl
+	a.crowdsec = cs
 	a.runCtx = ctx
 	a.publish()
 	a.mu.Unlock()
@@ -229,6 +235,14 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}()
 		defer func() { stopFleet(); <-fleetDone }()
+	}
+	// The CrowdSec bouncer writes through the published state too.
+	if cs != nil {
+		a.reg.MustRegister(cs.collectors()...)
+		csCtx, stopCS := context.WithCancel(ctx)
+		csDone := make(chan struct{})
+		go func() { defer close(csDone); cs.run(csCtx) }()
+		defer func() { stopCS(); <-csDone }()
 	}
 	if det != nil {
 		a.reg.MustRegister(det.collectors()...)
@@ -479,6 +493,9 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	}
 	if a.fleet != nil && len(a.ifaces) > 0 {
 		a.fleet.applier.rebuildGuard(cfg, a.ifaces[0].dp.Maps.Allow)
+	}
+	if a.crowdsec != nil && len(a.ifaces) > 0 {
+		a.crowdsec.rebuildGuard(cfg, a.ifaces[0].dp.Maps.Allow)
 	}
 	a.log.SetLevel(hclog.LevelFromString(cfg.Log.Level))
 	if recs != nil {

@@ -190,11 +190,12 @@ func (s *controlServer) handler() http.Handler {
 	mux.HandleFunc("GET /v1/signatures", s.handleSignaturesGet)
 	mux.HandleFunc("POST /v1/signatures", s.handleSignatureAdd)
 	mux.HandleFunc("DELETE /v1/signatures/{name}", s.handleSignatureDel)
+	mux.HandleFunc("GET /v1/crowdsec", s.handleCrowdSec)
 	// Every other request gets a JSON error too, not the mux's plain text.
 	notAllowed := func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 	}
-	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/lists/{list}/import", "/v1/reload", "/v1/explain/{ip}", "/v1/why/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources", "/v1/fleet", "/v1/signatures", "/v1/signatures/{name}"} {
+	for _, p := range []string{"/v1/status", "/v1/lists/{list}", "/v1/lists/{list}/import", "/v1/reload", "/v1/explain/{ip}", "/v1/why/{ip}", "/v1/verdicts", "/v1/capture", "/v1/sources", "/v1/fleet", "/v1/signatures", "/v1/signatures/{name}", "/v1/crowdsec"} {
 		mux.HandleFunc(p, notAllowed)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -255,6 +256,9 @@ func (s *controlServer) handleListGet(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		le := api.ListEntry{CIDR: e.Prefix.String(), List: st.want.ListNames[e.ListID], Origin: originOf(e.ListID)}
+		if e.ListID == desired.ListCrowdSecBlock {
+			le.Origin = st.crowdsec.label(e.Prefix)
+		}
 		if e.ExpiresNS != 0 {
 			le.ExpiresIn = float64(e.ExpiresNS-now) / 1e9
 		}
@@ -519,7 +523,7 @@ func (s *controlServer) handleVerdictsGet(w http.ResponseWriter, r *http.Request
 				continue
 			}
 			seen[v.Source.String()] = true
-			out = append(out, api.Verdict{Source: v.Source.String(), Action: v.Action.String(), Origin: st.fleet.origin(v.Origin, v.Source),
+			out = append(out, api.Verdict{Source: v.Source.String(), Action: v.Action.String(), Origin: st.verdictOrigin(v.Origin, v.Source),
 				Score: v.Score, ExpiresIn: float64(v.ExpiresNS-now) / 1e9})
 		}
 	}

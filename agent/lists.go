@@ -16,10 +16,10 @@ func runtimeList(id uint32) bool {
 }
 
 // configList reports whether a list id belongs to the config (not to the
-// CLI, not to the fleet, not to a feed): only those entries does a config
-// reconcile delete.
+// CLI, not to the fleet, not to CrowdSec, not to a feed): only those
+// entries does a config reconcile delete.
 func configList(id uint32) bool {
-	return !runtimeList(id) && id != desired.ListFleetBlock && id < maps.FirstFeedList
+	return !runtimeList(id) && id != desired.ListFleetBlock && id != desired.ListCrowdSecBlock && id < maps.FirstFeedList
 }
 
 // reconcileList makes the config-owned part of l equal want: every wanted

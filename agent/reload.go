@@ -109,6 +109,8 @@ var reloadKeys = map[string]reloadHow{
 	"log.format": reloadRestart,
 	// The fleet client is made, connected and bound to its bucket at start.
 	"fleet": reloadRestart,
+	// The CrowdSec bouncer's client is made at start.
+	"crowdsec": reloadRestart,
 }
 
 // restartNeeded refuses a reload that changes keys only a restart can change, naming each such key.

@@ -126,7 +126,7 @@ func whyProbe(addr netip.Addr, q url.Values) (maps.Probe, error) {
 }
 
 // listOrigin says where the entries of list id come from: the run-time
-// lists (the CLI and API), the fleet's prefix blocks, the config's inline
+// lists (the CLI and API), the fleet's prefix blocks, CrowdSec's ranges, the config's inline
 // CIDRs, a list file of the config or a block feed.
 func listOrigin(id uint32) string {
 	switch {
@@ -134,6 +134,8 @@ func listOrigin(id uint32) string {
 		return "runtime"
 	case id == desired.ListFleetBlock:
 		return "fleet"
+	case id == desired.ListCrowdSecBlock:
+		return "crowdsec"
 	case id == desired.ListConfigAllow || id == desired.ListConfigBlock:
 		return "config"
 	case id < maps.FirstFeedList:

@@ -75,7 +75,7 @@ allow {
   cidrs = []
   ## List files: one CIDR or address per line; "#" and ";" start a comment (whole line or trailing, as in
   ## "1.10.16.0/20 ; SBL256894"); blank lines are ignored. A missing file or a bad line is an error naming the file
-  ## and line. At most 64 MiB and 2,000,000 entries per file, and 507 files in allow and block together.
+  ## and line. At most 64 MiB and 2,000,000 entries per file, and 506 files in allow and block together.
   ## The list's hosts and prefixes of each address family must fit the maps block's sizes. Default [].
   files = []
 }
@@ -458,3 +458,46 @@ signatures {
   detect = "off"
   ttl    = "1m"
 }
+
+## CrowdSec (optional): make the agent a bouncer of a CrowdSec local API (LAPI), and with machine credentials a
+## source of it. Without this block nothing changes. The keys take effect at the agent's start: a reload that
+## changes them is refused ("restart needed"). The agent pulls /v1/decisions/stream every interval (a startup pull
+## first, then deltas) and applies each decision whose type actions maps, with the decision's remaining duration: a
+## decision on one address goes to the verdict map (an IPv6 address blocks its source, the limits' ipv6_prefix), a
+## range to the block list (list "crowdsec"). `verdicts list` and `block list` show the origin as
+## crowdsec:<origin>/<scenario>. When the LAPI cannot be read or answers an error, what was applied stays in force;
+## the next pull that works is a startup pull, diffed against what is in force (deleted decisions missed meanwhile
+## are removed, new ones added). `bulwark crowdsec status` shows the state.
+##   lapi_url      the LAPI's http or https URL, as in "http://127.0.0.1:8080". Required.
+##   api_key_file  the bouncer's key (`cscli bouncers add NAME`), its first line; must exist. Required unless tls
+##                 has a client certificate.
+##   tls           ca_file verifies the LAPI (default: the system's roots); cert_file and key_file (both or
+##                 neither) are a client certificate. Each must exist.
+##   scopes        the decision scopes taken: "ip", "range". Default both.
+##   origins       the decision origins taken, as in ["cscli", "crowdsec", "CAPI", "lists"]. Default all.
+##   actions       decision type -> "block" or "throttle" (throttle: one address only). Default { ban = "block" };
+##                 other types are not taken.
+##   interval      the time between pulls, 100ms..1h. Default "2s".
+##   resync        the time between full (startup) pulls, diffed against what is in force, 1s..24h: the LAPI's
+##                 deltas can miss a decision committed while a pull ran. Default "1m".
+##   max_decisions the decisions held, 1..67108864, at most maps verdicts; more are refused and counted. Default
+##                 maps verdicts. An answer over max_decisions x 1 KiB is refused whole (what is applied stays).
+##   machine, password_file  machine credentials (`cscli machines add NAME --password ...`; the file's first line
+##                 is the password): the engine's enforced verdicts are pushed to the LAPI as alerts with a
+##                 decision (scenario bulwark/scorer, the score's components in the message), so they reach
+##                 `cscli decisions list` and the operator's other bouncers. Default: no pushing.
+##   push_queue    alerts waiting while the LAPI is down, 1..1000000; one over it is dropped and counted.
+##                 Default 10000.
+## A decision never blocks what this host allows (the allow list, run-time allow entries) or protects
+## (reputation.protect, its own addresses and gateways), nor a range broader than the safety block's
+## min_prefix_ipv4/ipv6: it is refused and counted. A stronger or longer verdict of another origin is kept.
+# crowdsec {
+#   lapi_url      = "http://127.0.0.1:8080"
+#   api_key_file  = "/etc/bulwark/crowdsec-bouncer.key"
+#   scopes        = ["ip", "range"]
+#   actions       = { ban = "block", captcha = "throttle" }
+#   interval      = "2s"
+#   resync        = "1m"
+#   machine       = "bulwark-edge-1"
+#   password_file = "/etc/bulwark/crowdsec-machine.password"
+# }

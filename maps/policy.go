@@ -177,11 +177,12 @@ type Policy struct {
 }
 
 // The layout of list ids (the list_hits map): 0-3 are the run-time and
-// config lists, 4 the fleet's prefix blocks, each list file of the config
+// config lists, 4 the fleet's prefix blocks, 5 CrowdSec's range
+// decisions, each list file of the config
 // takes one id from FirstFileList, each block feed one from FirstFeedList
 // up to the map's size.
 const (
-	FirstFileList = 5
+	FirstFileList = 6
 	FirstFeedList = 512
 )
 
@@ -344,6 +345,8 @@ const (
 	OriginScorer Origin = 2
 	OriginFeed   Origin = 3
 	OriginFleet  Origin = 4
+	// OriginCrowdSec is a decision of a CrowdSec local API.
+	OriginCrowdSec Origin = 5
 )
 
 func (o Origin) String() string {
@@ -358,6 +361,8 @@ func (o Origin) String() string {
 		return "feed"
 	case OriginFleet:
 		return "fleet"
+	case OriginCrowdSec:
+		return "crowdsec"
 	}
 	return fmt.Sprintf("origin(%d)", uint16(o))
 }

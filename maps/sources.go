@@ -39,6 +39,34 @@ func (s *Set) PutVerdict(addr netip.Addr, action VerdictAction, expiresNS uint64
 	return nil
 }
 
+// PutVerdicts sets many verdicts with batch writes (a syscall per 65,536):
+// each entry's Source is the address its verdict goes on. A full map is a
+// *FullError; what was written before it stays.
+func (s *Set) PutVerdicts(vs []VerdictEntry) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	prefix := s.IPv6Prefix()
+	keys := make([]bpf.BulwarkSrcKey, len(vs))
+	vals := make([]bpf.BulwarkVerdict, len(vs))
+	for i, v := range vs {
+		if v.Action != VerdictBlock && v.Action != VerdictThrottle {
+			return fmt.Errorf("verdict action %d for %s: want block or throttle", v.Action, v.Source)
+		}
+		keys[i] = bpf.BulwarkSrcKey{Addr: SourceKey(v.Source.Addr(), prefix)}
+		vals[i] = bpf.BulwarkVerdict{ExpiresNs: v.ExpiresNS, Action: uint32(v.Action), Origin: uint16(v.Origin), Score: v.Score}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.setPresentLocked(presentVerdicts); err != nil {
+		return err
+	}
+	if err := batchPut(s.m.Verdicts, keys, vals); err != nil {
+		return fmt.Errorf("write %d verdicts: %w", len(vs), err)
+	}
+	return nil
+}
+
 // DeleteVerdict removes the verdict on addr's source, if any.
 func (s *Set) DeleteVerdict(addr netip.Addr) error {
 	key := bpf.BulwarkSrcKey{Addr: SourceKey(addr, s.IPv6Prefix())}

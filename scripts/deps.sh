@@ -27,7 +27,18 @@
 #     (the .deb is checked with dpkg, which every Debian system has);
 #   nats-server (nats-server, 2.9 in Debian 12): the fleet client's
 #     compatibility test against the oldest server Bulwark supports (the
-#     other fleet tests build the nats-server pinned in go.mod).
+#     other fleet tests build the nats-server pinned in go.mod);
+#   crowdsec and cscli (crowdsec, 1.4.6 in Debian 12): the CrowdSec
+#     bouncer and source tests run their own local API (test/crowdsec);
+#   crowdsec-firewall-bouncer (crowdsec-firewall-bouncer): the bench
+#     compares Bulwark with it on the same local API.
+#   crowdsec's post-install registers with CrowdSec's online API unless
+#   /etc/crowdsec/online_api_credentials.yaml exists and is not empty (its
+#   README.Debian): this script writes a comment there first, so that the
+#   install works offline and the host joins no online service. The
+#   firewall bouncer's post-install registers itself with cscli (a
+#   database write, no running API). Neither service is left running or
+#   enabled: the tests start their own local API.
 # Programs of every Debian base system (bash, coreutils, grep, sed, mawk,
 # util-linux's nsenter and unshare, apt) and the Go toolchain are not
 # checked; test/deps lists them and fails when the code runs anything else
@@ -58,6 +69,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v rpm >/dev/null || need+=(rpm)
 command -v logrotate >/dev/null || need+=(logrotate)
 command -v nats-server >/dev/null || need+=(nats-server)
+command -v crowdsec >/dev/null || need+=(crowdsec)
+command -v cscli >/dev/null || need+=(crowdsec)
+command -v crowdsec-firewall-bouncer >/dev/null || need+=(crowdsec-firewall-bouncer)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
@@ -68,4 +82,14 @@ fi
 echo "deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+capi=/etc/crowdsec/online_api_credentials.yaml
+if printf '%s\n' "${need[@]}" | grep -q '^crowdsec' && [ ! -s "$capi" ]; then
+	mkdir -p /etc/crowdsec
+	echo '# no online API: written by scripts/deps.sh before installing crowdsec' >"$capi"
+fi
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+for unit in crowdsec crowdsec-firewall-bouncer; do
+	if printf '%s\n' "${need[@]}" | grep -qx "$unit" && [ -d /run/systemd/system ]; then
+		systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
+	fi
+done

@@ -181,6 +181,12 @@ func (c *Client) FleetStatus(ctx context.Context) (st FleetStatus, raw []byte, e
 	return st, raw, err
 }
 
+// CrowdSecStatus reads the CrowdSec bouncer's state, and the raw reply.
+func (c *Client) CrowdSecStatus(ctx context.Context) (st CrowdSecStatus, raw []byte, err error) {
+	raw, err = c.Do(ctx, http.MethodGet, "/v1/crowdsec", nil, &st)
+	return st, raw, err
+}
+
 // Capture waits for up to count live sampled drops that pass f, for at
 // most timeout. It waits for the reply for timeout and a grace, even
 // past the client's own request timeout.

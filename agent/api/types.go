@@ -326,3 +326,29 @@ type WhyScore struct {
 	BlockAt    float64 `json:"block_at"`
 	Exempt     bool    `json:"exempt"`
 }
+
+// CrowdSecStatus is the reply of GET /v1/crowdsec: the CrowdSec bouncer's
+// (and source's) state.
+type CrowdSecStatus struct {
+	LAPI      string `json:"lapi"`
+	Reachable bool   `json:"reachable"` // the last pull worked
+	// Decisions is how many decisions the bouncer holds; Active how many
+	// sources and ranges it has in force (one per target, the strongest).
+	Decisions int       `json:"decisions"`
+	Active    int       `json:"active"`
+	Pulls     uint64    `json:"pulls"`
+	Startups  uint64    `json:"startup_pulls"` // full pulls: the first, and each after an error
+	LastPull  time.Time `json:"last_pull"`
+	// LastStartupApplySeconds is how long applying the last full pull took.
+	LastStartupApplySeconds float64   `json:"last_startup_apply_seconds"`
+	Errors                  uint64    `json:"errors"`
+	LastError               string    `json:"last_error,omitempty"`
+	LastErrorAt             time.Time `json:"last_error_at,omitzero"`
+	// Source says whether verdicts are pushed to the LAPI as alerts.
+	Source        bool   `json:"source"`
+	AlertsPushed  uint64 `json:"alerts_pushed"`
+	AlertsDropped uint64 `json:"alerts_dropped"`
+	AlertsQueued  int    `json:"alerts_queued"`
+	PushErrors    uint64 `json:"push_errors"`
+	LastPushError string `json:"last_push_error,omitempty"`
+}

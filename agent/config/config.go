@@ -83,6 +83,9 @@ type Config struct {
 	Signatures []Signature `hcl:"signature"`
 	// SignatureDetection configures the signatures that detection finds.
 	SignatureDetection Signatures `hcl:"signatures"`
+	// CrowdSec makes the agent a bouncer (and, with machine credentials, a source) of a CrowdSec local API; nil
+	// without a crowdsec block. It is one key ("crowdsec"): the agent makes its LAPI client at start only.
+	CrowdSec *CrowdSec `hcl:"crowdsec"`
 	// GeoIP configures the optional location databases and their weights.
 	GeoIP GeoIP `hcl:"geoip"`
 	// Set says where the keys that the compile step and the host checks (agent/desired) name in their
@@ -399,6 +402,36 @@ type Fleet struct {
 	Buffer int `hcl:"buffer"`
 	// Detection is the detection sub-block: fleet-wide detection (zero: role none).
 	Detection FleetDetection `hcl:"detection"`
+}
+
+// CrowdSec is the crowdsec block as written: the compile step (agent/desired) fills in the defaults of the keys
+// left out (zero here).
+type CrowdSec struct {
+	// LAPIURL is the local API's http or https URL, as in "http://127.0.0.1:8080".
+	LAPIURL string `hcl:"lapi_url"`
+	// APIKeyFile is the absolute path of an existing file holding the bouncer's API key (its first line), or ""
+	// with a TLS client certificate.
+	APIKeyFile string `hcl:"api_key_file"`
+	// TLS is the client's TLS material (the same keys as the fleet's).
+	TLS FleetTLS `hcl:"tls"`
+	// Scopes are the decision scopes taken, "ip" and "range"; nil is the default (both).
+	Scopes []string `hcl:"scopes"`
+	// Origins are the decision origins taken (as in "cscli", "crowdsec", "CAPI"); nil or empty takes all.
+	Origins []string `hcl:"origins"`
+	// Actions maps decision types to "block" or "throttle"; nil is the default ({ ban = "block" }).
+	Actions map[string]string `hcl:"actions"`
+	// Interval is how often the decision stream is pulled, 100ms..1h; 0 is the default.
+	Interval time.Duration `hcl:"interval"`
+	// Resync is how often a full (startup) pull replaces the deltas, 1s..24h; 0 is the default.
+	Resync time.Duration `hcl:"resync"`
+	// MaxDecisions caps the decisions held, 1..67108864; 0 is the default.
+	MaxDecisions int `hcl:"max_decisions"`
+	// Machine and PasswordFile (absolute, existing) are the machine credentials that make the agent push its
+	// engine's verdicts to the LAPI as alerts; both or neither are set.
+	Machine      string `hcl:"machine"`
+	PasswordFile string `hcl:"password_file"`
+	// PushQueue bounds the alerts waiting to be pushed, 1..1000000; 0 is the default.
+	PushQueue int `hcl:"push_queue"`
 }
 
 // FleetTLS is where the fleet client's TLS material is: absolute paths of existing files, or "".

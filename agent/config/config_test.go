@@ -314,7 +314,7 @@ func TestReference(t *testing.T) {
 	full := withMMDB(t, uncommentSettings.ReplaceAllString(string(src), "$1"))
 	feedFile := writeFile(t, t.TempDir(), "abuseipdb.json", "[]")
 	full = strings.ReplaceAll(full, "/var/lib/bulwark/feeds/abuseipdb.json", feedFile)
-	for _, f := range []string{"fleet.creds", "fleet-ca.pem", "fleet-cert.pem", "fleet-key.pem"} {
+	for _, f := range []string{"fleet.creds", "fleet-ca.pem", "fleet-cert.pem", "fleet-key.pem", "crowdsec-bouncer.key", "crowdsec-machine.password"} {
 		full = strings.ReplaceAll(full, "/etc/bulwark/"+f, writeFile(t, t.TempDir(), f, "x"))
 	}
 	cfg, diags = ParseWithOptions("reference-full.hcl", []byte(full), skipIfCheck)
@@ -322,7 +322,8 @@ func TestReference(t *testing.T) {
 		t.Fatalf("reference.hcl with optional settings enabled:\n%s", FormatDiagnostics(diags))
 	}
 	if len(cfg.Limits.Rules) != 4 || len(cfg.Limits.Classes) != 1 || len(cfg.Feeds) != 2 ||
-		cfg.Limits.Default.PPS != 1000 || len(cfg.GeoIP.CountryWeights) != 1 || cfg.Fleet == nil || len(cfg.Fleet.Servers) != 3 || cfg.Fleet.TLS.KeyFile == "" {
+		cfg.Limits.Default.PPS != 1000 || len(cfg.GeoIP.CountryWeights) != 1 || cfg.Fleet == nil || len(cfg.Fleet.Servers) != 3 || cfg.Fleet.TLS.KeyFile == "" ||
+		cfg.CrowdSec == nil || cfg.CrowdSec.Actions["captcha"] != "throttle" || cfg.CrowdSec.Machine == "" {
 		t.Errorf("optional settings not all enabled: %+v", *cfg)
 	}
 }
@@ -1152,6 +1153,40 @@ test.hcl:14:1: Duplicate fleet block: Only one fleet block is allowed; the first
 		want: `test.hcl:2:9: Missing required argument: The argument "servers" is required, but no definition was found.
 test.hcl:2:9: Missing user: password_file needs user.
 test.hcl:2:25: Missing password file: /etc/bulwark/nats.pw does not exist.`,
+	}, {
+		name: "crowdsec",
+		src: `crowdsec {
+  lapi_url      = "ftp://127.0.0.1:8080"
+  api_key_file  = "$TMP/missing.key"
+  scopes        = ["ip", "country", "ip"]
+  origins       = ["cscli", "bad origin"]
+  actions       = { ban = "drop", "x y" = "block" }
+  interval      = "10ms"
+  max_decisions = 0
+  machine       = "edge-1"
+  push_queue    = 1000001
+  tls { key_file = "$TMP/key.pem" }
+}
+crowdsec { lapi_url = "http://u:p@127.0.0.1:8080/?a=1" }`,
+		files: map[string]string{"key.pem": "x"},
+		want: `test.hcl:3:19: Invalid lapi_url: "ftp://127.0.0.1:8080" must be an http or https URL, as in "http://127.0.0.1:8080".
+test.hcl:4:19: Missing API key file: $TMP/missing.key does not exist.
+test.hcl:5:26: Invalid scopes: "country" is not a scope the bouncer takes; use ip or range.
+test.hcl:5:37: Duplicate scopes: "ip" is listed twice.
+test.hcl:6:29: Invalid origins: "bad origin" is not an origin; use a name such as cscli, crowdsec or CAPI.
+test.hcl:7:27: Invalid actions: "drop" is not an action; use block or throttle.
+test.hcl:7:35: Invalid actions: "x y" is not a decision type (as in ban or captcha).
+test.hcl:8:19: Invalid interval: interval must be at least 100ms; got "10ms".
+test.hcl:9:19: Invalid max_decisions: max_decisions must be > 0; got 0.
+test.hcl:10:3: Missing password_file: machine needs password_file, the file holding its password.
+test.hcl:11:19: Invalid push_queue: push_queue must be at most 1000000; got 1000001.
+test.hcl:12:9: Missing cert_file: key_file needs cert_file, the certificate of the key.
+test.hcl:14:1: Duplicate crowdsec block: Only one crowdsec block is allowed; the first is at test.hcl:2:1.`,
+	}, {
+		name: "crowdsec without a URL or key",
+		src:  `crowdsec { actions = {} }`,
+		want: `test.hcl:2:12: Missing required argument: The argument "lapi_url" is required, but no definition was found.
+test.hcl:2:22: Invalid actions: actions must map at least one decision type, as in { ban = "block" }.`,
 	}, {
 		name: "variables are not allowed",
 		src:  `mode = var.mode`,

@@ -74,7 +74,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "allow"}, {Type: "block"}, {Type: "limits"}, {Type: "metrics"}, {Type: "log"}, {Type: "control"},
 		{Type: "maps"}, {Type: "events"}, {Type: "reputation"},
 		{Type: "feed", LabelNames: []string{"name"}},
-		{Type: "geoip"}, {Type: "safety"}, {Type: "fleet"},
+		{Type: "geoip"}, {Type: "safety"}, {Type: "fleet"}, {Type: "crowdsec"},
 		{Type: "signature", LabelNames: []string{"name"}}, {Type: "signatures"},
 	},
 }
@@ -161,6 +161,9 @@ func (d *decoder) root(body hcl.Body) *Config {
 	d.signatures(c.Blocks.OfType("signature"), cfg)
 	if b := d.single(c.Blocks, "signatures"); b != nil {
 		d.signatureDetection(b, &cfg.SignatureDetection)
+	}
+	if b := d.single(c.Blocks, "crowdsec"); b != nil {
+		d.crowdSec(b, cfg)
 	}
 	return cfg
 }

@@ -73,17 +73,7 @@ func (d *decoder) fleet(b *hcl.Block, cfg *Config) {
 	uintAttr(d, attrs["max_active"], &f.MaxActive, "max_active", 1, maxMapEntries)
 	uintAttr(d, attrs["buffer"], &f.Buffer, "buffer", 1, maxMapEntries)
 	if tb := d.single(c.Blocks, "tls"); tb != nil {
-		tc := d.content(tb.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"}}})
-		d.existingFile(tc.Attributes["ca_file"], &f.TLS.CAFile, "CA file")
-		cert, key := tc.Attributes["cert_file"], tc.Attributes["key_file"]
-		d.existingFile(cert, &f.TLS.CertFile, "certificate file")
-		d.existingFile(key, &f.TLS.KeyFile, "key file")
-		switch {
-		case cert != nil && key == nil:
-			d.errorf(cert.Range, "Missing key_file", "cert_file needs key_file, the certificate's private key.")
-		case key != nil && cert == nil:
-			d.errorf(key.Range, "Missing cert_file", "key_file needs cert_file, the certificate of the key.")
-		}
+		d.tls(tb, &f.TLS)
 	}
 	if cfg.Set == nil {
 		cfg.Set = map[string]Setting{}

@@ -42,6 +42,9 @@ const (
 	// ListFleetBlock holds the fleet's blocks on prefixes wider than one
 	// source (written by the fleet's applier, with their expiry).
 	ListFleetBlock uint32 = 4
+	// ListCrowdSecBlock holds CrowdSec's range decisions (written by the
+	// crowdsec bouncer, with their expiry).
+	ListCrowdSecBlock uint32 = 5
 )
 
 // List files get ids from maps.FirstFileList (allow files first, then
@@ -61,6 +64,8 @@ type State struct {
 	Fleet *Fleet
 	// Signatures are the config's signature blocks, in config order.
 	Signatures []NamedSignature
+	// CrowdSec is the crowdsec block's settings; nil without one.
+	CrowdSec *CrowdSec
 }
 
 func limitFrom(l config.Limit) maps.Limit {
@@ -105,6 +110,7 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 		ListNames: map[uint32]string{
 			ListRuntimeAllow: "runtime-allow", ListRuntimeBlock: "runtime-block",
 			ListConfigAllow: "allow", ListConfigBlock: "block", ListFleetBlock: "fleet-block",
+			ListCrowdSecBlock: "crowdsec",
 		},
 		Sizes: Sizes(c),
 	}
@@ -115,7 +121,10 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 	diags = append(diags, fleetDiags...)
 	var sigDiags hcl.Diagnostics
 	d.Signatures, sigDiags = compileSignatures(c)
-	if diags = append(diags, sigDiags...); diags.HasErrors() {
+	diags = append(diags, sigDiags...)
+	var csDiags hcl.Diagnostics
+	d.CrowdSec, csDiags = compileCrowdSec(c, d.Sizes.Verdicts)
+	if diags = append(diags, csDiags...); diags.HasErrors() {
 		return nil, diags
 	}
 	p := &d.Policy

@@ -108,8 +108,8 @@ func TestListFilesAndBlockFeeds(t *testing.T) {
 	dir := t.TempDir()
 	list := writeFile(t, dir, "l.txt", "198.18.0.1\n")
 	feed := writeFile(t, dir, "f.txt", "198.18.0.1\n")
-	if MaxListFiles != 507 || MaxBlockFeeds != 512 {
-		t.Fatalf("MaxListFiles %d, MaxBlockFeeds %d: want list ids 5..511 for files and 512..1023 for feeds", MaxListFiles, MaxBlockFeeds)
+	if MaxListFiles != 506 || MaxBlockFeeds != 512 {
+		t.Fatalf("MaxListFiles %d, MaxBlockFeeds %d: want list ids 6..511 for files and 512..1023 for feeds", MaxListFiles, MaxBlockFeeds)
 	}
 	for _, n := range []int{MaxListFiles, MaxListFiles + 1} {
 		files := strings.TrimSuffix(strings.Repeat(`"`+list+`", `, n), ", ")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/agent/desired"
+	bmaps "github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
@@ -104,9 +105,9 @@ maps {
 			}
 			check("block", ps, ids, map[string]uint32{
 				"198.18.4.0/24":   desired.ListConfigBlock,
-				"198.18.5.0/24":   5,   // the first list file (after the fleet's list, 4)
-				"198.18.6.0/24":   512, // the first block feed
-				"2001:2:0:7::/64": 512, // the first block feed
+				"198.18.5.0/24":   bmaps.FirstFileList, // the first list file (after the fleet's list, 4, and CrowdSec's, 5)
+				"198.18.6.0/24":   512,                 // the first block feed
+				"2001:2:0:7::/64": 512,                 // the first block feed
 			})
 		})
 	}

@@ -45,6 +45,7 @@ type cli struct {
 	Verdicts   verdictsCmd   `cmd:"" help:"List or delete dynamic verdicts (throttle, block)."`
 	Signatures signaturesCmd `cmd:"" help:"List, add, delete or explain attack signatures (masked-header rules checked before per-source state)."`
 	Fleet      fleetCmd      `cmd:"" help:"Show how this agent shares verdicts with its fleet (the config's fleet block)."`
+	CrowdSec   crowdSecCmd   `cmd:"" name:"crowdsec" help:"Show the CrowdSec bouncer's state (the config's crowdsec block)."`
 	Detach     detachCmd     `cmd:"" help:"Remove the program and pins from an interface (works with no agent running)."`
 	Version    versionCmd    `cmd:"" help:"Print the version."`
 
@@ -416,7 +417,7 @@ type verdictsListCmd struct {
 }
 
 func (verdictsListCmd) Help() string {
-	return "ORIGIN is who put the verdict in place: scorer, cli, or fleet:<issuer> (the fleet node that published it).\n\n" +
+	return "ORIGIN is who put the verdict in place: scorer, cli, fleet:<issuer> (the fleet node that published it), or crowdsec:<origin>/<scenario> (a CrowdSec decision).\n\n" +
 		"Example:\n  bulwark verdicts list"
 }
 
@@ -719,6 +720,56 @@ func exitCode(err error) int {
 		return exitRefused
 	}
 	return exitFailed
+}
+
+type crowdSecCmd struct {
+	Status crowdSecStatusCmd `cmd:"" help:"Show whether the CrowdSec LAPI is read, the decisions held and in force, the last pull and error, and the alerts pushed."`
+}
+
+type crowdSecStatusCmd struct {
+	JSON bool `help:"Print JSON."`
+}
+
+func (crowdSecStatusCmd) Help() string {
+	return "Without a crowdsec block in the config the agent refuses (exit 4). When the LAPI cannot be read the " +
+		"decisions applied stay in force; the next pull that works is a full (startup) pull.\n\n" +
+		"Example:\n  bulwark crowdsec status\n  bulwark crowdsec status --json"
+}
+
+func (c *crowdSecStatusCmd) Run(g *cli) error {
+	st, raw, err := g.client().CrowdSecStatus(context.Background())
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		os.Stdout.Write(raw)
+		return nil
+	}
+	reach := "reachable"
+	if !st.Reachable {
+		reach = "NOT reachable (enforcing what was applied)"
+	}
+	fmt.Printf("lapi %s: %s\n", st.LAPI, reach)
+	fmt.Printf("decisions held %d, sources and ranges in force %d\n", st.Decisions, st.Active)
+	fmt.Printf("pulls %d (startup %d, last applied in %.3f s)", st.Pulls, st.Startups, st.LastStartupApplySeconds)
+	if !st.LastPull.IsZero() {
+		fmt.Printf(", last %s", st.LastPull.Format(time.RFC3339))
+	}
+	fmt.Println()
+	if st.Errors > 0 {
+		fmt.Printf("errors %d", st.Errors)
+		if st.LastError != "" {
+			fmt.Printf(", last at %s: %s", st.LastErrorAt.Format(time.RFC3339), st.LastError)
+		}
+		fmt.Println()
+	}
+	if st.Source {
+		fmt.Printf("source: alerts pushed %d, queued %d, dropped %d, push errors %d\n", st.AlertsPushed, st.AlertsQueued, st.AlertsDropped, st.PushErrors)
+		if st.LastPushError != "" {
+			fmt.Printf("last push error: %s\n", st.LastPushError)
+		}
+	}
+	return nil
 }
 
 type fleetCmd struct {

@@ -159,6 +159,8 @@ var KeyChanges = map[string]KeyChange{
 	"signatures.detect":      set([]string{"signatures"}, "detect", `"shadow"`, false),
 	"signatures.ttl":         set([]string{"signatures"}, "ttl", `"2m"`, false),
 	"fleet":                  {Add: []NewBlock{{top, "fleet", nil, [][2]string{{"servers", `["nats://127.0.0.1:4222"]`}, {"node", `"keytest"`}}}}, Restart: true},
+	"crowdsec": {Add: []NewBlock{{top, "crowdsec", nil, [][2]string{{"lapi_url", `"http://127.0.0.1:8080"`}, {"api_key_file", `"$DIR/keytest-cs.key"`}}}},
+		Files: map[string]string{"keytest-cs.key": "0123456789abcdef\n"}, Restart: true},
 }
 
 // Edit applies settings and new blocks to the config src. vars replaces "$DIR", "$MMDB" and the like in the

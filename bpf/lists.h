@@ -116,6 +116,24 @@ static long probe6(__u64 i, void *data)
 	return probe_key(pr, &k);
 }
 
+/* Probes the lengths in pr->mask, longest first, below top. No length
+ * costs nothing and one length a direct call: the helper call of bpf_loop
+ * is paid only when two or more lengths are in use. */
+static __always_inline void probe_lengths(struct probe *pr, __u32 top, int v6)
+{
+	if (!pr->mask)
+		return;
+	pr->top = top;
+	if (!(pr->mask & (pr->mask - 1))) {
+		if (v6)
+			probe6(0, pr);
+		else
+			probe4(0, pr);
+		return;
+	}
+	bpf_loop(v6 ? LIST_SLOT6 : LIST_SLOT4, v6 ? probe6 : probe4, pr, 0);
+}
+
 /* The longest live prefix of one family holding pr's address: the lengths
  * of its slot (slots keyed by slot), then the list's shorter ones. */
 static __always_inline int probe_family(struct probe *pr, void *slots, void *slot, void *shorts,
@@ -127,8 +145,7 @@ static __always_inline int probe_family(struct probe *pr, void *slots, void *slo
 
 	if (m) {
 		pr->mask = v6 ? *(__u64 *)m : *(__u32 *)m;
-		pr->top = v6 ? 127 : 31;
-		bpf_loop(v6 ? LIST_SLOT6 : LIST_SLOT4, v6 ? probe6 : probe4, pr, 0);
+		probe_lengths(pr, v6 ? 127 : 31, v6);
 	}
 	if (pr->found)
 		return 1;
@@ -136,8 +153,7 @@ static __always_inline int probe_family(struct probe *pr, void *slots, void *slo
 	if (!sh)
 		return 0;
 	pr->mask = v6 ? sh->v6 : sh->v4;
-	pr->top = v6 ? LIST_SLOT6 - 1 : LIST_SLOT4 - 1;
-	bpf_loop(v6 ? LIST_SLOT6 : LIST_SLOT4, v6 ? probe6 : probe4, pr, 0);
+	probe_lengths(pr, v6 ? LIST_SLOT6 - 1 : LIST_SLOT4 - 1, v6);
 	return pr->found;
 }
 

@@ -446,8 +446,9 @@ func writeFleet(w *strings.Builder, r map[string]any) {
 	fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f |\n", num("clients"), num("rate_per_s"),
 		num("verdicts"), num("samples"), num("propagation_p50_ms"), num("propagation_p99_ms"), num("propagation_max_ms"),
 		num("client_cpu_us_per_verdict"), num("coldsync_verdicts"), num("coldsync_seconds"))
-	w.WriteString("\nPropagation is from the publisher's acknowledgement of a put to the verdict's Apply on each client, over every " +
-		"(client, verdict) pair; it can be slightly negative where a client reads the put before the ack reaches the publisher. " +
+	w.WriteString("\nPropagation is from the publisher's put call to the verdict's Apply on each client, over every (client, verdict) " +
+		"pair: the put comes before its acknowledgement, so this is never less than ack -> applied (the ack's own time, " +
+		"read by a goroutine the loaded CPUs run late, gave negative delays). " +
 		"Client CPU is the benchmark process's CPU time during the fan-out (every client and the publisher) over clients x verdicts. " +
 		"The cold sync fills one server's bucket and times a fresh client until it has applied every verdict.\n")
 }

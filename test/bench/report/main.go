@@ -281,16 +281,16 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 		}
 		fmt.Fprintf(&w, "| %s | %s | %s |\n", t.Target, t.Measured, met)
 	}
+	missed := false
 	for _, t := range tg {
-		if !t.Met && strings.Contains(t.Target, "hit flat") {
-			w.WriteString("\nA flat target is missed: each rotated case looks up a different source per packet, so as a list " +
-				"grows its lookups touch memory that no longer stays in the CPU caches and TLB (a 1k list holds only 450 " +
-				"hosts per family, all of which stay cached). The -hot cases, one source repeated, show the cache-resident " +
-				"cost beside them. A prefix hit first looks the source up in the host hash (90 % of these lists) and " +
-				"misses, then reads a length mask and probes one hash per length in use (docs/datapath.md): it shares " +
-				"the host hash's cache misses and adds its own.\n")
-			break
+		if t.Why == "" {
+			continue
 		}
+		if !missed {
+			w.WriteString("\n### Missed, and why\n\n")
+			missed = true
+		}
+		fmt.Fprintf(&w, "- **%s** (%s): %s.\n", t.Target, t.Measured, t.Why)
 	}
 	writeDatapath(&w, dp)
 	writeGoBench(&w, gb)
@@ -379,8 +379,8 @@ func scrapeTargets(r map[string]any) []target {
 	scr, _, _, _ := spread(r, "scrape_ms")
 	add, _, _, _ := spread(r, "block_add_ms")
 	return []target{
-		{"one scrape with 1M block entries and 1M sources within 300 ms", fmt.Sprintf("%.1f ms median", scr), scr <= 300},
-		{"a block add issued during a scrape within 20 ms", fmt.Sprintf("%.2f ms median", add), add <= 20},
+		{"one scrape with 1M block entries and 1M sources within 300 ms", fmt.Sprintf("%.1f ms median", scr), scr <= 300, ""},
+		{"a block add issued during a scrape within 20 ms", fmt.Sprintf("%.2f ms median", add), add <= 20, ""},
 	}
 }
 
@@ -429,11 +429,22 @@ func listLoadTargets(r map[string]any) []target {
 	rss, _, _, _ := spread(r, "rss_mib")
 	rssReload, _, _, _ := spread(r, "reload_rss_mib")
 	worst := max(rss, rssReload) * mbPerMiB
+	empty, _, _, _ := spread(r, "empty_start_s")
+	tStart := target{"1M-line list file loaded at start within 2 s (command to every entry in the kernel)", fmt.Sprintf("%.2f s median", start), start <= 2, ""}
+	if !tStart.Met {
+		tStart.Why = fmt.Sprintf("the program's load and attach take %.2f s (an empty list file); the other %.2f s read, parse and "+
+			"sort the file's lines and write 1M entries in batches, beside maps.List.Add of pre-built entries in the targets above", empty, start-empty)
+	}
+	tReload := target{"a reload with 10 % of the list's lines changed within 1 s", fmt.Sprintf("%.2f s median", reload), reload <= 1, ""}
+	if !tReload.Met {
+		tReload.Why = "a reload parses the whole file again and reads every entry back from the kernel (a batch dump of 1M) to diff " +
+			"it against the file before it writes the change: the work grows with the list, not with the change"
+	}
 	return []target{
-		{"1M-line list file loaded at start within 2 s (command to every entry in the kernel)", fmt.Sprintf("%.2f s median", start), start <= 2},
-		{"a reload with 10 % of the list's lines changed within 1 s", fmt.Sprintf("%.2f s median", reload), reload <= 1},
+		tStart,
+		tReload,
 		{"agent RSS with a 1M-entry list at most 100 MB", fmt.Sprintf("%.0f MB after the start, %.0f MB after the reload (medians)",
-			rss*mbPerMiB, rssReload*mbPerMiB), worst <= 100},
+			rss*mbPerMiB, rssReload*mbPerMiB), worst <= 100, ""},
 	}
 }
 
@@ -459,12 +470,22 @@ func fleetTargets(r map[string]any) []target {
 		return nil
 	}
 	num := func(k string) float64 { v, _ := r[k].(float64); return v }
-	return []target{
-		{fmt.Sprintf("fleet propagation p99 within 250 ms (%.0f clients, %.0f verdicts/s)", num("clients"), num("rate_per_s")),
-			fmt.Sprintf("%.1f ms", num("propagation_p99_ms")), num("propagation_p99_ms") <= 250},
-		{fmt.Sprintf("cold sync of %.0f verdicts within 10 s", num("coldsync_verdicts")),
-			fmt.Sprintf("%.2f s", num("coldsync_seconds")), num("coldsync_seconds") <= 10},
+	prop := target{fmt.Sprintf("fleet propagation p99 within 250 ms (%.0f clients, %.0f verdicts/s)", num("clients"), num("rate_per_s")),
+		fmt.Sprintf("%.1f ms", num("propagation_p99_ms")), num("propagation_p99_ms") <= 250, ""}
+	if !prop.Met {
+		prop.Why = fmt.Sprintf("CPU-bound on this machine: the clients spent %.1f us of CPU per verdict each, so %.0f clients at %.0f "+
+			"verdicts/s ask for %.1f CPU-seconds per second of the VM's %d CPUs, before the 3 servers and the publisher; the "+
+			"publish of %.0f verdicts took %.1f s, not %.0f (docs/fleet.md)", num("client_cpu_us_per_verdict"), num("clients"),
+			num("rate_per_s"), num("client_cpu_us_per_verdict")*num("clients")*num("rate_per_s")/1e6, runtime.NumCPU(),
+			num("verdicts"), num("publish_seconds"), num("verdicts")/num("rate_per_s"))
 	}
+	cold := target{fmt.Sprintf("cold sync of %.0f verdicts within 10 s", num("coldsync_verdicts")),
+		fmt.Sprintf("%.2f s", num("coldsync_seconds")), num("coldsync_seconds") <= 10, ""}
+	if !cold.Met {
+		cold.Why = fmt.Sprintf("one client reads the bucket on one ordered consumer and decodes, merges and applies each value: "+
+			"%.0f verdicts/s here; docs/fleet.md says where its CPU goes", num("coldsync_verdicts")/num("coldsync_seconds"))
+	}
+	return []target{prop, cold}
 }
 
 // target is one of the issue's targets and whether this run met it.
@@ -472,6 +493,9 @@ type target struct {
 	Target   string `json:"target"`
 	Measured string `json:"measured"`
 	Met      bool   `json:"met"`
+	// Why a missed target is missed: the mechanism, with this run's own
+	// figures where they show it; empty when met.
+	Why string `json:"why,omitempty"`
 }
 
 // targets checks the run against the targets the benchmarks were written
@@ -507,11 +531,37 @@ func targets(dp, nf map[string]any, gb map[string]map[string][]float64, blockLat
 			continue
 		}
 		worst := max(xf[small], xf[mid], xf[big])
-		out = append(out, target{kind + " hit within 8x the floor (distinct sources, medians)",
-			fmt.Sprintf("%.1fx at worst", worst) + flag(small, mid, big), worst <= 8})
+		why := fmt.Sprintf("with 8,192 distinct sources in random order a 1M-entry hash's buckets and entries are spread over "+
+			"tens of MB, so each lookup misses the CPU caches and the TLB and waits on memory, which the bare floor never does; "+
+			"the same lookup with one source repeated (%s) costs %.0f ns, %.1fx the floor (%.0f ns at 1k)",
+			big+"-hot", ns[big+"-hot"], xf[big+"-hot"], ns[small+"-hot"])
+		if strings.Contains(kind, "prefix") {
+			why += "; a prefix hit first misses the host hash, then reads a length mask and probes one hash per length " +
+				"in use (docs/datapath.md), so it pays those misses and its own"
+		}
+		t := target{kind + " hit within 8x the floor (distinct sources, medians)",
+			fmt.Sprintf("%.1fx at worst", worst) + flag(small, mid, big), worst <= 8, ""}
+		if !t.Met {
+			t.Why = why
+		}
+		out = append(out, t)
 		growth := (ns[big] - ns[small]) / ns[small] * 100
-		out = append(out, target{kind + " hit flat from 1k to 1M entries (within 25 %; distinct sources, medians)",
-			fmt.Sprintf("%+.0f %% (%.0f -> %.0f ns)", growth, ns[small], ns[big]) + flag(small, big), growth <= 25})
+		t = target{kind + " hit flat from 1k to 1M entries (within 25 %; distinct sources, medians)",
+			fmt.Sprintf("%+.0f %% (%.0f -> %.0f ns)", growth, ns[small], ns[big]) + flag(small, big), growth <= 25, ""}
+		if !t.Met {
+			t.Why = why
+		}
+		out = append(out, t)
+	}
+	if ns["pass"] > 0 {
+		t := target{"pass path (lists populated, every lookup misses, bucket and observation) within 5x the floor",
+			fmt.Sprintf("%.0f ns, %.1fx", ns["pass"], xf["pass"]) + flag("pass"), xf["pass"] <= 5, ""}
+		if !t.Met {
+			t.Why = "parsing and the four list lookups that miss (allow and block, host hash and prefix masks) come before any " +
+				"per-source work; the source's LRU entry, its observations, the default bucket's compare-and-swap and the exit " +
+				"counter add the rest (docs/datapath.md, \"Cost of the pass path, step by step\", measures each step)"
+		}
+		out = append(out, t)
 	}
 	if nf != nil {
 		summary, _ := nf["summary"].([]any)
@@ -521,8 +571,16 @@ func targets(dp, nf map[string]any, gb map[string]map[string][]float64, blockLat
 				best, _ := m["vs_nft_best"].(float64)
 				one, _ := m["vs_nft"].(float64)
 				floor, _ := m["floor_ratio"].(float64)
-				out = append(out, target{"at least 5x nftables' best configuration (hash set + interval set) in packets dropped per CPU, 1M entries, median",
-					fmt.Sprintf("%.2fx (one interval set: %.2fx; floor ratio %.2fx)", best, one, floor), best >= 5})
+				ceiling, _ := m["ceiling"].(float64)
+				t := target{"at least 5x nftables' best configuration (hash set + interval set) in packets dropped per CPU, 1M entries, median",
+					fmt.Sprintf("%.2fx (one interval set: %.2fx; floor ratio %.2fx)", best, one, floor), best >= 5, ""}
+				if !t.Met {
+					t.Why = fmt.Sprintf("nft's hash set pays the same memory misses on a 1M-entry set with 8,192 distinct sources as "+
+						"Bulwark's hash does, so the ratio tends to the ratio of the fixed costs around the lookup; even a bare XDP_DROP "+
+						"gets only %.1fx nft's best configuration here (the ceiling of any XDP program), and 5x would need the 1M hit "+
+						"within about %.1fx of the floor", ceiling, ceiling/5)
+				}
+				out = append(out, t)
 			}
 		}
 		loads, _ := nf["loads"].([]any)
@@ -530,25 +588,31 @@ func targets(dp, nf map[string]any, gb map[string]map[string][]float64, blockLat
 			m, _ := l.(map[string]any)
 			if m["receiver"] == "bulwark" && m["entries"] == float64(1_000_000) {
 				sec, _ := m["load_s"].(float64)
-				out = append(out, target{"1M pre-built block entries written by maps.List.Add in under 2 s (not the agent's path: see the list file load)", fmt.Sprintf("%.2f s", sec), sec < 2})
+				out = append(out, target{"1M pre-built block entries written by maps.List.Add in under 2 s (not the agent's path: see the list file load)", fmt.Sprintf("%.2f s", sec), sec < 2, ""})
 			}
 		}
 	}
 	if m := regexp.MustCompile(`median ([0-9.]+[mµu]?s)`).FindStringSubmatch(blockLatency); m != nil {
 		if d, err := time.ParseDuration(m[1]); err == nil {
-			out = append(out, target{"run-time block effective in under 100 ms", d.Round(100*time.Microsecond).String() + " median", d < 100*time.Millisecond})
+			out = append(out, target{"run-time block effective in under 100 ms", d.Round(100*time.Microsecond).String() + " median", d < 100*time.Millisecond, ""})
 		}
 	}
 	if sc, ok := medianOf(gb, "ScoreCycle", "s/cycle"); ok {
-		out = append(out, target{"one scoring cycle over 1M sources within 1 s", fmt.Sprintf("%.2f s median", sc), sc <= 1})
+		out = append(out, target{"one scoring cycle over 1M sources within 1 s", fmt.Sprintf("%.2f s median", sc), sc <= 1, ""})
 	}
 	if rp, ok := medianOf(gb, "Replay", "pkts/s"); ok {
-		out = append(out, target{"replay at least 300k packets/s (lists, rules, scorer)", fmt.Sprintf("%.0fk end to end, median", rp/1000), rp >= 300_000})
+		_, lo, hi := summary(gb["Replay"]["pkts/s"])
+		t := target{"replay at least 300k packets/s (lists, rules, scorer)", fmt.Sprintf("%.0fk end to end, median", rp/1000), rp >= 300_000, ""}
+		if !t.Met {
+			t.Why = fmt.Sprintf("not profiled in this run; its repetitions spread from %.0fk to %.0fk packets/s, and the "+
+				"after-load figure (without the program's load and verification) is in the Go benchmarks table", lo/1000, hi/1000)
+		}
+		out = append(out, t)
 	}
 	if in, ok := medianOf(gb, "Verifier/attach", "insns"); ok {
 		ms, _ := medianOf(gb, "Verifier/attach", "ms/load")
 		out = append(out, target{"verifier: at most 100k processed instructions (the attached program; TestVerifierBudget)",
-			fmt.Sprintf("%.0f instructions, load %.1f ms median", in, ms), in <= 100_000})
+			fmt.Sprintf("%.0f instructions, load %.1f ms median", in, ms), in <= 100_000, ""})
 	}
 	return out
 }

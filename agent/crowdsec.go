@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,20 +107,6 @@ func (a *Agent) newCrowdSec(settings *desired.CrowdSec, cfg *config.Config, allo
 		[]string{"result"})
 	l.rebuildGuard(cfg, allow)
 	return l, nil
-}
-
-// readFirstLine reads the first line of a secret's file; what names it.
-func readFirstLine(path, what string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	s, _, _ := strings.Cut(string(b), "\n")
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", fmt.Errorf("%s %s: the first line is empty", what, path)
-	}
-	return s, nil
 }
 
 // collectors are the link's metrics.
@@ -502,26 +486,6 @@ func (l *crowdSecLink) putBlocks(bl *maps.List, es []maps.Entry) error {
 		put = append(put, e)
 	}
 	return bl.Add(put)
-}
-
-// removeVerdictOf deletes the verdict on addr's source if origin put it
-// there.
-func removeVerdictOf(m *maps.Set, addr netip.Addr, origin maps.Origin) error {
-	cur, ok, err := m.Verdict(addr)
-	if err != nil || !ok || cur.Origin != origin {
-		return err
-	}
-	return m.DeleteVerdict(addr)
-}
-
-// removeListEntryOf deletes the block entry of target if list id put it
-// there.
-func removeListEntryOf(l *maps.List, target netip.Prefix, id uint32) error {
-	cur, ok, err := l.Lookup(target)
-	if err != nil || !ok || cur.ListID != id {
-		return err
-	}
-	return l.Delete([]netip.Prefix{target})
 }
 
 // label is how listings show the origin of what CrowdSec put on key (a

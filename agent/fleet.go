@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -216,9 +215,9 @@ func (f *fleetApplier) remove(st *readState, target netip.Prefix) {
 	for _, it := range st.ifaces {
 		var err error
 		if single {
-			err = removeFleetVerdict(it.dp.Maps, target.Addr())
+			err = removeVerdictOf(it.dp.Maps, target.Addr(), maps.OriginFleet)
 		} else {
-			err = removeFleetBlock(it.dp.Maps.Block, target)
+			err = removeListEntryOf(it.dp.Maps.Block, target, desired.ListFleetBlock)
 		}
 		if err != nil {
 			f.mapErrs.WithLabelValues(fleetMap(single)).Inc()
@@ -240,26 +239,6 @@ func fleetMap(single bool) string {
 		return "verdicts"
 	}
 	return "block"
-}
-
-// removeFleetVerdict deletes the verdict on addr's source if the fleet put
-// it there.
-func removeFleetVerdict(m *maps.Set, addr netip.Addr) error {
-	cur, ok, err := m.Verdict(addr)
-	if err != nil || !ok || cur.Origin != maps.OriginFleet {
-		return err
-	}
-	return m.DeleteVerdict(addr)
-}
-
-// removeFleetBlock deletes the block entry of target if the fleet put it
-// there.
-func removeFleetBlock(l *maps.List, target netip.Prefix) error {
-	cur, ok, err := l.Lookup(target)
-	if err != nil || !ok || cur.ListID != desired.ListFleetBlock {
-		return err
-	}
-	return l.Delete([]netip.Prefix{target})
 }
 
 // fleetClient is what the agent uses of the fleet client: *fleet.Client,
@@ -336,27 +315,13 @@ func newFleetClient(opts fleet.Options, apply fleet.Applier, log hclog.Logger, o
 func fleetOptions(settings *desired.Fleet) (fleet.Options, error) {
 	opts := settings.Options
 	if settings.PasswordFile != "" {
-		pw, err := readPassword(settings.PasswordFile)
+		pw, err := readFirstLine(settings.PasswordFile, "fleet password_file")
 		if err != nil {
 			return opts, err
 		}
 		opts.Password = pw
 	}
 	return opts, nil
-}
-
-// readPassword reads the first line of a password file.
-func readPassword(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("fleet password_file: %w", err)
-	}
-	pw, _, _ := strings.Cut(string(b), "\n")
-	pw = strings.TrimSuffix(pw, "\r")
-	if pw == "" {
-		return "", fmt.Errorf("fleet password_file %s: the first line (the password) is empty", path)
-	}
-	return pw, nil
 }
 
 // refused audits a fleet verdict the client would not apply or publish.

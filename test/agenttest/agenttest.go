@@ -593,3 +593,29 @@ func JSONLines[R any](t testing.TB, path string) []R {
 	}
 	return rs
 }
+
+// RateLimitEngine is a reputation block whose score is a source's share of
+// packets over the rate limit (ratelimit_drops, weight 100), every other
+// component off, scored every 200 ms: a flood far over the limit is
+// blocked (for 10 minutes), a source within it never is. maxVerdicts caps
+// the engine's verdicts.
+func RateLimitEngine(maxVerdicts int) string {
+	return fmt.Sprintf(`
+reputation {
+  mode           = "enforce"
+  interval       = "200ms"
+  max_verdicts   = %d
+  throttle_score = 80
+  block_score    = 80
+  block_for      = "10m"
+  weights = {
+    rate_anomaly    = 0
+    syn_ratio       = 0
+    port_scan       = 0
+    ratelimit_drops = 100
+    malformed       = 0
+    repeat          = 0
+  }
+}
+`, maxVerdicts)
+}

@@ -304,24 +304,7 @@ func TestSource(t *testing.T) {
 	pw := l.AddMachine("bulwark-edge")
 	// The engine blocks a source whose packets are mostly over the rate
 	// limit (10 pps, burst 10): ratelimit_drops is the only weight.
-	engine := `
-reputation {
-  mode           = "enforce"
-  interval       = "200ms"
-  max_verdicts   = 100
-  throttle_score = 80
-  block_score    = 80
-  block_for      = "10m"
-  weights = {
-    rate_anomaly    = 0
-    syn_ratio       = 0
-    port_scan       = 0
-    ratelimit_drops = 100
-    malformed       = 0
-    repeat          = 0
-  }
-}
-`
+	engine := agenttest.RateLimitEngine(100)
 	e.WriteConfig("", agenttest.Config{PPS: 10, Burst: 10, Extra: engine + crowdsecBlock(l, key,
 		fmt.Sprintf("  machine       = \"bulwark-edge\"\n  password_file = %q\n", pw))})
 	e.Start()

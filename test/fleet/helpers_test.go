@@ -37,29 +37,6 @@ func summary(t *testing.T, format string, args ...any) {
 	t.Logf("SUMMARY %s | %s", t.Name(), fmt.Sprintf(format, args...))
 }
 
-// The reputation engine of the scenarios: a source's score is its share of
-// packets over the rate limit (ratelimit_drops, weight 100), every other
-// component off, so a flood far over the default limit (10 pps, burst 10)
-// is blocked and a source within it never is.
-const engine = `
-reputation {
-  mode           = "enforce"
-  interval       = "200ms"
-  max_verdicts   = %d
-  throttle_score = 80
-  block_score    = 80
-  block_for      = "10m"
-  weights = {
-    rate_anomaly    = 0
-    syn_ratio       = 0
-    port_scan       = 0
-    ratelimit_drops = 100
-    malformed       = 0
-    repeat          = 0
-  }
-}
-`
-
 // limitBurst is the default limit's burst: a fresh source gets exactly
 // this many frames through when it sends them at once (checkFrames sends
 // fewer, so all pass unless a verdict is in force).
@@ -77,7 +54,7 @@ func config(verdicts int, extra string) func(int) agenttest.Config {
 		return agenttest.Config{
 			PPS: limitPPS, Burst: limitBurst,
 			Maps:  agenttest.Sizes{Verdicts: n, BlockHosts: n, Sources: max(4096, n)},
-			Extra: fmt.Sprintf(engine, n) + extra,
+			Extra: agenttest.RateLimitEngine(n) + extra,
 		}
 	}
 }

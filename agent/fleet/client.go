@@ -16,9 +16,17 @@ import (
 )
 
 // Timing of the Client; requestTimeout bounds every request to the bus (a
-// request whose server dies mid-way is never answered).
+// request whose server dies mid-way is never answered), and a batch of puts
+// awaiting their acknowledgements. The bucket's last revision is read every
+// pollEvery (and at every session start) to know the lag whatever the
+// watcher delivers; a watcher behind it that delivers nothing for
+// watchStall is recreated from the next revision to read (twice the
+// ordered consumer's 5 s idle heartbeat, after which nats.go itself tries
+// to recreate it, plus a margin).
 const (
 	requestTimeout = 5 * time.Second
+	pollEvery      = 5 * time.Second
+	watchStall     = 15 * time.Second
 	publishWindow  = 256 // puts in flight at once
 	tickEvery      = time.Second
 	batchEntries   = 4096    // bucket entries merged per batch at most
@@ -47,8 +55,17 @@ type Client struct {
 	js        jetstream.JetStream
 	perKeyTTL bool
 	server    string
-	lag       uint64
 	lastApply time.Time
+	// bucketLast is the bucket's last revision as last seen (the
+	// stream's last sequence, polled, or a later revision read).
+	bucketLast uint64
+	// next is the next revision the watch reads (0: from the start of
+	// the stream); seen is the keys read by a resync in progress (nil
+	// when none), which may span several watchers and sessions.
+	next uint64
+	seen map[string]bool
+	// watchStall is watchStall (tests shorten it).
+	watchStall time.Duration
 	// changes are for the apply loop, coalesced per target: changed[t]
 	// is t's index in changes.
 	changes []Change
@@ -89,7 +106,7 @@ func New(opts Options, apply Applier, log hclog.Logger, onRefusal func(Refusal))
 	lim := limits{node: opts.Node, maxTTL: opts.MaxTTL, issuerRate: opts.IssuerRate,
 		issuerBurst: opts.IssuerBurst, maxActive: opts.MaxActive}
 	c := &Client{opts: opts, lim: lim, apply: apply, log: log, onRefusal: onRefusal, st: newState(lim),
-		queued: map[netip.Prefix]*bufItem{}, changed: map[netip.Prefix]int{},
+		queued: map[netip.Prefix]*bufItem{}, changed: map[netip.Prefix]int{}, watchStall: watchStall,
 		applyKick: make(chan struct{}, 1), publishKick: make(chan struct{}, 1), reconnected: make(chan struct{}, 1)}
 	c.m = newMetrics(c)
 	return c, nil
@@ -173,10 +190,17 @@ func (c *Client) natsOptions() []nats.Option {
 	return o
 }
 
+// errWatchStalled ends a watch that is behind the bucket and delivered
+// nothing for watchStall.
+var errWatchStalled = errors.New("watcher stalled behind the bucket")
+
 // session binds the bucket, catches up and watches until the connection
-// drops or the watch ends.
+// drops or the watch ends; a stalled watcher is recreated from the next
+// revision to read.
 func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
-	js, err := jetstream.New(nc)
+	// Unanswered puts (their stream leader died with them) must fail:
+	// without a timeout their futures never complete.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(requestTimeout))
 	if err != nil {
 		return err
 	}
@@ -194,33 +218,84 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	c.mu.Lock()
 	last := c.st.lastRev
 	c.kv, c.js, c.perKeyTTL, c.server = kv, js, perKeyTTL, nc.ConnectedUrlRedacted()
+	c.bucketLast = info.State.LastSeq
+	// Resume after the last revision read, unless the stream no longer
+	// holds what follows it: then read the whole current state again. A
+	// resync cut short goes on where it stopped if the stream still
+	// holds that.
+	switch {
+	case c.seen != nil && c.next >= info.State.FirstSeq && c.next > 0 && c.next <= info.State.LastSeq+1:
+	case last == 0 || info.State.FirstSeq > last+1 || info.State.LastSeq < last:
+		c.seen, c.next = map[string]bool{}, 0
+		c.st.grow(int(min(info.State.Msgs, maxGrow)))
+	default:
+		c.seen, c.next = nil, last+1
+	}
 	c.mu.Unlock()
 	kick(c.publishKick)
-	// Resume after the last revision read, unless the stream no longer
-	// holds what follows it: then read the whole current state again.
-	resync := last == 0 || info.State.FirstSeq > last+1 || info.State.LastSeq < last
-	if resync {
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	wg.Go(func() { c.pollBucket(wctx, stream) })
+	for {
 		c.mu.Lock()
-		c.st.grow(int(min(info.State.Msgs, maxGrow)))
+		from, resync := c.next, c.seen != nil
+		c.mu.Unlock()
+		err := c.watchFrom(wctx, kv, from, resync)
+		if !errors.Is(err, errWatchStalled) {
+			return err
+		}
+		c.m.watchRestarts.Inc()
+		c.mu.Lock()
+		c.log.Warn("fleet watcher stalled: recreating it", "after", c.watchStall, "read", c.next, "bucket", c.bucketLast)
 		c.mu.Unlock()
 	}
+}
+
+// watchFrom watches the bucket from revision from (0: from the start)
+// until the watch ends.
+func (c *Client) watchFrom(ctx context.Context, kv jetstream.KeyValue, from uint64, resync bool) error {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var w jetstream.KeyWatcher
-	if resync {
-		// History 1: every message is its key's current value (or one
-		// being replaced, read in order), so reading all of them is the
-		// whole state, and faster than asking for the last per subject.
-		w, err = kv.WatchAll(wctx, jetstream.IncludeHistory())
-	} else {
-		w, err = kv.WatchAll(wctx, jetstream.IncludeHistory(), jetstream.ResumeFromRevision(last+1))
+	// History 1: every message is its key's current value (or one being
+	// replaced, read in order), so reading all of them is the whole
+	// state, and faster than asking for the last per subject.
+	opts := []jetstream.WatchOpt{jetstream.IncludeHistory()}
+	if from > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(from))
 	}
+	w, err := kv.WatchAll(wctx, opts...)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
 	defer w.Stop()
-	c.log.Debug("fleet watching", "resync", resync, "from", last+1, "server", c.server)
-	return c.watch(ctx, w, resync)
+	c.log.Debug("fleet watching", "resync", resync, "from", from, "server", c.server)
+	return c.watch(ctx, w)
+}
+
+// pollBucket reads the bucket's last revision every pollEvery until ctx
+// ends, so that the lag does not depend on what the watcher delivers.
+func (c *Client) pollBucket(ctx context.Context, stream jetstream.Stream) {
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		info, err := stream.Info(rctx)
+		cancel()
+		if err != nil {
+			c.log.Debug("fleet bucket state", "error", err)
+			continue
+		}
+		c.mu.Lock()
+		c.bucketLast = max(c.bucketLast, info.State.LastSeq)
+		c.mu.Unlock()
+	}
 }
 
 // bind opens the bucket, creating it when missing: with per-key TTLs on a
@@ -264,15 +339,14 @@ func serverAtLeast(version string, major, minor int) bool {
 }
 
 // watch reads the watcher into the state, merging in batches, until it
-// ends, the connection is re-established or ctx ends. With resync the
-// entries up to the initial-values marker are the whole bucket: keys not
-// among them are gone.
-func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher, resync bool) error {
-	var seen map[string]bool
-	if resync {
-		seen = map[string]bool{}
-	}
+// ends, stalls, the connection is re-established or ctx ends. In a resync
+// (c.seen set) the entries up to the initial-values marker complete the
+// whole bucket: keys not seen are gone.
+func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher) error {
 	updates := w.Updates()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	delivered := time.Now()
 	for {
 		var first jetstream.KeyValueEntry
 		var ok bool
@@ -281,28 +355,36 @@ func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher, resync bool)
 			return nil
 		case <-c.reconnected:
 			return errors.New("reconnected: resuming from the last revision read")
+		case now := <-check.C:
+			c.mu.Lock()
+			behind := c.bucketLast >= max(c.next, 1)
+			c.mu.Unlock()
+			if !behind {
+				delivered = now
+			} else if now.Sub(delivered) >= c.watchStall {
+				return errWatchStalled
+			}
+			continue
 		case first, ok = <-updates:
 			if !ok {
 				return errors.New("watch closed")
 			}
 		}
+		delivered = time.Now()
 		c.mu.Lock()
 		e, n := first, 0
 		for {
 			if e == nil { // all initial values read
-				if seen != nil {
+				if c.seen != nil {
 					for key := range c.st.entries {
-						if !seen[key] {
+						if !c.seen[key] {
 							c.st.remove(key)
 						}
 					}
-					seen = nil
+					c.seen = nil
 				}
 			} else {
 				c.read(e)
-				if seen != nil {
-					seen[e.Key()] = true
-				}
 			}
 			n++
 			if n >= batchEntries || len(updates) == 0 {
@@ -319,12 +401,25 @@ func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher, resync bool)
 
 // read takes one watched entry into the state (c.mu held).
 func (c *Client) read(e jetstream.KeyValueEntry) {
-	c.lag = e.Delta()
-	if e.Operation() == jetstream.KeyValuePut {
-		c.st.put(e.Key(), e.Value(), e.Revision(), e.Created())
-	} else {
-		c.st.del(e.Key(), e.Revision())
+	rev := e.Revision()
+	c.next = rev + 1
+	c.bucketLast = max(c.bucketLast, rev+e.Delta())
+	if c.seen != nil {
+		c.seen[e.Key()] = true
 	}
+	if e.Operation() == jetstream.KeyValuePut {
+		c.st.put(e.Key(), e.Value(), rev, e.Created())
+	} else {
+		c.st.del(e.Key(), rev)
+	}
+}
+
+// lag is how many revisions of the bucket are not read yet (c.mu held).
+func (c *Client) lag() uint64 {
+	if c.bucketLast > c.st.lastRev {
+		return c.bucketLast - c.st.lastRev
+	}
+	return 0
 }
 
 // settle merges what changed, hands the changes to the apply loop and
@@ -541,21 +636,31 @@ func (c *Client) publishLoop(ctx context.Context) {
 				}
 				puts = append(puts, put{it, e, f})
 			}
-			failed := false
+			// One deadline for the whole batch: puts lost with their
+			// stream leader are never answered, and waiting for each in
+			// turn would hold the buffer for minutes.
+			failed, expired := 0, make(chan struct{})
+			deadline := time.AfterFunc(requestTimeout, func() { close(expired) })
 			for _, p := range puts {
 				var rev uint64
 				select {
 				case ack := <-p.f.Ok():
 					rev = ack.Sequence
 				case <-p.f.Err():
-				case <-time.After(requestTimeout):
+				case <-expired:
+					select {
+					case ack := <-p.f.Ok():
+						rev = ack.Sequence
+					default:
+					}
 				case <-ctx.Done():
+					deadline.Stop()
 					return
 				}
 				c.mu.Lock()
 				p.it.sending = nil
 				if rev == 0 {
-					failed = true
+					failed++
 				} else {
 					c.m.published.Inc()
 					c.st.acked(p.e, rev)
@@ -566,7 +671,11 @@ func (c *Client) publishLoop(ctx context.Context) {
 				}
 				c.mu.Unlock()
 			}
-			if failed || len(puts) < len(batch) {
+			deadline.Stop()
+			if failed > 0 {
+				c.log.Warn("fleet puts not acknowledged: sending them again", "puts", failed)
+			}
+			if failed > 0 || len(puts) < len(batch) {
 				break
 			}
 		}
@@ -612,7 +721,7 @@ func (c *Client) Status() Status {
 	c.st.prune(now)
 	c.settle()
 	s := Status{Node: c.opts.Node, Servers: c.opts.Servers, AppliedRevision: c.st.lastRev,
-		BucketRevision: c.st.lastRev + c.lag, Lag: c.lag, Buffered: len(c.queued), Active: len(c.st.active),
+		BucketRevision: max(c.bucketLast, c.st.lastRev), Lag: c.lag(), Buffered: len(c.queued), Active: len(c.st.active),
 		Digest: c.activeDigest(now), LastApplied: c.lastApply}
 	if c.conn != nil && c.conn.IsConnected() && c.kv != nil {
 		s.Connected, s.Server = true, c.server

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bulwark-filter/bulwark/test/natstest"
 )
@@ -150,8 +151,8 @@ func converged(t *testing.T, want int, nodes ...*node) string {
 	for i, n := range nodes {
 		progress := func() string {
 			st := n.c.Status()
-			return fmt.Sprintf("connected %v, revision %d, lag %d, active %d, buffered %d, applied %d",
-				st.Connected, st.AppliedRevision, st.Lag, st.Active, st.Buffered, n.rec.len())
+			return fmt.Sprintf("connected %v, revision %d of %d, lag %d, active %d, buffered %d, applied %d",
+				st.Connected, st.AppliedRevision, st.BucketRevision, st.Lag, st.Active, st.Buffered, n.rec.len())
 		}
 		waitProgress(t, fmt.Sprintf("node %d converges on %d verdicts", i, want), progress, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -266,6 +267,26 @@ func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, 
 	return js, kv
 }
 
+// putRaw writes issuer's blocks on targets from to to-1 straight into the
+// bucket, as another host would.
+func putRaw(t *testing.T, kv jetstream.KeyValue, issuer string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		v := block(target(i), time.Hour)
+		v.Issuer = issuer
+		data, err := encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = kv.Put(ctx, Key(issuer, v.Target), data)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestIssuerRateCap: with a burst of 10 and a rate of 1 per 1000 s, a rogue
 // issuer that writes 30 verdicts straight into the bucket gets exactly its
 // first 10 (by revision) in force on every client, 20 refused on each;
@@ -282,21 +303,7 @@ func TestIssuerRateCap(t *testing.T) {
 		mustPublish(t, nodes[0], block(target(100+i), time.Hour))
 	}
 	converged(t, 5, nodes...)
-	kv := rawKV(t, c.URL(0))
-	for i := range 30 {
-		v := block(target(i), time.Hour)
-		v.Issuer = "rogue"
-		data, err := encode(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err = kv.Put(ctx, Key("rogue", v.Target), data)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	putRaw(t, rawKV(t, c.URL(0)), "rogue", 0, 30)
 	d := converged(t, 15, nodes...)
 	for i, n := range nodes {
 		for j := range 30 {
@@ -356,21 +363,45 @@ func TestInvalidValueRefused(t *testing.T) {
 	}
 }
 
-// TestKillServerDuring5000: one issuer publishes 5,000 verdicts while one
-// of the three servers is killed part-way: none is lost; every client's
-// digest equals the bucket's and holds 5,000.
+// streamLeader is the index of the server that leads the bucket's stream
+// (servers are named n0, n1, ...), asked through server via.
+func streamLeader(t *testing.T, c *natstest.Servers, via int) int {
+	t.Helper()
+	js, _ := rawJS(t, c.URL(via))
+	leader := -1
+	waitFor(t, "the bucket's stream has a leader", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, "KV_"+DefaultOptions().Bucket)
+		if err != nil || s.CachedInfo().Cluster == nil {
+			return false
+		}
+		_, err = fmt.Sscanf(s.CachedInfo().Cluster.Leader, "n%d", &leader)
+		return err == nil
+	})
+	return leader
+}
+
+// TestKillServerDuring5000: one issuer publishes 5,000 verdicts and the
+// server leading the bucket's stream is killed early in the burst, while
+// the publisher, connected to another server, has puts in flight that the
+// dead leader will never acknowledge: none is lost, none stays buffered;
+// every client's digest equals the bucket's and holds 5,000.
 func TestKillServerDuring5000(t *testing.T) {
 	const total = 5000
 	c := natstest.Cluster(t, 3, natstest.Options{})
-	pub := start(t, testOptions("pub", c.URLs(), 3))
-	others := []*node{start(t, testOptions("o1", c.URLs()[1:], 3)), start(t, testOptions("o2", c.URLs()[2:], 3))}
+	others := []*node{start(t, testOptions("o1", c.URLs(), 3)), start(t, testOptions("o2", c.URLs()[1:], 3))}
+	waitFor(t, "the bucket exists", func() bool { return others[0].c.Status().Connected })
+	leader := streamLeader(t, c, 0)
+	follower := (leader + 1) % 3
+	pub := start(t, testOptions("pub", []string{c.URL(follower)}, 3))
 	waitFor(t, "the publisher is connected", func() bool { return pub.c.Status().Connected })
 	for i := range total {
-		if i == total/5 {
-			c.Kill(0) // the publisher's first server, and maybe the stream leader
-		}
 		mustPublish(t, pub, block(target(i), time.Hour))
 	}
+	waitFor(t, "the burst has begun", func() bool { return pub.c.Status().AppliedRevision >= total/50 })
+	c.Kill(leader)
+	t.Logf("killed the stream leader n%d at revision %d; publisher on n%d", leader, pub.c.Status().AppliedRevision, follower)
 	d := converged(t, total, append(others, pub)...)
 	for i, n := range others {
 		if st := n.c.Status(); st.Digest != d {
@@ -379,9 +410,52 @@ func TestKillServerDuring5000(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	keys, err := rawKV(t, c.URL(1)).Keys(ctx)
+	keys, err := rawKV(t, c.URL(follower)).Keys(ctx)
 	if err != nil || len(keys) != total {
 		t.Fatalf("bucket holds %d keys (%v), want %d", len(keys), err, total)
+	}
+}
+
+// TestStalledWatcherRecreated: a watcher whose consumer stops delivering
+// while its idle heartbeats go on (paused on the server: nats.go sees
+// nothing wrong) is found out from the bucket's last revision: the lag
+// shows the 50 revisions not read, the watcher is recreated from the next
+// revision, counted, and the client converges.
+func TestStalledWatcherRecreated(t *testing.T) {
+	c := natstest.Cluster(t, 1, natstest.Options{})
+	obs := start(t, testOptions("obs", c.URLs(), 1))
+	waitFor(t, "the observer is connected", func() bool { return obs.c.Status().Connected })
+	js, kv := rawJS(t, c.URL(0))
+	putRaw(t, kv, "pub", 0, 10)
+	waitFor(t, "the observer applies 10", func() bool { return obs.rec.len() == 10 })
+	// The observer's watcher is the stream's only consumer.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream := "KV_" + DefaultOptions().Bucket
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := st.ConsumerNames(ctx)
+	paused := 0
+	for name := range names.Name() {
+		if _, err := js.PauseConsumer(ctx, stream, name, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		paused++
+	}
+	if names.Err() != nil || paused != 1 {
+		t.Fatalf("paused %d consumers (%v), want the watcher's 1", paused, names.Err())
+	}
+	putRaw(t, kv, "pub", 10, 60)
+	waitFor(t, "the observer's lag shows the 50 not read", func() bool {
+		st := obs.c.Status()
+		return st.Lag == 50 && st.BucketRevision == 60
+	})
+	converged(t, 60, obs)
+	var m dto.Metric
+	if err := obs.c.m.watchRestarts.Write(&m); err != nil || m.GetCounter().GetValue() < 1 {
+		t.Errorf("watch restarts counted: %v (%v), want at least 1", m.GetCounter().GetValue(), err)
 	}
 }
 

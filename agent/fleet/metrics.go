@@ -8,7 +8,9 @@ type metrics struct {
 	applied     prometheus.Counter
 	refused     *prometheus.CounterVec
 	propagation prometheus.Histogram
-	gauges      []prometheus.Collector
+	// watchRestarts counts the watchers recreated after a stall.
+	watchRestarts prometheus.Counter
+	gauges        []prometheus.Collector
 }
 
 func newMetrics(c *Client) *metrics {
@@ -22,6 +24,8 @@ func newMetrics(c *Client) *metrics {
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bulwark_fleet_propagation_seconds",
 			Help:    "Time from another issuer's verdict being issued to it being applied here.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+		watchRestarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_fleet_watch_restarts_total",
+			Help: "Bucket watchers recreated because they delivered nothing while behind the bucket."}),
 	}
 	for _, r := range []string{RefusedRate, RefusedActiveCap, RefusedLocal, RefusedInvalid, RefusedTTL, RefusedBuffer} {
 		m.refused.WithLabelValues(r)
@@ -39,7 +43,8 @@ func newMetrics(c *Client) *metrics {
 			}
 			return 0
 		})),
-		gauge("bulwark_fleet_lag", "Bucket revisions not yet read.", locked(func() float64 { return float64(c.lag) })),
+		gauge("bulwark_fleet_lag", "Bucket revisions not yet read (the bucket's last revision, polled, minus the last read).",
+			locked(func() float64 { return float64(c.lag()) })),
 		gauge("bulwark_fleet_buffered", "Own verdicts waiting to be published.",
 			locked(func() float64 { return float64(len(c.queued)) })),
 		gauge("bulwark_fleet_active", "Fleet verdicts in force (the merged set within max_active).",
@@ -50,5 +55,6 @@ func newMetrics(c *Client) *metrics {
 
 // Collectors are the Client's metrics, for the agent's registry.
 func (c *Client) Collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{c.m.published, c.m.applied, c.m.refused, c.m.propagation}, c.m.gauges...)
+	return append([]prometheus.Collector{c.m.published, c.m.applied, c.m.refused, c.m.propagation,
+		c.m.watchRestarts}, c.m.gauges...)
 }

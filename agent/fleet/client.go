@@ -204,17 +204,12 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	kv, perKeyTTL, err := c.bind(ctx, js, nc.ConnectedServerVersion())
+	kv, stream, err := c.bind(ctx, js, nc.ConnectedServerVersion())
 	if err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	stream, err := js.Stream(rctx, "KV_"+c.opts.Bucket)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("bucket stream: %w", err)
-	}
 	info := stream.CachedInfo()
+	perKeyTTL := info.Config.SubjectDeleteMarkerTTL > 0
 	c.mu.Lock()
 	last := c.st.lastRev
 	c.kv, c.js, c.perKeyTTL, c.server = kv, js, perKeyTTL, nc.ConnectedUrlRedacted()
@@ -238,11 +233,15 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	defer wg.Wait()
 	defer stop()
 	wg.Go(func() { c.pollBucket(wctx, stream) })
+	// A connect or reconnect kick from before this session is not news:
+	// acting on it would throw away the watch just made (every start did).
+	since := nc.Stats().Reconnects
+	moved := func() bool { return nc.Stats().Reconnects != since || !nc.IsConnected() }
 	for {
 		c.mu.Lock()
 		from, resync := c.next, c.seen != nil
 		c.mu.Unlock()
-		err := c.watchFrom(wctx, kv, from, resync)
+		err := c.watchFrom(wctx, kv, from, resync, moved)
 		if !errors.Is(err, errWatchStalled) {
 			return err
 		}
@@ -255,7 +254,7 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 
 // watchFrom watches the bucket from revision from (0: from the start)
 // until the watch ends.
-func (c *Client) watchFrom(ctx context.Context, kv jetstream.KeyValue, from uint64, resync bool) error {
+func (c *Client) watchFrom(ctx context.Context, kv jetstream.KeyValue, from uint64, resync bool, moved func() bool) error {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	// History 1: every message is its key's current value (or one being
@@ -271,7 +270,7 @@ func (c *Client) watchFrom(ctx context.Context, kv jetstream.KeyValue, from uint
 	}
 	defer w.Stop()
 	c.log.Debug("fleet watching", "resync", resync, "from", from, "server", c.server)
-	return c.watch(ctx, w)
+	return c.watch(ctx, w, moved)
 }
 
 // pollBucket reads the bucket's last revision every pollEvery until ctx
@@ -299,9 +298,10 @@ func (c *Client) pollBucket(ctx context.Context, stream jetstream.Stream) {
 }
 
 // bind opens the bucket, creating it when missing: with per-key TTLs on a
-// server of 2.11 or later, else with MaxAge = MaxTTL. Puts use per-key TTLs
-// when the bucket allows them (whoever created it).
-func (c *Client) bind(ctx context.Context, js jetstream.JetStream, version string) (jetstream.KeyValue, bool, error) {
+// server of 2.11 or later, else with MaxAge = MaxTTL; it returns it with
+// its stream, whose configuration says whether puts may use per-key TTLs
+// (whoever created it) and whose state is where a session starts.
+func (c *Client) bind(ctx context.Context, js jetstream.JetStream, version string) (jetstream.KeyValue, jetstream.Stream, error) {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	kv, err := js.KeyValue(rctx, c.opts.Bucket)
@@ -319,13 +319,13 @@ func (c *Client) bind(ctx context.Context, js jetstream.JetStream, version strin
 		}
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("bucket %s: %w", c.opts.Bucket, err)
+		return nil, nil, fmt.Errorf("bucket %s: %w", c.opts.Bucket, err)
 	}
-	st, err := kv.Status(rctx)
+	stream, err := js.Stream(rctx, "KV_"+c.opts.Bucket)
 	if err != nil {
-		return nil, false, fmt.Errorf("bucket %s status: %w", c.opts.Bucket, err)
+		return nil, nil, fmt.Errorf("bucket %s stream: %w", c.opts.Bucket, err)
 	}
-	return kv, st.LimitMarkerTTL() > 0, nil
+	return kv, stream, nil
 }
 
 // serverAtLeast reports whether a server version "X.Y.Z..." is at least
@@ -339,10 +339,10 @@ func serverAtLeast(version string, major, minor int) bool {
 }
 
 // watch reads the watcher into the state, merging in batches, until it
-// ends, stalls, the connection is re-established or ctx ends. In a resync
+// ends, stalls, the connection was re-established (moved) or ctx ends. In a resync
 // (c.seen set) the entries up to the initial-values marker complete the
 // whole bucket: keys not seen are gone.
-func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher) error {
+func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher, moved func() bool) error {
 	updates := w.Updates()
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
@@ -354,7 +354,10 @@ func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.reconnected:
-			return errors.New("reconnected: resuming from the last revision read")
+			if moved() {
+				return errors.New("reconnected: resuming from the last revision read")
+			}
+			continue
 		case now := <-check.C:
 			c.mu.Lock()
 			behind := c.bucketLast >= max(c.next, 1)

@@ -146,8 +146,8 @@ func measure(t *testing.T, b *testbed.Bed, pids []int) usage {
 // publisher (the real fleet client) on a host of the fabric at rate
 // verdicts per second for seconds, and polls every agent's kernel verdict
 // map through its pin until each verdict is in every map. Any verdict
-// missing on an agent 2 minutes after the publisher had them all in the
-// bucket fails the test.
+// missing on an agent 2 minutes after the publisher ended (once its own
+// client had them all from the bucket) fails the test.
 func propagation(t *testing.T, agents, rate, seconds int) propFigures {
 	total := rate * seconds
 	if total < 1 || total > 32768 {

@@ -17,7 +17,9 @@ NFT_SIZES ?= 10000,100000,1000000
 # make bench's repetitions: datapath rounds, and runs of each Go benchmark (-benchtime 1x -count).
 BENCH_COUNT ?= 5
 BENCH_START := $(shell date +%s)
-# make bench's fleet run: lightweight clients, verdicts per second, seconds, and verdicts to cold-sync.
+# make bench's fleet runs: real agents for the propagation (test/fleet), lightweight clients for the fan-out
+# simulation, verdicts per second and seconds (both), and verdicts to cold-sync.
+FLEET_AGENTS ?= 10
 FLEET_CLIENTS ?= 200
 FLEET_RATE ?= 1000
 FLEET_SECONDS ?= 30
@@ -52,7 +54,7 @@ package: ## build $(PKG_DIR)/*.deb and *.rpm (nfpm, staged in dist/build): the b
 test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
 	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
 
-bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation and cold sync, nftables; bench/results.json, docs/benchmarks.md, README's figures table
+bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation to 10 agents, fan-out simulation and cold sync, nftables; bench/results.json, docs/benchmarks.md, README's figures table
 	@mkdir -p bench docs
 	$(GO) run ./test/bench/cmd -rounds $(BENCH_COUNT) -json bench/results-datapath.json
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory|Verifier' -benchtime 1x -timeout 30m ./test/bench/ | tee bench/gobench.txt
@@ -60,6 +62,8 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	BULWARK_AGENT_RSS_OUT=$(CURDIR)/bench/agent-rss.json $(GO) test -count=1 -run '^TestAgentRSS1M$$' -v -timeout 10m ./test/bench/
 	BULWARK_SCRAPE_OUT=$(CURDIR)/bench/scrape.json $(GO) test -count=1 -run '^TestScrape1M$$' -v -timeout 10m ./test/bench/
 	BULWARK_LISTLOAD_OUT=$(CURDIR)/bench/list-load.json $(GO) test -count=1 -run '^TestListLoad1M$$' -v -timeout 60m ./test/bench/
+	BULWARK_FLEET_AGENTS_OUT=$(CURDIR)/bench/fleet-agents.json $(GO) test -count=1 -run '^TestFleetPropagationBench$$' -v -timeout 30m ./test/fleet/ \
+		-args -fleet.agents=$(FLEET_AGENTS) -fleet.rate=$(FLEET_RATE) -fleet.seconds=$(FLEET_SECONDS)
 	BULWARK_FLEET_OUT=$(CURDIR)/bench/fleet.json $(GO) test -count=1 -run '^TestFleetBench$$' -v -timeout 30m ./test/bench/ \
 		-args -fleet.clients=$(FLEET_CLIENTS) -fleet.rate=$(FLEET_RATE) -fleet.seconds=$(FLEET_SECONDS) -fleet.coldsync=$(FLEET_COLDSYNC)
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json

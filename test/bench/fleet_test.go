@@ -297,10 +297,13 @@ func TestFleetFanoutShort(t *testing.T) {
 		f.Clients, f.Verdicts, f.P50MS, f.P99MS, f.MaxMS)
 }
 
-// TestFleetBench measures, at full size, the fan-out (-fleet.clients,
-// -fleet.rate, -fleet.seconds) and the cold sync of -fleet.coldsync
-// verdicts, and writes the figures where fleetEnv says. It runs only in
-// make bench.
+// TestFleetBench measures, at full size, the fan-out simulation
+// (-fleet.clients, -fleet.rate, -fleet.seconds: lightweight clients in one
+// process, which load the servers like a large fleet but share this
+// machine's CPUs, so it has no propagation target; test/fleet's
+// TestFleetPropagationBench measures propagation to real agents) and the
+// cold sync of -fleet.coldsync verdicts, and writes the figures where
+// fleetEnv says. It runs only in make bench.
 func TestFleetBench(t *testing.T) {
 	out := os.Getenv(fleetEnv)
 	if out == "" {

@@ -377,6 +377,15 @@ func (s *Servers) URL(i int) string {
 // Len is the number of servers.
 func (s *Servers) Len() int { return len(s.servers) }
 
+// Pid is the process id of server i, 0 when it is not running: the
+// server's own (`ip netns exec` execs it), e.g. to read its CPU time.
+func (s *Servers) Pid(i int) int {
+	if cmd := s.servers[i].cmd; cmd != nil {
+		return cmd.Process.Pid
+	}
+	return 0
+}
+
 // Kill stops server i at once (SIGKILL) and waits for it to exit; its
 // store is kept for Restart.
 func (s *Servers) Kill(i int) {

@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet F -out bench/results.json -md docs/benchmarks.md -readme README.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet-agents F -fleet F -out bench/results.json -md docs/benchmarks.md -readme README.md
 //
 // It also rewrites the README's figures table from the same results
 // (readme.go), so the README quotes only the committed report.
@@ -30,7 +30,8 @@ func main() {
 	agentRSS := flag.String("agent-rss", "bench/agent-rss.json", "the agent's memory with 1M sources (TestAgentRSS1M); missing is fine")
 	scrape := flag.String("scrape", "bench/scrape.json", "a scrape and a block add during it with 1M entries and sources (TestScrape1M); missing is fine")
 	listLoad := flag.String("list-load", "bench/list-load.json", "the agent's load and reload of a 1M-line list file beside nft -f (TestListLoad1M); missing is fine")
-	fleetPath := flag.String("fleet", "bench/fleet.json", "fleet propagation fan-out and cold sync (TestFleetBench); missing is fine")
+	fleetAgents := flag.String("fleet-agents", "bench/fleet-agents.json", "fleet propagation to 10 real agents (test/fleet TestFleetPropagationBench); missing is fine")
+	fleetPath := flag.String("fleet", "bench/fleet.json", "fleet fan-out simulation and cold sync (TestFleetBench); missing is fine")
 	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
@@ -49,7 +50,9 @@ func main() {
 		}
 		return
 	}
-	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *listLoad, *fleetPath, *latency, *out, *md, *readme, *started); err != nil {
+	in := inputs{datapath: *datapath, nft: *nft, gobench: *gobench, agentRSS: *agentRSS, scrape: *scrape, listLoad: *listLoad,
+		fleetAgents: *fleetAgents, fleet: *fleetPath, latency: *latency}
+	if err := run(in, *out, *md, *readme, *started); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -186,38 +189,33 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 	w.WriteString("\nRSS per source is (VmRSS - idle VmRSS) / sources; the BPF maps are kernel memory, not in RSS.\n")
 }
 
-func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency, out, md, readme string, started int64) error {
-	dp, err := readJSON(datapath, false)
+// inputs are the files make bench's steps wrote.
+type inputs struct {
+	datapath, nft, gobench, agentRSS, scrape, listLoad, fleetAgents, fleet, latency string
+}
+
+func run(in inputs, out, md, readme string, started int64) error {
+	dp, err := readJSON(in.datapath, false)
 	if err != nil {
 		return err
 	}
-	nf, err := readJSON(nft, true)
+	gb, err := goBench(in.gobench)
 	if err != nil {
 		return err
 	}
-	gb, err := goBench(gobench)
-	if err != nil {
-		return err
-	}
-	rss, err := readJSON(agentRSS, true)
-	if err != nil {
-		return err
-	}
-	scr, err := readJSON(scrape, true)
-	if err != nil {
-		return err
-	}
-	ll, err := readJSON(listLoad, true)
-	if err != nil {
-		return err
-	}
-	fl, err := readJSON(fleetPath, true)
-	if err != nil {
-		return err
+	// The optional ones.
+	var nf, rss, scr, ll, fa, fl map[string]any
+	for _, o := range []struct {
+		path string
+		to   *map[string]any
+	}{{in.nft, &nf}, {in.agentRSS, &rss}, {in.scrape, &scr}, {in.listLoad, &ll}, {in.fleetAgents, &fa}, {in.fleet, &fl}} {
+		if *o.to, err = readJSON(o.path, true); err != nil {
+			return err
+		}
 	}
 	// The test's log line, without its file:line prefix.
 	var blockLatency string
-	switch b, err := os.ReadFile(latency); {
+	switch b, err := os.ReadFile(in.latency); {
 	case err == nil:
 		l := strings.TrimSpace(string(b))
 		if _, after, ok := strings.Cut(l, ": "); ok && strings.Contains(l, "_test.go:") {
@@ -227,12 +225,13 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	tg := append(append(append(targets(dp, nf, gb, blockLatency), scrapeTargets(scr)...), listLoadTargets(ll)...), fleetTargets(fl)...)
+	tg := slices.Concat(targets(dp, nf, gb, blockLatency), scrapeTargets(scr), listLoadTargets(ll), fleetAgentTargets(fa), fleetTargets(fl))
 	mach := machine()
 	if started > 0 {
 		mach["make_bench_minutes"] = fmt.Sprintf("%.1f", time.Since(time.Unix(started, 0)).Minutes())
 	}
-	all := map[string]any{"machine": mach, "datapath": dp, "go_benchmarks": gb, "targets": tg, "figures": figures(dp, gb)}
+	all := map[string]any{"machine": mach, "datapath": dp, "go_benchmarks": gb, "targets": tg,
+		"figures": append(figures(dp, gb), fleetFigures(fa, fl)...)}
 	if nf != nil {
 		all["nftables"] = nf
 	}
@@ -244,6 +243,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 	}
 	if ll != nil {
 		all["list_load"] = ll
+	}
+	if fa != nil {
+		all["fleet_agents"] = fa
 	}
 	if fl != nil {
 		all["fleet"] = fl
@@ -303,8 +305,14 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 	if ll != nil {
 		writeListLoad(&w, ll)
 	}
+	if fa != nil {
+		writeFleetAgents(&w, fa)
+	}
 	if fl != nil {
 		writeFleet(&w, fl)
+	}
+	if fa != nil {
+		writeFleetEstimate(&w, fa)
 	}
 	if blockLatency != "" {
 		fmt.Fprintf(&w, "\n## Run-time block latency\n\n%s\n", blockLatency)
@@ -446,46 +454,6 @@ func listLoadTargets(r map[string]any) []target {
 		{"agent RSS with a 1M-entry list at most 100 MB", fmt.Sprintf("%.0f MB after the start, %.0f MB after the reload (medians)",
 			rss*mbPerMiB, rssReload*mbPerMiB), worst <= 100, ""},
 	}
-}
-
-// writeFleet writes the section of TestFleetBench's figures.
-func writeFleet(w *strings.Builder, r map[string]any) {
-	num := func(k string) float64 { v, _ := r[k].(float64); return v }
-	w.WriteString("\n## Fleet: propagation fan-out and cold sync (real fleet.Client code, real 3-node NATS JetStream cluster, no XDP)\n\n")
-	w.WriteString("| clients | verdicts/s | verdicts | samples | p50 ms | p99 ms | max ms | client CPU us per verdict | cold sync verdicts | cold sync s |\n")
-	w.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f |\n", num("clients"), num("rate_per_s"),
-		num("verdicts"), num("samples"), num("propagation_p50_ms"), num("propagation_p99_ms"), num("propagation_max_ms"),
-		num("client_cpu_us_per_verdict"), num("coldsync_verdicts"), num("coldsync_seconds"))
-	w.WriteString("\nPropagation is from the publisher's put call to the verdict's Apply on each client, over every (client, verdict) " +
-		"pair: the put comes before its acknowledgement, so this is never less than ack -> applied (the ack's own time, " +
-		"read by a goroutine the loaded CPUs run late, gave negative delays). " +
-		"Client CPU is the benchmark process's CPU time during the fan-out (every client and the publisher) over clients x verdicts. " +
-		"The cold sync fills one server's bucket and times a fresh client until it has applied every verdict.\n")
-}
-
-// fleetTargets checks TestFleetBench's figures against the targets.
-func fleetTargets(r map[string]any) []target {
-	if r == nil {
-		return nil
-	}
-	num := func(k string) float64 { v, _ := r[k].(float64); return v }
-	prop := target{fmt.Sprintf("fleet propagation p99 within 250 ms (%.0f clients, %.0f verdicts/s)", num("clients"), num("rate_per_s")),
-		fmt.Sprintf("%.1f ms", num("propagation_p99_ms")), num("propagation_p99_ms") <= 250, ""}
-	if !prop.Met {
-		prop.Why = fmt.Sprintf("CPU-bound on this machine: the clients spent %.1f us of CPU per verdict each, so %.0f clients at %.0f "+
-			"verdicts/s ask for %.1f CPU-seconds per second of the VM's %d CPUs, before the 3 servers and the publisher; the "+
-			"publish of %.0f verdicts took %.1f s, not %.0f (docs/fleet.md)", num("client_cpu_us_per_verdict"), num("clients"),
-			num("rate_per_s"), num("client_cpu_us_per_verdict")*num("clients")*num("rate_per_s")/1e6, runtime.NumCPU(),
-			num("verdicts"), num("publish_seconds"), num("verdicts")/num("rate_per_s"))
-	}
-	cold := target{fmt.Sprintf("cold sync of %.0f verdicts within 10 s", num("coldsync_verdicts")),
-		fmt.Sprintf("%.2f s", num("coldsync_seconds")), num("coldsync_seconds") <= 10, ""}
-	if !cold.Met {
-		cold.Why = fmt.Sprintf("one client reads the bucket on one ordered consumer and decodes, merges and applies each value: "+
-			"%.0f verdicts/s here; docs/fleet.md says where its CPU goes", num("coldsync_verdicts")/num("coldsync_seconds"))
-	}
-	return []target{prop, cold}
 }
 
 // target is one of the targets and whether this run met it.

@@ -7,6 +7,20 @@
 //
 //	publisher -servers nats://198.19.0.1:4222,... -count 1000000 -issuers 8 -v6
 //
+// With -rate it publishes at that many verdicts per second instead, as one
+// issuer, and prints a line per verdict as it goes, for the propagation
+// benchmark to time each one from its Publish call:
+//
+//	sent K TARGET MONO_NS
+//
+// (K from 0, MONO_NS the CLOCK_MONOTONIC time in nanoseconds, taken just
+// before the line is written and the verdict handed to Publish); then it
+// waits, as in batches, until the bucket has them all, reads the bucket's
+// stream back and prints when the stream stored each one (the server's
+// timestamp, Unix ns):
+//
+//	stored K UNIX_NS
+//
 // Targets: 198.18.128.0 onwards (IPv4, at most 32,768), or with -v6
 // 2001:2:0:ff::<k>/128.
 package main
@@ -15,12 +29,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/agent/fleet"
 )
@@ -50,14 +68,24 @@ func main() {
 	ttl := flag.Duration("ttl", time.Hour, "the verdicts' life")
 	v6 := flag.Bool("v6", false, "IPv6 /128 targets (up to 2^32) instead of IPv4 (up to 32,768)")
 	limit := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	rate := flag.Int("rate", 0, "publish this many verdicts per second as one issuer, printing each one's Publish time (0: in batches, as fast as the bucket takes them)")
 	flag.Parse()
-	if *count < 1 || (!*v6 && *count > 32768) || *issuers < 1 || *issuers > *count || *batch < 1 {
-		fmt.Fprintf(os.Stderr, "publisher: -count %d, -issuers %d, -batch %d: want 1 <= issuers <= count (at most 32,768 IPv4 targets; more with -v6), batch >= 1\n", *count, *issuers, *batch)
+	if *count < 1 || (!*v6 && *count > 32768) || *issuers < 1 || *issuers > *count || *batch < 1 || *rate < 0 || (*rate > 0 && *issuers != 1) {
+		fmt.Fprintf(os.Stderr, "publisher: -count %d, -issuers %d, -batch %d, -rate %d: want 1 <= issuers <= count (at most 32,768 IPv4 targets; more with -v6), batch >= 1, rate >= 0 (with one issuer)\n", *count, *issuers, *batch, *rate)
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *limit)
 	defer cancel()
 	start := time.Now()
+	if *rate > 0 {
+		name := *node + "-1"
+		if err := paced(ctx, os.Stdout, strings.Split(*servers, ","), name, *count, *rate, *replicas, *ttl, *v6); err != nil {
+			fmt.Fprintln(os.Stderr, "publisher:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("published %d verdicts as %s at %d/s in %s\n", *count, name, *rate, time.Since(start).Round(time.Millisecond))
+		return
+	}
 	errs := make(chan error, *issuers)
 	for i := range *issuers {
 		// Issuer i publishes targets k with k mod issuers == i.
@@ -83,43 +111,168 @@ func main() {
 	fmt.Printf("published %d verdicts as %d issuers in %s\n", *count, *issuers, time.Since(start).Round(time.Millisecond))
 }
 
+// start runs one client as node, with room for buffer unpublished
+// verdicts and total active ones; stop ends it.
+func start(ctx context.Context, servers []string, node string, total, buffer, burst, replicas int) (c *fleet.Client, stop func(), err error) {
+	o := fleet.DefaultOptions()
+	o.Servers, o.Node, o.Replicas = servers, node, replicas
+	o.IssuerRate, o.IssuerBurst, o.MaxActive, o.Buffer = 1e6, burst, total, buffer
+	c, err = fleet.New(o, none{}, hclog.NewNullLogger(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return c, func() { cancel(); <-done }, nil
+}
+
+// verdict is node's block verdict on target k, issued at now.
+func verdict(node string, k int, v6 bool, now time.Time, ttl time.Duration) fleet.Verdict {
+	return fleet.Verdict{Target: Target(k, v6), Action: fleet.ActionBlock, Issuer: node, Origin: "cli",
+		Reason: "fleet test filler", IssuedAt: now, Expires: now.Add(ttl)}
+}
+
+// waitBucket waits until c is connected, has published all it buffered,
+// has read the bucket to its end and has at least active verdicts.
+func waitBucket(ctx context.Context, c *fleet.Client, node string, active int) error {
+	for {
+		s := c.Status()
+		if s.Connected && s.Buffered == 0 && s.Lag == 0 && s.Active >= active {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: gave up waiting for %d active with %+v", node, active, s)
+		case <-time.After(250 * time.Millisecond): // Status digests the whole set: not too often
+		}
+	}
+}
+
 // publish runs one client as node and publishes the targets ks, batch by
 // batch: each batch once the bucket has the one before (the client's
 // buffer is kept small). total is the count of every issuer's targets.
 func publish(ctx context.Context, servers []string, node string, ks []int, total, batch, replicas int, ttl time.Duration, v6 bool) error {
-	o := fleet.DefaultOptions()
-	o.Servers, o.Node, o.Replicas = servers, node, replicas
-	o.IssuerRate, o.IssuerBurst, o.MaxActive, o.Buffer = 1e6, len(ks), total, batch
-	c, err := fleet.New(o, none{}, hclog.NewNullLogger(), nil)
+	c, stop, err := start(ctx, servers, node, total, batch, len(ks), replicas)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer stop()
 	for lo := 0; lo < len(ks); lo += batch {
 		now := time.Now()
 		hi := min(lo+batch, len(ks))
 		for _, k := range ks[lo:hi] {
-			v := fleet.Verdict{Target: Target(k, v6), Action: fleet.ActionBlock, Issuer: node, Origin: "cli",
-				Reason: "fleet test filler", IssuedAt: now, Expires: now.Add(ttl)}
+			if err := c.Publish(verdict(node, k, v6, now, ttl)); err != nil {
+				return fmt.Errorf("%s: publish %d: %w", node, k, err)
+			}
+		}
+		if err := waitBucket(ctx, c, node, hi); err != nil {
+			return fmt.Errorf("after %d of %d: %w", lo, len(ks), err)
+		}
+	}
+	return nil
+}
+
+// paced runs one client as node, waits until it is connected, then
+// publishes targets 0..count-1 at rate per second (target k at k/rate
+// seconds from the first), writing a "sent K TARGET MONO_NS" line to out
+// for each before it publishes it; then it waits until the bucket has them
+// all and writes a "stored K UNIX_NS" line for each (stored).
+func paced(ctx context.Context, out io.Writer, servers []string, node string, count, rate, replicas int, ttl time.Duration, v6 bool) error {
+	c, stop, err := start(ctx, servers, node, count, count, count, replicas)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if err := waitBucket(ctx, c, node, 0); err != nil {
+		return err
+	}
+	first := time.Now()
+	for k := 0; k < count; {
+		due := min(count, int(time.Since(first).Seconds()*float64(rate))+1)
+		for ; k < due; k++ {
+			v := verdict(node, k, v6, time.Now(), ttl)
+			// The line goes out before the verdict: the reader learns of
+			// it before it can arrive anywhere (the time is taken first,
+			// so the write counts in the delay: a few microseconds).
+			if _, err := fmt.Fprintf(out, "sent %d %s %d\n", k, v.Target.Addr(), monoNow()); err != nil {
+				return fmt.Errorf("write the sent lines: %w", err)
+			}
 			if err := c.Publish(v); err != nil {
 				return fmt.Errorf("%s: publish %d: %w", node, k, err)
 			}
 		}
-		for {
-			s := c.Status()
-			if s.Connected && s.Buffered == 0 && s.Lag == 0 && s.Active >= hi {
-				break
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: gave up after %d of %d", node, k, count)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := waitBucket(ctx, c, node, count); err != nil {
+		return err
+	}
+	keys := make(map[string]int, count)
+	for k := range count {
+		keys[fleet.Key(node, Target(k, v6))] = k
+	}
+	return stored(ctx, out, servers, keys)
+}
+
+// stored reads the bucket's stream from its start and writes a "stored K
+// UNIX_NS" line for each message under one of keys (key -> K): the time
+// the stream stored it, as the server stamped it.
+func stored(ctx context.Context, out io.Writer, servers []string, keys map[string]int) error {
+	nc, err := nats.Connect(strings.Join(servers, ","))
+	if err != nil {
+		return fmt.Errorf("stored times: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("stored times: %w", err)
+	}
+	bucket := fleet.DefaultOptions().Bucket
+	stream, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return fmt.Errorf("stored times: %w", err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return fmt.Errorf("stored times: %w", err)
+	}
+	prefix := "$KV." + bucket + "."
+	for left := len(keys); left > 0; {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("stored times: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("stored times: %w", err)
 			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s: gave up after %d of %d with %+v", node, lo, len(ks), s)
-			case <-time.After(250 * time.Millisecond): // Status digests the whole set: not too often
+			if k, ok := keys[strings.TrimPrefix(m.Subject(), prefix)]; ok {
+				if _, err := fmt.Fprintf(out, "stored %d %d\n", k, md.Timestamp.UnixNano()); err != nil {
+					return fmt.Errorf("write the stored lines: %w", err)
+				}
+				left--
 			}
+		}
+		if err := batch.Error(); err != nil || got == 0 {
+			return fmt.Errorf("stored times: %d verdicts not found in the stream (%v)", left, err)
 		}
 	}
 	return nil
+}
+
+// monoNow is CLOCK_MONOTONIC in nanoseconds: one clock for every process
+// of the host, so the reader compares its own readings with these.
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
 }

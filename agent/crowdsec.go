@@ -232,8 +232,12 @@ func (l *crowdSecLink) apply(s crowdsec.Stream, startup bool) (applied, deleted,
 	for _, p := range w.removed {
 		delete(l.labels, p)
 	}
-	for p, lab := range w.labels {
-		l.labels[p] = lab
+	if len(l.labels) == 0 {
+		l.labels = w.labels // a first startup pull: no copy of 100,000 labels
+	} else {
+		for p, lab := range w.labels {
+			l.labels[p] = lab
+		}
 	}
 	l.status.Active = len(l.labels)
 	l.mu.Unlock()
@@ -278,23 +282,24 @@ type written struct {
 // does not hold is deleted too, so that the maps converge to the LAPI's
 // state whatever was missed.
 func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []crowdsec.Entry, now time.Time) written {
-	w := written{labels: map[netip.Prefix]string{}}
 	mono := monotonicNow()
 	g := l.guard.Load()
 	v6 := st.ifaces[0].dp.Maps.IPv6Prefix()
 	var puts []crowdsec.Entry
 	var removes []netip.Prefix
+	var first []maps.VerdictEntry // the first interface's verdicts, when read here
 	if full != nil {
 		keep := make(map[netip.Prefix]bool, len(full))
 		for _, e := range full {
 			keep[crowdSecKey(e.Target, v6)] = true
 		}
 		var have map[netip.Prefix]bool
-		removes, have = l.owned(st, keep)
+		removes, have, first = l.owned(st, keep)
 		changed := make(map[netip.Prefix]bool, len(changes))
 		for _, c := range changes {
 			changed[c.Target] = true
 		}
+		puts = make([]crowdsec.Entry, 0, len(changes))
 		// What changed, and what is missing from the maps (a verdict
 		// of another origin took its place, or the agent restarted).
 		for _, e := range full {
@@ -311,8 +316,12 @@ func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []cr
 			}
 		}
 	}
-	var verdicts []maps.VerdictEntry
+	w := written{labels: make(map[netip.Prefix]string, len(puts))}
+	verdicts := make([]maps.VerdictEntry, 0, len(puts))
 	var blocks []maps.Entry
+	// Most decisions share a few origins and scenarios: one label string
+	// each, not one per decision.
+	labels := map[[2]string]string{}
 	for _, e := range puts {
 		left := e.Expires.Sub(now)
 		if left <= 0 {
@@ -337,10 +346,19 @@ func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []cr
 			continue
 		}
 		w.put = append(w.put, e.Target)
-		w.labels[key] = e.Label()
+		lab, ok := labels[[2]string{e.Origin, e.Scenario}]
+		if !ok {
+			lab = e.Label()
+			labels[[2]string{e.Origin, e.Scenario}] = lab
+		}
+		w.labels[key] = lab
 	}
-	for _, it := range st.ifaces {
-		vs, err := l.keepLocal(it.dp.Maps, verdicts)
+	for i, it := range st.ifaces {
+		cur := first
+		if i > 0 {
+			cur = nil
+		}
+		vs, err := l.keepLocal(it.dp.Maps, verdicts, cur)
 		if err == nil {
 			err = it.dp.Maps.PutVerdicts(vs)
 		}
@@ -385,10 +403,11 @@ func crowdSecKey(p netip.Prefix, v6prefix int) netip.Prefix {
 
 // owned reads what CrowdSec put in the first interface's maps (verdicts
 // of origin crowdsec, block entries of its list): stale is what keep does
-// not hold, have all of it.
-func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale []netip.Prefix, have map[netip.Prefix]bool) {
+// not hold, have all of it; vs are all the verdicts read (nil when they
+// could not be read).
+func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale []netip.Prefix, have map[netip.Prefix]bool, vs []maps.VerdictEntry) {
 	m := st.ifaces[0].dp.Maps
-	have = map[netip.Prefix]bool{}
+	have = make(map[netip.Prefix]bool, len(keep))
 	mono := monotonicNow()
 	vs, err := m.Verdicts()
 	if err != nil {
@@ -416,19 +435,20 @@ func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale [
 			have[e.Prefix] = true
 		}
 	}
-	return stale, have
+	return stale, have, vs
 }
 
 // keepLocal drops from vs the verdicts where one of another origin wins:
 // a stronger one, or one as strong that lasts as long. A few are looked up
-// one by one, many by one walk of the map.
-func (l *crowdSecLink) keepLocal(m *maps.Set, vs []maps.VerdictEntry) ([]maps.VerdictEntry, error) {
+// one by one, many by one walk of the map, or in cur, the map's verdicts
+// when the caller has just read them.
+func (l *crowdSecLink) keepLocal(m *maps.Set, vs, cur []maps.VerdictEntry) ([]maps.VerdictEntry, error) {
 	if len(vs) == 0 {
 		return nil, nil
 	}
 	mono := monotonicNow()
 	local := map[netip.Prefix]maps.VerdictEntry{}
-	if len(vs) < walkAbove {
+	if cur == nil && len(vs) < walkAbove {
 		for _, v := range vs {
 			c, ok, err := m.Verdict(v.Source.Addr())
 			if err != nil {
@@ -439,9 +459,11 @@ func (l *crowdSecLink) keepLocal(m *maps.Set, vs []maps.VerdictEntry) ([]maps.Ve
 			}
 		}
 	} else {
-		cur, err := m.Verdicts()
-		if err != nil {
-			return nil, err
+		if cur == nil {
+			var err error
+			if cur, err = m.Verdicts(); err != nil {
+				return nil, err
+			}
 		}
 		for _, c := range cur {
 			if c.Origin != maps.OriginCrowdSec && c.ExpiresNS > mono {

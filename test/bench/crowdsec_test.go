@@ -35,58 +35,6 @@ const (
 	csBoundBouncer = 30 * time.Minute
 )
 
-// csRun is one import of N decisions watched by both bouncers.
-type csRun struct {
-	Decisions int     `json:"decisions"`
-	ImportS   float64 `json:"import_s"` // cscli decisions import, all files, start to return
-	// From the import's return (the LAPI holds every decision) until the
-	// kernel maps (Bulwark) or the nft set (the bouncer) hold all of them,
-	// at the start of the count that saw them all; 0 when that count began
-	// before the import returned. -1: not within the bound.
-	BulwarkS float64 `json:"bulwark_s"`
-	BouncerS float64 `json:"bouncer_s"`
-	// The same from the import's start.
-	BulwarkFromStartS float64 `json:"bulwark_from_start_s"`
-	BouncerFromStartS float64 `json:"bouncer_from_start_s"`
-	// The longest `nft -j list set` count of the run.
-	BouncerCountMaxS float64 `json:"bouncer_count_max_s"`
-}
-
-// csSize is the runs of one size, folded: medians, lowest and highest.
-type csSize struct {
-	Decisions int     `json:"decisions"`
-	Runs      int     `json:"runs"`
-	ImportS   float64 `json:"import_median_s"`
-	BulwarkS  float64 `json:"bulwark_median_s"`
-	BulwarkLo float64 `json:"bulwark_min_s"`
-	BulwarkHi float64 `json:"bulwark_max_s"`
-	BouncerS  float64 `json:"bouncer_median_s"`
-	BouncerLo float64 `json:"bouncer_min_s"`
-	BouncerHi float64 `json:"bouncer_max_s"`
-	// BouncerMissed: runs where the bouncer did not hold every decision
-	// within the bound (their time counts as the bound).
-	BouncerMissed int `json:"bouncer_missed"`
-	// Sooner: the bouncer's median over Bulwark's, Bulwark's taken as at
-	// least its poll interval.
-	Sooner float64 `json:"sooner"`
-	// CPU per packet on the veth testbed with these decisions (medians of
-	// the rounds): Bulwark's verdicts, the bouncer's set in nft.
-	BulwarkNsPerPkt float64 `json:"bulwark_ns_per_pkt,omitempty"`
-	NFTNsPerPkt     float64 `json:"nft_bouncer_ns_per_pkt,omitempty"`
-	CPURatio        float64 `json:"cpu_ratio,omitempty"` // nft's over Bulwark's
-}
-
-// csFigures is what TestCrowdSecBench writes.
-type csFigures struct {
-	PullIntervalS  float64     `json:"pull_interval_s"`
-	PollBulwarkS   float64     `json:"poll_bulwark_s"`
-	PollBouncerS   float64     `json:"poll_bouncer_s"`
-	BouncerVersion string      `json:"bouncer"`
-	Sizes          []csSize    `json:"sizes"`
-	Runs           []csRun     `json:"runs"`
-	CPU            *nft.Report `json:"cpu,omitempty"`
-}
-
 // csAddrs are the n addresses of the decisions: the nft bench's 8192
 // generated sources first (the CPU measurement's traffic comes from
 // them), then 198.19.0.0/16, then 198.18.a.b with b%8 of 3 to 6 (never
@@ -152,7 +100,7 @@ func watch(count func() (int, error), want int, pause time.Duration, stop <-chan
 // test namespace) both pull every csPull, and times until each holds all
 // of them: Bulwark's verdict map counted in the kernel, the bouncer's
 // set counted by nft.
-func csSideBySide(t *testing.T, n int) csRun {
+func csSideBySide(t *testing.T, n int) CrowdSecRun {
 	e := agenttest.NewEnv(t, agenttest.Options{DirPrefix: "bwk-csbench-"})
 	l := crowdsectest.Start(t, e.TB.Server)
 	key := l.AddBouncer("bulwark")
@@ -181,7 +129,7 @@ func csSideBySide(t *testing.T, n int) csRun {
 		t.Fatal(err)
 	}
 	imported := time.Now()
-	r := csRun{Decisions: n, ImportS: imported.Sub(began).Seconds(), BulwarkS: -1, BouncerS: -1, BulwarkFromStartS: -1, BouncerFromStartS: -1}
+	r := CrowdSecRun{Decisions: n, ImportS: imported.Sub(began).Seconds(), BulwarkS: -1, BouncerS: -1, BulwarkFromStartS: -1, BouncerFromStartS: -1}
 	select {
 	case <-bw.finished:
 	case <-time.After(csBoundBulwark):
@@ -240,10 +188,10 @@ func TestCrowdSecBench(t *testing.T) {
 	out := benchOnly(t, crowdSecEnv, "compare Bulwark with crowdsec-firewall-bouncer on 10k and 100k imported decisions")
 	const reps = 3
 	sizes := []int{10_000, 100_000}
-	f := csFigures{PullIntervalS: csPull.Seconds(), PollBulwarkS: csPollBulwark.Seconds(), PollBouncerS: csPollBouncer.Seconds(),
+	f := CrowdSecFigures{PullIntervalS: csPull.Seconds(), PollBulwarkS: csPollBulwark.Seconds(), PollBouncerS: csPollBouncer.Seconds(),
 		BouncerVersion: crowdsectest.FirewallBouncerVersion(t)}
 	for _, n := range sizes {
-		var runs []csRun
+		var runs []CrowdSecRun
 		for rep := 1; rep <= reps; rep++ {
 			t.Run(fmt.Sprintf("%d-%d", n, rep), func(t *testing.T) { runs = append(runs, csSideBySide(t, n)) })
 			if t.Failed() {
@@ -294,8 +242,8 @@ func TestCrowdSecBench(t *testing.T) {
 
 // foldRuns is the medians and spread of one size's runs; a run where the
 // bouncer missed the bound counts as the bound.
-func foldRuns(n int, runs []csRun) csSize {
-	s := csSize{Decisions: n, Runs: len(runs)}
+func foldRuns(n int, runs []CrowdSecRun) CrowdSecSize {
+	s := CrowdSecSize{Decisions: n, Runs: len(runs)}
 	var imp, bw, bo []float64
 	for _, r := range runs {
 		imp, bw = append(imp, r.ImportS), append(bw, r.BulwarkS)

@@ -4,38 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/bulwark-filter/bulwark/test/bench"
 )
 
-// csSize is one size of TestCrowdSecBench's figures (test/bench).
-type csSize struct {
-	Decisions       int     `json:"decisions"`
-	Runs            int     `json:"runs"`
-	ImportS         float64 `json:"import_median_s"`
-	BulwarkS        float64 `json:"bulwark_median_s"`
-	BulwarkLo       float64 `json:"bulwark_min_s"`
-	BulwarkHi       float64 `json:"bulwark_max_s"`
-	BouncerS        float64 `json:"bouncer_median_s"`
-	BouncerLo       float64 `json:"bouncer_min_s"`
-	BouncerHi       float64 `json:"bouncer_max_s"`
-	BouncerMissed   int     `json:"bouncer_missed"`
-	Sooner          float64 `json:"sooner"`
-	BulwarkNsPerPkt float64 `json:"bulwark_ns_per_pkt"`
-	NFTNsPerPkt     float64 `json:"nft_bouncer_ns_per_pkt"`
-	CPURatio        float64 `json:"cpu_ratio"`
-}
-
-// csFigures is what the report reads of TestCrowdSecBench's figures.
-type csFigures struct {
-	PullIntervalS float64  `json:"pull_interval_s"`
-	PollBulwarkS  float64  `json:"poll_bulwark_s"`
-	PollBouncerS  float64  `json:"poll_bouncer_s"`
-	Bouncer       string   `json:"bouncer"`
-	Sizes         []csSize `json:"sizes"`
-}
-
 // crowdSecOf reads TestCrowdSecBench's figures out of their JSON map.
-func crowdSecOf(r map[string]any) (csFigures, error) {
-	var f csFigures
+func crowdSecOf(r map[string]any) (bench.CrowdSecFigures, error) {
+	var f bench.CrowdSecFigures
 	b, err := json.Marshal(r)
 	if err == nil {
 		err = json.Unmarshal(b, &f)
@@ -44,8 +19,8 @@ func crowdSecOf(r map[string]any) (csFigures, error) {
 }
 
 // writeCrowdSec writes the section of TestCrowdSecBench's figures.
-func writeCrowdSec(w *strings.Builder, f csFigures) {
-	fmt.Fprintf(w, "\n## CrowdSec: Bulwark beside %s on one LAPI\n\n", f.Bouncer)
+func writeCrowdSec(w *strings.Builder, f bench.CrowdSecFigures) {
+	fmt.Fprintf(w, "\n## CrowdSec: Bulwark beside %s on one LAPI\n\n", f.BouncerVersion)
 	w.WriteString("| decisions | runs | cscli import s | Bulwark all enforced s (min-max) | bouncer all enforced s (min-max) | x sooner | " +
 		"Bulwark ns/pkt | nft (bouncer's set) ns/pkt | x CPU |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range f.Sizes {
@@ -70,7 +45,7 @@ func writeCrowdSec(w *strings.Builder, f csFigures) {
 
 // crowdSecTargets checks TestCrowdSecBench's figures against the issue's
 // target: 100,000 decisions enforced at least 20x sooner.
-func crowdSecTargets(f csFigures) []target {
+func crowdSecTargets(f bench.CrowdSecFigures) []target {
 	var out []target
 	for _, s := range f.Sizes {
 		if s.Decisions != 100_000 {

@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/bench"
 )
 
 func main() {
@@ -220,7 +222,7 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, crowdSec
 	if err != nil {
 		return err
 	}
-	var csf csFigures
+	var csf bench.CrowdSecFigures
 	if cs != nil {
 		if csf, err = crowdSecOf(cs); err != nil {
 			return fmt.Errorf("%s: %w", crowdSecPath, err)

@@ -124,20 +124,22 @@ func (l *crowdSecLink) rebuildGuard(cfg *config.Config, allow listReader) {
 }
 
 // run pulls the decision stream every interval until ctx ends, and pushes
-// alerts when the link is a source. Every resync, and after a pull that
-// failed, the pull is a startup pull: the LAPI's deltas are by time and
-// can miss a decision committed while a pull ran (cs-firewall-bouncer
-// #506), the full list cannot.
+// alerts when the link is a source. Every resync, after a pull that
+// failed, and once a burst of decisions has settled, the pull is a
+// startup pull: the LAPI's deltas are by time and can miss a decision
+// committed while a pull ran (cs-firewall-bouncer #506), the full list
+// cannot.
 func (l *crowdSecLink) run(ctx context.Context) {
 	if l.source != nil {
 		go l.source.Run(ctx)
 	}
-	startup, last := true, time.Time{}
+	startup, last, dirty := true, time.Time{}, false
 	for {
 		if startup {
 			last = time.Now()
 		}
-		startup = !l.pull(ctx, startup) || time.Since(last) >= l.settings.Resync
+		read, ok := l.pull(ctx, startup)
+		startup, dirty = nextPull(startup, ok, read, dirty, time.Since(last), l.settings.Interval, l.settings.Resync)
 		select {
 		case <-ctx.Done():
 			return
@@ -146,13 +148,38 @@ func (l *crowdSecLink) run(ctx context.Context) {
 	}
 }
 
-// pull reads the stream once and applies it; false when it failed (what
-// is in force stays, and the next pull is a startup pull).
-func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
+// settleAfter is, in pull intervals, the least time between a startup
+// pull and the one that follows a burst of decisions.
+const settleAfter = 5
+
+// nextPull says whether the pull after this one is a startup pull, and
+// whether deltas have brought decisions since the last startup pull
+// (dirty). ok and read are this pull's outcome and how many decisions it
+// read; since is the time since the last startup pull began. A failed pull
+// or the resync period makes it a startup pull; so does the first quiet
+// delta after a burst (a delta that read decisions), at most once every
+// settleAfter intervals: a bulk import is converged a few intervals after
+// it ends, not a resync later.
+func nextPull(startup, ok bool, read int, dirty bool, since, interval, resync time.Duration) (bool, bool) {
+	switch {
+	case !ok:
+		return true, dirty
+	case startup:
+		return since >= resync, false
+	case read > 0:
+		return since >= resync, true
+	}
+	return since >= resync || (dirty && since >= settleAfter*interval), dirty
+}
+
+// pull reads the stream once and applies it; it returns how many
+// decisions it read (new and deleted), and false when it failed (what is
+// in force stays, and the next pull is a startup pull).
+func (l *crowdSecLink) pull(ctx context.Context, startup bool) (int, bool) {
 	s, err := l.client.Pull(ctx, startup)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false
+			return 0, false
 		}
 		l.pulls.WithLabelValues("error").Inc()
 		l.mu.Lock()
@@ -167,12 +194,12 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
 		} else {
 			l.log.Debug("CrowdSec LAPI not read", "error", err)
 		}
-		return false
+		return 0, false
 	}
 	began := time.Now()
 	applied, deleted, refused, ok := l.apply(s, startup)
 	if !ok {
-		return false // no interface yet: the next pull is a startup pull
+		return 0, false // no interface yet: the next pull is a startup pull
 	}
 	took := time.Since(began)
 	l.log.Debug("CrowdSec decisions pulled", "startup", startup, "new", len(s.New), "deleted", len(s.Deleted),
@@ -195,7 +222,7 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
 		l.status.LastStartupApplySeconds = took.Seconds()
 	}
 	l.mu.Unlock()
-	return true
+	return len(s.New) + len(s.Deleted), true
 }
 
 // apply merges one stream answer into the book and writes the changes;

@@ -116,7 +116,7 @@ func BenchmarkCrowdSecStartup100k(b *testing.B) {
 				d := testutil.Load(b, testutil.Setup{Sizes: sizes})
 				l, _ := crowdSecTestLink(b, d, lapi)
 				if c.before > 0 {
-					if !l.pull(context.Background(), true) {
+					if _, ok := l.pull(context.Background(), true); !ok {
 						b.Fatal("the first startup pull failed")
 					}
 					if !c.same {
@@ -125,7 +125,7 @@ func BenchmarkCrowdSecStartup100k(b *testing.B) {
 				}
 				cpu0 := cpuTime(b)
 				b.StartTimer()
-				if !l.pull(context.Background(), true) {
+				if _, ok := l.pull(context.Background(), true); !ok {
 					b.Fatal("the startup pull failed")
 				}
 				b.StopTimer()
@@ -197,7 +197,7 @@ func TestCrowdSecStartupPull(t *testing.T) {
 		}
 	}
 	l, auditPath := crowdSecTestLink(t, d, lapi.URL)
-	if !l.pull(context.Background(), true) {
+	if _, ok := l.pull(context.Background(), true); !ok {
 		t.Fatal("the startup pull failed")
 	}
 	check(l, n)
@@ -209,14 +209,42 @@ func TestCrowdSecStartupPull(t *testing.T) {
 		t.Errorf("audit log %s; want one crowdsec.pull record of %d written", audit, n)
 	}
 	l, _ = crowdSecTestLink(t, d, lapi.URL) // a restarted agent: the maps hold them, its book is empty
-	if !l.pull(context.Background(), true) {
+	if _, ok := l.pull(context.Background(), true); !ok {
 		t.Fatal("the restarted agent's startup pull failed")
 	}
 	check(l, n)
 	half := startupAnswer(n / 2)
 	body.Store(&half)
-	if !l.pull(context.Background(), true) {
+	if _, ok := l.pull(context.Background(), true); !ok {
 		t.Fatal("the resync failed")
 	}
 	check(l, n/2)
+}
+
+// TestNextPull: which pull after this one is a startup pull.
+func TestNextPull(t *testing.T) {
+	const iv, resync = 2 * time.Second, time.Minute
+	for _, c := range []struct {
+		name                 string
+		startup, ok          bool
+		read                 int
+		dirty                bool
+		since                time.Duration
+		wantStartup, wantDty bool
+	}{
+		{"a failed pull", false, false, 0, false, time.Second, true, false},
+		{"a failed pull keeps dirty", false, false, 0, true, time.Second, true, true},
+		{"after a startup pull", true, true, 100, true, 0, false, false},
+		{"a delta with decisions", false, true, 3, false, 4 * time.Second, false, true},
+		{"a quiet delta, nothing before", false, true, 0, false, 30 * time.Second, false, false},
+		{"a quiet delta after a burst", false, true, 0, true, 10 * time.Second, true, true},
+		{"a quiet delta after a burst, too soon after a startup pull", false, true, 0, true, 9 * time.Second, false, true},
+		{"the resync", false, true, 0, false, resync, true, false},
+		{"the resync, with decisions", false, true, 5, false, resync, true, true},
+	} {
+		s, d := nextPull(c.startup, c.ok, c.read, c.dirty, c.since, iv, resync)
+		if s != c.wantStartup || d != c.wantDty {
+			t.Errorf("%s: startup %t, dirty %t; want %t, %t", c.name, s, d, c.wantStartup, c.wantDty)
+		}
+	}
 }

@@ -20,6 +20,11 @@ type CrowdSecRun struct {
 	BouncerFromStartS float64 `json:"bouncer_from_start_s"`
 	// The longest `nft -j list set` count of the run.
 	BouncerCountMaxS float64 `json:"bouncer_count_max_s"`
+	// The bouncer's last count, and when it had not all of them: the time
+	// after the import when the watch gave up (its count stalled, or the
+	// bound passed).
+	BouncerHeld    int     `json:"bouncer_held"`
+	BouncerGaveUpS float64 `json:"bouncer_gave_up_s,omitempty"`
 }
 
 // CrowdSecSize is the runs of one size, folded: medians, lowest and highest.
@@ -33,11 +38,11 @@ type CrowdSecSize struct {
 	BouncerS  float64 `json:"bouncer_median_s"`
 	BouncerLo float64 `json:"bouncer_min_s"`
 	BouncerHi float64 `json:"bouncer_max_s"`
-	// BouncerMissed: runs where the bouncer did not hold every decision
-	// within the bound (their time counts as the bound).
+	// BouncerMissed: runs where the bouncer never held every decision;
+	// their time counts as when the watch gave up, a lower bound.
 	BouncerMissed int `json:"bouncer_missed"`
 	// Sooner: the bouncer's median over Bulwark's, Bulwark's taken as at
-	// least its poll interval.
+	// least its poll interval; a lower bound when BouncerMissed > 0.
 	Sooner float64 `json:"sooner"`
 	// CPU per packet on the veth testbed with these decisions (medians of
 	// the rounds): Bulwark's verdicts, the bouncer's set in nft.

@@ -32,7 +32,12 @@ const (
 	csPollBouncer  = time.Second            // the pause between two `nft -j list set` counts
 	csChunk        = 10_000                 // decisions per cscli decisions import file
 	csBoundBulwark = 5 * time.Minute        // after the import, at most
-	csBoundBouncer = 30 * time.Minute
+	csBoundBouncer = 15 * time.Minute
+	// csStall: a bouncer whose count has not moved for this long after the
+	// import holds all it ever will (it never pulls the full list again:
+	// decisions committed while it pulled are lost, cs-firewall-bouncer
+	// #506).
+	csStall = 3 * time.Minute
 )
 
 // csAddrs are the n addresses of the decisions: the nft bench's 8192
@@ -56,18 +61,27 @@ func csAddrs(n int) []netip.Addr {
 }
 
 // firstAt watches a count until it reaches want: the start of the first
-// count that did, or the zero time when bound passed first.
+// count that did (zero until then), the last count and when it changed.
 type firstAt struct {
-	mu       sync.Mutex
-	at       time.Time
-	err      error
-	slowest  time.Duration
-	finished chan struct{}
+	mu        sync.Mutex
+	at        time.Time
+	err       error
+	slowest   time.Duration
+	last      int
+	changedAt time.Time
+	finished  chan struct{}
+}
+
+// state is the watch's last count and when it last changed.
+func (f *firstAt) state() (int, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last, f.changedAt
 }
 
 // watch counts every pause until count reports want or until stop.
 func watch(count func() (int, error), want int, pause time.Duration, stop <-chan struct{}) *firstAt {
-	f := &firstAt{finished: make(chan struct{})}
+	f := &firstAt{finished: make(chan struct{}), changedAt: time.Now()}
 	go func() {
 		defer close(f.finished)
 		for {
@@ -75,9 +89,13 @@ func watch(count func() (int, error), want int, pause time.Duration, stop <-chan
 			n, err := count()
 			f.mu.Lock()
 			f.slowest = max(f.slowest, time.Since(t0))
-			if err != nil {
+			switch {
+			case err != nil:
 				f.err = err
-			} else if n == want {
+			case n != f.last:
+				f.last, f.changedAt = n, t0
+			}
+			if err == nil && n == want {
 				f.at = t0
 			}
 			done := !f.at.IsZero()
@@ -134,10 +152,16 @@ func csSideBySide(t *testing.T, n int) CrowdSecRun {
 	case <-bw.finished:
 	case <-time.After(csBoundBulwark):
 	}
-	select {
-	case <-bo.finished:
-	case <-time.After(csBoundBouncer):
+	for stalled := false; !stalled; {
+		select {
+		case <-bo.finished:
+			stalled = true
+		case <-time.After(time.Second):
+			_, changed := bo.state()
+			stalled = time.Since(imported) > csBoundBouncer || (time.Since(imported) > csStall && time.Since(changed) > csStall)
+		}
 	}
+	gaveUp := time.Since(imported)
 	close(stop)
 	<-bw.finished
 	<-bo.finished
@@ -151,13 +175,17 @@ func csSideBySide(t *testing.T, n int) CrowdSecRun {
 		}
 	}
 	r.BouncerCountMaxS = bo.slowest.Seconds()
+	r.BouncerHeld, _ = bo.state()
+	if bo.at.IsZero() {
+		r.BouncerGaveUpS = gaveUp.Seconds()
+	}
 	if bw.at.IsZero() {
 		got, err := countBulwark()
 		t.Fatalf("Bulwark's verdict map holds %d of %d decisions (%v) %s after the import:\n%s", got, n, err, csBoundBulwark, e.Agents[0].LogText())
 	}
 	if bo.at.IsZero() {
-		got, err := fw.Count()
-		t.Logf("the firewall bouncer's set holds %d of %d decisions (%v) %s after the import:\n%s", got, n, err, csBoundBouncer, fw.Logs())
+		t.Logf("crowdsec-firewall-bouncer's set holds %d of %d decisions %.0f s after the import (its count stalled or the bound passed):\n%s",
+			r.BouncerHeld, n, r.BouncerGaveUpS, fw.Logs())
 	}
 	t.Logf("%d decisions: cscli decisions import %.1f s; all enforced after it by Bulwark %.2f s, by crowdsec-firewall-bouncer %.2f s "+
 		"(from the import's start: %.1f s, %.1f s; the slowest nft count %.2f s)",
@@ -171,8 +199,10 @@ func csSideBySide(t *testing.T, n int) CrowdSecRun {
 func TestCrowdSecSideBySide1k(t *testing.T) {
 	requireAgentBin(t)
 	r := csSideBySide(t, 1000)
-	if r.BouncerS < 0 {
-		t.Errorf("crowdsec-firewall-bouncer did not hold the 1,000 decisions within %s", csBoundBouncer)
+	// Bulwark's are checked in csSideBySide; the bouncer may lose some to
+	// its own bug (#506), but it must have pulled and applied.
+	if r.BouncerHeld == 0 {
+		t.Error("crowdsec-firewall-bouncer's set holds none of the 1,000 decisions: the harness does not run it")
 	}
 }
 
@@ -249,7 +279,7 @@ func foldRuns(n int, runs []CrowdSecRun) CrowdSecSize {
 		imp, bw = append(imp, r.ImportS), append(bw, r.BulwarkS)
 		if r.BouncerS < 0 {
 			s.BouncerMissed++
-			r.BouncerS = csBoundBouncer.Seconds()
+			r.BouncerS = r.BouncerGaveUpS
 		}
 		bo = append(bo, r.BouncerS)
 	}

@@ -26,7 +26,7 @@ func writeCrowdSec(w *strings.Builder, f bench.CrowdSecFigures) {
 	for _, s := range f.Sizes {
 		missed := ""
 		if s.BouncerMissed > 0 {
-			missed = fmt.Sprintf(", %d not within the bound", s.BouncerMissed)
+			missed = fmt.Sprintf("; never all in %d runs", s.BouncerMissed)
 		}
 		fmt.Fprintf(w, "| %d | %d | %.1f | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f%s) | %.1fx | %.1f | %.1f | %.2fx |\n", s.Decisions, s.Runs,
 			s.ImportS, s.BulwarkS, s.BulwarkLo, s.BulwarkHi, s.BouncerS, s.BouncerLo, s.BouncerHi, missed, s.Sooner,
@@ -37,7 +37,9 @@ func writeCrowdSec(w *strings.Builder, f bench.CrowdSecFigures) {
 		"import` of N ip bans (files of 10,000). All enforced: Bulwark's verdict map (counted in the kernel every %.1f s) or the "+
 		"bouncer's set (`nft -j list set`, %.0f s between counts) holds all N, timed from the import's return (0: before it) "+
 		"at the start of the count that saw them; medians of the runs, x sooner = the bouncer's median over Bulwark's "+
-		"(at least its poll interval). CPU per packet: the nftables harness (in-kernel generator, veth testbed) with the same "+
+		"(at least its poll interval). A bouncer whose count has not moved for 3 minutes after the import holds all it ever "+
+		"will: it pulls deltas only, and loses the decisions committed while it pulled (cs-firewall-bouncer #506); such a run "+
+		"is timed as when the watch gave up, so x sooner is then a lower bound. CPU per packet: the nftables harness (in-kernel generator, veth testbed) with the same "+
 		"addresses: Bulwark's datapath with a verdict per decision, as the agent writes them, against nft with the bouncer's set "+
 		"(ipv4_addr, flags timeout) in an ingress chain; the bouncer's own chain hooks input, after the IP stack, so costs more.\n",
 		f.PullIntervalS, f.PollBulwarkS, f.PollBouncerS)
@@ -54,7 +56,8 @@ func crowdSecTargets(f bench.CrowdSecFigures) []target {
 		t := target{"Bulwark enforces 100k decisions at least 20x sooner than crowdsec-firewall-bouncer (after `cscli decisions import`)",
 			fmt.Sprintf("%.2f s vs %.1f s (medians of %d): %.1fx", s.BulwarkS, s.BouncerS, s.Runs, s.Sooner), s.Sooner >= 20, ""}
 		if s.BouncerMissed > 0 {
-			t.Measured += fmt.Sprintf("; the bouncer missed the bound %d times (counted as the bound)", s.BouncerMissed)
+			t.Measured = fmt.Sprintf("%.2f s vs never all in %d of %d runs (timed as when the watch gave up: at least %.1fx)",
+				s.BulwarkS, s.BouncerMissed, s.Runs, s.Sooner)
 		}
 		if !t.Met {
 			t.Why = fmt.Sprintf("Bulwark's time is at most its pull interval (%.0f s) and the apply of the last file's "+

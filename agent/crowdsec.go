@@ -20,7 +20,8 @@ import (
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
-// crowdSecTimeout bounds one request to the LAPI.
+// crowdSecTimeout bounds one request to the LAPI (a startup pull has
+// crowdsec.StartupTimeout).
 const crowdSecTimeout = 30 * time.Second
 
 // crowdSecLink is the agent's CrowdSec bouncer (and source): it pulls the
@@ -133,13 +134,16 @@ func (l *crowdSecLink) run(ctx context.Context) {
 	if l.source != nil {
 		go l.source.Run(ctx)
 	}
-	startup, last, dirty := true, time.Time{}, false
+	startup, last, dirty, full := true, time.Time{}, false, time.Duration(0)
 	for {
 		if startup {
 			last = time.Now()
 		}
 		read, ok := l.pull(ctx, startup)
-		startup, dirty = nextPull(startup, ok, read, dirty, time.Since(last), l.settings.Interval, l.settings.Resync)
+		if startup && ok {
+			full = time.Since(last)
+		}
+		startup, dirty = nextPull(startup, ok, read, dirty, time.Since(last), full, l.settings.Interval, l.settings.Resync)
 		select {
 		case <-ctx.Done():
 			return
@@ -152,15 +156,23 @@ func (l *crowdSecLink) run(ctx context.Context) {
 // pull and the one that follows a burst of decisions.
 const settleAfter = 5
 
+// fullShare spaces startup pulls by this many times the last one's
+// duration: a LAPI that takes long to list every decision (crowdsec 1.4.6
+// took minutes for 100,000 on a loaded machine) spends at most a fifth of
+// its time on this bouncer's full lists.
+const fullShare = 5
+
 // nextPull says whether the pull after this one is a startup pull, and
 // whether deltas have brought decisions since the last startup pull
 // (dirty). ok and read are this pull's outcome and how many decisions it
-// read; since is the time since the last startup pull began. A failed pull
-// or the resync period makes it a startup pull; so does the first quiet
-// delta after a burst (a delta that read decisions), at most once every
-// settleAfter intervals: a bulk import is converged a few intervals after
-// it ends, not a resync later.
-func nextPull(startup, ok bool, read int, dirty bool, since, interval, resync time.Duration) (bool, bool) {
+// read; since is the time since the last startup pull began, full how
+// long the last one that worked took. A failed pull or the resync period
+// makes it a startup pull; so does the first quiet delta after a burst
+// (a delta that read decisions), at most once every settleAfter
+// intervals: a bulk import is converged a few intervals after it ends, not
+// a resync later. Both wait fullShare times full after a startup pull.
+func nextPull(startup, ok bool, read int, dirty bool, since, full, interval, resync time.Duration) (bool, bool) {
+	resync, settle := max(resync, fullShare*full), max(settleAfter*interval, fullShare*full)
 	switch {
 	case !ok:
 		return true, dirty
@@ -169,7 +181,7 @@ func nextPull(startup, ok bool, read int, dirty bool, since, interval, resync ti
 	case read > 0:
 		return since >= resync, true
 	}
-	return since >= resync || (dirty && since >= settleAfter*interval), dirty
+	return since >= resync || (dirty && since >= settle), dirty
 }
 
 // pull reads the stream once and applies it; it returns how many

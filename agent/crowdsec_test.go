@@ -229,20 +229,24 @@ func TestNextPull(t *testing.T) {
 		startup, ok          bool
 		read                 int
 		dirty                bool
-		since                time.Duration
+		since, full          time.Duration
 		wantStartup, wantDty bool
 	}{
-		{"a failed pull", false, false, 0, false, time.Second, true, false},
-		{"a failed pull keeps dirty", false, false, 0, true, time.Second, true, true},
-		{"after a startup pull", true, true, 100, true, 0, false, false},
-		{"a delta with decisions", false, true, 3, false, 4 * time.Second, false, true},
-		{"a quiet delta, nothing before", false, true, 0, false, 30 * time.Second, false, false},
-		{"a quiet delta after a burst", false, true, 0, true, 10 * time.Second, true, true},
-		{"a quiet delta after a burst, too soon after a startup pull", false, true, 0, true, 9 * time.Second, false, true},
-		{"the resync", false, true, 0, false, resync, true, false},
-		{"the resync, with decisions", false, true, 5, false, resync, true, true},
+		{"a failed pull", false, false, 0, false, time.Second, 0, true, false},
+		{"a failed pull keeps dirty", false, false, 0, true, time.Second, 0, true, true},
+		{"after a startup pull", true, true, 100, true, 0, 0, false, false},
+		{"a delta with decisions", false, true, 3, false, 4 * time.Second, 0, false, true},
+		{"a quiet delta, nothing before", false, true, 0, false, 30 * time.Second, 0, false, false},
+		{"a quiet delta after a burst", false, true, 0, true, 10 * time.Second, 0, true, true},
+		{"a quiet delta after a burst, too soon after a startup pull", false, true, 0, true, 9 * time.Second, 0, false, true},
+		{"a quiet delta after a burst, the last startup pull slow", false, true, 0, true, 10 * time.Second, 3 * time.Second, false, true},
+		{"... and 5 times its time later", false, true, 0, true, 15 * time.Second, 3 * time.Second, true, true},
+		{"the resync", false, true, 0, false, resync, 0, true, false},
+		{"the resync, with decisions", false, true, 5, false, resync, 0, true, true},
+		{"the resync, the last startup pull took 20 s", false, true, 0, false, resync, 20 * time.Second, false, false},
+		{"... and 100 s later", false, true, 0, false, 100 * time.Second, 20 * time.Second, true, false},
 	} {
-		s, d := nextPull(c.startup, c.ok, c.read, c.dirty, c.since, iv, resync)
+		s, d := nextPull(c.startup, c.ok, c.read, c.dirty, c.since, c.full, iv, resync)
 		if s != c.wantStartup || d != c.wantDty {
 			t.Errorf("%s: startup %t, dirty %t; want %t, %t", c.name, s, d, c.wantStartup, c.wantDty)
 		}

@@ -63,19 +63,26 @@ func httpClient(t TLS, timeout time.Duration) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 
+// StartupTimeout bounds a startup pull: crowdsec 1.4.6 took minutes to
+// answer one of 100,000 decisions on a loaded machine, and a pull given up
+// on is one the LAPI goes on computing.
+const StartupTimeout = 10 * time.Minute
+
 // Client pulls decisions from a LAPI as a bouncer.
 type Client struct {
 	stream   string // the stream's URL without startup
 	key      string
 	http     *http.Client
+	timeout  time.Duration // of a delta pull; a startup pull has StartupTimeout
 	maxBytes int64
 }
 
 // NewClient makes a bouncer client of the LAPI at base, with an API key
-// (or a client certificate in t), reading at most maxBytes per answer.
-// scopes and origins are passed to the LAPI (origins may be empty: all).
+// (or a client certificate in t), reading at most maxBytes per answer, a
+// delta pull bounded by timeout. scopes and origins are passed to the LAPI
+// (origins may be empty: all).
 func NewClient(base *url.URL, key string, t TLS, scopes, origins []string, maxBytes int64, timeout time.Duration) (*Client, error) {
-	hc, err := httpClient(t, timeout)
+	hc, err := httpClient(t, 0) // each pull has its own timeout
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +93,7 @@ func NewClient(base *url.URL, key string, t TLS, scopes, origins []string, maxBy
 		q.Set("origins", strings.Join(origins, ","))
 	}
 	u.RawQuery = q.Encode()
-	return &Client{stream: u.String(), key: key, http: hc, maxBytes: maxBytes}, nil
+	return &Client{stream: u.String(), key: key, http: hc, timeout: timeout, maxBytes: maxBytes}, nil
 }
 
 // Pull reads the decision stream: every active decision when startup is
@@ -94,6 +101,12 @@ func NewClient(base *url.URL, key string, t TLS, scopes, origins []string, maxBy
 // decoded as it arrives (a startup answer of 100,000 decisions is some
 // 20 MB), at most maxBytes of it.
 func (c *Client) Pull(ctx context.Context, startup bool) (Stream, error) {
+	timeout := c.timeout
+	if startup {
+		timeout = StartupTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.stream+"&startup="+fmt.Sprint(startup), nil)
 	if err != nil {
 		return Stream{}, err

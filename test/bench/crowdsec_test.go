@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -25,13 +26,16 @@ import (
 // on: the file its figures are written to, as JSON. make bench sets it.
 const crowdSecEnv = "BULWARK_CROWDSEC_OUT"
 
+// crowdSecRepsEnv overrides TestCrowdSecBench's runs of each size (3).
+const crowdSecRepsEnv = "BULWARK_CROWDSEC_REPS"
+
 // Bounds and intervals of the side by side.
 const (
 	csPull         = time.Second            // both bouncers' pull interval (Bulwark's interval, the firewall bouncer's update_frequency)
 	csPollBulwark  = 100 * time.Millisecond // the kernel maps' count is read this often
 	csPollBouncer  = time.Second            // the pause between two `nft -j list set` counts
 	csChunk        = 10_000                 // decisions per cscli decisions import file
-	csBoundBulwark = 5 * time.Minute        // after the import, at most
+	csBoundBulwark = 10 * time.Minute       // after the import, at most
 	csBoundBouncer = 15 * time.Minute
 	// csStall: a bouncer whose count has not moved for this long after the
 	// import holds all it ever will (it never pulls the full list again:
@@ -207,7 +211,7 @@ func TestCrowdSecSideBySide1k(t *testing.T) {
 }
 
 // TestCrowdSecBench: the side by side of make bench. For 10,000 and
-// 100,000 decisions, three runs each of csSideBySide (each on a fresh
+// 100,000 decisions, three runs each (crowdSecRepsEnv) of csSideBySide (each on a fresh
 // LAPI, agent and bouncer), then the CPU per packet of Bulwark's verdicts
 // and of the bouncer's set in nft with the same addresses on the veth
 // testbed (nft.CrowdSecSuite, three rounds). It takes some minutes, most
@@ -216,7 +220,14 @@ func TestCrowdSecSideBySide1k(t *testing.T) {
 // TestCrowdSecSideBySide1k.
 func TestCrowdSecBench(t *testing.T) {
 	out := benchOnly(t, crowdSecEnv, "compare Bulwark with crowdsec-firewall-bouncer on 10k and 100k imported decisions")
-	const reps = 3
+	reps := 3
+	if v := os.Getenv(crowdSecRepsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("%s=%q: want a number of runs, at least 1", crowdSecRepsEnv, v)
+		}
+		reps = n
+	}
 	sizes := []int{10_000, 100_000}
 	f := CrowdSecFigures{PullIntervalS: csPull.Seconds(), PollBulwarkS: csPollBulwark.Seconds(), PollBouncerS: csPollBouncer.Seconds(),
 		BouncerVersion: crowdsectest.FirewallBouncerVersion(t)}

@@ -20,7 +20,8 @@ import (
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
-// crowdSecTimeout bounds one request to the LAPI.
+// crowdSecTimeout bounds one request to the LAPI (a startup pull has
+// crowdsec.StartupTimeout).
 const crowdSecTimeout = 30 * time.Second
 
 // crowdSecLink is the agent's CrowdSec bouncer (and source): it pulls the
@@ -124,20 +125,25 @@ func (l *crowdSecLink) rebuildGuard(cfg *config.Config, allow listReader) {
 }
 
 // run pulls the decision stream every interval until ctx ends, and pushes
-// alerts when the link is a source. Every resync, and after a pull that
-// failed, the pull is a startup pull: the LAPI's deltas are by time and
-// can miss a decision committed while a pull ran (cs-firewall-bouncer
-// #506), the full list cannot.
+// alerts when the link is a source. Every resync, after a pull that
+// failed, and once a burst of decisions has settled, the pull is a
+// startup pull: the LAPI's deltas are by time and can miss a decision
+// committed while a pull ran (cs-firewall-bouncer #506), the full list
+// cannot.
 func (l *crowdSecLink) run(ctx context.Context) {
 	if l.source != nil {
 		go l.source.Run(ctx)
 	}
-	startup, last := true, time.Time{}
+	startup, last, dirty, full := true, time.Time{}, false, time.Duration(0)
 	for {
 		if startup {
 			last = time.Now()
 		}
-		startup = !l.pull(ctx, startup) || time.Since(last) >= l.settings.Resync
+		read, ok := l.pull(ctx, startup)
+		if startup && ok {
+			full = time.Since(last)
+		}
+		startup, dirty = nextPull(startup, ok, read, dirty, time.Since(last), full, l.settings.Interval, l.settings.Resync)
 		select {
 		case <-ctx.Done():
 			return
@@ -146,13 +152,46 @@ func (l *crowdSecLink) run(ctx context.Context) {
 	}
 }
 
-// pull reads the stream once and applies it; false when it failed (what
-// is in force stays, and the next pull is a startup pull).
-func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
+// settleAfter is, in pull intervals, the least time between a startup
+// pull and the one that follows a burst of decisions.
+const settleAfter = 5
+
+// fullShare spaces startup pulls by this many times the last one's
+// duration: a LAPI that takes long to list every decision (crowdsec 1.4.6
+// took minutes for 100,000 on a loaded machine) spends at most a fifth of
+// its time on this bouncer's full lists.
+const fullShare = 5
+
+// nextPull says whether the pull after this one is a startup pull, and
+// whether deltas have brought decisions since the last startup pull
+// (dirty). ok and read are this pull's outcome and how many decisions it
+// read; since is the time since the last startup pull began, full how
+// long the last one that worked took. A failed pull or the resync period
+// makes it a startup pull; so does the first quiet delta after a burst
+// (a delta that read decisions), at most once every settleAfter
+// intervals: a bulk import is converged a few intervals after it ends, not
+// a resync later. Both wait fullShare times full after a startup pull.
+func nextPull(startup, ok bool, read int, dirty bool, since, full, interval, resync time.Duration) (bool, bool) {
+	resync, settle := max(resync, fullShare*full), max(settleAfter*interval, fullShare*full)
+	switch {
+	case !ok:
+		return true, dirty
+	case startup:
+		return since >= resync, false
+	case read > 0:
+		return since >= resync, true
+	}
+	return since >= resync || (dirty && since >= settle), dirty
+}
+
+// pull reads the stream once and applies it; it returns how many
+// decisions it read (new and deleted), and false when it failed (what is
+// in force stays, and the next pull is a startup pull).
+func (l *crowdSecLink) pull(ctx context.Context, startup bool) (int, bool) {
 	s, err := l.client.Pull(ctx, startup)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false
+			return 0, false
 		}
 		l.pulls.WithLabelValues("error").Inc()
 		l.mu.Lock()
@@ -167,12 +206,12 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
 		} else {
 			l.log.Debug("CrowdSec LAPI not read", "error", err)
 		}
-		return false
+		return 0, false
 	}
 	began := time.Now()
 	applied, deleted, refused, ok := l.apply(s, startup)
 	if !ok {
-		return false // no interface yet: the next pull is a startup pull
+		return 0, false // no interface yet: the next pull is a startup pull
 	}
 	took := time.Since(began)
 	l.log.Debug("CrowdSec decisions pulled", "startup", startup, "new", len(s.New), "deleted", len(s.Deleted),
@@ -195,7 +234,7 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) bool {
 		l.status.LastStartupApplySeconds = took.Seconds()
 	}
 	l.mu.Unlock()
-	return true
+	return len(s.New) + len(s.Deleted), true
 }
 
 // apply merges one stream answer into the book and writes the changes;
@@ -232,8 +271,12 @@ func (l *crowdSecLink) apply(s crowdsec.Stream, startup bool) (applied, deleted,
 	for _, p := range w.removed {
 		delete(l.labels, p)
 	}
-	for p, lab := range w.labels {
-		l.labels[p] = lab
+	if len(l.labels) == 0 {
+		l.labels = w.labels // a first startup pull: no copy of 100,000 labels
+	} else {
+		for p, lab := range w.labels {
+			l.labels[p] = lab
+		}
 	}
 	l.status.Active = len(l.labels)
 	l.mu.Unlock()
@@ -278,23 +321,24 @@ type written struct {
 // does not hold is deleted too, so that the maps converge to the LAPI's
 // state whatever was missed.
 func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []crowdsec.Entry, now time.Time) written {
-	w := written{labels: map[netip.Prefix]string{}}
 	mono := monotonicNow()
 	g := l.guard.Load()
 	v6 := st.ifaces[0].dp.Maps.IPv6Prefix()
 	var puts []crowdsec.Entry
 	var removes []netip.Prefix
+	var first []maps.VerdictEntry // the first interface's verdicts, when read here
 	if full != nil {
 		keep := make(map[netip.Prefix]bool, len(full))
 		for _, e := range full {
 			keep[crowdSecKey(e.Target, v6)] = true
 		}
 		var have map[netip.Prefix]bool
-		removes, have = l.owned(st, keep)
+		removes, have, first = l.owned(st, keep)
 		changed := make(map[netip.Prefix]bool, len(changes))
 		for _, c := range changes {
 			changed[c.Target] = true
 		}
+		puts = make([]crowdsec.Entry, 0, len(changes))
 		// What changed, and what is missing from the maps (a verdict
 		// of another origin took its place, or the agent restarted).
 		for _, e := range full {
@@ -311,8 +355,12 @@ func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []cr
 			}
 		}
 	}
-	var verdicts []maps.VerdictEntry
+	w := written{labels: make(map[netip.Prefix]string, len(puts))}
+	verdicts := make([]maps.VerdictEntry, 0, len(puts))
 	var blocks []maps.Entry
+	// Most decisions share a few origins and scenarios: one label string
+	// each, not one per decision.
+	labels := map[[2]string]string{}
 	for _, e := range puts {
 		left := e.Expires.Sub(now)
 		if left <= 0 {
@@ -337,10 +385,19 @@ func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []cr
 			continue
 		}
 		w.put = append(w.put, e.Target)
-		w.labels[key] = e.Label()
+		lab, ok := labels[[2]string{e.Origin, e.Scenario}]
+		if !ok {
+			lab = e.Label()
+			labels[[2]string{e.Origin, e.Scenario}] = lab
+		}
+		w.labels[key] = lab
 	}
-	for _, it := range st.ifaces {
-		vs, err := l.keepLocal(it.dp.Maps, verdicts)
+	for i, it := range st.ifaces {
+		cur := first
+		if i > 0 {
+			cur = nil
+		}
+		vs, err := l.keepLocal(it.dp.Maps, verdicts, cur)
 		if err == nil {
 			err = it.dp.Maps.PutVerdicts(vs)
 		}
@@ -385,10 +442,11 @@ func crowdSecKey(p netip.Prefix, v6prefix int) netip.Prefix {
 
 // owned reads what CrowdSec put in the first interface's maps (verdicts
 // of origin crowdsec, block entries of its list): stale is what keep does
-// not hold, have all of it.
-func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale []netip.Prefix, have map[netip.Prefix]bool) {
+// not hold, have all of it; vs are all the verdicts read (nil when they
+// could not be read).
+func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale []netip.Prefix, have map[netip.Prefix]bool, vs []maps.VerdictEntry) {
 	m := st.ifaces[0].dp.Maps
-	have = map[netip.Prefix]bool{}
+	have = make(map[netip.Prefix]bool, len(keep))
 	mono := monotonicNow()
 	vs, err := m.Verdicts()
 	if err != nil {
@@ -416,19 +474,20 @@ func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale [
 			have[e.Prefix] = true
 		}
 	}
-	return stale, have
+	return stale, have, vs
 }
 
 // keepLocal drops from vs the verdicts where one of another origin wins:
 // a stronger one, or one as strong that lasts as long. A few are looked up
-// one by one, many by one walk of the map.
-func (l *crowdSecLink) keepLocal(m *maps.Set, vs []maps.VerdictEntry) ([]maps.VerdictEntry, error) {
+// one by one, many by one walk of the map, or in cur, the map's verdicts
+// when the caller has just read them.
+func (l *crowdSecLink) keepLocal(m *maps.Set, vs, cur []maps.VerdictEntry) ([]maps.VerdictEntry, error) {
 	if len(vs) == 0 {
 		return nil, nil
 	}
 	mono := monotonicNow()
 	local := map[netip.Prefix]maps.VerdictEntry{}
-	if len(vs) < walkAbove {
+	if cur == nil && len(vs) < walkAbove {
 		for _, v := range vs {
 			c, ok, err := m.Verdict(v.Source.Addr())
 			if err != nil {
@@ -439,9 +498,11 @@ func (l *crowdSecLink) keepLocal(m *maps.Set, vs []maps.VerdictEntry) ([]maps.Ve
 			}
 		}
 	} else {
-		cur, err := m.Verdicts()
-		if err != nil {
-			return nil, err
+		if cur == nil {
+			var err error
+			if cur, err = m.Verdicts(); err != nil {
+				return nil, err
+			}
 		}
 		for _, c := range cur {
 			if c.Origin != maps.OriginCrowdSec && c.ExpiresNS > mono {

@@ -36,6 +36,16 @@ const (
 // attached) and the fleet applier that writes into it, auditing to a file.
 func fleetTestAgent(t *testing.T, cfg *config.Config, d *loader.Datapath) (*fleetApplier, string) {
 	t.Helper()
+	a, auditPath := testAgentOn(t, cfg, d, "bwk-fleet0")
+	f := &fleetApplier{log: a.log, audit: a.audit, writers: &a.mu, state: a.state.Load, mapErrs: a.mapErrs}
+	f.rebuildGuard(cfg, d.Maps.Allow)
+	return f, auditPath
+}
+
+// testAgentOn is an agent of cfg whose published state has one
+// interface, name, over the datapath d, auditing to a file (its path).
+func testAgentOn(t testing.TB, cfg *config.Config, d *loader.Datapath, name string) (*Agent, string) {
+	t.Helper()
 	a := New("", hclog.NewNullLogger())
 	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
 	var err error
@@ -48,13 +58,11 @@ func fleetTestAgent(t *testing.T, cfg *config.Config, d *loader.Datapath) (*flee
 		t.Fatal(config.FormatDiagnostics(diags))
 	}
 	a.cfg, a.want = cfg, want
-	a.ifaces = []*iface{{name: "bwk-fleet0", mode: "generic", dp: d}}
+	a.ifaces = []*iface{{name: name, mode: "generic", dp: d}}
 	a.mu.Lock()
 	a.publish()
 	a.mu.Unlock()
-	f := &fleetApplier{log: a.log, audit: a.audit, writers: &a.mu, state: a.state.Load, mapErrs: a.mapErrs}
-	f.rebuildGuard(cfg, d.Maps.Allow)
-	return f, auditPath
+	return a, auditPath
 }
 
 // fleetVerdict is a verdict of issuer edge-2 on target that expires after

@@ -479,7 +479,8 @@ signatures {
 ##                 other types are not taken.
 ##   interval      the time between pulls, 100ms..1h. Default "2s".
 ##   resync        the time between full (startup) pulls, diffed against what is in force, 1s..24h: the LAPI's
-##                 deltas can miss a decision committed while a pull ran. Default "1m".
+##                 deltas can miss a decision committed while a pull ran. Default "1m". A full pull also follows
+##                 a burst of decisions once it settles (at most every 5 intervals).
 ##   max_decisions the decisions held, 1..67108864, at most maps verdicts; more are refused and counted. Default
 ##                 maps verdicts. An answer over max_decisions x 1 KiB is refused whole (what is applied stays).
 ##   machine, password_file  machine credentials (`cscli machines add NAME --password ...`; the file's first line

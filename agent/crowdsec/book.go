@@ -42,17 +42,20 @@ func (c *Counts) refuse(d Decision, why string) {
 	}
 }
 
-// Book holds the decisions a bouncer enforces, by id and by target. It is
-// not safe for concurrent use.
+// Book holds the decisions a bouncer enforces, by id and by target, and
+// the winner of every target (kept as decisions come and go, so that a
+// merge of 100,000 decisions compares each target once). It is not safe
+// for concurrent use.
 type Book struct {
-	filter   Filter
-	byID     map[int64]Entry
-	byTarget map[netip.Prefix][]int64
+	filter Filter
+	byID   map[int64]Entry
+	win    map[netip.Prefix]Entry   // the decision in force on each target
+	others map[netip.Prefix][]int64 // the other decisions on a target, rare
 }
 
 // NewBook makes an empty book taking what f lets through.
 func NewBook(f Filter) *Book {
-	return &Book{filter: f, byID: map[int64]Entry{}, byTarget: map[netip.Prefix][]int64{}}
+	return &Book{filter: f, byID: map[int64]Entry{}, win: map[netip.Prefix]Entry{}, others: map[netip.Prefix][]int64{}}
 }
 
 // Len is how many decisions the book holds.
@@ -60,24 +63,14 @@ func (b *Book) Len() int { return len(b.byID) }
 
 // Winner is the decision in force on target, if any.
 func (b *Book) Winner(target netip.Prefix) (Entry, bool) {
-	ids := b.byTarget[target]
-	if len(ids) == 0 {
-		return Entry{}, false
-	}
-	w := b.byID[ids[0]]
-	for _, id := range ids[1:] {
-		if e := b.byID[id]; beats(e, w) {
-			w = e
-		}
-	}
-	return w, true
+	w, ok := b.win[target]
+	return w, ok
 }
 
 // Winners are the decisions in force, one per target.
 func (b *Book) Winners() []Entry {
-	out := make([]Entry, 0, len(b.byTarget))
-	for t := range b.byTarget {
-		w, _ := b.Winner(t)
+	out := make([]Entry, 0, len(b.win))
+	for _, w := range b.win {
 		out = append(out, w)
 	}
 	return out
@@ -100,30 +93,40 @@ func beats(a, b Entry) bool {
 // against what it held: this is how a bouncer converges after an outage,
 // whatever happened meanwhile.
 func (b *Book) Replace(s Stream, now time.Time) ([]Change, Counts) {
-	old, prev := b.snapshot(), b.byID
-	b.byID = map[int64]Entry{}
-	b.byTarget = map[netip.Prefix][]int64{}
+	oldWin, prev := b.win, b.byID
+	b.byID = make(map[int64]Entry, len(s.New))
+	b.win = make(map[netip.Prefix]Entry, len(s.New))
+	b.others = map[netip.Prefix][]int64{}
 	var c Counts
 	for _, d := range s.New {
-		b.add(d, now, &c)
+		e, ok := b.take(d, now, &c)
+		if !ok {
+			continue
+		}
 		// The same decision read again keeps its expiry, unless the
 		// LAPI's says otherwise by more than the clocks' slack: a
 		// resync rewrites only what changed.
-		if e, ok := b.byID[d.ID]; ok {
-			if p, ok := prev[d.ID]; ok && p.Target == e.Target && p.Action == e.Action && absDur(p.Expires.Sub(e.Expires)) < expirySlack {
-				e.Expires = p.Expires
-				b.byID[d.ID] = e
-			}
+		if p, ok := prev[d.ID]; ok && p.Target == e.Target && p.Action == e.Action && absDur(p.Expires.Sub(e.Expires)) < expirySlack {
+			e.Expires = p.Expires
+		}
+		b.insert(e)
+		c.Taken++
+	}
+	var out []Change
+	if len(oldWin) == 0 {
+		out = make([]Change, 0, len(b.win)) // a first pull: every target changes
+	}
+	for t, w := range b.win {
+		if o, had := oldWin[t]; !had || o != w {
+			out = append(out, Change{Target: t, Winner: w})
 		}
 	}
-	touched := make(map[netip.Prefix]bool, len(old)+len(b.byTarget))
-	for t := range old {
-		touched[t] = true
+	for t := range oldWin {
+		if _, has := b.win[t]; !has {
+			out = append(out, Change{Target: t, Remove: true})
+		}
 	}
-	for t := range b.byTarget {
-		touched[t] = true
-	}
-	return b.changes(old, touched), c
+	return out, c
 }
 
 // Merge applies a delta answer: deleted decisions first, then new ones.
@@ -144,7 +147,7 @@ func (b *Book) Merge(s Stream, now time.Time) ([]Change, Counts) {
 	}
 	old := make(map[netip.Prefix]Entry, len(touched))
 	for t := range touched {
-		if w, ok := b.Winner(t); ok {
+		if w, ok := b.win[t]; ok {
 			old[t] = w
 		}
 	}
@@ -155,9 +158,23 @@ func (b *Book) Merge(s Stream, now time.Time) ([]Change, Counts) {
 		}
 	}
 	for _, d := range s.New {
-		b.add(d, now, &c)
+		if e, ok := b.take(d, now, &c); ok {
+			b.insert(e)
+			c.Taken++
+		}
 	}
-	return b.changes(old, touched), c
+	var out []Change
+	for t := range touched {
+		was, had := old[t]
+		now, has := b.win[t]
+		switch {
+		case !has && had:
+			out = append(out, Change{Target: t, Remove: true})
+		case has && (!had || was != now):
+			out = append(out, Change{Target: t, Winner: now})
+		}
+	}
+	return out, c
 }
 
 // expirySlack is how far apart two readings of one decision's expiry may
@@ -171,60 +188,66 @@ func absDur(d time.Duration) time.Duration {
 	return d
 }
 
-// snapshot is the winner of every target.
-func (b *Book) snapshot() map[netip.Prefix]Entry {
-	out := make(map[netip.Prefix]Entry, len(b.byTarget))
-	for t := range b.byTarget {
-		out[t], _ = b.Winner(t)
-	}
-	return out
-}
-
-// changes compares the winners of touched targets with old.
-func (b *Book) changes(old map[netip.Prefix]Entry, touched map[netip.Prefix]bool) []Change {
-	var out []Change
-	for t := range touched {
-		was, had := old[t]
-		now, has := b.Winner(t)
-		switch {
-		case !has && had:
-			out = append(out, Change{Target: t, Remove: true})
-		case has && (!had || was != now):
-			out = append(out, Change{Target: t, Winner: now})
-		}
-	}
-	return out
-}
-
-// add takes one decision if the filter lets it through.
-func (b *Book) add(d Decision, now time.Time, c *Counts) {
+// take checks one decision against the filter and the cap, the decision
+// of the same id it replaces removed; false when it is refused (counted).
+func (b *Book) take(d Decision, now time.Time, c *Counts) (Entry, bool) {
 	e, why := b.entry(d, now)
 	if why != "" {
 		c.refuse(d, why)
-		return
+		return e, false
 	}
 	b.remove(d.ID) // a decision id seen again replaces the old one
 	if b.filter.Max > 0 && len(b.byID) >= b.filter.Max {
 		c.refuse(d, fmt.Sprintf("over the cap of %d decisions", b.filter.Max))
-		return
+		return e, false
 	}
-	b.byID[d.ID] = e
-	b.byTarget[e.Target] = append(b.byTarget[e.Target], d.ID)
-	c.Taken++
+	return e, true
 }
 
-// remove deletes decision id; false when the book does not hold it.
+// insert adds a taken decision and makes it its target's winner if it
+// beats the one in force.
+func (b *Book) insert(e Entry) {
+	b.byID[e.ID] = e
+	w, ok := b.win[e.Target]
+	switch {
+	case !ok:
+		b.win[e.Target] = e
+	case beats(e, w):
+		b.others[e.Target] = append(b.others[e.Target], w.ID)
+		b.win[e.Target] = e
+	default:
+		b.others[e.Target] = append(b.others[e.Target], e.ID)
+	}
+}
+
+// remove deletes decision id; false when the book does not hold it. When
+// it was its target's winner, the best of the others takes its place.
 func (b *Book) remove(id int64) bool {
 	e, ok := b.byID[id]
 	if !ok {
 		return false
 	}
 	delete(b.byID, id)
-	ids := slices.DeleteFunc(b.byTarget[e.Target], func(x int64) bool { return x == id })
-	if len(ids) == 0 {
-		delete(b.byTarget, e.Target)
+	t := e.Target
+	ids := b.others[t]
+	if w := b.win[t]; w.ID != id {
+		ids = slices.DeleteFunc(ids, func(x int64) bool { return x == id })
+	} else if len(ids) == 0 {
+		delete(b.win, t)
 	} else {
-		b.byTarget[e.Target] = ids
+		best := 0
+		for i, x := range ids[1:] {
+			if beats(b.byID[x], b.byID[ids[best]]) {
+				best = i + 1
+			}
+		}
+		b.win[t] = b.byID[ids[best]]
+		ids = slices.Delete(ids, best, best+1)
+	}
+	if len(ids) == 0 {
+		delete(b.others, t)
+	} else {
+		b.others[t] = ids
 	}
 	return true
 }

@@ -63,19 +63,26 @@ func httpClient(t TLS, timeout time.Duration) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 
+// StartupTimeout bounds a startup pull: crowdsec 1.4.6 took minutes to
+// answer one of 100,000 decisions on a loaded machine, and a pull given up
+// on is one the LAPI goes on computing.
+const StartupTimeout = 10 * time.Minute
+
 // Client pulls decisions from a LAPI as a bouncer.
 type Client struct {
 	stream   string // the stream's URL without startup
 	key      string
 	http     *http.Client
+	timeout  time.Duration // of a delta pull; a startup pull has StartupTimeout
 	maxBytes int64
 }
 
 // NewClient makes a bouncer client of the LAPI at base, with an API key
-// (or a client certificate in t), reading at most maxBytes per answer.
-// scopes and origins are passed to the LAPI (origins may be empty: all).
+// (or a client certificate in t), reading at most maxBytes per answer, a
+// delta pull bounded by timeout. scopes and origins are passed to the LAPI
+// (origins may be empty: all).
 func NewClient(base *url.URL, key string, t TLS, scopes, origins []string, maxBytes int64, timeout time.Duration) (*Client, error) {
-	hc, err := httpClient(t, timeout)
+	hc, err := httpClient(t, 0) // each pull has its own timeout
 	if err != nil {
 		return nil, err
 	}
@@ -86,29 +93,143 @@ func NewClient(base *url.URL, key string, t TLS, scopes, origins []string, maxBy
 		q.Set("origins", strings.Join(origins, ","))
 	}
 	u.RawQuery = q.Encode()
-	return &Client{stream: u.String(), key: key, http: hc, maxBytes: maxBytes}, nil
+	return &Client{stream: u.String(), key: key, http: hc, timeout: timeout, maxBytes: maxBytes}, nil
 }
 
 // Pull reads the decision stream: every active decision when startup is
-// true, else what changed since this bouncer's last pull.
+// true, else what changed since this bouncer's last pull. The answer is
+// decoded as it arrives (a startup answer of 100,000 decisions is some
+// 20 MB), at most maxBytes of it.
 func (c *Client) Pull(ctx context.Context, startup bool) (Stream, error) {
-	var s Stream
+	timeout := c.timeout
+	if startup {
+		timeout = StartupTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.stream+"&startup="+fmt.Sprint(startup), nil)
 	if err != nil {
-		return s, err
+		return Stream{}, err
 	}
 	if c.key != "" {
 		req.Header.Set("X-Api-Key", c.key)
 	}
 	req.Header.Set("User-Agent", "bulwark-bouncer/v1")
-	body, err := do(c.http, req, c.maxBytes)
+	resp, err := c.http.Do(req)
 	if err != nil {
-		return s, fmt.Errorf("pull decisions: %w", err)
+		return Stream{}, fmt.Errorf("pull decisions: %w", err)
 	}
-	if err := json.Unmarshal(body, &s); err != nil {
-		return s, fmt.Errorf("pull decisions: the answer is not a decision stream: %w", err)
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		head, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return Stream{}, fmt.Errorf("pull decisions: %s: %s", resp.Status, bytes.TrimSpace(head))
+	}
+	body := &capReader{r: resp.Body, left: c.maxBytes}
+	s, err := DecodeStream(body)
+	switch {
+	case body.over:
+		return Stream{}, fmt.Errorf("pull decisions: %w (%d bytes)", errTooLarge, c.maxBytes)
+	case err != nil:
+		return Stream{}, fmt.Errorf("pull decisions: the answer is not a decision stream: %w", err)
 	}
 	return s, nil
+}
+
+// capReader reads at most left bytes of r; over says a read went past.
+type capReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// One byte more tells a body of exactly the cap from a longer one.
+		var one [1]byte
+		if n, err := io.ReadFull(c.r, one[:]); n == 0 {
+			return 0, err // io.EOF: the body ended within the cap
+		}
+		c.over = true
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+// DecodeStream decodes one answer of /v1/decisions/stream from r, one
+// decision at a time: {"new": [...], "deleted": [...]}, either list null
+// or absent, other keys skipped, nothing after the object but space.
+func DecodeStream(r io.Reader) (Stream, error) {
+	var s Stream
+	dec := json.NewDecoder(r)
+	if err := expectDelim(dec, '{'); err != nil {
+		return s, err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return s, err
+		}
+		var list *[]Decision
+		switch tok {
+		case "new":
+			list = &s.New
+		case "deleted":
+			list = &s.Deleted
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return s, err
+			}
+			continue
+		}
+		if *list, err = decodeDecisions(dec, *list); err != nil {
+			return s, fmt.Errorf("%s: %w", tok, err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return s, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return s, fmt.Errorf("data after the answer's object (%v)", err)
+	}
+	return s, nil
+}
+
+// decodeDecisions decodes a list of decisions (or null) and appends them
+// to into.
+func decodeDecisions(dec *json.Decoder, into []Decision) ([]Decision, error) {
+	tok, err := dec.Token()
+	if err != nil || tok == nil {
+		return into, err
+	}
+	if tok != json.Delim('[') {
+		return into, fmt.Errorf("%v where a list of decisions was expected", tok)
+	}
+	for dec.More() {
+		var d Decision
+		if err := dec.Decode(&d); err != nil {
+			return into, fmt.Errorf("decision %d: %w", len(into)+1, err)
+		}
+		into = append(into, d)
+	}
+	return into, expectDelim(dec, ']')
+}
+
+// expectDelim reads the next token, which must be d.
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != d {
+		return fmt.Errorf("%v where %v was expected", tok, d)
+	}
+	return nil
 }
 
 // errTooLarge is an answer over the read cap.

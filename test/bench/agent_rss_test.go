@@ -202,6 +202,14 @@ func benchOnly(t *testing.T, env, what string) string {
 	if out == "" {
 		t.Skipf("SKIP: set %s=FILE to %s (make bench does)", env, what)
 	}
+	requireAgentBin(t)
+	return out
+}
+
+// requireAgentBin skips t when not root and builds the bulwark binary the
+// agent tests run, once.
+func requireAgentBin(t *testing.T) {
+	t.Helper()
 	testutil.RequireRoot(t)
 	if agenttest.Bin == "" {
 		bin, err := testutil.BuildBulwark("../..", t.TempDir())
@@ -210,5 +218,4 @@ func benchOnly(t *testing.T, env, what string) string {
 		}
 		agenttest.Bin = bin
 	}
-	return out
 }

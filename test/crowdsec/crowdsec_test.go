@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -225,32 +224,13 @@ func TestImport100k(t *testing.T) {
 		v := first + uint32(i)
 		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 	}
-	// In files of 10,000: crowdsec 1.4.6 on SQLite answers "database is
-	// locked" when the bouncers' pulls (which write their last pull time)
-	// meet a long import; a file that fails is imported again (its
-	// decisions again at worst: the same targets).
-	const chunk = 10_000
+	addrs := make([]netip.Addr, n)
+	for i := range addrs {
+		addrs[i] = addr(i)
+	}
 	began := time.Now()
-	for c := 0; c < n; c += chunk {
-		var b strings.Builder
-		b.WriteString("duration,scope,value,type,reason\n")
-		for i := c; i < c+chunk; i++ {
-			fmt.Fprintf(&b, "4h,ip,%s,ban,test/import\n", addr(i)) // origin cscli-import
-		}
-		csv := filepath.Join(l.Dir, fmt.Sprintf("import-%d.csv", c))
-		if err := os.WriteFile(csv, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		for try := 1; ; try++ {
-			out, err := l.CSCLI("decisions", "import", "-i", csv)
-			if err == nil {
-				break
-			}
-			if try == 5 || !strings.Contains(out, "database is locked") {
-				t.Fatalf("cscli decisions import -i %s (try %d): %v: %s", csv, try, err, out)
-			}
-			t.Logf("cscli decisions import of %s, try %d: database is locked; again", csv, try)
-		}
+	if err := l.ImportIPs(addrs, "4h", "test/import", 10_000); err != nil {
+		t.Fatal(err)
 	}
 	imported := time.Now()
 	var st api.CrowdSecStatus

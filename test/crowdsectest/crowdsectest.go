@@ -9,8 +9,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/big"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,22 +186,28 @@ func (l *LAPI) Start() {
 	}
 }
 
-// Stop stops the LAPI if it runs: SIGTERM, then SIGKILL after 15 s.
+// Stop stops the LAPI if it runs.
 func (l *LAPI) Stop() {
 	if l.cmd == nil {
 		return
 	}
+	stop(l.cmd, l.done)
+}
+
+// stop stops cmd, whose Wait closes done, if it runs: SIGTERM, then
+// SIGKILL after 15 s.
+func stop(cmd *exec.Cmd, done chan struct{}) {
 	select {
-	case <-l.done:
+	case <-done:
 		return
 	default:
 	}
-	_ = l.cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Process.Signal(os.Interrupt)
 	select {
-	case <-l.done:
+	case <-done:
 	case <-time.After(15 * time.Second):
-		_ = l.cmd.Process.Kill()
-		<-l.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
@@ -282,4 +290,198 @@ func randHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// ImportIPs imports one ip ban decision per address with `cscli decisions
+// import` (origin cscli-import), in files of chunk decisions: crowdsec
+// 1.4.6 on SQLite answers "database is locked" when the bouncers' pulls
+// (which write their last pull time) meet a long import; a file that
+// fails so is imported again, at most 5 times (its decisions again at
+// worst: the same targets).
+func (l *LAPI) ImportIPs(addrs []netip.Addr, duration, reason string, chunk int) error {
+	for c := 0; c < len(addrs); c += chunk {
+		var b strings.Builder
+		b.WriteString("duration,scope,value,type,reason\n")
+		for _, a := range addrs[c:min(c+chunk, len(addrs))] {
+			fmt.Fprintf(&b, "%s,ip,%s,ban,%s\n", duration, a, reason)
+		}
+		csv := filepath.Join(l.Dir, fmt.Sprintf("import-%d.csv", c))
+		if err := os.WriteFile(csv, []byte(b.String()), 0o600); err != nil {
+			return err
+		}
+		for try := 1; ; try++ {
+			out, err := l.CSCLI("decisions", "import", "-i", csv)
+			if err == nil {
+				break
+			}
+			if try == 5 || !strings.Contains(out, "database is locked") {
+				return fmt.Errorf("cscli decisions import -i %s (try %d): %v: %s", csv, try, err, out)
+			}
+			l.t.Logf("cscli decisions import of %s, try %d: database is locked; again", csv, try)
+		}
+		os.Remove(csv)
+	}
+	return nil
+}
+
+// Firewall bouncer names: its nftables tables, chains and sets.
+const (
+	FirewallTable4 = "crowdsec"
+	FirewallSet4   = "crowdsec-blacklists"
+)
+
+// FirewallBouncer is Debian's crowdsec-firewall-bouncer in nftables mode,
+// run in a test's network namespace (its tables are that namespace's,
+// never the host's), pulling from a LAPI.
+type FirewallBouncer struct {
+	t    testing.TB
+	ns   string
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartFirewallBouncer registers a bouncer with l and runs
+// crowdsec-firewall-bouncer in the namespace ns (l's, so that it reaches
+// the LAPI on 127.0.0.1), pulling every interval; it is stopped when the
+// test ends. Its tables are crowdsec (ip) and crowdsec6 (ip6).
+func StartFirewallBouncer(t testing.TB, l *LAPI, ns, name string, interval time.Duration) *FirewallBouncer {
+	t.Helper()
+	if _, err := exec.LookPath("crowdsec-firewall-bouncer"); err != nil {
+		t.Fatal("crowdsec-firewall-bouncer is not installed: run scripts/deps.sh")
+	}
+	if ns == "" {
+		t.Fatal("the firewall bouncer runs only in a test's network namespace")
+	}
+	key, err := os.ReadFile(l.AddBouncer(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(l.Dir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`mode: nftables
+pid_dir: %[1]s/
+update_frequency: %[2]s
+daemonize: false
+log_mode: file
+log_dir: %[1]s/
+log_level: info
+api_url: %[3]s/
+api_key: %[4]s
+disable_ipv6: false
+deny_action: DROP
+deny_log: false
+supported_decisions_types:
+  - ban
+blacklists_ipv4: %[5]s
+blacklists_ipv6: crowdsec6-blacklists
+nftables:
+  ipv4:
+    enabled: true
+    set-only: false
+    table: %[6]s
+    chain: crowdsec-chain
+  ipv6:
+    enabled: true
+    set-only: false
+    table: crowdsec6
+    chain: crowdsec6-chain
+prometheus:
+  enabled: false
+`, dir, interval, l.URL(), strings.TrimSpace(string(key)), FirewallSet4, FirewallTable4)
+	path := filepath.Join(dir, "crowdsec-firewall-bouncer.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "bouncer.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	b := &FirewallBouncer{t: t, ns: ns, dir: dir, done: make(chan struct{})}
+	b.cmd = exec.Command("nsenter", "--net=/var/run/netns/"+ns, "crowdsec-firewall-bouncer", "-c", path)
+	b.cmd.Stdout, b.cmd.Stderr = out, out
+	if err := b.cmd.Start(); err != nil {
+		t.Fatalf("start crowdsec-firewall-bouncer: %v", err)
+	}
+	go func() { _ = b.cmd.Wait(); close(b.done) }()
+	t.Cleanup(b.Stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := b.Count(); err == nil {
+			return b
+		}
+		select {
+		case <-b.done:
+			t.Fatalf("crowdsec-firewall-bouncer exited at start:\n%s", b.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crowdsec-firewall-bouncer's set not there after 60 s:\n%s", b.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Count is how many elements the bouncer's IPv4 set holds, by `nft -j
+// list set` in its namespace.
+func (b *FirewallBouncer) Count() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", b.ns, "nft", "-j", "list", "set", "ip", FirewallTable4, FirewallSet4).Output()
+	if err != nil {
+		return 0, fmt.Errorf("nft list set ip %s %s: %w", FirewallTable4, FirewallSet4, err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return 0, fmt.Errorf("nft -j list set: %w", err)
+	}
+	for _, o := range doc.Nftables {
+		if o.Set != nil {
+			return len(o.Set.Elem), nil
+		}
+	}
+	return 0, fmt.Errorf("nft -j list set: no set in %.200s", out)
+}
+
+// Pid is the bouncer's process id (nsenter execs it: the same process).
+func (b *FirewallBouncer) Pid() int { return b.cmd.Process.Pid }
+
+// Logs are the bouncer's log and output, for a failure message.
+func (b *FirewallBouncer) Logs() string {
+	var s strings.Builder
+	for _, n := range []string{"crowdsec-firewall-bouncer.log", "bouncer.out"} {
+		if text, err := os.ReadFile(filepath.Join(b.dir, n)); err == nil {
+			fmt.Fprintf(&s, "--- %s:\n%s\n", n, tail(string(text), 4000))
+		}
+	}
+	return s.String()
+}
+
+// Stop stops the bouncer (SIGTERM, SIGKILL after 15 s) and deletes its
+// tables from its namespace.
+func (b *FirewallBouncer) Stop() {
+	stop(b.cmd, b.done)
+	for _, t := range []string{"ip " + FirewallTable4, "ip6 crowdsec6"} {
+		_ = exec.Command("ip", append([]string{"netns", "exec", b.ns, "nft", "delete", "table"}, strings.Fields(t)...)...).Run()
+	}
+}
+
+// FirewallBouncerVersion is the installed crowdsec-firewall-bouncer
+// package's version (the program's -V prints none).
+func FirewallBouncerVersion(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "crowdsec-firewall-bouncer").Output()
+	if err != nil {
+		t.Fatalf("dpkg-query crowdsec-firewall-bouncer: %v", err)
+	}
+	return "crowdsec-firewall-bouncer " + strings.TrimSpace(string(out))
 }

@@ -30,6 +30,7 @@ var allowedSkips = map[string]string{
 	"github.com/bulwark-filter/bulwark/test/fleet.TestFleetPropagationBench": "the fleet propagation to 10 real agents at 1,000 verdicts/s for 30 s runs only in `make bench`, which sets BULWARK_FLEET_AGENTS_OUT; TestFleetPropagation runs 3 agents at 100/s for 3 s in `make test`",
 	"github.com/bulwark-filter/bulwark/test/bench.TestListLoad1M":            "the agent's load and reload of a 1M-line list file beside nft -f (a few minutes, 1 GB) runs only in `make bench`, which sets BULWARK_LISTLOAD_OUT",
 	"github.com/bulwark-filter/bulwark/test/bench.TestScrape1M":              "the scrape and block-add measurement with 1M entries and 1M sources (30 s, 300 MB) runs only in `make bench`, which sets BULWARK_SCRAPE_OUT",
+	"github.com/bulwark-filter/bulwark/test/bench.TestCrowdSecBench":         "the side by side with crowdsec-firewall-bouncer (10k and 100k imported decisions, three runs each, and CPU per packet) runs only in `make bench`, which sets BULWARK_CROWDSEC_OUT; TestCrowdSecSideBySide1k runs 1,000 decisions in `make test`",
 }
 
 // notRootSkip starts the message of a test skipped for want of root.

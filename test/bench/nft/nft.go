@@ -465,26 +465,41 @@ func BulwarkSizes() loader.Sizes {
 // per-source limit of pps (burst 5, like nft's default) and attaches it
 // natively on the server veth.
 func Bulwark(tb *netns.Testbed, block []maps.Entry, pps uint64) (*Receiver, error) {
+	p, test := maps.Policy{}, "block"
+	if pps > 0 {
+		test = "limit"
+		p.Default = maps.Limit{PPS: pps, Burst: 5}
+	}
+	return attachBulwark(tb, BulwarkSizes(), p, test, len(block), func(m *maps.Set) error {
+		if len(block) == 0 {
+			return nil
+		}
+		if err := m.Block.Add(block); err != nil {
+			return fmt.Errorf("block list: %w", err)
+		}
+		return nil
+	})
+}
+
+// attachBulwark loads the datapath with sizes and policy p, fills its
+// maps with fill (timed: the receiver's Load when it holds entries) and
+// attaches it natively on the server veth.
+func attachBulwark(tb *netns.Testbed, sizes loader.Sizes, p maps.Policy, test string, entries int, fill func(*maps.Set) error) (*Receiver, error) {
 	t0 := time.Now()
-	d, err := loader.Load(loader.Options{Sizes: BulwarkSizes()})
+	d, err := loader.Load(loader.Options{Sizes: sizes})
 	if err != nil {
 		return nil, err
 	}
-	r := &Receiver{Name: "bulwark", Test: "block", Entries: len(block), Setup: time.Since(t0), close: func() { d.Close() }}
+	r := &Receiver{Name: "bulwark", Test: test, Entries: entries, Setup: time.Since(t0), close: func() { d.Close() }}
 	fail := func(err error) (*Receiver, error) { d.Close(); return nil, err }
-	p := maps.Policy{}
-	if pps > 0 {
-		r.Test = "limit"
-		p.Default = maps.Limit{PPS: pps, Burst: 5}
-	}
 	if err := d.Maps.ApplyPolicy(&p); err != nil {
 		return fail(err)
 	}
-	if len(block) > 0 {
-		t1 := time.Now()
-		if err := d.Maps.Block.Add(block); err != nil {
-			return fail(fmt.Errorf("block list: %w", err))
-		}
+	t1 := time.Now()
+	if err := fill(d.Maps); err != nil {
+		return fail(err)
+	}
+	if entries > 0 {
 		r.Load = time.Since(t1)
 	}
 	err = tb.InServer(func() error {

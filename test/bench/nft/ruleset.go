@@ -23,21 +23,35 @@ const (
 	// a hash set (no interval flag) of the single hosts and an interval
 	// set of the prefixes, per family, the host set matched first.
 	Split
+	// Bouncer: the set crowdsec-firewall-bouncer (nftables mode) writes
+	// its ip decisions to: one hash set of IPv4 addresses with the
+	// timeout flag, each element with its decision's timeout (4 h here).
+	// Its own chain hooks input, after the IP stack; here the set is
+	// matched in the same ingress chain as the other layouts, nft's
+	// cheapest place.
+	Bouncer
 )
 
 // Receiver names of the two layouts.
 func (l Layout) String() string {
-	if l == Split {
+	switch l {
+	case Split:
 		return "nft-split"
+	case Bouncer:
+		return "nft-bouncer"
 	}
 	return "nft"
 }
+
+// bouncerTimeout is the timeout of the Bouncer layout's elements.
+const bouncerTimeout = "4h"
 
 // nftSet is one named set of a ruleset.
 type nftSet struct {
 	Name     string
 	Type     string // ipv4_addr or ipv6_addr
 	Interval bool
+	Timeout  string // the timeout of every element (flags timeout); "" for none
 	Elems    []string
 }
 
@@ -72,6 +86,10 @@ func blockSets(block []maps.Entry, l Layout) []nftSet {
 		if len(all) > 0 {
 			sets = append(sets, nftSet{Name: name, Type: typ, Interval: interval, Elems: all})
 		}
+	}
+	if l == Bouncer {
+		sets = append(sets, nftSet{Name: "blacklists", Type: "ipv4_addr", Timeout: bouncerTimeout, Elems: h4})
+		return sets
 	}
 	if l == Split {
 		add("hosts4", "ipv4_addr", false, h4)
@@ -113,13 +131,16 @@ func Ruleset(dev string, block []maps.Entry, l Layout, pps uint64) string {
 		rules = append(rules, fmt.Sprintf("update @lim { ip saddr limit rate over %d/second burst 5 packets } counter name \"cdrop\" drop", pps))
 	case len(block) > 0:
 		for _, s := range blockSets(block, l) {
-			flags := ""
+			flags, timeout := "", ""
 			if s.Interval {
 				flags = " flags interval;"
 			}
+			if s.Timeout != "" {
+				flags, timeout = " flags timeout;", " timeout "+s.Timeout
+			}
 			fmt.Fprintf(&b, "\tset %s { type %s;%s elements = {\n", s.Name, s.Type, flags)
 			for i, e := range s.Elems {
-				b.WriteString(e)
+				b.WriteString(e + timeout)
 				if i < len(s.Elems)-1 {
 					b.WriteByte(',')
 				}

@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet-agents F -fleet F -out bench/results.json -md docs/benchmarks.md -readme README.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet-agents F -fleet F -crowdsec F -out bench/results.json -md docs/benchmarks.md -readme README.md
 //
 // It also rewrites the README's figures table from the same results
 // (readme.go), so the README quotes only the committed report.
@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulwark-filter/bulwark/test/bench"
 )
 
 func main() {
@@ -32,6 +34,7 @@ func main() {
 	listLoad := flag.String("list-load", "bench/list-load.json", "the agent's load and reload of a 1M-line list file beside nft -f (TestListLoad1M); missing is fine")
 	fleetAgents := flag.String("fleet-agents", "bench/fleet-agents.json", "fleet propagation to 10 real agents (test/fleet TestFleetPropagationBench); missing is fine")
 	fleetPath := flag.String("fleet", "bench/fleet.json", "fleet fan-out simulation and cold sync (TestFleetBench); missing is fine")
+	crowdSec := flag.String("crowdsec", "bench/crowdsec.json", "Bulwark beside crowdsec-firewall-bouncer (TestCrowdSecBench); missing is fine")
 	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
@@ -51,7 +54,7 @@ func main() {
 		return
 	}
 	in := inputs{datapath: *datapath, nft: *nft, gobench: *gobench, agentRSS: *agentRSS, scrape: *scrape, listLoad: *listLoad,
-		fleetAgents: *fleetAgents, fleet: *fleetPath, latency: *latency}
+		fleetAgents: *fleetAgents, fleet: *fleetPath, crowdSec: *crowdSec, latency: *latency}
 	if err := run(in, *out, *md, *readme, *started); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
@@ -191,7 +194,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 
 // inputs are the files make bench's steps wrote.
 type inputs struct {
-	datapath, nft, gobench, agentRSS, scrape, listLoad, fleetAgents, fleet, latency string
+	datapath, nft, gobench, agentRSS, scrape, listLoad, fleetAgents, fleet, crowdSec, latency string
 }
 
 func run(in inputs, out, md, readme string, started int64) error {
@@ -213,6 +216,16 @@ func run(in inputs, out, md, readme string, started int64) error {
 			return err
 		}
 	}
+	cs, err := readJSON(in.crowdSec, true)
+	if err != nil {
+		return err
+	}
+	var csf bench.CrowdSecFigures
+	if cs != nil {
+		if csf, err = crowdSecOf(cs); err != nil {
+			return fmt.Errorf("%s: %w", in.crowdSec, err)
+		}
+	}
 	// The test's log line, without its file:line prefix.
 	var blockLatency string
 	switch b, err := os.ReadFile(in.latency); {
@@ -226,6 +239,7 @@ func run(in inputs, out, md, readme string, started int64) error {
 		return err
 	}
 	tg := slices.Concat(targets(dp, nf, gb, blockLatency), scrapeTargets(scr), listLoadTargets(ll), fleetAgentTargets(fa), fleetTargets(fl))
+	tg = append(tg, crowdSecTargets(csf)...)
 	mach := machine()
 	if started > 0 {
 		mach["make_bench_minutes"] = fmt.Sprintf("%.1f", time.Since(time.Unix(started, 0)).Minutes())
@@ -249,6 +263,9 @@ func run(in inputs, out, md, readme string, started int64) error {
 	}
 	if fl != nil {
 		all["fleet"] = fl
+	}
+	if cs != nil {
+		all["crowdsec"] = cs
 	}
 	if blockLatency != "" {
 		all["block_latency"] = blockLatency
@@ -313,6 +330,9 @@ func run(in inputs, out, md, readme string, started int64) error {
 	}
 	if fa != nil {
 		writeFleetEstimate(&w, fa)
+	}
+	if cs != nil {
+		writeCrowdSec(&w, csf)
 	}
 	if blockLatency != "" {
 		fmt.Fprintf(&w, "\n## Run-time block latency\n\n%s\n", blockLatency)

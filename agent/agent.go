@@ -41,6 +41,8 @@ type iface struct {
 	dp   *loader.Datapath
 	lock *os.File
 	pins loader.PinPersistence // whether the pins outlive the agent, found at start
+	// allow and block are the images of the config entries written into the lists (syncList).
+	allow, block listImage
 }
 
 // Agent runs Bulwark on the configured interfaces.
@@ -377,12 +379,12 @@ func (a *Agent) applyTo(it *iface, want *desired.State) error {
 		a.mapErrs.WithLabelValues("policy").Inc()
 		return fmt.Errorf("apply policy: %w", err)
 	}
-	addA, delA, err := reconcileList(it.dp.Maps.Allow, want.Allow)
+	addA, delA, err := syncList(it.dp.Maps.Allow, &it.allow, want.Allow)
 	if err != nil {
 		a.mapErrs.WithLabelValues("allow").Inc()
 		return fmt.Errorf("allow list: %w", err)
 	}
-	addB, delB, err := reconcileList(it.dp.Maps.Block, want.Block)
+	addB, delB, err := syncList(it.dp.Maps.Block, &it.block, want.Block)
 	if err != nil {
 		a.mapErrs.WithLabelValues("block").Inc()
 		return fmt.Errorf("block list: %w", err)

@@ -60,6 +60,13 @@ func reconcileList(l *maps.List, want listset.Set) (added, removed int, err erro
 	}
 	merge()
 	var put maps.Batch
+	var kinds [4]int
+	for i, e := range want {
+		if !inPlace[i] {
+			kinds[kindOf(e.Key)]++
+		}
+	}
+	put.Grow(kinds[0], kinds[1], kinds[2], kinds[3])
 	for i, e := range want {
 		if !inPlace[i] {
 			if err := put.Add(maps.Entry{Prefix: e.Key.Prefix(), ListID: e.ID}); err != nil {
@@ -68,6 +75,19 @@ func reconcileList(l *maps.List, want listset.Set) (added, removed int, err erro
 		}
 	}
 	return write(l, &put, stale)
+}
+
+// kindOf is the map of a list that holds k, as maps.Batch.Grow counts
+// them: 0 IPv4 hosts, 1 IPv6 hosts, 2 IPv4 prefixes, 3 IPv6 prefixes.
+func kindOf(k listset.Key) int {
+	n := 0
+	if !k.Is4() {
+		n = 1
+	}
+	if !k.IsHost() {
+		n += 2
+	}
+	return n
 }
 
 // write writes put, then deletes stale, and returns how many of each.

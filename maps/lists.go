@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -150,6 +151,15 @@ func (b *Batch) Add(e Entry) error {
 	}
 	b.expiry = b.expiry || e.ExpiresNS != 0
 	return nil
+}
+
+// Grow makes room in b for that many more entries of each kind, so that a
+// large batch is not copied as it grows.
+func (b *Batch) Grow(hosts4, hosts6, nets4, nets6 int) {
+	b.k4, b.v4 = slices.Grow(b.k4, hosts4), slices.Grow(b.v4, hosts4)
+	b.k6, b.v6 = slices.Grow(b.k6, hosts6), slices.Grow(b.v6, hosts6)
+	b.n4, b.nv4, b.lk4 = slices.Grow(b.n4, nets4), slices.Grow(b.nv4, nets4), slices.Grow(b.lk4, nets4)
+	b.n6, b.nv6, b.lk6 = slices.Grow(b.n6, nets6), slices.Grow(b.nv6, nets6), slices.Grow(b.lk6, nets6)
 }
 
 // before reports whether prefix a orders before b by address, then by

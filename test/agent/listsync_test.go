@@ -2,9 +2,16 @@ package agent_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
+	"github.com/bulwark-filter/bulwark/agent/desired"
+	"github.com/bulwark-filter/bulwark/bpf"
+	"github.com/bulwark-filter/bulwark/loader"
+	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/agenttest"
 )
 
@@ -83,4 +90,68 @@ func TestReloadFailedListWrite(t *testing.T) {
 		t.Fatalf("reload back: %s", r)
 	}
 	check("after the reload back", first)
+}
+
+// TestReloadVerifiesLists writes into the agent's pinned block hosts map
+// from this process, as another program would: a config entry the agent
+// did not write, and the delete of one it wrote. A reload of a changed
+// config writes only its change from the agent's image, so both stay; a
+// reload of the unchanged config reads the kernel's entries, repairs both
+// and says so in the log.
+func TestReloadVerifiesLists(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	block := []string{"198.18.7.1", "198.18.7.2", "198.18.7.3"}
+	e.WriteConfig("", agenttest.Config{Block: block})
+	a := e.Start()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(loader.PinDir(e.PinRoot, e.TB.ServerIf), maps.MapBlockHosts4), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	stray := agenttest.Addr("198.18.6.6")
+	if err := m.Put(stray.As4(), bpf.BulwarkListValue{ListId: desired.ListConfigBlock, Prefixlen: 32}); err != nil {
+		t.Fatal(err)
+	}
+	gone := agenttest.Addr(block[0])
+	if err := m.Delete(gone.As4()); err != nil {
+		t.Fatal(err)
+	}
+	traffic := func(when string, strayBlocked bool) {
+		t.Helper()
+		want := 10
+		if strayBlocked {
+			want = 0
+		}
+		if got := e.Send(stray, 10); got != want {
+			t.Errorf("%s: %d of 10 frames from %s delivered, want %d", when, got, stray, want)
+		}
+		if got := e.Send(gone, 10); got != 10-want {
+			t.Errorf("%s: %d of 10 frames from %s delivered, want %d", when, got, gone, 10-want)
+		}
+	}
+	traffic("after the other process's writes", true)
+
+	e.WriteConfig("", agenttest.Config{Block: append(block, "198.18.7.9")})
+	if r := e.CLI("reload"); r.Code != 0 {
+		t.Fatalf("reload: %s", r)
+	}
+	traffic("after a reload of a changed config", true)
+	if got := e.Send(agenttest.Addr("198.18.7.9"), 10); got != 0 {
+		t.Errorf("%d of 10 frames from the newly blocked 198.18.7.9 delivered, want 0", got)
+	}
+	if strings.Contains(a.LogText(), "another process wrote the maps") {
+		t.Errorf("a reload of a changed config says it repaired the lists:\n%s", a.LogText())
+	}
+
+	if r := e.CLI("reload"); r.Code != 0 {
+		t.Fatalf("reload of the unchanged config: %s", r)
+	}
+	traffic("after a reload of the unchanged config", false)
+	if !strings.Contains(a.LogText(), "another process wrote the maps") {
+		t.Errorf("the reload of the unchanged config does not say it repaired the lists:\n%s", a.LogText())
+	}
+	if en, ok := agenttest.FindEntry(e.List("block"), block[0]+"/32"); !ok || en.Origin != "config" {
+		t.Errorf("block list: %s is %+v (%v), want it from config", block[0], en, ok)
+	}
 }

@@ -102,7 +102,7 @@ func TestAddRepeats(t *testing.T) {
 	for i := range room {
 		es = append(es, maps.Entry{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), 32), ListID: 11})
 	}
-	es = append(es, maps.Entry{Prefix: p("198.18.0.9/32"), ListID: 12})
+	es = append(es, maps.Entry{Prefix: p("198.18.0.9/32"), ListID: 12}, es[2]) // es[2] is new, and given twice
 	if err := l.Add(es); err == nil {
 		t.Fatalf("Add of %d hosts into a map of %d: no error", len(es), room)
 	}

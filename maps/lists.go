@@ -320,7 +320,7 @@ func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, distinct 
 		}
 	})
 	if !distinct {
-		old = withRepeats(keys, old)
+		return withRepeats(keys, old), batchPut(m, keys, vals)
 	}
 	return old, batchPut(m, keys, vals)
 }

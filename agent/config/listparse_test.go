@@ -110,3 +110,23 @@ block { files = ["`+list+`"] }`), skipIfCheck)
 		t.Errorf("first entry %v, last %v: want IPv4 first, IPv6 last", got[0].Prefix(), got[len(got)-1].Prefix())
 	}
 }
+
+// TestListFileNoLineEndInSecondHalf: a large file whose second half is one line without a line end is parsed
+// whole, as one piece: the long line is one bad line, at its number.
+func TestListFileNoLineEndInSecondHalf(t *testing.T) {
+	var b strings.Builder
+	const n = 1 << 16
+	for i := range n {
+		fmt.Fprintf(&b, "198.18.%d.%d\n", i>>8, i&255)
+	}
+	b.WriteString(strings.Repeat("x", b.Len()+1))
+	if b.Len() < parallelParseBytes {
+		t.Fatalf("the file has %d bytes, fewer than the %d parsed in halves", b.Len(), parallelParseBytes)
+	}
+	list := writeFile(t, t.TempDir(), "long.txt", b.String())
+	_, diags := ParseWithOptions("test.hcl", []byte(`interface "eth0" {}
+block { files = ["`+list+`"] }`), skipIfCheck)
+	if len(diags) != 1 || !strings.HasPrefix(diags[0].Detail, fmt.Sprintf("%s:%d: bad CIDR", list, n+1)) {
+		t.Fatalf("got\n%s\nwant one bad CIDR at line %d", FormatDiagnostics(diags), n+1)
+	}
+}

@@ -98,11 +98,16 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 	}
 	src := text.String()
 	var parts []listPart
-	if lines := strings.Count(src, "\n") + 1; lines <= maxListFileEntries && len(src) >= parallelParseBytes {
-		// Two halves cut at a line end, parsed at once; no half can pass the entry limit.
-		cut := len(src) / 2
-		cut += strings.IndexByte(src[cut:], '\n') + 1
-		parts = []listPart{{src: src[:cut], first: 1}, {src: src[cut:], first: 1 + strings.Count(src[:cut], "\n")}}
+	var all []listset.Key // the halves' one array
+	lines := strings.Count(src, "\n") + 1
+	cut := strings.IndexByte(src[len(src)/2:], '\n') // the line end the second half starts after
+	if lines <= maxListFileEntries && len(src) >= parallelParseBytes && cut >= 0 {
+		// Two halves cut at a line end, parsed at once into one array (each half has room for a key a line); no
+		// half can pass the entry limit.
+		cut += len(src)/2 + 1
+		lines0 := strings.Count(src[:cut], "\n")
+		all = make([]listset.Key, lines)
+		parts = []listPart{{src: src[:cut], first: 1, keys: all[:0:lines0]}, {src: src[cut:], first: 1 + lines0, keys: all[lines0:lines0]}}
 		var wg sync.WaitGroup
 		for i := range parts {
 			wg.Go(func() { parts[i].parse(maxListFileEntries) })
@@ -112,7 +117,7 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 		parts = []listPart{{src: src, first: 1}}
 		parts[0].parse(maxListFileEntries)
 	}
-	bad, shown, n := 0, 0, 0
+	bad, shown := 0, 0
 	for _, pt := range parts {
 		for _, e := range pt.problems {
 			if shown++; shown <= maxBadLines {
@@ -120,7 +125,6 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 			}
 		}
 		bad += pt.bad
-		n += len(pt.keys)
 	}
 	if bad > maxBadLines {
 		d.errorf(subject, "Bad list file entry", "%s: %d more bad lines not shown.", path, bad-maxBadLines)
@@ -131,8 +135,8 @@ func (d *decoder) readListFile(path string, subject hcl.Range) (ListFile, bool) 
 	}
 	lf := ListFile{Path: path, Entries: parts[0].keys}
 	if len(parts) > 1 {
-		lf.Entries = append(make([]listset.Key, 0, n), parts[0].keys...)
-		lf.Entries = append(lf.Entries, parts[1].keys...)
+		// The second half's keys move down after the first's (an overlapping copy, to lower addresses).
+		lf.Entries = append(all[:len(parts[0].keys)], parts[1].keys...)
 	}
 	// Sorted, the entries are what desired.Compile merges; the file's text is garbage once this returns.
 	lf.Entries = listset.SortKeys(lf.Entries)
@@ -158,10 +162,12 @@ type badLine struct {
 	err  error
 }
 
-// parse parses p's lines: one CIDR or address per line, '#' and ';' start comments, blank lines are skipped. It
-// stops at the entry past limit.
+// parse parses p's lines into p.keys (made here unless the caller made room for them): one CIDR or address per
+// line, '#' and ';' start comments, blank lines are skipped. It stops at the entry past limit.
 func (p *listPart) parse(limit int) {
-	p.keys = make([]listset.Key, 0, min(strings.Count(p.src, "\n")+1, limit))
+	if p.keys == nil {
+		p.keys = make([]listset.Key, 0, min(strings.Count(p.src, "\n")+1, limit))
+	}
 	lineNo := p.first - 1
 	for line := range strings.Lines(p.src) {
 		lineNo++

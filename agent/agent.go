@@ -41,6 +41,8 @@ type iface struct {
 	dp   *loader.Datapath
 	lock *os.File
 	pins loader.PinPersistence // whether the pins outlive the agent, found at start
+	// allow and block are the images of the config entries written into the lists (syncList).
+	allow, block listImage
 }
 
 // Agent runs Bulwark on the configured interfaces.
@@ -338,7 +340,7 @@ func (a *Agent) startInterface(ic config.Interface, cfg *config.Config, want *de
 	}
 	it := &iface{name: ic.Name, dp: dp, lock: lock, pins: pins}
 	a.ifaces = append(a.ifaces, it)
-	if err := a.applyTo(it, want); err != nil {
+	if _, err := a.applyTo(it, want); err != nil {
 		return fmt.Errorf("interface %s: %w", ic.Name, err)
 	}
 	// Every slot, the empty ones too: maps adopted from an earlier run hold its signatures.
@@ -371,25 +373,26 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// applyTo reconciles one interface's maps with the desired state.
-func (a *Agent) applyTo(it *iface, want *desired.State) error {
+// applyTo reconciles one interface's maps with the desired state and
+// returns how many list entries it wrote and removed.
+func (a *Agent) applyTo(it *iface, want *desired.State) (listChanges int, err error) {
 	if err := it.dp.Maps.ApplyPolicy(&want.Policy); err != nil {
 		a.mapErrs.WithLabelValues("policy").Inc()
-		return fmt.Errorf("apply policy: %w", err)
+		return 0, fmt.Errorf("apply policy: %w", err)
 	}
-	addA, delA, err := reconcileList(it.dp.Maps.Allow, want.Allow)
+	addA, delA, err := syncList(it.dp.Maps.Allow, &it.allow, want.Allow)
 	if err != nil {
 		a.mapErrs.WithLabelValues("allow").Inc()
-		return fmt.Errorf("allow list: %w", err)
+		return 0, fmt.Errorf("allow list: %w", err)
 	}
-	addB, delB, err := reconcileList(it.dp.Maps.Block, want.Block)
+	addB, delB, err := syncList(it.dp.Maps.Block, &it.block, want.Block)
 	if err != nil {
 		a.mapErrs.WithLabelValues("block").Inc()
-		return fmt.Errorf("block list: %w", err)
+		return addA + delA, fmt.Errorf("block list: %w", err)
 	}
 	a.log.Debug("reconciled", "interface", it.name, "allow_written", addA, "allow_removed", delA,
 		"block_written", addB, "block_removed", delB)
-	return nil
+	return addA + delA + addB + delB, nil
 }
 
 func (a *Agent) closeInterfaces() {
@@ -441,7 +444,10 @@ func (a *Agent) Reload(who string) error {
 func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	lastSum := a.loadedSum
 	cfg, err := a.loadConfig()
+	// The config's files as they were: a reload that verifies the lists.
+	verify := err == nil && a.loadedSum == lastSum
 	if err == nil {
 		err = restartNeeded(a.cfg, cfg)
 	}
@@ -470,11 +476,23 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 		}
 	}
 	for _, it := range a.ifaces {
-		if err := a.applyTo(it, want); err != nil {
+		_, err := a.applyTo(it, want)
+		if err == nil && verify {
+			// The agent's own writers' changes are repaired: what a
+			// reconcile against the kernel's entries changes now, another
+			// process wrote.
+			it.allow, it.block = listImage{}, listImage{}
+			var n int
+			if n, err = a.applyTo(it, want); n > 0 {
+				a.log.Warn("the lists differed from what the agent wrote (another process wrote the maps): repaired",
+					"interface", it.name, "entries_written_or_removed", n)
+			}
+		}
+		if err != nil {
 			// applyTo may have written part of want (the policy before the
 			// lists): put the running config back everywhere.
 			for _, it := range a.ifaces {
-				if rerr := a.applyTo(it, a.want); rerr != nil {
+				if _, rerr := a.applyTo(it, a.want); rerr != nil {
 					a.log.Error("restore the running config after a failed reload", "interface", it.name, "error", rerr)
 				}
 			}

@@ -59,25 +59,147 @@ func reconcileList(l *maps.List, want listset.Set) (added, removed int, err erro
 		return 0, 0, err
 	}
 	merge()
-	n := 0
-	for _, ok := range inPlace {
-		if !ok {
-			n++
-		}
-	}
-	put := make([]maps.Entry, 0, n)
+	var put maps.Batch
+	var kinds [4]int
 	for i, e := range want {
 		if !inPlace[i] {
-			put = append(put, maps.Entry{Prefix: e.Key.Prefix(), ListID: e.ID})
+			kinds[kindOf(e.Key)]++
 		}
 	}
-	if err := l.Add(put); err != nil {
+	put.Grow(kinds[0], kinds[1], kinds[2], kinds[3])
+	for i, e := range want {
+		if !inPlace[i] {
+			if err := put.Add(maps.Entry{Prefix: e.Key.Prefix(), ListID: e.ID}); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	return write(l, &put, stale)
+}
+
+// kindOf is the map of a list that holds k, as maps.Batch.Grow counts
+// them: 0 IPv4 hosts, 1 IPv6 hosts, 2 IPv4 prefixes, 3 IPv6 prefixes.
+func kindOf(k listset.Key) int {
+	n := 0
+	if !k.Is4() {
+		n = 1
+	}
+	if !k.IsHost() {
+		n += 2
+	}
+	return n
+}
+
+// write writes put, then deletes stale, and returns how many of each.
+func write(l *maps.List, put *maps.Batch, stale []netip.Prefix) (added, removed int, err error) {
+	if err := l.Write(put); err != nil {
 		return 0, 0, err
 	}
 	if err := l.DeleteMany(stale); err != nil {
-		return len(put), 0, err
+		return put.Len(), 0, err
 	}
-	return len(put), len(stale), nil
+	return put.Len(), len(stale), nil
+}
+
+// listImage is the agent's image of one list's config entries: the set it
+// last wrote there, which the kernel holds as written except where the
+// list's change record (maps.List.TakeChanges) says another writer of the
+// agent touched it. A reload diffs the new config against the image and
+// writes only the change, without reading the list back from the kernel.
+type listImage struct {
+	set   listset.Set
+	known bool // false: no image (at start, after a failed write): reconcile against the kernel
+}
+
+// syncList makes the config-owned part of l equal want, as reconcileList
+// does: from the image when it has one and the list's change record is
+// complete, against the kernel's entries otherwise. It leaves the image
+// equal to want, or unknown after an error (the next sync then reads the
+// kernel). a.mu must be held: every writer of the lists holds it, so the
+// change record taken after the writes holds this sync's own writes only.
+func syncList(l *maps.List, img *listImage, want listset.Set) (added, removed int, err error) {
+	touched, complete := l.TakeChanges()
+	if img.known && complete {
+		added, removed, err = applyDiff(l, img.set, want, touched)
+	} else {
+		added, removed, err = reconcileList(l, want)
+	}
+	l.TakeChanges() // this sync's own writes
+	img.set, img.known = want, err == nil
+	return added, removed, err
+}
+
+// applyDiff makes the config-owned part of l equal want, given that it
+// equals old except for the prefixes in touched (written or deleted by
+// another writer since): it writes the entries of want that old has not
+// (or on another list id) and those touched, and deletes the entries of
+// old that want has not; a touched one only if the kernel still holds it
+// on a config list id (a run-time, fleet or feed entry written over a
+// config prefix stays, as reconcileList leaves it). Wanted entries are
+// written before stale ones are deleted.
+func applyDiff(l *maps.List, old, want listset.Set, touched []netip.Prefix) (added, removed int, err error) {
+	tk := make([]listset.Key, len(touched))
+	for i, p := range touched {
+		tk[i] = listset.KeyOf(p)
+	}
+	tk = listset.SortKeys(tk)
+	var put maps.Batch
+	var stale []netip.Prefix
+	i, j, t := 0, 0, 0
+	for i < len(old) || j < len(want) {
+		c := 0 // old[i] against want[j]; an exhausted side compares greater
+		switch {
+		case i == len(old):
+			c = 1
+		case j == len(want):
+			c = -1
+		default:
+			c = listset.Compare(old[i].Key, want[j].Key)
+		}
+		var k listset.Key
+		if c < 0 {
+			k = old[i].Key
+		} else {
+			k = want[j].Key
+		}
+		for t < len(tk) && listset.Compare(tk[t], k) < 0 {
+			t++
+		}
+		hit := t < len(tk) && tk[t] == k
+		switch {
+		case c < 0: // in old only
+			stale, err = staleEntry(l, stale, k, hit)
+			if err != nil {
+				return 0, 0, err
+			}
+			i++
+		case c > 0 || hit || old[i].ID != want[j].ID: // wanted, not in place
+			if err := put.Add(maps.Entry{Prefix: k.Prefix(), ListID: want[j].ID}); err != nil {
+				return 0, 0, err
+			}
+			if c == 0 {
+				i++
+			}
+			j++
+		default:
+			i, j = i+1, j+1
+		}
+	}
+	return write(l, &put, stale)
+}
+
+// staleEntry appends to stale the prefix of k, an entry of the image the
+// config no longer wants, unless another writer touched it and the kernel
+// no longer holds it on a config list id.
+func staleEntry(l *maps.List, stale []netip.Prefix, k listset.Key, touched bool) ([]netip.Prefix, error) {
+	p := k.Prefix()
+	if touched {
+		e, ok, err := l.Lookup(p)
+		if err != nil || !ok || !configList(e.ListID) {
+			return stale, err
+		}
+	}
+	return append(stale, p), nil
 }
 
 // kernelEntry is what reconcileList keeps of a kernel entry while it

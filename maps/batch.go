@@ -278,6 +278,7 @@ func (l *List) DeleteMany(prefixes []netip.Prefix) error {
 	}
 	if len(hosts) > 0 {
 		l.set.mu.Lock()
+		l.changes.note(hosts)
 		n4, err4 := deleteBatch(l.hosts4, h4)
 		n6, err6 := deleteBatch(l.hosts6, h6)
 		l.tally.mu.Lock()

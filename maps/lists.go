@@ -1,10 +1,12 @@
 package maps
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -24,6 +26,7 @@ type List struct {
 	slots4, slots6, short        *ebpf.Map      // length masks
 	lens                         map[lenKey]int // prefixes per mask and length; guarded by set.mu
 	tally                        tally
+	changes                      changes
 }
 
 // tally is what a list holds, kept by its writers (which hold set.mu) so
@@ -100,57 +103,129 @@ func normalise(p netip.Prefix) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
+// Batch is list entries to write with List.Write, held as the list's
+// maps hold them (an IPv4 host takes 20 bytes, no netip.Prefix): a writer
+// of a million entries builds it without a copy of them as Entries.
+type Batch struct {
+	k4       [][4]byte
+	v4       []bpf.BulwarkListValue
+	k6       [][16]byte
+	v6       []bpf.BulwarkListValue
+	n4       []bpf.BulwarkLpmV4Key
+	nv4      []bpf.BulwarkListValue
+	n6       []bpf.BulwarkLpmV6Key
+	nv6      []bpf.BulwarkListValue
+	lk4, lk6 []lenKey // the length of each of n4, n6
+	expiry   bool     // some entry has an expiry
+	// unordered: some entry was added after one of its map with a higher
+	// address (or the same address and a longer length, or the same
+	// prefix): it may repeat another. A sorted list's entries, added in
+	// order, are known to be distinct without a set of them.
+	unordered bool
+}
+
+// Add appends e to the batch, its prefix normalised; an invalid prefix or
+// one with a zone is refused.
+func (b *Batch) Add(e Entry) error {
+	p, err := normalise(e.Prefix)
+	if err != nil {
+		return err
+	}
+	v := listValue(e, p.Bits())
+	switch {
+	case p.Addr().Is4() && p.Bits() == 32:
+		k := host4(p.Addr())
+		b.unordered = b.unordered || len(b.k4) > 0 && bytes.Compare(b.k4[len(b.k4)-1][:], k[:]) >= 0
+		b.k4, b.v4 = append(b.k4, k), append(b.v4, v)
+	case p.Addr().Is4():
+		b.unordered = b.unordered || len(b.n4) > 0 && !before(prefixOf4(b.n4[len(b.n4)-1]), p)
+		b.n4, b.nv4, b.lk4 = append(b.n4, lpm4(p)), append(b.nv4, v), append(b.lk4, lenOf(p))
+	case p.Bits() == 128:
+		k := host6(p.Addr())
+		b.unordered = b.unordered || len(b.k6) > 0 && bytes.Compare(b.k6[len(b.k6)-1][:], k[:]) >= 0
+		b.k6, b.v6 = append(b.k6, k), append(b.v6, v)
+	default:
+		k := lpm6(p)
+		b.unordered = b.unordered || len(b.n6) > 0 && !before(prefixOf6(b.n6[len(b.n6)-1]), p)
+		b.n6, b.nv6, b.lk6 = append(b.n6, k), append(b.nv6, v), append(b.lk6, lenOf(p))
+	}
+	b.expiry = b.expiry || e.ExpiresNS != 0
+	return nil
+}
+
+// Grow makes room in b for that many more entries of each kind, so that a
+// large batch is not copied as it grows.
+func (b *Batch) Grow(hosts4, hosts6, nets4, nets6 int) {
+	b.k4, b.v4 = slices.Grow(b.k4, hosts4), slices.Grow(b.v4, hosts4)
+	b.k6, b.v6 = slices.Grow(b.k6, hosts6), slices.Grow(b.v6, hosts6)
+	b.n4, b.nv4, b.lk4 = slices.Grow(b.n4, nets4), slices.Grow(b.nv4, nets4), slices.Grow(b.lk4, nets4)
+	b.n6, b.nv6, b.lk6 = slices.Grow(b.n6, nets6), slices.Grow(b.nv6, nets6), slices.Grow(b.lk6, nets6)
+}
+
+// before reports whether prefix a orders before b by address, then by
+// length, as sorted lists order them.
+func before(a, b netip.Prefix) bool {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c < 0
+	}
+	return a.Bits() < b.Bits()
+}
+
+// Len is how many entries b holds.
+func (b *Batch) Len() int { return len(b.k4) + len(b.k6) + len(b.n4) + len(b.n6) }
+
+// each calls fn with every entry of b.
+func (b *Batch) each(fn func(p netip.Prefix, v *bpf.BulwarkListValue)) {
+	for i, k := range b.k4 {
+		fn(netip.PrefixFrom(netip.AddrFrom4(k), 32), &b.v4[i])
+	}
+	for i, k := range b.k6 {
+		fn(netip.PrefixFrom(netip.AddrFrom16(k), 128), &b.v6[i])
+	}
+	for i, k := range b.n4 {
+		fn(prefixOf4(k), &b.nv4[i])
+	}
+	for i, k := range b.n6 {
+		fn(prefixOf6(k), &b.nv6[i])
+	}
+}
+
 // Add writes entries (upsert), in batches: hosts into the host hashes,
 // prefixes into the prefix hashes after their lengths into the masks.
 func (l *List) Add(entries []Entry) error {
-	var k4 [][4]byte
-	var v4 []bpf.BulwarkListValue
-	var k6 [][16]byte
-	var v6 []bpf.BulwarkListValue
-	var n4 []bpf.BulwarkLpmV4Key
-	var nv4 []bpf.BulwarkListValue
-	var n6 []bpf.BulwarkLpmV6Key
-	var nv6 []bpf.BulwarkListValue
-	var lk4, lk6 []lenKey // the length of each of n4, n6
-	ms, extra := map[maskKey]bool{}, map[lenKey]bool{}
-	norm := make([]netip.Prefix, len(entries))
-	for i, e := range entries {
-		p, err := normalise(e.Prefix)
-		if err != nil {
+	var b Batch
+	for _, e := range entries {
+		if err := b.Add(e); err != nil {
 			return fmt.Errorf("%s list: %w", l.name, err)
 		}
-		norm[i] = p
-		v := listValue(e, p.Bits())
-		switch {
-		case p.Addr().Is4() && p.Bits() == 32:
-			k4, v4 = append(k4, host4(p.Addr())), append(v4, v)
-		case p.Addr().Is4():
-			n4, nv4, lk4 = append(n4, lpm4(p)), append(nv4, v), append(lk4, lenOf(p))
-		case p.Bits() == 128:
-			k6, v6 = append(k6, host6(p.Addr())), append(v6, v)
-		default:
-			n6, nv6, lk6 = append(n6, lpm6(p)), append(nv6, v), append(lk6, lenOf(p))
-		}
 	}
-	for _, k := range append(lk4, lk6...) {
+	return l.Write(&b)
+}
+
+// Write writes b's entries as Add does.
+func (l *List) Write(b *Batch) error {
+	ms, extra := map[maskKey]bool{}, map[lenKey]bool{}
+	for _, k := range append(b.lk4[:len(b.lk4):len(b.lk4)], b.lk6...) {
 		ms[k.mask], extra[k] = true, true
 	}
 	h4, h6, b4, b6 := l.bits()
 	var on uint32
-	if len(k4) > 0 {
+	if len(b.k4) > 0 {
 		on |= h4
 	}
-	if len(k6) > 0 {
+	if len(b.k6) > 0 {
 		on |= h6
 	}
-	if len(n4) > 0 {
+	if len(b.n4) > 0 {
 		on |= b4
 	}
-	if len(n6) > 0 {
+	if len(b.n6) > 0 {
 		on |= b6
 	}
 	l.set.mu.Lock()
 	defer l.set.mu.Unlock()
+	// Noted before the writes: a write that fails may leave some in force.
+	l.changes.noteBatch(b)
 	if err := l.set.setPresentLocked(on); err != nil {
 		return err
 	}
@@ -167,97 +242,149 @@ func (l *List) Add(entries []Entry) error {
 	if err := l.writeMasks(ms, extra); err != nil {
 		return fail("length masks", err)
 	}
-	newH4, err := putUndoable(l.hosts4, k4, v4, &undo)
+	oldH4, err := putUndoable(l.hosts4, b.k4, b.v4, !b.unordered, &undo)
 	if err != nil {
 		return fail("IPv4 hosts", err)
 	}
-	newH6, err := putUndoable(l.hosts6, k6, v6, &undo)
+	oldH6, err := putUndoable(l.hosts6, b.k6, b.v6, !b.unordered, &undo)
 	if err != nil {
 		return fail("IPv6 hosts", err)
 	}
-	newN4, err := putUndoable(l.nets4, n4, nv4, &undo)
+	oldN4, err := putUndoable(l.nets4, b.n4, b.nv4, !b.unordered, &undo)
 	if err != nil {
 		return fail("IPv4 prefixes", err)
 	}
-	newN6, err := putUndoable(l.nets6, n6, nv6, &undo)
+	oldN6, err := putUndoable(l.nets6, b.n6, b.nv6, !b.unordered, &undo)
 	if err != nil {
 		return fail("IPv6 prefixes", err)
 	}
 	t := &l.tally
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.ipv4 += len(newH4) + len(newN4)
-	t.ipv6 += len(newH6) + len(newN6)
-	t.hosts4 += len(newH4)
-	t.hosts6 += len(newH6)
-	countLens(l.lens, n4, lk4, newN4)
-	countLens(l.lens, n6, lk6, newN6)
-	for i, p := range norm {
-		if exp := entries[i].ExpiresNS; exp != 0 {
-			t.ttl[p] = exp
-		} else {
-			delete(t.ttl, p)
-		}
+	t.ipv4 += len(b.k4) - len(oldH4) + len(b.n4) - len(oldN4)
+	t.ipv6 += len(b.k6) - len(oldH6) + len(b.n6) - len(oldN6)
+	t.hosts4 += len(b.k4) - len(oldH4)
+	t.hosts6 += len(b.k6) - len(oldH6)
+	countLens(l.lens, b.lk4, oldN4)
+	countLens(l.lens, b.lk6, oldN6)
+	if b.expiry || len(t.ttl) > 0 {
+		b.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
+			if v.ExpiresNs != 0 {
+				t.ttl[p] = v.ExpiresNs
+			} else {
+				delete(t.ttl, p)
+			}
+		})
 	}
 	return nil
 }
 
-// countLens counts in lens the length (lks[i]) of each key that was new.
-func countLens[K comparable](lens map[lenKey]int, keys []K, lks []lenKey, fresh map[K]struct{}) {
-	for i, k := range keys {
-		if _, ok := fresh[k]; ok {
-			lens[lks[i]]++
-			delete(fresh, k) // a key written twice is one entry
+// countLens counts in lens the length (lks[i]) of each key that was new:
+// all but those at the indexes old (ascending) of the keys that existed.
+func countLens(lens map[lenKey]int, lks []lenKey, old []int) {
+	for i, k := range lks {
+		if len(old) > 0 && old[0] == i {
+			old = old[1:]
+			continue
 		}
+		lens[k]++
 	}
 }
 
-// putUndoable writes keys, appends to undo a function that restores what
-// they held before (deleting the keys that were new) and returns the
-// distinct keys that were new.
-func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, undo *[]func()) (map[K]struct{}, error) {
+// putUndoable writes keys (upsert), appends to undo a function that
+// restores what they held before and returns the indexes (ascending) of
+// the keys that were not new: those that existed, and the repeats of a
+// key given twice unless distinct says none is. Only a map that holds
+// entries is read first (a first load reads nothing).
+func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, distinct bool, undo *[]func()) ([]int, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	prev, err := existing[K, V](m, keys)
+	old, prev, err := existing[K, V](m, keys)
 	if err != nil {
 		return nil, err
 	}
-	fresh := make(map[K]struct{})
-	for _, k := range keys {
-		if _, ok := prev[k]; !ok {
-			fresh[k] = struct{}{}
-		}
-	}
 	*undo = append(*undo, func() {
-		for _, k := range keys {
-			if v, ok := prev[k]; ok {
-				_ = m.Put(k, v)
-			} else {
-				_ = m.Delete(k)
+		fresh := make([]K, 0, len(keys)-len(old))
+		o := old
+		for i, k := range keys {
+			if len(o) > 0 && o[0] == i {
+				o = o[1:]
+				continue
 			}
+			fresh = append(fresh, k)
+		}
+		_, _ = deleteBatch(m, fresh) // a repeat is deleted once
+		for i, at := range old {
+			_ = m.Put(keys[at], prev[i])
 		}
 	})
-	return fresh, batchPut(m, keys, vals)
+	if !distinct {
+		return withRepeats(keys, old), batchPut(m, keys, vals)
+	}
+	return old, batchPut(m, keys, vals)
 }
 
-// existing returns the values keys hold now.
-func existing[K comparable, V any](m *ebpf.Map, keys []K) (map[K]V, error) {
-	out := make(map[K]V)
-	// An empty map (a first load) holds nothing to restore: no lookups.
+// existing returns the indexes (ascending) of the keys m holds now, with
+// their values. An empty map (a first load) is not read key by key; a
+// large batch is read by two goroutines (its syscalls take the time).
+func existing[K comparable, V any](m *ebpf.Map, keys []K) ([]int, []V, error) {
 	first := make([]byte, m.KeySize())
 	if err := m.NextKey(nil, &first); errors.Is(err, ebpf.ErrKeyNotExist) {
-		return out, nil
+		return nil, nil, nil
 	}
-	for _, k := range keys {
-		var v V
-		if err := m.Lookup(k, &v); err == nil {
-			out[k] = v
-		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, err
+	read := func(from, to int) (old []int, prev []V, err error) {
+		for i := from; i < to; i++ {
+			var v V
+			if err := m.Lookup(keys[i], &v); err == nil {
+				old, prev = append(old, i), append(prev, v)
+			} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return nil, nil, fmt.Errorf("%w (map %s)", err, mapName(m))
+			}
+		}
+		return old, prev, nil
+	}
+	if len(keys) < parallelReads {
+		return read(0, len(keys))
+	}
+	half := len(keys) / 2
+	var old2 []int
+	var prev2 []V
+	var err2 error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		old2, prev2, err2 = read(half, len(keys))
+	}()
+	old, prev, err := read(0, half)
+	<-done
+	if err = errors.Join(err, err2); err != nil {
+		return nil, nil, err
+	}
+	return append(old, old2...), append(prev, prev2...), nil
+}
+
+// parallelReads is how many keys make existing read with two goroutines.
+const parallelReads = 4096
+
+// withRepeats adds to old (ascending indexes of keys) the indexes of the
+// keys that repeat an earlier one.
+func withRepeats[K comparable](keys []K, old []int) []int {
+	seen := make(map[K]struct{}, len(keys))
+	var out []int
+	o := old
+	for i, k := range keys {
+		_, again := seen[k]
+		seen[k] = struct{}{}
+		isOld := len(o) > 0 && o[0] == i
+		if isOld {
+			o = o[1:]
+		}
+		if isOld || again {
+			out = append(out, i)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // FullError says a list map had no room for a write; nothing of the
@@ -332,6 +459,7 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 			return fmt.Errorf("%s list: %w", l.name, err)
 		}
 		m, key := l.mapKey(p)
+		l.changes.note([]netip.Prefix{p})
 		err = m.Delete(key)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			continue
@@ -396,6 +524,11 @@ func (l *List) Entries() ([]Entry, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// prefixOf6 is the prefix an IPv6 prefix key stands for.
+func prefixOf6(k bpf.BulwarkLpmV6Key) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Prefixlen))
 }
 
 // prefixOf4 is the prefix an IPv4 trie key stands for.

@@ -66,20 +66,23 @@ func checkLimits(c *config.Config, sizes loader.Sizes, allow, block listset.Set)
 // listCapacity refuses a list with more distinct hosts or prefixes of one family than its maps hold (hosts and
 // prefixes, IPv4 and IPv6, are four maps, each of the size the maps block gives).
 func (l *limits) listCapacity(name string, rng hcl.Range, list listset.Set, hosts, prefixes uint32) {
-	type kind struct {
-		is4, host bool
+	var count [2][2]uint32 // by IPv4, by host
+	b := func(v bool) int {
+		if v {
+			return 1
+		}
+		return 0
 	}
-	count := map[kind]uint32{}
 	for _, e := range list {
-		count[kind{e.Key.Is4(), e.Key.IsHost()}]++
+		count[b(e.Key.Is4())][b(e.Key.IsHost())]++
 	}
 	for _, is4 := range []bool{true, false} {
-		if n := count[kind{is4, true}]; n > hosts {
+		if n := count[b(is4)][1]; n > hosts {
 			key := name + "_hosts"
 			l.errorf(rng, "List map too small", "The %s list has %d %s hosts, more than its map holds: maps %s is %d entries; raise it%s.",
 				name, n, family(is4), key, hosts, l.setAt(key))
 		}
-		if n := count[kind{is4, false}]; n > prefixes {
+		if n := count[b(is4)][0]; n > prefixes {
 			key := name + "_prefixes"
 			l.errorf(rng, "List map too small", "The %s list has %d %s prefixes, more than its map holds: maps %s is %d entries; raise it%s.",
 				name, n, family(is4), key, prefixes, l.setAt(key))

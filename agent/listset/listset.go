@@ -70,14 +70,63 @@ func Compare(a, b Key) int {
 // SortKeys sorts keys and removes repeated ones, in place, and returns the
 // result; when that leaves much of the array unused (repeats, or a
 // capacity sized by lines that held comments) the result is a copy of its
-// own size.
+// own size. IPv4 keys, the bulk of large lists, are sorted as 40-bit
+// numbers (address and length) by a radix sort, IPv6 keys by Compare.
 func SortKeys(keys []Key) []Key {
-	slices.SortFunc(keys, Compare)
-	keys = slices.Compact(keys)
+	v4 := make([]uint64, 0, len(keys))
+	var v6 []Key
+	for _, k := range keys {
+		if k.v6 {
+			v6 = append(v6, k)
+		} else {
+			v4 = append(v4, uint64(binary.BigEndian.Uint32(k.addr[:4]))<<8|uint64(k.bits))
+		}
+	}
+	radixSort(v4, 5)
+	slices.SortFunc(v6, Compare)
+	keys = keys[:0]
+	for i, u := range v4 {
+		if i == 0 || u != v4[i-1] {
+			k := Key{bits: uint8(u)}
+			binary.BigEndian.PutUint32(k.addr[:4], uint32(u>>8))
+			keys = append(keys, k)
+		}
+	}
+	keys = append(keys, slices.Compact(v6)...)
 	if cap(keys)-len(keys) > len(keys)/8 {
 		return slices.Clone(keys)
 	}
 	return slices.Clip(keys)
+}
+
+// radixSort sorts a, whose values have at most width low bytes set, by a
+// least-significant-digit radix sort, a byte a pass; a pass in which every
+// value has the same byte is skipped.
+func radixSort(a []uint64, width int) {
+	if len(a) < 2 {
+		return
+	}
+	src, dst := a, make([]uint64, len(a))
+	for shift := 0; shift < 8*width; shift += 8 {
+		var at [256]int
+		for _, v := range src {
+			at[byte(v>>shift)]++
+		}
+		if at[byte(src[0]>>shift)] == len(src) {
+			continue
+		}
+		pos := 0
+		for d, n := range at {
+			at[d], pos = pos, pos+n
+		}
+		for _, v := range src {
+			d := byte(v >> shift)
+			dst[at[d]] = v
+			at[d]++
+		}
+		src, dst = dst, src
+	}
+	copy(a, src)
 }
 
 // Entry is a key on a list id.

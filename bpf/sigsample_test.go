@@ -1,0 +1,100 @@
+package bpf_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/bulwark-filter/bulwark/maps"
+	"github.com/bulwark-filter/bulwark/test/testutil"
+)
+
+// TestSigSampling checks what live signature detection reads: per
+// destination (protocol, port) the packets that reach the signature step
+// and those of sources without state, and 1 in every of them per
+// destination sampled into the sample ring, at most budget per second of
+// the datapath's clock; allow-listed packets are neither counted nor
+// sampled; with every 0 nothing is.
+func TestSigSampling(t *testing.T) {
+	const (
+		syns  = 100 // one each from 100 sources to tcp/80
+		dns   = 50  // all from one source to udp/53
+		every = 4
+	)
+	tests := []struct {
+		name           string
+		every, budget  uint32
+		wantSamples    int
+		wantDestsKnown bool
+	}{
+		// Sampled: packets 1, 5, 9, ... of each destination.
+		{"one in four", every, 1000, (syns+every-1)/every + (dns+every-1)/every, true},
+		{"budget", every, 10, 10, true},
+		{"off", 0, 1000, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := testutil.Load(t, testutil.Setup{ReplayClock: true, Allow: []maps.Entry{host("198.18.9.9", 1)}})
+			if err := d.Maps.SetSigSampling(tt.every, tt.budget); err != nil {
+				t.Fatal(err)
+			}
+			rd, err := d.Maps.SigSamples()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			now := uint64(1e15) // one second of the replay clock
+			var sent [][]byte
+			for i := 0; i < syns; i++ {
+				f := testutil.TCP4(t, fmt.Sprintf("198.18.%d.%d", 10+i/200, 1+i%200), "198.18.1.1", 80, 0x02)
+				sent = append(sent, f)
+				if _, ret, err := d.RunAt(f, now+uint64(i)); err != nil || ret != xdpPass {
+					t.Fatalf("syn %d: %d %v, want pass", i, ret, err)
+				}
+			}
+			for i := 0; i < dns; i++ {
+				f := testutil.UDP4(t, "198.18.2.2", "198.18.1.1", 53, 20)
+				sent = append(sent, f)
+				if _, ret, err := d.RunAt(f, now+uint64(syns+i)); err != nil || ret != xdpPass {
+					t.Fatalf("dns %d: %d %v, want pass", i, ret, err)
+				}
+			}
+			allowed := testutil.UDP4(t, "198.18.9.9", "198.18.1.1", 53, 20)
+			for i := 0; i < 30; i++ {
+				if _, ret, err := d.RunAt(allowed, now+uint64(syns+dns+i)); err != nil || ret != xdpPass {
+					t.Fatalf("allowed %d: %d %v, want pass", i, ret, err)
+				}
+			}
+
+			dests, err := d.Maps.SigDests()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[maps.SigDest]maps.SigDestCount{}
+			if tt.wantDestsKnown {
+				want[maps.SigDest{Proto: 6, Port: 80}] = maps.SigDestCount{Packets: syns, NewSources: syns}
+				want[maps.SigDest{Proto: 17, Port: 53}] = maps.SigDestCount{Packets: dns, NewSources: 1}
+			}
+			if fmt.Sprint(dests) != fmt.Sprint(want) {
+				t.Errorf("destinations %v, want %v", dests, want)
+			}
+
+			samples := readRing(t, rd)
+			for n, raw := range samples {
+				frame, err := maps.SampleFrame(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				found := false
+				for _, s := range sent {
+					found = found || string(s[:min(len(s), 128)]) == string(frame)
+				}
+				if !found {
+					t.Errorf("sample %d is none of the frames sent (allow-listed ones are not sampled)", n)
+				}
+			}
+			if n := len(samples); n != tt.wantSamples {
+				t.Errorf("%d samples, want %d", n, tt.wantSamples)
+			}
+		})
+	}
+}

@@ -98,3 +98,61 @@ func TestSigSampling(t *testing.T) {
 		})
 	}
 }
+
+// TestSigRenewKeepsBucket renews a limiting signature (a new expiry, as
+// detection does each anomalous second): its bucket and counters carry on,
+// where writing the signature anew refills the bucket and zeroes them.
+func TestSigRenewKeepsBucket(t *testing.T) {
+	const burst = 5
+	d := testutil.Load(t, testutil.Setup{ReplayClock: true})
+	now := uint64(1e15)
+	sig := maps.Signature{Fields: maps.SigProto | maps.SigDPort, Proto: 17, DPort: maps.Range{Lo: 53, Hi: 53},
+		Action: maps.SigLimit, PPS: 1, Burst: burst, ExpiresNS: now + 1e9}
+	if err := d.Maps.PutSignature(0, sig); err != nil {
+		t.Fatal(err)
+	}
+	f := testutil.UDP4(t, "198.18.2.2", "198.18.1.1", 53, 20)
+	send := func(n int) (passed int) {
+		for i := 0; i < n; i++ {
+			if _, ret, err := d.RunAt(f, now); err != nil {
+				t.Fatal(err)
+			} else if ret == xdpPass {
+				passed++
+			}
+		}
+		return passed
+	}
+	// At one instant a bucket of burst 5 passes 5 packets.
+	if got := send(burst + 3); got != burst {
+		t.Fatalf("%d of %d passed, want the burst of %d", got, burst+3, burst)
+	}
+	if err := d.Maps.RenewSignature(0, now+60e9); err != nil {
+		t.Fatal(err)
+	}
+	if got := send(3); got != 0 {
+		t.Errorf("after a renewal %d of 3 passed, want 0: the bucket was refilled", got)
+	}
+	c, err := d.Maps.SignatureCounter(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Matched != burst+6 || c.Dropped != 6 {
+		t.Errorf("counters %+v after a renewal, want %d matched and 6 dropped", c, burst+6)
+	}
+	// The new expiry holds: past the old one the signature still limits.
+	now += 2e9 // two tokens
+	if got := send(4); got != 2 {
+		t.Errorf("2 s later %d of 4 passed, want 2", got)
+	}
+	// Writing it anew is a full bucket (what renewing must not do).
+	sig.ExpiresNS = now + 60e9
+	if err := d.Maps.PutSignature(0, sig); err != nil {
+		t.Fatal(err)
+	}
+	if got := send(burst + 1); got != burst {
+		t.Errorf("written anew: %d of %d passed, want %d", got, burst+1, burst)
+	}
+	if err := d.Maps.RenewSignature(1, now); err == nil {
+		t.Error("renewing an empty slot: no error")
+	}
+}

@@ -112,15 +112,18 @@ const sampleHeader = int(unsafe.Offsetof(bpf.BulwarkDropEvent{}.Data))
 // sampleCapLen is where struct drop_event's cap_len is.
 const sampleCapLen = int(unsafe.Offsetof(bpf.BulwarkDropEvent{}.CapLen))
 
+// sampleLen is where struct drop_event's pkt_len is.
+const sampleLen = int(unsafe.Offsetof(bpf.BulwarkDropEvent{}.PktLen))
+
 // SampleFrame is the frame (its first EVENT_SNAP bytes at most) of a record
-// of the sample ring; it shares raw's memory.
-func SampleFrame(raw []byte) ([]byte, error) {
+// of the sample ring, sharing raw's memory, and the length of the packet.
+func SampleFrame(raw []byte) ([]byte, int, error) {
 	if len(raw) < sampleHeader {
-		return nil, fmt.Errorf("signature sample of %d bytes, want at least %d", len(raw), sampleHeader)
+		return nil, 0, fmt.Errorf("signature sample of %d bytes, want at least %d", len(raw), sampleHeader)
 	}
 	n := int(binary.LittleEndian.Uint16(raw[sampleCapLen:]))
 	if n > int(bpf.BulwarkLimitsEVENT_SNAP) || sampleHeader+n > len(raw) {
-		return nil, fmt.Errorf("signature sample: capture length %d in a record of %d bytes", n, len(raw))
+		return nil, 0, fmt.Errorf("signature sample: capture length %d in a record of %d bytes", n, len(raw))
 	}
-	return raw[sampleHeader : sampleHeader+n], nil
+	return raw[sampleHeader : sampleHeader+n], int(binary.LittleEndian.Uint32(raw[sampleLen:])), nil
 }

@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet F -out bench/results.json -md docs/benchmarks.md -readme README.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet F -sig-replay F -sig-live F -out bench/results.json -md docs/benchmarks.md -readme README.md
 //
 // It also rewrites the README's figures table from the same results
 // (readme.go), so the README quotes only the committed report.
@@ -31,6 +31,8 @@ func main() {
 	scrape := flag.String("scrape", "bench/scrape.json", "a scrape and a block add during it with 1M entries and sources (TestScrape1M); missing is fine")
 	listLoad := flag.String("list-load", "bench/list-load.json", "the agent's load and reload of a 1M-line list file beside nft -f (TestListLoad1M); missing is fine")
 	fleetPath := flag.String("fleet", "bench/fleet.json", "fleet propagation fan-out and cold sync (TestFleetBench); missing is fine")
+	sigReplay := flag.String("sig-replay", "bench/sig-replay.json", "signature floods replayed with benign captures (TestSignatureFloods); missing is fine")
+	sigLive := flag.String("sig-live", "bench/sig-live.json", "the live SYN flood against the agent (TestLiveSYNFlood); missing is fine")
 	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
@@ -49,7 +51,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *listLoad, *fleetPath, *latency, *out, *md, *readme, *started); err != nil {
+	if err := run(*datapath, *nft, *gobench, *agentRSS, *scrape, *listLoad, *fleetPath, *sigReplay, *sigLive, *latency, *out, *md, *readme, *started); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -186,7 +188,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 	w.WriteString("\nRSS per source is (VmRSS - idle VmRSS) / sources; the BPF maps are kernel memory, not in RSS.\n")
 }
 
-func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency, out, md, readme string, started int64) error {
+func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, sigReplay, sigLive, latency, out, md, readme string, started int64) error {
 	dp, err := readJSON(datapath, false)
 	if err != nil {
 		return err
@@ -215,6 +217,14 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 	if err != nil {
 		return err
 	}
+	sr, err := readJSON(sigReplay, true)
+	if err != nil {
+		return err
+	}
+	sl, err := readJSON(sigLive, true)
+	if err != nil {
+		return err
+	}
 	// The test's log line, without its file:line prefix.
 	var blockLatency string
 	switch b, err := os.ReadFile(latency); {
@@ -228,6 +238,7 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 		return err
 	}
 	tg := append(append(append(targets(dp, nf, gb, blockLatency), scrapeTargets(scr)...), listLoadTargets(ll)...), fleetTargets(fl)...)
+	tg = append(tg, sigTargets(sr, sl)...)
 	mach := machine()
 	if started > 0 {
 		mach["make_bench_minutes"] = fmt.Sprintf("%.1f", time.Since(time.Unix(started, 0)).Minutes())
@@ -250,6 +261,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 	}
 	if blockLatency != "" {
 		all["block_latency"] = blockLatency
+	}
+	if sr != nil || sl != nil {
+		all["signatures"] = map[string]any{"replay": sr, "live": sl}
 	}
 	b, err := json.MarshalIndent(all, "", "  ")
 	if err != nil {
@@ -308,6 +322,9 @@ func run(datapath, nft, gobench, agentRSS, scrape, listLoad, fleetPath, latency,
 	}
 	if blockLatency != "" {
 		fmt.Fprintf(&w, "\n## Run-time block latency\n\n%s\n", blockLatency)
+	}
+	if sr != nil || sl != nil {
+		writeSignatures(&w, sr, sl)
 	}
 	if nf != nil {
 		writeNFT(&w, nf)

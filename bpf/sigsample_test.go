@@ -79,7 +79,7 @@ func TestSigSampling(t *testing.T) {
 			}
 
 			samples := readRing(t, rd)
-			for n, raw := range samples {
+			for i, raw := range samples {
 				frame, n, err := maps.SampleFrame(raw)
 				if err != nil {
 					t.Fatal(err)
@@ -89,7 +89,7 @@ func TestSigSampling(t *testing.T) {
 					found = found || string(s[:min(len(s), 128)]) == string(frame) && n == len(s)
 				}
 				if !found {
-					t.Errorf("sample %d is none of the frames sent (allow-listed ones are not sampled)", n)
+					t.Errorf("sample %d is none of the frames sent (allow-listed ones are not sampled)", i)
 				}
 			}
 			if n := len(samples); n != tt.wantSamples {

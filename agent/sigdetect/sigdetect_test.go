@@ -97,3 +97,84 @@ func TestFloods(t *testing.T) {
 		})
 	}
 }
+
+// TestCountAndSample feeds detection as the live agent does: the packet and
+// new-source counts per destination from elsewhere (here counted by the
+// test) and a 1-in-8 sample of the packets. It finds the flood's
+// destination in the flood's first second with a signature that covers 95 %
+// of the flood and no benign packet; with the counts and no sample it
+// finds nothing (a search needs sampled packets).
+func TestCountAndSample(t *testing.T) {
+	web := benign(t, "zeek_bro.org.pcap")
+	flood := sigflood.Flood{Kind: "syn", DstIP: net.IP{198, 18, 0, 1}, DstPort: 80, PPS: 5000, Duration: 3 * time.Second, Seed: 3}
+	attack, err := sigflood.Build(flood)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sampled := range []bool{true, false} {
+		d := sigdetect.New(sigdetect.Config{})
+		seen := map[string]bool{}
+		n := 0
+		feed := func(frame []byte) {
+			p, r := model.Parse(frame)
+			if r != model.ParseOK {
+				return
+			}
+			k := sigdetect.Key{Proto: p.Proto}
+			if p.Proto == model.ProtoTCP || p.Proto == model.ProtoUDP {
+				k.Port = p.DPort
+			}
+			newSrc := 0.0
+			if !seen[p.Src.String()] {
+				seen[p.Src.String()], newSrc = true, 1
+			}
+			d.Count(k, 1, newSrc)
+			if n++; sampled && n%8 == 0 {
+				d.Sample(frame)
+			}
+		}
+		start := time.Unix(1_700_000_000, 0)
+		var found []sigdetect.Finding
+		at := 0
+		for sec := 0; sec < 12; sec++ {
+			for _, p := range web {
+				feed(p.Frame)
+			}
+			for sec >= 10 && at < len(attack) && attack[at].At < time.Duration(sec-9)*time.Second {
+				feed(attack[at].Frame)
+				at++
+			}
+			fs := d.Tick(start.Add(time.Duration(sec+1) * time.Second))
+			if sec < 10 && len(fs) > 0 {
+				t.Fatalf("second %d, before the flood: findings %+v", sec, fs)
+			}
+			if sec == 10 {
+				found = fs
+			}
+		}
+		if !sampled {
+			if len(found) != 0 {
+				t.Errorf("counts without samples: findings %+v, want none", found)
+			}
+			continue
+		}
+		if len(found) != 1 || found[0].Key != (sigdetect.Key{Proto: 6, Port: 80}) {
+			t.Fatalf("after the flood's first second: findings %+v, want one for tcp-80", found)
+		}
+		f := found[0]
+		hit := 0
+		for _, p := range attack {
+			if matches(t, &f.Sig, p.Frame) {
+				hit++
+			}
+		}
+		if hit*100 < 95*len(attack) {
+			t.Errorf("the signature %s matches %d of %d flood packets, want 95%%", f.Sig.String(), hit, len(attack))
+		}
+		for _, p := range web {
+			if matches(t, &f.Sig, p.Frame) {
+				t.Errorf("the signature %s matches a benign packet", f.Sig.String())
+			}
+		}
+	}
+}

@@ -48,28 +48,7 @@ func TestFloods(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := sigdetect.New(sigdetect.Config{})
-			start := time.Unix(1_700_000_000, 0)
-			var found []sigdetect.Finding
-			at := 0
-			// The benign captures loop for 15 s; the flood starts at 10 s.
-			for sec := 0; sec < 15; sec++ {
-				for _, bs := range [][]sigflood.Packet{web, lan} {
-					for _, p := range bs {
-						d.Observe(p.Frame, 1)
-					}
-				}
-				for sec >= 10 && at < len(attack) && attack[at].At < time.Duration(sec-9)*time.Second {
-					d.Observe(attack[at].Frame, 1)
-					at++
-				}
-				fs := d.Tick(start.Add(time.Duration(sec+1) * time.Second))
-				if sec < 10 && len(fs) > 0 {
-					t.Fatalf("second %d, before the flood: findings %+v", sec, fs)
-				}
-				if sec == 10 {
-					found = fs
-				}
-			}
+			found := floodRun(t, d, 15, [][]sigflood.Packet{web, lan}, attack, func(f []byte) { d.Observe(f, 1) })
 			if len(found) != 1 {
 				t.Fatalf("after the flood's first second: %d findings, want 1", len(found))
 			}
@@ -78,22 +57,7 @@ func TestFloods(t *testing.T) {
 			if f.Sig.Fields&c.want != c.want {
 				t.Errorf("signature %s lacks fields %#x", f.Sig.String(), uint32(c.want&^f.Sig.Fields))
 			}
-			hit := 0
-			for _, p := range attack {
-				if matches(t, &f.Sig, p.Frame) {
-					hit++
-				}
-			}
-			if hit*100 < 95*len(attack) {
-				t.Errorf("the signature matches %d of %d flood packets, want 95%%", hit, len(attack))
-			}
-			for _, bs := range [][]sigflood.Packet{web, lan} {
-				for _, p := range bs {
-					if matches(t, &f.Sig, p.Frame) {
-						t.Errorf("the signature matches a benign packet")
-					}
-				}
-			}
+			checkSignature(t, &f.Sig, attack, web, lan)
 		})
 	}
 }
@@ -133,25 +97,7 @@ func TestCountAndSample(t *testing.T) {
 				d.Sample(frame)
 			}
 		}
-		start := time.Unix(1_700_000_000, 0)
-		var found []sigdetect.Finding
-		at := 0
-		for sec := 0; sec < 12; sec++ {
-			for _, p := range web {
-				feed(p.Frame)
-			}
-			for sec >= 10 && at < len(attack) && attack[at].At < time.Duration(sec-9)*time.Second {
-				feed(attack[at].Frame)
-				at++
-			}
-			fs := d.Tick(start.Add(time.Duration(sec+1) * time.Second))
-			if sec < 10 && len(fs) > 0 {
-				t.Fatalf("second %d, before the flood: findings %+v", sec, fs)
-			}
-			if sec == 10 {
-				found = fs
-			}
-		}
+		found := floodRun(t, d, 12, [][]sigflood.Packet{web}, attack, feed)
 		if !sampled {
 			if len(found) != 0 {
 				t.Errorf("counts without samples: findings %+v, want none", found)
@@ -161,19 +107,58 @@ func TestCountAndSample(t *testing.T) {
 		if len(found) != 1 || found[0].Key != (sigdetect.Key{Proto: 6, Port: 80}) {
 			t.Fatalf("after the flood's first second: findings %+v, want one for tcp-80", found)
 		}
-		f := found[0]
-		hit := 0
-		for _, p := range attack {
-			if matches(t, &f.Sig, p.Frame) {
-				hit++
+		checkSignature(t, &found[0].Sig, attack, web)
+	}
+}
+
+// floodRun shows d every benign capture once a second for secs seconds and
+// the flood from second 10 on, each packet through feed, ticking after each
+// second. It fails t on a finding before the flood and returns those of
+// the flood's first second.
+func floodRun(t *testing.T, d *sigdetect.Detector, secs int, benigns [][]sigflood.Packet, attack []sigflood.Packet,
+	feed func([]byte)) []sigdetect.Finding {
+	t.Helper()
+	start := time.Unix(1_700_000_000, 0)
+	var found []sigdetect.Finding
+	at := 0
+	for sec := 0; sec < secs; sec++ {
+		for _, bs := range benigns {
+			for _, p := range bs {
+				feed(p.Frame)
 			}
 		}
-		if hit*100 < 95*len(attack) {
-			t.Errorf("the signature %s matches %d of %d flood packets, want 95%%", f.Sig.String(), hit, len(attack))
+		for sec >= 10 && at < len(attack) && attack[at].At < time.Duration(sec-9)*time.Second {
+			feed(attack[at].Frame)
+			at++
 		}
-		for _, p := range web {
-			if matches(t, &f.Sig, p.Frame) {
-				t.Errorf("the signature %s matches a benign packet", f.Sig.String())
+		fs := d.Tick(start.Add(time.Duration(sec+1) * time.Second))
+		if sec < 10 && len(fs) > 0 {
+			t.Fatalf("second %d, before the flood: findings %+v", sec, fs)
+		}
+		if sec == 10 {
+			found = fs
+		}
+	}
+	return found
+}
+
+// checkSignature checks that s matches at least 95 % of the flood and no
+// benign packet.
+func checkSignature(t *testing.T, s *maps.Signature, attack []sigflood.Packet, benigns ...[]sigflood.Packet) {
+	t.Helper()
+	hit := 0
+	for _, p := range attack {
+		if matches(t, s, p.Frame) {
+			hit++
+		}
+	}
+	if hit*100 < 95*len(attack) {
+		t.Errorf("the signature %s matches %d of %d flood packets, want 95%%", s.String(), hit, len(attack))
+	}
+	for _, bs := range benigns {
+		for _, p := range bs {
+			if matches(t, s, p.Frame) {
+				t.Errorf("the signature %s matches a benign packet", s.String())
 			}
 		}
 	}

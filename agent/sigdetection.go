@@ -98,6 +98,7 @@ func (s *sigDetection) configure(cfg *config.Config) error {
 // ctx is done.
 func (s *sigDetection) run(ctx context.Context) {
 	var wg sync.WaitGroup
+	defer wg.Wait() // after the rings' Close below
 	for _, it := range s.ifaces {
 		rd, err := it.dp.Maps.SigSamples()
 		if err != nil {

@@ -69,6 +69,7 @@ type Agent struct {
 	ifMissing *prometheus.GaugeVec // by interface block: 1 while it names no interface on the host
 	reg       *prometheus.Registry
 	scoring   *scoring
+	sigdet    *sigDetection // live signature detection; set at start
 	feeds     *feedSet
 	geo       *geoip.Source
 	runCtx    context.Context
@@ -216,8 +217,15 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	recs.start(cfg.Events)
 	defer recs.stop()
 	a.reg.MustRegister(recorderCollector{recs})
+	sigdet := newSigDetection(sigDetectionDeps{log: a.log.Named("sigdetect"), sigs: a.sigs, writers: &a.mu,
+		ifaces: a.ifaces, audit: a.auditf, mapErrs: a.mapErrs})
+	if err := sigdet.configure(cfg); err != nil {
+		return fmt.Errorf("signature detection: %w", err)
+	}
+	a.reg.MustRegister(sigdet.collectors()...)
 	a.mu.Lock()
 	a.scoring = sc
+	a.sigdet = sigdet
 	a.recorders = recs
 	a.fleet = fl
 	a.crowdsec = cs
@@ -255,6 +263,10 @@ func (a *Agent) Run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	a.feeds.sync(ctx, cfg, want.FeedIDs)
 	defer a.feeds.stopAll()
+	sigCtx, stopSig := context.WithCancel(ctx)
+	sigDone := make(chan struct{})
+	go func() { defer close(sigDone); sigdet.run(sigCtx) }()
+	defer func() { stopSig(); <-sigDone }()
 	scoreCtx, stopScoring := context.WithCancel(ctx)
 	scoreDone := make(chan struct{})
 	go func() { defer close(scoreDone); sc.run(scoreCtx) }()
@@ -508,6 +520,11 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	a.publish()
 	if a.scoring != nil {
 		a.scoring.reconfigure(cfg)
+	}
+	if a.sigdet != nil {
+		if err := a.sigdet.configure(cfg); err != nil {
+			a.log.Error("signature detection", "error", err)
+		}
 	}
 	if a.fleet != nil && len(a.ifaces) > 0 {
 		a.fleet.applier.rebuildGuard(cfg, a.ifaces[0].dp.Maps.Allow)

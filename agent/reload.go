@@ -87,6 +87,14 @@ var reloadKeys = map[string]reloadHow{
 	"signature":         reloadLive,
 	"signatures.detect": reloadLive,
 	"signatures.ttl":    reloadLive,
+	// Live detection restarts with them (its baselines are learnt again).
+	"signatures.limit_pps":       reloadLive,
+	"signatures.limit_burst":     reloadLive,
+	"signatures.min_pps":         reloadLive,
+	"signatures.factor":          reloadLive,
+	"signatures.min_new_sources": reloadLive,
+	"signatures.sample_every":    reloadLive,
+	"signatures.sample_budget":   reloadLive,
 
 	// The program is loaded and attached, and the maps are sized and pinned, at start only.
 	"interface":            reloadRestart,

@@ -99,6 +99,30 @@ func (t *sigTable) put(ifaces []*iface, e *sigEntry) (int, error) {
 	return slot, nil
 }
 
+// renew moves the expiry of the signature name of origin to expires in
+// every interface, its bucket and counters untouched; false when there is
+// no such signature or its match is not sig's (then put it).
+func (t *sigTable) renew(ifaces []*iface, name, origin string, sig maps.Signature, expires time.Time) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, x := range t.slots {
+		if x == nil || x.name != name || x.origin != origin || !sameSignature(x.sig, sig) {
+			continue
+		}
+		mono := monotonicNow() + uint64(max(time.Until(expires), time.Nanosecond))
+		for _, it := range ifaces {
+			if err := it.dp.Maps.RenewSignature(i, mono); err != nil {
+				return false, fmt.Errorf("signature slot %d on %s: %w", i, it.name, err)
+			}
+		}
+		e := *x // readers may hold x
+		e.expires = expires
+		t.slots[i] = &e
+		return true, nil
+	}
+	return false, nil
+}
+
 // del removes the signature name of origin (any origin when ""); false
 // when there is none.
 func (t *sigTable) del(ifaces []*iface, name, origin string) (bool, error) {

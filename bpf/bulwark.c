@@ -21,6 +21,7 @@
 #include "ratelimit.h"
 #include "sources.h"
 #include "signatures.h"
+#include "sigsample.h"
 
 /* Never used: they put these types into the object's BTF so bpf2go can
  * generate their Go declarations. */
@@ -37,6 +38,8 @@ const enum limits *unused_limits __attribute__((unused));
 const enum sig_fields *unused_sig_fields __attribute__((unused));
 const enum sig_action *unused_sig_action __attribute__((unused));
 const struct sig_pkt *unused_sig_pkt __attribute__((unused));
+const struct sig_sampling *unused_sig_sampling __attribute__((unused));
+const struct sig_dest *unused_sig_dest __attribute__((unused));
 
 SEC("xdp")
 int bulwark(struct xdp_md *ctx)
@@ -88,7 +91,9 @@ int bulwark(struct xdp_md *ctx)
 		EXIT(ACTION_PASS, REASON_ALLOWLIST, list_id);
 	}
 
-	/* 1b. attack signatures: before any per-source state */
+	/* 1b. attack signatures: before any per-source state; detection's
+	 * counters and samples see every packet that reaches them */
+	struct sig_dest *dest = sig_observe(ctx, &p, &now);
 	if (s->present & PRESENT_SIGNATURES) {
 		if (!now)
 			now = now_ns(ctx);
@@ -119,10 +124,14 @@ int bulwark(struct xdp_md *ctx)
 	 * then the aggregate of the source's prefix */
 	int new_limited = 0;
 	struct src_state *st = source_state(&key, now, &new_limited, 1);
-	if (new_limited)
+	if (new_limited) {
+		sig_new_source(dest);
 		EXIT(ACTION_DROP, REASON_RATELIMIT, RULE_NEW_SOURCES);
+	}
 	if (!st)
 		EXIT(ACTION_PASS, REASON_PASSED, 0);
+	if (!st->packets)
+		sig_new_source(dest);
 	observe(st, &p, now, len);
 
 	__u64 cmult = class_mult(s, &p);

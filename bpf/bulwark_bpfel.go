@@ -221,6 +221,19 @@ const (
 	BulwarkSigActionSIG_ACTION_LIMIT BulwarkSigAction = 2
 )
 
+type BulwarkSigBudget struct {
+	_      structs.HostLayout
+	Second uint64
+	Count  uint64
+}
+
+type BulwarkSigDest struct {
+	_          structs.HostLayout
+	Packets    uint64
+	NewSources uint64
+	Countdown  uint64
+}
+
 type BulwarkSigFields uint32
 
 const (
@@ -267,6 +280,12 @@ type BulwarkSigRule struct {
 	Pad       [6]uint8
 	Data      [16]uint8
 	DataMask  [16]uint8
+}
+
+type BulwarkSigSampling struct {
+	_      structs.HostLayout
+	Every  uint32
+	Budget uint32
 }
 
 type BulwarkSrcKey struct {
@@ -339,6 +358,10 @@ const (
 	BulwarkMapSampleWindow        = "sample_window"
 	BulwarkMapSettings            = "settings"
 	BulwarkMapSigBuckets          = "sig_buckets"
+	BulwarkMapSigBudget           = "sig_budget"
+	BulwarkMapSigDests            = "sig_dests"
+	BulwarkMapSigRing             = "sig_ring"
+	BulwarkMapSigSettings         = "sig_settings"
 	BulwarkMapSigStats            = "sig_stats"
 	BulwarkMapSignatures          = "signatures"
 	BulwarkMapSources             = "sources"
@@ -356,8 +379,10 @@ const (
 	BulwarkVarUnusedReason        = "unused_reason"
 	BulwarkVarUnusedReplayIo      = "unused_replay_io"
 	BulwarkVarUnusedSigAction     = "unused_sig_action"
+	BulwarkVarUnusedSigDest       = "unused_sig_dest"
 	BulwarkVarUnusedSigFields     = "unused_sig_fields"
 	BulwarkVarUnusedSigPkt        = "unused_sig_pkt"
+	BulwarkVarUnusedSigSampling   = "unused_sig_sampling"
 	BulwarkVarUnusedVerdictAction = "unused_verdict_action"
 )
 
@@ -439,6 +464,10 @@ type BulwarkMapSpecs struct {
 	SampleWindow    *ebpf.MapSpec `ebpf:"sample_window"`
 	Settings        *ebpf.MapSpec `ebpf:"settings"`
 	SigBuckets      *ebpf.MapSpec `ebpf:"sig_buckets"`
+	SigBudget       *ebpf.MapSpec `ebpf:"sig_budget"`
+	SigDests        *ebpf.MapSpec `ebpf:"sig_dests"`
+	SigRing         *ebpf.MapSpec `ebpf:"sig_ring"`
+	SigSettings     *ebpf.MapSpec `ebpf:"sig_settings"`
 	SigStats        *ebpf.MapSpec `ebpf:"sig_stats"`
 	Signatures      *ebpf.MapSpec `ebpf:"signatures"`
 	Sources         *ebpf.MapSpec `ebpf:"sources"`
@@ -461,8 +490,10 @@ type BulwarkVariableSpecs struct {
 	UnusedReason        *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedReplayIo      *ebpf.VariableSpec `ebpf:"unused_replay_io"`
 	UnusedSigAction     *ebpf.VariableSpec `ebpf:"unused_sig_action"`
+	UnusedSigDest       *ebpf.VariableSpec `ebpf:"unused_sig_dest"`
 	UnusedSigFields     *ebpf.VariableSpec `ebpf:"unused_sig_fields"`
 	UnusedSigPkt        *ebpf.VariableSpec `ebpf:"unused_sig_pkt"`
+	UnusedSigSampling   *ebpf.VariableSpec `ebpf:"unused_sig_sampling"`
 	UnusedVerdictAction *ebpf.VariableSpec `ebpf:"unused_verdict_action"`
 }
 
@@ -515,6 +546,10 @@ type BulwarkMaps struct {
 	SampleWindow    *ebpf.Map `ebpf:"sample_window"`
 	Settings        *ebpf.Map `ebpf:"settings"`
 	SigBuckets      *ebpf.Map `ebpf:"sig_buckets"`
+	SigBudget       *ebpf.Map `ebpf:"sig_budget"`
+	SigDests        *ebpf.Map `ebpf:"sig_dests"`
+	SigRing         *ebpf.Map `ebpf:"sig_ring"`
+	SigSettings     *ebpf.Map `ebpf:"sig_settings"`
 	SigStats        *ebpf.Map `ebpf:"sig_stats"`
 	Signatures      *ebpf.Map `ebpf:"signatures"`
 	Sources         *ebpf.Map `ebpf:"sources"`
@@ -553,6 +588,10 @@ func (m *BulwarkMaps) Close() error {
 		m.SampleWindow,
 		m.Settings,
 		m.SigBuckets,
+		m.SigBudget,
+		m.SigDests,
+		m.SigRing,
+		m.SigSettings,
 		m.SigStats,
 		m.Signatures,
 		m.Sources,
@@ -576,8 +615,10 @@ type BulwarkVariables struct {
 	UnusedReason        *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedReplayIo      *ebpf.Variable `ebpf:"unused_replay_io"`
 	UnusedSigAction     *ebpf.Variable `ebpf:"unused_sig_action"`
+	UnusedSigDest       *ebpf.Variable `ebpf:"unused_sig_dest"`
 	UnusedSigFields     *ebpf.Variable `ebpf:"unused_sig_fields"`
 	UnusedSigPkt        *ebpf.Variable `ebpf:"unused_sig_pkt"`
+	UnusedSigSampling   *ebpf.Variable `ebpf:"unused_sig_sampling"`
 	UnusedVerdictAction *ebpf.Variable `ebpf:"unused_verdict_action"`
 }
 

@@ -72,17 +72,9 @@ func TestDropEvents(t *testing.T) {
 			}
 
 			var events []bpf.BulwarkDropEvent
-			rd.SetDeadline(time.Now().Add(200 * time.Millisecond))
-			for {
-				rec, err := rd.Read()
-				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrClosed) {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, raw := range readRing(t, rd) {
 				var ev bpf.BulwarkDropEvent
-				if err := binary.Read(bytes.NewReader(rec.RawSample), binary.LittleEndian, &ev); err != nil {
+				if err := binary.Read(bytes.NewReader(raw), binary.LittleEndian, &ev); err != nil {
 					t.Fatal(err)
 				}
 				events = append(events, ev)
@@ -114,5 +106,22 @@ func TestDropEvents(t *testing.T) {
 				t.Errorf("misc counters %+v, want sampled %d capped %d", misc, tt.wantEvents, tt.wantCapped)
 			}
 		})
+	}
+}
+
+// readRing reads the records in rd until it has been empty for 200 ms.
+func readRing(t *testing.T, rd *ringbuf.Reader) [][]byte {
+	t.Helper()
+	var out [][]byte
+	rd.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	for {
+		rec, err := rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrClosed) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec.RawSample)
 	}
 }

@@ -21,6 +21,23 @@ static __always_inline void misc_inc(__u32 idx)
 		*v += 1;
 }
 
+/* Fills an event's time, interface, length and frame (its first
+ * EVENT_SNAP bytes). */
+static __always_inline void event_fill(struct xdp_md *ctx, struct drop_event *ev, __u64 now, __u32 len)
+{
+	/* Re-read from ctx: 32-bit loads the verifier knows are zero-extended. */
+	__u64 cap = ctx->data_end - ctx->data;
+	asm volatile("" : "+r"(cap));
+	if (cap > EVENT_SNAP)
+		cap = EVENT_SNAP;
+	ev->ts_ns = now;
+	ev->ifindex = ctx->ingress_ifindex;
+	ev->pkt_len = len;
+	ev->cap_len = cap;
+	if (cap == 0 || cap > EVENT_SNAP || bpf_xdp_load_bytes(ctx, 0, ev->data, cap) < 0)
+		ev->cap_len = 0;
+}
+
 static __always_inline void sample_drop(struct xdp_md *ctx, struct dp_settings *s, __u32 action,
 					__u32 reason, __u32 rule, __u32 len)
 {
@@ -56,20 +73,10 @@ static __always_inline void sample_drop(struct xdp_md *ctx, struct dp_settings *
 		misc_inc(MISC_SAMPLE_LOST);
 		return;
 	}
-	/* Re-read from ctx: 32-bit loads the verifier knows are zero-extended. */
-	__u64 cap = ctx->data_end - ctx->data;
-	asm volatile("" : "+r"(cap));
-	if (cap > EVENT_SNAP)
-		cap = EVENT_SNAP;
-	ev->ts_ns = now;
-	ev->ifindex = ctx->ingress_ifindex;
-	ev->pkt_len = len;
+	event_fill(ctx, ev, now, len);
 	ev->rule = rule;
 	ev->action = action;
 	ev->reason = reason;
-	ev->cap_len = cap;
-	if (cap == 0 || cap > EVENT_SNAP || bpf_xdp_load_bytes(ctx, 0, ev->data, cap) < 0)
-		ev->cap_len = 0;
 	bpf_ringbuf_submit(ev, 0);
 	misc_inc(MISC_SAMPLED);
 }

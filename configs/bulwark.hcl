@@ -454,9 +454,21 @@ safety {
 ## Signatures that detection finds (docs/signatures.md).
 ##   detect   off (default), shadow (computed, counted and shown, not enforced) or enforce.
 ##   ttl      how long a detected signature outlives the last anomalous second, 10s..1h. Default "1m".
+##   limit_pps, limit_burst   0 (default): an enforced detected signature drops what it matches; above 0 it holds
+##            it to limit_pps packets/s instead (one bucket, limit_burst deep, default limit_pps).
+##   min_pps  a destination (protocol, port) below this many packets/s is never anomalous. Default 1000.
+##   factor   anomalous above factor x its learnt rate (and min_pps), calm again below half that. Default 8.
+##   min_new_sources   ... with at least this many new sources/s, or half its packets from new sources. Default 100.
+##   sample_every      the datapath samples 1 in sample_every packets per destination and CPU. Default 16.
+##   sample_budget     at most this many samples per CPU per second. Default 4096.
 signatures {
-  detect = "off"
-  ttl    = "1m"
+  detect          = "off"
+  ttl             = "1m"
+  min_pps         = 1000
+  factor          = 8
+  min_new_sources = 100
+  sample_every    = 16
+  sample_budget   = 4096
 }
 
 ## CrowdSec (optional): make the agent a bouncer of a CrowdSec local API (LAPI), and with machine credentials a

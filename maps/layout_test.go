@@ -53,6 +53,9 @@ func TestLayout(t *testing.T) {
 		{MapSignatures, uint32(0), bpf.BulwarkSigRule{}},
 		{MapSigBuckets, uint32(0), uint64(0)},
 		{MapSigStats, uint32(0), bpf.BulwarkRuleCounter{}},
+		{MapSigSettings, uint32(0), bpf.BulwarkSigSampling{}},
+		{MapSigDests, uint32(0), bpf.BulwarkSigDest{}},
+		{MapSigBudget, uint32(0), bpf.BulwarkSigBudget{}},
 	}
 	for _, tt := range tests {
 		ms, ok := spec.Maps[tt.m]

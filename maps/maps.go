@@ -505,6 +505,7 @@ func (s *Set) Memory() (map[string]uint64, error) {
 		MapSampleCountdown: s.m.SampleCountdown, MapSampleWindow: s.m.SampleWindow,
 		MapEvents: s.m.Events, MapAggBuckets: s.m.AggBuckets, MapNewSources: s.m.NewSources,
 		MapSignatures: s.m.Signatures, MapSigBuckets: s.m.SigBuckets, MapSigStats: s.m.SigStats,
+		MapSigSettings: s.m.SigSettings, MapSigDests: s.m.SigDests, MapSigBudget: s.m.SigBudget, MapSigRing: s.m.SigRing,
 	}
 	out := make(map[string]uint64, len(all))
 	for name, m := range all {

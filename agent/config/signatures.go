@@ -31,7 +31,31 @@ type Signatures struct {
 	Detect string `hcl:"detect"`
 	// TTL is how long a detected signature lives after the attack was last seen, 10s..1h (default 60s).
 	TTL time.Duration `hcl:"ttl"`
+	// LimitPPS, when above 0, makes an enforced detected signature hold what it matches to LimitPPS packets per
+	// second (one bucket, LimitBurst deep; default LimitPPS) instead of dropping it.
+	LimitPPS   uint64 `hcl:"limit_pps"`
+	LimitBurst uint64 `hcl:"limit_burst"`
+	// MinPPS: a destination below this many packets per second is never anomalous (default 1000).
+	MinPPS uint64 `hcl:"min_pps"`
+	// Factor: a destination is anomalous above Factor times its learnt rate, calm again below half that (default 8).
+	Factor float64 `hcl:"factor"`
+	// MinNewSources: ... and with at least this many new sources per second, or half its packets from new
+	// sources (default 100).
+	MinNewSources uint64 `hcl:"min_new_sources"`
+	// SampleEvery: the datapath samples 1 in SampleEvery packets per destination and CPU for detection (default 16).
+	SampleEvery uint32 `hcl:"sample_every"`
+	// SampleBudget: at most this many samples per CPU per second (default 4096).
+	SampleBudget uint32 `hcl:"sample_budget"`
 }
+
+// Defaults of the signatures block's detection knobs.
+const (
+	DefaultSigMinPPS        = 1000
+	DefaultSigFactor        = 8
+	DefaultSigMinNewSources = 100
+	DefaultSigSampleEvery   = 16
+	DefaultSigSampleBudget  = 4096
+)
 
 // signatures decodes the signature blocks.
 func (d *decoder) signatures(blocks hcl.Blocks, cfg *Config) {
@@ -73,7 +97,22 @@ func (d *decoder) signatures(blocks hcl.Blocks, cfg *Config) {
 
 // signatureDetection decodes the signatures block.
 func (d *decoder) signatureDetection(b *hcl.Block, s *Signatures) {
-	c := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "detect"}, {Name: "ttl"}}})
+	c := d.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "detect"}, {Name: "ttl"},
+		{Name: "limit_pps"}, {Name: "limit_burst"}, {Name: "min_pps"}, {Name: "factor"},
+		{Name: "min_new_sources"}, {Name: "sample_every"}, {Name: "sample_budget"}}})
 	d.enumAttr(c.Attributes["detect"], &s.Detect, "off", "shadow", "enforce")
 	d.durationAttr(c.Attributes["ttl"], &s.TTL, 10*time.Second, time.Hour)
+	uintAttr(d, c.Attributes["limit_pps"], &s.LimitPPS, "limit_pps", 1, math.MaxUint32)
+	uintAttr(d, c.Attributes["limit_burst"], &s.LimitBurst, "limit_burst", 1, 1_000_000_000)
+	uintAttr(d, c.Attributes["min_pps"], &s.MinPPS, "min_pps", 1, 1_000_000_000)
+	d.floatAttr(c.Attributes["factor"], &s.Factor, 1, 1000, true)
+	uintAttr(d, c.Attributes["min_new_sources"], &s.MinNewSources, "min_new_sources", 1, 1_000_000_000)
+	uintAttr(d, c.Attributes["sample_every"], &s.SampleEvery, "sample_every", 1, 65536)
+	uintAttr(d, c.Attributes["sample_budget"], &s.SampleBudget, "sample_budget", 1, 1_000_000)
+	if s.LimitBurst != 0 && s.LimitPPS == 0 {
+		d.errorf(b.DefRange, "Missing limit_pps", "The signatures block sets limit_burst: it needs limit_pps.")
+	}
+	if s.LimitPPS != 0 && s.LimitBurst == 0 {
+		s.LimitBurst = s.LimitPPS
+	}
 }

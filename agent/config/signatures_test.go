@@ -21,6 +21,11 @@ signatures {
   ttl    = "2m"
 }
 `)
+	live := mustParse(t, "interface \"eth0\" {}\nsignatures {\n  limit_pps = 500\n  factor = 4.5\n  sample_every = 8\n}\n")
+	if sd := live.SignatureDetection; sd.LimitPPS != 500 || sd.LimitBurst != 500 || sd.Factor != 4.5 ||
+		sd.SampleEvery != 8 || sd.MinPPS != DefaultSigMinPPS || sd.SampleBudget != DefaultSigSampleBudget {
+		t.Errorf("signatures block: %+v", sd)
+	}
 	if len(cfg.Signatures) != 2 || cfg.Signatures[0].Action != "drop" || cfg.Signatures[1].PPS != 100 ||
 		cfg.SignatureDetection.Detect != "shadow" || cfg.SignatureDetection.TTL.Minutes() != 2 {
 		t.Errorf("got %+v, %+v", cfg.Signatures, cfg.SignatureDetection)
@@ -34,6 +39,13 @@ signatures {
 		block(`action = "block"`):                                                        `"block"`,
 		`signatures { detect = "on" }`:                                                   `"on"`,
 		`signatures { ttl = "1s" }`:                                                      "ttl",
+		`signatures { limit_burst = 10 }`:                                                "Missing limit_pps",
+		`signatures { limit_pps = 0 }`:                                                   "limit_pps must be > 0",
+		`signatures { factor = 1 }`:                                                      "factor must be > 1",
+		`signatures { min_pps = 0 }`:                                                     "min_pps must be > 0",
+		`signatures { sample_every = 65537 }`:                                            "sample_every must be at most 65536",
+		`signatures { sample_budget = 0 }`:                                               "sample_budget must be > 0",
+		`signatures { min_new_sources = 1.5 }`:                                           "whole number",
 	} {
 		_, diags := Parse("t.hcl", []byte("interface \"eth0\" {}\n"+src))
 		if !diags.HasErrors() || !strings.Contains(FormatDiagnostics(diags), want) {

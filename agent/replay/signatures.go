@@ -30,7 +30,7 @@ type Signature struct {
 // sigStage is detection on a replay.
 type sigStage struct {
 	det     *sigdetect.Detector
-	action  maps.SigAction
+	sd      config.Signatures
 	ttl     time.Duration
 	live    map[sigdetect.Key]int       // slot of each installed signature
 	expires map[sigdetect.Key]time.Time // its expiry on capture time
@@ -44,11 +44,7 @@ func newSigStage(cfg *config.Config) *sigStage {
 	if sd.Detect == "" || sd.Detect == "off" {
 		return nil
 	}
-	a := maps.SigDrop
-	if sd.Detect == "shadow" {
-		a = maps.SigCount
-	}
-	return &sigStage{det: sigdetect.New(sigdetect.Config{}), action: a, ttl: sd.TTL,
+	return &sigStage{det: sigdetect.New(sigdetect.FromSettings(sd)), sd: sd, ttl: sd.TTL,
 		live: map[sigdetect.Key]int{}, expires: map[sigdetect.Key]time.Time{}, index: map[sigdetect.Key]int{}}
 }
 
@@ -60,18 +56,27 @@ func (s *sigStage) tick(now, first time.Time, m *maps.Set, firstSlot int) error 
 	for _, f := range s.det.Tick(now) {
 		exp := now.Add(s.ttl)
 		sig := f.Sig
-		sig.Action, sig.ExpiresNS = s.action, mono(exp)
-		slot, ok := s.live[f.Key]
+		sigdetect.SetAction(s.sd, s.sd.Detect == "shadow", &sig)
+		sig.ExpiresNS = mono(exp)
+		if slot, ok := s.live[f.Key]; ok && s.out[s.index[f.Key]].Match == sig.String() {
+			// Renewed: a limiting signature keeps its bucket.
+			if err := m.RenewSignature(slot, sig.ExpiresNS); err != nil {
+				return fmt.Errorf("renew detected signature: %w", err)
+			}
+			s.expires[f.Key] = exp
+			continue
+		}
+		slot, ok := s.live[f.Key] // a new attack on the destination within the expiry: the new match
 		if !ok {
 			slot = s.freeSlot(firstSlot)
-			if slot < 0 {
-				continue // the table is full: nothing to write
-			}
-			s.live[f.Key] = slot
-			s.index[f.Key] = len(s.out)
-			s.out = append(s.out, Signature{Name: "detect-" + f.Key.String(), Match: sig.String(), Action: s.action.String(),
-				At: now.Sub(first).String(), Coverage: f.Coverage, Collateral: f.Collateral, Why: f.Why()})
 		}
+		if slot < 0 {
+			continue // the table is full: nothing to write
+		}
+		s.live[f.Key] = slot
+		s.index[f.Key] = len(s.out)
+		s.out = append(s.out, Signature{Name: "detect-" + f.Key.String(), Match: sig.String(), Action: sig.Action.String(),
+			At: now.Sub(first).String(), Coverage: f.Coverage, Collateral: f.Collateral, Why: f.Why()})
 		if err := m.PutSignature(slot, sig); err != nil {
 			return fmt.Errorf("write detected signature: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bulwark-filter/bulwark/agent/config"
 	"github.com/bulwark-filter/bulwark/bpf/model"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -33,6 +34,25 @@ type Config struct {
 	MinCoverage   float64 // a signature must match at least this share of the attack sample
 	MaxCollateral float64 // and at most this share of the counter-sample
 	Alpha         float64 // weight of a calm second in the baselines (EWMA)
+}
+
+// FromSettings is the detection of a config's signatures block.
+func FromSettings(sd config.Signatures) Config {
+	return Config{MinPPS: float64(sd.MinPPS), Factor: sd.Factor, MinNewSources: float64(sd.MinNewSources)}
+}
+
+// SetAction gives a detected signature the action of a config's signatures
+// block: count (computed, counted and shown, not enforced) when shadow,
+// a limit of limit_pps when it is set, drop otherwise.
+func SetAction(sd config.Signatures, shadow bool, sig *maps.Signature) {
+	switch {
+	case shadow:
+		sig.Action, sig.PPS, sig.Burst = maps.SigCount, 0, 0
+	case sd.LimitPPS > 0:
+		sig.Action, sig.PPS, sig.Burst = maps.SigLimit, sd.LimitPPS, max(sd.LimitBurst, 1)
+	default:
+		sig.Action, sig.PPS, sig.Burst = maps.SigDrop, 0, 0
+	}
 }
 
 // DefaultConfig is what a zero Config means.
@@ -116,34 +136,81 @@ func New(cfg Config) *Detector {
 }
 
 // Observe counts one packet (weight packets, when the caller samples 1 in
-// weight) that reached the destinations.
+// weight) that reached the destinations, and samples it: what replay does
+// with every frame. New sources are those not in the set of the last
+// MaxSources seen.
 func (d *Detector) Observe(frame []byte, weight float64) {
+	k, f, src, ok := d.parse(frame)
+	if !ok {
+		return
+	}
+	st := d.state(k)
+	if st == nil {
+		return
+	}
+	st.pps += weight
+	if _, ok := d.seen[src]; !ok {
+		if len(d.seen) >= d.cfg.MaxSources {
+			clear(d.seen)
+		}
+		d.seen[src] = struct{}{}
+		st.newSrc += weight
+	}
+	d.keep(st, f)
+}
+
+// Count adds packets and new sources that the caller counted (the live
+// agent: the datapath's counters) to destination k's current second.
+func (d *Detector) Count(k Key, packets, newSources float64) {
+	if st := d.state(k); st != nil {
+		st.pps += packets
+		st.newSrc += newSources
+	}
+}
+
+// Sample adds one packet to its destination's sample of the current second
+// without counting it (the live agent: the datapath counts, Count).
+func (d *Detector) Sample(frame []byte) {
+	k, f, _, ok := d.parse(frame)
+	if !ok {
+		return
+	}
+	if st := d.state(k); st != nil {
+		d.keep(st, f)
+	}
+}
+
+// parse reads a frame's destination, fields and source.
+func (d *Detector) parse(frame []byte) (Key, model.SigFields, netip.Addr, bool) {
 	p, r := model.Parse(frame)
 	if r != model.ParseOK {
-		return
+		return Key{}, model.SigFields{}, netip.Addr{}, false
 	}
 	f, _ := model.FieldsOf(frame)
 	k := Key{Proto: p.Proto}
 	if p.Proto == model.ProtoTCP || p.Proto == model.ProtoUDP {
 		k.Port = p.DPort
 	}
+	return k, f, p.Src, true
+}
+
+// state is destination k's state, made when new; nil when MaxKeys are
+// tracked already.
+func (d *Detector) state(k Key) *keyState {
 	st := d.keys[k]
 	if st == nil {
 		if len(d.keys) >= d.cfg.MaxKeys {
-			return
+			return nil
 		}
 		st = &keyState{}
 		d.keys[k] = st
 	}
-	st.pps += weight
-	if _, ok := d.seen[p.Src]; !ok {
-		if len(d.seen) >= d.cfg.MaxSources {
-			clear(d.seen)
-		}
-		d.seen[p.Src] = struct{}{}
-		st.newSrc += weight
-	}
-	// A reservoir: every packet of the second equally likely to be kept.
+	return st
+}
+
+// keep adds f to the current second's sample (a reservoir: every packet of
+// the second equally likely to be kept).
+func (d *Detector) keep(st *keyState, f model.SigFields) {
 	st.secondSeen++
 	if len(st.second) < d.cfg.SampleSize {
 		st.second = append(st.second, f)

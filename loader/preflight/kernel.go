@@ -42,6 +42,7 @@ var mapTypeSince = map[ebpf.MapType]version{
 	ebpf.Array:       {3, 19},
 	ebpf.Hash:        {3, 19},
 	ebpf.PerCPUArray: {4, 6},
+	ebpf.PerCPUHash:  {4, 6},
 	ebpf.LRUHash:     {4, 10},
 	ebpf.LPMTrie:     {4, 11},
 	ebpf.RingBuf:     {5, 8},

@@ -62,6 +62,8 @@ func mapMemory(m *ebpf.MapSpec, cpus uint64) (start, growth uint64) {
 		start = n * (8 + round8(m.ValueSize)*cpus)
 	case ebpf.LRUHash:
 		start = htabBucket*pow2(m.MaxEntries) + n*(htabElemHeader+round8(m.KeySize)+round8(m.ValueSize))
+	case ebpf.PerCPUHash: // preallocated: each element holds a pointer to its per-CPU value
+		start = htabBucket*pow2(m.MaxEntries) + n*(htabElemHeader+round8(m.KeySize)+8+round8(m.ValueSize)*cpus)
 	case ebpf.Hash:
 		elem := uint64(htabElemHeader + round8(m.KeySize) + round8(m.ValueSize))
 		start = htabBucket * pow2(m.MaxEntries)

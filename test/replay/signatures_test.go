@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,6 +29,23 @@ type sigReport struct {
 		Name, Match, Action, At, Until string
 		Coverage, Collateral           float64
 	} `json:"signatures"`
+}
+
+// floodFigures is what TestSignatureFloods measured of one flood with
+// detect = "enforce"; BULWARK_SIGREPLAY_OUT names a file to write them to
+// (make bench).
+type floodFigures struct {
+	Kind          string  `json:"kind"`
+	PPS           int     `json:"pps"`
+	Seconds       int     `json:"seconds"`
+	SignatureAt   string  `json:"signature_at"` // capture time from the flood's start
+	Signature     string  `json:"signature"`
+	Late          int     `json:"attack_from_3s"`
+	LateDropped   int     `json:"attack_from_3s_dropped"`
+	LateDropPct   float64 `json:"attack_from_3s_dropped_pct"`
+	Benign        int     `json:"benign"`
+	BenignDropped int     `json:"benign_dropped"`
+	BenignDropPct float64 `json:"benign_dropped_pct"`
 }
 
 // TestSignatureFloods merges real benign captures with a spoofed flood
@@ -55,6 +73,16 @@ func TestSignatureFloods(t *testing.T) {
 		t.Logf("%s: %d packets over %s", filepath.Base(b), len(ps), ps[len(ps)-1].At)
 	}
 	const pps, secs = 10_000, 6
+	var figures []floodFigures
+	defer func() {
+		if path := os.Getenv("BULWARK_SIGREPLAY_OUT"); path != "" {
+			names := []string{filepath.Base(benign[0]), filepath.Base(benign[1])}
+			b, _ := json.MarshalIndent(map[string]any{"floods": figures, "benign_captures": names}, "", "  ")
+			if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
 	for _, f := range []sigflood.Flood{
 		{Kind: "syn", DstIP: net.IP{198, 18, 0, 1}, DstPort: 80, PPS: pps, Duration: secs * time.Second, Seed: 7},
 		{Kind: "udp", DstIP: net.IP{198, 18, 0, 1}, DstPort: 53, PPS: pps, Duration: secs * time.Second, Seed: 8},
@@ -120,6 +148,12 @@ func TestSignatureFloods(t *testing.T) {
 				}
 				t.Logf("flood from 3 s on: %d of %d dropped (%.2f%%); benign dropped %d of %d",
 					lateDropped, late, 100*float64(lateDropped)/float64(late), benignDropped, nBenign)
+				// The flood starts 2 s into the merged replay.
+				at, _ := time.ParseDuration(rep.Signatures[0].At)
+				figures = append(figures, floodFigures{Kind: f.Kind, PPS: pps, Seconds: secs, SignatureAt: (at - 2*time.Second).String(),
+					Signature: rep.Signatures[0].Match, Late: late, LateDropped: lateDropped,
+					LateDropPct: 100 * float64(lateDropped) / float64(late), Benign: nBenign, BenignDropped: benignDropped,
+					BenignDropPct: 100 * float64(benignDropped) / float64(nBenign)})
 				if lateDropped*100 < 95*late {
 					t.Errorf("flood packets from 3 s on: %d of %d dropped, want at least 95%%", lateDropped, late)
 				}

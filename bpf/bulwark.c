@@ -20,6 +20,7 @@
 #include "verdicts.h"
 #include "ratelimit.h"
 #include "sources.h"
+#include "scans.h"
 #include "signatures.h"
 
 /* Never used: they put these types into the object's BTF so bpf2go can
@@ -124,6 +125,7 @@ int bulwark(struct xdp_md *ctx)
 	if (!st)
 		EXIT(ACTION_PASS, REASON_PASSED, 0);
 	observe(st, &p, now, len);
+	observe_scan(ctx, st, &p, now, s->scan_shift);
 
 	__u64 cmult = class_mult(s, &p);
 	if (cmult != 1000) /* BPF has no multiply-high: / 1000 is a real division */

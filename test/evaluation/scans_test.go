@@ -28,7 +28,9 @@ import (
 //     than the default's 9m10s), and 198.18.45.1 tries a new port every
 //     10/64 s (1 port per 10 s, 64 times faster), 60 ports; the weight of
 //     port_scan is 0, so only port_scan_long can catch it (at this speed
-//     the 60 s port horizon would, which a real slow scan never reaches).
+//     the 60 s port horizon would, which a real slow scan never reaches);
+//   - a UDP scan of 1000 ports in 10 s from 198.18.46.1: a block, not a
+//     throttle (which scales rate limits a scanner never reaches).
 //
 // Both must be blocked (not throttled) within their scan by their
 // component, with the explanation in explain's detail; no well-behaved
@@ -54,6 +56,7 @@ func TestScansLive(t *testing.T) {
 
 	dmac, smac := e.TB.ServerMAC, e.TB.ClientMAC
 	horizontal, vertical := netip.MustParseAddr("198.18.44.1"), netip.MustParseAddr("198.18.45.1")
+	udpScan := netip.MustParseAddr("198.18.46.1")
 	type scan struct {
 		src    netip.Addr
 		n      int
@@ -70,6 +73,9 @@ func TestScansLive(t *testing.T) {
 		{vertical, 60, 10 * time.Second / 64, func(i int) []byte {
 			return tcp4(dmac, smac, vertical, netns.ServerAddr4, 47001, uint16(1024+i*7919%40000), tcpSYN, uint32(i), 0)
 		}, "port_scan_long", "ports in"},
+		{udpScan, 1000, 10 * time.Millisecond, func(i int) []byte {
+			return netns.UDP4(dmac, smac, udpScan, netns.ServerAddr4, 47002, uint16(1+i), netns.Payload(uint64(i), 32))
+		}, "port_scan_long", "ports in"},
 	}
 
 	good := population(20, popSeed)
@@ -82,7 +88,7 @@ func TestScansLive(t *testing.T) {
 	time.Sleep(warmup) // the baseline learns
 
 	for _, s := range scans {
-		t.Run(s.comp, func(t *testing.T) {
+		t.Run(s.src.String(), func(t *testing.T) {
 			start := time.Now()
 			blocked := -1
 			for i := 0; i < s.n && blocked < 0; i++ {

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/bulwark-filter/bulwark/test/agenttest"
 	"github.com/bulwark-filter/bulwark/test/netns"
 )
 
@@ -138,6 +139,23 @@ func TestScansLive(t *testing.T) {
 	for _, v := range vs {
 		if p, err := netip.ParsePrefix(v.Source); err != nil || goodNet.Overlaps(p) {
 			t.Errorf("verdict on a well-behaved source: %+v", v)
+		}
+	}
+	// The audit log keeps the explanation of each block.
+	type record struct {
+		What   string   `json:"what"`
+		Target []string `json:"target"`
+		Detail string   `json:"detail"`
+	}
+	for _, s := range scans {
+		found := ""
+		for _, r := range agenttest.AuditLog[record](e.Env) {
+			if r.What == "verdict.block" && len(r.Target) == 1 && r.Target[0] == s.src.String()+"/32" {
+				found = r.Detail
+			}
+		}
+		if !strings.Contains(found, s.comp+": ") || !strings.Contains(found, s.detail) {
+			t.Errorf("%s: audit detail of its block %q, want %s's", s.src, found, s.comp)
 		}
 	}
 }

@@ -72,7 +72,12 @@ var reloadKeys = map[string]reloadHow{
 	"reputation.weights.ratelimit_drops": reloadLive,
 	"reputation.weights.malformed":       reloadLive,
 	"reputation.weights.repeat":          reloadLive,
-	"feed":                               reloadLive,
+	"reputation.weights.port_scan_long":  reloadLive,
+	"reputation.weights.horizontal_scan": reloadLive,
+	// The datapath's scan epoch (policy) and the engines' with it; the
+	// sketches read empty until the next attempts under the new epoch.
+	"reputation.scan_window": reloadLive,
+	"feed":                   reloadLive,
 	// The feed runners re-screen every feed at once (feedSet.sync's kick).
 	"safety.min_prefix_ipv4": reloadLive,
 	"safety.min_prefix_ipv6": reloadLive,

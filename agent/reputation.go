@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"net/netip"
+	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -202,7 +204,7 @@ func (s *scoring) cycle(now time.Time, mono uint64) {
 				"for", v.For, "enforced", v.Enforced, "components", v.Components)
 			s.audit.Record(s.log, AuditRecord{Who: "scorer", What: what, Target: []string{v.Source.String()},
 				Why: componentsText(v.Components), TTL: v.For.String(), Result: "ok",
-				Score: v.Score, Components: v.Components})
+				Detail: detailsText(v.Details), Score: v.Score, Components: v.Components})
 			if v.Enforced && s.publish != nil {
 				s.publish(v.VerdictRecord)
 			}
@@ -243,6 +245,21 @@ func componentsText(c map[string]float64) string {
 		out += k + "=" + trimFloat(v)
 	}
 	return out
+}
+
+// detailsText is a verdict's component details as "name: text; ...",
+// by name.
+func detailsText(d map[string]string) string {
+	names := make([]string, 0, len(d))
+	for k := range d {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = k + ": " + d[k]
+	}
+	return strings.Join(parts, "; ")
 }
 
 func trimFloat(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }

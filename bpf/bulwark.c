@@ -20,6 +20,7 @@
 #include "verdicts.h"
 #include "ratelimit.h"
 #include "sources.h"
+#include "scans.h"
 #include "signatures.h"
 #include "sigsample.h"
 
@@ -133,6 +134,7 @@ int bulwark(struct xdp_md *ctx)
 	if (!st->packets)
 		sig_new_source(dest);
 	observe(st, &p, now, len);
+	observe_scan(ctx, st, &p, now, s->scan_shift);
 
 	__u64 cmult = class_mult(s, &p);
 	if (cmult != 1000) /* BPF has no multiply-high: / 1000 is a real division */

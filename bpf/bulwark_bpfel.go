@@ -50,6 +50,8 @@ type BulwarkDpSettings struct {
 	V6MaskLo        uint64
 	Agg6MaskHi      uint64
 	Agg6MaskLo      uint64
+	ScanShift       uint32
+	ScanPad         uint32
 }
 
 type BulwarkDropEvent struct {
@@ -307,6 +309,11 @@ type BulwarkSrcState struct {
 	PortBits       [4]uint64
 	PortWindow     uint32
 	PortsPrev      uint32
+	ScanPorts      [2][2]uint64
+	ScanAddrs      [2]uint64
+	ScanEpoch      uint32
+	ScanDport      uint16
+	ScanPad        uint16
 }
 
 type BulwarkVerdict struct {

@@ -113,6 +113,8 @@ struct dp_settings {
 	__u64 v6_mask_lo;     /* ... and bytes 8-15, in memory order */
 	__u64 agg6_mask_hi;   /* aggregate limit: IPv6 prefix mask */
 	__u64 agg6_mask_lo;
+	__u32 scan_shift;     /* a scan generation spans 2^scan_shift ns (bpf/scans.h) */
+	__u32 scan_pad;
 };
 
 /* A limit: packets and bytes per second, each with its bucket depth. */
@@ -178,6 +180,14 @@ struct src_state {
 	__u64 port_bits[4];    /* destination ports hashed into 256 bits, this window */
 	__u32 port_window;     /* window (monotonic ns >> 30, ~1.07 s) of port_bits */
 	__u32 ports_prev;      /* bits set in the previous window */
+	/* Scans over a long window (bpf/scans.h): the destination ports and
+	 * addresses of the source's connection attempts, hashed into two
+	 * generations of 2^scan_shift ns each: 56 bytes. */
+	__u64 scan_ports[2][2]; /* [generation][word]: 128 bits per generation */
+	__u64 scan_addrs[2];    /* [generation]: 64 bits per generation */
+	__u32 scan_epoch;       /* now >> scan_shift of the last attempt; its generation is scan_epoch & 1 */
+	__u16 scan_dport;       /* destination port of the last TCP or UDP attempt */
+	__u16 scan_pad;
 };
 
 struct rule_key {

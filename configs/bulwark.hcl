@@ -304,7 +304,21 @@ reputation {
     ## Earlier verdicts against the source, each fading with a half-life of
     ## max_block_for. Default 20.
     repeat = 20
+    ## Distinct destination ports of connection attempts (TCP without ACK or RST, UDP but
+    ## replies from a service port, ICMP echo) over the scan window: from 24 to 48 (or 4x
+    ## and 8x the baseline). Default 80: a scan of any speed, down to 1 port per 10 s,
+    ## reaches the block score alone (a throttle changes nothing for a scanner).
+    port_scan_long = 80
+    ## Distinct destination addresses of connection attempts over the scan window: from 16
+    ## to 64 (or 4x and 16x the baseline). Default 80: a sweep of one port over a host's
+    ## or a network's addresses reaches the block score alone.
+    horizontal_scan = 80
   }
+  ## The scan window: port_scan_long and horizontal_scan count the connection attempts of
+  ## the last one to two scan windows (the datapath keeps two generations of them, 56 bytes
+  ## per source). Rounded down to a power of two nanoseconds: "10m" is 9m9.8s. Default "10m".
+  ## Range 1s..1h.
+  scan_window = "10m"
 }
 
 ## Threat feeds, one block per feed; the label is the feed's name (unique). A feed that fails to download, parse

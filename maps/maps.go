@@ -217,6 +217,7 @@ func (s *Set) ApplyPolicy(p *Policy) error {
 	st.Icmp6Rule = uint32(pt.ICMPv6Rule)
 	st.SampleEvery = p.SampleEvery
 	st.SampleMaxPerSec = p.SampleMaxPerSec
+	st.ScanShift = ScanShift(p.ScanWindow)
 	st.Ipv6Prefix = uint32(prefix)
 	st.V6MaskHi, st.V6MaskLo = v6Mask(prefix)
 	st.Agg6MaskHi, st.Agg6MaskLo = v6Mask(agg6)

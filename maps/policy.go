@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/bulwark-filter/bulwark/bpf"
 )
@@ -174,6 +175,10 @@ type Policy struct {
 	// per-source state (sources not tracked yet); over it they are dropped
 	// and nothing is created. Packets per second only; zero: off.
 	NewSources Limit
+	// ScanWindow is the epoch of the scan sketches (bpf/scans.h), rounded
+	// down to a power of two nanoseconds by ScanShift; 0 means
+	// DefaultScanWindow.
+	ScanWindow time.Duration
 }
 
 // The layout of list ids (the list_hits map): 0-3 are the run-time and

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"net/netip"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -123,7 +124,47 @@ type Source struct {
 	PortBits       [4]uint64 // destination ports hashed into 256 bits, that window
 	PortBitsSet    int       // bits set in PortBits
 	PortsPrev      int       // bits set in the window before it
+	// Connection attempts over the long window (bpf/scans.h): destination
+	// ports and addresses hashed into two generations, and the epoch
+	// (monotonic ns >> scan shift) of the last attempt; ScanBits reads them.
+	ScanEpoch uint32
+	ScanPorts [2][2]uint64 // [generation][word]
+	ScanAddrs [2]uint64    // [generation]
+	ScanPort  uint16       // destination port of the last TCP or UDP attempt
 }
+
+// ScanBits is the union of the scan generations that belong to the window
+// of epoch (the current one and the one before): the hashed destination
+// ports (128 bits) and addresses (64 bits) of the source's connection
+// attempts over the last one to two epochs.
+func (s *Source) ScanBits(epoch uint32) (ports [2]uint64, addrs uint64) {
+	// The generation of epoch e is e&1; the kernel cleared the one before
+	// ScanEpoch's unless it holds the epoch just before. An epoch one
+	// ahead of the reader's is a packet that came after it read the clock.
+	for _, e := range [2]uint32{s.ScanEpoch, s.ScanEpoch - 1} {
+		if d := epoch - e; d > 1 && d != ^uint32(0) {
+			continue
+		}
+		ports[0] |= s.ScanPorts[e&1][0]
+		ports[1] |= s.ScanPorts[e&1][1]
+		addrs |= s.ScanAddrs[e&1]
+	}
+	return ports, addrs
+}
+
+// ScanShift is the scan epoch of the datapath for a window of d (0: the
+// default, DefaultScanWindow): the largest power of two nanoseconds not
+// above d, as a shift.
+func ScanShift(d time.Duration) uint32 {
+	if d <= 0 {
+		d = DefaultScanWindow
+	}
+	return uint32(bits.Len64(uint64(d)) - 1)
+}
+
+// DefaultScanWindow is the default scan epoch before rounding: 10 minutes,
+// which ScanShift rounds down to 2^39 ns (9m9.8s).
+const DefaultScanWindow = 10 * time.Minute
 
 // DistinctPorts estimates distinct destination ports from bits set out of
 // the 256-bit sketch (linear counting).
@@ -145,7 +186,8 @@ func (s *Set) WriteSources(src []Source) error {
 		keys[i] = bpf.BulwarkSrcKey{Addr: SourceKey(x.Source.Addr(), prefix)}
 		vals[i] = bpf.BulwarkSrcState{FirstSeenNs: x.FirstSeenNS, LastSeenNs: x.LastSeenNS,
 			Packets: x.Packets, Bytes: x.Bytes, Syns: x.SYNs, DropsRatelimit: x.DropsRatelimit,
-			Malformed: x.Malformed, PortBits: x.PortBits, PortWindow: x.PortWindow, PortsPrev: uint32(x.PortsPrev)}
+			Malformed: x.Malformed, PortBits: x.PortBits, PortWindow: x.PortWindow, PortsPrev: uint32(x.PortsPrev),
+			ScanEpoch: x.ScanEpoch, ScanPorts: x.ScanPorts, ScanAddrs: x.ScanAddrs, ScanDport: x.ScanPort}
 	}
 	return batchPut(s.m.Sources, keys, vals)
 }
@@ -203,6 +245,7 @@ func sourceFrom(k bpf.BulwarkSrcKey, v *bpf.BulwarkSrcState, prefix int) Source 
 		Packets: v.Packets, Bytes: v.Bytes, SYNs: v.Syns,
 		DropsRatelimit: v.DropsRatelimit, Malformed: v.Malformed,
 		PortWindow: v.PortWindow, PortBits: v.PortBits, PortBitsSet: n, PortsPrev: int(v.PortsPrev),
+		ScanEpoch: v.ScanEpoch, ScanPorts: v.ScanPorts, ScanAddrs: v.ScanAddrs, ScanPort: v.ScanDport,
 	}
 }
 

@@ -214,6 +214,9 @@ type Component struct {
 	Value        float64 `json:"value"`
 	Contribution float64 `json:"contribution"`
 	Weight       float64 `json:"weight"`
+	// Detail says what was observed in words, where a component has more
+	// to say than its value ("touched 240 addresses on port 22 in 1m2s").
+	Detail string `json:"detail,omitempty"`
 }
 
 // FeedHit is a score-feed a source is in, with its weight.
@@ -239,6 +242,9 @@ type VerdictRecord struct {
 	For        time.Duration      `json:"for_ns"`
 	Enforced   bool               `json:"enforced"`
 	Components map[string]float64 `json:"components"`
+	// Details are the components' Detail texts at the verdict (only
+	// those that have one).
+	Details map[string]string `json:"details,omitempty"`
 }
 
 // Why is the reply of GET /v1/why/{ip}: which step of the datapath's

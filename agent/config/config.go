@@ -298,6 +298,9 @@ type Reputation struct {
 	Protect []netip.Prefix `hcl:"protect"`
 	// Weights are the behaviour components' weights.
 	Weights Weights `hcl:"weights"`
+	// ScanWindow is the epoch of the datapath's scan sketches, 1s..1h, rounded down to a power of two
+	// nanoseconds (maps.ScanShift); port_scan_long and horizontal_scan count the last one to two epochs.
+	ScanWindow time.Duration `hcl:"scan_window"`
 }
 
 // Weights are the maximum contribution of each behaviour component to a score, each in 0..100.
@@ -314,6 +317,11 @@ type Weights struct {
 	Malformed float64 `hcl:"malformed"`
 	// Repeat weighs earlier verdicts against the source (key repeat).
 	Repeat float64 `hcl:"repeat"`
+	// PortScanLong weighs many distinct ports of connection attempts over the scan window (key port_scan_long).
+	PortScanLong float64 `hcl:"port_scan_long"`
+	// HorizontalScan weighs many distinct destination addresses of connection attempts over the scan window
+	// (key horizontal_scan).
+	HorizontalScan float64 `hcl:"horizontal_scan"`
 }
 
 // Feed is a threat feed, read from a URL or a file.

@@ -56,6 +56,7 @@ func defaults() *Config {
 			BlockFor:      10 * time.Minute,
 			MaxBlockFor:   24 * time.Hour,
 			MaxVerdicts:   100_000,
+			ScanWindow:    10 * time.Minute,
 			Weights: Weights{
 				RateAnomaly:    50,
 				SYNRatio:       40,
@@ -63,6 +64,8 @@ func defaults() *Config {
 				RatelimitDrops: 30,
 				Malformed:      30,
 				Repeat:         20,
+				PortScanLong:   80,
+				HorizontalScan: 80,
 			},
 		},
 	}
@@ -603,6 +606,8 @@ func weightFields(w *Weights) []weightField {
 		{"ratelimit_drops", &w.RatelimitDrops},
 		{"malformed", &w.Malformed},
 		{"repeat", &w.Repeat},
+		{"port_scan_long", &w.PortScanLong},
+		{"horizontal_scan", &w.HorizontalScan},
 	}
 }
 
@@ -612,13 +617,14 @@ func (d *decoder) reputation(b *hcl.Block, r *Reputation) *hcl.Attribute {
 		Attributes: []hcl.AttributeSchema{
 			{Name: "mode"}, {Name: "interval"}, {Name: "throttle_score"}, {Name: "block_score"},
 			{Name: "throttle_for"}, {Name: "block_for"}, {Name: "max_block_for"}, {Name: "max_verdicts"},
-			{Name: "protect"}, {Name: "weights"},
+			{Name: "protect"}, {Name: "weights"}, {Name: "scan_window"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "weights"}},
 	})
 	attrs := c.Attributes
 	d.enumAttr(attrs["mode"], &r.Mode, "enforce", "shadow", "off")
 	d.durationAttr(attrs["interval"], &r.Interval, 100*time.Millisecond, time.Hour)
+	d.durationAttr(attrs["scan_window"], &r.ScanWindow, time.Second, time.Hour)
 	// Each pair is checked only when both values are valid, so one mistake gives one error.
 	ts, bs := attrs["throttle_score"], attrs["block_score"]
 	tsOK := ts == nil || uintAttr(d, ts, &r.ThrottleScore, "throttle_score", 1, 100)

@@ -134,6 +134,7 @@ func Compile(c *config.Config) (*State, hcl.Diagnostics) {
 	p.MalformedPass = c.Malformed == "pass"
 	p.IPv6Prefix = c.Limits.IPv6Prefix
 	p.ThrottleMultiplier = c.Limits.ThrottleMultiplier
+	p.ScanWindow = c.Reputation.ScanWindow
 	p.SampleEvery = c.Events.SampleEvery
 	p.SampleMaxPerSec = c.Events.MaxPerSecond
 	p.Default = limitFrom(c.Limits.Default)

@@ -9,21 +9,25 @@ import (
 
 // Features the baseline learns, each a per-source rate in one interval.
 const (
-	FeaturePPS     = iota // packets per second
-	FeatureBPS            // bytes per second
-	FeatureSYNPS          // SYN-without-ACK per second
-	FeaturePorts          // distinct destination ports in one ~1 s window
-	FeatureHorizon        // distinct destination ports over the port horizon
+	FeaturePPS       = iota // packets per second
+	FeatureBPS              // bytes per second
+	FeatureSYNPS            // SYN-without-ACK per second
+	FeaturePorts            // distinct destination ports in one ~1 s window
+	FeatureHorizon          // distinct destination ports over the port horizon
+	FeatureScanPorts        // distinct ports of connection attempts over the scan window (scan.go)
+	FeatureScanAddrs        // distinct destination addresses of connection attempts over the scan window
 	numFeatures
 )
 
-var featureNames = [numFeatures]string{"pps", "bytes_per_second", "syn_per_second", "ports_per_second", "ports_per_horizon"}
+var featureNames = [numFeatures]string{"pps", "bytes_per_second", "syn_per_second", "ports_per_second", "ports_per_horizon",
+	"scan_ports", "scan_addresses"}
 
 // Floors of the baseline: a quiet host's median must not make ordinary
 // traffic look anomalous. Each is a rate an ordinary single client reaches
 // without being unusual: a few packets per second, a few kB/s, a SYN every
-// second or two, a couple of ports.
-var floors = [numFeatures]float64{10, 10_000, 1, 2, 4}
+// second or two, a couple of ports, a few ports and addresses tried over
+// the scan window.
+var floors = [numFeatures]float64{10, 10_000, 1, 2, 4, 4, 4}
 
 // Baseline is the learnt "normal" of this host for each feature: an
 // exponentially weighted moving average, over scoring cycles, of the median

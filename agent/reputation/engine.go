@@ -30,12 +30,14 @@ const (
 	CompRepeat         = "repeat"
 	CompCountry        = "country"
 	CompASN            = "asn"
-	compFeedPrefix     = "feed:"
+	// CompPortScanLong and CompHorizontalScan are in scan.go.
+	compFeedPrefix = "feed:"
 )
 
 // Weights are each component's largest contribution to a score.
 type Weights struct {
 	RateAnomaly, SYNRatio, PortScan, RatelimitDrops, Malformed, Repeat float64
+	PortScanLong, HorizontalScan                                       float64 // scan.go
 }
 
 // Config is the scorer's configuration.
@@ -54,6 +56,10 @@ type Config struct {
 	// PortHorizon is how long distinct ports are accumulated for slow
 	// scans; 0 means 60 s.
 	PortHorizon time.Duration
+	// ScanWindow is the datapath's scan epoch before rounding
+	// (maps.ScanShift; 0: maps.DefaultScanWindow): it must be the one the
+	// datapath's policy has.
+	ScanWindow time.Duration
 }
 
 // Location is what the location databases say of a source.
@@ -98,8 +104,8 @@ type Verdict struct {
 	expires uint64 // monotonic ns
 }
 
-// state is what the scorer keeps per tracked source: 128 bytes, so with
-// the index map a source costs under 200 bytes.
+// state is what the scorer keeps per tracked source: 152 bytes (16 of them
+// the scan components'), about 200 with the index map.
 type state struct {
 	key                                    [16]byte
 	packets, bytes, syns, drops, malformed uint64
@@ -113,6 +119,7 @@ type state struct {
 	extraGen                               uint16  // Evidence.Generation (+1) extra was computed at; 0 = never
 	extra                                  float32 // feed, country and ASN contributions, cached
 	firstSeen                              uint32  // low 32 bits of the source's first_seen_ns: another value means it was evicted and came back
+	scan                                   scanState
 }
 
 // chunk is how many states one allocation holds: the table grows by chunks,
@@ -324,9 +331,14 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 				st.firstSeen = uint32(src.FirstSeenNS)
 			}
 			dp := sub(src.Packets, st.packets)
+			if rotate {
+				// Every source, also one quiet this cycle: its horizon
+				// would otherwise outlive PortHorizon.
+				st.portsOld, st.portsCur = st.portsCur, [2]uint64{}
+			}
 			if dp == 0 && src.Malformed == st.malformed {
 				// Nothing this interval: no stale components in explain.
-				st.score, st.contrib = 0, [5]float32{}
+				st.score, st.contrib, st.scan = 0, [5]float32{}, scanState{}
 				continue
 			}
 			var f [numFeatures]float64
@@ -345,9 +357,6 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 				prev = src.PortsPrev
 			}
 			f[FeaturePorts] = maps.DistinctPorts(max(cur, prev))
-			if rotate {
-				st.portsOld, st.portsCur = st.portsCur, [2]uint64{}
-			}
 			if src.PortWindow == window || src.PortWindow+1 == window {
 				st.portsCur[0] |= src.PortBits[0] | src.PortBits[2]
 				st.portsCur[1] |= src.PortBits[1] | src.PortBits[3]
@@ -357,6 +366,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 				n += bits.OnesCount64(st.portsCur[w] | st.portsOld[w])
 			}
 			f[FeatureHorizon] = linearCount(128, n)
+			e.scanFeatures(st, src, mono, &f)
 
 			ddrop := sub(src.DropsRatelimit, st.drops)
 			dmal := sub(src.Malformed, st.malformed)
@@ -478,7 +488,7 @@ func (e *Engine) behaviour(st *state, f *[numFeatures]float64, dp, dsyn, ddrop u
 		float32(w.RateAnomaly * rate), float32(w.SYNRatio * syn), float32(w.PortScan * ports),
 		float32(w.RatelimitDrops * drop), float32(w.Malformed * mal),
 	}
-	var s float32
+	s := e.scanBehaviour(st, f)
 	for _, c := range st.contrib {
 		s += c
 	}
@@ -535,6 +545,7 @@ func (e *Engine) total(st *state, addr netip.Addr, mono uint64) (float64, map[st
 		CompPortScan: float64(st.contrib[2]), CompRatelimitDrops: float64(st.contrib[3]),
 		CompMalformed: float64(st.contrib[4]),
 	}
+	scanComponents(st, comps)
 	score := float64(st.score)
 	add := func(name string, v float64) {
 		if v > 0 {
@@ -629,7 +640,7 @@ func (e *Engine) decide(st *state, addr netip.Addr, score float64, comps map[str
 	}
 	expires := mono + uint64(dur)
 	v := Verdict{VerdictRecord: api.VerdictRecord{Source: maps.SourceFromKey(st.key, e.prefix), Action: action.String(),
-		Score: math.Round(score*10) / 10, At: now, For: dur, Enforced: enforce, Components: comps}, expires: expires}
+		Score: math.Round(score*10) / 10, At: now, For: dur, Enforced: enforce, Components: comps, Details: scanDetails(st)}, expires: expires}
 	if enforce {
 		if err := e.sink.PutVerdict(addr, action, expires, uint16(math.Round(score))); err != nil {
 			e.stats.SinkErrors++
@@ -731,10 +742,12 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 	}
 	w := e.cfg.Weights
 	weights := map[string]float64{CompRateAnomaly: w.RateAnomaly, CompSYNRatio: w.SYNRatio, CompPortScan: w.PortScan,
-		CompRatelimitDrops: w.RatelimitDrops, CompMalformed: w.Malformed, CompRepeat: w.Repeat}
+		CompRatelimitDrops: w.RatelimitDrops, CompMalformed: w.Malformed, CompRepeat: w.Repeat,
+		CompPortScanLong: w.PortScanLong, CompHorizontalScan: w.HorizontalScan}
 	idx, ok := e.index[key]
 	x.Tracked = ok
 	var comps, values map[string]float64
+	var details map[string]string
 	switch {
 	case x.Active != nil && x.Active.Action == maps.VerdictBlock.String():
 		// A blocked source's packets stop before the rate limiter, so the
@@ -743,7 +756,7 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 		// with its components (their values are not kept).
 		x.ScoreFrom = api.ScoreVerdict
 		x.Score = x.Active.Score
-		comps = x.Active.Components
+		comps, details = x.Active.Components, x.Active.Details
 	case ok:
 		x.ScoreFrom = api.ScoreLive
 		st := e.states.at(idx)
@@ -752,10 +765,13 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 		x.Score = math.Round(score*10) / 10
 		x.Observed = map[string]float64{"pps": float64(st.pps), "syn_ratio": float64(st.synPct) / 100,
 			"ports_per_second": float64(st.ports), "ports_per_horizon": float64(st.horizon),
-			"ratelimit_drop_share": float64(st.dropPct) / 100}
+			"ratelimit_drop_share": float64(st.dropPct) / 100, "scan_ports": float64(st.scan.ports),
+			"scan_addresses": float64(st.scan.addrs)}
 		values = map[string]float64{CompRateAnomaly: float64(st.pps) / e.baseline.Value(FeaturePPS),
 			CompSYNRatio: float64(st.synPct) / 100, CompPortScan: float64(max(st.ports, st.horizon)),
-			CompRatelimitDrops: float64(st.dropPct) / 100, CompRepeat: e.repeatFactor(key, mono)}
+			CompRatelimitDrops: float64(st.dropPct) / 100, CompRepeat: e.repeatFactor(key, mono),
+			CompPortScanLong: float64(st.scan.ports), CompHorizontalScan: float64(st.scan.addrs)}
+		details = scanDetails(st)
 	default:
 		x.ScoreFrom = api.ScoreNone
 		return x
@@ -765,7 +781,8 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 		if !ok {
 			wt = c
 		}
-		x.Components = append(x.Components, api.Component{Name: name, Value: round3(values[name]), Contribution: round3(c), Weight: wt})
+		x.Components = append(x.Components, api.Component{Name: name, Value: round3(values[name]), Contribution: round3(c), Weight: wt,
+			Detail: details[name]})
 	}
 	slices.SortFunc(x.Components, func(a, b api.Component) int {
 		if a.Contribution != b.Contribution {

@@ -387,6 +387,11 @@ func (c *explainCmd) Run(g *cli) error {
 			fmt.Fprintf(tw, "  %s\t%g\t%.1f\t%g\n", comp.Name, comp.Value, comp.Contribution, comp.Weight)
 		}
 		tw.Flush()
+		for _, comp := range x.Components {
+			if comp.Detail != "" {
+				fmt.Printf("  %s: %s\n", comp.Name, comp.Detail)
+			}
+		}
 	}
 	fmt.Printf("  observed: %s\n", kv(x.Observed))
 	fmt.Printf("  baseline (this host's median source): %s\n", kv(x.Baseline))

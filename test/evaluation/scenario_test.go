@@ -115,7 +115,7 @@ func (e *env) scenario() []*attacker {
 			what: what, frame: frame, stop: make(chan struct{})}
 	}
 	as := []*attacker{
-		mk("slow-scanner", slowScan, 32, warmup, slowTarget+5*time.Second, 1, false, []string{"port_scan"},
+		mk("slow-scanner", slowScan, 32, warmup, slowTarget+5*time.Second, 1, false, []string{"port_scan", "port_scan_long"},
 			"1 SYN/s, a new port each", func(i int) []byte {
 				return tcp4(dmac, smac, slowScan, netns.ServerAddr4, 44000, slowPorts[i%len(slowPorts)], tcpSYN, uint32(i), 0)
 			}),
@@ -127,8 +127,10 @@ func (e *env) scenario() []*attacker {
 			}),
 		// A SYN scan: its first verdict may come from a cycle that saw only
 		// the first few ports, where its all-SYN traffic (syn_ratio) is the
-		// clearer signal; the next cycle's is port_scan. Both are right.
-		mk("fast-scanner", fastScan, 32, warmup+16*time.Second, 6*time.Second, 200, true, []string{"port_scan", "syn_ratio"},
+		// clearer signal; the next cycle's is port_scan or port_scan_long
+		// (the distinct ports of the scan window, which fill in the same
+		// second). All are right.
+		mk("fast-scanner", fastScan, 32, warmup+16*time.Second, 6*time.Second, 200, true, []string{"port_scan", "port_scan_long", "syn_ratio"},
 			"200 ports/s, 1 SYN each", func(i int) []byte {
 				return tcp4(dmac, smac, fastScan, netns.ServerAddr4, 45000, uint16(1+i), tcpSYN, uint32(i), 0)
 			}),

@@ -72,6 +72,7 @@ var reloadKeys = map[string]reloadHow{
 	"reputation.weights.ratelimit_drops": reloadLive,
 	"reputation.weights.malformed":       reloadLive,
 	"reputation.weights.repeat":          reloadLive,
+	"reputation.weights.uniform_flood":   reloadLive,
 	"feed":                               reloadLive,
 	// The feed runners re-screen every feed at once (feedSet.sync's kick).
 	"safety.min_prefix_ipv4": reloadLive,

@@ -123,7 +123,7 @@ int bulwark(struct xdp_md *ctx)
 		EXIT(ACTION_DROP, REASON_RATELIMIT, RULE_NEW_SOURCES);
 	if (!st)
 		EXIT(ACTION_PASS, REASON_PASSED, 0);
-	observe(st, &p, now, len);
+	observe(ctx, st, &p, now, len);
 
 	__u64 cmult = class_mult(s, &p);
 	if (cmult != 1000) /* BPF has no multiply-high: / 1000 is a real division */

@@ -288,6 +288,10 @@ type BulwarkSrcState struct {
 	PortBits       [4]uint64
 	PortWindow     uint32
 	PortsPrev      uint32
+	Udp            uint64
+	UdpSame        uint64
+	UdpShape       uint32
+	PadUdp         uint32
 }
 
 type BulwarkVerdict struct {

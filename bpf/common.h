@@ -178,6 +178,12 @@ struct src_state {
 	__u64 port_bits[4];    /* destination ports hashed into 256 bits, this window */
 	__u32 port_window;     /* window (monotonic ns >> 30, ~1.07 s) of port_bits */
 	__u32 ports_prev;      /* bits set in the previous window */
+	/* Sameness of UDP (agent/reputation/uniform.go): a flood of one
+	 * datagram shape to one port is told from a busy client by it. */
+	__u64 udp;             /* UDP datagrams (first fragments included) */
+	__u64 udp_same;        /* of those, the shape of the source's previous one */
+	__u32 udp_shape;       /* shape of the last: port, length, a payload word */
+	__u32 pad_udp;
 };
 
 struct rule_key {

@@ -304,6 +304,11 @@ reputation {
     ## Earlier verdicts against the source, each fading with a half-life of
     ## max_block_for. Default 20.
     repeat = 20
+    ## Most of the source's packets the same UDP datagram (port, length, a payload word) as
+    ## the one before, at 4x-8x the baseline packet rate or more. Default 50: a flood of one
+    ## datagram alone reaches the throttle score from 8x, with rate_anomaly the block score
+    ## from 45x.
+    uniform_flood = 50
   }
 }
 

@@ -123,6 +123,9 @@ type Source struct {
 	PortBits       [4]uint64 // destination ports hashed into 256 bits, that window
 	PortBitsSet    int       // bits set in PortBits
 	PortsPrev      int       // bits set in the window before it
+	UDP            uint64    // UDP datagrams
+	UDPSame        uint64    // of those, the same shape as the source's previous one
+	UDPShape       uint32    // the shape of its last (port, length, a payload word; bpf/sources.h)
 }
 
 // DistinctPorts estimates distinct destination ports from bits set out of
@@ -145,7 +148,8 @@ func (s *Set) WriteSources(src []Source) error {
 		keys[i] = bpf.BulwarkSrcKey{Addr: SourceKey(x.Source.Addr(), prefix)}
 		vals[i] = bpf.BulwarkSrcState{FirstSeenNs: x.FirstSeenNS, LastSeenNs: x.LastSeenNS,
 			Packets: x.Packets, Bytes: x.Bytes, Syns: x.SYNs, DropsRatelimit: x.DropsRatelimit,
-			Malformed: x.Malformed, PortBits: x.PortBits, PortWindow: x.PortWindow, PortsPrev: uint32(x.PortsPrev)}
+			Malformed: x.Malformed, PortBits: x.PortBits, PortWindow: x.PortWindow, PortsPrev: uint32(x.PortsPrev),
+			Udp: x.UDP, UdpSame: x.UDPSame, UdpShape: x.UDPShape}
 	}
 	return batchPut(s.m.Sources, keys, vals)
 }
@@ -203,6 +207,7 @@ func sourceFrom(k bpf.BulwarkSrcKey, v *bpf.BulwarkSrcState, prefix int) Source 
 		Packets: v.Packets, Bytes: v.Bytes, SYNs: v.Syns,
 		DropsRatelimit: v.DropsRatelimit, Malformed: v.Malformed,
 		PortWindow: v.PortWindow, PortBits: v.PortBits, PortBitsSet: n, PortsPrev: int(v.PortsPrev),
+		UDP: v.Udp, UDPSame: v.UdpSame, UDPShape: v.UdpShape,
 	}
 }
 

@@ -314,6 +314,8 @@ type Weights struct {
 	Malformed float64 `hcl:"malformed"`
 	// Repeat weighs earlier verdicts against the source (key repeat).
 	Repeat float64 `hcl:"repeat"`
+	// UniformFlood weighs a fast stream of one repeated UDP datagram (key uniform_flood).
+	UniformFlood float64 `hcl:"uniform_flood"`
 }
 
 // Feed is a threat feed, read from a URL or a file.

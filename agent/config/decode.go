@@ -61,6 +61,7 @@ func defaults() *Config {
 				RatelimitDrops: 30,
 				Malformed:      30,
 				Repeat:         20,
+				UniformFlood:   50,
 			},
 		},
 	}
@@ -601,6 +602,7 @@ func weightFields(w *Weights) []weightField {
 		{"ratelimit_drops", &w.RatelimitDrops},
 		{"malformed", &w.Malformed},
 		{"repeat", &w.Repeat},
+		{"uniform_flood", &w.UniformFlood},
 	}
 }
 

@@ -18,7 +18,7 @@ func Scorer(c *config.Config) reputation.Config {
 		MaxVerdicts: int(r.MaxVerdicts),
 		Weights: reputation.Weights{RateAnomaly: r.Weights.RateAnomaly, SYNRatio: r.Weights.SYNRatio,
 			PortScan: r.Weights.PortScan, RatelimitDrops: r.Weights.RatelimitDrops,
-			Malformed: r.Weights.Malformed, Repeat: r.Weights.Repeat},
+			Malformed: r.Weights.Malformed, Repeat: r.Weights.Repeat, Uniform: r.Weights.UniformFlood},
 	}
 }
 

@@ -145,6 +145,7 @@ var KeyChanges = map[string]KeyChange{
 	"reputation.weights.ratelimit_drops": set(weights, "ratelimit_drops", "14", false),
 	"reputation.weights.malformed":       set(weights, "malformed", "15", false),
 	"reputation.weights.repeat":          set(weights, "repeat", "16", false),
+	"reputation.weights.uniform_flood":   set(weights, "uniform_flood", "17", false),
 	"feed": {Add: []NewBlock{{top, "feed", []string{"keytest"}, [][2]string{{"path", `"keytest-feed.txt"`}, {"format", `"plain"`}}}},
 		Files: map[string]string{"keytest-feed.txt": "198.18.93.0/24\n"}},
 	"safety.min_prefix_ipv4": set(safety, "min_prefix_ipv4", "9", false),

@@ -307,7 +307,7 @@ reputation {
     ## Most of the source's packets the same UDP datagram (port, length, a payload word) as
     ## the one before, at 4x-8x the baseline packet rate or more. Default 50: a flood of one
     ## datagram alone reaches the throttle score from 8x, with rate_anomaly the block score
-    ## from 45x.
+    ## from about 42x.
     uniform_flood = 50
   }
 }

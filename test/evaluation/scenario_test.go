@@ -119,7 +119,7 @@ func (e *env) scenario() []*attacker {
 			"1 SYN/s, a new port each", func(i int) []byte {
 				return tcp4(dmac, smac, slowScan, netns.ServerAddr4, 44000, slowPorts[i%len(slowPorts)], tcpSYN, uint32(i), 0)
 			}),
-		mk("udp-flooder", udpFlood, 32, warmup+2*time.Second, 6*time.Second, 3000, true, []string{"rate_anomaly"},
+		mk("udp-flooder", udpFlood, 32, warmup+2*time.Second, 6*time.Second, 3000, true, []string{"rate_anomaly", "uniform_flood"},
 			"3000 pps UDP to 9000", func(int) []byte { return udpFrame }),
 		mk("syn-flooder", synFlood, 32, warmup+9*time.Second, 6*time.Second, 1000, true, []string{"syn_ratio", "rate_anomaly"},
 			"1000 SYN/s to 443", func(i int) []byte {
@@ -132,7 +132,7 @@ func (e *env) scenario() []*attacker {
 			"200 ports/s, 1 SYN each", func(i int) []byte {
 				return tcp4(dmac, smac, fastScan, netns.ServerAddr4, 45000, uint16(1+i), tcpSYN, uint32(i), 0)
 			}),
-		mk("v6-rotator", v6net.Addr().Next(), 64, warmup+23*time.Second, 6*time.Second, 2000, true, []string{"rate_anomaly"},
+		mk("v6-rotator", v6net.Addr().Next(), 64, warmup+23*time.Second, 6*time.Second, 2000, true, []string{"rate_anomaly", "uniform_flood"},
 			"2000 pps UDP, random host bits in its /64", func(i int) []byte { return v6frames[i%len(v6frames)] }),
 		mk("feed-source", feedSrc, 32, warmup+30*time.Second, 6*time.Second, 50, true, nil,
 			"50 pps UDP, listed in feed test-feed", func(i int) []byte {

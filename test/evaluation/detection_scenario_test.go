@@ -35,6 +35,8 @@ import (
 //	prober        198.18.23.1         a monitoring prober: 20 TCP ports every minute (SYN, ACK, FIN each)
 //	cdn           198.18.24.1         100x: 8 keep-alive connections to 443 fetching steadily (a request every
 //	                                  ~10 ms, the rest ACKs), a new connection every 30 s
+//	quic-upload   198.18.25.1         50x: a QUIC upload to UDP 443: 1252-byte packets of one connection ID and
+//	                                  encrypted (random) content, one in ten a short one
 //
 // Attackers (one source each; floods one after another, 20 s each, from
 // 60 s, 30 s apart; scanners from 60 s to the end):
@@ -302,6 +304,21 @@ func detScenario() []*detClass {
 		}))
 	}
 
+	quic := add(&detClass{Name: "quic-upload", Times: 50, What: "a QUIC upload to UDP 443: full 1252-byte packets (one connection ID, encrypted content), some short ones"})
+	quicAddr := netip.MustParseAddr("198.18.25.1")
+	quic.Sources = []string{quicAddr.String()}
+	dcid := randBytes(rng, 8)
+	quic.gens = []*gen{paced(rng, 0, detDuration, 50*medianPPS, func(int) []byte {
+		n := 1252
+		if rng.IntN(10) == 0 {
+			n = 40 + rng.IntN(30)
+		}
+		pl := randBytes(rng, n)
+		pl[0] = 0x40 | pl[0]&0x3f // a short header, its low bits protected
+		copy(pl[1:], dcid)
+		return udpFrame(quicAddr, detServer4, 51000, 443, pl)
+	})}
+
 	// Attackers.
 	floods := 0
 	flood := func(name string, addr netip.Addr, times float64, what string, apart bool, why string, frame func(r *rand.Rand, i int) []byte) {
@@ -331,7 +348,7 @@ func detScenario() []*detClass {
 	}
 	va := netip.MustParseAddr("198.18.44.50")
 	flood("udp-varied-50x", va, 50, "UDP to 9000 of random length (64-512) and content", false,
-		"one port, varied sizes and content at 50x: as a busy single-service client (a game, a QUIC upload) or the NAT gateway's volume; rate alone is below the throttle score until 128x",
+		"one UDP port, content that differs from packet to packet, at 50x: so does the well-behaved quic-upload (its lengths vary less), and the nat-gateway sends as much; the counters held per source (rate, ports, SYNs, repeated datagrams) do not separate them, and rate alone reaches the throttle score only at 128x",
 		func(r *rand.Rand, _ int) []byte {
 			return udpFrame(va, detServer4, uint16(1024+r.IntN(64000)), 9000, randBytes(r, 64+r.IntN(449)))
 		})

@@ -44,6 +44,8 @@ import (
 //	fast-scanner  198.18.42.1        T+26 s  200 ports/s, one SYN each (ports 1-1200), for 6 s
 //	v6-rotator    2001:2:0:66::/64   T+33 s  2000 pps UDP to 9000, random host bits in every packet, for 6 s
 //	feed-source   198.18.30.1        T+40 s  50 pps UDP to 9000, for 6 s; listed in a plain-text feed file
+//	grey-flooder  198.18.40.2        T+47 s  200 pps (20x the median) of one UDP datagram to 9000, for 6 s: under
+//	                                         the limit and far under what rate alone judges (128x); uniform_flood
 //
 // Offered load peaks at about 3.7 kpps (well-behaved plus one flooder), well
 // within what AF_PACKET and a 2-core VM carry.
@@ -140,6 +142,10 @@ func (e *env) scenario() []*attacker {
 			}),
 	}
 	as[5].feed = true
+	greyFlood := a4("198.18.40.2")
+	greyFrame := netns.UDP4(dmac, smac, greyFlood, netns.ServerAddr4, 40002, rxPort, netns.Payload(2, 64))
+	as = append(as, mk("grey-flooder", greyFlood, 32, warmup+37*time.Second, 6*time.Second, 200, true, []string{"uniform_flood"},
+		"200 pps (20x) of one UDP datagram", func(int) []byte { return greyFrame }))
 	return as
 }
 

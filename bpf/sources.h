@@ -69,17 +69,22 @@ static __always_inline struct src_state *source_state(struct src_key *k, __u64 n
 /* A word of a UDP datagram's payload for observe's sameness: the 4 bytes at
  * payload offset 32 (past a QUIC header and its connection IDs, in the
  * encrypted part), or at 0 in a datagram too short for that; 0 in one of
- * under 4 bytes. Read as the CPU reads memory (little-endian). */
-static __always_inline __u32 udp_word(struct xdp_md *ctx, struct packet *p, __u32 len)
+ * under 4 bytes, or whose payload starts past byte 1024 of the frame. Read
+ * as the CPU reads memory (little-endian), with a direct packet access: a
+ * bpf_xdp_load_bytes call cost about 8 ns on the pass path. */
+static __always_inline __u32 udp_word(struct xdp_md *ctx, struct packet *p)
 {
-	__u32 off = ((__u32)p->l4_off & 0xffff) + 8, w = 0;
-	if (off + 36 <= len)
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 off = (__u32)p->l4_off + 8;
+	if (off > 1024)
+		return 0;
+	if (data + off + 36 <= data_end)
 		off += 32;
-	else if (off + 4 > len)
+	void *w = data + off;
+	if (w + 4 > data_end)
 		return 0;
-	if (bpf_xdp_load_bytes(ctx, off, &w, 4) < 0)
-		return 0;
-	return w;
+	return *(__u32 *)w;
 }
 
 static __always_inline void observe(struct xdp_md *ctx, struct src_state *st, struct packet *p, __u64 now,
@@ -112,7 +117,7 @@ static __always_inline void observe(struct xdp_md *ctx, struct src_state *st, st
 		/* The shape: destination port, length and a payload word. A
 		 * flood of one datagram repeats it; clients' queries, QUIC's
 		 * encrypted packets and NATed hosts vary. */
-		__u32 shape = ((__u32)p->dport << 16 | (len & 0xffff)) ^ (udp_word(ctx, p, len) * 2654435761u);
+		__u32 shape = ((__u32)p->dport << 16 | (len & 0xffff)) ^ (udp_word(ctx, p) * 2654435761u);
 		st->udp += 1;
 		if (st->udp_shape == shape)
 			st->udp_same += 1;

@@ -76,8 +76,9 @@ var reloadKeys = map[string]reloadHow{
 	"reputation.weights.horizontal_scan": reloadLive,
 	// The datapath's scan epoch (policy) and the engines' with it; the
 	// sketches read empty until the next attempts under the new epoch.
-	"reputation.scan_window": reloadLive,
-	"feed":                   reloadLive,
+	"reputation.scan_window":           reloadLive,
+	"reputation.weights.uniform_flood": reloadLive,
+	"feed":                             reloadLive,
 	// The feed runners re-screen every feed at once (feedSet.sync's kick).
 	"safety.min_prefix_ipv4": reloadLive,
 	"safety.min_prefix_ipv6": reloadLive,

@@ -133,7 +133,7 @@ int bulwark(struct xdp_md *ctx)
 		EXIT(ACTION_PASS, REASON_PASSED, 0);
 	if (!st->packets)
 		sig_new_source(dest);
-	observe(st, &p, now, len);
+	observe(ctx, st, &p, now, len);
 	observe_scan(ctx, st, &p, now, s->scan_shift);
 
 	__u64 cmult = class_mult(s, &p);

@@ -314,6 +314,10 @@ type BulwarkSrcState struct {
 	ScanEpoch      uint32
 	ScanDport      uint16
 	ScanPad        uint16
+	Udp            uint64
+	UdpSame        uint64
+	UdpShape       uint32
+	PadUdp         uint32
 }
 
 type BulwarkVerdict struct {

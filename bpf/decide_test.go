@@ -652,13 +652,17 @@ func countSources(t *testing.T, s *maps.Set) int {
 type srcWant struct {
 	addr                                   netip.Addr
 	packets, bytes, syns, drops, malformed uint64
+	udp, udpSame                           uint64
+	first, shape                           uint32 // the first and last UDP shapes (not compared)
 }
 
 // wantSources derives each source's expected observations from the steps:
 // a packet decided passed or ratelimit was observed (packets, bytes, SYN
 // without ACK, rate-limit drops); a malformed packet whose IP header parsed
-// (model.Parse sets its family, as parse.h does) counts as malformed; no
-// other packet touches the source. Keyed as the datapath keys sources.
+// (model.Parse sets its family, as parse.h does) counts as malformed; an
+// observed UDP datagram counts, and counts as same when its shape
+// (model.UDPShape) is the source's previous one's; no other packet touches
+// the source. Keyed as the datapath keys sources.
 func wantSources(c dcase) (map[[16]byte]*srcWant, [][16]byte) {
 	want := map[[16]byte]*srcWant{}
 	var order [][16]byte
@@ -684,6 +688,16 @@ func wantSources(c dcase) (map[[16]byte]*srcWant, [][16]byte) {
 			}
 			if st.reason == maps.ReasonRatelimit {
 				w.drops += n
+			}
+			if shape, ok := model.UDPShape(&p, st.frame); ok {
+				if w.udp == 0 {
+					w.first = shape
+				} else if shape == w.shape {
+					w.udpSame++
+				}
+				w.udp += n
+				w.udpSame += n - 1
+				w.shape = shape
 			}
 		case maps.ReasonMalformed:
 			w.malformed += n
@@ -739,15 +753,19 @@ func checkSources(t *testing.T, s *maps.Set, c dcase, base uint64, before map[[1
 				t.Errorf("source %s: first seen %d, last seen %d; want %d <= first <= last", w.addr, got.FirstSeenNS, got.LastSeenNS, base)
 			}
 		}
+		if w.udp > 0 && b.UDP > 0 && b.UDPShape == w.first {
+			w.udpSame++ // its first datagram repeats the one before the case
+		}
 		if stateful && got.LastSeenNS < base {
 			t.Errorf("source %s: last seen %d, before this case (%d)", w.addr, got.LastSeenNS, base)
 		}
 		d := srcWant{addr: w.addr, packets: got.Packets - b.Packets, bytes: got.Bytes - b.Bytes, syns: got.SYNs - b.SYNs,
-			drops: got.DropsRatelimit - b.DropsRatelimit, malformed: got.Malformed - b.Malformed}
+			drops: got.DropsRatelimit - b.DropsRatelimit, malformed: got.Malformed - b.Malformed,
+			udp: got.UDP - b.UDP, udpSame: got.UDPSame - b.UDPSame, first: w.first, shape: w.shape}
 		if d != *w {
-			t.Errorf("source %s: packets %d bytes %d syns %d drops %d malformed %d; want %d %d %d %d %d",
-				w.addr, d.packets, d.bytes, d.syns, d.drops, d.malformed,
-				w.packets, w.bytes, w.syns, w.drops, w.malformed)
+			t.Errorf("source %s: packets %d bytes %d syns %d drops %d malformed %d udp %d udp_same %d; want %d %d %d %d %d %d %d",
+				w.addr, d.packets, d.bytes, d.syns, d.drops, d.malformed, d.udp, d.udpSame,
+				w.packets, w.bytes, w.syns, w.drops, w.malformed, w.udp, w.udpSame)
 		}
 	}
 	return created

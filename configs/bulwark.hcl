@@ -313,6 +313,11 @@ reputation {
     ## to 64 (or 4x and 16x the baseline). Default 80: a sweep of one port over a host's
     ## or a network's addresses reaches the block score alone.
     horizontal_scan = 80
+    ## Most of the source's packets the same UDP datagram (port, length, a payload word) as
+    ## the one before, at 4x-8x the baseline packet rate or more. Default 50: a flood of one
+    ## datagram alone reaches the throttle score from 8x, with rate_anomaly the block score
+    ## from about 42x.
+    uniform_flood = 50
   }
   ## The scan window: port_scan_long and horizontal_scan count the connection attempts of
   ## the last one to two scan windows (the datapath keeps two generations of them, 56 bytes

@@ -131,6 +131,9 @@ type Source struct {
 	ScanPorts [2][2]uint64 // [generation][word]
 	ScanAddrs [2]uint64    // [generation]
 	ScanPort  uint16       // destination port of the last TCP or UDP attempt
+	UDP       uint64       // UDP datagrams
+	UDPSame   uint64       // of those, the same shape as the source's previous one
+	UDPShape  uint32       // the shape of its last (port, length, a payload word; bpf/sources.h)
 }
 
 // ScanBits is the union of the scan generations that belong to the window
@@ -187,7 +190,7 @@ func (s *Set) WriteSources(src []Source) error {
 		vals[i] = bpf.BulwarkSrcState{FirstSeenNs: x.FirstSeenNS, LastSeenNs: x.LastSeenNS,
 			Packets: x.Packets, Bytes: x.Bytes, Syns: x.SYNs, DropsRatelimit: x.DropsRatelimit,
 			Malformed: x.Malformed, PortBits: x.PortBits, PortWindow: x.PortWindow, PortsPrev: uint32(x.PortsPrev),
-			ScanEpoch: x.ScanEpoch, ScanPorts: x.ScanPorts, ScanAddrs: x.ScanAddrs, ScanDport: x.ScanPort}
+			ScanEpoch: x.ScanEpoch, ScanPorts: x.ScanPorts, ScanAddrs: x.ScanAddrs, ScanDport: x.ScanPort, Udp: x.UDP, UdpSame: x.UDPSame, UdpShape: x.UDPShape}
 	}
 	return batchPut(s.m.Sources, keys, vals)
 }
@@ -245,7 +248,7 @@ func sourceFrom(k bpf.BulwarkSrcKey, v *bpf.BulwarkSrcState, prefix int) Source 
 		Packets: v.Packets, Bytes: v.Bytes, SYNs: v.Syns,
 		DropsRatelimit: v.DropsRatelimit, Malformed: v.Malformed,
 		PortWindow: v.PortWindow, PortBits: v.PortBits, PortBitsSet: n, PortsPrev: int(v.PortsPrev),
-		ScanEpoch: v.ScanEpoch, ScanPorts: v.ScanPorts, ScanAddrs: v.ScanAddrs, ScanPort: v.ScanDport,
+		ScanEpoch: v.ScanEpoch, ScanPorts: v.ScanPorts, ScanAddrs: v.ScanAddrs, ScanPort: v.ScanDport, UDP: v.Udp, UDPSame: v.UdpSame, UDPShape: v.UdpShape,
 	}
 }
 

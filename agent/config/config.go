@@ -322,6 +322,8 @@ type Weights struct {
 	// HorizontalScan weighs many distinct destination addresses of connection attempts over the scan window
 	// (key horizontal_scan).
 	HorizontalScan float64 `hcl:"horizontal_scan"`
+	// UniformFlood weighs a fast stream of one repeated UDP datagram (key uniform_flood).
+	UniformFlood float64 `hcl:"uniform_flood"`
 }
 
 // Feed is a threat feed, read from a URL or a file.

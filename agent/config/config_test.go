@@ -416,7 +416,7 @@ feed "local" {
 		{"reputation", []any{cfg.Reputation.Mode, cfg.Reputation.Interval, cfg.Reputation.ThrottleScore, cfg.Reputation.BlockScore, cfg.Reputation.BlockFor, cfg.Reputation.MaxBlockFor, cfg.Reputation.MaxVerdicts},
 			[]any{"shadow", 100 * time.Millisecond, 60, 60, 36 * time.Hour, 168 * time.Hour, uint32(131072)}},
 		{"weights", cfg.Reputation.Weights, Weights{RateAnomaly: 50, SYNRatio: 40, PortScan: 100, RatelimitDrops: 30, Malformed: 30, Repeat: 20,
-			PortScanLong: 80, HorizontalScan: 80}},
+			PortScanLong: 80, HorizontalScan: 80, UniformFlood: 50}},
 		{"feed", []any{cfg.Feeds[0].Path, cfg.Feeds[0].Weight, cfg.Feeds[0].MinConfidence, cfg.Feeds[0].Refresh, cfg.Feeds[0].AllowShrink},
 			[]any{filepath.Join(wd, "feeds", "a.txt"), 12.5, 0, time.Minute, true}},
 	}
@@ -1032,7 +1032,7 @@ test.hcl:19:20: Invalid max_entries: max_entries must be > 0; got 0.`,
     port_scan    = 101
   }
 }`,
-		want: `test.hcl:5:5: Unknown weight: "syn_flood" is not a reputation weight; the weights are: rate_anomaly, syn_ratio, port_scan, ratelimit_drops, malformed, repeat, port_scan_long, horizontal_scan.
+		want: `test.hcl:5:5: Unknown weight: "syn_flood" is not a reputation weight; the weights are: rate_anomaly, syn_ratio, port_scan, ratelimit_drops, malformed, repeat, port_scan_long, horizontal_scan, uniform_flood.
 test.hcl:6:20: Invalid weight: weight must be at most 100; got 101.`,
 	}, {
 		name: "unknown weight key in block form",
@@ -1041,7 +1041,7 @@ test.hcl:6:20: Invalid weight: weight must be at most 100; got 101.`,
     scan = 20
   }
 }`,
-		want: `test.hcl:4:5: Unknown weight: "scan" is not a reputation weight; the weights are: rate_anomaly, syn_ratio, port_scan, ratelimit_drops, malformed, repeat, port_scan_long, horizontal_scan.`,
+		want: `test.hcl:4:5: Unknown weight: "scan" is not a reputation weight; the weights are: rate_anomaly, syn_ratio, port_scan, ratelimit_drops, malformed, repeat, port_scan_long, horizontal_scan, uniform_flood.`,
 	}, {
 		name: "safety limits",
 		src: `safety {

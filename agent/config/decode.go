@@ -66,6 +66,7 @@ func defaults() *Config {
 				Repeat:         20,
 				PortScanLong:   80,
 				HorizontalScan: 80,
+				UniformFlood:   50,
 			},
 		},
 	}
@@ -608,6 +609,7 @@ func weightFields(w *Weights) []weightField {
 		{"repeat", &w.Repeat},
 		{"port_scan_long", &w.PortScanLong},
 		{"horizontal_scan", &w.HorizontalScan},
+		{"uniform_flood", &w.UniformFlood},
 	}
 }
 

@@ -19,7 +19,7 @@ func Scorer(c *config.Config) reputation.Config {
 		Weights: reputation.Weights{RateAnomaly: r.Weights.RateAnomaly, SYNRatio: r.Weights.SYNRatio,
 			PortScan: r.Weights.PortScan, RatelimitDrops: r.Weights.RatelimitDrops,
 			Malformed: r.Weights.Malformed, Repeat: r.Weights.Repeat,
-			PortScanLong: r.Weights.PortScanLong, HorizontalScan: r.Weights.HorizontalScan},
+			PortScanLong: r.Weights.PortScanLong, HorizontalScan: r.Weights.HorizontalScan, Uniform: r.Weights.UniformFlood},
 		ScanWindow: r.ScanWindow,
 	}
 }

@@ -38,6 +38,7 @@ const (
 type Weights struct {
 	RateAnomaly, SYNRatio, PortScan, RatelimitDrops, Malformed, Repeat float64
 	PortScanLong, HorizontalScan                                       float64 // scan.go
+	Uniform                                                            float64 // uniform_flood (uniform.go)
 }
 
 // Config is the scorer's configuration.
@@ -120,6 +121,9 @@ type state struct {
 	extra                                  float32 // feed, country and ASN contributions, cached
 	firstSeen                              uint32  // low 32 bits of the source's first_seen_ns: another value means it was evicted and came back
 	scan                                   scanState
+	udp, udpSame                           uint64  // the datapath's UDP sameness counters (uniform.go)
+	uniform                                float32 // uniform_flood's contribution, in score
+	uniformPct                             uint8   // share of repeated datagrams, percent
 }
 
 // chunk is how many states one allocation holds: the table grows by chunks,
@@ -317,6 +321,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 				if first {
 					// Present at start: only what it sends from now counts.
 					ns.packets, ns.bytes, ns.syns, ns.drops, ns.malformed = src.Packets, src.Bytes, src.SYNs, src.DropsRatelimit, src.Malformed
+					ns.udp, ns.udpSame = src.UDP, src.UDPSame
 				}
 				// New since the last cycle: everything it sent is this
 				// interval's.
@@ -328,6 +333,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			if uint32(src.FirstSeenNS) != st.firstSeen {
 				// Evicted and back: its counters restarted from zero.
 				st.packets, st.bytes, st.syns, st.drops, st.malformed = 0, 0, 0, 0, 0
+				st.udp, st.udpSame = 0, 0
 				st.firstSeen = uint32(src.FirstSeenNS)
 			}
 			dp := sub(src.Packets, st.packets)
@@ -339,6 +345,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			if dp == 0 && src.Malformed == st.malformed {
 				// Nothing this interval: no stale components in explain.
 				st.score, st.contrib, st.scan = 0, [5]float32{}, scanState{}
+				st.uniform, st.uniformPct = 0, 0
 				continue
 			}
 			var f [numFeatures]float64
@@ -371,8 +378,11 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			ddrop := sub(src.DropsRatelimit, st.drops)
 			dmal := sub(src.Malformed, st.malformed)
 			st.packets, st.bytes, st.syns, st.drops, st.malformed = src.Packets, src.Bytes, src.SYNs, src.DropsRatelimit, src.Malformed
+			dsame := sub(src.UDPSame, st.udpSame)
+			st.udp, st.udpSame = src.UDP, src.UDPSame
 
 			e.behaviour(st, &f, dp, dsyn, ddrop, float64(dmal)/secs)
+			e.uniformComponent(st, dp, dsame, f[FeaturePPS])
 			if _, verdict := e.active[key]; !verdict {
 				e.baseline.observe(&f)
 			}
@@ -543,7 +553,7 @@ func (e *Engine) total(st *state, addr netip.Addr, mono uint64) (float64, map[st
 	comps := map[string]float64{
 		CompRateAnomaly: float64(st.contrib[0]), CompSYNRatio: float64(st.contrib[1]),
 		CompPortScan: float64(st.contrib[2]), CompRatelimitDrops: float64(st.contrib[3]),
-		CompMalformed: float64(st.contrib[4]),
+		CompMalformed: float64(st.contrib[4]), CompUniform: float64(st.uniform),
 	}
 	scanComponents(st, comps)
 	score := float64(st.score)
@@ -743,7 +753,7 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 	w := e.cfg.Weights
 	weights := map[string]float64{CompRateAnomaly: w.RateAnomaly, CompSYNRatio: w.SYNRatio, CompPortScan: w.PortScan,
 		CompRatelimitDrops: w.RatelimitDrops, CompMalformed: w.Malformed, CompRepeat: w.Repeat,
-		CompPortScanLong: w.PortScanLong, CompHorizontalScan: w.HorizontalScan}
+		CompPortScanLong: w.PortScanLong, CompHorizontalScan: w.HorizontalScan, CompUniform: w.Uniform}
 	idx, ok := e.index[key]
 	x.Tracked = ok
 	var comps, values map[string]float64
@@ -766,11 +776,12 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 		x.Observed = map[string]float64{"pps": float64(st.pps), "syn_ratio": float64(st.synPct) / 100,
 			"ports_per_second": float64(st.ports), "ports_per_horizon": float64(st.horizon),
 			"ratelimit_drop_share": float64(st.dropPct) / 100, "scan_ports": float64(st.scan.ports),
-			"scan_addresses": float64(st.scan.addrs)}
+			"scan_addresses": float64(st.scan.addrs), "uniform_share": float64(st.uniformPct) / 100}
 		values = map[string]float64{CompRateAnomaly: float64(st.pps) / e.baseline.Value(FeaturePPS),
 			CompSYNRatio: float64(st.synPct) / 100, CompPortScan: float64(max(st.ports, st.horizon)),
 			CompRatelimitDrops: float64(st.dropPct) / 100, CompRepeat: e.repeatFactor(key, mono),
-			CompPortScanLong: float64(st.scan.ports), CompHorizontalScan: float64(st.scan.addrs)}
+			CompPortScanLong: float64(st.scan.ports), CompHorizontalScan: float64(st.scan.addrs),
+			CompUniform: float64(st.uniformPct) / 100}
 		details = scanDetails(st)
 	default:
 		x.ScoreFrom = api.ScoreNone

@@ -615,6 +615,7 @@ reputation {
     ratelimit_drops = 100
     malformed       = 0
     repeat          = 0
+    uniform_flood   = 0
   }
 }
 `, maxVerdicts)

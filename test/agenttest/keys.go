@@ -150,6 +150,7 @@ var KeyChanges = map[string]KeyChange{
 	"reputation.weights.port_scan_long":  set(weights, "port_scan_long", "17", false),
 	"reputation.weights.horizontal_scan": set(weights, "horizontal_scan", "18", false),
 	"reputation.scan_window":             set(reputation, "scan_window", `"5m"`, false),
+	"reputation.weights.uniform_flood":   set(weights, "uniform_flood", "17", false),
 	"feed": {Add: []NewBlock{{top, "feed", []string{"keytest"}, [][2]string{{"path", `"keytest-feed.txt"`}, {"format", `"plain"`}}}},
 		Files: map[string]string{"keytest-feed.txt": "198.18.93.0/24\n"}},
 	"safety.min_prefix_ipv4":     set(safety, "min_prefix_ipv4", "9", false),

@@ -220,10 +220,10 @@ const (
 	tcpACK = 0x10
 )
 
-// tcp4 is an Ethernet/IPv4/TCP frame with valid checksums and payload
-// bytes of data after the header.
-func tcp4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, flags uint8, seq uint32, payload int) []byte {
-	tcp := make([]byte, 20+payload)
+// tcpSegment is a TCP header (window 64240, no options) and payload with a
+// valid checksum over the pseudo-header of src and dst (4 or 16 bytes each).
+func tcpSegment(src, dst []byte, sport, dport uint16, flags uint8, seq uint32, payload []byte) []byte {
+	tcp := make([]byte, 20+len(payload))
 	binary.BigEndian.PutUint16(tcp[0:], sport)
 	binary.BigEndian.PutUint16(tcp[2:], dport)
 	binary.BigEndian.PutUint32(tcp[4:], seq)
@@ -233,14 +233,23 @@ func tcp4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uin
 	tcp[12] = 5 << 4
 	tcp[13] = flags
 	binary.BigEndian.PutUint16(tcp[14:], 64240)
-	if payload >= 16 {
-		copy(tcp[20:], netns.Payload(uint64(seq), payload))
-	}
-	s, d := src.As4(), dst.As4()
-	ps := netns.ChecksumAdd(0, s[:])
-	ps = netns.ChecksumAdd(ps, d[:])
+	copy(tcp[20:], payload)
+	ps := netns.ChecksumAdd(0, src)
+	ps = netns.ChecksumAdd(ps, dst)
 	ps += 6 + uint32(len(tcp))
 	binary.BigEndian.PutUint16(tcp[16:], netns.ChecksumFold(netns.ChecksumAdd(ps, tcp)))
+	return tcp
+}
+
+// tcp4 is an Ethernet/IPv4/TCP frame with valid checksums and payload
+// bytes of data after the header.
+func tcp4(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, flags uint8, seq uint32, payload int) []byte {
+	data := make([]byte, payload)
+	if payload >= 16 {
+		copy(data, netns.Payload(uint64(seq), payload))
+	}
+	s, d := src.As4(), dst.As4()
+	tcp := tcpSegment(s[:], d[:], sport, dport, flags, seq, data)
 
 	ip := make([]byte, 20)
 	ip[0] = 0x45

@@ -44,6 +44,8 @@ import (
 //	fast-scanner  198.18.42.1        T+26 s  200 ports/s, one SYN each (ports 1-1200), for 6 s
 //	v6-rotator    2001:2:0:66::/64   T+33 s  2000 pps UDP to 9000, random host bits in every packet, for 6 s
 //	feed-source   198.18.30.1        T+40 s  50 pps UDP to 9000, for 6 s; listed in a plain-text feed file
+//	grey-flooder  198.18.40.2        T+47 s  200 pps (20x the median) of one UDP datagram to 9000, for 6 s: under
+//	                                         the limit and far under what rate alone judges (128x); uniform_flood
 //
 // Offered load peaks at about 3.7 kpps (well-behaved plus one flooder), well
 // within what AF_PACKET and a 2-core VM carry.
@@ -119,7 +121,7 @@ func (e *env) scenario() []*attacker {
 			"1 SYN/s, a new port each", func(i int) []byte {
 				return tcp4(dmac, smac, slowScan, netns.ServerAddr4, 44000, slowPorts[i%len(slowPorts)], tcpSYN, uint32(i), 0)
 			}),
-		mk("udp-flooder", udpFlood, 32, warmup+2*time.Second, 6*time.Second, 3000, true, []string{"rate_anomaly"},
+		mk("udp-flooder", udpFlood, 32, warmup+2*time.Second, 6*time.Second, 3000, true, []string{"rate_anomaly", "uniform_flood"},
 			"3000 pps UDP to 9000", func(int) []byte { return udpFrame }),
 		mk("syn-flooder", synFlood, 32, warmup+9*time.Second, 6*time.Second, 1000, true, []string{"syn_ratio", "rate_anomaly"},
 			"1000 SYN/s to 443", func(i int) []byte {
@@ -134,7 +136,7 @@ func (e *env) scenario() []*attacker {
 			"200 ports/s, 1 SYN each", func(i int) []byte {
 				return tcp4(dmac, smac, fastScan, netns.ServerAddr4, 45000, uint16(1+i), tcpSYN, uint32(i), 0)
 			}),
-		mk("v6-rotator", v6net.Addr().Next(), 64, warmup+23*time.Second, 6*time.Second, 2000, true, []string{"rate_anomaly"},
+		mk("v6-rotator", v6net.Addr().Next(), 64, warmup+23*time.Second, 6*time.Second, 2000, true, []string{"rate_anomaly", "uniform_flood"},
 			"2000 pps UDP, random host bits in its /64", func(i int) []byte { return v6frames[i%len(v6frames)] }),
 		mk("feed-source", feedSrc, 32, warmup+30*time.Second, 6*time.Second, 50, true, nil,
 			"50 pps UDP, listed in feed test-feed", func(i int) []byte {
@@ -142,6 +144,10 @@ func (e *env) scenario() []*attacker {
 			}),
 	}
 	as[5].feed = true
+	greyFlood := a4("198.18.40.2")
+	greyFrame := netns.UDP4(dmac, smac, greyFlood, netns.ServerAddr4, 40002, rxPort, netns.Payload(2, 64))
+	as = append(as, mk("grey-flooder", greyFlood, 32, warmup+37*time.Second, 6*time.Second, 200, true, []string{"uniform_flood"},
+		"200 pps (20x) of one UDP datagram", func(int) []byte { return greyFrame }))
 	return as
 }
 

@@ -11,11 +11,13 @@ import (
 // The datapath finds a list prefix by probing only the lengths that can
 // hold it (bpf/lists.h): a slot mask per IPv4 /slot4 (or per hash of an
 // IPv6 /slot6) for the lengths from the slot's own to the longest prefix,
-// and a list-wide short mask for the shorter ones. Bits stand for lengths
-// longest first.
+// for IPv6 a mid mask per hash of a /mid6 for the lengths from mid6 to
+// slot6 - 1, and a list-wide short mask for the shorter ones. Bits stand
+// for lengths longest first.
 const (
 	slot4     = int(bpf.BulwarkLimitsLIST_SLOT4)
 	slot6     = int(bpf.BulwarkLimitsLIST_SLOT6)
+	mid6      = int(bpf.BulwarkLimitsLIST_MID6)
 	slot6Bits = int(bpf.BulwarkLimitsLIST_SLOT6HASH_BITS)
 )
 
@@ -26,11 +28,17 @@ func slot6Of(a [16]byte) uint32 {
 	return uint32(binary.LittleEndian.Uint64(a[:8]) * 0x9e3779b97f4a7c15 >> (64 - slot6Bits))
 }
 
-// maskKey names one mask: a slot's (short false) or the list's short mask
-// of a family (slot 0).
+// mid6Of is the IPv6 mid slot of an address: the same hash of its first 4
+// bytes, as mid6 in bpf/lists.h.
+func mid6Of(a [16]byte) uint32 {
+	return uint32(uint64(binary.LittleEndian.Uint32(a[:4])) * 0x9e3779b97f4a7c15 >> (64 - slot6Bits))
+}
+
+// maskKey names one mask: a slot's (short and mid false), an IPv6 mid
+// slot's (mid), or the list's short mask of a family (slot 0).
 type maskKey struct {
-	v6, short bool
-	slot      uint32 // IPv4: the first two address bytes; IPv6: slot6Of
+	v6, short, mid bool
+	slot           uint32 // IPv4: the first two address bytes; IPv6: slot6Of or mid6Of
 }
 
 // lenKey is one length of one mask.
@@ -49,6 +57,8 @@ func lenOf(p netip.Prefix) lenKey {
 		k.mask.slot = uint32(a[0])<<8 | uint32(a[1])
 	case k.mask.v6 && p.Bits() >= slot6:
 		k.mask.slot = slot6Of(p.Addr().As16())
+	case k.mask.v6 && p.Bits() >= mid6:
+		k.mask.mid, k.mask.slot = true, mid6Of(p.Addr().As16())
 	default:
 		k.mask.short = true
 	}
@@ -60,6 +70,8 @@ func (k lenKey) bit() uint64 {
 	top := 31
 	switch {
 	case k.mask.short && k.mask.v6:
+		top = mid6 - 1
+	case k.mask.mid:
 		top = slot6 - 1
 	case k.mask.short:
 		top = slot4 - 1
@@ -73,7 +85,9 @@ func (k lenKey) bit() uint64 {
 func (m maskKey) span() (lo, hi int) {
 	switch {
 	case m.short && m.v6:
-		return 0, slot6 - 1
+		return 0, mid6 - 1
+	case m.mid:
+		return mid6, slot6 - 1
 	case m.short:
 		return 0, slot4 - 1
 	case m.v6:
@@ -101,13 +115,15 @@ func (l *List) maskOf(m maskKey, extra map[lenKey]bool) uint64 {
 // extra set too. set.mu must be held.
 func (l *List) writeMasks(ms map[maskKey]bool, extra map[lenKey]bool) error {
 	short := false
-	var k4, k6 []uint32
-	var v4 []uint32
+	var k4, k6, km []uint32
+	var v4, vm []uint32
 	var v6 []uint64
 	for m := range ms {
 		switch {
 		case m.short:
 			short = true
+		case m.mid:
+			km, vm = append(km, m.slot), append(vm, uint32(l.maskOf(m, extra)))
 		case m.v6:
 			k6, v6 = append(k6, m.slot), append(v6, l.maskOf(m, extra))
 		default:
@@ -119,6 +135,9 @@ func (l *List) writeMasks(ms map[maskKey]bool, extra map[lenKey]bool) error {
 	}
 	if err := batchPut(l.slots6, k6, v6); err != nil {
 		return fmt.Errorf("%s list: write IPv6 length masks: %w", l.name, err)
+	}
+	if err := batchPut(l.mid6, km, vm); err != nil {
+		return fmt.Errorf("%s list: write IPv6 mid length masks: %w", l.name, err)
 	}
 	if !short {
 		return nil
@@ -138,9 +157,12 @@ func (l *List) writeMasks(ms map[maskKey]bool, extra map[lenKey]bool) error {
 func (l *List) rewriteMasks() error {
 	v4 := make([]uint32, 1<<slot4)
 	v6 := make([]uint64, 1<<slot6Bits)
+	vm := make([]uint32, 1<<slot6Bits)
 	for k := range l.lens {
 		switch {
 		case k.mask.short:
+		case k.mask.mid:
+			vm[k.mask.slot] |= uint32(k.bit())
 		case k.mask.v6:
 			v6[k.mask.slot] |= k.bit()
 		default:
@@ -152,6 +174,9 @@ func (l *List) rewriteMasks() error {
 	}
 	if err := batchPut(l.slots6, seq(len(v6)), v6); err != nil {
 		return fmt.Errorf("%s list: write IPv6 length masks: %w", l.name, err)
+	}
+	if err := batchPut(l.mid6, seq(len(vm)), vm); err != nil {
+		return fmt.Errorf("%s list: write IPv6 mid length masks: %w", l.name, err)
 	}
 	return l.writeMasks(map[maskKey]bool{{short: true}: true}, nil)
 }

@@ -21,7 +21,7 @@ type List struct {
 	name                         string
 	bit                          uint32 // present bit of hosts4; the others follow
 	hosts4, hosts6, nets4, nets6 *ebpf.Map
-	slots4, slots6, short        *ebpf.Map      // length masks
+	slots4, slots6, mid6, short  *ebpf.Map      // length masks
 	lens                         map[lenKey]int // prefixes per mask and length; guarded by set.mu
 	tally                        tally
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bulwark-filter/bulwark/agent/replay"
+	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
@@ -76,10 +77,10 @@ reputation {
 }
 `
 
-// replayBenchCapture writes ~200k frames over 20 s of capture time: 2000
+// replayBenchCapture writes 200k frames over 20 s of capture time: 2000
 // ordinary sources (UDP, DNS, TCP SYN and ACK to web ports, ICMP), block-
-// listed sources and one flooder.
-func replayBenchCapture(b *testing.B, dir string) (string, int) {
+// listed sources and one flooder. It returns the file and its frames.
+func replayBenchCapture(b *testing.B, dir string) (string, [][]byte) {
 	rng := rand.New(rand.NewSource(1))
 	const (
 		frames  = 200_000
@@ -119,6 +120,7 @@ func replayBenchCapture(b *testing.B, dir string) (string, int) {
 	binary.LittleEndian.PutUint32(h[20:24], 1)
 	w.Write(h[:])
 	start := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	all := make([][]byte, 0, frames)
 	for i := 0; i < frames; i++ {
 		ts := start.Add(time.Duration(i) * span / frames)
 		var fr []byte
@@ -138,6 +140,7 @@ func replayBenchCapture(b *testing.B, dir string) (string, int) {
 		binary.LittleEndian.PutUint32(rh[12:16], uint32(len(fr)))
 		w.Write(rh[:])
 		w.Write(fr)
+		all = append(all, fr)
 	}
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
@@ -145,7 +148,28 @@ func replayBenchCapture(b *testing.B, dir string) (string, int) {
 	if err := f.Close(); err != nil {
 		b.Fatal(err)
 	}
-	return path, frames
+	return path, all
+}
+
+// testRunCeiling is the frames per second that BPF_PROG_TEST_RUN alone
+// passes on one CPU: frames, in order, each through the program loaded for
+// replay (empty lists, no limits) as a replay runs it, one syscall each,
+// without reading, parsing, scoring or reporting. No replay on one CPU
+// can be faster.
+func testRunCeiling(b *testing.B, frames [][]byte) float64 {
+	d, err := loader.Load(loader.Options{Sizes: testutil.SmallSizes(), ReplayClock: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	r := d.NewRunner()
+	start := time.Now()
+	for i, fr := range frames {
+		if _, _, err := r.RunAt(fr, 1<<40+uint64(i)*100_000); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(len(frames)) / time.Since(start).Seconds()
 }
 
 // BenchmarkReplay measures `bulwark replay` in process (replay.Run): the
@@ -166,7 +190,8 @@ func BenchmarkReplay(b *testing.B) {
 	if err := os.WriteFile(cfg, []byte(replayBenchConfig), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	capPath, n := replayBenchCapture(b, dir)
+	capPath, capFrames := replayBenchCapture(b, dir)
+	n := len(capFrames)
 	// The fixed cost (config, load, map fill) of a replay: one frame.
 	one := "../testdata/pcaps/tcpd_ip_printroute_asan.pcap"
 	fixedStart := time.Now()
@@ -204,12 +229,14 @@ func BenchmarkReplay(b *testing.B) {
 		b.Fatal(err)
 	}
 	oneCPU := float64(n) / time.Since(oneStart).Seconds()
+	ceiling := testRunCeiling(b, capFrames)
 	b.ReportMetric(pps, "pkts/s")
 	b.ReportMetric(steady, "pkts/s-after-load")
 	b.ReportMetric(oneCPU, "pkts/s-1cpu")
+	b.ReportMetric(ceiling, "pkts/s-testrun-1cpu")
 	b.ReportMetric(0, "ns/op")
 	b.Logf("%d frames: actions %v, reasons %v, rules %v, lists %v, %d verdicts", n, rep.Actions, rep.Reasons,
 		rep.Rules, rep.Lists, len(rep.Verdicts))
-	b.Logf("%.0f pkts/s end to end (target >= 300000); load and fill %v; %.0f pkts/s after the load; %.0f pkts/s end to end on one CPU",
-		pps, fixed, steady, oneCPU)
+	b.Logf("%.0f pkts/s end to end (target >= 300000); load and fill %v; %.0f pkts/s after the load; %.0f pkts/s end to end on one CPU; "+
+		"BPF_PROG_TEST_RUN alone %.0f pkts/s on one CPU", pps, fixed, steady, oneCPU, ceiling)
 }

@@ -60,7 +60,8 @@ struct {
 	} name SEC(".maps")
 
 /* Slot masks: IPv4, one per /LIST_SLOT4, indexed by the address's first
- * two bytes; bit i: a prefix of length 31 - i lies in the slot. */
+ * two bytes; bit i: a prefix of length 31 - i lies in the slot; bit 31
+ * (SLOT4_HOSTS): a /32 does. */
 #define LIST_SLOTS4(name) MASK_ARRAY(name, 1 << LIST_SLOT4, __u32)
 
 /* IPv6, indexed by a hash of the address's /LIST_SLOT6 (lists.h slot6):
@@ -71,8 +72,9 @@ struct {
 /* IPv6 lengths LIST_MID6 to LIST_SLOT6 - 1, indexed by a hash of the
  * address's /LIST_MID6 (lists.h mid6), as the slots above: bit i, a prefix
  * of length LIST_SLOT6 - 1 - i. Without it, one /48 anywhere in a list
- * cost every IPv6 packet a hash probe. */
-#define LIST_MIDS6(name) MASK_ARRAY(name, 1 << LIST_SLOT6_HASH_BITS, __u32)
+ * cost every IPv6 packet a hash probe. Bit 63 (MID6_HOSTS): a /128 lies
+ * in it. */
+#define LIST_MIDS6(name) MASK_ARRAY(name, 1 << LIST_SLOT6_HASH_BITS, __u64)
 
 /* The lengths shorter than a slot that have an entry. */
 struct list_short {

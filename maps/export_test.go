@@ -8,14 +8,14 @@ import (
 
 // Masks reads the list's length masks: the non-zero slot masks by slot
 // (IPv4, IPv6, IPv6 mid), and the short masks.
-func (l *List) Masks() (v4 map[uint32]uint32, v6 map[uint32]uint64, mid map[uint32]uint32, short4 uint32, short6 uint64, err error) {
+func (l *List) Masks() (v4 map[uint32]uint32, v6 map[uint32]uint64, mid map[uint32]uint64, short4 uint32, short6 uint64, err error) {
 	if v4, err = nonZero[uint32](l.slots4); err != nil {
 		return
 	}
 	if v6, err = nonZero[uint64](l.slots6); err != nil {
 		return
 	}
-	if mid, err = nonZero[uint32](l.mid6); err != nil {
+	if mid, err = nonZero[uint64](l.mid6); err != nil {
 		return
 	}
 	var sh bpf.BulwarkListShort

@@ -13,12 +13,17 @@ import (
 // IPv6 /slot6) for the lengths from the slot's own to the longest prefix,
 // for IPv6 a mid mask per hash of a /mid6 for the lengths from mid6 to
 // slot6 - 1, and a list-wide short mask for the shorter ones. Bits stand
-// for lengths longest first.
+// for lengths longest first. Hosts are counted as lengths too (32, 128):
+// in the IPv4 slot mask's and the IPv6 mid mask's hosts bit, without
+// which the datapath skips the host hash.
 const (
 	slot4     = int(bpf.BulwarkLimitsLIST_SLOT4)
 	slot6     = int(bpf.BulwarkLimitsLIST_SLOT6)
 	mid6      = int(bpf.BulwarkLimitsLIST_MID6)
 	slot6Bits = int(bpf.BulwarkLimitsLIST_SLOT6HASH_BITS)
+	// The hosts bits, as SLOT4_HOSTS and MID6_HOSTS in bpf/lists.h.
+	slot4Hosts = uint64(1) << 31
+	mid6Hosts  = uint64(1) << 63
 )
 
 // slot6Of is the IPv6 slot of an address: its first 8 bytes, as the datapath
@@ -47,12 +52,15 @@ type lenKey struct {
 	bits uint8
 }
 
-// lenOf is the mask and length of a normalised prefix that is no host.
+// lenOf is the mask and length of a normalised prefix (a host's length is
+// its family's address length).
 func lenOf(p netip.Prefix) lenKey {
 	a := p.Addr().AsSlice()
 	k := lenKey{bits: uint8(p.Bits())}
 	k.mask.v6 = len(a) == 16
 	switch {
+	case k.mask.v6 && p.Bits() == 128:
+		k.mask.mid, k.mask.slot = true, mid6Of(p.Addr().As16())
 	case !k.mask.v6 && p.Bits() >= slot4:
 		k.mask.slot = uint32(a[0])<<8 | uint32(a[1])
 	case k.mask.v6 && p.Bits() >= slot6:
@@ -65,10 +73,16 @@ func lenOf(p netip.Prefix) lenKey {
 	return k
 }
 
-// bit is the length's bit in its mask: the mask's longest length is bit 0.
+// bit is the length's bit in its mask: the mask's longest length is bit 0,
+// a host's is the hosts bit.
 func (k lenKey) bit() uint64 {
 	top := 31
 	switch {
+	case k.host():
+		if k.mask.v6 {
+			return mid6Hosts
+		}
+		return slot4Hosts
 	case k.mask.short && k.mask.v6:
 		top = mid6 - 1
 	case k.mask.mid:
@@ -81,7 +95,22 @@ func (k lenKey) bit() uint64 {
 	return 1 << (top - int(k.bits))
 }
 
-// span is the lengths a mask covers.
+// host tells whether the length is a host's.
+func (k lenKey) host() bool { return int(k.bits) == 128 || !k.mask.v6 && k.bits == 32 }
+
+// hostsIn is the host length whose bit mask m holds (32 or 128), or 0 if
+// it holds none.
+func (m maskKey) hostsIn() int {
+	switch {
+	case m.mid:
+		return 128
+	case !m.v6 && !m.short:
+		return 32
+	}
+	return 0
+}
+
+// span is the lengths a mask covers (without its hosts bit).
 func (m maskKey) span() (lo, hi int) {
 	switch {
 	case m.short && m.v6:
@@ -108,6 +137,11 @@ func (l *List) maskOf(m maskKey, extra map[lenKey]bool) uint64 {
 			bits |= k.bit()
 		}
 	}
+	if h := m.hostsIn(); h != 0 {
+		if k := (lenKey{m, uint8(h)}); l.lens[k] > 0 || extra[k] {
+			bits |= k.bit()
+		}
+	}
 	return bits
 }
 
@@ -116,14 +150,14 @@ func (l *List) maskOf(m maskKey, extra map[lenKey]bool) uint64 {
 func (l *List) writeMasks(ms map[maskKey]bool, extra map[lenKey]bool) error {
 	short := false
 	var k4, k6, km []uint32
-	var v4, vm []uint32
-	var v6 []uint64
+	var v4 []uint32
+	var v6, vm []uint64
 	for m := range ms {
 		switch {
 		case m.short:
 			short = true
 		case m.mid:
-			km, vm = append(km, m.slot), append(vm, uint32(l.maskOf(m, extra)))
+			km, vm = append(km, m.slot), append(vm, l.maskOf(m, extra))
 		case m.v6:
 			k6, v6 = append(k6, m.slot), append(v6, l.maskOf(m, extra))
 		default:
@@ -157,12 +191,12 @@ func (l *List) writeMasks(ms map[maskKey]bool, extra map[lenKey]bool) error {
 func (l *List) rewriteMasks() error {
 	v4 := make([]uint32, 1<<slot4)
 	v6 := make([]uint64, 1<<slot6Bits)
-	vm := make([]uint32, 1<<slot6Bits)
+	vm := make([]uint64, 1<<slot6Bits)
 	for k := range l.lens {
 		switch {
 		case k.mask.short:
 		case k.mask.mid:
-			vm[k.mask.slot] |= uint32(k.bit())
+			vm[k.mask.slot] |= k.bit()
 		case k.mask.v6:
 			v6[k.mask.slot] |= k.bit()
 		default:

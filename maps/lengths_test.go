@@ -14,13 +14,22 @@ import (
 // entries: IPv4 /16-/31 in their /16's slot (bit 31-len), IPv6 /64-/127 in
 // their /64's hash slot (bit 127-len), IPv6 /32-/63 in their /32's hash
 // slot (bit 63-len), shorter ones in the short masks (bit 15-len, 31-len);
-// hosts in none.
-func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint32]uint64, mid map[uint32]uint32, s4 uint32, s6 uint64) {
-	v4, v6, mid = map[uint32]uint32{}, map[uint32]uint64{}, map[uint32]uint32{}
+// hosts as bit 31 of their /16's slot (IPv4) and bit 63 of their /32's
+// hash slot (IPv6).
+func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint32]uint64, mid map[uint32]uint64, s4 uint32, s6 uint64) {
+	v4, v6, mid = map[uint32]uint32{}, map[uint32]uint64{}, map[uint32]uint64{}
+	midOf := func(a []byte) uint32 {
+		// The first 4 bytes (little-endian) times 2^64/phi, top 16 bits,
+		// as bpf/lists.h mid6.
+		return uint32(uint64(binary.LittleEndian.Uint32(a[:4])) * 0x9e3779b97f4a7c15 >> 48)
+	}
 	for p := range es {
 		n, a := p.Bits(), p.Addr().AsSlice()
 		switch {
+		case p.IsSingleIP() && p.Addr().Is4():
+			v4[uint32(a[0])<<8|uint32(a[1])] |= 1 << 31
 		case p.IsSingleIP():
+			mid[midOf(a)] |= 1 << 63
 		case p.Addr().Is4() && n >= 16:
 			v4[uint32(a[0])<<8|uint32(a[1])] |= 1 << (31 - n)
 		case p.Addr().Is4():
@@ -30,8 +39,7 @@ func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint32]ui
 			// 2^64/phi, as bpf/lists.h slot6.
 			v6[uint32(binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15>>48)] |= 1 << (127 - n)
 		case n >= 32:
-			// The same of the first 4 bytes, as bpf/lists.h mid6.
-			mid[uint32(uint64(binary.LittleEndian.Uint32(a[:4]))*0x9e3779b97f4a7c15>>48)] |= 1 << (63 - n)
+			mid[midOf(a)] |= 1 << (63 - n)
 		default:
 			s6 |= 1 << (31 - n)
 		}
@@ -93,6 +101,9 @@ func TestLengthMasks(t *testing.T) {
 	del("198.0.0.0/8", "2001:2::/48", "2001:2::/64", "2001::/16")
 	del("2001:2::/40")
 	del("2001:2::/100", "2001:2:0:1::/64", "203.0.113.0/24") // the last one was never there
+	add("198.18.0.8/32", "2001:2::8/128")                    // hosts bits stay: 198.18.0.7 and 2001:2::7 are in their slots
+	del("198.18.0.7/32", "2001:2::7/128")
+	del("198.18.0.8/32", "2001:2::8/128") // the last hosts of their slots: the bits go
 	// Room for 8 IPv6 prefixes, none left: 9 do not fit.
 	var es []bmaps.Entry
 	for i := 0; i < 9; i++ {

@@ -22,7 +22,7 @@ type List struct {
 	bit                          uint32 // present bit of hosts4; the others follow
 	hosts4, hosts6, nets4, nets6 *ebpf.Map
 	slots4, slots6, mid6, short  *ebpf.Map      // length masks
-	lens                         map[lenKey]int // prefixes per mask and length; guarded by set.mu
+	lens                         map[lenKey]int // entries per mask and length; guarded by set.mu
 	tally                        tally
 }
 
@@ -43,9 +43,7 @@ func (l *List) recount() error {
 	ttl := map[netip.Prefix]uint64{}
 	l.lens = map[lenKey]int{}
 	err := l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
-		if !p.IsSingleIP() {
-			l.lens[lenOf(p)]++
-		}
+		l.lens[lenOf(p)]++
 		if p.Addr().Is4() {
 			v4++
 		} else {
@@ -100,8 +98,9 @@ func normalise(p netip.Prefix) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// Add writes entries (upsert), in batches: hosts into the host hashes,
-// prefixes into the prefix hashes after their lengths into the masks.
+// Add writes entries (upsert), in batches, after their lengths (and hosts
+// bits) into the masks: hosts into the host hashes, prefixes into the
+// prefix hashes.
 func (l *List) Add(entries []Entry) error {
 	var k4 [][4]byte
 	var v4 []bpf.BulwarkListValue
@@ -111,7 +110,7 @@ func (l *List) Add(entries []Entry) error {
 	var nv4 []bpf.BulwarkListValue
 	var n6 []bpf.BulwarkLpmV6Key
 	var nv6 []bpf.BulwarkListValue
-	var lk4, lk6 []lenKey // the length of each of n4, n6
+	var lk4, lk6, lh4, lh6 []lenKey // the length of each of n4, n6, k4, k6
 	ms, extra := map[maskKey]bool{}, map[lenKey]bool{}
 	norm := make([]netip.Prefix, len(entries))
 	for i, e := range entries {
@@ -123,17 +122,19 @@ func (l *List) Add(entries []Entry) error {
 		v := listValue(e, p.Bits())
 		switch {
 		case p.Addr().Is4() && p.Bits() == 32:
-			k4, v4 = append(k4, host4(p.Addr())), append(v4, v)
+			k4, v4, lh4 = append(k4, host4(p.Addr())), append(v4, v), append(lh4, lenOf(p))
 		case p.Addr().Is4():
 			n4, nv4, lk4 = append(n4, lpm4(p)), append(nv4, v), append(lk4, lenOf(p))
 		case p.Bits() == 128:
-			k6, v6 = append(k6, host6(p.Addr())), append(v6, v)
+			k6, v6, lh6 = append(k6, host6(p.Addr())), append(v6, v), append(lh6, lenOf(p))
 		default:
 			n6, nv6, lk6 = append(n6, lpm6(p)), append(nv6, v), append(lk6, lenOf(p))
 		}
 	}
-	for _, k := range append(lk4, lk6...) {
-		ms[k.mask], extra[k] = true, true
+	for _, lks := range [][]lenKey{lk4, lk6, lh4, lh6} {
+		for _, k := range lks {
+			ms[k.mask], extra[k] = true, true
+		}
 	}
 	h4, h6, b4, b6 := l.bits()
 	var on uint32
@@ -192,6 +193,8 @@ func (l *List) Add(entries []Entry) error {
 	t.hosts6 += len(newH6)
 	countLens(l.lens, n4, lk4, newN4)
 	countLens(l.lens, n6, lk6, newN6)
+	countLens(l.lens, k4, lh4, newH4)
+	countLens(l.lens, k6, lh6, newH6)
 	for i, p := range norm {
 		if exp := entries[i].ExpiresNS; exp != 0 {
 			t.ttl[p] = exp
@@ -353,14 +356,13 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 		}
 		delete(l.tally.ttl, p)
 		l.tally.mu.Unlock()
-		if m == l.nets4 || m == l.nets6 {
-			// After the entry is gone: its length's bit goes with the last one.
-			k := lenOf(p)
-			if l.lens[k]--; l.lens[k] <= 0 {
-				delete(l.lens, k)
-				if err := l.writeMasks(map[maskKey]bool{k.mask: true}, nil); err != nil {
-					return err
-				}
+		// After the entry is gone: its length's (or hosts) bit goes with
+		// the last one.
+		k := lenOf(p)
+		if l.lens[k]--; l.lens[k] <= 0 {
+			delete(l.lens, k)
+			if err := l.writeMasks(map[maskKey]bool{k.mask: true}, nil); err != nil {
+				return err
 			}
 		}
 	}

@@ -77,6 +77,7 @@ const (
 	BulwarkLimitsEVENT_SNAP          BulwarkLimits = 128
 	BulwarkLimitsLIST_SLOT4          BulwarkLimits = 16
 	BulwarkLimitsLIST_SLOT6          BulwarkLimits = 64
+	BulwarkLimitsLIST_MID6           BulwarkLimits = 32
 	BulwarkLimitsLIST_SLOT6HASH_BITS BulwarkLimits = 16
 	BulwarkLimitsMAX_SIGNATURES      BulwarkLimits = 16
 	BulwarkLimitsSIG_DATA            BulwarkLimits = 16
@@ -343,6 +344,7 @@ const (
 	BulwarkMapAggBuckets          = "agg_buckets"
 	BulwarkMapAllowHosts4         = "allow_hosts4"
 	BulwarkMapAllowHosts6         = "allow_hosts6"
+	BulwarkMapAllowMid6           = "allow_mid6"
 	BulwarkMapAllowNets4          = "allow_nets4"
 	BulwarkMapAllowNets6          = "allow_nets6"
 	BulwarkMapAllowShort          = "allow_short"
@@ -350,6 +352,7 @@ const (
 	BulwarkMapAllowSlots6         = "allow_slots6"
 	BulwarkMapBlockHosts4         = "block_hosts4"
 	BulwarkMapBlockHosts6         = "block_hosts6"
+	BulwarkMapBlockMid6           = "block_mid6"
 	BulwarkMapBlockNets4          = "block_nets4"
 	BulwarkMapBlockNets6          = "block_nets6"
 	BulwarkMapBlockShort          = "block_short"
@@ -449,6 +452,7 @@ type BulwarkMapSpecs struct {
 	AggBuckets      *ebpf.MapSpec `ebpf:"agg_buckets"`
 	AllowHosts4     *ebpf.MapSpec `ebpf:"allow_hosts4"`
 	AllowHosts6     *ebpf.MapSpec `ebpf:"allow_hosts6"`
+	AllowMid6       *ebpf.MapSpec `ebpf:"allow_mid6"`
 	AllowNets4      *ebpf.MapSpec `ebpf:"allow_nets4"`
 	AllowNets6      *ebpf.MapSpec `ebpf:"allow_nets6"`
 	AllowShort      *ebpf.MapSpec `ebpf:"allow_short"`
@@ -456,6 +460,7 @@ type BulwarkMapSpecs struct {
 	AllowSlots6     *ebpf.MapSpec `ebpf:"allow_slots6"`
 	BlockHosts4     *ebpf.MapSpec `ebpf:"block_hosts4"`
 	BlockHosts6     *ebpf.MapSpec `ebpf:"block_hosts6"`
+	BlockMid6       *ebpf.MapSpec `ebpf:"block_mid6"`
 	BlockNets4      *ebpf.MapSpec `ebpf:"block_nets4"`
 	BlockNets6      *ebpf.MapSpec `ebpf:"block_nets6"`
 	BlockShort      *ebpf.MapSpec `ebpf:"block_short"`
@@ -531,6 +536,7 @@ type BulwarkMaps struct {
 	AggBuckets      *ebpf.Map `ebpf:"agg_buckets"`
 	AllowHosts4     *ebpf.Map `ebpf:"allow_hosts4"`
 	AllowHosts6     *ebpf.Map `ebpf:"allow_hosts6"`
+	AllowMid6       *ebpf.Map `ebpf:"allow_mid6"`
 	AllowNets4      *ebpf.Map `ebpf:"allow_nets4"`
 	AllowNets6      *ebpf.Map `ebpf:"allow_nets6"`
 	AllowShort      *ebpf.Map `ebpf:"allow_short"`
@@ -538,6 +544,7 @@ type BulwarkMaps struct {
 	AllowSlots6     *ebpf.Map `ebpf:"allow_slots6"`
 	BlockHosts4     *ebpf.Map `ebpf:"block_hosts4"`
 	BlockHosts6     *ebpf.Map `ebpf:"block_hosts6"`
+	BlockMid6       *ebpf.Map `ebpf:"block_mid6"`
 	BlockNets4      *ebpf.Map `ebpf:"block_nets4"`
 	BlockNets6      *ebpf.Map `ebpf:"block_nets6"`
 	BlockShort      *ebpf.Map `ebpf:"block_short"`
@@ -573,6 +580,7 @@ func (m *BulwarkMaps) Close() error {
 		m.AggBuckets,
 		m.AllowHosts4,
 		m.AllowHosts6,
+		m.AllowMid6,
 		m.AllowNets4,
 		m.AllowNets6,
 		m.AllowShort,
@@ -580,6 +588,7 @@ func (m *BulwarkMaps) Close() error {
 		m.AllowSlots6,
 		m.BlockHosts4,
 		m.BlockHosts6,
+		m.BlockMid6,
 		m.BlockNets4,
 		m.BlockNets6,
 		m.BlockShort,

@@ -80,9 +80,9 @@ enum port_table {
  * configured rules, and two ids are the limits that hold when per-source
  * state does not: the per-prefix aggregate and the ceiling on new sources.
  * EVENT_SNAP is how many bytes of a dropped frame a sample carries;
- * LIST_SLOT4 and LIST_SLOT6 the prefix lengths of the slots whose masks
- * say which list prefix lengths hold entries (lists.h), and
- * LIST_SLOT6_HASH_BITS the bits of the IPv6 slot hash. */
+ * LIST_SLOT4, LIST_SLOT6 and LIST_MID6 the prefix lengths of the slots
+ * whose masks say which list prefix lengths hold entries (lists.h), and
+ * LIST_SLOT6_HASH_BITS the bits of the IPv6 slot hashes. */
 enum limits {
 	PORTS_PER_SLOT = 8,
 	PORT_SLOTS = PORT_TABLES * 65536 / 8,
@@ -92,6 +92,7 @@ enum limits {
 	EVENT_SNAP = 128,
 	LIST_SLOT4 = 16,
 	LIST_SLOT6 = 64,
+	LIST_MID6 = 32,
 	LIST_SLOT6_HASH_BITS = 16,
 	MAX_SIGNATURES = 16,
 	SIG_DATA = 16,

@@ -7,12 +7,18 @@
  * A prefix lookup probes only the lengths that can match. A slot mask says
  * which lengths have an entry inside the source's /LIST_SLOT4 (IPv4
  * lengths LIST_SLOT4-31) or in the /LIST_SLOT6s that hash like the
- * source's (IPv6 lengths LIST_SLOT6-127); the list's short masks say which
- * shorter lengths have an entry anywhere.
+ * source's (IPv6 lengths LIST_SLOT6-127), a mid mask the same for the
+ * /LIST_MID6s that hash like the source's (IPv6 lengths LIST_MID6 to
+ * LIST_SLOT6 - 1); the list's short masks say which shorter lengths have
+ * an entry anywhere.
  * Lengths are probed longest first, so the first live entry is the longest
  * live match: an expired longest match never hides a shorter live one.
- * Userspace sets a bit before it writes the first entry of that length and
- * clears it after the last one is gone, so no entry in a map is skipped.
+ * The host hash is probed only when the source's IPv4 slot mask, or IPv6
+ * mid mask, has its hosts bit: a list holds a host there. Most sources of
+ * a small list's family then cost the list array reads, not a hash probe.
+ * Userspace sets a bit before it writes the first entry of that length (or
+ * host) and clears it after the last one is gone, so no entry in a map is
+ * skipped.
  */
 #ifndef BULWARK_LISTS_H
 #define BULWARK_LISTS_H
@@ -24,6 +30,13 @@
 #include "maps.h"
 #include "clock.h"
 #include "parse.h"
+
+/* The hosts bits: a slot mask's (IPv4) and a mid mask's (IPv6) bit that
+ * says a host entry lies in the slot. Above the lengths' bits; maps/lengths.go
+ * has the same. */
+#define SLOT4_HOSTS (1u << 31)
+#define MID6_HOSTS (1ull << 63)
+#define MID6_LENGTHS 0xffffffffull
 
 /* An entry applies unless it has an expiry that has passed. */
 static __always_inline int entry_live(struct xdp_md *ctx, struct list_value *v, __u64 *now)
@@ -135,25 +148,29 @@ static __always_inline void probe_lengths(struct probe *pr, __u32 top, int v6)
 }
 
 /* The longest live prefix of one family holding pr's address: the lengths
- * of its slot (slots keyed by slot), then the list's shorter ones. */
-static __always_inline int probe_family(struct probe *pr, void *slots, void *slot, void *shorts,
+ * of its slot mask (slot, lengths down to top_slot), for IPv6 then those
+ * of its mid mask (mid), then the list's shorter ones. */
+static __always_inline int probe_family(struct probe *pr, __u64 slot, __u64 mid, void *shorts,
 					int v6)
 {
 	struct list_short *sh;
 	__u32 zero = 0;
-	void *m = bpf_map_lookup_elem(slots, slot);
 
-	if (m) {
-		pr->mask = v6 ? *(__u64 *)m : *(__u32 *)m;
-		probe_lengths(pr, v6 ? 127 : 31, v6);
-	}
+	pr->mask = slot;
+	probe_lengths(pr, v6 ? 127 : 31, v6);
 	if (pr->found)
 		return 1;
+	if (v6) {
+		pr->mask = mid;
+		probe_lengths(pr, LIST_SLOT6 - 1, 1);
+		if (pr->found)
+			return 1;
+	}
 	sh = bpf_map_lookup_elem(shorts, &zero);
 	if (!sh)
 		return 0;
 	pr->mask = v6 ? sh->v6 : sh->v4;
-	probe_lengths(pr, v6 ? LIST_SLOT6 - 1 : LIST_SLOT4 - 1, v6);
+	probe_lengths(pr, v6 ? LIST_MID6 - 1 : LIST_SLOT4 - 1, v6);
 	return pr->found;
 }
 
@@ -177,8 +194,17 @@ static __always_inline __u32 slot6(__u64 hi)
 	return (hi * 0x9e3779b97f4a7c15ull) >> (64 - LIST_SLOT6_HASH_BITS);
 }
 
+/* The IPv6 mid slot: the same hash of the address's bytes 0-3 (the low
+ * half of hi). */
+static __always_inline __u32 mid6(__u64 hi)
+{
+	return slot6(hi & 0xffffffffull);
+}
+
 /* The maps of one list, by its name prefix (allow, block). */
-#define LIST_MAPS(l) &l##_hosts4, &l##_hosts6, &l##_nets4, &l##_nets6, &l##_slots4, &l##_slots6, &l##_short
+#define LIST_MAPS(l)                                                           \
+	&l##_hosts4, &l##_hosts6, &l##_nets4, &l##_nets6, &l##_slots4, &l##_slots6, &l##_mid6, \
+		&l##_short
 
 /* Looks p's source up in one list (its maps as LIST_MAPS gives them) and
  * returns whether a live entry holds it, with that entry's list id in *id:
@@ -186,36 +212,52 @@ static __always_inline __u32 slot6(__u64 hi)
  * PRESENT_*_HOSTS4 bit; hosts6, nets4 and nets6 follow it in enum order. */
 static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s,
 				       struct packet *p, void *hosts4, void *hosts6, void *nets4,
-				       void *nets6, void *slots4, void *slots6, void *shorts,
-				       __u32 bit, __u64 *now, __u32 *id)
+				       void *nets6, void *slots4, void *slots6, void *mids6,
+				       void *shorts, __u32 bit, __u64 *now, __u32 *id)
 {
 	struct probe pr = {.ctx = ctx, .now = now};
-	__u32 slot;
+	__u32 slot, mid;
+	__u64 sm = 0, mm = 0;
 
 	if (p->family == 4) {
-		__u32 addr;
+		__u32 addr, *m;
 
+		if (!(s->present & (bit | bit << 2)))
+			return 0;
 		slot = (__u32)p->src.addr[12] << 8 | p->src.addr[13];
-
+		m = bpf_map_lookup_elem(slots4, &slot);
+		if (m)
+			sm = *m;
 		__builtin_memcpy(&addr, &p->src.addr[12], 4);
-		if (host_hit(ctx, hosts4, &addr, s->present & bit, now, id))
+		if ((sm & SLOT4_HOSTS) && host_hit(ctx, hosts4, &addr, s->present & bit, now, id))
 			return 1;
 		if (!(s->present & (bit << 2)))
 			return 0;
 		pr.nets = nets4;
 		pr.hi = addr;
-		if (!probe_family(&pr, slots4, &slot, shorts, 0))
+		if (!probe_family(&pr, sm & ~SLOT4_HOSTS, 0, shorts, 0))
 			return 0;
 	} else {
-		if (host_hit(ctx, hosts6, &p->src, s->present & (bit << 1), now, id))
+		__u64 *m;
+
+		if (!(s->present & (bit << 1 | bit << 3)))
+			return 0;
+		__builtin_memcpy(&pr.hi, p->src.addr, 8);
+		mid = mid6(pr.hi);
+		m = bpf_map_lookup_elem(mids6, &mid);
+		if (m)
+			mm = *m;
+		if ((mm & MID6_HOSTS) && host_hit(ctx, hosts6, &p->src, s->present & (bit << 1), now, id))
 			return 1;
 		if (!(s->present & (bit << 3)))
 			return 0;
 		pr.nets = nets6;
-		__builtin_memcpy(&pr.hi, p->src.addr, 8);
 		__builtin_memcpy(&pr.lo, &p->src.addr[8], 8);
 		slot = slot6(pr.hi);
-		if (!probe_family(&pr, slots6, &slot, shorts, 1))
+		m = bpf_map_lookup_elem(slots6, &slot);
+		if (m)
+			sm = *m;
+		if (!probe_family(&pr, sm, mm & MID6_LENGTHS, shorts, 1))
 			return 0;
 	}
 	*id = pr.id;

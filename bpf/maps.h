@@ -50,31 +50,35 @@ struct {
 		__type(value, valtype);                                        \
 	} name SEC(".maps")
 
-/* Slot masks (see lists.h): IPv4, one per /LIST_SLOT4, an array indexed by
- * the address's first two bytes; bit i: a prefix of length 31 - i lies in
- * the slot. */
-#define LIST_SLOTS4(name)                                                      \
+/* An array of n length masks of type valtype (see lists.h). */
+#define MASK_ARRAY(name, n, valtype)                                           \
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
-		__uint(max_entries, 1 << LIST_SLOT4);                          \
+		__uint(max_entries, n);                                        \
 		__type(key, __u32);                                            \
-		__type(value, __u32);                                          \
+		__type(value, valtype);                                        \
 	} name SEC(".maps")
 
-/* IPv6, an array indexed by a hash of the address's /LIST_SLOT6 (lists.h
- * slot6): /64s that share an element share its mask, so a collision costs
- * probes, never a miss. Bit i: a prefix of length 127 - i. */
-#define LIST_SLOTS6(name)                                                      \
-	struct {                                                               \
-		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
-		__uint(max_entries, 1 << LIST_SLOT6_HASH_BITS);                \
-		__type(key, __u32);                                            \
-		__type(value, __u64);                                          \
-	} name SEC(".maps")
+/* Slot masks: IPv4, one per /LIST_SLOT4, indexed by the address's first
+ * two bytes; bit i: a prefix of length 31 - i lies in the slot; bit 31
+ * (SLOT4_HOSTS): a /32 does. */
+#define LIST_SLOTS4(name) MASK_ARRAY(name, 1 << LIST_SLOT4, __u32)
+
+/* IPv6, indexed by a hash of the address's /LIST_SLOT6 (lists.h slot6):
+ * /64s that share an element share its mask, so a collision costs probes,
+ * never a miss. Bit i: a prefix of length 127 - i. */
+#define LIST_SLOTS6(name) MASK_ARRAY(name, 1 << LIST_SLOT6_HASH_BITS, __u64)
+
+/* IPv6 lengths LIST_MID6 to LIST_SLOT6 - 1, indexed by a hash of the
+ * address's /LIST_MID6 (lists.h mid6), as the slots above: bit i, a prefix
+ * of length LIST_SLOT6 - 1 - i. Without it, one /48 anywhere in a list
+ * cost every IPv6 packet a hash probe. Bit 63 (MID6_HOSTS): a /128 lies
+ * in it. */
+#define LIST_MIDS6(name) MASK_ARRAY(name, 1 << LIST_SLOT6_HASH_BITS, __u64)
 
 /* The lengths shorter than a slot that have an entry. */
 struct list_short {
-	__u64 v6; /* bit i: length LIST_SLOT6 - 1 - i */
+	__u64 v6; /* bit i: length LIST_MID6 - 1 - i */
 	__u32 v4; /* bit i: length LIST_SLOT4 - 1 - i */
 	__u32 pad;
 };
@@ -98,6 +102,7 @@ HOST_MAP(allow_nets4, struct lpm_v4_key);
 HOST_MAP(allow_nets6, struct lpm_v6_key);
 LIST_SLOTS4(allow_slots4);
 LIST_SLOTS6(allow_slots6);
+LIST_MIDS6(allow_mid6);
 LIST_SHORT(allow_short);
 HOST_MAP(block_hosts4, __u32);
 HOST_MAP(block_hosts6, struct src_key);
@@ -105,6 +110,7 @@ HOST_MAP(block_nets4, struct lpm_v4_key);
 HOST_MAP(block_nets6, struct lpm_v6_key);
 LIST_SLOTS4(block_slots4);
 LIST_SLOTS6(block_slots6);
+LIST_MIDS6(block_mid6);
 LIST_SHORT(block_short);
 
 /* Source classes: CIDR -> limit multiplier. */

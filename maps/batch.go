@@ -279,8 +279,18 @@ func (l *List) DeleteMany(prefixes []netip.Prefix) error {
 	if len(hosts) > 0 {
 		l.set.mu.Lock()
 		l.changes.note(hosts)
-		n4, err4 := deleteBatch(l.hosts4, h4)
-		n6, err6 := deleteBatch(l.hosts6, h6)
+		// A deleted host's length (its mask's hosts bit) goes with the
+		// last host of that mask, as in Delete.
+		gone := map[maskKey]bool{}
+		drop := func(k lenKey) {
+			if l.lens[k]--; l.lens[k] <= 0 {
+				delete(l.lens, k)
+				gone[k.mask] = true
+			}
+		}
+		n4, err4 := deleteBatchEach(l.hosts4, h4, func(i int) { drop(hostLen4(h4[i])) })
+		n6, err6 := deleteBatchEach(l.hosts6, h6, func(i int) { drop(hostLen6(h6[i])) })
+		errMasks := l.writeMasks(gone, nil)
 		l.tally.mu.Lock()
 		l.tally.ipv4, l.tally.hosts4 = l.tally.ipv4-n4, l.tally.hosts4-n4
 		l.tally.ipv6, l.tally.hosts6 = l.tally.ipv6-n6, l.tally.hosts6-n6
@@ -289,7 +299,7 @@ func (l *List) DeleteMany(prefixes []netip.Prefix) error {
 		}
 		l.tally.mu.Unlock()
 		l.set.mu.Unlock()
-		if err := errors.Join(err4, err6); err != nil {
+		if err := errors.Join(err4, err6, errMasks); err != nil {
 			return fmt.Errorf("%s list: delete hosts: %w", l.name, err)
 		}
 	}
@@ -300,29 +310,44 @@ func (l *List) DeleteMany(prefixes []netip.Prefix) error {
 // deleteBatch deletes keys from a hash map in batch syscalls and returns
 // how many it deleted; a key not present is skipped.
 func deleteBatch[K any](m *ebpf.Map, keys []K) (int, error) {
-	deleted := 0
+	return deleteBatchEach(m, keys, func(int) {})
+}
+
+// deleteBatchEach is deleteBatch calling deleted with the index in keys of
+// each key it deleted.
+func deleteBatchEach[K any](m *ebpf.Map, keys []K, deleted func(i int)) (int, error) {
+	n, at := 0, 0 // deleted so far; index in keys of keys[0]
+	done := func(from, to int) {
+		for i := from; i < to; i++ {
+			deleted(i)
+		}
+		n += to - from
+	}
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), batchSize)]
-		n, err := m.BatchDelete(chunk, nil)
-		deleted += n
+		c, err := m.BatchDelete(chunk, nil)
 		switch {
 		case errors.Is(err, ebpf.ErrNotSupported):
-			for _, k := range keys {
+			for i, k := range keys {
 				if err := m.Delete(k); err == nil {
-					deleted++
+					done(at+i, at+i+1)
 				} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
-					return deleted, err
+					return n, err
 				}
 			}
-			return deleted, nil
+			return n, nil
 		case errors.Is(err, ebpf.ErrKeyNotExist):
 			// The kernel stops at the first key that is not there: skip it.
-			keys = keys[n+1:]
+			done(at, at+c)
+			keys, at = keys[c+1:], at+c+1
 		case err != nil:
-			return deleted, err
+			// The kernel deleted the first c keys before it failed.
+			done(at, at+c)
+			return n, err
 		default:
-			keys = keys[len(chunk):]
+			done(at, at+c)
+			keys, at = keys[len(chunk):], at+len(chunk)
 		}
 	}
-	return deleted, nil
+	return n, nil
 }

@@ -37,6 +37,8 @@ func TestLayout(t *testing.T) {
 		{MapBlockSlots4, uint32(0), uint32(0)},
 		{MapAllowSlots6, uint32(0), uint64(0)},
 		{MapBlockSlots6, uint32(0), uint64(0)},
+		{MapAllowMid6, uint32(0), uint64(0)},
+		{MapBlockMid6, uint32(0), uint64(0)},
 		{MapAllowShort, uint32(0), bpf.BulwarkListShort{}},
 		{MapBlockShort, uint32(0), bpf.BulwarkListShort{}},
 		{MapClasses4, bpf.BulwarkLpmV4Key{}, bpf.BulwarkClassValue{}},

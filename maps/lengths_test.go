@@ -12,14 +12,24 @@ import (
 
 // wantMasks is the length masks the layout in bpf/maps.h gives these
 // entries: IPv4 /16-/31 in their /16's slot (bit 31-len), IPv6 /64-/127 in
-// their /64's hash slot (bit 127-len), shorter ones in the short masks (bit
-// 15-len, 63-len); hosts in none.
-func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint32]uint64, s4 uint32, s6 uint64) {
-	v4, v6 = map[uint32]uint32{}, map[uint32]uint64{}
+// their /64's hash slot (bit 127-len), IPv6 /32-/63 in their /32's hash
+// slot (bit 63-len), shorter ones in the short masks (bit 15-len, 31-len);
+// hosts as bit 31 of their /16's slot (IPv4) and bit 63 of their /32's
+// hash slot (IPv6).
+func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint32]uint64, mid map[uint32]uint64, s4 uint32, s6 uint64) {
+	v4, v6, mid = map[uint32]uint32{}, map[uint32]uint64{}, map[uint32]uint64{}
+	midOf := func(a []byte) uint32 {
+		// The first 4 bytes (little-endian) times 2^64/phi, top 16 bits,
+		// as bpf/lists.h mid6.
+		return uint32(uint64(binary.LittleEndian.Uint32(a[:4])) * 0x9e3779b97f4a7c15 >> 48)
+	}
 	for p := range es {
 		n, a := p.Bits(), p.Addr().AsSlice()
 		switch {
+		case p.IsSingleIP() && p.Addr().Is4():
+			v4[uint32(a[0])<<8|uint32(a[1])] |= 1 << 31
 		case p.IsSingleIP():
+			mid[midOf(a)] |= 1 << 63
 		case p.Addr().Is4() && n >= 16:
 			v4[uint32(a[0])<<8|uint32(a[1])] |= 1 << (31 - n)
 		case p.Addr().Is4():
@@ -28,8 +38,10 @@ func wantMasks(es map[netip.Prefix]bool) (v4 map[uint32]uint32, v6 map[uint32]ui
 			// The top 16 bits of the first 8 bytes (little-endian) times
 			// 2^64/phi, as bpf/lists.h slot6.
 			v6[uint32(binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15>>48)] |= 1 << (127 - n)
+		case n >= 32:
+			mid[midOf(a)] |= 1 << (63 - n)
 		default:
-			s6 |= 1 << (63 - n)
+			s6 |= 1 << (31 - n)
 		}
 	}
 	return
@@ -47,13 +59,13 @@ func TestLengthMasks(t *testing.T) {
 	held := map[netip.Prefix]bool{}
 	check := func(step string) {
 		t.Helper()
-		v4, v6, s4, s6, err := l.Masks()
+		v4, v6, mid, s4, s6, err := l.Masks()
 		if err != nil {
 			t.Fatalf("%s: read masks: %v", step, err)
 		}
-		w4, w6, ws4, ws6 := wantMasks(held)
-		if !maps.Equal(v4, w4) || !maps.Equal(v6, w6) || s4 != ws4 || s6 != ws6 {
-			t.Fatalf("%s: masks v4 %x v6 %x short %x %x; want %x %x %x %x", step, v4, v6, s4, s6, w4, w6, ws4, ws6)
+		w4, w6, wm, ws4, ws6 := wantMasks(held)
+		if !maps.Equal(v4, w4) || !maps.Equal(v6, w6) || !maps.Equal(mid, wm) || s4 != ws4 || s6 != ws6 {
+			t.Fatalf("%s: masks v4 %x v6 %x mid %x short %x %x; want %x %x %x %x %x", step, v4, v6, mid, s4, s6, w4, w6, wm, ws4, ws6)
 		}
 	}
 	add := func(ss ...string) {
@@ -82,12 +94,16 @@ func TestLengthMasks(t *testing.T) {
 	}
 	check("empty")
 	add("198.18.0.0/24", "198.18.1.0/24", "198.18.0.0/16", "198.0.0.0/8", "198.18.0.7/32")
-	add("2001:2::/64", "2001:2::/100", "2001:2::/48", "2001:2:0:1::/64", "2001:2::7/128")
+	add("2001:2::/64", "2001:2::/100", "2001:2::/48", "2001:2:0:1::/64", "2001:2::7/128", "2001:2::/40", "2001::/16")
 	add("198.18.0.0/24") // again: no new entry
 	del("198.18.0.0/24") // its /24 bit stays: 198.18.1.0/24 is in the slot
 	del("198.18.1.0/24")
-	del("198.0.0.0/8", "2001:2::/48", "2001:2::/64")
+	del("198.0.0.0/8", "2001:2::/48", "2001:2::/64", "2001::/16")
+	del("2001:2::/40")
 	del("2001:2::/100", "2001:2:0:1::/64", "203.0.113.0/24") // the last one was never there
+	add("198.18.0.8/32", "2001:2::8/128")                    // hosts bits stay: 198.18.0.7 and 2001:2::7 are in their slots
+	del("198.18.0.7/32", "2001:2::7/128")
+	del("198.18.0.8/32", "2001:2::8/128") // the last hosts of their slots: the bits go
 	// Room for 8 IPv6 prefixes, none left: 9 do not fit.
 	var es []bmaps.Entry
 	for i := 0; i < 9; i++ {

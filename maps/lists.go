@@ -23,8 +23,8 @@ type List struct {
 	name                         string
 	bit                          uint32 // present bit of hosts4; the others follow
 	hosts4, hosts6, nets4, nets6 *ebpf.Map
-	slots4, slots6, short        *ebpf.Map      // length masks
-	lens                         map[lenKey]int // prefixes per mask and length; guarded by set.mu
+	slots4, slots6, mid6, short  *ebpf.Map      // length masks
+	lens                         map[lenKey]int // entries per mask and length; guarded by set.mu
 	tally                        tally
 	changes                      changes
 }
@@ -46,9 +46,7 @@ func (l *List) recount() error {
 	ttl := map[netip.Prefix]uint64{}
 	l.lens = map[lenKey]int{}
 	err := l.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
-		if !p.IsSingleIP() {
-			l.lens[lenOf(p)]++
-		}
+		l.lens[lenOf(p)]++
 		if p.Addr().Is4() {
 			v4++
 		} else {
@@ -190,8 +188,9 @@ func (b *Batch) each(fn func(p netip.Prefix, v *bpf.BulwarkListValue)) {
 	}
 }
 
-// Add writes entries (upsert), in batches: hosts into the host hashes,
-// prefixes into the prefix hashes after their lengths into the masks.
+// Add writes entries (upsert), in batches, after their lengths (and hosts
+// bits) into the masks: hosts into the host hashes, prefixes into the
+// prefix hashes.
 func (l *List) Add(entries []Entry) error {
 	var b Batch
 	for _, e := range entries {
@@ -207,6 +206,19 @@ func (l *List) Write(b *Batch) error {
 	ms, extra := map[maskKey]bool{}, map[lenKey]bool{}
 	for _, k := range append(b.lk4[:len(b.lk4):len(b.lk4)], b.lk6...) {
 		ms[k.mask], extra[k] = true, true
+	}
+	// A host's length is the hosts bit of its mask; sorted hosts share a
+	// mask with the one before, so only a change is looked up.
+	var last lenKey
+	for i, k := range b.k4 {
+		if lk := hostLen4(k); i == 0 || lk != last {
+			ms[lk.mask], extra[lk], last = true, true, lk
+		}
+	}
+	for i, k := range b.k6 {
+		if lk := hostLen6(k); i == 0 || lk != last {
+			ms[lk.mask], extra[lk], last = true, true, lk
+		}
 	}
 	h4, h6, b4, b6 := l.bits()
 	var on uint32
@@ -265,8 +277,10 @@ func (l *List) Write(b *Batch) error {
 	t.ipv6 += len(b.k6) - len(oldH6) + len(b.n6) - len(oldN6)
 	t.hosts4 += len(b.k4) - len(oldH4)
 	t.hosts6 += len(b.k6) - len(oldH6)
-	countLens(l.lens, b.lk4, oldN4)
-	countLens(l.lens, b.lk6, oldN6)
+	countLens(l.lens, b.lk4, sameLen, oldN4)
+	countLens(l.lens, b.lk6, sameLen, oldN6)
+	countLens(l.lens, b.k4, hostLen4, oldH4)
+	countLens(l.lens, b.k6, hostLen6, oldH6)
 	if b.expiry || len(t.ttl) > 0 {
 		b.each(func(p netip.Prefix, v *bpf.BulwarkListValue) {
 			if v.ExpiresNs != 0 {
@@ -279,17 +293,27 @@ func (l *List) Write(b *Batch) error {
 	return nil
 }
 
-// countLens counts in lens the length (lks[i]) of each key that was new:
-// all but those at the indexes old (ascending) of the keys that existed.
-func countLens(lens map[lenKey]int, lks []lenKey, old []int) {
-	for i, k := range lks {
+// countLens counts in lens the length (lenOf(keys[i])) of each key that
+// was new: all but those at the indexes old (ascending) of the keys that
+// existed.
+func countLens[K any](lens map[lenKey]int, keys []K, lenOf func(K) lenKey, old []int) {
+	for i, k := range keys {
 		if len(old) > 0 && old[0] == i {
 			old = old[1:]
 			continue
 		}
-		lens[k]++
+		lens[lenOf(k)]++
 	}
 }
+
+// sameLen is the length of a prefix's lenKey: itself.
+func sameLen(k lenKey) lenKey { return k }
+
+// hostLen4 is lenOf of an IPv4 host key: its mask's hosts bit.
+func hostLen4(k [4]byte) lenKey { return lenOf(netip.PrefixFrom(netip.AddrFrom4(k), 32)) }
+
+// hostLen6 is lenOf of an IPv6 host key: its mask's hosts bit.
+func hostLen6(k [16]byte) lenKey { return lenOf(netip.PrefixFrom(netip.AddrFrom16(k), 128)) }
 
 // putUndoable writes keys (upsert), appends to undo a function that
 // restores what they held before and returns the indexes (ascending) of
@@ -481,14 +505,13 @@ func (l *List) Delete(prefixes []netip.Prefix) error {
 		}
 		delete(l.tally.ttl, p)
 		l.tally.mu.Unlock()
-		if m == l.nets4 || m == l.nets6 {
-			// After the entry is gone: its length's bit goes with the last one.
-			k := lenOf(p)
-			if l.lens[k]--; l.lens[k] <= 0 {
-				delete(l.lens, k)
-				if err := l.writeMasks(map[maskKey]bool{k.mask: true}, nil); err != nil {
-					return err
-				}
+		// After the entry is gone: its length's (or hosts) bit goes with
+		// the last one.
+		k := lenOf(p)
+		if l.lens[k]--; l.lens[k] <= 0 {
+			delete(l.lens, k)
+			if err := l.writeMasks(map[maskKey]bool{k.mask: true}, nil); err != nil {
+				return err
 			}
 		}
 	}

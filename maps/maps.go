@@ -29,9 +29,11 @@ const (
 	MapBlockNets6      = "block_nets6"
 	MapAllowSlots4     = "allow_slots4"
 	MapAllowSlots6     = "allow_slots6"
+	MapAllowMid6       = "allow_mid6"
 	MapAllowShort      = "allow_short"
 	MapBlockSlots4     = "block_slots4"
 	MapBlockSlots6     = "block_slots6"
+	MapBlockMid6       = "block_mid6"
 	MapBlockShort      = "block_short"
 	MapClasses4        = "classes4"
 	MapClasses6        = "classes6"
@@ -81,10 +83,10 @@ func New(m *bpf.BulwarkMaps) (*Set, error) {
 	}
 	s.Allow = &List{set: s, name: "allow", bit: presentAllowHosts4,
 		hosts4: m.AllowHosts4, hosts6: m.AllowHosts6, nets4: m.AllowNets4, nets6: m.AllowNets6,
-		slots4: m.AllowSlots4, slots6: m.AllowSlots6, short: m.AllowShort}
+		slots4: m.AllowSlots4, slots6: m.AllowSlots6, mid6: m.AllowMid6, short: m.AllowShort}
 	s.Block = &List{set: s, name: "block", bit: presentBlockHosts4,
 		hosts4: m.BlockHosts4, hosts6: m.BlockHosts6, nets4: m.BlockNets4, nets6: m.BlockNets6,
-		slots4: m.BlockSlots4, slots6: m.BlockSlots6, short: m.BlockShort}
+		slots4: m.BlockSlots4, slots6: m.BlockSlots6, mid6: m.BlockMid6, short: m.BlockShort}
 	for _, l := range []*List{s.Allow, s.Block} {
 		if err := l.recount(); err != nil {
 			return nil, err
@@ -498,8 +500,8 @@ func (s *Set) Memory() (map[string]uint64, error) {
 		MapAllowNets4: s.m.AllowNets4, MapAllowNets6: s.m.AllowNets6,
 		MapBlockHosts4: s.m.BlockHosts4, MapBlockHosts6: s.m.BlockHosts6,
 		MapBlockNets4: s.m.BlockNets4, MapBlockNets6: s.m.BlockNets6,
-		MapAllowSlots4: s.m.AllowSlots4, MapAllowSlots6: s.m.AllowSlots6, MapAllowShort: s.m.AllowShort,
-		MapBlockSlots4: s.m.BlockSlots4, MapBlockSlots6: s.m.BlockSlots6, MapBlockShort: s.m.BlockShort,
+		MapAllowSlots4: s.m.AllowSlots4, MapAllowSlots6: s.m.AllowSlots6, MapAllowMid6: s.m.AllowMid6, MapAllowShort: s.m.AllowShort,
+		MapBlockSlots4: s.m.BlockSlots4, MapBlockSlots6: s.m.BlockSlots6, MapBlockMid6: s.m.BlockMid6, MapBlockShort: s.m.BlockShort,
 		MapClasses4: s.m.Classes4, MapClasses6: s.m.Classes6,
 		MapVerdicts: s.m.Verdicts, MapSources: s.m.Sources, MapRuleBuckets: s.m.RuleBuckets,
 		MapStats: s.m.Stats, MapRuleStats: s.m.RuleStats, MapListHits: s.m.ListHits, MapMisc: s.m.Misc,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -42,7 +43,17 @@ func (d *datapath) Close() {
 // loadDatapath loads the datapath with sizes and fills it with want; the
 // scorer is cfg's (none with reputation off).
 func loadDatapath(cfg *config.Config, want *desired.State, sizes loader.Sizes, log hclog.Logger) (_ *datapath, err error) {
-	ld, err := loader.Load(loader.Options{Sizes: sizes, ReplayClock: true, Logger: log})
+	// Feeds are read first: the list maps are sized to what they will hold.
+	scoreFeeds, feedEntries, err := readFeeds(cfg, want, log)
+	if err != nil {
+		return nil, err
+	}
+	allow, block := entries(want.Allow), entries(want.Block)
+	all := slices.Clone(block)
+	for _, f := range feedEntries {
+		all = append(all, f.entries...)
+	}
+	ld, err := loader.Load(loader.Options{Sizes: fitLists(sizes, allow, all), ReplayClock: true, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -60,11 +71,16 @@ func loadDatapath(cfg *config.Config, want *desired.State, sizes loader.Sizes, l
 	if err := m.ApplyPolicy(&p); err != nil {
 		return nil, err
 	}
-	if err := m.Allow.Add(entries(want.Allow)); err != nil {
+	if err := m.Allow.Add(allow); err != nil {
 		return nil, fmt.Errorf("allow list: %w", err)
 	}
-	if err := m.Block.Add(entries(want.Block)); err != nil {
+	if err := m.Block.Add(block); err != nil {
 		return nil, fmt.Errorf("block list: %w", err)
+	}
+	for _, f := range feedEntries {
+		if err := m.Block.Add(f.entries); err != nil {
+			return nil, fmt.Errorf("feed %q: %w", f.name, err)
+		}
 	}
 	for i, s := range want.Signatures {
 		if err := m.PutSignature(i, s.Sig); err != nil {
@@ -72,10 +88,6 @@ func loadDatapath(cfg *config.Config, want *desired.State, sizes loader.Sizes, l
 		}
 	}
 	d.sigs, d.sigFirst = newSigStage(cfg), len(want.Signatures)
-	scoreFeeds, err := loadFeeds(cfg, want, m, log)
-	if err != nil {
-		return nil, err
-	}
 	if cfg.Reputation.Mode == "off" {
 		return d, nil
 	}
@@ -112,18 +124,54 @@ func entries(want listset.Set) []maps.Entry {
 	return es
 }
 
+// fitLists sizes the list maps to the entries they will hold (allow and
+// block), as scanCaptures sizes the per-source tables: only the replay
+// writes them, so a map at least twice its entries decides as one of the
+// config's size, loads in a fraction of the time and keeps its buckets in
+// the caches (a 1M-entry map's are 16 MB). A list larger than the config's
+// map keeps the config's size and fails to load, as it would live.
+func fitLists(s loader.Sizes, allow, block []maps.Entry) loader.Sizes {
+	count := func(es []maps.Entry) (hosts, nets int) {
+		var h, n [2]int // by family: IPv4, IPv6
+		for _, e := range es {
+			f := 0
+			if e.Prefix.Addr().Is6() {
+				f = 1
+			}
+			if e.Prefix.IsSingleIP() {
+				h[f]++
+			} else {
+				n[f]++
+			}
+		}
+		return max(h[0], h[1]), max(n[0], n[1])
+	}
+	h, n := count(allow)
+	s.AllowHosts, s.AllowPrefixes = room(h, s.AllowHosts), room(n, s.AllowPrefixes)
+	h, n = count(block)
+	s.BlockHosts, s.BlockPrefixes = room(h, s.BlockHosts), room(n, s.BlockPrefixes)
+	return s
+}
+
+// blockFeed is a block feed's entries, under its list id.
+type blockFeed struct {
+	name    string
+	entries []maps.Entry
+}
+
 type scoreFeed struct {
 	name   string
 	weight float64
 	set    *reputation.PrefixSet
 }
 
-// loadFeeds loads the config's feeds that have a path (a replay fetches
+// readFeeds reads the config's feeds that have a path (a replay fetches
 // nothing from the network), screened by the safety rails as in the agent
-// (but for the host's own addresses): block feeds into the block list under
-// their list ids, score feeds as evidence.
-func loadFeeds(cfg *config.Config, want *desired.State, m *maps.Set, log hclog.Logger) ([]scoreFeed, error) {
+// (but for the host's own addresses): the block feeds' entries under their
+// list ids, and the score feeds as evidence.
+func readFeeds(cfg *config.Config, want *desired.State, log hclog.Logger) ([]scoreFeed, []blockFeed, error) {
 	var out []scoreFeed
+	var block []blockFeed
 	g := desired.FeedGuard(cfg)
 	for _, f := range cfg.Feeds {
 		if f.Path == "" {
@@ -134,7 +182,7 @@ func loadFeeds(cfg *config.Config, want *desired.State, m *maps.Set, log hclog.L
 		fetcher := feeds.NewFetcher(feeds.SourceFromConfig(f), nil)
 		list, _, err := fetcher.Fetch(context.Background())
 		if err != nil {
-			return nil, fmt.Errorf("feed %q: %w", f.Name, err)
+			return nil, nil, fmt.Errorf("feed %q: %w", f.Name, err)
 		}
 		// The safety rails as the agent's: a first version counts its
 		// growth from nothing and is left out if it grows too much.
@@ -151,14 +199,11 @@ func loadFeeds(cfg *config.Config, want *desired.State, m *maps.Set, log hclog.L
 			out = append(out, scoreFeed{f.Name, f.Weight, reputation.NewPrefixSet(kept)})
 			continue
 		}
-		id := want.FeedIDs[f.Name]
-		var es []maps.Entry
+		bf := blockFeed{name: f.Name}
 		for _, p := range kept {
-			es = append(es, maps.Entry{Prefix: p, ListID: id})
+			bf.entries = append(bf.entries, maps.Entry{Prefix: p, ListID: want.FeedIDs[f.Name]})
 		}
-		if err := m.Block.Add(es); err != nil {
-			return nil, fmt.Errorf("feed %q: %w", f.Name, err)
-		}
+		block = append(block, bf)
 	}
-	return out, nil
+	return out, block, nil
 }

@@ -320,21 +320,25 @@ func scanCaptures(captures []string, want *desired.State, lay layout) (scan, err
 			}
 		}
 	}
-	room := func(per int, cfg uint32) uint32 {
-		n := uint32(4096)
-		for n < uint32(2*per*len(seen)) && n < cfg {
-			n *= 2
-		}
-		return min(n, cfg)
-	}
 	// Each source may hold buckets of two rules; aggregates are fewer.
-	s.Sources = room(1, s.Sources)
-	s.RuleBuckets = room(2, s.RuleBuckets)
-	s.Aggregates = room(1, s.Aggregates)
+	s.Sources = room(len(seen), s.Sources)
+	s.RuleBuckets = room(2*len(seen), s.RuleBuckets)
+	s.Aggregates = room(len(seen), s.Aggregates)
 	if keep && frames == nil {
 		frames = []frameBatch{}
 	}
 	return scan{frames: frames, sizes: s, sources: len(seen)}, nil
+}
+
+// room is the size of a table for n entries: the smallest power of two
+// from 4096 up that is at least twice n, or cfg (the config's size) if
+// that is smaller.
+func room(n int, cfg uint32) uint32 {
+	r := uint32(4096)
+	for r < uint32(2*n) && r < cfg {
+		r *= 2
+	}
+	return min(r, cfg)
 }
 
 // stream hands the frames to the run stage: those the scan kept, or (a

@@ -2,7 +2,10 @@ package bpf_test
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/testutil"
@@ -33,6 +36,9 @@ func TestSigSampling(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// The budget is per CPU: every run on one CPU, or a thread
+			// moved by the scheduler mid-test draws on two budgets.
+			pinToOneCPU(t)
 			d := testutil.Load(t, testutil.Setup{ReplayClock: true, Allow: []maps.Entry{host("198.18.9.9", 1)}})
 			if err := d.Maps.SetSigSampling(tt.every, tt.budget); err != nil {
 				t.Fatal(err)
@@ -97,6 +103,25 @@ func TestSigSampling(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pinToOneCPU keeps the test's goroutine on its OS thread and that thread
+// on CPU 0 until the test ends, so BPF_PROG_TEST_RUN runs the program on
+// one CPU.
+func pinToOneCPU(t *testing.T) {
+	runtime.LockOSThread()
+	var old, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		t.Fatal(err)
+	}
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	})
 }
 
 // TestSigRenewKeepsBucket renews a limiting signature (a new expiry, as

@@ -459,6 +459,51 @@ func TestStalledWatcherRecreated(t *testing.T) {
 	}
 }
 
+// TestExpiredTailNoLag: a bucket whose messages all expired (MaxAge 2 s,
+// as on servers without per-key TTLs) keeps its stream's last sequence at
+// 10 with no message left; a client that never read them has nothing to
+// read: lag 0, not 10, and no watcher waiting for them; it then applies
+// what comes next.
+func TestExpiredTailNoLag(t *testing.T) {
+	c := natstest.Cluster(t, 1, natstest.Options{})
+	nc, err := nats.Connect(c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DefaultOptions().Bucket, History: 1,
+		TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, kv, "pub", 0, 10)
+	waitFor(t, "the 10 expire from the stream", func() bool {
+		s, err := js.Stream(ctx, "KV_"+DefaultOptions().Bucket)
+		return err == nil && s.CachedInfo().State.Msgs == 0 && s.CachedInfo().State.LastSeq == 10
+	})
+	obs := start(t, testOptions("obs", c.URLs(), 1))
+	waitFor(t, "the observer is connected with lag 0", func() bool {
+		st := obs.c.Status()
+		return st.Connected && st.Lag == 0
+	})
+	// Long enough now for the observer to read what comes next.
+	if _, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DefaultOptions().Bucket, History: 1,
+		TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, kv, "pub", 10, 15)
+	waitFor(t, "the observer applies the 5 new", func() bool { return obs.rec.len() == 5 })
+	if st := obs.c.Status(); st.AppliedRevision != 15 {
+		t.Fatalf("applied revision %d, want 15", st.AppliedRevision)
+	}
+}
+
 // TestDisconnectedClientConverges: a client whose only server is stopped
 // keeps what it applied while others add, revoke and let verdicts expire;
 // once its server is back it converges to the bucket's state.

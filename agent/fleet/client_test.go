@@ -245,8 +245,9 @@ func rawKV(t *testing.T, url string, opts ...nats.Option) jetstream.KeyValue {
 	return kv
 }
 
-// rawJS is rawKV with its JetStream context.
-func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, jetstream.KeyValue) {
+// rawConn is a plain JetStream connection to url, closed when the test
+// ends.
+func rawConn(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -257,7 +258,15 @@ func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+// rawJS is rawKV with its JetStream context.
+func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	js := rawConn(t, url, opts...)
 	var kv jetstream.KeyValue
+	var err error
 	waitFor(t, "the bucket exists", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -466,15 +475,7 @@ func TestStalledWatcherRecreated(t *testing.T) {
 // what comes next.
 func TestExpiredTailNoLag(t *testing.T) {
 	c := natstest.Cluster(t, 1, natstest.Options{})
-	nc, err := nats.Connect(c.URL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := rawConn(t, c.URL(0))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DefaultOptions().Bucket, History: 1,

@@ -56,8 +56,8 @@ type Client struct {
 	perKeyTTL bool
 	server    string
 	lastApply time.Time
-	// bucketLast is the bucket's last revision as last seen (the
-	// stream's last sequence, polled, or a later revision read).
+	// bucketLast is the bucket's last revision as last seen (its last
+	// message's, polled, or a later one read).
 	bucketLast uint64
 	// next is the next revision the watch reads (0: from the start of
 	// the stream); seen is the keys read by a resync in progress (nil
@@ -210,10 +210,15 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	}
 	info := stream.CachedInfo()
 	perKeyTTL := info.Config.SubjectDeleteMarkerTTL > 0
+	readable, err := c.readableLast(ctx, stream)
+	if err != nil {
+		c.log.Debug("fleet bucket's last message", "error", err)
+		readable = 0 // until the next poll
+	}
 	c.mu.Lock()
 	last := c.st.lastRev
 	c.kv, c.js, c.perKeyTTL, c.server = kv, js, perKeyTTL, nc.ConnectedUrlRedacted()
-	c.bucketLast = info.State.LastSeq
+	c.bucketLast = readable
 	// Resume after the last revision read, unless the stream no longer
 	// holds what follows it: then read the whole current state again. A
 	// resync cut short goes on where it stopped if the stream still
@@ -273,8 +278,9 @@ func (c *Client) watchFrom(ctx context.Context, kv jetstream.KeyValue, from uint
 	return c.watch(ctx, w, moved)
 }
 
-// pollBucket reads the bucket's last revision every pollEvery until ctx
-// ends, so that the lag does not depend on what the watcher delivers.
+// pollBucket reads the bucket's last revision (readableLast) every
+// pollEvery until ctx ends, so that the lag does not depend on what the
+// watcher delivers.
 func (c *Client) pollBucket(ctx context.Context, stream jetstream.Stream) {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
@@ -284,17 +290,33 @@ func (c *Client) pollBucket(ctx context.Context, stream jetstream.Stream) {
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		info, err := stream.Info(rctx)
-		cancel()
+		readable, err := c.readableLast(ctx, stream)
 		if err != nil {
-			c.log.Debug("fleet bucket state", "error", err)
+			c.log.Debug("fleet bucket's last message", "error", err)
 			continue
 		}
 		c.mu.Lock()
-		c.bucketLast = max(c.bucketLast, info.State.LastSeq)
+		c.bucketLast = readable
 		c.mu.Unlock()
 	}
+}
+
+// readableLast is the revision of the last message the bucket's stream
+// holds, 0 when it holds none: what a watcher can still deliver. The
+// stream's last sequence is not: the message there may be gone (expired
+// at the tail: a bucket's MaxAge, or a per-key TTL's delete marker), and
+// a client that did not read it before would wait for it forever.
+func (c *Client) readableLast(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	m, err := stream.GetLastMsgForSubject(rctx, "$KV."+c.opts.Bucket+".>")
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return m.Sequence, nil
 }
 
 // bind opens the bucket, creating it when missing: with per-key TTLs on a

@@ -245,8 +245,9 @@ func rawKV(t *testing.T, url string, opts ...nats.Option) jetstream.KeyValue {
 	return kv
 }
 
-// rawJS is rawKV with its JetStream context.
-func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, jetstream.KeyValue) {
+// rawConn is a plain JetStream connection to url, closed when the test
+// ends.
+func rawConn(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -257,7 +258,15 @@ func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+// rawJS is rawKV with its JetStream context.
+func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	js := rawConn(t, url, opts...)
 	var kv jetstream.KeyValue
+	var err error
 	waitFor(t, "the bucket exists", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -456,6 +465,43 @@ func TestStalledWatcherRecreated(t *testing.T) {
 	var m dto.Metric
 	if err := obs.c.m.watchRestarts.Write(&m); err != nil || m.GetCounter().GetValue() < 1 {
 		t.Errorf("watch restarts counted: %v (%v), want at least 1", m.GetCounter().GetValue(), err)
+	}
+}
+
+// TestExpiredTailNoLag: a bucket whose messages all expired (MaxAge 2 s,
+// as on servers without per-key TTLs) keeps its stream's last sequence at
+// 10 with no message left; a client that never read them has nothing to
+// read: lag 0, not 10, and no watcher waiting for them; it then applies
+// what comes next.
+func TestExpiredTailNoLag(t *testing.T) {
+	c := natstest.Cluster(t, 1, natstest.Options{})
+	js := rawConn(t, c.URL(0))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DefaultOptions().Bucket, History: 1,
+		TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, kv, "pub", 0, 10)
+	waitFor(t, "the 10 expire from the stream", func() bool {
+		s, err := js.Stream(ctx, "KV_"+DefaultOptions().Bucket)
+		return err == nil && s.CachedInfo().State.Msgs == 0 && s.CachedInfo().State.LastSeq == 10
+	})
+	obs := start(t, testOptions("obs", c.URLs(), 1))
+	waitFor(t, "the observer is connected with lag 0", func() bool {
+		st := obs.c.Status()
+		return st.Connected && st.Lag == 0
+	})
+	// Long enough now for the observer to read what comes next.
+	if _, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DefaultOptions().Bucket, History: 1,
+		TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, kv, "pub", 10, 15)
+	waitFor(t, "the observer applies the 5 new", func() bool { return obs.rec.len() == 5 })
+	if st := obs.c.Status(); st.AppliedRevision != 15 {
+		t.Fatalf("applied revision %d, want 15", st.AppliedRevision)
 	}
 }
 

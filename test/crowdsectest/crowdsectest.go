@@ -296,8 +296,8 @@ func randHex(n int) string {
 // import` (origin cscli-import), in files of chunk decisions: crowdsec
 // 1.4.6 on SQLite answers "database is locked" when the bouncers' pulls
 // (which write their last pull time) meet a long import; a file that
-// fails so is imported again, at most 5 times (its decisions again at
-// worst: the same targets).
+// fails so is imported again a second later, at most 20 times (its
+// decisions again at worst: the same targets).
 func (l *LAPI) ImportIPs(addrs []netip.Addr, duration, reason string, chunk int) error {
 	for c := 0; c < len(addrs); c += chunk {
 		var b strings.Builder
@@ -314,10 +314,11 @@ func (l *LAPI) ImportIPs(addrs []netip.Addr, duration, reason string, chunk int)
 			if err == nil {
 				break
 			}
-			if try == 5 || !strings.Contains(out, "database is locked") {
+			if try == 20 || !strings.Contains(out, "database is locked") {
 				return fmt.Errorf("cscli decisions import -i %s (try %d): %v: %s", csv, try, err, out)
 			}
-			l.t.Logf("cscli decisions import of %s, try %d: database is locked; again", csv, try)
+			l.t.Logf("cscli decisions import of %s, try %d: database is locked; again in 1 s", csv, try)
+			time.Sleep(time.Second)
 		}
 		os.Remove(csv)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,9 +28,12 @@ import (
 //   - a slow vertical scan, time compressed: the scan window is shortened
 //     with reputation.scan_window = "16s" (2^33 ns: 8.6 s, 64 times shorter
 //     than the default's 9m10s), and 198.18.45.1 tries a new port every
-//     10/64 s (1 port per 10 s, 64 times faster), 60 ports; the weight of
-//     port_scan is 0, so only port_scan_long can catch it (at this speed
-//     the 60 s port horizon would, which a real slow scan never reaches);
+//     5/64 s, 60 ports: 1 port per 5 s at the default window, twice the
+//     pace of the slowest scan caught, as a margin for a busy machine's
+//     timers (TestReplaySlowScans has 1 per 10 s on capture time). The
+//     weight of port_scan is 0, so only port_scan_long can catch it (at
+//     this speed the 60 s port horizon would, which a real slow scan never
+//     reaches);
 //   - a UDP scan of 1000 ports in 10 s from 198.18.46.1: a block, not a
 //     throttle (which scales rate limits a scanner never reaches).
 //
@@ -51,6 +55,7 @@ func TestScansLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("local route for %s in the server namespace: %v", sweep, err)
 	}
+	const epoch = 1 << 33 // scan_window 16s, rounded down
 	cfg := strings.Replace(e.config("enforce", ""), "reputation {\n",
 		"reputation {\n  scan_window = \"16s\"\n  weights     = { port_scan = 0 }\n", 1)
 	e.start(cfg)
@@ -71,7 +76,7 @@ func TestScansLive(t *testing.T) {
 			dst := netip.AddrFrom4([4]byte{198, 18, 5, byte(i + 1)})
 			return tcp4(dmac, smac, horizontal, dst, 47000, 22, tcpSYN, uint32(i), 0)
 		}, "horizontal_scan", "addresses on port 22 in"},
-		{vertical, 60, 10 * time.Second / 64, func(i int) []byte {
+		{vertical, 60, 5 * time.Second / 64, func(i int) []byte {
 			return tcp4(dmac, smac, vertical, netns.ServerAddr4, 47001, uint16(1024+i*7919%40000), tcpSYN, uint32(i), 0)
 		}, "port_scan_long", "ports in"},
 		{udpScan, 1000, 10 * time.Millisecond, func(i int) []byte {
@@ -90,13 +95,34 @@ func TestScansLive(t *testing.T) {
 
 	for _, s := range scans {
 		t.Run(s.src.String(), func(t *testing.T) {
+			// The sender keeps its pace whatever the poller's CLI calls
+			// cost; the poller watches until the block, or until the
+			// sketches of the scan's last attempts are gone (two epochs
+			// after it ends).
 			start := time.Now()
-			blocked := -1
-			for i := 0; i < s.n && blocked < 0; i++ {
-				time.Sleep(time.Until(start.Add(time.Duration(i) * s.every)))
-				e.sendFrame(s.frame(i), time.Now().Add(time.Second))
-				if i%4 != 3 {
-					continue
+			var sent atomic.Int64
+			stop, done := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; i < s.n; i++ {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Until(start.Add(time.Duration(i) * s.every))):
+					}
+					e.sendFrame(s.frame(i), time.Now().Add(time.Second))
+					sent.Store(int64(i + 1))
+				}
+			}()
+			blocked := int64(-1)
+			var gone time.Time
+			for blocked < 0 && (gone.IsZero() || time.Now().Before(gone)) {
+				select {
+				case <-done:
+					if gone.IsZero() {
+						gone = time.Now().Add(2 * epoch)
+					}
+				case <-time.After(pollEvery):
 				}
 				vs, err := e.verdicts()
 				if err != nil {
@@ -104,10 +130,12 @@ func TestScansLive(t *testing.T) {
 				}
 				for _, v := range vs {
 					if v.Source == s.src.String()+"/32" && v.Action == "block" {
-						blocked = i + 1
+						blocked = sent.Load()
 					}
 				}
 			}
+			close(stop)
+			<-done
 			if blocked < 0 {
 				t.Fatalf("%s: no block after all %d attempts", s.src, s.n)
 			}

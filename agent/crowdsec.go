@@ -158,9 +158,10 @@ const settleAfter = 5
 
 // fullShare spaces startup pulls by this many times the last one's
 // duration: a LAPI that takes long to list every decision (crowdsec 1.4.6
-// took minutes for 100,000 on a loaded machine) spends at most a fifth of
-// its time on this bouncer's full lists.
-const fullShare = 5
+// took minutes for 100,000 on a loaded machine) spends at most half of
+// its time on this bouncer's full lists. More would delay the pull that
+// catches what the deltas missed by as much.
+const fullShare = 1
 
 // nextPull says whether the pull after this one is a startup pull, and
 // whether deltas have brought decisions since the last startup pull

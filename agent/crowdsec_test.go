@@ -239,12 +239,12 @@ func TestNextPull(t *testing.T) {
 		{"a quiet delta, nothing before", false, true, 0, false, 30 * time.Second, 0, false, false},
 		{"a quiet delta after a burst", false, true, 0, true, 10 * time.Second, 0, true, true},
 		{"a quiet delta after a burst, too soon after a startup pull", false, true, 0, true, 9 * time.Second, 0, false, true},
-		{"a quiet delta after a burst, the last startup pull slow", false, true, 0, true, 10 * time.Second, 3 * time.Second, false, true},
-		{"... and 5 times its time later", false, true, 0, true, 15 * time.Second, 3 * time.Second, true, true},
+		{"a quiet delta after a burst, the last startup pull slow", false, true, 0, true, 10 * time.Second, 12 * time.Second, false, true},
+		{"... and its time later", false, true, 0, true, 12 * time.Second, 12 * time.Second, true, true},
 		{"the resync", false, true, 0, false, resync, 0, true, false},
 		{"the resync, with decisions", false, true, 5, false, resync, 0, true, true},
-		{"the resync, the last startup pull took 20 s", false, true, 0, false, resync, 20 * time.Second, false, false},
-		{"... and 100 s later", false, true, 0, false, 100 * time.Second, 20 * time.Second, true, false},
+		{"the resync, the last startup pull took 90 s", false, true, 0, false, resync, 90 * time.Second, false, false},
+		{"... and 90 s later", false, true, 0, false, 90 * time.Second, 90 * time.Second, true, false},
 	} {
 		s, d := nextPull(c.startup, c.ok, c.read, c.dirty, c.since, c.full, iv, resync)
 		if s != c.wantStartup || d != c.wantDty {

@@ -91,9 +91,10 @@ type Progress struct {
 
 // LiveSYN sends up to maxPkts frames of the live SYN flood from the
 // client veth of tb to the server's address and port, for at most maxDur,
-// in chunks of chunk frames, pinned to cpu. It returns the progress after
+// in chunks of chunk frames, pinned to cpu; it stops early after the chunk
+// for which done (if not nil) reports true. It returns the progress after
 // each chunk, the first entry being the start (0 sent).
-func LiveSYN(tb *netns.Testbed, port uint16, cpu int, maxPkts, chunk uint64, maxDur time.Duration) ([]Progress, error) {
+func LiveSYN(tb *netns.Testbed, port uint16, cpu int, maxPkts, chunk uint64, maxDur time.Duration, done func() bool) ([]Progress, error) {
 	frame, err := SYNTemplate(tb.ServerMAC, tb.ClientMAC, netns.ServerAddr4, port)
 	if err != nil {
 		return nil, err
@@ -127,6 +128,9 @@ func LiveSYN(tb *netns.Testbed, port uint16, cpu int, maxPkts, chunk uint64, max
 			}
 			sent += n
 			out = append(out, Progress{At: time.Now(), Sent: sent})
+			if done != nil && done() {
+				break
+			}
 		}
 		return nil
 	})

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +25,8 @@ func TestMain(m *testing.M) { os.Exit(agenttest.Main(m, "bwk-sigflood-")) }
 // The live flood's bounds: packets, chunk (the progress log's grain) and
 // seconds; the benign clients' pace and the calm seconds before the flood.
 const (
-	floodPackets = 12_000_000
+	floodPackets = 40_000_000
+	floodAfter   = 2500 * time.Millisecond
 	floodChunk   = 200_000
 	floodMaxDur  = 40 * time.Second
 	benignEvery  = 50 * time.Millisecond
@@ -61,14 +63,15 @@ type attempt struct {
 
 // TestLiveSYNFlood runs the agent with signature detection on a server
 // veth and sends it a spoofed SYN flood from the in-kernel generator
-// (bounded: floodPackets frames; random sources over 198.18.0.0/16, random
+// (bounded: floodPackets frames and floodMaxDur, and it stops floodAfter
+// after the signature is seen; random sources over 198.18.0.0/16, random
 // source ports, TTL 57, window 1024, no options, to port 80) while a
 // benign client opens real TCP connections to a server on that port every
 // 50 ms. Detection must write a signature for tcp/80 during the flood;
 // from the moment it is written, at least 95 % of the flood's packets are
-// dropped (by the signature's own counter against the frames the
-// generator sent, and by the server stack's TCP segment counter, an
-// independent count), and every benign connection started after it
+// dropped (by the server stack's TCP segment counter, an independent
+// count; the signature's own counter against the frames the generator sent
+// is a lower bound, below), and every benign connection started after it
 // succeeds. The time to the signature and the flood's rate are measured and
 // reported (make bench compares them with the 3 s and 1 Mpps targets): a
 // test under CI load asserts no timings.
@@ -83,8 +86,14 @@ func TestLiveSYNFlood(t *testing.T) {
 	if res.SentAfter < floodChunk {
 		t.Errorf("only %.0f flood packets sent after the signature: the flood ended before it was written", res.SentAfter)
 	}
-	if res.DroppedPct < 95 {
-		t.Errorf("signature dropped %d of %.0f flood packets sent after it was written (%.2f %%), want >= 95 %%",
+	// The signature's own counter sees only the frames that reached XDP:
+	// at the 5-9 Mpps the generator reaches on a quiet 2-CPU machine the
+	// veth's ring drops some before XDP runs (92-96 % counted by the
+	// signature while the stack saw under 1 % of the flood), so it is a
+	// lower bound, checked loosely; the stack's count below, which every
+	// frame not dropped must pass, is the 95 % check.
+	if res.DroppedPct < 90 {
+		t.Errorf("signature dropped %d of %.0f flood packets sent after it was written (%.2f %%), want >= 90 %% by its own counter",
 			res.DroppedAfter, res.SentAfter, res.DroppedPct)
 	}
 	if res.StackDroppedPct < 95 {
@@ -97,7 +106,7 @@ func TestLiveSYNFlood(t *testing.T) {
 // shadow mode: detection writes the signature as count only, which counts
 // the flood and drops none of it.
 func TestLiveSYNFloodShadow(t *testing.T) {
-	res := liveFlood(t, "\nreputation {\n  mode         = \"shadow\"\n  max_verdicts = 100\n}\n", floodPackets/4)
+	res := liveFlood(t, "\nreputation {\n  mode         = \"shadow\"\n  max_verdicts = 100\n}\n", floodPackets)
 	// The flood reaches the server's stack: far more of it than the 5 %
 	// an enforcing signature may let through (the rest the veth's ring
 	// drops, full while the stack works through SYNs).
@@ -166,6 +175,7 @@ func liveFlood(t *testing.T, extra string, maxPkts uint64) LiveResult {
 		segs uint64
 	}
 	found := make(chan seen, 1)
+	var foundAt atomic.Int64 // unix ns of the signature seen; 0 until then
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
@@ -182,6 +192,7 @@ func liveFlood(t *testing.T, extra string, maxPkts uint64) LiveResult {
 					t.Error(err)
 				}
 				found <- seen{s, at, segs}
+				foundAt.Store(at.UnixNano())
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -192,7 +203,13 @@ func liveFlood(t *testing.T, extra string, maxPkts uint64) LiveResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	progress, err := sigflood.LiveSYN(e.TB, serverPort, 0, maxPkts, floodChunk, floodMaxDur)
+	// The flood goes on floodAfter past the signature (what the checks
+	// below judge), within its bounds in frames and time: a fast machine
+	// would send a fixed count before detection has had its second.
+	progress, err := sigflood.LiveSYN(e.TB, serverPort, 0, maxPkts, floodChunk, floodMaxDur, func() bool {
+		at := foundAt.Load()
+		return at != 0 && time.Since(time.Unix(0, at)) > floodAfter
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,9 @@
 #   logrotate (logrotate): the audit log's rotation test runs the
 #     packaged snippet (configs/logrotate/bulwark);
 #   rpm (rpm): the package test lists the .rpm's files and scripts
-#     (the .deb is checked with dpkg, which every Debian system has);
+#     (the .deb is checked with dpkg and dpkg-query, from dpkg, which every
+#     Debian system has; test/crowdsectest reads the firewall bouncer's
+#     version with dpkg-query);
 #   nats-server (nats-server, 2.9 in Debian 12): the fleet client's
 #     compatibility test against the oldest server Bulwark supports (the
 #     other fleet tests build the nats-server pinned in go.mod);

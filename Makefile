@@ -54,7 +54,7 @@ package: ## build $(PKG_DIR)/*.deb and *.rpm (nfpm, staged in dist/build): the b
 test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
 	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
 
-bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation to 10 agents, fan-out simulation and cold sync, CrowdSec decisions vs crowdsec-firewall-bouncer, attack signatures (replayed floods, live SYN flood), nftables; bench/results.json, docs/benchmarks.md, README's figures table
+bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation to 10 agents, fan-out simulation and cold sync, CrowdSec decisions vs crowdsec-firewall-bouncer, attack signatures (replayed floods, live SYN flood as fast as it goes and paced), nftables; bench/results.json, docs/benchmarks.md, README's figures table
 	@mkdir -p bench docs
 	$(GO) run ./test/bench/cmd -rounds $(BENCH_COUNT) -json bench/results-datapath.json
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory|Verifier' -benchtime 1x -timeout 30m ./test/bench/ | tee bench/gobench.txt
@@ -69,7 +69,8 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	BULWARK_CROWDSEC_OUT=$(CURDIR)/bench/crowdsec.json $(GO) test -count=1 -run '^TestCrowdSecBench$$' -v -timeout 120m ./test/bench/
 	@# A missed signature target fails its test but not the bench: the report shows it.
 	-BULWARK_SIGREPLAY_OUT=$(CURDIR)/bench/sig-replay.json $(GO) test -count=1 -run '^TestSignatureFloods$$' ./test/replay/
-	-BULWARK_SIGLIVE_OUT=$(CURDIR)/bench/sig-live.json $(GO) test -count=1 -run '^TestLiveSYNFlood$$' -timeout 10m ./test/sigflood/
+	-BULWARK_SIGLIVE_OUT=$(CURDIR)/bench/sig-live.json BULWARK_SIGLIVE_PACED_OUT=$(CURDIR)/bench/sig-live-paced.json \
+		$(GO) test -count=1 -run '^TestLiveSYNFlood(Paced)?$$' -timeout 10m ./test/sigflood/
 	$(GO) run ./test/bench/nft/cmd -sizes $(NFT_SIZES) -json bench/results-nft.json
 	$(GO) run ./test/bench/report -started $(BENCH_START)
 	@echo "wrote bench/results.json, docs/benchmarks.md and README.md's figures table"

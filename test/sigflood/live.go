@@ -83,19 +83,41 @@ type xdpMd struct {
 	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
 }
 
-// Progress is how many frames the generator had sent at a time.
+// Progress is where a live flood stood at a time, by the kernel's own veth
+// counts (ethtool -S) since the flood's start and the generator's.
+// Delivered: flood frames the client veth put into the server veth's ring,
+// each of which reaches the server's XDP program; Refused: those the ring
+// had no room for, lost before XDP (the generator outran the ring's
+// consumer); Sent: the two together, every frame the generator sent.
+// XDPSeen and XDPDrops: the frames the server veth's XDP program ran on
+// (the benign client's too) and those it dropped. Runs: the frames of the
+// test runs that completed, the generator's own count; a run that a signal
+// interrupts is run again whole (by cilium/ebpf), so Sent is at least Runs.
 type Progress struct {
-	At   time.Time
-	Sent uint64
+	At                                                time.Time
+	Sent, Delivered, Refused, XDPSeen, XDPDrops, Runs uint64
 }
 
-// LiveSYN sends up to maxPkts frames of the live SYN flood from the
-// client veth of tb to the server's address and port, for at most maxDur,
-// in chunks of chunk frames, pinned to cpu; it stops early after the chunk
-// for which done (if not nil) reports true. It returns the progress after
-// each chunk, the first entry being the start (0 sent).
-func LiveSYN(tb *netns.Testbed, port uint16, cpu int, maxPkts, chunk uint64, maxDur time.Duration, done func() bool) ([]Progress, error) {
-	frame, err := SYNTemplate(tb.ServerMAC, tb.ClientMAC, netns.ServerAddr4, port)
+// LiveFlood shapes a live flood.
+type LiveFlood struct {
+	Port    uint16        // the destination port on the server's address
+	CPU     int           // the generator's CPU
+	MaxPkts uint64        // at most this many frames in runs that completed
+	MaxDur  time.Duration // and for at most this long
+	Chunk   uint64        // frames per test run: the progress log's grain
+	// PPS paces the flood: before each chunk the generator waits until its
+	// runs are not ahead of PPS frames a second since the start (a chunk
+	// itself goes at full speed). 0: as fast as it goes.
+	PPS float64
+	// Done, if not nil, is asked after each chunk: true stops the flood.
+	Done func() bool
+}
+
+// LiveSYN sends the live SYN flood f from the client veth of tb to the
+// server's address. It returns the progress after each chunk, the first
+// entry being the start (all 0).
+func LiveSYN(tb *netns.Testbed, f LiveFlood) ([]Progress, error) {
+	frame, err := SYNTemplate(tb.ServerMAC, tb.ClientMAC, netns.ServerAddr4, f.Port)
 	if err != nil {
 		return nil, err
 	}
@@ -104,31 +126,71 @@ func LiveSYN(tb *netns.Testbed, port uint16, cpu int, maxPkts, chunk uint64, max
 		return nil, fmt.Errorf("generator program: %w", err)
 	}
 	defer prog.Close()
+	cl, err := tb.ClientEthtool()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	sv, err := tb.ServerEthtool()
+	if err != nil {
+		return nil, err
+	}
+	defer sv.Close()
+	// counts reads the veth counters (absolute; made relative below).
+	counts := func(p *Progress) error {
+		c, err := cl.Read()
+		if err != nil {
+			return err
+		}
+		s, err := sv.Read()
+		if err != nil {
+			return err
+		}
+		p.Delivered, p.Refused = netns.QueueSum(c, "tx", "xdp_xmit"), netns.QueueSum(c, "tx", "xdp_xmit_errors")
+		p.XDPSeen, p.XDPDrops = netns.QueueSum(s, "rx", "xdp_packets"), netns.QueueSum(s, "rx", "xdp_drops")
+		return nil
+	}
 	var out []Progress
 	err = tb.InClient(func() error {
 		var old, one unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &old); err != nil {
 			return err
 		}
-		one.Set(cpu)
+		one.Set(f.CPU)
 		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+			return fmt.Errorf("pin to CPU %d: %w", f.CPU, err)
 		}
 		defer func() { _ = unix.SchedSetaffinity(0, &old) }() // InClient's locked thread
 		opts := &ebpf.RunOptions{Data: frame, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 64,
 			Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(tb.ClientIndex)}}
+		var base Progress
+		if err := counts(&base); err != nil {
+			return err
+		}
 		start := time.Now()
 		out = append(out, Progress{At: start})
-		var sent uint64
-		for sent < maxPkts && time.Since(start) < maxDur {
-			n := min(chunk, maxPkts-sent)
+		var runs uint64
+		for runs < f.MaxPkts && time.Since(start) < f.MaxDur {
+			if f.PPS > 0 {
+				time.Sleep(time.Until(start.Add(time.Duration(float64(runs) / f.PPS * float64(time.Second)))))
+			}
+			n := min(f.Chunk, f.MaxPkts-runs)
 			opts.Repeat = uint32(n)
 			if _, err := prog.Run(opts); err != nil {
 				return fmt.Errorf("live-frames test run: %w", err)
 			}
-			sent += n
-			out = append(out, Progress{At: time.Now(), Sent: sent})
-			if done != nil && done() {
+			runs += n
+			p := Progress{At: time.Now(), Runs: runs}
+			if err := counts(&p); err != nil {
+				return err
+			}
+			p.Delivered -= base.Delivered
+			p.Refused -= base.Refused
+			p.XDPSeen -= base.XDPSeen
+			p.XDPDrops -= base.XDPDrops
+			p.Sent = p.Delivered + p.Refused
+			out = append(out, p)
+			if f.Done != nil && f.Done() {
 				break
 			}
 		}
@@ -137,22 +199,22 @@ func LiveSYN(tb *netns.Testbed, port uint16, cpu int, maxPkts, chunk uint64, max
 	return out, err
 }
 
-// SentBy is how many frames had been sent at t, by the progress log
-// (linear within a chunk).
-func SentBy(log []Progress, t time.Time) float64 {
+// At is the value of field at t by the progress log (linear within a
+// chunk), e.g. At(log, t, func(p Progress) uint64 { return p.Sent }).
+func At(log []Progress, t time.Time, field func(Progress) uint64) float64 {
 	for i := 1; i < len(log); i++ {
 		a, b := log[i-1], log[i]
 		if t.After(b.At) {
 			continue
 		}
 		if !t.After(a.At) {
-			return float64(a.Sent)
+			return float64(field(a))
 		}
 		f := float64(t.Sub(a.At)) / float64(b.At.Sub(a.At))
-		return float64(a.Sent) + f*float64(b.Sent-a.Sent)
+		return float64(field(a)) + f*(float64(field(b))-float64(field(a)))
 	}
 	if len(log) == 0 {
 		return 0
 	}
-	return float64(log[len(log)-1].Sent)
+	return float64(field(log[len(log)-1]))
 }

@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet-agents F -fleet F -crowdsec F -sig-replay F -sig-live F -out bench/results.json -md docs/benchmarks.md -readme README.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet-agents F -fleet F -crowdsec F -sig-replay F -sig-live F -sig-live-paced F -out bench/results.json -md docs/benchmarks.md -readme README.md
 //
 // It also rewrites the README's figures table from the same results
 // (readme.go), so the README quotes only the committed report.
@@ -37,6 +37,7 @@ func main() {
 	crowdSec := flag.String("crowdsec", "bench/crowdsec.json", "Bulwark beside crowdsec-firewall-bouncer (TestCrowdSecBench); missing is fine")
 	sigReplay := flag.String("sig-replay", "bench/sig-replay.json", "signature floods replayed with benign captures (TestSignatureFloods); missing is fine")
 	sigLive := flag.String("sig-live", "bench/sig-live.json", "the live SYN flood against the agent (TestLiveSYNFlood); missing is fine")
+	sigLivePaced := flag.String("sig-live-paced", "bench/sig-live-paced.json", "the live SYN flood paced (TestLiveSYNFloodPaced); missing is fine")
 	latency := flag.String("block-latency", "bench/block-latency.txt", "run-time block latency (TestRuntimeBlockLatency's line); missing is fine")
 	out := flag.String("out", "bench/results.json", "merged JSON")
 	md := flag.String("md", "docs/benchmarks.md", "generated report")
@@ -56,7 +57,8 @@ func main() {
 		return
 	}
 	in := inputs{datapath: *datapath, nft: *nft, gobench: *gobench, agentRSS: *agentRSS, scrape: *scrape, listLoad: *listLoad,
-		fleetAgents: *fleetAgents, fleet: *fleetPath, crowdSec: *crowdSec, sigReplay: *sigReplay, sigLive: *sigLive, latency: *latency}
+		fleetAgents: *fleetAgents, fleet: *fleetPath, crowdSec: *crowdSec, sigReplay: *sigReplay, sigLive: *sigLive,
+		sigLivePaced: *sigLivePaced, latency: *latency}
 	if err := run(in, *out, *md, *readme, *started); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
@@ -196,7 +198,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 
 // inputs are the files make bench's steps wrote.
 type inputs struct {
-	datapath, nft, gobench, agentRSS, scrape, listLoad, fleetAgents, fleet, crowdSec, sigReplay, sigLive, latency string
+	datapath, nft, gobench, agentRSS, scrape, listLoad, fleetAgents, fleet, crowdSec, sigReplay, sigLive, sigLivePaced, latency string
 }
 
 func run(in inputs, out, md, readme string, started int64) error {
@@ -236,6 +238,10 @@ func run(in inputs, out, md, readme string, started int64) error {
 	if err != nil {
 		return err
 	}
+	slp, err := readJSON(in.sigLivePaced, true)
+	if err != nil {
+		return err
+	}
 	// The test's log line, without its file:line prefix.
 	var blockLatency string
 	switch b, err := os.ReadFile(in.latency); {
@@ -250,7 +256,7 @@ func run(in inputs, out, md, readme string, started int64) error {
 	}
 	tg := slices.Concat(targets(dp, nf, gb, blockLatency), scrapeTargets(scr), listLoadTargets(ll), fleetAgentTargets(fa), fleetTargets(fl))
 	tg = append(tg, crowdSecTargets(csf)...)
-	tg = append(tg, sigTargets(sr, sl)...)
+	tg = append(tg, sigTargets(sr, sl, slp)...)
 	mach := machine()
 	if started > 0 {
 		mach["make_bench_minutes"] = fmt.Sprintf("%.1f", time.Since(time.Unix(started, 0)).Minutes())
@@ -281,8 +287,8 @@ func run(in inputs, out, md, readme string, started int64) error {
 	if blockLatency != "" {
 		all["block_latency"] = blockLatency
 	}
-	if sr != nil || sl != nil {
-		all["signatures"] = map[string]any{"replay": sr, "live": sl}
+	if sr != nil || sl != nil || slp != nil {
+		all["signatures"] = map[string]any{"replay": sr, "live": sl, "live_paced": slp}
 	}
 	b, err := json.MarshalIndent(all, "", "  ")
 	if err != nil {
@@ -352,7 +358,7 @@ func run(in inputs, out, md, readme string, started int64) error {
 		fmt.Fprintf(&w, "\n## Run-time block latency\n\n%s\n", blockLatency)
 	}
 	if sr != nil || sl != nil {
-		writeSignatures(&w, sr, sl)
+		writeSignatures(&w, sr, sl, slp)
 	}
 	if nf != nil {
 		writeNFT(&w, nf)

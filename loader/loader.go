@@ -156,9 +156,12 @@ func Load(opts Options) (*Datapath, error) {
 }
 
 // checkPins compares every pinned map with the spec, so an incompatible pin
-// is reported by name with what differs, before anything is loaded.
+// is reported by name with what differs, its cause (a map's layout changed
+// by an upgrade, or a maps size changed in the config) and the command that
+// removes the pins, before anything is loaded.
 func checkPins(spec *ebpf.CollectionSpec, dir string) error {
 	var bad []string
+	layout := false // a difference besides the size
 	for name, ms := range spec.Maps {
 		if !pinned(name) {
 			continue
@@ -182,23 +185,31 @@ func checkPins(spec *ebpf.CollectionSpec, dir string) error {
 		if m.ValueSize() != ms.ValueSize {
 			diffs = append(diffs, fmt.Sprintf("value size %d, want %d", m.ValueSize(), ms.ValueSize))
 		}
-		if m.MaxEntries() != ms.MaxEntries {
-			diffs = append(diffs, fmt.Sprintf("%d entries, want %d", m.MaxEntries(), ms.MaxEntries))
-		}
 		if info != nil && info.Flags != ms.Flags {
 			diffs = append(diffs, fmt.Sprintf("flags %#x, want %#x", info.Flags, ms.Flags))
+		}
+		layout = layout || len(diffs) > 0
+		if m.MaxEntries() != ms.MaxEntries {
+			diffs = append(diffs, fmt.Sprintf("%d entries, want %d", m.MaxEntries(), ms.MaxEntries))
 		}
 		m.Close()
 		if len(diffs) > 0 {
 			bad = append(bad, fmt.Sprintf("%s (%s)", name, strings.Join(diffs, ", ")))
 		}
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("pinned maps in %s do not match this build and config: %s; "+
-			"`bulwark detach` removes them (runtime entries and counters are lost)",
-			dir, strings.Join(bad, "; "))
+	if len(bad) == 0 {
+		return nil
 	}
-	return nil
+	cause := "a size in the config's maps block differs from the pinned maps' (set it back, or remove them)"
+	if layout {
+		cause = "this build lays a map out differently from the build that pinned it (an upgrade across a change of " +
+			"the map's key or value): they cannot be adopted"
+	}
+	// The agent pins under <pin_dir>/<interface>: the command for this directory.
+	return fmt.Errorf("pinned maps in %s do not match this build and config: %s; %s; "+
+		"`bulwark detach --interface %s --pin-dir %s` removes the program and its pins (run-time entries and counters "+
+		"are lost; the interface is unfiltered until the agent starts again)",
+		dir, strings.Join(bad, "; "), cause, filepath.Base(dir), filepath.Dir(dir))
 }
 
 // explainLoadError shows a verifier rejection's head and tail, and all of it

@@ -1,11 +1,14 @@
 package loader_test
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
@@ -94,7 +97,7 @@ func TestIncompatiblePins(t *testing.T) {
 		t.Fatal("load over incompatible pins succeeded")
 	}
 	// The pinned size first, then what the new sizes want.
-	for _, want := range []string{"sources (4096 entries, want 8192)", "block_hosts4 (1024 entries, want 2048)", "bulwark detach"} {
+	for _, want := range []string{"sources (4096 entries, want 8192)", "block_hosts4 (1024 entries, want 2048)", "a size in the config's maps block", "bulwark detach --interface lo"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -112,6 +115,64 @@ func TestIncompatiblePins(t *testing.T) {
 	}
 	if got := other.FromPins(filepath.Join(dir, "nothing-here")); got != other {
 		t.Errorf("FromPins of an empty directory = %+v, want %+v unchanged", got, other)
+	}
+}
+
+// TestIncompatibleLayout: a pinned map whose value size is not this
+// build's (an upgrade that grew the sources map's value) is refused by
+// name, with the cause and the exact detach command, and left as it was.
+func TestIncompatibleLayout(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := pinDir(t)
+	small := testutil.SmallSizes()
+	spec, err := loader.SizedSpec(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An older build's sources map: the same type, key and entries, a
+	// value 56 bytes shorter.
+	old := spec.Maps[maps.MapSources].Copy()
+	old.ValueSize -= 56
+	old.Pinning = ebpf.PinByName
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ebpf.NewMapWithOptions(old, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	t.Cleanup(func() { loader.Detach(dir) })
+
+	_, err = loader.Load(loader.Options{Sizes: small, PinDir: dir})
+	if err == nil {
+		t.Fatal("load over a sources map of another layout succeeded")
+	}
+	t.Logf("error: %v", err)
+	want := []string{
+		fmt.Sprintf("%s (value size %d, want %d)", maps.MapSources, old.ValueSize, old.ValueSize+56),
+		"an upgrade across a change of the map's key or value",
+		fmt.Sprintf("`bulwark detach --interface lo --pin-dir %s`", filepath.Dir(dir)),
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), "maps block") {
+		t.Errorf("error %q blames the config's sizes: only the layout differs", err)
+	}
+	// Nothing changed: the old map is still pinned, and no other map was.
+	p, err := ebpf.LoadPinnedMap(filepath.Join(dir, maps.MapSources), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.ValueSize() != old.ValueSize {
+		t.Errorf("pinned sources value size %d, want the old %d", p.ValueSize(), old.ValueSize)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%d pins in %s, want the old sources map only", len(ents), dir)
 	}
 }
 

@@ -363,6 +363,7 @@ func checkExplained(t *testing.T, e *agenttest.Env, sig api.Signature, shadow bo
 		t.Errorf("signature %+v: want action %s with coverage, collateral, expiry and why", sig, want)
 	}
 	explain := e.MustCLI("signatures", "explain", sig.Name)
+	t.Logf("bulwark signatures list:\n%s\nbulwark signatures explain %s:\n%s", e.MustCLI("signatures", "list"), sig.Name, explain)
 	for _, w := range []string{"(from detect)", "coverage:", "why:", "expires:"} {
 		if !strings.Contains(explain, w) {
 			t.Errorf("signatures explain %s says no %q:\n%s", sig.Name, w, explain)

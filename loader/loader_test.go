@@ -125,32 +125,16 @@ func TestIncompatibleLayout(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := pinDir(t)
 	small := testutil.SmallSizes()
-	spec, err := loader.SizedSpec(small)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// An older build's sources map: the same type, key and entries, a
-	// value 56 bytes shorter.
-	old := spec.Maps[maps.MapSources].Copy()
-	old.ValueSize -= 56
-	old.Pinning = ebpf.PinByName
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	m, err := ebpf.NewMapWithOptions(old, ebpf.MapOptions{PinPath: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	oldSize := testutil.PinOldSources(t, dir, small)
 	t.Cleanup(func() { loader.Detach(dir) })
 
-	_, err = loader.Load(loader.Options{Sizes: small, PinDir: dir})
+	_, err := loader.Load(loader.Options{Sizes: small, PinDir: dir})
 	if err == nil {
 		t.Fatal("load over a sources map of another layout succeeded")
 	}
 	t.Logf("error: %v", err)
 	want := []string{
-		fmt.Sprintf("%s (value size %d, want %d)", maps.MapSources, old.ValueSize, old.ValueSize+56),
+		fmt.Sprintf("%s (value size %d, want %d)", maps.MapSources, oldSize, oldSize+80),
 		"an upgrade across a change of the map's key or value",
 		fmt.Sprintf("`bulwark detach --interface lo --pin-dir %s`", filepath.Dir(dir)),
 	}
@@ -168,8 +152,8 @@ func TestIncompatibleLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if p.ValueSize() != old.ValueSize {
-		t.Errorf("pinned sources value size %d, want the old %d", p.ValueSize(), old.ValueSize)
+	if p.ValueSize() != oldSize {
+		t.Errorf("pinned sources value size %d, want the old %d", p.ValueSize(), oldSize)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("%d pins in %s, want the old sources map only", len(ents), dir)

@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/agenttest"
+	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
 // TestUpgradeAcrossLayoutChange: maps pinned by an older build whose
@@ -23,22 +22,8 @@ func TestUpgradeAcrossLayoutChange(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.WriteConfig("", agenttest.Config{})
-	spec, err := loader.SizedSpec(loader.Sizes{Sources: uint32(agenttest.DefaultSizes.Sources)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := spec.Maps[maps.MapSources].Copy()
-	old.ValueSize -= 56
-	old.Pinning = ebpf.PinByName
 	dir := loader.PinDir(e.PinRoot, e.TB.ServerIf)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	m, err := ebpf.NewMapWithOptions(old, ebpf.MapOptions{PinPath: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	oldSize := testutil.PinOldSources(t, dir, loader.Sizes{Sources: uint32(agenttest.DefaultSizes.Sources)})
 
 	a := e.Spawn("")
 	if !a.Wait(60 * time.Second) {
@@ -47,7 +32,7 @@ func TestUpgradeAcrossLayoutChange(t *testing.T) {
 	want := fmt.Sprintf("bulwark: interface %s: pinned maps in %s do not match this build and config: sources (value size %d, want %d); "+
 		"this build lays a map out differently from the build that pinned it (an upgrade across a change of the map's key or value): "+
 		"they cannot be adopted; `bulwark detach --interface %s --pin-dir %s` removes the program and its pins",
-		e.TB.ServerIf, dir, old.ValueSize, old.ValueSize+56, e.TB.ServerIf, e.PinRoot)
+		e.TB.ServerIf, dir, oldSize, oldSize+80, e.TB.ServerIf, e.PinRoot)
 	if a.ExitCode() == 0 || !strings.Contains(a.LogText(), want) {
 		t.Fatalf("exit %d, want non-zero and %q in:\n%s", a.ExitCode(), want, a.LogText())
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
@@ -106,4 +108,28 @@ func BuildCmd(repo, dir, pkg string) (string, error) {
 		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
+}
+
+// PinOldSources pins in dir a sources map as an older build left it: the
+// type, key and entries of sizes, its value 80 bytes shorter (the builds
+// before the scan sketches and UDP sameness: 112 bytes, 192 since). It
+// returns the old value size.
+func PinOldSources(t testing.TB, dir string, sizes loader.Sizes) uint32 {
+	t.Helper()
+	spec, err := loader.SizedSpec(sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := spec.Maps[maps.MapSources].Copy()
+	old.ValueSize -= 80
+	old.Pinning = ebpf.PinByName
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ebpf.NewMapWithOptions(old, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	return old.ValueSize
 }

@@ -159,40 +159,51 @@ func waitProgress(t *testing.T, what string, progress func() string, cond func()
 	}
 }
 
-// converged waits until every node has read the bucket's state and applied
-// it: its digest and that of what its applier holds equal the bucket's
-// (read afresh at the same second), with want verdicts. The applier's set
-// is compared, not only its size: the merged set is applied after it
-// changes, and an applier that holds the right number of verdicts may
-// still hold an older winner.
+// converged waits until every node has read the bucket's final state and
+// applied it, all in one pass: no node has anything left to publish (else
+// the bucket may still change: a node checked before another's publishes
+// arrive was in sync with a state that is not the last), and each node's
+// digest and that of what its applier holds equal the bucket's (read
+// afresh, and again after, to be sure of the second), with want verdicts.
+// The applier's set is compared, not only its size: the merged set is
+// applied after it changes, and an applier that holds the right number of
+// verdicts may still hold an older winner.
 func converged(t *testing.T, want int, nodes ...*node) string {
 	t.Helper()
-	var digest string
-	for i, n := range nodes {
-		progress := func() string {
+	progress := func() string {
+		var b strings.Builder
+		for i, n := range nodes {
 			st := n.c.Status()
-			return fmt.Sprintf("connected %v, revision %d of %d, lag %d, active %d, buffered %d, applied %d",
+			fmt.Fprintf(&b, "node %d: connected %v, revision %d of %d, lag %d, active %d, buffered %d, applied %d; ", i,
 				st.Connected, st.AppliedRevision, st.BucketRevision, st.Lag, st.Active, st.Buffered, n.rec.len())
 		}
-		waitProgress(t, fmt.Sprintf("node %d converges on %d verdicts", i, want), progress, func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			bd, err := n.c.BucketDigest(ctx)
-			st := n.c.Status()
-			if err != nil || st.Digest != bd || st.Active != want || n.rec.len() != want || st.Buffered != 0 {
-				return false
-			}
-			// The same second for all three, or try again.
-			if n.rec.digest(time.Now().Truncate(time.Second)) != bd {
-				return false
-			}
-			if st2 := n.c.Status(); st2.Digest != st.Digest {
-				return false
-			}
-			digest = bd
-			return true
-		})
+		return b.String()
 	}
+	var digest string
+	waitProgress(t, fmt.Sprintf("every node converges on %d verdicts", want), progress, func() bool {
+		for _, n := range nodes {
+			if n.c.Status().Buffered != 0 {
+				return false
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		bd, err := nodes[0].c.BucketDigest(ctx)
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes {
+			st := n.c.Status()
+			if st.Digest != bd || st.Active != want || n.rec.len() != want || n.rec.digest(time.Now().Truncate(time.Second)) != bd {
+				return false
+			}
+		}
+		if again, err := nodes[0].c.BucketDigest(ctx); err != nil || again != bd {
+			return false
+		}
+		digest = bd
+		return true
+	})
 	return digest
 }
 

@@ -245,7 +245,7 @@ func fleetMap(single bool) string {
 // or a fake in the tests of the control API.
 type fleetClient interface {
 	Run(ctx context.Context) error
-	Publish(v fleet.Verdict) error
+	PublishAndApply(v fleet.Verdict) (refused string, err error)
 	Status() fleet.Status
 	BucketDigest(ctx context.Context) (string, error)
 	Collectors() []prometheus.Collector
@@ -333,11 +333,12 @@ func (l *fleetLink) refused(r fleet.Refusal) {
 }
 
 // publish publishes one local verdict, capped at max_ttl, under this
-// node's name, and applies it here before it returns (the client applies
-// it too, from its own loop; applying is idempotent), so that an operator
-// finds it in force when the command returns: a revoke removes what the
-// fleet put on the target here. It returns the reason the applier refused
-// it here, if it did.
+// node's name, and has the client apply the merged set here before it
+// returns, so that an operator finds it in force when the command returns:
+// what is written is the merged winner on the target (a stronger or longer
+// fleet verdict in force stays), in order with the client's own applies
+// (a revoke removes what the fleet put on the target here). It returns the
+// reason the applier refused it here, if it did.
 func (l *fleetLink) publish(target netip.Prefix, act fleet.Action, origin, reason string, score uint16, at time.Time, ttl time.Duration) (string, error) {
 	ttl = min(ttl, l.settings.Options.MaxTTL)
 	v := fleet.Verdict{Target: target, Action: act, Issuer: l.settings.Options.Node, Origin: origin,
@@ -345,14 +346,7 @@ func (l *fleetLink) publish(target netip.Prefix, act fleet.Action, origin, reaso
 	if act == fleet.ActionRevoke {
 		v.Expires = time.Time{} // the client's: the latest expiry among what it cancels
 	}
-	if err := l.client.Publish(v); err != nil {
-		return "", err
-	}
-	change := fleet.Change{Target: target, Winner: v}
-	if act == fleet.ActionRevoke {
-		change = fleet.Change{Target: target, Remove: true}
-	}
-	return l.applier.Apply([]fleet.Change{change})[target], nil
+	return l.client.PublishAndApply(v)
 }
 
 // status is the fleet client's state for GET /v1/fleet, with the bucket's

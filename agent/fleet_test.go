@@ -296,19 +296,22 @@ func readAudit(t *testing.T, path string) []AuditRecord {
 	return out
 }
 
-// fakeFleetClient records what the agent publishes; the real client is
-// tested in agent/fleet and, with the agent, in test/agent.
+// fakeFleetClient records what the agent publishes and applies it as the
+// winner (the merge is the real client's, tested in agent/fleet, with the
+// agent in TestFleetPublishApplyOrder and test/agent).
 type fakeFleetClient struct {
 	published []fleet.Verdict
 	issuer    string
 	status    fleet.Status
 	bucket    string
+	apply     fleet.Applier
 }
 
 func (c *fakeFleetClient) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-func (c *fakeFleetClient) Publish(v fleet.Verdict) error {
+func (c *fakeFleetClient) PublishAndApply(v fleet.Verdict) (string, error) {
 	c.published = append(c.published, v)
-	return nil
+	ch := fleet.Change{Target: v.Target, Winner: v, Remove: v.Action == fleet.ActionRevoke}
+	return c.apply.Apply([]fleet.Change{ch})[v.Target], nil
 }
 func (c *fakeFleetClient) Status() fleet.Status                         { return c.status }
 func (c *fakeFleetClient) BucketDigest(context.Context) (string, error) { return c.bucket, nil }
@@ -350,7 +353,7 @@ func TestFleetControl(t *testing.T) {
 		}
 	}
 
-	client := &fakeFleetClient{issuer: "edge-9", status: fleet.Status{Node: "edge-1", Digest: "abc"}, bucket: "abc"}
+	client := &fakeFleetClient{issuer: "edge-9", status: fleet.Status{Node: "edge-1", Digest: "abc"}, bucket: "abc", apply: f}
 	settings := &desired.Fleet{Options: fleet.Options{Node: "edge-1", MaxTTL: 2 * time.Hour}, PublishScorer: true}
 	link := &fleetLink{client: client, settings: settings, applier: f, log: f.log, audit: f.audit}
 	withFleet := *st

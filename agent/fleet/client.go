@@ -46,6 +46,10 @@ type Client struct {
 	onRefusal func(Refusal)
 	m         *metrics
 
+	// applyMu orders the Applier's batches (applyPending); it is taken
+	// before mu, never while mu is held.
+	applyMu sync.Mutex
+
 	mu        sync.Mutex
 	st        *state
 	queue     []*bufItem // own verdicts to publish, in order
@@ -469,8 +473,7 @@ func (c *Client) settle() {
 }
 
 // applyLoop calls the Applier with the coalesced changes, one batch at a
-// time, outside the Client's lock. A target the Applier refuses is counted
-// and reported as RefusedInvalid if it says so, else as RefusedLocal.
+// time, outside the Client's lock.
 func (c *Client) applyLoop(ctx context.Context) {
 	for {
 		select {
@@ -478,38 +481,52 @@ func (c *Client) applyLoop(ctx context.Context) {
 			return
 		case <-c.applyKick:
 		}
-		c.mu.Lock()
-		if len(c.changes) == 0 {
-			c.mu.Unlock()
+		c.applyMu.Lock()
+		c.applyPending()
+		c.applyMu.Unlock()
+	}
+}
+
+// applyPending hands the changes merged so far to the Applier and returns
+// what it refused (c.applyMu held). Batches reach the Applier in the order
+// they were merged, whoever calls (the apply loop, PublishAndApply):
+// applyMu is held from taking a batch to the end of its Apply, else an
+// older batch taken first could be written after a newer one and stay. A
+// target the Applier refuses is counted and reported as RefusedInvalid if
+// it says so, else as RefusedLocal.
+func (c *Client) applyPending() map[netip.Prefix]string {
+	c.mu.Lock()
+	if len(c.changes) == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	batch := c.changes
+	c.changes, c.changed = nil, reuse(c.changed)
+	c.mu.Unlock()
+	refused := c.apply.Apply(batch)
+	now := time.Now()
+	for _, ch := range batch {
+		if reason, no := refused[ch.Target]; no {
+			if reason != RefusedInvalid {
+				reason = RefusedLocal
+			}
+			c.m.refused.WithLabelValues(reason).Inc()
+			c.onRefusal(Refusal{Verdict: ch.Winner, Reason: reason})
 			continue
 		}
-		batch := c.changes
-		c.changes, c.changed = nil, reuse(c.changed)
-		c.mu.Unlock()
-		refused := c.apply.Apply(batch)
-		now := time.Now()
-		for _, ch := range batch {
-			if reason, no := refused[ch.Target]; no {
-				if reason != RefusedInvalid {
-					reason = RefusedLocal
-				}
-				c.m.refused.WithLabelValues(reason).Inc()
-				c.onRefusal(Refusal{Verdict: ch.Winner, Reason: reason})
-				continue
-			}
-			c.m.applied.Inc()
-			if !ch.Remove && ch.Winner.Issuer != c.opts.Node {
-				c.m.propagation.Observe(now.Sub(ch.Winner.IssuedAt).Seconds())
-			}
+		c.m.applied.Inc()
+		if !ch.Remove && ch.Winner.Issuer != c.opts.Node {
+			c.m.propagation.Observe(now.Sub(ch.Winner.IssuedAt).Seconds())
 		}
-		clear(batch) // let go of the verdicts; keep the room if small
-		c.mu.Lock()
-		c.lastApply = now
-		if c.changes == nil && cap(batch) <= batchEntries {
-			c.changes = batch[:0]
-		}
-		c.mu.Unlock()
 	}
+	clear(batch) // let go of the verdicts; keep the room if small
+	c.mu.Lock()
+	c.lastApply = now
+	if c.changes == nil && cap(batch) <= batchEntries {
+		c.changes = batch[:0]
+	}
+	c.mu.Unlock()
+	return refused
 }
 
 // tickLoop expires verdicts every second (at whole seconds, as the digest
@@ -580,6 +597,22 @@ func (c *Client) Publish(v Verdict) error {
 	c.settle()
 	kick(c.publishKick)
 	return nil
+}
+
+// PublishAndApply is Publish, and then applies the merged set's pending
+// changes before it returns, in order with the apply loop: what the
+// Applier gets for v's target is the merged winner (v, or a stronger or
+// longer verdict in force, which v then does not replace), never v
+// itself. refused is the Applier's reason for v's target, if it refused
+// the change this made there. It blocks for the Applier, as the apply
+// loop does; it must not be called with a lock the Applier takes.
+func (c *Client) PublishAndApply(v Verdict) (refused string, err error) {
+	c.applyMu.Lock() // the batch with v's change is this one's
+	defer c.applyMu.Unlock()
+	if err := c.Publish(v); err != nil {
+		return "", err
+	}
+	return c.applyPending()[v.Target.Masked()], nil
 }
 
 // latestExpiry is the latest expiry among the verdicts on target (c.mu

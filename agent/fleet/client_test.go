@@ -20,14 +20,20 @@ import (
 // hung test on a busy machine, not an assertion on speed.
 const waitBound = 3 * time.Minute
 
-// recorder is an Applier that keeps the set it was given.
+// recorder is an Applier that keeps the set it was given; with a delay,
+// every Apply takes that long, as a loaded host's kernel writes may.
 type recorder struct {
 	mu     sync.Mutex
 	set    map[netip.Prefix]Verdict
 	refuse map[netip.Prefix]bool
+	delay  time.Duration
 }
 
 func (r *recorder) Apply(changes []Change) map[netip.Prefix]string {
+	r.mu.Lock()
+	delay := r.delay
+	r.mu.Unlock()
+	time.Sleep(delay)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	refused := map[netip.Prefix]string{}
@@ -49,6 +55,17 @@ func (r *recorder) get(t netip.Prefix) (Verdict, bool) {
 	defer r.mu.Unlock()
 	v, ok := r.set[t]
 	return v, ok
+}
+
+// digest is Digest of the set applied, at now.
+func (r *recorder) digest(now time.Time) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := make(map[netip.Prefix]*Verdict, len(r.set))
+	for t, v := range r.set {
+		set[t] = &v
+	}
+	return Digest(set, now)
 }
 
 func (r *recorder) len() int {
@@ -142,34 +159,51 @@ func waitProgress(t *testing.T, what string, progress func() string, cond func()
 	}
 }
 
-// converged waits until every node has read the bucket's state: its digest
-// equals the bucket's (read afresh at the same second) and its applier
-// holds want verdicts.
+// converged waits until every node has read the bucket's final state and
+// applied it, all in one pass: no node has anything left to publish (else
+// the bucket may still change: a node checked before another's publishes
+// arrive was in sync with a state that is not the last), and each node's
+// digest and that of what its applier holds equal the bucket's (read
+// afresh, and again after, to be sure of the second), with want verdicts.
+// The applier's set is compared, not only its size: the merged set is
+// applied after it changes, and an applier that holds the right number of
+// verdicts may still hold an older winner.
 func converged(t *testing.T, want int, nodes ...*node) string {
 	t.Helper()
-	var digest string
-	for i, n := range nodes {
-		progress := func() string {
+	progress := func() string {
+		var b strings.Builder
+		for i, n := range nodes {
 			st := n.c.Status()
-			return fmt.Sprintf("connected %v, revision %d of %d, lag %d, active %d, buffered %d, applied %d",
+			fmt.Fprintf(&b, "node %d: connected %v, revision %d of %d, lag %d, active %d, buffered %d, applied %d; ", i,
 				st.Connected, st.AppliedRevision, st.BucketRevision, st.Lag, st.Active, st.Buffered, n.rec.len())
 		}
-		waitProgress(t, fmt.Sprintf("node %d converges on %d verdicts", i, want), progress, func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			bd, err := n.c.BucketDigest(ctx)
-			st := n.c.Status()
-			if err != nil || st.Digest != bd || st.Active != want || n.rec.len() != want || st.Buffered != 0 {
-				return false
-			}
-			// The same second for both, or try again.
-			if st2 := n.c.Status(); st2.Digest != st.Digest {
-				return false
-			}
-			digest = bd
-			return true
-		})
+		return b.String()
 	}
+	var digest string
+	waitProgress(t, fmt.Sprintf("every node converges on %d verdicts", want), progress, func() bool {
+		for _, n := range nodes {
+			if n.c.Status().Buffered != 0 {
+				return false
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		bd, err := nodes[0].c.BucketDigest(ctx)
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes {
+			st := n.c.Status()
+			if st.Digest != bd || st.Active != want || n.rec.len() != want || n.rec.digest(time.Now().Truncate(time.Second)) != bd {
+				return false
+			}
+		}
+		if again, err := nodes[0].c.BucketDigest(ctx); err != nil || again != bd {
+			return false
+		}
+		digest = bd
+		return true
+	})
 	return digest
 }
 
@@ -192,12 +226,20 @@ func mustPublish(t *testing.T, n *node, v Verdict) {
 // TestPublishApplyRevoke: on a 3-node cluster with 3 replicas, verdicts of
 // two issuers reach every client merged by the rule (block beats throttle,
 // later expiry wins), a revoke removes a verdict everywhere, an expiring
-// verdict goes, and the digests agree.
+// verdict goes, and the digests agree. Every Applier takes 100 ms a batch,
+// as on a loaded host: a and b hold two verdicts from their own publishes
+// before the other's arrive, so the applier's count alone says nothing of
+// which won (the check of the count only failed here under load).
 func TestPublishApplyRevoke(t *testing.T) {
 	c := natstest.Cluster(t, 3, natstest.Options{})
 	a := start(t, testOptions("a", c.URLs(), 3))
 	b := start(t, testOptions("b", c.URLs()[1:], 3))
 	obs := start(t, testOptions("obs", c.URLs()[2:], 3))
+	for _, n := range []*node{a, b, obs} {
+		n.rec.mu.Lock()
+		n.rec.delay = 100 * time.Millisecond
+		n.rec.mu.Unlock()
+	}
 	x, y, z := target(1), target(2), target(3)
 	mustPublish(t, a, Verdict{Target: x, Action: ActionThrottle, Expires: time.Now().Add(2 * time.Hour)})
 	mustPublish(t, b, block(x, time.Hour))

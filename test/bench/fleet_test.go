@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulwark-filter/bulwark/agent/fleet"
+	"github.com/bulwark-filter/bulwark/test/fleetbench"
 	"github.com/bulwark-filter/bulwark/test/natstest"
 )
 
@@ -26,12 +26,12 @@ import (
 // file its figures are written to, as JSON. make bench sets it.
 const fleetEnv = "BULWARK_FLEET_OUT"
 
-// The full-size fleet benchmark's parameters (go test ... -args -fleet.rate=N).
+// The full-size fleet benchmark's parameters: test/fleetbench's flags.
 var (
-	fleetClients  = flag.Int("fleet.clients", 200, "fan-out: lightweight clients (the real fleet.Client)")
-	fleetRate     = flag.Int("fleet.rate", 1000, "fan-out: verdicts published per second")
-	fleetSeconds  = flag.Int("fleet.seconds", 30, "fan-out: seconds of publishing")
-	fleetColdSync = flag.Int("fleet.coldsync", 1_000_000, "cold sync: active verdicts in the bucket")
+	fleetClients  = fleetbench.Clients
+	fleetRate     = fleetbench.Rate
+	fleetSeconds  = fleetbench.Seconds
+	fleetColdSync = fleetbench.ColdSync
 )
 
 // fleetFigures is what TestFleetBench measured.

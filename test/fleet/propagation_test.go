@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,20 +16,13 @@ import (
 	"time"
 
 	testbed "github.com/bulwark-filter/bulwark/test/fleet"
+	"github.com/bulwark-filter/bulwark/test/fleetbench"
 )
 
 // propEnv names the environment variable that turns
 // TestFleetPropagationBench on: the file its figures are written to, as
 // JSON. make bench sets it.
 const propEnv = "BULWARK_FLEET_AGENTS_OUT"
-
-// The full-size propagation benchmark's parameters (go test ... -args
-// -fleet.rate=N).
-var (
-	propAgents  = flag.Int("fleet.agents", 10, "propagation benchmark: agents (real bulwark run, XDP on their veths)")
-	propRate    = flag.Int("fleet.rate", 1000, "propagation benchmark: verdicts published per second")
-	propSeconds = flag.Int("fleet.seconds", 30, "propagation benchmark: seconds of publishing")
-)
 
 // propFigures is what propagation measured.
 type propFigures struct {
@@ -378,9 +370,9 @@ func TestFleetPropagationBench(t *testing.T) {
 	out := os.Getenv(propEnv)
 	if out == "" {
 		t.Skipf("SKIP: set %s=FILE to measure propagation to %d agents at %d verdicts/s for %d s (make bench does)",
-			propEnv, *propAgents, *propRate, *propSeconds)
+			propEnv, *fleetbench.Agents, *fleetbench.Rate, *fleetbench.Seconds)
 	}
-	f := propagation(t, *propAgents, *propRate, *propSeconds)
+	f := propagation(t, *fleetbench.Agents, *fleetbench.Rate, *fleetbench.Seconds)
 	logFigures(t, f)
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {

@@ -11,29 +11,52 @@ func numOf(r map[string]any) func(k string) float64 {
 	return func(k string) float64 { v, _ := r[k].(float64); return v }
 }
 
+// cellsOf formats numbers of a bench step's JSON (0 when absent) for a
+// table cell: format's verbs take the keys' numbers in order.
+func cellsOf(r map[string]any) func(format string, keys ...string) string {
+	num := numOf(r)
+	return func(format string, keys ...string) string {
+		vs := make([]any, len(keys))
+		for i, k := range keys {
+			vs[i] = num(k)
+		}
+		return fmt.Sprintf(format, vs...)
+	}
+}
+
+// writeTable writes a Markdown table: the header row, the separator and
+// the rows, each as many cells as the header.
+func writeTable(w *strings.Builder, header []string, rows ...[]string) {
+	w.WriteString("| " + strings.Join(header, " | ") + " |\n|" + strings.Repeat("---|", len(header)) + "\n")
+	for _, r := range rows {
+		w.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+}
+
 // writeFleetAgents writes the section of TestFleetPropagationBench's
 // figures: propagation to real agents on the fleet testbed.
 func writeFleetAgents(w *strings.Builder, r map[string]any) {
 	num := numOf(r)
 	fmt.Fprintf(w, "\n## Fleet: propagation to %.0f real agents (test/fleet testbed: %.0f-node NATS JetStream cluster, replicas %.0f; "+
 		"each agent a `bulwark run` in its own namespace with XDP on its veth, small maps)\n\n", num("agents"), num("servers"), num("replicas"))
-	w.WriteString("| agents | verdicts/s | verdicts | published in s | samples | missed | p50 ms | p99 ms | max ms | last agent p50 / p99 / max ms |\n")
-	w.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %.1f | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f / %.1f / %.1f |\n", num("agents"),
-		num("rate_per_s"), num("verdicts"), num("publish_seconds"), num("samples"), num("missed"), num("propagation_p50_ms"),
-		num("propagation_p99_ms"), num("propagation_max_ms"), num("last_agent_p50_ms"), num("last_agent_p99_ms"), num("last_agent_max_ms"))
+	cell := cellsOf(r)
+	writeTable(w, []string{"agents", "verdicts/s", "verdicts", "published in s", "samples", "missed", "p50 ms", "p99 ms", "max ms",
+		"last agent p50 / p99 / max ms"}, []string{cell("%.0f", "agents"), cell("%.0f", "rate_per_s"), cell("%.0f", "verdicts"),
+		cell("%.1f", "publish_seconds"), cell("%.0f", "samples"), cell("%.0f", "missed"), cell("%.1f", "propagation_p50_ms"),
+		cell("%.1f", "propagation_p99_ms"), cell("%.1f", "propagation_max_ms"),
+		cell("%.1f / %.1f / %.1f", "last_agent_p50_ms", "last_agent_p99_ms", "last_agent_max_ms")})
 	fmt.Fprintf(w, "\nWhere the time went: from the Publish call to the stream's timestamp (stamped by the stream leader as it "+
 		"takes the message, before it replicates it) p50 %.1f ms, p99 %.1f ms, max %.1f ms per verdict; from that "+
 		"timestamp to each agent's kernel map (replication, delivery, the agent's fleet client, the kernel write) p50 %.1f "+
 		"ms, p99 %.1f ms, max %.1f ms per (agent, verdict).\n\n", num("publish_to_stored_p50_ms"), num("publish_to_stored_p99_ms"),
 		num("publish_to_stored_max_ms"), num("stored_to_kernel_p50_ms"), num("stored_to_kernel_p99_ms"), num("stored_to_kernel_max_ms"))
-	w.WriteString("| | agent (each, mean) | servers (together) |\n|---|---|---|\n")
-	fmt.Fprintf(w, "| CPU per verdict, less the idle rate | %.1f us | %.1f us |\n", num("agent_cpu_us_per_verdict"), num("server_cpu_us_per_verdict"))
-	fmt.Fprintf(w, "| CPU per second of the run | %.3f s | %.3f s |\n", num("agent_cpu_s_per_s"), num("server_cpu_s_per_s"))
-	fmt.Fprintf(w, "| waiting for a CPU (run queue, summed over threads) per second of the run | %.3f s | %.3f s |\n", num("agent_runqueue_wait_s_per_s"),
-		num("server_runqueue_wait_s_per_s"))
-	fmt.Fprintf(w, "| bytes on the wire per verdict, less the idle rate | %.0f into each | %.0f out of them |\n",
-		num("agent_wire_bytes_per_verdict"), num("server_wire_bytes_per_verdict"))
+	writeTable(w, []string{"", "agent (each, mean)", "servers (together)"},
+		[]string{"CPU per verdict, less the idle rate", cell("%.1f us", "agent_cpu_us_per_verdict"), cell("%.1f us", "server_cpu_us_per_verdict")},
+		[]string{"CPU per second of the run", cell("%.3f s", "agent_cpu_s_per_s"), cell("%.3f s", "server_cpu_s_per_s")},
+		[]string{"waiting for a CPU (run queue, summed over threads) per second of the run", cell("%.3f s", "agent_runqueue_wait_s_per_s"),
+			cell("%.3f s", "server_runqueue_wait_s_per_s")},
+		[]string{"bytes on the wire per verdict, less the idle rate", cell("%.0f into each", "agent_wire_bytes_per_verdict"),
+			cell("%.0f out of them", "server_wire_bytes_per_verdict")})
 	fmt.Fprintf(w, "\nPropagation is from the publisher's Publish call (test/fleet/publisher: the real fleet client, one issuer, on a "+
 		"host of the fabric, paced at the rate) to the first lookup that found the verdict in an agent's kernel verdict map, "+
 		"read through its pin, over every (agent, verdict) pair; \"last agent\" is per verdict, to the last agent that had "+
@@ -107,12 +130,13 @@ func where(r map[string]any) string {
 func writeFleet(w *strings.Builder, r map[string]any) {
 	num := numOf(r)
 	w.WriteString("\n## Fleet: fan-out simulation and cold sync (real fleet.Client code in one process, real 3-node NATS JetStream cluster, no XDP)\n\n")
-	w.WriteString("| clients | verdicts/s | verdicts | published in s | samples | p50 ms | p99 ms | max ms | client CPU us per verdict | CPU-s/s asked | cold sync verdicts | cold sync s |\n")
-	w.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %.1f | %.0f | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f | %.2f |\n", num("clients"),
-		num("rate_per_s"), num("verdicts"), num("publish_seconds"), num("samples"), num("propagation_p50_ms"),
-		num("propagation_p99_ms"), num("propagation_max_ms"), num("client_cpu_us_per_verdict"), fanoutAsked(r),
-		num("coldsync_verdicts"), num("coldsync_seconds"))
+	cell := cellsOf(r)
+	writeTable(w, []string{"clients", "verdicts/s", "verdicts", "published in s", "samples", "p50 ms", "p99 ms", "max ms",
+		"client CPU us per verdict", "CPU-s/s asked", "cold sync verdicts", "cold sync s"}, []string{cell("%.0f", "clients"),
+		cell("%.0f", "rate_per_s"), cell("%.0f", "verdicts"), cell("%.1f", "publish_seconds"), cell("%.0f", "samples"),
+		cell("%.1f", "propagation_p50_ms"), cell("%.1f", "propagation_p99_ms"), cell("%.1f", "propagation_max_ms"),
+		cell("%.1f", "client_cpu_us_per_verdict"), fmt.Sprintf("%.2f", fanoutAsked(r)), cell("%.0f", "coldsync_verdicts"),
+		cell("%.2f", "coldsync_seconds")})
 	fmt.Fprintf(w, "\nThe fan-out simulates a large fleet's load on the servers: lightweight clients, each the real fleet client "+
 		"with an Applier that records when each verdict arrived, all in one process on this %d-CPU VM beside the servers. It "+
 		"is no propagation figure for a fleet (the 250 ms target is on real agents, above): its clients ask for clients x rate "+
@@ -183,9 +207,11 @@ func writeFleetEstimate(w *strings.Builder, r map[string]any) {
 		"server CPU per delivery (the servers' %.1f us per verdict over its %.0f deliveries: an upper bound, as intake and "+
 		"replication are in it). Every verdict goes to every host.\n\n", agentUS, bytesIn, perDelivery,
 		num("server_cpu_us_per_verdict"), num("bucket_clients"))
-	w.WriteString("| fleet-wide verdicts/s | per host: CPU | deliveries/s | out of the servers | server CPU (all servers) |\n|---|---|---|---|---|\n")
+	var rows [][]string
 	for _, rate := range []float64{10, 1000} {
-		fmt.Fprintf(w, "| %.0f | %.2f %% of a CPU | %.0f | %.1f Mbit/s | %.2f CPUs |\n", rate, rate*agentUS/1e4, rate*hosts,
-			rate*hosts*bytesIn*8/1e6, rate*hosts*perDelivery/1e6)
+		rows = append(rows, []string{fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.2f %% of a CPU", rate*agentUS/1e4),
+			fmt.Sprintf("%.0f", rate*hosts), fmt.Sprintf("%.1f Mbit/s", rate*hosts*bytesIn*8/1e6),
+			fmt.Sprintf("%.2f CPUs", rate*hosts*perDelivery/1e6)})
 	}
+	writeTable(w, []string{"fleet-wide verdicts/s", "per host: CPU", "deliveries/s", "out of the servers", "server CPU (all servers)"}, rows...)
 }

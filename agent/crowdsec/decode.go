@@ -95,8 +95,10 @@ type streamScanner struct {
 	off  int64 // of buf[0] in the stream
 	eof  bool
 	rerr error // a read error other than io.EOF
-	// names holds one string per origin, scenario, scope and type.
+	// names holds one string per origin, scenario, scope and type, last
+	// the one each field had in the decision before.
 	names map[string]string
+	last  [len(decisionFields)]string
 }
 
 // more reads more of the stream, keeping buf[pos:]; false at its end or
@@ -316,7 +318,7 @@ func (d *streamScanner) decisions(into []Decision) ([]Decision, error) {
 			}
 			break
 		}
-		into = append(into, dec)
+		into = addDecision(into, dec)
 		c, err := d.nextNonSpace()
 		if err != nil {
 			return into, err
@@ -332,6 +334,18 @@ func (d *streamScanner) decisions(into []Decision) ([]Decision, error) {
 	}
 }
 
+// addDecision appends dec to list, growing it by doubling: 100,000 decisions are
+// some 10 MB, and append's smaller steps for large slices copied them
+// five times over.
+func addDecision(list []Decision, dec Decision) []Decision {
+	if len(list) == cap(list) {
+		grown := make([]Decision, len(list), max(2*cap(list), 64))
+		copy(grown, list)
+		list = grown
+	}
+	return append(list, dec)
+}
+
 // scanState is how scanDecision ended.
 type scanState int
 
@@ -341,8 +355,29 @@ const (
 	scanSlow            // not the plain form: for encoding/json
 )
 
-// decisionField is a decision's field by its JSON key.
-var decisionField = map[string]int{"id": 0, "origin": 1, "scenario": 2, "scope": 3, "type": 4, "value": 5, "duration": 6}
+// decisionFields are a decision's JSON keys.
+var decisionFields = [...]string{"id", "origin", "scenario", "scope", "type", "value", "duration"}
+
+// decisionField is the index in decisionFields of key, or -1.
+func decisionField(key []byte) int {
+	switch string(key) {
+	case "id":
+		return 0
+	case "origin":
+		return 1
+	case "scenario":
+		return 2
+	case "scope":
+		return 3
+	case "type":
+		return 4
+	case "value":
+		return 5
+	case "duration":
+		return 6
+	}
+	return -1
+}
 
 // scanDecision reads the decision object b starts with into dec: the
 // fields' keys as the LAPI writes them, integers of at most 18 digits,
@@ -385,7 +420,8 @@ func (d *streamScanner) scanDecision(b []byte, dec *Decision) (n int, st scanSta
 		if i >= len(b) {
 			return 0, scanShort
 		}
-		field, known := decisionField[string(b[k0:k1])]
+		field := decisionField(b[k0:k1])
+		known := field >= 0
 		if !known && !unrelatedKey(b[k0:k1]) {
 			return 0, scanSlow
 		}
@@ -405,13 +441,13 @@ func (d *streamScanner) scanDecision(b []byte, dec *Decision) (n int, st scanSta
 			i = v1 + 1
 			switch field {
 			case 1:
-				dec.Origin = d.name(v)
+				dec.Origin = d.name(field, v)
 			case 2:
-				dec.Scenario = d.name(v)
+				dec.Scenario = d.name(field, v)
 			case 3:
-				dec.Scope = d.name(v)
+				dec.Scope = d.name(field, v)
 			case 4:
-				dec.Type = d.name(v)
+				dec.Type = d.name(field, v)
 			case 5:
 				dec.Value = string(v)
 			case 6:
@@ -440,15 +476,20 @@ func (d *streamScanner) scanDecision(b []byte, dec *Decision) (n int, st scanSta
 }
 
 // name is one string per distinct origin, scenario, scope or type (at
-// most maxNames of them; past that, a new string each).
-func (d *streamScanner) name(b []byte) string {
-	if s, ok := d.names[string(b)]; ok {
+// most maxNames of them; past that, a new string each) of field: most
+// decisions have their field's value of the one before.
+func (d *streamScanner) name(field int, b []byte) string {
+	if s := d.last[field]; s == string(b) {
 		return s
 	}
-	s := string(b)
-	if len(d.names) < maxNames {
-		d.names[s] = s
+	s, ok := d.names[string(b)]
+	if !ok {
+		s = string(b)
+		if len(d.names) < maxNames {
+			d.names[s] = s
+		}
 	}
+	d.last[field] = s
 	return s
 }
 
@@ -461,7 +502,7 @@ func unrelatedKey(key []byte) bool {
 			return false
 		}
 	}
-	for f := range decisionField {
+	for _, f := range decisionFields {
 		if len(f) == len(key) && equalFoldASCII(f, key) {
 			return false
 		}

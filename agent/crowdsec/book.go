@@ -51,6 +51,7 @@ func (c *Counts) refuse(d Decision, why string) {
 type Book struct {
 	filter Filter
 	ents   []Entry // by slot; a free slot is listed in free
+	won    []bool  // by slot: the decision in force on its target
 	free   []int32
 	byID   map[int64]int32        // decision id -> slot
 	win    map[netip.Prefix]int32 // the slot of the decision in force on each target
@@ -74,11 +75,14 @@ func (b *Book) Winner(target netip.Prefix) (Entry, bool) {
 	return b.ents[i], true
 }
 
-// Winners are the decisions in force, one per target.
+// Winners are the decisions in force, one per target (read in slot
+// order: 100,000 entries in the order of memory, not of a map).
 func (b *Book) Winners() []Entry {
 	out := make([]Entry, 0, len(b.win))
-	for _, i := range b.win {
-		out = append(out, b.ents[i])
+	for i, w := range b.won {
+		if w {
+			out = append(out, b.ents[i])
+		}
 	}
 	return out
 }
@@ -101,7 +105,7 @@ func beats(a, b Entry) bool {
 // whatever happened meanwhile.
 func (b *Book) Replace(s Stream, now time.Time) ([]Change, Counts) {
 	oldWin, prev, oldEnts := b.win, b.byID, b.ents
-	b.ents = make([]Entry, 0, len(s.New))
+	b.ents, b.won = make([]Entry, 0, len(s.New)), make([]bool, 0, len(s.New))
 	b.free = nil
 	b.byID = make(map[int64]int32, len(s.New))
 	b.win = make(map[netip.Prefix]int32, len(s.New))
@@ -126,11 +130,17 @@ func (b *Book) Replace(s Stream, now time.Time) ([]Change, Counts) {
 	var out []Change
 	if len(oldWin) == 0 {
 		out = make([]Change, 0, len(b.win)) // a first pull: every target changes
-	}
-	for t, i := range b.win {
-		w := b.ents[i]
-		if o, had := oldWin[t]; !had || oldEnts[o] != w {
-			out = append(out, Change{Target: t, Winner: w})
+		for i, w := range b.won {
+			if w {
+				out = append(out, Change{Target: b.ents[i].Target, Winner: b.ents[i]})
+			}
+		}
+	} else {
+		for t, i := range b.win {
+			w := b.ents[i]
+			if o, had := oldWin[t]; !had || oldEnts[o] != w {
+				out = append(out, Change{Target: t, Winner: w})
+			}
 		}
 	}
 	for t := range oldWin {
@@ -225,16 +235,16 @@ func (b *Book) insert(e Entry) {
 		b.ents[i] = e
 	} else {
 		i = int32(len(b.ents))
-		b.ents = append(b.ents, e)
+		b.ents, b.won = append(b.ents, e), append(b.won, false)
 	}
 	b.byID[e.ID] = i
 	w, ok := b.win[e.Target]
 	switch {
 	case !ok:
-		b.win[e.Target] = i
+		b.win[e.Target], b.won[i] = i, true
 	case beats(e, b.ents[w]):
 		b.others[e.Target] = append(b.others[e.Target], b.ents[w].ID)
-		b.win[e.Target] = i
+		b.win[e.Target], b.won[i], b.won[w] = i, true, false
 	default:
 		b.others[e.Target] = append(b.others[e.Target], e.ID)
 	}
@@ -249,7 +259,7 @@ func (b *Book) remove(id int64) bool {
 	}
 	t := b.ents[i].Target
 	delete(b.byID, id)
-	b.ents[i] = Entry{} // no strings kept alive by a free slot
+	b.ents[i], b.won[i] = Entry{}, false // no strings kept alive by a free slot
 	b.free = append(b.free, i)
 	ids := b.others[t]
 	if w := b.win[t]; w != i {
@@ -264,6 +274,7 @@ func (b *Book) remove(id int64) bool {
 			}
 		}
 		b.win[t] = b.byID[ids[best]]
+		b.won[b.win[t]] = true
 		ids = slices.Delete(ids, best, best+1)
 	}
 	if len(ids) == 0 {

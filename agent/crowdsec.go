@@ -233,6 +233,7 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) (int, bool) {
 	if startup {
 		l.status.Startups++
 		l.status.LastStartupApplySeconds = took.Seconds()
+		l.status.LastStartupAnswerSeconds = l.client.Answered().Seconds()
 	}
 	l.mu.Unlock()
 	return len(s.New) + len(s.Deleted), true

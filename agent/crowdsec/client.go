@@ -73,7 +73,15 @@ type Client struct {
 	http     *http.Client
 	timeout  time.Duration // of a delta pull; a startup pull has StartupTimeout
 	maxBytes int64
+	// answered is how long the last pull waited for the LAPI's answer to
+	// begin (the request to its headers): the LAPI's own listing, since
+	// crowdsec builds the whole answer before it writes it.
+	answered time.Duration
 }
+
+// Answered is how long the last pull waited for the LAPI to begin its
+// answer. Read it from the goroutine that pulls.
+func (c *Client) Answered() time.Duration { return c.answered }
 
 // NewClient makes a bouncer client of the LAPI at base, with an API key
 // (or a client certificate in t), reading at most maxBytes per answer, a
@@ -113,7 +121,9 @@ func (c *Client) Pull(ctx context.Context, startup bool) (Stream, error) {
 		req.Header.Set("X-Api-Key", c.key)
 	}
 	req.Header.Set("User-Agent", "bulwark-bouncer/v1")
+	sent := time.Now()
 	resp, err := c.http.Do(req)
+	c.answered = time.Since(sent)
 	if err != nil {
 		return Stream{}, fmt.Errorf("pull decisions: %w", err)
 	}

@@ -43,9 +43,9 @@ type CrowdSecSize struct {
 	// Medians of the runs' BulwarkAnswerS and BulwarkApplyS.
 	BulwarkAnswerS float64 `json:"bulwark_lapi_answer_median_s"`
 	BulwarkApplyS  float64 `json:"bulwark_apply_median_s"`
-	BouncerS  float64 `json:"bouncer_median_s"`
-	BouncerLo float64 `json:"bouncer_min_s"`
-	BouncerHi float64 `json:"bouncer_max_s"`
+	BouncerS       float64 `json:"bouncer_median_s"`
+	BouncerLo      float64 `json:"bouncer_min_s"`
+	BouncerHi      float64 `json:"bouncer_max_s"`
 	// BouncerMissed: runs where the bouncer never held every decision;
 	// their time counts as when the watch gave up, a lower bound.
 	BouncerMissed int `json:"bouncer_missed"`

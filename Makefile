@@ -54,10 +54,11 @@ package: ## build $(PKG_DIR)/*.deb and *.rpm (nfpm, staged in dist/build): the b
 test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
 	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
 
-bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation to 10 agents, fan-out simulation and cold sync, CrowdSec decisions vs crowdsec-firewall-bouncer, attack signatures (replayed floods, live SYN flood as fast as it goes and paced), nftables; bench/results.json, docs/benchmarks.md, README's figures table
+bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation to 10 agents, fan-out simulation and cold sync, CrowdSec 100k startup apply and decisions vs crowdsec-firewall-bouncer, attack signatures (replayed floods, live SYN flood as fast as it goes and paced), nftables; bench/results.json, docs/benchmarks.md, README's figures table
 	@mkdir -p bench docs
 	$(GO) run ./test/bench/cmd -rounds $(BENCH_COUNT) -json bench/results-datapath.json
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory|Verifier' -benchtime 1x -timeout 30m ./test/bench/ | tee bench/gobench.txt
+	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench 'CrowdSecApply100k' -benchtime 1x -timeout 10m ./agent/ | tee -a bench/gobench.txt
 	$(GO) test -count=1 -run 'TestRuntimeBlockLatency' -v ./test/agent/ | grep 'run-time block' | tee bench/block-latency.txt
 	BULWARK_AGENT_RSS_OUT=$(CURDIR)/bench/agent-rss.json $(GO) test -count=1 -run '^TestAgentRSS1M$$' -v -timeout 10m ./test/bench/
 	BULWARK_SCRAPE_OUT=$(CURDIR)/bench/scrape.json $(GO) test -count=1 -run '^TestScrape1M$$' -v -timeout 10m ./test/bench/

@@ -233,6 +233,7 @@ func (l *crowdSecLink) pull(ctx context.Context, startup bool) (int, bool) {
 	if startup {
 		l.status.Startups++
 		l.status.LastStartupApplySeconds = took.Seconds()
+		l.status.LastStartupAnswerSeconds = l.client.Answered().Seconds()
 	}
 	l.mu.Unlock()
 	return len(s.New) + len(s.Deleted), true
@@ -329,22 +330,23 @@ func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []cr
 	var removes []netip.Prefix
 	var first []maps.VerdictEntry // the first interface's verdicts, when read here
 	if full != nil {
-		keep := make(map[netip.Prefix]bool, len(full))
-		for _, e := range full {
-			keep[crowdSecKey(e.Target, v6)] = true
-		}
 		var have map[netip.Prefix]bool
-		removes, have, first = l.owned(st, keep)
-		changed := make(map[netip.Prefix]bool, len(changes))
-		for _, c := range changes {
-			changed[c.Target] = true
-		}
-		puts = make([]crowdsec.Entry, 0, len(changes))
-		// What changed, and what is missing from the maps (a verdict
-		// of another origin took its place, or the agent restarted).
-		for _, e := range full {
-			if changed[e.Target] || !have[crowdSecKey(e.Target, v6)] {
-				puts = append(puts, e)
+		removes, have, first = l.owned(st, full, v6)
+		if len(have) == 0 {
+			puts = full // nothing of CrowdSec's in the maps (a first start): every winner is written
+		} else {
+			// What is missing from the maps (a verdict of another origin
+			// took its place, or the agent restarted), and what changed.
+			puts = make([]crowdsec.Entry, 0, len(changes))
+			for _, e := range full {
+				if !have[crowdSecKey(e.Target, v6)] {
+					puts = append(puts, e)
+				}
+			}
+			for _, c := range changes {
+				if !c.Remove && have[crowdSecKey(c.Target, v6)] {
+					puts = append(puts, c.Winner)
+				}
 			}
 		}
 	} else {
@@ -356,7 +358,7 @@ func (l *crowdSecLink) write(st *readState, changes []crowdsec.Change, full []cr
 			}
 		}
 	}
-	w := written{labels: make(map[netip.Prefix]string, len(puts))}
+	w := written{labels: make(map[netip.Prefix]string, len(puts)), put: make([]netip.Prefix, 0, len(puts))}
 	verdicts := make([]maps.VerdictEntry, 0, len(puts))
 	var blocks []maps.Entry
 	// Most decisions share a few origins and scenarios: one label string
@@ -442,34 +444,44 @@ func crowdSecKey(p netip.Prefix, v6prefix int) netip.Prefix {
 }
 
 // owned reads what CrowdSec put in the first interface's maps (verdicts
-// of origin crowdsec, block entries of its list): stale is what keep does
-// not hold, have all of it; vs are all the verdicts read (nil when they
-// could not be read).
-func (l *crowdSecLink) owned(st *readState, keep map[netip.Prefix]bool) (stale []netip.Prefix, have map[netip.Prefix]bool, vs []maps.VerdictEntry) {
+// of origin crowdsec, block entries of its list): stale is what full (the
+// decisions in force) does not hold, have all the rest; vs are all the
+// verdicts read (nil when they could not be read).
+func (l *crowdSecLink) owned(st *readState, full []crowdsec.Entry, v6 int) (stale []netip.Prefix, have map[netip.Prefix]bool, vs []maps.VerdictEntry) {
 	m := st.ifaces[0].dp.Maps
-	have = make(map[netip.Prefix]bool, len(keep))
 	mono := monotonicNow()
 	vs, err := m.Verdicts()
 	if err != nil {
 		l.log.Error("CrowdSec resync: verdicts not read; stale ones expire on their own", "error", err)
 	}
+	es, err := m.Block.Entries()
+	if err != nil {
+		l.log.Error("CrowdSec resync: block list not read; stale ranges expire on their own", "error", err)
+	}
+	var keep map[netip.Prefix]bool // the keys of full, made when the maps hold something of CrowdSec's
+	kept := func(p netip.Prefix) bool {
+		if keep == nil {
+			keep = make(map[netip.Prefix]bool, len(full))
+			for _, e := range full {
+				keep[crowdSecKey(e.Target, v6)] = true
+			}
+			have = make(map[netip.Prefix]bool, len(full))
+		}
+		return keep[p]
+	}
 	for _, v := range vs {
 		switch {
 		case v.Origin != maps.OriginCrowdSec:
-		case !keep[v.Source]:
+		case !kept(v.Source):
 			stale = append(stale, v.Source)
 		case v.ExpiresNS > mono:
 			have[v.Source] = true
 		}
 	}
-	es, err := m.Block.Entries()
-	if err != nil {
-		l.log.Error("CrowdSec resync: block list not read; stale ranges expire on their own", "error", err)
-	}
 	for _, e := range es {
 		switch {
 		case e.ListID != desired.ListCrowdSecBlock:
-		case !keep[e.Prefix]:
+		case !kept(e.Prefix):
 			stale = append(stale, e.Prefix)
 		case e.ExpiresNS > mono:
 			have[e.Prefix] = true

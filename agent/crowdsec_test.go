@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -141,6 +143,132 @@ func BenchmarkCrowdSecStartup100k(b *testing.B) {
 			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
+}
+
+// applyAnswer is a startup answer of n decisions as a LAPI fed by
+// scenarios, cscli and the community blocklist writes them: IPv4 hosts in
+// 198.18.0.0/15, IPv6 hosts each in its own /64 of 2001:2::/48 (one in
+// ten), IPv4 /28 and IPv6 /60 ranges (3 and 1 in 200), one ip decision in
+// 50 a second one on the address before it (another scenario, shorter), a
+// captcha on one in 20; four origins, eight scenarios, durations from
+// minutes to a week with the LAPI's fractions of a second. It returns
+// how many verdicts (sources) and ranges of the crowdsec list the apply
+// writes, by the generator's own count.
+func applyAnswer(n int) (body []byte, sources, ranges int) {
+	origins := []string{"crowdsec", "cscli", "CAPI", "lists"}
+	scenarios := []string{"crowdsecurity/ssh-bf", "crowdsecurity/http-probing", "crowdsecurity/http-bad-user-agent",
+		"crowdsecurity/http-crawl-non_statics", "crowdsecurity/ssh-slow-bf", "crowdsecurity/http-sensitive-files",
+		"firehol_greensnow", "manual 'ban' from 'host-1'"}
+	var b strings.Builder
+	b.Grow(n * 220)
+	b.WriteString(`{"deleted":null,"new":[`)
+	v4, v6, r4, r6 := 0, 0, 0, 0
+	last := ""
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		scope, typ, value := "Ip", "ban", ""
+		switch {
+		case i%200 < 3:
+			scope, value = "Range", netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(r4 >> 4), byte(r4 % 16 * 16)}), 28).String()
+			r4++
+		case i%200 == 3:
+			scope, value = "Range", fmt.Sprintf("2001:2:0:%x::/60", r6*16)
+			r6++
+		case i%50 == 7 && last != "":
+			value = last // a second decision on the address before: the first one wins (a ban, longer)
+		case i%10 == 1:
+			value = fmt.Sprintf("2001:2:0:%x::%x", v6, 1+i%4000)
+			v6++
+		default:
+			value = netip.AddrFrom4([4]byte{198, 18 + byte(v4>>16), byte(v4 >> 8), byte(v4)}).String()
+			v4++
+			if i%20 == 5 {
+				typ = "captcha"
+			}
+		}
+		dur := fmt.Sprintf("%dh%dm%d.%09ds", 1+i%167, i%60, i%59, (i*7919)%1_000_000_000)
+		if scope == "Ip" && value == last {
+			dur = "59m" + dur[strings.Index(dur, "m")+1:]
+		}
+		if scope == "Ip" {
+			last = value
+		}
+		fmt.Fprintf(&b, `{"duration":%q,"id":%d,"origin":%q,"scenario":%q,"scope":%q,"simulated":false,"type":%q,`+
+			`"until":"2026-12-13T10:00:00.123456789Z","uuid":"%08x-1b2c-4d5e-8f90-%012x","value":%q}`,
+			dur, 1_000_000+i, origins[i%len(origins)], scenarios[i%len(scenarios)], scope, typ, i, i, value)
+	}
+	b.WriteString("]}\n")
+	return []byte(b.String()), v4 + v6, r4 + r6
+}
+
+// BenchmarkCrowdSecApply100k times the CPU path of a startup pull of
+// 100,000 decisions (applyAnswer), without a LAPI or HTTP: the answer
+// read from memory by the decoder, merged into the book, checked against
+// the guard and written with its labels and audit record into the maps
+// of a real datapath (a first start: empty maps). cpu-s/op is the
+// process's CPU time (the busy machine's other tenants do not count);
+// make bench reports it as "CrowdSec 100k startup apply (CPU path, no
+// LAPI)" against the issue's "well under a second".
+func BenchmarkCrowdSecApply100k(b *testing.B) {
+	const n = 100_000
+	body, sources, ranges := applyAnswer(n)
+	sizes := testutil.SmallSizes()
+	sizes.Verdicts, sizes.BlockPrefixes = 1<<18, 1<<13
+	var cpu time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		d := testutil.Load(b, testutil.Setup{Sizes: sizes})
+		l, _ := crowdSecTestLink(b, d, "http://127.0.0.1:1")
+		l.book = crowdsec.NewBook(crowdsec.Filter{Scopes: []string{crowdsec.ScopeIP, crowdsec.ScopeRange}, Max: 1 << 18,
+			Actions: map[string]crowdsec.Action{"ban": crowdsec.ActionBlock, "captcha": crowdsec.ActionThrottle}})
+		runtime.GC()
+		cpu0 := cpuTime(b)
+		b.StartTimer()
+		s, err := crowdsec.DecodeStream(bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		written, _, refused, ok := l.apply(s, true)
+		b.StopTimer()
+		cpu += cpuTime(b) - cpu0
+		if !ok || written != sources+ranges || refused != 0 {
+			b.Fatalf("apply: %d written, %d refused (%t); want %d sources and %d ranges, none refused", written, refused, ok, sources, ranges)
+		}
+		if v, r := countCrowdSecEntries(b, d); v != sources || r != ranges {
+			b.Fatalf("the maps hold %d crowdsec verdicts and %d ranges; want %d and %d", v, r, sources, ranges)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric(float64(len(body))/1e6, "MB/answer")
+}
+
+// countCrowdSecEntries is how many verdicts of origin crowdsec, and
+// block entries of its list, the datapath holds.
+func countCrowdSecEntries(t testing.TB, d *loader.Datapath) (verdicts, ranges int) {
+	t.Helper()
+	vs, err := d.Maps.Verdicts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if v.Origin == maps.OriginCrowdSec {
+			verdicts++
+		}
+	}
+	es, err := d.Maps.Block.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.ListID == desired.ListCrowdSecBlock {
+			ranges++
+		}
+	}
+	return verdicts, ranges
 }
 
 // cpuTime is the process's CPU time so far, user and system.

@@ -346,10 +346,14 @@ type CrowdSecStatus struct {
 	Startups  uint64    `json:"startup_pulls"` // full pulls: the first, and each after an error
 	LastPull  time.Time `json:"last_pull"`
 	// LastStartupApplySeconds is how long applying the last full pull took.
-	LastStartupApplySeconds float64   `json:"last_startup_apply_seconds"`
-	Errors                  uint64    `json:"errors"`
-	LastError               string    `json:"last_error,omitempty"`
-	LastErrorAt             time.Time `json:"last_error_at,omitzero"`
+	LastStartupApplySeconds float64 `json:"last_startup_apply_seconds"`
+	// LastStartupAnswerSeconds is how long the LAPI took to begin its
+	// answer to the last full pull (the request to its headers): its own
+	// listing of every decision, before any of it reaches the agent.
+	LastStartupAnswerSeconds float64   `json:"last_startup_answer_seconds"`
+	Errors                   uint64    `json:"errors"`
+	LastError                string    `json:"last_error,omitempty"`
+	LastErrorAt              time.Time `json:"last_error_at,omitzero"`
 	// Source says whether verdicts are pushed to the LAPI as alerts.
 	Source        bool   `json:"source"`
 	AlertsPushed  uint64 `json:"alerts_pushed"`

@@ -44,18 +44,23 @@ func (c *Counts) refuse(d Decision, why string) {
 
 // Book holds the decisions a bouncer enforces, by id and by target, and
 // the winner of every target (kept as decisions come and go, so that a
-// merge of 100,000 decisions compares each target once). It is not safe
-// for concurrent use.
+// merge of 100,000 decisions compares each target once). The decisions
+// are kept in slots, the maps hold slot numbers: maps of 100,000 entries
+// this small stay in the CPU's caches, maps of entries did not. It is not
+// safe for concurrent use.
 type Book struct {
 	filter Filter
-	byID   map[int64]Entry
-	win    map[netip.Prefix]Entry   // the decision in force on each target
-	others map[netip.Prefix][]int64 // the other decisions on a target, rare
+	ents   []Entry // by slot; a free slot is listed in free
+	won    []bool  // by slot: the decision in force on its target
+	free   []int32
+	byID   map[int64]int32        // decision id -> slot
+	win    map[netip.Prefix]int32 // the slot of the decision in force on each target
+	others map[netip.Prefix][]int64
 }
 
 // NewBook makes an empty book taking what f lets through.
 func NewBook(f Filter) *Book {
-	return &Book{filter: f, byID: map[int64]Entry{}, win: map[netip.Prefix]Entry{}, others: map[netip.Prefix][]int64{}}
+	return &Book{filter: f, byID: map[int64]int32{}, win: map[netip.Prefix]int32{}, others: map[netip.Prefix][]int64{}}
 }
 
 // Len is how many decisions the book holds.
@@ -63,15 +68,21 @@ func (b *Book) Len() int { return len(b.byID) }
 
 // Winner is the decision in force on target, if any.
 func (b *Book) Winner(target netip.Prefix) (Entry, bool) {
-	w, ok := b.win[target]
-	return w, ok
+	i, ok := b.win[target]
+	if !ok {
+		return Entry{}, false
+	}
+	return b.ents[i], true
 }
 
-// Winners are the decisions in force, one per target.
+// Winners are the decisions in force, one per target (read in slot
+// order: 100,000 entries in the order of memory, not of a map).
 func (b *Book) Winners() []Entry {
 	out := make([]Entry, 0, len(b.win))
-	for _, w := range b.win {
-		out = append(out, w)
+	for i, w := range b.won {
+		if w {
+			out = append(out, b.ents[i])
+		}
 	}
 	return out
 }
@@ -93,9 +104,11 @@ func beats(a, b Entry) bool {
 // against what it held: this is how a bouncer converges after an outage,
 // whatever happened meanwhile.
 func (b *Book) Replace(s Stream, now time.Time) ([]Change, Counts) {
-	oldWin, prev := b.win, b.byID
-	b.byID = make(map[int64]Entry, len(s.New))
-	b.win = make(map[netip.Prefix]Entry, len(s.New))
+	oldWin, prev, oldEnts := b.win, b.byID, b.ents
+	b.ents, b.won = make([]Entry, 0, len(s.New)), make([]bool, 0, len(s.New))
+	b.free = nil
+	b.byID = make(map[int64]int32, len(s.New))
+	b.win = make(map[netip.Prefix]int32, len(s.New))
 	b.others = map[netip.Prefix][]int64{}
 	var c Counts
 	for _, d := range s.New {
@@ -106,8 +119,10 @@ func (b *Book) Replace(s Stream, now time.Time) ([]Change, Counts) {
 		// The same decision read again keeps its expiry, unless the
 		// LAPI's says otherwise by more than the clocks' slack: a
 		// resync rewrites only what changed.
-		if p, ok := prev[d.ID]; ok && p.Target == e.Target && p.Action == e.Action && absDur(p.Expires.Sub(e.Expires)) < expirySlack {
-			e.Expires = p.Expires
+		if i, ok := prev[d.ID]; ok {
+			if p := oldEnts[i]; p.Target == e.Target && p.Action == e.Action && absDur(p.Expires.Sub(e.Expires)) < expirySlack {
+				e.Expires = p.Expires
+			}
 		}
 		b.insert(e)
 		c.Taken++
@@ -115,10 +130,17 @@ func (b *Book) Replace(s Stream, now time.Time) ([]Change, Counts) {
 	var out []Change
 	if len(oldWin) == 0 {
 		out = make([]Change, 0, len(b.win)) // a first pull: every target changes
-	}
-	for t, w := range b.win {
-		if o, had := oldWin[t]; !had || o != w {
-			out = append(out, Change{Target: t, Winner: w})
+		for i, w := range b.won {
+			if w {
+				out = append(out, Change{Target: b.ents[i].Target, Winner: b.ents[i]})
+			}
+		}
+	} else {
+		for t, i := range b.win {
+			w := b.ents[i]
+			if o, had := oldWin[t]; !had || oldEnts[o] != w {
+				out = append(out, Change{Target: t, Winner: w})
+			}
 		}
 	}
 	for t := range oldWin {
@@ -133,21 +155,21 @@ func (b *Book) Replace(s Stream, now time.Time) ([]Change, Counts) {
 func (b *Book) Merge(s Stream, now time.Time) ([]Change, Counts) {
 	touched := map[netip.Prefix]bool{}
 	for _, d := range s.Deleted {
-		if e, ok := b.byID[d.ID]; ok {
-			touched[e.Target] = true
+		if i, ok := b.byID[d.ID]; ok {
+			touched[b.ents[i].Target] = true
 		}
 	}
 	for _, d := range s.New {
 		if t, err := Target(d.Scope, d.Value); err == nil {
 			touched[t] = true
 		}
-		if e, ok := b.byID[d.ID]; ok {
-			touched[e.Target] = true
+		if i, ok := b.byID[d.ID]; ok {
+			touched[b.ents[i].Target] = true
 		}
 	}
 	old := make(map[netip.Prefix]Entry, len(touched))
 	for t := range touched {
-		if w, ok := b.win[t]; ok {
+		if w, ok := b.Winner(t); ok {
 			old[t] = w
 		}
 	}
@@ -166,7 +188,7 @@ func (b *Book) Merge(s Stream, now time.Time) ([]Change, Counts) {
 	var out []Change
 	for t := range touched {
 		was, had := old[t]
-		now, has := b.win[t]
+		now, has := b.Winner(t)
 		switch {
 		case !has && had:
 			out = append(out, Change{Target: t, Remove: true})
@@ -207,14 +229,22 @@ func (b *Book) take(d Decision, now time.Time, c *Counts) (Entry, bool) {
 // insert adds a taken decision and makes it its target's winner if it
 // beats the one in force.
 func (b *Book) insert(e Entry) {
-	b.byID[e.ID] = e
+	var i int32
+	if n := len(b.free); n > 0 {
+		i, b.free = b.free[n-1], b.free[:n-1]
+		b.ents[i] = e
+	} else {
+		i = int32(len(b.ents))
+		b.ents, b.won = append(b.ents, e), append(b.won, false)
+	}
+	b.byID[e.ID] = i
 	w, ok := b.win[e.Target]
 	switch {
 	case !ok:
-		b.win[e.Target] = e
-	case beats(e, w):
-		b.others[e.Target] = append(b.others[e.Target], w.ID)
-		b.win[e.Target] = e
+		b.win[e.Target], b.won[i] = i, true
+	case beats(e, b.ents[w]):
+		b.others[e.Target] = append(b.others[e.Target], b.ents[w].ID)
+		b.win[e.Target], b.won[i], b.won[w] = i, true, false
 	default:
 		b.others[e.Target] = append(b.others[e.Target], e.ID)
 	}
@@ -223,25 +253,28 @@ func (b *Book) insert(e Entry) {
 // remove deletes decision id; false when the book does not hold it. When
 // it was its target's winner, the best of the others takes its place.
 func (b *Book) remove(id int64) bool {
-	e, ok := b.byID[id]
+	i, ok := b.byID[id]
 	if !ok {
 		return false
 	}
+	t := b.ents[i].Target
 	delete(b.byID, id)
-	t := e.Target
+	b.ents[i], b.won[i] = Entry{}, false // no strings kept alive by a free slot
+	b.free = append(b.free, i)
 	ids := b.others[t]
-	if w := b.win[t]; w.ID != id {
+	if w := b.win[t]; w != i {
 		ids = slices.DeleteFunc(ids, func(x int64) bool { return x == id })
 	} else if len(ids) == 0 {
 		delete(b.win, t)
 	} else {
 		best := 0
-		for i, x := range ids[1:] {
-			if beats(b.byID[x], b.byID[ids[best]]) {
-				best = i + 1
+		for j, x := range ids[1:] {
+			if beats(b.ents[b.byID[x]], b.ents[b.byID[ids[best]]]) {
+				best = j + 1
 			}
 		}
 		b.win[t] = b.byID[ids[best]]
+		b.won[b.win[t]] = true
 		ids = slices.Delete(ids, best, best+1)
 	}
 	if len(ids) == 0 {
@@ -254,10 +287,13 @@ func (b *Book) remove(id int64) bool {
 
 // entry checks a decision against the filter; why says why it is refused.
 func (b *Book) entry(d Decision, now time.Time) (e Entry, why string) {
-	scope := strings.ToLower(d.Scope)
-	if !slices.Contains(b.filter.Scopes, scope) {
+	// The filter's scopes are lower case; the LAPI writes "Ip" and
+	// "Range": a fold, not a lower-cased copy per decision.
+	i := slices.IndexFunc(b.filter.Scopes, func(s string) bool { return strings.EqualFold(s, d.Scope) })
+	if i < 0 {
 		return e, "scope not taken"
 	}
+	scope := b.filter.Scopes[i]
 	if len(b.filter.Origins) > 0 && !slices.Contains(b.filter.Origins, d.Origin) {
 		return e, "origin not taken"
 	}

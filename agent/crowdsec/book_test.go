@@ -1,6 +1,8 @@
 package crowdsec
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -132,5 +134,52 @@ func TestBookOrigins(t *testing.T) {
 	d.Origin = "crowdsec"
 	if _, n := b.Replace(Stream{New: []Decision{d}}, time.Now()); n.Taken != 1 {
 		t.Errorf("origin crowdsec: %+v; want taken", n)
+	}
+}
+
+// TestBookWinnersRandom: after random merges and resyncs of decisions on
+// a few targets, each target's winner is the best of the decisions held
+// on it (by beats, over every held decision), and Winners lists exactly
+// those.
+func TestBookWinnersRandom(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := NewBook(Filter{Scopes: []string{ScopeIP}, Actions: map[string]Action{"ban": ActionBlock, "captcha": ActionThrottle}})
+	random := func() Decision {
+		return dec(rng.Int64N(40), "Ip", fmt.Sprintf("198.18.0.%d", rng.IntN(6)), []string{"ban", "captcha"}[rng.IntN(2)],
+			fmt.Sprintf("%dm", 1+rng.IntN(5)))
+	}
+	for round := range 300 {
+		var s Stream
+		for range rng.IntN(8) {
+			s.New = append(s.New, random())
+		}
+		for range rng.IntN(4) {
+			s.Deleted = append(s.Deleted, Decision{ID: rng.Int64N(40)})
+		}
+		if round%25 == 0 {
+			b.Replace(s, now)
+		} else {
+			b.Merge(s, now)
+		}
+		best := map[netip.Prefix]Entry{}
+		for _, i := range b.byID {
+			e := b.ents[i]
+			if w, ok := best[e.Target]; !ok || beats(e, w) {
+				best[e.Target] = e
+			}
+		}
+		got := map[netip.Prefix]Entry{}
+		for _, w := range b.Winners() {
+			got[w.Target] = w
+		}
+		if len(got) != len(best) || len(b.Winners()) != len(best) {
+			t.Fatalf("round %d: winners %v; want %v", round, got, best)
+		}
+		for tg, w := range best {
+			if g, ok := b.Winner(tg); !ok || g != w || got[tg] != w {
+				t.Fatalf("round %d: %s: winner %+v, listed %+v; want %+v", round, tg, g, got[tg], w)
+			}
+		}
 	}
 }

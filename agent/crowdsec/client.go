@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -75,7 +73,15 @@ type Client struct {
 	http     *http.Client
 	timeout  time.Duration // of a delta pull; a startup pull has StartupTimeout
 	maxBytes int64
+	// answered is how long the last pull waited for the LAPI's answer to
+	// begin (the request to its headers): the LAPI's own listing, since
+	// crowdsec builds the whole answer before it writes it.
+	answered time.Duration
 }
+
+// Answered is how long the last pull waited for the LAPI to begin its
+// answer. Read it from the goroutine that pulls.
+func (c *Client) Answered() time.Duration { return c.answered }
 
 // NewClient makes a bouncer client of the LAPI at base, with an API key
 // (or a client certificate in t), reading at most maxBytes per answer, a
@@ -115,7 +121,9 @@ func (c *Client) Pull(ctx context.Context, startup bool) (Stream, error) {
 		req.Header.Set("X-Api-Key", c.key)
 	}
 	req.Header.Set("User-Agent", "bulwark-bouncer/v1")
+	sent := time.Now()
 	resp, err := c.http.Do(req)
+	c.answered = time.Since(sent)
 	if err != nil {
 		return Stream{}, fmt.Errorf("pull decisions: %w", err)
 	}
@@ -159,81 +167,6 @@ func (c *capReader) Read(p []byte) (int, error) {
 	c.left -= int64(n)
 	return n, err
 }
-
-// DecodeStream decodes one answer of /v1/decisions/stream from r, one
-// decision at a time: {"new": [...], "deleted": [...]}, either list null
-// or absent, other keys skipped, nothing after the object but space.
-func DecodeStream(r io.Reader) (Stream, error) {
-	var s Stream
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{'); err != nil {
-		return s, err
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return s, err
-		}
-		var list *[]Decision
-		switch tok {
-		case "new":
-			list = &s.New
-		case "deleted":
-			list = &s.Deleted
-		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return s, err
-			}
-			continue
-		}
-		if *list, err = decodeDecisions(dec, *list); err != nil {
-			return s, fmt.Errorf("%s: %w", tok, err)
-		}
-	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return s, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return s, fmt.Errorf("data after the answer's object (%v)", err)
-	}
-	return s, nil
-}
-
-// decodeDecisions decodes a list of decisions (or null) and appends them
-// to into.
-func decodeDecisions(dec *json.Decoder, into []Decision) ([]Decision, error) {
-	tok, err := dec.Token()
-	if err != nil || tok == nil {
-		return into, err
-	}
-	if tok != json.Delim('[') {
-		return into, fmt.Errorf("%v where a list of decisions was expected", tok)
-	}
-	for dec.More() {
-		var d Decision
-		if err := dec.Decode(&d); err != nil {
-			return into, fmt.Errorf("decision %d: %w", len(into)+1, err)
-		}
-		into = append(into, d)
-	}
-	return into, expectDelim(dec, ']')
-}
-
-// expectDelim reads the next token, which must be d.
-func expectDelim(dec *json.Decoder, d json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok != d {
-		return fmt.Errorf("%v where %v was expected", tok, d)
-	}
-	return nil
-}
-
-// errTooLarge is an answer over the read cap.
-var errTooLarge = errors.New("answer larger than the read cap")
 
 // do sends req and reads the answer's body, at most maxBytes; an answer
 // other than 2xx is an error with the start of its body.

@@ -759,7 +759,8 @@ func (c *crowdSecStatusCmd) Run(g *cli) error {
 	}
 	fmt.Printf("lapi %s: %s\n", st.LAPI, reach)
 	fmt.Printf("decisions held %d, sources and ranges in force %d\n", st.Decisions, st.Active)
-	fmt.Printf("pulls %d (startup %d, last applied in %.3f s)", st.Pulls, st.Startups, st.LastStartupApplySeconds)
+	fmt.Printf("pulls %d (startup %d, the last answered by the LAPI in %.3f s and applied in %.3f s)", st.Pulls, st.Startups,
+		st.LastStartupAnswerSeconds, st.LastStartupApplySeconds)
 	if !st.LastPull.IsZero() {
 		fmt.Printf(", last %s", st.LastPull.Format(time.RFC3339))
 	}

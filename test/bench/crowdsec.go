@@ -25,6 +25,11 @@ type CrowdSecRun struct {
 	// bound passed).
 	BouncerHeld    int     `json:"bouncer_held"`
 	BouncerGaveUpS float64 `json:"bouncer_gave_up_s,omitempty"`
+	// The agent's own figures of its last full pull once all were in
+	// force (bulwark crowdsec status): how long the LAPI took to begin
+	// its answer (its listing), and the apply.
+	BulwarkAnswerS float64 `json:"bulwark_lapi_answer_s"`
+	BulwarkApplyS  float64 `json:"bulwark_apply_s"`
 }
 
 // CrowdSecSize is the runs of one size, folded: medians, lowest and highest.
@@ -35,9 +40,12 @@ type CrowdSecSize struct {
 	BulwarkS  float64 `json:"bulwark_median_s"`
 	BulwarkLo float64 `json:"bulwark_min_s"`
 	BulwarkHi float64 `json:"bulwark_max_s"`
-	BouncerS  float64 `json:"bouncer_median_s"`
-	BouncerLo float64 `json:"bouncer_min_s"`
-	BouncerHi float64 `json:"bouncer_max_s"`
+	// Medians of the runs' BulwarkAnswerS and BulwarkApplyS.
+	BulwarkAnswerS float64 `json:"bulwark_lapi_answer_median_s"`
+	BulwarkApplyS  float64 `json:"bulwark_apply_median_s"`
+	BouncerS       float64 `json:"bouncer_median_s"`
+	BouncerLo      float64 `json:"bouncer_min_s"`
+	BouncerHi      float64 `json:"bouncer_max_s"`
 	// BouncerMissed: runs where the bouncer never held every decision;
 	// their time counts as when the watch gave up, a lower bound.
 	BouncerMissed int `json:"bouncer_missed"`

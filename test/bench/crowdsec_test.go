@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/bpf"
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
@@ -187,13 +188,18 @@ func csSideBySide(t *testing.T, n int) CrowdSecRun {
 		got, err := countBulwark()
 		t.Fatalf("Bulwark's verdict map holds %d of %d decisions (%v) %s after the import:\n%s", got, n, err, csBoundBulwark, e.Agents[0].LogText())
 	}
+	var st api.CrowdSecStatus
+	if err := json.Unmarshal([]byte(e.MustCLI("crowdsec", "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	r.BulwarkAnswerS, r.BulwarkApplyS = st.LastStartupAnswerSeconds, st.LastStartupApplySeconds
 	if bo.at.IsZero() {
 		t.Logf("crowdsec-firewall-bouncer's set holds %d of %d decisions %.0f s after the import (its count stalled or the bound passed):\n%s",
 			r.BouncerHeld, n, r.BouncerGaveUpS, fw.Logs())
 	}
 	t.Logf("%d decisions: cscli decisions import %.1f s; all enforced after it by Bulwark %.2f s, by crowdsec-firewall-bouncer %.2f s "+
-		"(from the import's start: %.1f s, %.1f s; the slowest nft count %.2f s)",
-		n, r.ImportS, r.BulwarkS, r.BouncerS, r.BulwarkFromStartS, r.BouncerFromStartS, r.BouncerCountMaxS)
+		"(from the import's start: %.1f s, %.1f s; the slowest nft count %.2f s); Bulwark's last full pull: the LAPI answered in %.2f s, applied in %.3f s",
+		n, r.ImportS, r.BulwarkS, r.BouncerS, r.BulwarkFromStartS, r.BouncerFromStartS, r.BouncerCountMaxS, r.BulwarkAnswerS, r.BulwarkApplyS)
 	return r
 }
 
@@ -285,9 +291,10 @@ func TestCrowdSecBench(t *testing.T) {
 // bouncer missed the bound counts as the bound.
 func foldRuns(n int, runs []CrowdSecRun) CrowdSecSize {
 	s := CrowdSecSize{Decisions: n, Runs: len(runs)}
-	var imp, bw, bo []float64
+	var imp, bw, bo, ans, app []float64
 	for _, r := range runs {
 		imp, bw = append(imp, r.ImportS), append(bw, r.BulwarkS)
+		ans, app = append(ans, r.BulwarkAnswerS), append(app, r.BulwarkApplyS)
 		if r.BouncerS < 0 {
 			s.BouncerMissed++
 			r.BouncerS = r.BouncerGaveUpS
@@ -296,6 +303,7 @@ func foldRuns(n int, runs []CrowdSecRun) CrowdSecSize {
 	}
 	s.ImportS = median(imp)
 	s.BulwarkS, s.BulwarkLo, s.BulwarkHi = median(bw), slices.Min(bw), slices.Max(bw)
+	s.BulwarkAnswerS, s.BulwarkApplyS = median(ans), median(app)
 	s.BouncerS, s.BouncerLo, s.BouncerHi = median(bo), slices.Min(bo), slices.Max(bo)
 	s.Sooner = s.BouncerS / max(s.BulwarkS, csPollBulwark.Seconds())
 	return s

@@ -271,8 +271,9 @@ func TestImport100k(t *testing.T) {
 	restarted := time.Now()
 	e.Start()
 	agenttest.WaitFor(t, 5*time.Minute, "100,000 decisions in force after a restart", func() bool { return status(e).Active == n })
-	t.Logf("restarted agent: %d decisions in force %s after its start; the last full pull was applied in %.3f s", n,
-		time.Since(restarted).Round(time.Millisecond), status(e).LastStartupApplySeconds)
+	st = status(e)
+	t.Logf("restarted agent: %d decisions in force %s after its start; the last full pull was answered by the LAPI in %.2f s "+
+		"and applied in %.3f s", n, time.Since(restarted).Round(time.Millisecond), st.LastStartupAnswerSeconds, st.LastStartupApplySeconds)
 }
 
 // TestSource: a verdict of Bulwark's engine reaches the LAPI as an alert

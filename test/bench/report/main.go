@@ -256,6 +256,7 @@ func run(in inputs, out, md, readme string, started int64) error {
 	}
 	tg := slices.Concat(targets(dp, nf, gb, blockLatency), scrapeTargets(scr), listLoadTargets(ll), fleetAgentTargets(fa), fleetTargets(fl))
 	tg = append(tg, crowdSecTargets(csf)...)
+	tg = append(tg, crowdSecApplyTargets(gb, csf)...)
 	tg = append(tg, sigTargets(sr, sl, slp)...)
 	mach := machine()
 	if started > 0 {

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,6 +52,10 @@ type fleetFigures struct {
 	ClientCPUUS float64 `json:"client_cpu_us_per_verdict"`
 	ColdSync    int     `json:"coldsync_verdicts"`
 	ColdSyncS   float64 `json:"coldsync_seconds"`
+	// ColdSyncCPUS is the fresh client's CPU time during the cold sync;
+	// ColdSyncHeapB the heap it holds after it, per verdict.
+	ColdSyncCPUS  float64 `json:"coldsync_cpu_seconds"`
+	ColdSyncHeapB float64 `json:"coldsync_heap_bytes_per_verdict"`
 }
 
 // benchTarget is the i-th verdict's target (i < 131072), in 198.18.0.0/15.
@@ -252,9 +259,19 @@ func processCPU(t *testing.T) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// coldFigures is what one cold sync measured: the wall time until the
+// fresh client applied every verdict, this process's CPU time meanwhile
+// (the fresh client; the server is a process of its own and nothing else
+// runs here), and the heap the client holds after it, per verdict.
+type coldFigures struct {
+	Seconds, CPUSeconds, HeapBytesPerVerdict float64
+}
+
 // coldSync fills a bucket (one server) with n active verdicts of 100
-// issuers and returns the seconds a fresh Client takes to apply them all.
-func coldSync(t *testing.T, n int) float64 {
+// issuers and measures a fresh Client until it has applied them all; with
+// cpuProfile set it writes a CPU profile of that phase there (and an
+// allocation profile beside it, .alloc).
+func coldSync(t *testing.T, n int, cpuProfile string) coldFigures {
 	c := natstest.Cluster(t, 1, natstest.Options{})
 	// Let a Client create the bucket as the agents do, then stop it: it
 	// would otherwise read the whole fill and still be busy with it, on the
@@ -278,11 +295,71 @@ func coldSync(t *testing.T, n int) float64 {
 	}
 	wg.Wait()
 	a := &timeApplier{at: make([]atomic.Int64, n)}
+	heap0 := liveHeap()
+	if cpuProfile != "" {
+		stop := profile(t, cpuProfile)
+		defer stop()
+	}
+	cpu0 := processCPU(t)
 	start := time.Now()
 	runClient(t, benchOptions("fresh", c.URLs(), 1), a)
 	// (The publisher's acks were all received before: nothing else runs.)
 	waitUntil(t, 10*time.Minute, fmt.Sprintf("the fresh client applies %d", n), func() bool { return a.count.Load() == int64(n) })
-	return time.Since(start).Seconds()
+	f := coldFigures{Seconds: time.Since(start).Seconds(), CPUSeconds: (processCPU(t) - cpu0).Seconds()}
+	f.HeapBytesPerVerdict = float64(liveHeap()-heap0) / float64(n)
+	return f
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// profile starts a CPU profile into path; stop ends it and writes the
+// allocation profile to path+".alloc".
+func profile(t *testing.T, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		af, err := os.Create(path + ".alloc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer af.Close()
+		if err := pprof.Lookup("allocs").WriteTo(af, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// coldEnv names the environment variable that turns TestFleetColdSync on:
+// the number of verdicts; coldProfEnv, if set, is where its CPU profile
+// goes. It measures the cold sync alone, to compare builds side by side.
+const (
+	coldEnv     = "BULWARK_COLDSYNC"
+	coldProfEnv = "BULWARK_COLDSYNC_PROFILE"
+)
+
+// TestFleetColdSync measures one cold sync of $BULWARK_COLDSYNC verdicts
+// and logs its wall time, CPU time and heap per verdict.
+func TestFleetColdSync(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv(coldEnv))
+	if err != nil || n <= 0 {
+		t.Skipf("SKIP: set %s=N to measure a cold sync of N verdicts alone", coldEnv)
+	}
+	f := coldSync(t, n, os.Getenv(coldProfEnv))
+	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s (%.2f CPU-s per 1M), heap %.0f B per verdict",
+		n, f.Seconds, f.CPUSeconds, f.CPUSeconds*1e6/float64(n), f.HeapBytesPerVerdict)
 }
 
 // TestFleetFanoutShort is the fan-out at a small size for make test: 20
@@ -312,8 +389,10 @@ func TestFleetBench(t *testing.T) {
 	f := fanout(t, *fleetClients, *fleetRate, *fleetSeconds)
 	t.Logf("fan-out: %+v", f)
 	f.ColdSync = *fleetColdSync
-	f.ColdSyncS = coldSync(t, *fleetColdSync)
-	t.Logf("cold sync of %d verdicts: %.2f s", f.ColdSync, f.ColdSyncS)
+	cold := coldSync(t, *fleetColdSync, "")
+	f.ColdSyncS, f.ColdSyncCPUS, f.ColdSyncHeapB = cold.Seconds, cold.CPUSeconds, cold.HeapBytesPerVerdict
+	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s, heap %.0f B per verdict", f.ColdSync, f.ColdSyncS,
+		f.ColdSyncCPUS, f.ColdSyncHeapB)
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -247,17 +247,23 @@ func TestDigest(t *testing.T) {
 	}
 }
 
-// TestStateMerge drives the state as a watch would: two issuers, a revoke,
-// an invalid value, expiry, and the active cap.
-func TestStateMerge(t *testing.T) {
-	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: 2})
-	put := func(v Verdict, rev uint64) {
+// statePut returns a function that reads v into s as the watch would, at
+// revision rev.
+func statePut(t *testing.T, s *state) func(v Verdict, rev uint64) {
+	return func(v Verdict, rev uint64) {
 		data, err := encode(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.put(Key(v.Issuer, v.Target), data, rev, t0)
 	}
+}
+
+// TestStateMerge drives the state as a watch would: two issuers, a revoke,
+// an invalid value, expiry, and the active cap.
+func TestStateMerge(t *testing.T) {
+	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: 2})
+	put := statePut(t, s)
 	put(verdict("a", "198.18.0.1/32", ActionThrottle, 0, time.Hour), 1)
 	put(verdict("b", "198.18.0.1/32", ActionBlock, 0, time.Minute), 2)
 	put(verdict("a", "198.18.0.2/32", ActionBlock, 0, time.Hour), 3)
@@ -292,5 +298,48 @@ func TestStateMerge(t *testing.T) {
 	}
 	if s.lastRev != 6 {
 		t.Fatalf("last revision %d, want 6", s.lastRev)
+	}
+}
+
+// TestStateResync reads the bucket again as a resync does: a key read
+// again stays (with its new value), a key not read again is gone at the
+// end of the resync, a key read as deleted is gone, and the entries read
+// in the resync come from its slab; a resync given up removes nothing.
+func TestStateResync(t *testing.T) {
+	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: 100})
+	put := statePut(t, s)
+	for i, a := range []string{"198.18.0.1/32", "198.18.0.2/32", "198.18.0.3/32"} {
+		put(verdict("a", a, ActionBlock, 0, time.Hour), uint64(i+1))
+	}
+	s.process()
+	s.beginResync()
+	put(verdict("a", "198.18.0.1/32", ActionThrottle, 0, time.Hour), 10) // read again, changed
+	s.del(Key("a", pfx("198.18.0.2/32")), 11)                            // read as deleted
+	put(verdict("b", "198.18.0.4/32", ActionBlock, 0, time.Hour), 12)    // new
+	// .3 is not read again: it is gone from the bucket.
+	if got := len(s.slab); got != 2 {
+		t.Fatalf("%d entries in the resync's slab, want 2", got)
+	}
+	s.endResync()
+	s.process()
+	want := map[netip.Prefix]Action{pfx("198.18.0.1/32"): ActionThrottle, pfx("198.18.0.4/32"): ActionBlock}
+	if len(s.active) != len(want) || len(s.entries) != len(want) {
+		t.Fatalf("after the resync: active %v, %d entries; want %v", s.active, len(s.entries), want)
+	}
+	for p, a := range want {
+		if v := s.active[p]; v == nil || v.Action != a {
+			t.Fatalf("after the resync: %v is %+v, want %s", p, v, a)
+		}
+	}
+	if s.slab != nil {
+		t.Fatal("the slab outlived the resync")
+	}
+	// Given up: nothing read before it is removed.
+	s.beginResync()
+	put(verdict("c", "198.18.0.5/32", ActionBlock, 0, time.Hour), 13)
+	s.dropResync()
+	s.process()
+	if len(s.active) != 3 || s.slab != nil {
+		t.Fatalf("after a resync given up: active %v, slab %v", s.active, s.slab != nil)
 	}
 }

@@ -36,7 +36,20 @@ type state struct {
 	refusals []Refusal                 // to report
 	changes  []Change                  // process's result, reused
 	pruned   time.Time                 // expired entries are gone up to here
+	// gen counts the resyncs: put marks each entry with it, so that at
+	// the end of a resync the entries not read again are the ones of an
+	// older gen (no set of the keys read).
+	gen uint32
+	// slab is where put allocates entries during a resync (nil outside):
+	// a chunk of slabEntries at a time instead of one object per entry,
+	// which the GC scans as one.
+	slab []entry
 }
+
+// slabEntries is the size of a resync's chunks of entries: about 230
+// KiB. A chunk lives as long as one of its entries does (never reused), so
+// after a resync the chunks' memory is at most the resync's own.
+const slabEntries = 1024
 
 func newState(lim limits) *state {
 	return &state{lim: lim, entries: map[string]*entry{}, byTarget: map[netip.Prefix][]*entry{},
@@ -65,7 +78,8 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 	if !v.Expires.After(s.pruned) {
 		return
 	}
-	e := &entry{key: key, v: v, rev: rev, ts: ts, rateOK: true} // until rate-scanned
+	e := s.newEntry()
+	*e = entry{key: key, v: v, rev: rev, ts: ts, rateOK: true, gen: s.gen} // rateOK until rate-scanned
 	s.entries[key] = e
 	s.byTarget[v.Target] = append(s.byTarget[v.Target], e)
 	list := s.issuers[v.Issuer]
@@ -81,6 +95,41 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 		delete(s.own, v.Target) // the published verdict came back
 	}
 }
+
+// newEntry allocates an entry: from the slab during a resync, else on its
+// own (a long-lived entry would otherwise keep a whole chunk).
+func (s *state) newEntry() *entry {
+	if s.slab == nil {
+		return &entry{}
+	}
+	if len(s.slab) == cap(s.slab) {
+		s.slab = make([]entry, 0, slabEntries)
+	}
+	s.slab = s.slab[:len(s.slab)+1]
+	return &s.slab[len(s.slab)-1]
+}
+
+// beginResync starts reading the whole bucket again: the entries read from
+// here on are of a new gen.
+func (s *state) beginResync() {
+	s.gen++
+	s.slab = make([]entry, 0, slabEntries)
+}
+
+// endResync ends a resync at the initial-values marker: every key the
+// bucket holds has been read again since beginResync, so an entry of an
+// older gen is gone from the bucket.
+func (s *state) endResync() {
+	for key, e := range s.entries {
+		if e.gen != s.gen {
+			s.remove(key)
+		}
+	}
+	s.slab = nil
+}
+
+// dropResync gives a resync up: the entries of older gens stay.
+func (s *state) dropResync() { s.slab = nil }
 
 func cmpU(a, b uint64) int {
 	switch {

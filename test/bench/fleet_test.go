@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulwark-filter/bulwark/agent/fleet"
+	testbed "github.com/bulwark-filter/bulwark/test/fleet"
 	"github.com/bulwark-filter/bulwark/test/natstest"
 )
 
@@ -52,10 +53,12 @@ type fleetFigures struct {
 	ClientCPUUS float64 `json:"client_cpu_us_per_verdict"`
 	ColdSync    int     `json:"coldsync_verdicts"`
 	ColdSyncS   float64 `json:"coldsync_seconds"`
-	// ColdSyncCPUS is the fresh client's CPU time during the cold sync;
-	// ColdSyncHeapB the heap it holds after it, per verdict.
-	ColdSyncCPUS  float64 `json:"coldsync_cpu_seconds"`
-	ColdSyncHeapB float64 `json:"coldsync_heap_bytes_per_verdict"`
+	// ColdSyncCPUS and ColdSyncServerCPUS are the fresh client's and the
+	// server's CPU time during the cold sync; ColdSyncHeapB the heap the
+	// client holds after it, per verdict.
+	ColdSyncCPUS       float64 `json:"coldsync_cpu_seconds"`
+	ColdSyncServerCPUS float64 `json:"coldsync_server_cpu_seconds"`
+	ColdSyncHeapB      float64 `json:"coldsync_heap_bytes_per_verdict"`
 }
 
 // benchTarget is the i-th verdict's target (i < 131072), in 198.18.0.0/15.
@@ -261,10 +264,10 @@ func processCPU(t *testing.T) time.Duration {
 
 // coldFigures is what one cold sync measured: the wall time until the
 // fresh client applied every verdict, this process's CPU time meanwhile
-// (the fresh client; the server is a process of its own and nothing else
-// runs here), and the heap the client holds after it, per verdict.
+// (the fresh client; nothing else runs here), the server's, and the heap
+// the client holds after it, per verdict.
 type coldFigures struct {
-	Seconds, CPUSeconds, HeapBytesPerVerdict float64
+	Seconds, CPUSeconds, ServerCPUSeconds, HeapBytesPerVerdict float64
 }
 
 // coldSync fills a bucket (one server) with n active verdicts of 100
@@ -300,14 +303,24 @@ func coldSync(t *testing.T, n int, cpuProfile string) coldFigures {
 		stop := profile(t, cpuProfile)
 		defer stop()
 	}
-	cpu0 := processCPU(t)
+	cpu0, server0 := processCPU(t), serverCPU(t, c)
 	start := time.Now()
 	runClient(t, benchOptions("fresh", c.URLs(), 1), a)
 	// (The publisher's acks were all received before: nothing else runs.)
 	waitUntil(t, 10*time.Minute, fmt.Sprintf("the fresh client applies %d", n), func() bool { return a.count.Load() == int64(n) })
-	f := coldFigures{Seconds: time.Since(start).Seconds(), CPUSeconds: (processCPU(t) - cpu0).Seconds()}
+	f := coldFigures{Seconds: time.Since(start).Seconds(), CPUSeconds: (processCPU(t) - cpu0).Seconds(),
+		ServerCPUSeconds: (serverCPU(t, c) - server0).Seconds()}
 	f.HeapBytesPerVerdict = float64(liveHeap()-heap0) / float64(n)
 	return f
+}
+
+// serverCPU is the CPU time of the cluster's first server.
+func serverCPU(t *testing.T, c *natstest.Servers) time.Duration {
+	d, err := testbed.ProcessCPU(c.Pid(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // liveHeap is the heap in use after a full collection.
@@ -358,8 +371,8 @@ func TestFleetColdSync(t *testing.T) {
 		t.Skipf("SKIP: set %s=N to measure a cold sync of N verdicts alone", coldEnv)
 	}
 	f := coldSync(t, n, os.Getenv(coldProfEnv))
-	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s (%.2f CPU-s per 1M), heap %.0f B per verdict",
-		n, f.Seconds, f.CPUSeconds, f.CPUSeconds*1e6/float64(n), f.HeapBytesPerVerdict)
+	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s (%.2f CPU-s per 1M), server CPU %.2f s, heap %.0f B per verdict",
+		n, f.Seconds, f.CPUSeconds, f.CPUSeconds*1e6/float64(n), f.ServerCPUSeconds, f.HeapBytesPerVerdict)
 }
 
 // TestFleetFanoutShort is the fan-out at a small size for make test: 20
@@ -390,9 +403,10 @@ func TestFleetBench(t *testing.T) {
 	t.Logf("fan-out: %+v", f)
 	f.ColdSync = *fleetColdSync
 	cold := coldSync(t, *fleetColdSync, "")
-	f.ColdSyncS, f.ColdSyncCPUS, f.ColdSyncHeapB = cold.Seconds, cold.CPUSeconds, cold.HeapBytesPerVerdict
-	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s, heap %.0f B per verdict", f.ColdSync, f.ColdSyncS,
-		f.ColdSyncCPUS, f.ColdSyncHeapB)
+	f.ColdSyncS, f.ColdSyncCPUS, f.ColdSyncServerCPUS = cold.Seconds, cold.CPUSeconds, cold.ServerCPUSeconds
+	f.ColdSyncHeapB = cold.HeapBytesPerVerdict
+	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s, server CPU %.2f s, heap %.0f B per verdict",
+		f.ColdSync, f.ColdSyncS, f.ColdSyncCPUS, f.ColdSyncServerCPUS, f.ColdSyncHeapB)
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		t.Fatal(err)

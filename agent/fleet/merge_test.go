@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -342,4 +344,74 @@ func TestStateResync(t *testing.T) {
 	if len(s.active) != 3 || s.slab != nil {
 		t.Fatalf("after a resync given up: active %v, slab %v", s.active, s.slab != nil)
 	}
+}
+
+// TestStateIncremental drives the state with random puts, deletes, own
+// verdicts and expiry over few targets, with a small active cap, and after
+// each batch checks the merged set against one computed from scratch from
+// the live entries with winner and capActive.
+func TestStateIncremental(t *testing.T) {
+	const maxActive = 5
+	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: maxActive})
+	put := statePut(t, s)
+	r := rand.New(rand.NewPCG(1, 2))
+	actions := []Action{ActionThrottle, ActionBlock, ActionRevoke}
+	issuers := []string{"a", "b", "c", "me"}
+	now, rev := t0, uint64(0)
+	for batch := range 400 {
+		for range 1 + r.IntN(8) {
+			tgt := fmt.Sprintf("198.18.0.%d/32", r.IntN(10))
+			v := verdict(issuers[r.IntN(len(issuers))], tgt, actions[r.IntN(3)], now.Sub(t0), now.Sub(t0)+time.Duration(1+r.IntN(30))*time.Second)
+			rev++
+			switch r.IntN(5) {
+			case 0:
+				s.del(Key(v.Issuer, v.Target), rev)
+			case 1:
+				v.Issuer = "me"
+				s.publish(v)
+			default:
+				put(v, rev)
+			}
+		}
+		if r.IntN(4) == 0 {
+			now = now.Add(time.Duration(r.IntN(10)) * time.Second)
+			s.prune(now)
+		}
+		s.process()
+		want := fromScratch(s, maxActive)
+		if len(want) != len(s.active) {
+			t.Fatalf("batch %d: %d active, want %d: %v vs %v", batch, len(s.active), len(want), s.active, want)
+		}
+		for p, w := range want {
+			if v := s.active[p]; v != w {
+				t.Fatalf("batch %d: %v is %+v, want %+v", batch, p, v, w)
+			}
+		}
+	}
+}
+
+// fromScratch is the merged set within the cap of s's live entries and own
+// verdicts, computed without the state's incremental bookkeeping.
+func fromScratch(s *state, maxActive int) map[netip.Prefix]*Verdict {
+	byTarget := map[netip.Prefix][]*entry{}
+	for _, e := range s.entries {
+		byTarget[e.v.Target] = append(byTarget[e.v.Target], e)
+	}
+	for p, o := range s.own {
+		byTarget[p] = append(slices.DeleteFunc(byTarget[p], func(e *entry) bool { return e.key == o.key }), o)
+	}
+	all := map[netip.Prefix]winning{}
+	for p, es := range byTarget {
+		if w, first, ok := winner(es); ok {
+			all[p] = winning{w, first}
+		}
+	}
+	over := capActive(all, maxActive)
+	set := map[netip.Prefix]*Verdict{}
+	for p, w := range all {
+		if !slices.Contains(over, p) {
+			set[p] = w.v
+		}
+	}
+	return set
 }

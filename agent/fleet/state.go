@@ -25,7 +25,7 @@ type state struct {
 	byTarget map[netip.Prefix][]*entry // bucket entries by target
 	issuers  map[string][]*entry       // bucket entries by issuer, in revision order
 	own      map[netip.Prefix]*entry   // the node's own verdicts not yet read back
-	inForce  map[netip.Prefix]winning  // winners before the active cap
+	won      map[netip.Prefix]winning  // process's winners of the dirty targets, reused
 	active   map[netip.Prefix]*Verdict // winners within the cap (their entries' verdicts, never changed)
 	capped   map[netip.Prefix]bool     // winners over the cap
 	dirty    map[netip.Prefix]bool     // targets to merge again
@@ -53,7 +53,7 @@ const slabEntries = 1024
 
 func newState(lim limits) *state {
 	return &state{lim: lim, entries: map[string]*entry{}, byTarget: map[netip.Prefix][]*entry{},
-		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, inForce: map[netip.Prefix]winning{},
+		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, won: map[netip.Prefix]winning{},
 		active: map[netip.Prefix]*Verdict{}, capped: map[netip.Prefix]bool{},
 		dirty: map[netip.Prefix]bool{}, rescan: map[string]int{}}
 }
@@ -240,31 +240,39 @@ func (s *state) process() []Change {
 			s.version++
 		}
 	}
+	// The targets in force after the last process are the active ones
+	// and the capped ones (capped is part of them, active the rest), so
+	// their number follows from the dirty targets' winners alone; every
+	// target's winner is needed only over the cap.
+	inForce := len(s.active) + len(s.capped)
 	for t := range s.dirty {
-		es := s.byTarget[t]
-		if o := s.own[t]; o != nil {
-			es = append(slices.DeleteFunc(slices.Clone(es), func(e *entry) bool { return e.key == o.key }), o)
+		_, was := s.active[t]
+		w, first, ok := s.winnerOf(t)
+		if ok {
+			s.won[t] = winning{w, first}
 		}
-		if w, first, ok := winner(es); ok {
-			s.inForce[t] = winning{w, first}
-		} else {
-			delete(s.inForce, t)
+		switch {
+		case ok && !was && !s.capped[t]:
+			inForce++
+		case !ok && (was || s.capped[t]):
+			inForce--
 		}
 	}
-	over := capActive(s.inForce, s.lim.maxActive)
-	if len(over) == 0 && len(s.capped) == 0 {
+	if inForce <= s.lim.maxActive && len(s.capped) == 0 {
 		for t := range s.dirty {
-			w, ok := s.inForce[t]
+			w, ok := s.won[t]
 			set(t, w.v, ok)
 		}
 	} else {
 		// Over the cap (or just back under it): settle every target.
+		all := s.allInForce()
+		over := capActive(all, s.lim.maxActive)
 		wasCapped := s.capped
 		s.capped = map[netip.Prefix]bool{}
 		for _, t := range over {
 			s.capped[t] = true
 			if !wasCapped[t] {
-				s.refuse(*s.inForce[t].v, RefusedActiveCap)
+				s.refuse(*all[t].v, RefusedActiveCap)
 			}
 		}
 		for t := range wasCapped {
@@ -273,16 +281,45 @@ func (s *state) process() []Change {
 			}
 		}
 		for t := range s.dirty {
-			w, ok := s.inForce[t]
+			w, ok := all[t]
 			set(t, w.v, ok && !s.capped[t])
 		}
-		for t, w := range s.inForce {
+		for t, w := range all {
 			set(t, w.v, !s.capped[t])
 		}
 	}
 	s.dirty = reuse(s.dirty)
+	s.won = reuse(s.won)
 	s.changes = changes
 	return changes
+}
+
+// winnerOf is the winner on target t (see winner) among its bucket
+// entries and the node's own pending verdict, which replaces its bucket
+// entry.
+func (s *state) winnerOf(t netip.Prefix) (*Verdict, uint64, bool) {
+	es := s.byTarget[t]
+	if o := s.own[t]; o != nil {
+		es = append(slices.DeleteFunc(slices.Clone(es), func(e *entry) bool { return e.key == o.key }), o)
+	}
+	return winner(es)
+}
+
+// allInForce is every target's winner, for the active cap.
+func (s *state) allInForce() map[netip.Prefix]winning {
+	all := make(map[netip.Prefix]winning, len(s.byTarget)+len(s.own))
+	add := func(t netip.Prefix) {
+		if w, first, ok := s.winnerOf(t); ok {
+			all[t] = winning{w, first}
+		}
+	}
+	for t := range s.byTarget {
+		add(t)
+	}
+	for t := range s.own {
+		add(t)
+	}
+	return all
 }
 
 // smallMap is the size up to which reuse empties a map in place, and
@@ -309,7 +346,6 @@ func (s *state) grow(n int) {
 	}
 	s.entries = make(map[string]*entry, n)
 	s.byTarget = make(map[netip.Prefix][]*entry, n)
-	s.inForce = make(map[netip.Prefix]winning, n)
 	s.exp = slices.Grow(s.exp, n)
 	if len(s.active) == 0 {
 		s.active = make(map[netip.Prefix]*Verdict, n)

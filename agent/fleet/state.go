@@ -25,7 +25,7 @@ type state struct {
 	byTarget map[netip.Prefix][]*entry // bucket entries by target
 	issuers  map[string][]*entry       // bucket entries by issuer, in revision order
 	own      map[netip.Prefix]*entry   // the node's own verdicts not yet read back
-	won      map[netip.Prefix]winning  // process's winners of the dirty targets, reused
+	won      map[netip.Prefix]dirtyWin // process's view of the dirty targets, reused
 	active   map[netip.Prefix]*Verdict // winners within the cap (their entries' verdicts, never changed)
 	capped   map[netip.Prefix]bool     // winners over the cap
 	dirty    map[netip.Prefix]bool     // targets to merge again
@@ -53,7 +53,7 @@ const slabEntries = 1024
 
 func newState(lim limits) *state {
 	return &state{lim: lim, entries: map[string]*entry{}, byTarget: map[netip.Prefix][]*entry{},
-		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, won: map[netip.Prefix]winning{},
+		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, won: map[netip.Prefix]dirtyWin{},
 		active: map[netip.Prefix]*Verdict{}, capped: map[netip.Prefix]bool{},
 		dirty: map[netip.Prefix]bool{}, rescan: map[string]int{}}
 }
@@ -227,8 +227,7 @@ func (s *state) process() []Change {
 	if cap(changes) > 4*batchEntries {
 		changes = nil // after a big change (a resync, an expiry wave), let it go
 	}
-	set := func(t netip.Prefix, v *Verdict, in bool) {
-		old, had := s.active[t]
+	change := func(t netip.Prefix, old *Verdict, had bool, v *Verdict, in bool) {
 		switch {
 		case in && (!had || !sameVerdict(*old, *v)):
 			s.active[t] = v
@@ -240,17 +239,19 @@ func (s *state) process() []Change {
 			s.version++
 		}
 	}
+	set := func(t netip.Prefix, v *Verdict, in bool) {
+		old, had := s.active[t]
+		change(t, old, had, v, in)
+	}
 	// The targets in force after the last process are the active ones
 	// and the capped ones (capped is part of them, active the rest), so
 	// their number follows from the dirty targets' winners alone; every
 	// target's winner is needed only over the cap.
 	inForce := len(s.active) + len(s.capped)
 	for t := range s.dirty {
-		_, was := s.active[t]
-		w, first, ok := s.winnerOf(t)
-		if ok {
-			s.won[t] = winning{w, first}
-		}
+		old, was := s.active[t]
+		w, _, ok := s.winnerOf(t)
+		s.won[t] = dirtyWin{w, ok, old, was}
 		switch {
 		case ok && !was && !s.capped[t]:
 			inForce++
@@ -259,9 +260,8 @@ func (s *state) process() []Change {
 		}
 	}
 	if inForce <= s.lim.maxActive && len(s.capped) == 0 {
-		for t := range s.dirty {
-			w, ok := s.won[t]
-			set(t, w.v, ok)
+		for t, d := range s.won {
+			change(t, d.old, d.had, d.v, d.ok)
 		}
 	} else {
 		// Over the cap (or just back under it): settle every target.
@@ -292,6 +292,16 @@ func (s *state) process() []Change {
 	s.won = reuse(s.won)
 	s.changes = changes
 	return changes
+}
+
+// dirtyWin is what process learnt of a dirty target: its winner (ok
+// false when nothing is in force) and its verdict in the active set
+// before (had false when none).
+type dirtyWin struct {
+	v   *Verdict
+	ok  bool
+	old *Verdict
+	had bool
 }
 
 // winnerOf is the winner on target t (see winner) among its bucket

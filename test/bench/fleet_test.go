@@ -355,22 +355,31 @@ func profile(t *testing.T, path string) (stop func()) {
 	}
 }
 
-// coldEnv names the environment variable that turns TestFleetColdSync on:
-// the number of verdicts; coldProfEnv, if set, is where its CPU profile
-// goes. It measures the cold sync alone, to compare builds side by side.
+// coldEnv names the environment variable that sizes TestFleetColdSyncAlone
+// (default coldDefault, for make test); coldProfEnv, if set, is where its
+// CPU profile goes. It measures the cold sync alone, to compare builds side
+// by side and profile them.
 const (
 	coldEnv     = "BULWARK_COLDSYNC"
 	coldProfEnv = "BULWARK_COLDSYNC_PROFILE"
+	coldDefault = 10_000
 )
 
-// TestFleetColdSync measures one cold sync of $BULWARK_COLDSYNC verdicts
-// and logs its wall time, CPU time and heap per verdict.
-func TestFleetColdSync(t *testing.T) {
-	n, err := strconv.Atoi(os.Getenv(coldEnv))
-	if err != nil || n <= 0 {
-		t.Skipf("SKIP: set %s=N to measure a cold sync of N verdicts alone", coldEnv)
+// TestFleetColdSyncAlone runs one cold sync of $BULWARK_COLDSYNC verdicts
+// (coldSync fails unless the fresh client applies every one) and logs its
+// wall time, CPU times and heap per verdict.
+func TestFleetColdSyncAlone(t *testing.T) {
+	n := coldDefault
+	if s := os.Getenv(coldEnv); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n <= 0 || n > 1<<22 {
+			t.Fatalf("%s=%q: want a number of verdicts, 1 to %d", coldEnv, s, 1<<22)
+		}
 	}
 	f := coldSync(t, n, os.Getenv(coldProfEnv))
+	if f.CPUSeconds <= 0 {
+		t.Errorf("the fresh client used no CPU time for %d verdicts: %+v", n, f)
+	}
 	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s (%.2f CPU-s per 1M), server CPU %.2f s, heap %.0f B per verdict",
 		n, f.Seconds, f.CPUSeconds, f.CPUSeconds*1e6/float64(n), f.ServerCPUSeconds, f.HeapBytesPerVerdict)
 }

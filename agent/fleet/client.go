@@ -64,16 +64,19 @@ type Client struct {
 	// message's, polled, or a later one read).
 	bucketLast uint64
 	// next is the next revision the watch reads (0: from the start of
-	// the stream); seen is the keys read by a resync in progress (nil
-	// when none), which may span several watchers and sessions.
-	next uint64
-	seen map[string]bool
+	// the stream); resync is whether a resync is in progress (it may span
+	// several watchers and sessions; the state marks the entries it read).
+	next   uint64
+	resync bool
 	// watchStall is watchStall (tests shorten it).
 	watchStall time.Duration
 	// changes are for the apply loop, coalesced per target: changed[t]
-	// is t's index in changes.
+	// is t's index in changes, for the first indexed of them (the rest
+	// came from one process, a change per target, and are indexed only
+	// when another batch is added before the apply loop takes them).
 	changes []Change
 	changed map[netip.Prefix]int
+	indexed int
 	// digest is Digest of st.active when st.version was digestVersion
 	// (active holds nothing expired after prune, so the set alone
 	// decides it).
@@ -228,12 +231,16 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	// resync cut short goes on where it stopped if the stream still
 	// holds that.
 	switch {
-	case c.seen != nil && c.next >= info.State.FirstSeq && c.next > 0 && c.next <= info.State.LastSeq+1:
+	case c.resync && c.next >= info.State.FirstSeq && c.next > 0 && c.next <= info.State.LastSeq+1:
 	case last == 0 || info.State.FirstSeq > last+1 || info.State.LastSeq < last:
-		c.seen, c.next = map[string]bool{}, 0
+		c.resync, c.next = true, 0
+		c.st.beginResync()
 		c.st.grow(int(min(info.State.Msgs, maxGrow)))
 	default:
-		c.seen, c.next = nil, last+1
+		if c.resync {
+			c.st.dropResync() // given up: no key is known to be gone
+		}
+		c.resync, c.next = false, last+1
 	}
 	c.mu.Unlock()
 	kick(c.publishKick)
@@ -248,7 +255,7 @@ func (c *Client) session(ctx context.Context, nc *nats.Conn) error {
 	moved := func() bool { return nc.Stats().Reconnects != since || !nc.IsConnected() }
 	for {
 		c.mu.Lock()
-		from, resync := c.next, c.seen != nil
+		from, resync := c.next, c.resync
 		c.mu.Unlock()
 		err := c.watchFrom(wctx, kv, from, resync, moved)
 		if !errors.Is(err, errWatchStalled) {
@@ -366,8 +373,8 @@ func serverAtLeast(version string, major, minor int) bool {
 
 // watch reads the watcher into the state, merging in batches, until it
 // ends, stalls, the connection was re-established (moved) or ctx ends. In a resync
-// (c.seen set) the entries up to the initial-values marker complete the
-// whole bucket: keys not seen are gone.
+// (c.resync set) the entries up to the initial-values marker complete the
+// whole bucket: keys not read again are gone.
 func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher, moved func() bool) error {
 	updates := w.Updates()
 	check := time.NewTicker(time.Second)
@@ -404,13 +411,9 @@ func (c *Client) watch(ctx context.Context, w jetstream.KeyWatcher, moved func()
 		e, n := first, 0
 		for {
 			if e == nil { // all initial values read
-				if c.seen != nil {
-					for key := range c.st.entries {
-						if !c.seen[key] {
-							c.st.remove(key)
-						}
-					}
-					c.seen = nil
+				if c.resync {
+					c.st.endResync()
+					c.resync = false
 				}
 			} else {
 				c.read(e)
@@ -433,9 +436,6 @@ func (c *Client) read(e jetstream.KeyValueEntry) {
 	rev := e.Revision()
 	c.next = rev + 1
 	c.bucketLast = max(c.bucketLast, rev+e.Delta())
-	if c.seen != nil {
-		c.seen[e.Key()] = true
-	}
 	if e.Operation() == jetstream.KeyValuePut {
 		c.st.put(e.Key(), e.Value(), rev, e.Created())
 	} else {
@@ -455,13 +455,24 @@ func (c *Client) lag() uint64 {
 // reports refusals (c.mu held).
 func (c *Client) settle() {
 	changes := c.st.process()
-	for _, ch := range changes {
-		if i, ok := c.changed[ch.Target]; ok {
-			c.changes[i] = ch
-		} else {
-			c.changed[ch.Target] = len(c.changes)
-			c.changes = append(c.changes, ch)
+	if len(c.changes) == 0 && len(changes) > 0 {
+		// Nothing to coalesce with: take process's slice as it is (no
+		// copy) and give it the apply loop's empty one (never the same).
+		c.changes, c.st.changes = changes, c.changes[:0]
+		c.indexed = 0
+	} else if len(changes) > 0 {
+		for i := c.indexed; i < len(c.changes); i++ {
+			c.changed[c.changes[i].Target] = i
 		}
+		for _, ch := range changes {
+			if i, ok := c.changed[ch.Target]; ok {
+				c.changes[i] = ch
+			} else {
+				c.changed[ch.Target] = len(c.changes)
+				c.changes = append(c.changes, ch)
+			}
+		}
+		c.indexed = len(c.changes)
 	}
 	if len(changes) > 0 {
 		kick(c.applyKick)
@@ -501,7 +512,7 @@ func (c *Client) applyPending() map[netip.Prefix]string {
 		return nil
 	}
 	batch := c.changes
-	c.changes, c.changed = nil, reuse(c.changed)
+	c.changes, c.changed, c.indexed = nil, reuse(c.changed), 0
 	c.mu.Unlock()
 	refused := c.apply.Apply(batch)
 	now := time.Now()

@@ -26,7 +26,8 @@ type entry struct {
 	// which the publisher paces); tokens is the issuer's bucket after it.
 	rateOK   bool
 	tokens   float64
-	reported bool // a refusal of this entry was reported
+	reported bool   // a refusal of this entry was reported
+	gen      uint32 // the state's gen when put (see state.gen)
 }
 
 // strength orders the actions a winner can have.

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -247,17 +249,23 @@ func TestDigest(t *testing.T) {
 	}
 }
 
-// TestStateMerge drives the state as a watch would: two issuers, a revoke,
-// an invalid value, expiry, and the active cap.
-func TestStateMerge(t *testing.T) {
-	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: 2})
-	put := func(v Verdict, rev uint64) {
+// statePut returns a function that reads v into s as the watch would, at
+// revision rev.
+func statePut(t *testing.T, s *state) func(v Verdict, rev uint64) {
+	return func(v Verdict, rev uint64) {
 		data, err := encode(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.put(Key(v.Issuer, v.Target), data, rev, t0)
 	}
+}
+
+// TestStateMerge drives the state as a watch would: two issuers, a revoke,
+// an invalid value, expiry, and the active cap.
+func TestStateMerge(t *testing.T) {
+	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: 2})
+	put := statePut(t, s)
 	put(verdict("a", "198.18.0.1/32", ActionThrottle, 0, time.Hour), 1)
 	put(verdict("b", "198.18.0.1/32", ActionBlock, 0, time.Minute), 2)
 	put(verdict("a", "198.18.0.2/32", ActionBlock, 0, time.Hour), 3)
@@ -293,4 +301,117 @@ func TestStateMerge(t *testing.T) {
 	if s.lastRev != 6 {
 		t.Fatalf("last revision %d, want 6", s.lastRev)
 	}
+}
+
+// TestStateResync reads the bucket again as a resync does: a key read
+// again stays (with its new value), a key not read again is gone at the
+// end of the resync, a key read as deleted is gone, and the entries read
+// in the resync come from its slab; a resync given up removes nothing.
+func TestStateResync(t *testing.T) {
+	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: 100})
+	put := statePut(t, s)
+	for i, a := range []string{"198.18.0.1/32", "198.18.0.2/32", "198.18.0.3/32"} {
+		put(verdict("a", a, ActionBlock, 0, time.Hour), uint64(i+1))
+	}
+	s.process()
+	s.beginResync()
+	put(verdict("a", "198.18.0.1/32", ActionThrottle, 0, time.Hour), 10) // read again, changed
+	s.del(Key("a", pfx("198.18.0.2/32")), 11)                            // read as deleted
+	put(verdict("b", "198.18.0.4/32", ActionBlock, 0, time.Hour), 12)    // new
+	// .3 is not read again: it is gone from the bucket.
+	if got := len(s.slab); got != 2 {
+		t.Fatalf("%d entries in the resync's slab, want 2", got)
+	}
+	s.endResync()
+	s.process()
+	want := map[netip.Prefix]Action{pfx("198.18.0.1/32"): ActionThrottle, pfx("198.18.0.4/32"): ActionBlock}
+	if len(s.active) != len(want) || len(s.entries) != len(want) {
+		t.Fatalf("after the resync: active %v, %d entries; want %v", s.active, len(s.entries), want)
+	}
+	for p, a := range want {
+		if v := s.active[p]; v == nil || v.Action != a {
+			t.Fatalf("after the resync: %v is %+v, want %s", p, v, a)
+		}
+	}
+	if s.slab != nil {
+		t.Fatal("the slab outlived the resync")
+	}
+	// Given up: nothing read before it is removed.
+	s.beginResync()
+	put(verdict("c", "198.18.0.5/32", ActionBlock, 0, time.Hour), 13)
+	s.dropResync()
+	s.process()
+	if len(s.active) != 3 || s.slab != nil {
+		t.Fatalf("after a resync given up: active %v, slab %v", s.active, s.slab != nil)
+	}
+}
+
+// TestStateIncremental drives the state with random puts, deletes, own
+// verdicts and expiry over few targets, with a small active cap, and after
+// each batch checks the merged set against one computed from scratch from
+// the live entries with winner and capActive.
+func TestStateIncremental(t *testing.T) {
+	const maxActive = 5
+	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: maxActive})
+	put := statePut(t, s)
+	r := rand.New(rand.NewPCG(1, 2))
+	actions := []Action{ActionThrottle, ActionBlock, ActionRevoke}
+	issuers := []string{"a", "b", "c", "me"}
+	now, rev := t0, uint64(0)
+	for batch := range 400 {
+		for range 1 + r.IntN(8) {
+			tgt := fmt.Sprintf("198.18.0.%d/32", r.IntN(10))
+			v := verdict(issuers[r.IntN(len(issuers))], tgt, actions[r.IntN(3)], now.Sub(t0), now.Sub(t0)+time.Duration(1+r.IntN(30))*time.Second)
+			rev++
+			switch r.IntN(5) {
+			case 0:
+				s.del(Key(v.Issuer, v.Target), rev)
+			case 1:
+				v.Issuer = "me"
+				s.publish(v)
+			default:
+				put(v, rev)
+			}
+		}
+		if r.IntN(4) == 0 {
+			now = now.Add(time.Duration(r.IntN(10)) * time.Second)
+			s.prune(now)
+		}
+		s.process()
+		want := fromScratch(s, maxActive)
+		if len(want) != len(s.active) {
+			t.Fatalf("batch %d: %d active, want %d: %v vs %v", batch, len(s.active), len(want), s.active, want)
+		}
+		for p, w := range want {
+			if v := s.active[p]; v != w {
+				t.Fatalf("batch %d: %v is %+v, want %+v", batch, p, v, w)
+			}
+		}
+	}
+}
+
+// fromScratch is the merged set within the cap of s's live entries and own
+// verdicts, computed without the state's incremental bookkeeping.
+func fromScratch(s *state, maxActive int) map[netip.Prefix]*Verdict {
+	byTarget := map[netip.Prefix][]*entry{}
+	for _, e := range s.entries {
+		byTarget[e.v.Target] = append(byTarget[e.v.Target], e)
+	}
+	for p, o := range s.own {
+		byTarget[p] = append(slices.DeleteFunc(byTarget[p], func(e *entry) bool { return e.key == o.key }), o)
+	}
+	all := map[netip.Prefix]winning{}
+	for p, es := range byTarget {
+		if w, first, ok := winner(es); ok {
+			all[p] = winning{w, first}
+		}
+	}
+	over := capActive(all, maxActive)
+	set := map[netip.Prefix]*Verdict{}
+	for p, w := range all {
+		if !slices.Contains(over, p) {
+			set[p] = w.v
+		}
+	}
+	return set
 }

@@ -25,7 +25,7 @@ type state struct {
 	byTarget map[netip.Prefix][]*entry // bucket entries by target
 	issuers  map[string][]*entry       // bucket entries by issuer, in revision order
 	own      map[netip.Prefix]*entry   // the node's own verdicts not yet read back
-	inForce  map[netip.Prefix]winning  // winners before the active cap
+	won      map[netip.Prefix]dirtyWin // process's view of the dirty targets, reused
 	active   map[netip.Prefix]*Verdict // winners within the cap (their entries' verdicts, never changed)
 	capped   map[netip.Prefix]bool     // winners over the cap
 	dirty    map[netip.Prefix]bool     // targets to merge again
@@ -36,11 +36,24 @@ type state struct {
 	refusals []Refusal                 // to report
 	changes  []Change                  // process's result, reused
 	pruned   time.Time                 // expired entries are gone up to here
+	// gen counts the resyncs: put marks each entry with it, so that at
+	// the end of a resync the entries not read again are the ones of an
+	// older gen (no set of the keys read).
+	gen uint32
+	// slab is where put allocates entries during a resync (nil outside):
+	// a chunk of slabEntries at a time instead of one object per entry,
+	// which the GC scans as one.
+	slab []entry
 }
+
+// slabEntries is the size of a resync's chunks of entries: about 230
+// KiB. A chunk lives as long as one of its entries does (never reused), so
+// after a resync the chunks' memory is at most the resync's own.
+const slabEntries = 1024
 
 func newState(lim limits) *state {
 	return &state{lim: lim, entries: map[string]*entry{}, byTarget: map[netip.Prefix][]*entry{},
-		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, inForce: map[netip.Prefix]winning{},
+		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, won: map[netip.Prefix]dirtyWin{},
 		active: map[netip.Prefix]*Verdict{}, capped: map[netip.Prefix]bool{},
 		dirty: map[netip.Prefix]bool{}, rescan: map[string]int{}}
 }
@@ -65,7 +78,8 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 	if !v.Expires.After(s.pruned) {
 		return
 	}
-	e := &entry{key: key, v: v, rev: rev, ts: ts, rateOK: true} // until rate-scanned
+	e := s.newEntry()
+	*e = entry{key: key, v: v, rev: rev, ts: ts, rateOK: true, gen: s.gen} // rateOK until rate-scanned
 	s.entries[key] = e
 	s.byTarget[v.Target] = append(s.byTarget[v.Target], e)
 	list := s.issuers[v.Issuer]
@@ -81,6 +95,41 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 		delete(s.own, v.Target) // the published verdict came back
 	}
 }
+
+// newEntry allocates an entry: from the slab during a resync, else on its
+// own (a long-lived entry would otherwise keep a whole chunk).
+func (s *state) newEntry() *entry {
+	if s.slab == nil {
+		return &entry{}
+	}
+	if len(s.slab) == cap(s.slab) {
+		s.slab = make([]entry, 0, slabEntries)
+	}
+	s.slab = s.slab[:len(s.slab)+1]
+	return &s.slab[len(s.slab)-1]
+}
+
+// beginResync starts reading the whole bucket again: the entries read from
+// here on are of a new gen.
+func (s *state) beginResync() {
+	s.gen++
+	s.slab = make([]entry, 0, slabEntries)
+}
+
+// endResync ends a resync at the initial-values marker: every key the
+// bucket holds has been read again since beginResync, so an entry of an
+// older gen is gone from the bucket.
+func (s *state) endResync() {
+	for key, e := range s.entries {
+		if e.gen != s.gen {
+			s.remove(key)
+		}
+	}
+	s.slab = nil
+}
+
+// dropResync gives a resync up: the entries of older gens stay.
+func (s *state) dropResync() { s.slab = nil }
 
 func cmpU(a, b uint64) int {
 	switch {
@@ -178,8 +227,7 @@ func (s *state) process() []Change {
 	if cap(changes) > 4*batchEntries {
 		changes = nil // after a big change (a resync, an expiry wave), let it go
 	}
-	set := func(t netip.Prefix, v *Verdict, in bool) {
-		old, had := s.active[t]
+	change := func(t netip.Prefix, old *Verdict, had bool, v *Verdict, in bool) {
 		switch {
 		case in && (!had || !sameVerdict(*old, *v)):
 			s.active[t] = v
@@ -191,31 +239,40 @@ func (s *state) process() []Change {
 			s.version++
 		}
 	}
+	set := func(t netip.Prefix, v *Verdict, in bool) {
+		old, had := s.active[t]
+		change(t, old, had, v, in)
+	}
+	// The targets in force after the last process are the active ones
+	// and the capped ones (capped is part of them, active the rest), so
+	// their number follows from the dirty targets' winners alone; every
+	// target's winner is needed only over the cap.
+	inForce := len(s.active) + len(s.capped)
 	for t := range s.dirty {
-		es := s.byTarget[t]
-		if o := s.own[t]; o != nil {
-			es = append(slices.DeleteFunc(slices.Clone(es), func(e *entry) bool { return e.key == o.key }), o)
-		}
-		if w, first, ok := winner(es); ok {
-			s.inForce[t] = winning{w, first}
-		} else {
-			delete(s.inForce, t)
+		old, was := s.active[t]
+		w, _, ok := s.winnerOf(t)
+		s.won[t] = dirtyWin{w, ok, old, was}
+		switch {
+		case ok && !was && !s.capped[t]:
+			inForce++
+		case !ok && (was || s.capped[t]):
+			inForce--
 		}
 	}
-	over := capActive(s.inForce, s.lim.maxActive)
-	if len(over) == 0 && len(s.capped) == 0 {
-		for t := range s.dirty {
-			w, ok := s.inForce[t]
-			set(t, w.v, ok)
+	if inForce <= s.lim.maxActive && len(s.capped) == 0 {
+		for t, d := range s.won {
+			change(t, d.old, d.had, d.v, d.ok)
 		}
 	} else {
 		// Over the cap (or just back under it): settle every target.
+		all := s.allInForce()
+		over := capActive(all, s.lim.maxActive)
 		wasCapped := s.capped
 		s.capped = map[netip.Prefix]bool{}
 		for _, t := range over {
 			s.capped[t] = true
 			if !wasCapped[t] {
-				s.refuse(*s.inForce[t].v, RefusedActiveCap)
+				s.refuse(*all[t].v, RefusedActiveCap)
 			}
 		}
 		for t := range wasCapped {
@@ -224,16 +281,55 @@ func (s *state) process() []Change {
 			}
 		}
 		for t := range s.dirty {
-			w, ok := s.inForce[t]
+			w, ok := all[t]
 			set(t, w.v, ok && !s.capped[t])
 		}
-		for t, w := range s.inForce {
+		for t, w := range all {
 			set(t, w.v, !s.capped[t])
 		}
 	}
 	s.dirty = reuse(s.dirty)
+	s.won = reuse(s.won)
 	s.changes = changes
 	return changes
+}
+
+// dirtyWin is what process learnt of a dirty target: its winner (ok
+// false when nothing is in force) and its verdict in the active set
+// before (had false when none).
+type dirtyWin struct {
+	v   *Verdict
+	ok  bool
+	old *Verdict
+	had bool
+}
+
+// winnerOf is the winner on target t (see winner) among its bucket
+// entries and the node's own pending verdict, which replaces its bucket
+// entry.
+func (s *state) winnerOf(t netip.Prefix) (*Verdict, uint64, bool) {
+	es := s.byTarget[t]
+	if o := s.own[t]; o != nil {
+		es = append(slices.DeleteFunc(slices.Clone(es), func(e *entry) bool { return e.key == o.key }), o)
+	}
+	return winner(es)
+}
+
+// allInForce is every target's winner, for the active cap.
+func (s *state) allInForce() map[netip.Prefix]winning {
+	all := make(map[netip.Prefix]winning, len(s.byTarget)+len(s.own))
+	add := func(t netip.Prefix) {
+		if w, first, ok := s.winnerOf(t); ok {
+			all[t] = winning{w, first}
+		}
+	}
+	for t := range s.byTarget {
+		add(t)
+	}
+	for t := range s.own {
+		add(t)
+	}
+	return all
 }
 
 // smallMap is the size up to which reuse empties a map in place, and
@@ -260,7 +356,6 @@ func (s *state) grow(n int) {
 	}
 	s.entries = make(map[string]*entry, n)
 	s.byTarget = make(map[netip.Prefix][]*entry, n)
-	s.inForce = make(map[netip.Prefix]winning, n)
 	s.exp = slices.Grow(s.exp, n)
 	if len(s.active) == 0 {
 		s.active = make(map[netip.Prefix]*Verdict, n)

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulwark-filter/bulwark/agent/fleet"
+	testbed "github.com/bulwark-filter/bulwark/test/fleet"
 	"github.com/bulwark-filter/bulwark/test/fleetbench"
 	"github.com/bulwark-filter/bulwark/test/natstest"
 )
@@ -49,6 +53,12 @@ type fleetFigures struct {
 	ClientCPUUS float64 `json:"client_cpu_us_per_verdict"`
 	ColdSync    int     `json:"coldsync_verdicts"`
 	ColdSyncS   float64 `json:"coldsync_seconds"`
+	// ColdSyncCPUS and ColdSyncServerCPUS are the fresh client's and the
+	// server's CPU time during the cold sync; ColdSyncHeapB the heap the
+	// client holds after it, per verdict.
+	ColdSyncCPUS       float64 `json:"coldsync_cpu_seconds"`
+	ColdSyncServerCPUS float64 `json:"coldsync_server_cpu_seconds"`
+	ColdSyncHeapB      float64 `json:"coldsync_heap_bytes_per_verdict"`
 }
 
 // benchTarget is the i-th verdict's target (i < 131072), in 198.18.0.0/15.
@@ -252,9 +262,19 @@ func processCPU(t *testing.T) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// coldFigures is what one cold sync measured: the wall time until the
+// fresh client applied every verdict, this process's CPU time meanwhile
+// (the fresh client; nothing else runs here), the server's, and the heap
+// the client holds after it, per verdict.
+type coldFigures struct {
+	Seconds, CPUSeconds, ServerCPUSeconds, HeapBytesPerVerdict float64
+}
+
 // coldSync fills a bucket (one server) with n active verdicts of 100
-// issuers and returns the seconds a fresh Client takes to apply them all.
-func coldSync(t *testing.T, n int) float64 {
+// issuers and measures a fresh Client until it has applied them all; with
+// cpuProfile set it writes a CPU profile of that phase there (and an
+// allocation profile beside it, .alloc).
+func coldSync(t *testing.T, n int, cpuProfile string) coldFigures {
 	c := natstest.Cluster(t, 1, natstest.Options{})
 	// Let a Client create the bucket as the agents do, then stop it: it
 	// would otherwise read the whole fill and still be busy with it, on the
@@ -278,11 +298,90 @@ func coldSync(t *testing.T, n int) float64 {
 	}
 	wg.Wait()
 	a := &timeApplier{at: make([]atomic.Int64, n)}
+	heap0 := liveHeap()
+	if cpuProfile != "" {
+		stop := profile(t, cpuProfile)
+		defer stop()
+	}
+	cpu0, server0 := processCPU(t), serverCPU(t, c)
 	start := time.Now()
 	runClient(t, benchOptions("fresh", c.URLs(), 1), a)
 	// (The publisher's acks were all received before: nothing else runs.)
 	waitUntil(t, 10*time.Minute, fmt.Sprintf("the fresh client applies %d", n), func() bool { return a.count.Load() == int64(n) })
-	return time.Since(start).Seconds()
+	f := coldFigures{Seconds: time.Since(start).Seconds(), CPUSeconds: (processCPU(t) - cpu0).Seconds(),
+		ServerCPUSeconds: (serverCPU(t, c) - server0).Seconds()}
+	f.HeapBytesPerVerdict = float64(liveHeap()-heap0) / float64(n)
+	return f
+}
+
+// serverCPU is the CPU time of the cluster's first server.
+func serverCPU(t *testing.T, c *natstest.Servers) time.Duration {
+	d, err := testbed.ProcessCPU(c.Pid(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// profile starts a CPU profile into path; stop ends it and writes the
+// allocation profile to path+".alloc".
+func profile(t *testing.T, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		af, err := os.Create(path + ".alloc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer af.Close()
+		if err := pprof.Lookup("allocs").WriteTo(af, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// coldEnv names the environment variable that sizes TestFleetColdSyncAlone
+// (default coldDefault, for make test); coldProfEnv, if set, is where its
+// CPU profile goes. It measures the cold sync alone, to compare builds side
+// by side and profile them.
+const (
+	coldEnv     = "BULWARK_COLDSYNC"
+	coldProfEnv = "BULWARK_COLDSYNC_PROFILE"
+	coldDefault = 10_000
+)
+
+// TestFleetColdSyncAlone runs one cold sync of $BULWARK_COLDSYNC verdicts
+// (coldSync fails unless the fresh client applies every one) and logs its
+// wall time, CPU times and heap per verdict.
+func TestFleetColdSyncAlone(t *testing.T) {
+	n := coldDefault
+	if s := os.Getenv(coldEnv); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n <= 0 || n > 1<<22 {
+			t.Fatalf("%s=%q: want a number of verdicts, 1 to %d", coldEnv, s, 1<<22)
+		}
+	}
+	f := coldSync(t, n, os.Getenv(coldProfEnv))
+	if f.CPUSeconds <= 0 {
+		t.Errorf("the fresh client used no CPU time for %d verdicts: %+v", n, f)
+	}
+	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s (%.2f CPU-s per 1M), server CPU %.2f s, heap %.0f B per verdict",
+		n, f.Seconds, f.CPUSeconds, f.CPUSeconds*1e6/float64(n), f.ServerCPUSeconds, f.HeapBytesPerVerdict)
 }
 
 // TestFleetFanoutShort is the fan-out at a small size for make test: 20
@@ -312,8 +411,11 @@ func TestFleetBench(t *testing.T) {
 	f := fanout(t, *fleetClients, *fleetRate, *fleetSeconds)
 	t.Logf("fan-out: %+v", f)
 	f.ColdSync = *fleetColdSync
-	f.ColdSyncS = coldSync(t, *fleetColdSync)
-	t.Logf("cold sync of %d verdicts: %.2f s", f.ColdSync, f.ColdSyncS)
+	cold := coldSync(t, *fleetColdSync, "")
+	f.ColdSyncS, f.ColdSyncCPUS, f.ColdSyncServerCPUS = cold.Seconds, cold.CPUSeconds, cold.ServerCPUSeconds
+	f.ColdSyncHeapB = cold.HeapBytesPerVerdict
+	t.Logf("cold sync of %d verdicts: %.2f s, client CPU %.2f s, server CPU %.2f s, heap %.0f B per verdict",
+		f.ColdSync, f.ColdSyncS, f.ColdSyncCPUS, f.ColdSyncServerCPUS, f.ColdSyncHeapB)
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		t.Fatal(err)

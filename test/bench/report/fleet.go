@@ -145,6 +145,20 @@ func writeFleet(w *strings.Builder, r map[string]any) {
 		"(client, verdict) pair. Client CPU is the benchmark process's CPU time during the fan-out (every client and the "+
 		"publisher) over clients x verdicts. The cold sync fills one server's bucket and times a fresh client until it has "+
 		"applied every verdict.\n", runtime.NumCPU(), num("clients"), num("rate_per_s"), num("client_cpu_us_per_verdict"), fanoutAsked(r))
+	if num("coldsync_cpu_seconds") > 0 {
+		fmt.Fprintf(w, "\nDuring the cold sync the fresh client used %.2f CPU-seconds (%.2f per 1M verdicts, the machine-independent "+
+			"figure) and the server %.2f; the client then held %.0f bytes of heap per verdict.\n", num("coldsync_cpu_seconds"),
+			coldCPUPerMillion(r), num("coldsync_server_cpu_seconds"), num("coldsync_heap_bytes_per_verdict"))
+	}
+}
+
+// coldCPUPerMillion is the cold sync client's CPU-seconds per 1M verdicts.
+func coldCPUPerMillion(r map[string]any) float64 {
+	num := numOf(r)
+	if num("coldsync_verdicts") == 0 {
+		return 0
+	}
+	return num("coldsync_cpu_seconds") * 1e6 / num("coldsync_verdicts")
 }
 
 // fanoutAsked is the CPU-seconds per second the fan-out's clients asked

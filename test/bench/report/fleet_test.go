@@ -39,6 +39,10 @@ func TestFleetAgentTargets(t *testing.T) {
 			t.Errorf("the fan-out simulation has a target: %+v", tg)
 		}
 	}
+	// 4.5 CPU-s for 500,000 verdicts = 9 CPU-s per 1M.
+	if got := coldCPUPerMillion(map[string]any{"coldsync_verdicts": 5e5, "coldsync_cpu_seconds": 4.5}); got < 8.9999 || got > 9.0001 {
+		t.Errorf("cold sync CPU per 1M %v, want 9", got)
+	}
 	// 200 x 1,000 x 13 us = 2.6 CPU-s/s.
 	if got := fanoutAsked(fan); got < 2.5999 || got > 2.6001 {
 		t.Errorf("fan-out CPU asked %v, want 2.6", got)

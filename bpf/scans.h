@@ -124,4 +124,11 @@ __noinline int observe_scan(struct xdp_md *ctx, struct src_state *st, const stru
 	return 0;
 }
 
+/* Whether p may be an attempt: established TCP (ACK or RST set), most of
+ * a TCP host's traffic, is decided here without calling observe_scan. */
+static __always_inline int scan_candidate(const struct packet *p)
+{
+	return !(p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FLAG_ACK | TCP_FLAG_RST_)));
+}
+
 #endif

@@ -134,7 +134,8 @@ int bulwark(struct xdp_md *ctx)
 	if (!st->packets)
 		sig_new_source(dest);
 	observe(ctx, st, &p, now, len);
-	observe_scan(ctx, st, &p, now, s->scan_shift);
+	if (scan_candidate(&p))
+		observe_scan(ctx, st, &p, now, s->scan_shift);
 
 	__u64 cmult = class_mult(s, &p);
 	if (cmult != 1000) /* BPF has no multiply-high: / 1000 is a real division */

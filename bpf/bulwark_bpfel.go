@@ -314,11 +314,11 @@ type BulwarkSrcState struct {
 	ScanAddrs      [2]uint64
 	ScanEpoch      uint32
 	ScanDport      uint16
-	ScanPad        uint16
+	ScanLast       uint16
 	Udp            uint64
 	UdpSame        uint64
 	UdpShape       uint32
-	PadUdp         uint32
+	ScanDaddr      uint32
 }
 
 type BulwarkVerdict struct {

@@ -188,13 +188,13 @@ struct src_state {
 	__u64 scan_addrs[2];    /* [generation]: 64 bits per generation */
 	__u32 scan_epoch;       /* now >> scan_shift of the last attempt; its generation is scan_epoch & 1 */
 	__u16 scan_dport;       /* destination port of the last TCP or UDP attempt */
-	__u16 scan_pad;
+	__u16 scan_last;        /* 1: the last attempt was that port's, to scan_daddr; 0 after an echo request */
 	/* Sameness of UDP (agent/reputation/uniform.go): a flood of one
 	 * datagram shape to one port is told from a busy client by it. */
 	__u64 udp;             /* UDP datagrams (first fragments included) */
 	__u64 udp_same;        /* of those, the shape of the source's previous one */
 	__u32 udp_shape;       /* shape of the last: port, length, a payload word */
-	__u32 pad_udp;
+	__u32 scan_daddr;      /* destination address of the last TCP or UDP attempt, as scans.h hashes it */
 };
 
 struct rule_key {

@@ -38,14 +38,10 @@ static __always_inline __u64 gcra_interval(__u64 cost, __u64 rate, __u64 mult_pm
 }
 
 /* Takes cost from the bucket at *tat if it holds enough. Returns 1 when the
- * packet conforms (and has paid), 0 when it is over the limit.
- * A global function: the verifier checks its compare-and-swap loop once,
- * not at each of the five places that take from a bucket. It must accept
- * NULL pointers, which no caller passes. */
-__noinline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u64 depth, __u32 *contended)
+ * packet conforms (and has paid), 0 when it is over the limit. Inlined on
+ * the pass path's default limit only (gcra_take below elsewhere). */
+static __always_inline int gcra_step(__u64 *tat, __u64 now, __u64 interval, __u64 depth, __u32 *contended)
 {
-	if (!tat || !contended)
-		return 1;
 	for (int i = 0; i < CAS_TRIES; i++) {
 		__u64 old = *(volatile __u64 *)tat;
 		__u64 base = old > now ? old : now;
@@ -58,6 +54,16 @@ __noinline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u64 depth, __u
 	}
 	*contended = 1;
 	return 0;
+}
+
+/* gcra_step as a global function: the verifier checks its compare-and-swap
+ * loop once, not at each of the places that take from a bucket. It must
+ * accept NULL pointers, which no caller passes. */
+__noinline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u64 depth, __u32 *contended)
+{
+	if (!tat || !contended)
+		return 1;
+	return gcra_step(tat, now, interval, depth, contended);
 }
 
 /* The state at key in an LRU bucket map, created from init if absent.
@@ -74,16 +80,24 @@ static __always_inline void *find_or_create(void *map, void *key, void *init)
 	return st;
 }
 
-/* The buckets of one rule: packets first, then bytes. 1 = conforms. */
+/* The buckets of one rule: packets first, then bytes. 1 = conforms.
+ * inline (a constant): the buckets' steps inlined, saving a call on the
+ * default limit that every passing packet takes. */
 static __always_inline int take_rule(struct rule *r, __u64 *tat_pps, __u64 *tat_bps, __u64 now,
-				     __u32 len, __u64 mult_pm, __u32 *contended)
+				     __u32 len, __u64 mult_pm, __u32 *contended, int inline_)
 {
-	if (r->pps &&
-	    !gcra_take(tat_pps, now, gcra_interval(1, r->pps, mult_pm), r->pps_depth_ns, contended))
-		return 0;
-	if (r->bps &&
-	    !gcra_take(tat_bps, now, gcra_interval(len, r->bps, mult_pm), r->bps_depth_ns, contended))
-		return 0;
+	if (r->pps) {
+		__u64 iv = gcra_interval(1, r->pps, mult_pm);
+		if (!(inline_ ? gcra_step(tat_pps, now, iv, r->pps_depth_ns, contended)
+			      : gcra_take(tat_pps, now, iv, r->pps_depth_ns, contended)))
+			return 0;
+	}
+	if (r->bps) {
+		__u64 iv = gcra_interval(len, r->bps, mult_pm);
+		if (!(inline_ ? gcra_step(tat_bps, now, iv, r->bps_depth_ns, contended)
+			      : gcra_take(tat_bps, now, iv, r->bps_depth_ns, contended)))
+			return 0;
+	}
 	return 1;
 }
 
@@ -104,7 +118,7 @@ static __always_inline int limit_in(void *map, void *key, __u32 id, __u64 now, _
 	struct rule_state *st = find_or_create(map, key, &init);
 	if (!st)
 		return 1;
-	if (take_rule(r, &st->tat_pps, &st->tat_bps, now, len, mult_pm, contended))
+	if (take_rule(r, &st->tat_pps, &st->tat_bps, now, len, mult_pm, contended, 0))
 		return 1;
 	if (rs)
 		rs->dropped += 1;

@@ -95,6 +95,12 @@ __noinline int observe_scan(struct xdp_md *ctx, struct src_state *st, const stru
 	}
 
 	__u32 epoch = now >> (shift & 63);
+	/* The last attempt again (a client's next datagram to its service),
+	 * in the same epoch: its bits are set, and nothing clears them
+	 * before the epoch changes. */
+	if (port && st->scan_last && st->scan_epoch == epoch && st->scan_dport == p->dport &&
+	    st->scan_daddr == daddr)
+		return 0;
 	__u32 g = epoch & 1;
 	if (st->scan_epoch != epoch) {
 		if (st->scan_epoch + 1 != epoch) {
@@ -112,8 +118,17 @@ __noinline int observe_scan(struct xdp_md *ctx, struct src_state *st, const stru
 		__u32 h = scan_hash(p->dport) >> 25;
 		st->scan_ports[g][h >> 6] |= 1ULL << (h & 63);
 		st->scan_dport = p->dport;
+		st->scan_daddr = daddr;
 	}
+	st->scan_last = port;
 	return 0;
+}
+
+/* Whether p may be an attempt: established TCP (ACK or RST set), most of
+ * a TCP host's traffic, is decided here without calling observe_scan. */
+static __always_inline int scan_candidate(const struct packet *p)
+{
+	return !(p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FLAG_ACK | TCP_FLAG_RST_)));
 }
 
 #endif

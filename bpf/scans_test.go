@@ -121,3 +121,70 @@ func TestScanSketches(t *testing.T) {
 		t.Errorf("10 IPv6 addresses set only %d of 64 bits: the hash spreads them badly", n)
 	}
 }
+
+// TestScanRepeatAttempt: the datapath skips the sketches for an attempt
+// that repeats the source's last one (port and address) in the same epoch;
+// the sketches must read as if every attempt had been recorded. The traps:
+// an echo request between two same attempts, an epoch turning between
+// them, and an older address coming back after another one.
+func TestScanRepeatAttempt(t *testing.T) {
+	const shift = 33
+	d := testutil.Load(t, testutil.Setup{ReplayClock: true, Policy: maps.Policy{ScanWindow: 1 << shift}})
+	epochNS := uint64(1) << shift
+	base := (t0>>shift + 1) << shift
+	src := netip.MustParseAddr(a4)
+	x, y, z := netip.MustParseAddr("198.19.4.1"), netip.MustParseAddr("198.19.4.2"), netip.MustParseAddr("198.19.4.3")
+	send := func(frame []byte, at uint64) {
+		t.Helper()
+		if _, _, why, _ := runAt(t, d, frame, at); why != maps.ReasonPassed {
+			t.Fatalf("frame at %d: %s, want passed", at, why)
+		}
+	}
+	check := func(step string, readAt uint64, want testutil.ScanSketch) {
+		t.Helper()
+		got, ok, err := d.Maps.LookupSource(src)
+		if err != nil || !ok {
+			t.Fatalf("%s: source %s: %v (tracked %v)", step, src, err, ok)
+		}
+		ports, addrs := got.ScanBits(uint32(readAt >> shift))
+		if ports != want.Ports || addrs != want.Addrs {
+			t.Errorf("%s: ports %x addresses %x; want %x %x", step, ports, addrs, want.Ports, want.Addrs)
+		}
+	}
+	udp := func(dst netip.Addr) []byte { return testutil.UDP4(t, a4, dst.String(), 9000, 20) }
+
+	// Epoch 1: the same datagram 5 times, then to z and back to x.
+	at := base + 1
+	var g1 testutil.ScanSketch
+	for range 5 {
+		send(udp(x), at)
+	}
+	g1.Port(9000)
+	g1.Addr(x)
+	check("epoch 1, repeated", at, g1)
+	send(udp(z), at)
+	send(udp(x), at)
+	g1.Addr(z)
+	check("epoch 1, another address and back", at, g1)
+
+	// Epoch 2 opens with an echo request to y, then the datagram to x
+	// again: recorded in epoch 2's generation although it repeats the last
+	// datagram (the echo request came between them).
+	at = base + epochNS + 1
+	var g2 testutil.ScanSketch
+	send(testutil.ICMP4(t, a4, y.String()), at)
+	send(udp(x), at)
+	send(udp(x), at)
+	g2.Addr(y)
+	g2.Addr(x)
+	g2.Port(9000)
+	check("epoch 3 reads epoch 2 only", at+epochNS, g2)
+
+	// Epoch 4 (after a gap): the same datagram as the last one of epoch 2.
+	at = base + 3*epochNS + 1
+	var g4 testutil.ScanSketch
+	send(udp(x), at)
+	g4.Addr(x)
+	g4.Port(9000)
+	check("epoch 5 reads epoch 4 only", at+epochNS, g4)
+}

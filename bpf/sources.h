@@ -171,7 +171,7 @@ static __always_inline __u32 rate_limit(struct dp_settings *s, struct packet *p,
 			if (rs)
 				rs->matched += 1;
 			if (!take_rule(def, &st->tat_pps, &st->tat_bps, now, len, mult_pm,
-				       &contended)) {
+				       &contended, 1)) {
 				over = 0;
 				if (rs)
 					rs->dropped += 1;

@@ -349,10 +349,16 @@ func TestScenario(t *testing.T) {
 			failures = append(failures, fmt.Sprintf("%s (%s): no verdict (target: within %s)", a.name, a.prefix, target))
 			continue
 		}
+		// The target is judged on the verdict's audit record (written when
+		// the agent enforces it) where there is one: the poll's sighting
+		// adds its interval and, on a loaded machine, the time the polling
+		// test waited for a CPU.
 		ttv := max(0, s.at.Sub(first))
+		judged := ttv
 		auditTTV := "-"
 		if at, ok := auditAt[a.prefix.String()]; ok {
-			auditTTV = max(0, at.Sub(first)).Round(10 * time.Millisecond).String()
+			judged = max(0, at.Sub(first))
+			auditTTV = judged.Round(10 * time.Millisecond).String()
 		}
 		top, comps := "-", ""
 		if x, ok := explains[a.name]; ok {
@@ -379,8 +385,8 @@ func TestScenario(t *testing.T) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.name, a.prefix, a.what, started, a.sentCount.Load(),
 			s.at.Sub(t0).Round(10*time.Millisecond), ttv.Round(10*time.Millisecond), auditTTV, target, s.action, s.score, s.via, top, comps)
 		caught++
-		if ttv > target {
-			failures = append(failures, fmt.Sprintf("%s (%s): verdict %s after its first packet, target %s", a.name, a.prefix, ttv.Round(10*time.Millisecond), target))
+		if judged > target {
+			failures = append(failures, fmt.Sprintf("%s (%s): verdict %s after its first packet (audit), seen by the poll after %s, target %s", a.name, a.prefix, auditTTV, ttv.Round(10*time.Millisecond), target))
 		}
 	}
 	tw.Flush()

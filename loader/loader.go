@@ -147,7 +147,11 @@ func Load(opts Options) (*Datapath, error) {
 	if err := spec.LoadAndAssign(&d.objs, &co); err != nil {
 		return nil, explainLoadError(err, log)
 	}
-	d.Maps, err = maps.New(&d.objs.BulwarkMaps)
+	if opts.PinDir == "" {
+		d.Maps, err = maps.NewEmpty(&d.objs.BulwarkMaps) // nothing adopted
+	} else {
+		d.Maps, err = maps.New(&d.objs.BulwarkMaps)
+	}
 	if err != nil {
 		d.objs.Close()
 		return nil, err

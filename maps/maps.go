@@ -76,7 +76,16 @@ type Set struct {
 
 // New wraps loaded maps. It reads the settings the maps hold, so a Set made
 // over adopted (pinned) maps continues from their state.
-func New(m *bpf.BulwarkMaps) (*Set, error) {
+func New(m *bpf.BulwarkMaps) (*Set, error) { return newSet(m, true) }
+
+// NewEmpty wraps maps that were all just created, so every list is empty
+// and its masks are zero: unlike New it does not read the lists back nor
+// rewrite every mask of both lists (a few hundred thousand array slots, tens
+// of ms: a replay loads a fresh datapath for each run).
+func NewEmpty(m *bpf.BulwarkMaps) (*Set, error) { return newSet(m, false) }
+
+// newSet wraps m; adopted: m's maps may hold entries (New).
+func newSet(m *bpf.BulwarkMaps, adopted bool) (*Set, error) {
 	s := &Set{m: m}
 	if err := m.Settings.Lookup(uint32(0), &s.settings); err != nil {
 		return nil, fmt.Errorf("read settings: %w", err)
@@ -88,6 +97,10 @@ func New(m *bpf.BulwarkMaps) (*Set, error) {
 		hosts4: m.BlockHosts4, hosts6: m.BlockHosts6, nets4: m.BlockNets4, nets6: m.BlockNets6,
 		slots4: m.BlockSlots4, slots6: m.BlockSlots6, mid6: m.BlockMid6, short: m.BlockShort}
 	for _, l := range []*List{s.Allow, s.Block} {
+		if !adopted {
+			l.lens, l.tally.ttl = map[lenKey]int{}, map[netip.Prefix]uint64{}
+			continue
+		}
 		if err := l.recount(); err != nil {
 			return nil, err
 		}

@@ -84,6 +84,8 @@ func openCapture(path string) (*captureReader, error) {
 			f.Close()
 			return nil, fmt.Errorf("capture %s: pcapng: %w", path, err)
 		}
+		// Not the zero-copy read: it would size its buffer from the
+		// interface's snap length, which checkPcapng does not bound.
 		c.next = r.ReadPacketData
 	} else {
 		r, err := pcapgo.NewReader(br)
@@ -93,7 +95,9 @@ func openCapture(path string) (*captureReader, error) {
 		}
 		// Some captures declare a snap length smaller than their records.
 		r.SetSnaplen(maxSnapRead)
-		c.next = r.ReadPacketData
+		// One buffer of maxSnapRead for every record: the timeline copies
+		// each frame out before the next read.
+		c.next = r.ZeroCopyReadPacketData
 	}
 	switch link {
 	case linkEthernet, linkRaw, linkRawBSD, linkIPv4, linkIPv6, linkSLL, linkSLL2:
@@ -185,7 +189,7 @@ func (c *captureReader) ether(ethertype uint16, payload []byte) []byte {
 }
 
 // Next returns the next frame, as Ethernet, and its capture info; io.EOF at
-// the end. Records that cannot be turned into a frame are an error naming
+// the end. The frame is valid until the next call. Records that cannot be turned into a frame are an error naming
 // the record.
 func (c *captureReader) Next(n int) ([]byte, gopacket.CaptureInfo, error) {
 	data, ci, err := c.next()

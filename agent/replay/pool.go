@@ -1,11 +1,14 @@
 package replay
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-filter/bulwark/loader"
@@ -111,12 +114,23 @@ func maxSegmentSpan(p *maps.Policy) time.Duration {
 	return time.Duration(1 << 62)
 }
 
-// pool decides segments of frames on its runners, one per
-// partition.
+// partsPerRunner is how many partitions a segment is cut into per
+// runner. The runners take partitions, largest first, as they finish, so a
+// source busier than the rest (a flood) does not leave the other runners
+// idle while one runs its share.
+const partsPerRunner = 8
+
+// pool decides segments of frames on its runners, a partition at a time.
 type pool struct {
 	runners []*loader.Runner
 	policy  *maps.Policy
 	decs    []decision
+	// A segment's frames by partition: partition k's, in capture order,
+	// are order[starts[k]:starts[k+1]]; byLoad is the partitions, largest
+	// first.
+	order  []int32
+	starts []int
+	byLoad []int
 }
 
 func newPool(d *loader.Datapath, n int, policy *maps.Policy) *pool {
@@ -136,28 +150,44 @@ func (p *pool) decide(frames []frame, first time.Time) ([]decision, error) {
 		p.decs = make([]decision, len(frames))
 	}
 	p.decs = p.decs[:len(frames)]
-	n := uint32(len(p.runners))
-	run := func(w uint32) error {
-		for i := range frames {
-			f := &frames[i]
-			if n > 1 && f.part%n != w {
-				continue
-			}
-			mono := replayBase + uint64(f.ts.Sub(first))
-			dec, err := runFrame(p.runners[w], f.buf, mono, p.policy)
-			if err != nil {
-				return fmt.Errorf("capture %s, record %d: %w", f.path, f.record, err)
-			}
-			p.decs[i] = dec
+	one := func(r *loader.Runner, i int) error {
+		f := &frames[i]
+		mono := replayBase + uint64(f.ts.Sub(first))
+		dec, err := runFrame(r, f.buf, mono, p.policy)
+		if err != nil {
+			return fmt.Errorf("capture %s, record %d: %w", f.path, f.record, err)
 		}
+		p.decs[i] = dec
 		return nil
 	}
+	n := len(p.runners)
 	if n == 1 {
-		return p.decs, run(0)
+		for i := range frames {
+			if err := one(p.runners[0], i); err != nil {
+				return nil, err
+			}
+		}
+		return p.decs, nil
+	}
+	p.group(frames, n*partsPerRunner)
+	var next atomic.Int32
+	run := func(w int) error {
+		for {
+			k := int(next.Add(1)) - 1
+			if k >= len(p.byLoad) {
+				return nil
+			}
+			part := p.byLoad[k]
+			for _, i := range p.order[p.starts[part]:p.starts[part+1]] {
+				if err := one(p.runners[w], int(i)); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for w := uint32(1); w < n; w++ {
+	for w := 1; w < n; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -167,4 +197,29 @@ func (p *pool) decide(frames []frame, first time.Time) ([]decision, error) {
 	errs[0] = run(0)
 	wg.Wait()
 	return p.decs, errors.Join(errs...)
+}
+
+// group sorts the frames' indexes into parts partitions (a counting sort:
+// each partition keeps capture order) and orders the partitions by size.
+func (p *pool) group(frames []frame, parts int) {
+	p.starts = slices.Grow(p.starts[:0], parts+1)[:parts+1]
+	clear(p.starts)
+	for i := range frames {
+		p.starts[frames[i].part%uint32(parts)+1]++
+	}
+	p.byLoad = p.byLoad[:0]
+	for k := range parts {
+		p.byLoad = append(p.byLoad, k)
+		p.starts[k+1] += p.starts[k]
+	}
+	slices.SortFunc(p.byLoad, func(a, b int) int {
+		return cmp.Compare(p.starts[b+1]-p.starts[b], p.starts[a+1]-p.starts[a])
+	})
+	p.order = slices.Grow(p.order[:0], len(frames))[:len(frames)]
+	fill := slices.Clone(p.starts[:parts]) // the next free slot of each partition
+	for i := range frames {
+		k := frames[i].part % uint32(parts)
+		p.order[fill[k]] = int32(i)
+		fill[k]++
+	}
 }

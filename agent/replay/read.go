@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/google/gopacket"
@@ -105,8 +106,19 @@ func newTimeline(readers []*captureReader, prefix int, part partitioner, lay lay
 	return t
 }
 
-// next returns the next frame, or io.EOF after the last.
+// next returns the next frame, its source parsed, or io.EOF after the
+// last.
 func (t *timeline) next() (frame, error) {
+	f, err := t.nextRaw()
+	if err == nil {
+		t.parse(&f)
+	}
+	return f, err
+}
+
+// nextRaw returns the next frame, its source not yet parsed (parse), or
+// io.EOF after the last.
+func (t *timeline) nextRaw() (frame, error) {
 	if t.merge {
 		return t.nextMerged()
 	}
@@ -131,10 +143,9 @@ func (t *timeline) next() (frame, error) {
 	return frame{}, io.EOF
 }
 
-// makeFrame copies eth (the reader reuses its buffers), puts it at its
+// makeFrame copies eth (the reader reuses its buffers) and puts it at its
 // capture time shifted by offset on the timeline (never before the frame
-// before it: capture order wins over a clock that stepped back) and parses
-// its source.
+// before it: capture order wins over a clock that stepped back).
 func (t *timeline) makeFrame(eth []byte, ci gopacket.CaptureInfo, offset time.Duration, path string, record int) frame {
 	ts := ci.Timestamp.Add(offset)
 	if ts.Before(t.last) {
@@ -142,7 +153,13 @@ func (t *timeline) makeFrame(eth []byte, ci gopacket.CaptureInfo, offset time.Du
 	}
 	t.last = ts
 	buf := t.copyFrame(eth)
-	f := frame{buf: buf, eth: buf[loader.ReplayHeadroom:], ci: ci, ts: ts, offset: offset, path: path, record: record}
+	return frame{buf: buf, eth: buf[loader.ReplayHeadroom:], ci: ci, ts: ts, offset: offset, path: path, record: record}
+}
+
+// parse parses f's source: its family, address, tracking key and
+// partition. It reads only what newTimeline set, so it may run beside the
+// reading.
+func (t *timeline) parse(f *frame) {
 	if p, _ := model.Parse(f.eth); p.Family != 0 {
 		f.family, f.src, f.part = p.Family, p.Src, t.part.of(p.Src)
 		if p.Family == 4 {
@@ -152,7 +169,6 @@ func (t *timeline) makeFrame(eth []byte, ci gopacket.CaptureInfo, offset time.Du
 			f.key = pp.Addr().As16()
 		}
 	}
-	return f
 }
 
 // head is a merged capture's next record, read ahead.
@@ -224,9 +240,10 @@ func closeCaptures(readers []*captureReader) {
 	}
 }
 
-// readFrames sends the timeline's frames in batches until done or stop is
-// closed.
-func readFrames(t *timeline, out chan<- frameBatch, stop <-chan struct{}) {
+// readFrames sends the timeline's frames in batches of size, their
+// sources parsed or not (then the receiver parses them), until done
+// (closing out) or stop is closed.
+func readFrames(t *timeline, out chan<- frameBatch, stop <-chan struct{}, size int, parsed bool) {
 	defer close(out)
 	send := func(b frameBatch) bool {
 		select {
@@ -236,9 +253,9 @@ func readFrames(t *timeline, out chan<- frameBatch, stop <-chan struct{}) {
 			return false
 		}
 	}
-	batch := make([]frame, 0, frameBatchSize)
+	batch := make([]frame, 0, size)
 	for {
-		f, err := t.next()
+		f, err := t.nextRaw()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -246,12 +263,15 @@ func readFrames(t *timeline, out chan<- frameBatch, stop <-chan struct{}) {
 			send(frameBatch{err: err})
 			return
 		}
+		if parsed {
+			t.parse(&f)
+		}
 		batch = append(batch, f)
-		if len(batch) == frameBatchSize {
+		if len(batch) == size {
 			if !send(frameBatch{items: batch}) {
 				return
 			}
-			batch = make([]frame, 0, frameBatchSize)
+			batch = make([]frame, 0, size)
 		}
 	}
 	if len(batch) > 0 {
@@ -292,32 +312,39 @@ func scanCaptures(captures []string, want *desired.State, lay layout) (scan, err
 	}
 	defer closeCaptures(readers)
 	t := newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy), lay)
+	// The reading (records, timeline, copies) runs on its own goroutine
+	// and the parsing here, a chunk behind: two CPUs share the scan.
+	chunks := make(chan frameBatch, 4)
+	stop := make(chan struct{})
+	var reading sync.WaitGroup
+	reading.Add(1)
+	go func() {
+		defer reading.Done()
+		readFrames(t, chunks, stop, frameChunk, false)
+	}()
+	defer func() {
+		close(stop)
+		reading.Wait() // before the captures close
+	}()
 	seen := map[[16]byte]struct{}{}
 	var frames []frameBatch
 	kept, keep := 0, true
-	for {
-		f, err := t.next()
-		if errors.Is(err, io.EOF) {
-			break
+	for c := range chunks {
+		if c.err != nil {
+			return scan{}, c.err
 		}
-		if err != nil {
-			return scan{}, err
-		}
-		if f.family != 0 {
-			seen[f.key] = struct{}{}
-		}
-		if keep {
-			kept += len(f.eth) + replayFrameOverhead
-			switch {
-			case kept > replayInMemory:
-				keep, frames = false, nil
-			case len(frames) == 0 || len(frames[len(frames)-1].items) == frameChunk:
-				frames = append(frames, frameBatch{items: make([]frame, 0, frameChunk)})
-				fallthrough
-			default:
-				last := &frames[len(frames)-1]
-				last.items = append(last.items, f)
+		for i := range c.items {
+			f := &c.items[i]
+			t.parse(f)
+			if f.family != 0 {
+				seen[f.key] = struct{}{}
 			}
+			kept += len(f.eth) + replayFrameOverhead
+		}
+		if keep = keep && kept <= replayInMemory; keep {
+			frames = append(frames, c)
+		} else {
+			frames = nil
 		}
 	}
 	// Each source may hold buckets of two rules; aggregates are fewer.
@@ -359,7 +386,7 @@ func (sc scan) stream(captures []string, want *desired.State, lay layout) (frame
 	}
 	ch := make(chan frameBatch, 4)
 	done := make(chan struct{})
-	go readFrames(newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy), lay), ch, done)
+	go readFrames(newTimeline(readers, want.Policy.SourcePrefix(), newPartitioner(&want.Policy), lay), ch, done, frameBatchSize, true)
 	return ch, func() {
 		close(done)
 		closeCaptures(readers)

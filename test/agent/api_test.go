@@ -17,10 +17,14 @@ import (
 )
 
 // rawCall does one HTTP request over the control socket and returns the
-// status and body.
+// status and body. Its bound is generous: a 64 MiB import took 7 s to
+// refuse on the busy 2-core VM (load 35) when the agent decoded it, and
+// over the agent's 30 s read timeout at load 40 (i/o timeout, or a broken
+// pipe for the client); it now reads an over-long body raw, but the 20 s
+// bound was under 3x even that first figure.
 func (e *env) rawCall(method, path, body string) (int, string) {
 	e.T.Helper()
-	client := agenttest.SocketClient(e.Sock, 20*time.Second)
+	client := agenttest.SocketClient(e.Sock, 2*time.Minute)
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)

@@ -34,6 +34,9 @@ import (
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
 
+// readyWithin bounds the wait for a started agent to be ready.
+const readyWithin = 60 * time.Second
+
 // Bin is the bulwark binary Main builds.
 var Bin string
 
@@ -281,10 +284,12 @@ func (e *Env) SpawnVia(enter []string, path string, args ...string) *Agent {
 }
 
 // WaitReady polls ready every 50 ms until it holds; it fails the test if a
-// exits first or after 20 s.
+// exits first or after readyWithin.
 func (e *Env) WaitReady(a *Agent, ready func() bool) {
 	e.T.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// Bounded, not a speed check: under load (two busy loops beside
+	// make test on 2 CPUs) a start took over 20 s.
+	deadline := time.Now().Add(readyWithin)
 	for {
 		if a.Exited() {
 			e.T.Fatalf("agent exited early (%v):\n%s", a.Err, a.LogText())
@@ -293,7 +298,7 @@ func (e *Env) WaitReady(a *Agent, ready func() bool) {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.T.Fatalf("agent not ready after 20 s:\n%s", a.LogText())
+			e.T.Fatalf("agent not ready after %v:\n%s", readyWithin, a.LogText())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

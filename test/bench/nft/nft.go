@@ -618,6 +618,9 @@ type Result struct {
 	Seen    uint64  `json:"seen"`
 	Dropped uint64  `json:"dropped"`
 	WallS   float64 `json:"wall_s"`
+	// CountedS is the time from the send's start to the counters' read:
+	// every frame counted in Seen reached the receiver within it.
+	CountedS float64 `json:"counted_s"`
 
 	DroppedMpps float64 `json:"dropped_mpps"`
 	// CPU ns per packet seen (generator + receiver): the generator thread's
@@ -683,6 +686,7 @@ func Measure(g *Generator, r *Receiver, b Bounds) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	sendStart := time.Now()
 	rs, err := g.Run(true, b.MaxPkts, b.MaxDur)
 	if err != nil {
 		return res, err
@@ -691,6 +695,7 @@ func Measure(g *Generator, r *Receiver, b Bounds) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	res.CountedS = time.Since(sendStart).Seconds()
 	after, err := g.Run(false, b.GenPkts, b.GenMaxDur)
 	if err != nil {
 		return res, err

@@ -349,6 +349,52 @@ func TestCrowdSecStartupPull(t *testing.T) {
 	check(l, n/2)
 }
 
+// TestCrowdSecBadAnswer: after a startup pull of 1,000 decisions, an
+// answer cut short or with a decision of the wrong type fails the pull
+// with where it is wrong, and changes nothing: every verdict and label
+// stays, the status shows the error.
+func TestCrowdSecBadAnswer(t *testing.T) {
+	const n = 1000
+	sizes := testutil.SmallSizes()
+	sizes.Verdicts = 4096
+	d := testutil.Load(t, testutil.Setup{Sizes: sizes})
+	good := startupAnswer(n)
+	var body atomic.Pointer[[]byte]
+	body.Store(&good)
+	lapi := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(*body.Load()) }))
+	defer lapi.Close()
+	l, _ := crowdSecTestLink(t, d, lapi.URL)
+	if _, ok := l.pull(context.Background(), true); !ok {
+		t.Fatal("the first startup pull failed")
+	}
+	cut := good[:len(good)/2]
+	wrong := []byte(strings.Replace(string(good), `"id":501,`, `"id":"501",`, 1))
+	for _, c := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"cut short", cut, "at byte"},
+		{"an id that is a string", wrong, "new: decision 501 at byte"},
+	} {
+		body.Store(&c.body)
+		if _, ok := l.pull(context.Background(), true); ok {
+			t.Fatalf("%s: the pull worked", c.name)
+		}
+		st := l.statusNow()
+		t.Logf("%s: %s", c.name, st.LastError)
+		if !strings.Contains(st.LastError, "not a decision stream") || !strings.Contains(st.LastError, c.want) || st.Reachable {
+			t.Errorf("%s: status error %q (reachable %t); want one with %q", c.name, st.LastError, st.Reachable, c.want)
+		}
+		if got := countCrowdSecVerdicts(t, d); got != n || st.Active != n || st.Decisions != n {
+			t.Errorf("%s: %d verdicts in the map, status %d in force of %d held; want all %d kept", c.name, got, st.Active, st.Decisions, n)
+		}
+		if lab := l.label(netip.PrefixFrom(startupAddr(7), 32)); lab != "crowdsec:cscli-import/test/import" {
+			t.Errorf("%s: label %q after the bad answer", c.name, lab)
+		}
+	}
+}
+
 // TestNextPull: which pull after this one is a startup pull.
 func TestNextPull(t *testing.T) {
 	const iv, resync = 2 * time.Second, time.Minute

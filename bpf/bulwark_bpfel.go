@@ -83,6 +83,17 @@ const (
 	BulwarkLimitsSIG_DATA            BulwarkLimits = 16
 )
 
+type BulwarkListCacheSet struct {
+	_ structs.HostLayout
+	E [2]struct {
+		_    structs.HostLayout
+		A    uint64
+		B    uint64
+		Tag  uint64
+		When uint64
+	}
+}
+
 type BulwarkListShort struct {
 	_   structs.HostLayout
 	V6  uint64
@@ -342,6 +353,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	BulwarkMapAggBuckets          = "agg_buckets"
+	BulwarkMapAllowCache          = "allow_cache"
 	BulwarkMapAllowHosts4         = "allow_hosts4"
 	BulwarkMapAllowHosts6         = "allow_hosts6"
 	BulwarkMapAllowMid6           = "allow_mid6"
@@ -350,6 +362,7 @@ const (
 	BulwarkMapAllowShort          = "allow_short"
 	BulwarkMapAllowSlots4         = "allow_slots4"
 	BulwarkMapAllowSlots6         = "allow_slots6"
+	BulwarkMapBlockCache          = "block_cache"
 	BulwarkMapBlockHosts4         = "block_hosts4"
 	BulwarkMapBlockHosts6         = "block_hosts6"
 	BulwarkMapBlockMid6           = "block_mid6"
@@ -361,6 +374,7 @@ const (
 	BulwarkMapClasses4            = "classes4"
 	BulwarkMapClasses6            = "classes6"
 	BulwarkMapEvents              = "events"
+	BulwarkMapListGen             = "list_gen"
 	BulwarkMapListHits            = "list_hits"
 	BulwarkMapMisc                = "misc"
 	BulwarkMapNewSources          = "new_sources"
@@ -382,6 +396,7 @@ const (
 	BulwarkMapStats               = "stats"
 	BulwarkMapVerdicts            = "verdicts"
 	BulwarkProgBulwark            = "bulwark"
+	BulwarkVarListCacheBits       = "list_cache_bits"
 	BulwarkVarReplayMode          = "replay_mode"
 	BulwarkVarUnusedAction        = "unused_action"
 	BulwarkVarUnusedEvent         = "unused_event"
@@ -450,6 +465,7 @@ type BulwarkProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type BulwarkMapSpecs struct {
 	AggBuckets      *ebpf.MapSpec `ebpf:"agg_buckets"`
+	AllowCache      *ebpf.MapSpec `ebpf:"allow_cache"`
 	AllowHosts4     *ebpf.MapSpec `ebpf:"allow_hosts4"`
 	AllowHosts6     *ebpf.MapSpec `ebpf:"allow_hosts6"`
 	AllowMid6       *ebpf.MapSpec `ebpf:"allow_mid6"`
@@ -458,6 +474,7 @@ type BulwarkMapSpecs struct {
 	AllowShort      *ebpf.MapSpec `ebpf:"allow_short"`
 	AllowSlots4     *ebpf.MapSpec `ebpf:"allow_slots4"`
 	AllowSlots6     *ebpf.MapSpec `ebpf:"allow_slots6"`
+	BlockCache      *ebpf.MapSpec `ebpf:"block_cache"`
 	BlockHosts4     *ebpf.MapSpec `ebpf:"block_hosts4"`
 	BlockHosts6     *ebpf.MapSpec `ebpf:"block_hosts6"`
 	BlockMid6       *ebpf.MapSpec `ebpf:"block_mid6"`
@@ -469,6 +486,7 @@ type BulwarkMapSpecs struct {
 	Classes4        *ebpf.MapSpec `ebpf:"classes4"`
 	Classes6        *ebpf.MapSpec `ebpf:"classes6"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
+	ListGen         *ebpf.MapSpec `ebpf:"list_gen"`
 	ListHits        *ebpf.MapSpec `ebpf:"list_hits"`
 	Misc            *ebpf.MapSpec `ebpf:"misc"`
 	NewSources      *ebpf.MapSpec `ebpf:"new_sources"`
@@ -495,6 +513,7 @@ type BulwarkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BulwarkVariableSpecs struct {
+	ListCacheBits       *ebpf.VariableSpec `ebpf:"list_cache_bits"`
 	ReplayMode          *ebpf.VariableSpec `ebpf:"replay_mode"`
 	UnusedAction        *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -534,6 +553,7 @@ func (o *BulwarkObjects) Close() error {
 // It can be passed to LoadBulwarkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BulwarkMaps struct {
 	AggBuckets      *ebpf.Map `ebpf:"agg_buckets"`
+	AllowCache      *ebpf.Map `ebpf:"allow_cache"`
 	AllowHosts4     *ebpf.Map `ebpf:"allow_hosts4"`
 	AllowHosts6     *ebpf.Map `ebpf:"allow_hosts6"`
 	AllowMid6       *ebpf.Map `ebpf:"allow_mid6"`
@@ -542,6 +562,7 @@ type BulwarkMaps struct {
 	AllowShort      *ebpf.Map `ebpf:"allow_short"`
 	AllowSlots4     *ebpf.Map `ebpf:"allow_slots4"`
 	AllowSlots6     *ebpf.Map `ebpf:"allow_slots6"`
+	BlockCache      *ebpf.Map `ebpf:"block_cache"`
 	BlockHosts4     *ebpf.Map `ebpf:"block_hosts4"`
 	BlockHosts6     *ebpf.Map `ebpf:"block_hosts6"`
 	BlockMid6       *ebpf.Map `ebpf:"block_mid6"`
@@ -553,6 +574,7 @@ type BulwarkMaps struct {
 	Classes4        *ebpf.Map `ebpf:"classes4"`
 	Classes6        *ebpf.Map `ebpf:"classes6"`
 	Events          *ebpf.Map `ebpf:"events"`
+	ListGen         *ebpf.Map `ebpf:"list_gen"`
 	ListHits        *ebpf.Map `ebpf:"list_hits"`
 	Misc            *ebpf.Map `ebpf:"misc"`
 	NewSources      *ebpf.Map `ebpf:"new_sources"`
@@ -578,6 +600,7 @@ type BulwarkMaps struct {
 func (m *BulwarkMaps) Close() error {
 	return _BulwarkClose(
 		m.AggBuckets,
+		m.AllowCache,
 		m.AllowHosts4,
 		m.AllowHosts6,
 		m.AllowMid6,
@@ -586,6 +609,7 @@ func (m *BulwarkMaps) Close() error {
 		m.AllowShort,
 		m.AllowSlots4,
 		m.AllowSlots6,
+		m.BlockCache,
 		m.BlockHosts4,
 		m.BlockHosts6,
 		m.BlockMid6,
@@ -597,6 +621,7 @@ func (m *BulwarkMaps) Close() error {
 		m.Classes4,
 		m.Classes6,
 		m.Events,
+		m.ListGen,
 		m.ListHits,
 		m.Misc,
 		m.NewSources,
@@ -624,6 +649,7 @@ func (m *BulwarkMaps) Close() error {
 //
 // It can be passed to LoadBulwarkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BulwarkVariables struct {
+	ListCacheBits       *ebpf.Variable `ebpf:"list_cache_bits"`
 	ReplayMode          *ebpf.Variable `ebpf:"replay_mode"`
 	UnusedAction        *ebpf.Variable `ebpf:"unused_action"`
 	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`

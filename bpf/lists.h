@@ -19,6 +19,12 @@
  * Userspace sets a bit before it writes the first entry of that length (or
  * host) and clears it after the last one is gone, so no entry in a map is
  * skipped.
+ *
+ * In front of all that, a per-CPU cache of recent results (list_lookup):
+ * two entries per set, keyed by the source, each tagged with the list's
+ * generation (list_gen), which userspace advances after every write to the
+ * list, so a result made before a write is never used after it. A hit also
+ * keeps its entry's expiry, checked on every use.
  */
 #ifndef BULWARK_LISTS_H
 #define BULWARK_LISTS_H
@@ -73,6 +79,7 @@ struct probe {
 	__u64 *now;
 	__u64 mask;
 	__u64 hi, lo; /* the address: IPv4 in hi, network order */
+	__u64 exp; /* the expiry of the entry found */
 	__u32 top;
 	__u32 id;
 	int found;
@@ -87,6 +94,7 @@ static __always_inline long probe_key(struct probe *pr, void *key)
 	if (!v || !entry_live(pr->ctx, v, pr->now))
 		return 0;
 	pr->id = v->list_id;
+	pr->exp = v->expires_ns;
 	pr->found = 1;
 	return 1;
 }
@@ -176,13 +184,14 @@ static __always_inline int probe_family(struct probe *pr, __u64 slot, __u64 mid,
 
 /* The host entry of key in hosts, if on and live. */
 static __always_inline int host_hit(struct xdp_md *ctx, void *hosts, void *key, int on,
-				    __u64 *now, __u32 *id)
+				    __u64 *now, __u32 *id, __u64 *exp)
 {
 	struct list_value *v = on ? bpf_map_lookup_elem(hosts, key) : 0;
 
 	if (!v || !entry_live(ctx, v, now))
 		return 0;
 	*id = v->list_id;
+	*exp = v->expires_ns;
 	return 1;
 }
 
@@ -204,16 +213,14 @@ static __always_inline __u32 mid6(__u64 hi)
 /* The maps of one list, by its name prefix (allow, block). */
 #define LIST_MAPS(l)                                                           \
 	&l##_hosts4, &l##_hosts6, &l##_nets4, &l##_nets6, &l##_slots4, &l##_slots6, &l##_mid6, \
-		&l##_short
+		&l##_short, &l##_cache
 
-/* Looks p's source up in one list (its maps as LIST_MAPS gives them) and
- * returns whether a live entry holds it, with that entry's list id in *id:
- * the host, else the longest live prefix. bit is the list's
- * PRESENT_*_HOSTS4 bit; hosts6, nets4 and nets6 follow it in enum order. */
-static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s,
-				       struct packet *p, void *hosts4, void *hosts6, void *nets4,
-				       void *nets6, void *slots4, void *slots6, void *mids6,
-				       void *shorts, __u32 bit, __u64 *now, __u32 *id)
+/* The maps' own lookup of list_lookup (below), without the cache; the
+ * entry's expiry in *exp. */
+static __always_inline int list_probe(struct xdp_md *ctx, struct dp_settings *s,
+				      struct packet *p, void *hosts4, void *hosts6, void *nets4,
+				      void *nets6, void *slots4, void *slots6, void *mids6,
+				      void *shorts, __u32 bit, __u64 *now, __u32 *id, __u64 *exp)
 {
 	struct probe pr = {.ctx = ctx, .now = now};
 	__u32 slot, mid;
@@ -229,7 +236,7 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 		if (m)
 			sm = *m;
 		__builtin_memcpy(&addr, &p->src.addr[12], 4);
-		if ((sm & SLOT4_HOSTS) && host_hit(ctx, hosts4, &addr, s->present & bit, now, id))
+		if ((sm & SLOT4_HOSTS) && host_hit(ctx, hosts4, &addr, s->present & bit, now, id, exp))
 			return 1;
 		if (!(s->present & (bit << 2)))
 			return 0;
@@ -247,7 +254,7 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 		m = bpf_map_lookup_elem(mids6, &mid);
 		if (m)
 			mm = *m;
-		if ((mm & MID6_HOSTS) && host_hit(ctx, hosts6, &p->src, s->present & (bit << 1), now, id))
+		if ((mm & MID6_HOSTS) && host_hit(ctx, hosts6, &p->src, s->present & (bit << 1), now, id, exp))
 			return 1;
 		if (!(s->present & (bit << 3)))
 			return 0;
@@ -261,7 +268,130 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 			return 0;
 	}
 	*id = pr.id;
+	*exp = pr.exp;
 	return 1;
+}
+
+/* The log2 of the cache sets per CPU; set at load (the loader sizes the
+ * cache maps to match). */
+volatile const __u32 list_cache_bits = 0;
+
+/* A cache tag's low bits: the IPv6 bit and the hit's list id + 1. */
+#define CACHE_V6 (1ull << 23)
+#define CACHE_ID 0x7fffffull
+/* A list_gen value: bit 63 turns the list's cache on (userspace sets it
+ * for lists large enough to gain from it); the generation is the low 40
+ * bits (a tag keeps them above its 24 low bits). */
+#define CACHE_ON (1ull << 63)
+#define CACHE_GEN ((1ull << 40) - 1)
+
+/* Whether cache entry e, which holds the source, still answers: 1 a live
+ * hit (its list id in *id), 0 a miss, -1 neither (the hit's entry has
+ * expired since: look again, for a shorter live prefix). The clock is read
+ * into a local, not *now: a *now set on some paths out of the lookup and
+ * not on others would split the verification of everything after it. */
+static __always_inline int cache_answer(struct xdp_md *ctx, struct list_cache_entry *e,
+					__u64 *now, __u32 *id)
+{
+	if (!(e->tag & CACHE_ID))
+		return 0;
+	if (e->when && e->when <= (*now ? *now : now_ns(ctx)))
+		return -1;
+	*id = (e->tag & CACHE_ID) - 1;
+	return 1;
+}
+
+/* Whether e holds the source (a, b) under tag (generation and family). */
+static __always_inline int cache_holds(struct list_cache_entry *e, __u64 a, __u64 b, __u64 tag)
+{
+	return e->a == a && e->b == b && (e->tag & ~CACHE_ID) == tag;
+}
+
+/* The cached answer for the source in set: cache_answer's, or -1 when no
+ * entry holds it. */
+static __always_inline int cache_find(struct xdp_md *ctx, struct list_cache_set *set, __u64 a,
+				      __u64 b, __u64 tag, __u64 *now, __u32 *id)
+{
+	if (cache_holds(&set->e[0], a, b, tag))
+		return cache_answer(ctx, &set->e[0], now, id);
+	if (cache_holds(&set->e[1], a, b, tag))
+		return cache_answer(ctx, &set->e[1], now, id);
+	return -1;
+}
+
+/* Keeps an answer in set: in the entry that held the source, else in one
+ * made under another generation, else in the one a bit of the source's
+ * hash picks. */
+static __always_inline void cache_keep(struct list_cache_set *set, __u64 a, __u64 b, __u64 tag,
+				       __u64 gen, __u64 h, __u64 when, __u64 low)
+{
+	struct list_cache_entry *e = &set->e[1];
+
+	if (cache_holds(&set->e[0], a, b, tag) ||
+	    (!cache_holds(e, a, b, tag) &&
+	     (set->e[0].tag >> 24 != gen || (e->tag >> 24 == gen && !(h & (1ull << 39))))))
+		e = &set->e[0];
+	e->a = a;
+	e->b = b;
+	e->when = when;
+	e->tag = tag | low;
+}
+
+/* Looks p's source up in one list (its maps as LIST_MAPS gives them) and
+ * returns whether a live entry holds it, with that entry's list id in *id:
+ * the host, else the longest live prefix. bit is the list's
+ * PRESENT_*_HOSTS4 bit; hosts6, nets4 and nets6 follow it in enum order.
+ * Where the list's cache is on (never for `bulwark replay`, whose clock
+ * goes back where an expired entry is live again and a cached miss would
+ * hide it), the answer comes from the CPU's cache when
+ * it holds one made under the list's current generation; else from the
+ * maps, and is kept there. XDP runs with bottom halves off, so no other
+ * run on this CPU writes the cache set while this one reads or writes it.
+ * Nothing about the cache lookup stays live across list_probe but
+ * scalars, so the verifier checks the probe once for all its outcomes. */
+static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s,
+				       struct packet *p, void *hosts4, void *hosts6, void *nets4,
+				       void *nets6, void *slots4, void *slots6, void *mids6,
+				       void *shorts, void *cache, __u32 bit, __u64 *now, __u32 *id)
+{
+	__u32 fam = p->family == 4 ? (bit | bit << 2) : (bit << 1 | bit << 3);
+	__u32 gi = bit == PRESENT_ALLOW_HOSTS4 ? 0 : 1;
+	__u32 idx;
+	struct list_cache_set *set;
+	__u64 a, b, h, *g, gen, tag, exp = 0;
+	int hit;
+
+	if (!(s->present & fam))
+		return 0;
+	g = bpf_map_lookup_elem(&list_gen, &gi);
+	gen = g ? *g : 0;
+	__builtin_memcpy(&a, p->src.addr, 8);
+	__builtin_memcpy(&b, &p->src.addr[8], 8);
+	h = (a ^ b) * 0x9e3779b97f4a7c15ull;
+	idx = (__u32)(h >> 40) & ((1u << list_cache_bits) - 1);
+	idx |= bpf_get_smp_processor_id() << list_cache_bits;
+	tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
+	if (!replay_mode && (gen & CACHE_ON)) {
+		set = bpf_map_lookup_elem(cache, &idx);
+		if (set) {
+			hit = cache_find(ctx, set, a, b, tag, now, id);
+			if (hit >= 0)
+				return hit;
+		}
+	}
+	hit = list_probe(ctx, s, p, hosts4, hosts6, nets4, nets6, slots4, slots6, mids6, shorts,
+			 bit, now, id, &exp);
+	/* The generation is looked up again, not tested in a register or
+	 * pointer the probe outlives: one branched on before and after would
+	 * split the probe's verification in two. The answer keeps the tag
+	 * read before the probe, so a write since leaves it stale. */
+	g = bpf_map_lookup_elem(&list_gen, &gi);
+	if (replay_mode || !g || !(*g & CACHE_ON) || (hit && *id >= CACHE_ID))
+		return hit;
+	set = bpf_map_lookup_elem(cache, &idx);
+	if (set)
+		cache_keep(set, a, b, tag, gen & CACHE_GEN, h, hit ? exp : 0, hit ? *id + 1 : 0);
+	return hit;
 }
 
 #endif

@@ -91,6 +91,41 @@ struct list_short {
 		__type(value, struct list_short);                              \
 	} name SEC(".maps")
 
+/* The list cache (lists.h): per CPU, LIST_CACHE_SETS sets of two entries,
+ * each the result of one source's lookup in one list, valid while the
+ * list's generation is the one it was made under. */
+struct list_cache_entry {
+	__u64 a, b;   /* the source: struct src_key's two halves */
+	__u64 tag;    /* generation << 24 | IPv6 << 23 | hit list id + 1 (0: miss) */
+	__u64 when;   /* hit: the entry's expiry (0: never); miss: 0 */
+};
+
+struct list_cache_set {
+	struct list_cache_entry e[2];
+};
+
+/* An array of CPUs x LIST_CACHE_SETS sets (the loader sizes it and sets
+ * list_cache_bits); CPU c's sets start at c << list_cache_bits. */
+#define LIST_CACHE(name)                                                       \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
+		__uint(max_entries, 1);                                        \
+		__type(key, __u32);                                            \
+		__type(value, struct list_cache_set);                          \
+	} name SEC(".maps")
+
+/* Each list's generation ([0] allow, [1] block): userspace adds one after
+ * every write to the list (an atomic add on the mmapped value, so several
+ * writers never lose one); bit 63 (CACHE_ON, lists.h) turns the list's
+ * cache on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} list_gen SEC(".maps");
+
 /* Allow and block lists: single hosts in hashes, true prefixes in hashes
  * keyed by (length, masked address) with their length masks (lists.h), not
  * LPM tries, whose lookups slow as they grow. Only userspace writes them, so no
@@ -104,6 +139,7 @@ LIST_SLOTS4(allow_slots4);
 LIST_SLOTS6(allow_slots6);
 LIST_MIDS6(allow_mid6);
 LIST_SHORT(allow_short);
+LIST_CACHE(allow_cache);
 HOST_MAP(block_hosts4, __u32);
 HOST_MAP(block_hosts6, struct src_key);
 HOST_MAP(block_nets4, struct lpm_v4_key);
@@ -112,6 +148,7 @@ LIST_SLOTS4(block_slots4);
 LIST_SLOTS6(block_slots6);
 LIST_MIDS6(block_mid6);
 LIST_SHORT(block_short);
+LIST_CACHE(block_cache);
 
 /* Source classes: CIDR -> limit multiplier. */
 NET_MAP(classes4, struct lpm_v4_key, struct class_value);

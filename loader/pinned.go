@@ -39,7 +39,49 @@ func SizedSpec(s Sizes) (*ebpf.CollectionSpec, error) {
 		}
 		ms.MaxEntries = n
 	}
+	if err := sizeListCaches(spec); err != nil {
+		return nil, err
+	}
 	return spec, nil
+}
+
+// listCacheBytes bounds the list caches' memory, both lists and every CPU
+// together; listCacheBits is the sets per CPU (each 64 bytes, two results)
+// below that bound: 32,768 sets, 2 MiB per list and CPU, up to 16 CPUs.
+const (
+	listCacheBytes = 64 << 20
+	listCacheBits  = 15
+)
+
+// cacheBits is the log2 of the list cache sets per CPU for cpus CPUs: at
+// most listCacheBits, fewer where cpus of them would pass listCacheBytes.
+func cacheBits(cpus int) uint32 {
+	bits := uint32(listCacheBits)
+	for bits > 0 && 2*cpus<<bits*64 > listCacheBytes {
+		bits--
+	}
+	return bits
+}
+
+// sizeListCaches sizes the per-CPU list caches (bpf/lists.h) for the
+// host's possible CPUs.
+func sizeListCaches(spec *ebpf.CollectionSpec) error {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("possible CPUs: %w", err)
+	}
+	bits := cacheBits(cpus)
+	for _, name := range []string{maps.MapAllowCache, maps.MapBlockCache} {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("datapath object has no map %s", name)
+		}
+		ms.MaxEntries = uint32(cpus) << bits
+	}
+	if err := spec.Variables["list_cache_bits"].Set(bits); err != nil {
+		return fmt.Errorf("set list cache size: %w", err)
+	}
+	return nil
 }
 
 // FromPins returns s with each size whose map is pinned in dir replaced by the pinned map's: a datapath loaded

@@ -259,6 +259,7 @@ func (l *List) Each(fn func(Entry)) error {
 // true prefixes one by one as Delete deletes them. Prefixes not present
 // are ignored.
 func (l *List) DeleteMany(prefixes []netip.Prefix) error {
+	defer l.advance()
 	var h4 [][4]byte
 	var h6 [][16]byte
 	var hosts, rest []netip.Prefix

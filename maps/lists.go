@@ -25,6 +25,8 @@ type List struct {
 	hosts4, hosts6, nets4, nets6 *ebpf.Map
 	slots4, slots6, mid6, short  *ebpf.Map      // length masks
 	lens                         map[lenKey]int // entries per mask and length; guarded by set.mu
+	gens                         *listGens      // the cache generations (listgen.go)
+	gen                          int            // this list's index in gens
 	tally                        tally
 	changes                      changes
 }
@@ -203,6 +205,7 @@ func (l *List) Add(entries []Entry) error {
 
 // Write writes b's entries as Add does.
 func (l *List) Write(b *Batch) error {
+	defer l.advance()
 	ms, extra := map[maskKey]bool{}, map[lenKey]bool{}
 	for _, k := range append(b.lk4[:len(b.lk4):len(b.lk4)], b.lk6...) {
 		ms[k.mask], extra[k] = true, true
@@ -475,6 +478,7 @@ func (l *List) mapKey(p netip.Prefix) (*ebpf.Map, any) {
 
 // Delete removes entries by prefix; prefixes not present are ignored.
 func (l *List) Delete(prefixes []netip.Prefix) error {
+	defer l.advance()
 	l.set.mu.Lock()
 	defer l.set.mu.Unlock()
 	for _, p := range prefixes {

@@ -49,6 +49,9 @@ const (
 	MapEvents          = "events"
 	MapAggBuckets      = "agg_buckets"
 	MapNewSources      = "new_sources"
+	MapAllowCache      = "allow_cache"
+	MapBlockCache      = "block_cache"
+	MapListGen         = "list_gen"
 )
 
 // Present bits, as in bpf/common.h enum present_bits.
@@ -90,10 +93,14 @@ func newSet(m *bpf.BulwarkMaps, adopted bool) (*Set, error) {
 	if err := m.Settings.Lookup(uint32(0), &s.settings); err != nil {
 		return nil, fmt.Errorf("read settings: %w", err)
 	}
-	s.Allow = &List{set: s, name: "allow", bit: presentAllowHosts4,
+	gens, err := mapListGens(m.ListGen, s)
+	if err != nil {
+		return nil, err
+	}
+	s.Allow = &List{set: s, name: "allow", bit: presentAllowHosts4, gens: gens, gen: 0,
 		hosts4: m.AllowHosts4, hosts6: m.AllowHosts6, nets4: m.AllowNets4, nets6: m.AllowNets6,
 		slots4: m.AllowSlots4, slots6: m.AllowSlots6, mid6: m.AllowMid6, short: m.AllowShort}
-	s.Block = &List{set: s, name: "block", bit: presentBlockHosts4,
+	s.Block = &List{set: s, name: "block", bit: presentBlockHosts4, gens: gens, gen: 1,
 		hosts4: m.BlockHosts4, hosts6: m.BlockHosts6, nets4: m.BlockNets4, nets6: m.BlockNets6,
 		slots4: m.BlockSlots4, slots6: m.BlockSlots6, mid6: m.BlockMid6, short: m.BlockShort}
 	for _, l := range []*List{s.Allow, s.Block} {
@@ -104,6 +111,9 @@ func newSet(m *bpf.BulwarkMaps, adopted bool) (*Set, error) {
 		if err := l.recount(); err != nil {
 			return nil, err
 		}
+		// Maps adopted from a run that wrote them without advancing
+		// (an older build) leave no cached result standing.
+		l.advance()
 	}
 	return s, nil
 }
@@ -522,6 +532,7 @@ func (s *Set) Memory() (map[string]uint64, error) {
 		MapEvents: s.m.Events, MapAggBuckets: s.m.AggBuckets, MapNewSources: s.m.NewSources,
 		MapSignatures: s.m.Signatures, MapSigBuckets: s.m.SigBuckets, MapSigStats: s.m.SigStats,
 		MapSigSettings: s.m.SigSettings, MapSigDests: s.m.SigDests, MapSigBudget: s.m.SigBudget, MapSigRing: s.m.SigRing,
+		MapAllowCache: s.m.AllowCache, MapBlockCache: s.m.BlockCache, MapListGen: s.m.ListGen,
 	}
 	out := make(map[string]uint64, len(all))
 	for name, m := range all {

@@ -26,14 +26,15 @@ func (v version) code() uint32 { return uint32(v.major)<<16 | uint32(v.minor)<<8
 // calls (the kernel's include/uapi/linux/bpf.h history); a test checks every
 // helper of the object is here.
 var helperSince = map[asm.BuiltinFunc]version{
-	asm.FnMapLookupElem:    {3, 19},
-	asm.FnMapUpdateElem:    {3, 19},
-	asm.FnMapDeleteElem:    {3, 19},
-	asm.FnRingbufReserve:   {5, 8},
-	asm.FnRingbufSubmit:    {5, 8},
-	asm.FnKtimeGetCoarseNs: {5, 11},
-	asm.FnLoop:             {5, 17},
-	asm.FnXdpLoadBytes:     {5, 18},
+	asm.FnMapLookupElem:     {3, 19},
+	asm.FnMapUpdateElem:     {3, 19},
+	asm.FnMapDeleteElem:     {3, 19},
+	asm.FnGetSmpProcessorId: {4, 1},
+	asm.FnRingbufReserve:    {5, 8},
+	asm.FnRingbufSubmit:     {5, 8},
+	asm.FnKtimeGetCoarseNs:  {5, 11},
+	asm.FnLoop:              {5, 17},
+	asm.FnXdpLoadBytes:      {5, 18},
 }
 
 // mapTypeSince is the first Linux release with each map type the datapath

@@ -55,8 +55,8 @@ func mapMemory(m *ebpf.MapSpec, cpus uint64) (start, growth uint64) {
 	switch m.Type {
 	case ebpf.Array:
 		start = round8(m.ValueSize) * n
-		if m.Flags&unix.BPF_F_MMAPABLE != 0 {
-			start = (start + page - 1) &^ (page - 1)
+		if m.Flags&unix.BPF_F_MMAPABLE != 0 { // the values' pages and a page of struct bpf_array
+			start = (start+page-1)&^(page-1) + page
 		}
 	case ebpf.PerCPUArray:
 		start = n * (8 + round8(m.ValueSize)*cpus)

@@ -29,7 +29,7 @@ func TestRequirementsKnown(t *testing.T) {
 	}
 	// bpf/*.h call these helpers (grep bpf_[a-z_]*\( bpf/*.h, less the
 	// byte-order macros); the object must show exactly them.
-	want := "bpf_map_lookup_elem bpf_map_update_elem bpf_map_delete_elem bpf_ringbuf_reserve bpf_ringbuf_submit bpf_ktime_get_coarse_ns bpf_loop bpf_xdp_load_bytes"
+	want := "bpf_map_lookup_elem bpf_map_update_elem bpf_map_delete_elem bpf_get_smp_processor_id bpf_ringbuf_reserve bpf_ringbuf_submit bpf_ktime_get_coarse_ns bpf_loop bpf_xdp_load_bytes"
 	if got := strings.Join(helpers, " "); got != want {
 		t.Errorf("helpers of the object: %s, want %s", got, want)
 	}

@@ -296,6 +296,7 @@ func monotonicNow() uint64 {
 type Options struct {
 	Logf      func(string, ...any) // progress; may be nil
 	Slots     int                  // addresses a rotated case cycles through, a power of two; 0 is DefaultSlots
+	WideSlots int                  // addresses the -wide cases cycle through, a power of two; 0 is DefaultWideSlots, -1 none
 	ListSizes []int                // block list fills; nil is 1k, 100k and 1M
 	Sources   int                  // sources tracked in the ratelimited case; 0 is 1M
 }
@@ -320,6 +321,9 @@ func Setup(o Options) (*Bench, error) {
 	if o.Slots == 0 {
 		o.Slots = DefaultSlots
 	}
+	if o.WideSlots == 0 {
+		o.WideSlots = DefaultWideSlots
+	}
 	if o.ListSizes == nil {
 		o.ListSizes = []int{1_000, 100_000, 1_000_000}
 	}
@@ -342,15 +346,24 @@ func Setup(o Options) (*Bench, error) {
 	b.Cases = append(b.Cases, Case{Name: "floor", Note: "bare XDP_DROP", Prog: floor.FloorDrop, Frame: udp4(netip.MustParseAddr("198.18.3.3")), Want: xdpDrop})
 	// The floors of the rotated cases: the same rotation, then XDP_DROP.
 	rng := rand.New(rand.NewSource(1))
-	for _, f := range []struct {
+	type floorCase struct {
 		name  string
 		frame func(netip.Addr) []byte
 		addr  func(int) netip.Addr
-	}{
-		{"floor-rotate4", udp4, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}) }},
-		{"floor-rotate6", udp6, func(i int) netip.Addr { return sourceAddr(1<<16 + i) }},
-	} {
-		addrs := make([]netip.Addr, o.Slots)
+		slots int
+	}
+	floors := []floorCase{
+		{"floor-rotate4", udp4, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}) }, o.Slots},
+		{"floor-rotate6", udp6, func(i int) netip.Addr { return sourceAddr(1<<16 + i) }, o.Slots},
+	}
+	if o.WideSlots > 0 {
+		for _, f := range floors[:2] {
+			f.name, f.slots = f.name+"-wide", o.WideSlots
+			floors = append(floors, f)
+		}
+	}
+	for _, f := range floors {
+		addrs := make([]netip.Addr, f.slots)
 		for i := range addrs {
 			addrs[i] = f.addr(i)
 		}
@@ -360,7 +373,7 @@ func Setup(o Options) (*Bench, error) {
 			return nil, fmt.Errorf("%s: %w", f.name, err)
 		}
 		b.closers = append(b.closers, rot)
-		b.Cases = append(b.Cases, Case{Name: f.name, Note: fmt.Sprintf("%d source addresses in turn, then XDP_DROP", o.Slots),
+		b.Cases = append(b.Cases, Case{Name: f.name, Note: fmt.Sprintf("%d source addresses in turn, then XDP_DROP", f.slots),
 			Prog: rot.Rotate, Frame: f.frame(addrs[0]), Want: xdpDrop})
 	}
 
@@ -422,6 +435,7 @@ func Setup(o Options) (*Bench, error) {
 	// both families. Each kind of hit twice: rotated through o.Slots
 	// addresses in random order (beside its rotation floor), and one
 	// address repeated, the cache-hot best case.
+	largest := slices.Max(o.ListSizes)
 	for _, n := range o.ListSizes {
 		t0 := time.Now()
 		d, err := b.load(sizes(1<<20, 1<<17, 1<<16), maps.Policy{Default: high})
@@ -463,6 +477,23 @@ func Setup(o Options) (*Bench, error) {
 					Prog: rot.Rotate, Frame: c.frame(addrs[0]), Want: xdpDrop, Floor: c.floor},
 				Case{Name: c.name + label + "-hot", Note: fmt.Sprintf("%d entries (v4+v6), %s, one source: cache-hot best case", n, c.what),
 					Prog: d.Program(), Frame: c.frame(c.hot), Want: xdpDrop})
+			if n != largest || o.WideSlots <= 0 {
+				continue
+			}
+			// The same hits from more sources than the per-CPU list
+			// cache holds: the cost where the cache mostly misses.
+			addrs, distinct, err = distinctHits(entries, c.kind, o.WideSlots, rng)
+			if err != nil {
+				return nil, fmt.Errorf("%s%s-wide: %w", c.name, label, err)
+			}
+			rot, err = loadRotator(addrs, d.Program())
+			if err != nil {
+				return nil, fmt.Errorf("%s%s-wide: %w", c.name, label, err)
+			}
+			b.closers = append(b.closers, rot)
+			b.Cases = append(b.Cases, Case{Name: c.name + label + "-wide",
+				Note: fmt.Sprintf("%d entries (v4+v6), %s, %d distinct sources in random order: more than the list cache holds", n, c.what, distinct),
+				Prog: rot.Rotate, Frame: c.frame(addrs[0]), Want: xdpDrop, Floor: c.floor + "-wide"})
 		}
 		logf("block list of %d entries loaded and checked in %v", n, time.Since(t0).Round(time.Millisecond))
 	}

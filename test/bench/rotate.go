@@ -15,6 +15,11 @@ import (
 // (the nftables testbed's 8,192 distinct sources).
 const DefaultSlots = 8192
 
+// DefaultWideSlots is how many source addresses a -wide case cycles
+// through: four times the 65,536 results per list and CPU the datapath's
+// list cache holds (32,768 sets of two) on up to 16 CPUs.
+const DefaultWideSlots = 1 << 18
+
 // loadRotator loads an instance of bpf/rotate.c whose runs take their
 // source addresses from addrs in order (len(addrs) a power of two) and go
 // on into next.

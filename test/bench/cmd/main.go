@@ -1,6 +1,6 @@
 // Command cmd prints Bulwark's datapath benchmark table (as root):
 //
-//	go run ./test/bench/cmd [-rounds 5] [-repeat 1000000] [-retries 2] [-slots 8192] [-sizes 1000,100000,1000000] [-json FILE]
+//	go run ./test/bench/cmd [-rounds 5] [-repeat 1000000] [-retries 2] [-slots 8192] [-wide 262144] [-sizes 1000,100000,1000000] [-json FILE]
 package main
 
 import (
@@ -19,6 +19,7 @@ func main() {
 	repeat := flag.Int("repeat", 1_000_000, "runs per measurement in the kernel")
 	retries := flag.Int("retries", 2, "times a case whose rounds fail the stability check (interquartile range over 10 % of the median + 1 ns) is measured again")
 	slots := flag.Int("slots", bench.DefaultSlots, "source addresses a rotated case cycles through (a power of two)")
+	wide := flag.Int("wide", bench.DefaultWideSlots, "source addresses the -wide cases (largest list only) cycle through (a power of two; -1: no -wide cases)")
 	sizeList := flag.String("sizes", "1000,100000,1000000", "block list fills, comma-separated")
 	sources := flag.Int("sources", 1_000_000, "sources tracked in the ratelimited case")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
@@ -42,7 +43,7 @@ func main() {
 	}
 	b, err := bench.Setup(bench.Options{
 		Logf:  func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
-		Slots: *slots, ListSizes: sizes, Sources: *sources,
+		Slots: *slots, WideSlots: *wide, ListSizes: sizes, Sources: *sources,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -57,7 +58,7 @@ func main() {
 	bench.PrintTable(os.Stdout, res, *rounds, *repeat)
 	if *jsonOut != "" {
 		b, err := json.MarshalIndent(map[string]any{"rounds": *rounds, "repeat": *repeat, "retries": *retries,
-			"max_spread": bench.MaxSpread, "slots": *slots, "cases": res}, "", "  ")
+			"max_spread": bench.MaxSpread, "slots": *slots, "wide_slots": *wide, "cases": res}, "", "  ")
 		if err == nil {
 			err = os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
 		}

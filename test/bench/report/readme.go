@@ -129,6 +129,7 @@ func figures(dp map[string]any, gb map[string]map[string][]float64) []figure {
 		add(fmt.Sprintf("block-list hit, %s entry, 1k / 100k / 1M entries, %v distinct sources", k.what, dp["slots"]),
 			k.kind+"-1k", k.kind+"-100k", k.kind+"-1M")
 		add("the same, one source (cache-hot best case), 1k / 100k / 1M", k.kind+"-1k-hot", k.kind+"-100k-hot", k.kind+"-1M-hot")
+		add(fmt.Sprintf("the same, 1M entries, %v distinct sources: more than the list cache holds", dp["wide_slots"]), k.kind+"-1M-wide")
 	}
 	add("pass path (every lookup misses, bucket and observations updated); 2 VLAN tags; IPv6 with 3 extension headers", "pass", "vlan2", "ipv6-3ext")
 	add("allow-list hit; verdict hit; rate-limited (1M sources tracked); malformed", "allow-host", "verdict-block", "ratelimited-1M", "malformed")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/bpf"
 	"github.com/bulwark-filter/bulwark/maps"
@@ -155,4 +156,14 @@ func mapByName(t *testing.T, prog *ebpf.Program, name string) *ebpf.Map {
 	}
 	t.Fatalf("map %s not found", name)
 	return nil
+}
+
+// coarseNow reads the clock the datapath reads (bpf_ktime_get_coarse_ns).
+func coarseNow(t *testing.T) uint64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(ts.Nano())
 }

@@ -188,6 +188,12 @@ func applyDiff(l *maps.List, old, want listset.Set, touched []netip.Prefix) (add
 	return write(l, &put, stale)
 }
 
+// sameLists reports whether two desired states ask for the same allow and
+// block entries.
+func sameLists(a, b *desired.State) bool {
+	return slices.Equal(a.Allow, b.Allow) && slices.Equal(a.Block, b.Block)
+}
+
 // staleEntry appends to stale the prefix of k, an entry of the image the
 // config no longer wants, unless another writer touched it and the kernel
 // no longer holds it on a config list id.

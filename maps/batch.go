@@ -259,9 +259,9 @@ func (l *List) Each(fn func(Entry)) error {
 // true prefixes one by one as Delete deletes them. Prefixes not present
 // are ignored.
 func (l *List) DeleteMany(prefixes []netip.Prefix) error {
-	var h4 [][4]byte
 	var h6 [][16]byte
-	var hosts, rest []netip.Prefix
+	var rest []netip.Prefix
+	h4, hosts := make([][4]byte, 0, len(prefixes)), make([]netip.Prefix, 0, len(prefixes))
 	for _, p := range prefixes {
 		p, err := normalise(p)
 		if err != nil {

@@ -458,8 +458,6 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	defer a.mu.Unlock()
 	lastSum := a.loadedSum
 	cfg, err := a.loadConfig()
-	// The config's files as they were: a reload that verifies the lists.
-	verify := err == nil && a.loadedSum == lastSum
 	if err == nil {
 		err = restartNeeded(a.cfg, cfg)
 	}
@@ -467,6 +465,10 @@ func (a *Agent) reload(who string) (*config.Config, *desired.State, error) {
 	if err == nil {
 		want, err = compile(cfg)
 	}
+	// The config's files as they were and its lists as they were (a list
+	// file is no config file): a reload that verifies the lists. A reload
+	// that changes a list writes only the change.
+	verify := err == nil && a.loadedSum == lastSum && sameLists(a.want, want)
 	// The flight recorder's new directory is made before anything changes:
 	// one that cannot be made rejects the reload.
 	var recs *recorderSet

@@ -31,7 +31,7 @@ func configList(id uint32) bool {
 // merged into want (sorted) as it comes, so no copy of the kernel's
 // entries is kept: what is written is only what differs.
 func reconcileList(l *maps.List, want listset.Set) (added, removed int, err error) {
-	inPlace := make([]bool, len(want)) // want[i] is in the kernel as wanted
+	held := make([]kernelHolds, len(want)) // what the kernel holds of want[i]
 	var stale []netip.Prefix
 	batch := make([]kernelEntry, 0, mergeBatch)
 	merge := func() {
@@ -42,8 +42,10 @@ func reconcileList(l *maps.List, want listset.Set) (added, removed int, err erro
 			at = i
 			switch {
 			case found && want[i].ID == e.id && !e.expires:
-				inPlace[i] = true
-			case !found && configList(e.id):
+				held[i] = holdsWanted
+			case found:
+				held[i] = holdsOther
+			case configList(e.id):
 				stale = append(stale, e.key.Prefix())
 			}
 		}
@@ -62,19 +64,39 @@ func reconcileList(l *maps.List, want listset.Set) (added, removed int, err erro
 	var put maps.Batch
 	var kinds [4]int
 	for i, e := range want {
-		if !inPlace[i] {
+		if held[i] != holdsWanted {
 			kinds[kindOf(e.Key)]++
 		}
 	}
 	put.Grow(kinds[0], kinds[1], kinds[2], kinds[3])
 	for i, e := range want {
-		if !inPlace[i] {
-			if err := put.Add(maps.Entry{Prefix: e.Key.Prefix(), ListID: e.ID}); err != nil {
+		if held[i] != holdsWanted {
+			// The kernel's entries say which prefixes are new.
+			if err := addEntry(&put, e, held[i] == holdsNone); err != nil {
 				return 0, 0, err
 			}
 		}
 	}
 	return write(l, &put, stale)
+}
+
+// kernelHolds is what the kernel holds of a wanted entry.
+type kernelHolds uint8
+
+const (
+	holdsNone   kernelHolds = iota // no entry of its prefix
+	holdsOther                     // an entry of its prefix on another list id, or with an expiry
+	holdsWanted                    // the entry as wanted
+)
+
+// addEntry adds e to put; fresh says the list holds no entry of its
+// prefix, so that the write need not look it up (maps.Batch.AddNew).
+func addEntry(put *maps.Batch, e listset.Entry, fresh bool) error {
+	me := maps.Entry{Prefix: e.Key.Prefix(), ListID: e.ID}
+	if fresh {
+		return put.AddNew(me)
+	}
+	return put.Add(me)
 }
 
 // kindOf is the map of a list that holds k, as maps.Batch.Grow counts
@@ -109,6 +131,11 @@ func write(l *maps.List, put *maps.Batch, stale []netip.Prefix) (added, removed 
 type listImage struct {
 	set   listset.Set
 	known bool // false: no image (at start, after a failed write): reconcile against the kernel
+	// others is how many entries besides the image's the list held after
+	// the sync that made the image (run-time, fleet, CrowdSec and feed
+	// entries). With none, a prefix neither in the image nor touched
+	// since is not in the list: the sync writes it without looking it up.
+	others int
 }
 
 // syncList makes the config-owned part of l equal want, as reconcileList
@@ -120,12 +147,15 @@ type listImage struct {
 func syncList(l *maps.List, img *listImage, want listset.Set) (added, removed int, err error) {
 	touched, complete := l.TakeChanges()
 	if img.known && complete {
-		added, removed, err = applyDiff(l, img.set, want, touched)
+		added, removed, err = applyDiff(l, img.set, want, touched, img.others == 0)
 	} else {
 		added, removed, err = reconcileList(l, want)
 	}
 	l.TakeChanges() // this sync's own writes
 	img.set, img.known = want, err == nil
+	// Every wanted entry is in the list now, beside the others.
+	c := l.Count(0)
+	img.others = c.IPv4 + c.IPv6 - len(want)
 	return added, removed, err
 }
 
@@ -136,8 +166,10 @@ func syncList(l *maps.List, img *listImage, want listset.Set) (added, removed in
 // old that want has not; a touched one only if the kernel still holds it
 // on a config list id (a run-time, fleet or feed entry written over a
 // config prefix stays, as reconcileList leaves it). Wanted entries are
-// written before stale ones are deleted.
-func applyDiff(l *maps.List, old, want listset.Set, touched []netip.Prefix) (added, removed int, err error) {
+// written before stale ones are deleted. alone says the list held no
+// entries besides old's: then an entry of want that neither old has nor
+// another writer touched is written without being looked up first.
+func applyDiff(l *maps.List, old, want listset.Set, touched []netip.Prefix, alone bool) (added, removed int, err error) {
 	tk := make([]listset.Key, len(touched))
 	for i, p := range touched {
 		tk[i] = listset.KeyOf(p)
@@ -174,7 +206,7 @@ func applyDiff(l *maps.List, old, want listset.Set, touched []netip.Prefix) (add
 			}
 			i++
 		case c > 0 || hit || old[i].ID != want[j].ID: // wanted, not in place
-			if err := put.Add(maps.Entry{Prefix: k.Prefix(), ListID: want[j].ID}); err != nil {
+			if err := addEntry(&put, want[j], c > 0 && !hit && alone); err != nil {
 				return 0, 0, err
 			}
 			if c == 0 {
@@ -186,6 +218,12 @@ func applyDiff(l *maps.List, old, want listset.Set, touched []netip.Prefix) (add
 		}
 	}
 	return write(l, &put, stale)
+}
+
+// sameLists reports whether two desired states ask for the same allow and
+// block entries.
+func sameLists(a, b *desired.State) bool {
+	return slices.Equal(a.Allow, b.Allow) && slices.Equal(a.Block, b.Block)
 }
 
 // staleEntry appends to stale the prefix of k, an entry of the image the

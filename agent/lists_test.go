@@ -7,7 +7,6 @@ import (
 
 	"github.com/bulwark-filter/bulwark/agent/desired"
 	"github.com/bulwark-filter/bulwark/agent/listset"
-	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 	"github.com/bulwark-filter/bulwark/test/testutil"
 )
@@ -119,18 +118,9 @@ func listEntries(t *testing.T, l *maps.List) map[netip.Prefix]maps.Entry {
 // process (a second datapath over the same pinned maps) is not seen by
 // the image's sync, and is by a sync without an image.
 func TestSyncListFromImage(t *testing.T) {
-	testutil.RequireRoot(t)
 	p := netip.MustParsePrefix
 	file := uint32(maps.FirstFileList)
-	dir := testutil.PinRoot(t)
-	load := func() *loader.Datapath {
-		d, err := loader.Load(loader.Options{Sizes: testutil.SmallSizes(), PinDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { d.Close() })
-		return d
-	}
+	load := testutil.PinnedLoader(t)
 	d := load()
 	l := d.Maps.Block
 	first := map[netip.Prefix]uint32{}
@@ -248,7 +238,71 @@ func TestSyncListFailedWrite(t *testing.T) {
 			t.Errorf("%s: %+v after the failed sync, want %+v", pfx, after[pfx], e)
 		}
 	}
+	if c := l.Count(0); c.IPv4 != len(before) {
+		t.Errorf("after the failed sync the list counts %d IPv4 entries, want the %d it held", c.IPv4, len(before))
+	}
 	if added, removed, err := syncList(l, &img, syncSet(running)); err != nil || added != 0 || removed != 0 || !img.known {
 		t.Fatalf("sync of the running config: added %d, removed %d (%v), image known %v; want 0, 0, known", added, removed, err, img.known)
 	}
+}
+
+// TestSyncListOthers syncs from the image a block list that holds only the
+// config's entries (new entries are then written without a lookup each),
+// then one that also holds a run-time entry written before the last sync,
+// on a prefix the next config names: the counts stay exact (the run-time
+// entry is replaced, not counted twice) and the list holds the config.
+func TestSyncListOthers(t *testing.T) {
+	d := testutil.Load(t, testutil.Setup{})
+	l := d.Maps.Block
+	host := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32)
+	}
+	file := uint32(maps.FirstFileList)
+	cfg := map[netip.Prefix]uint32{}
+	for i := range 200 {
+		cfg[host(i)] = file
+	}
+	cfg[netip.MustParsePrefix("198.19.0.0/24")] = file
+	var img listImage
+	sync := func(when string, wantAdded, wantRemoved, extra int) {
+		t.Helper()
+		added, removed, err := syncList(l, &img, syncSet(cfg))
+		if err != nil || added != wantAdded || removed != wantRemoved {
+			t.Fatalf("%s: added %d, removed %d (%v); want %d and %d", when, added, removed, err, wantAdded, wantRemoved)
+		}
+		got := listEntries(t, l)
+		if len(got) != len(cfg)+extra {
+			t.Errorf("%s: the list holds %d entries, want %d", when, len(got), len(cfg)+extra)
+		}
+		for pfx, id := range cfg {
+			if e, ok := got[pfx]; !ok || e.ListID != id {
+				t.Errorf("%s: %s is %+v (%v), want it on list %d", when, pfx, e, ok, id)
+			}
+		}
+		if c := l.Count(0); c.IPv4 != len(got) {
+			t.Errorf("%s: the list counts %d IPv4 entries, want the %d it holds", when, c.IPv4, len(got))
+		}
+	}
+	sync("first sync", 201, 0, 0)
+	// 50 new hosts (and a prefix), 20 dropped: nothing else in the list.
+	for i := range 20 {
+		delete(cfg, host(i))
+	}
+	for i := 200; i < 250; i++ {
+		cfg[host(i)] = file
+	}
+	cfg[netip.MustParsePrefix("198.19.1.0/24")] = file
+	sync("a sync with only config entries in the list", 51, 20, 0)
+	// A run-time entry, then a sync that does not name it: it stays.
+	runtime := host(300)
+	if err := l.Add([]maps.Entry{{Prefix: runtime, ListID: desired.ListRuntimeBlock}}); err != nil {
+		t.Fatal(err)
+	}
+	sync("a sync beside a run-time entry", 0, 0, 1)
+	// The next config names it, and 10 new hosts: it is replaced.
+	for i := 301; i <= 310; i++ {
+		cfg[host(i)] = file
+	}
+	cfg[runtime] = file
+	sync("a sync over a run-time entry written before the last", 11, 0, 0)
 }

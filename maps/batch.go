@@ -260,9 +260,9 @@ func (l *List) Each(fn func(Entry)) error {
 // are ignored.
 func (l *List) DeleteMany(prefixes []netip.Prefix) error {
 	defer l.advance()
-	var h4 [][4]byte
 	var h6 [][16]byte
-	var hosts, rest []netip.Prefix
+	var rest []netip.Prefix
+	h4, hosts := make([][4]byte, 0, len(prefixes)), make([]netip.Prefix, 0, len(prefixes))
 	for _, p := range prefixes {
 		p, err := normalise(p)
 		if err != nil {

@@ -23,6 +23,10 @@ type changes struct {
 func (c *changes) note(ps []netip.Prefix) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.over || len(c.ps)+len(ps) > maxChanges {
+		c.ps, c.over = nil, true
+		return
+	}
 	for _, p := range ps {
 		c.addLocked(p)
 	}

@@ -122,7 +122,24 @@ type Batch struct {
 	// prefix): it may repeat another. A sorted list's entries, added in
 	// order, are known to be distinct without a set of them.
 	unordered bool
+	// fresh holds, for each of k4, k6, n4 and n6, the indexes of the
+	// entries added with AddNew.
+	fresh [4]bitset
 }
+
+// bitset is a set of small non-negative integers, a bit each.
+type bitset []uint64
+
+// set adds i to s.
+func (s *bitset) set(i int) {
+	for len(*s) <= i/64 {
+		*s = append(*s, 0)
+	}
+	(*s)[i/64] |= 1 << (i % 64)
+}
+
+// has reports whether s holds i.
+func (s bitset) has(i int) bool { return i/64 < len(s) && s[i/64]&(1<<(i%64)) != 0 }
 
 // Add appends e to the batch, its prefix normalised; an invalid prefix or
 // one with a zone is refused.
@@ -152,6 +169,28 @@ func (b *Batch) Add(e Entry) error {
 	b.expiry = b.expiry || e.ExpiresNS != 0
 	return nil
 }
+
+// AddNew is Add for an entry whose prefix the list does not hold, as the
+// caller knows from its own record of what the list holds (the agent's
+// image of its config entries, when the list holds no others): Write
+// writes it without looking it up first. Should the list hold the prefix
+// after all (another process wrote it), Write counts the entry as a new
+// one, and a Write that fails deletes it.
+func (b *Batch) AddNew(e Entry) error {
+	before := b.kindLens()
+	if err := b.Add(e); err != nil {
+		return err
+	}
+	for k, n := range b.kindLens() {
+		if n > before[k] {
+			b.fresh[k].set(n - 1)
+		}
+	}
+	return nil
+}
+
+// kindLens is how many entries of each kind b holds: k4, k6, n4, n6.
+func (b *Batch) kindLens() [4]int { return [4]int{len(b.k4), len(b.k6), len(b.n4), len(b.n6)} }
 
 // Grow makes room in b for that many more entries of each kind, so that a
 // large batch is not copied as it grows.
@@ -257,19 +296,19 @@ func (l *List) Write(b *Batch) error {
 	if err := l.writeMasks(ms, extra); err != nil {
 		return fail("length masks", err)
 	}
-	oldH4, err := putUndoable(l.hosts4, b.k4, b.v4, !b.unordered, &undo)
+	oldH4, err := putUndoable(l.hosts4, b.k4, b.v4, !b.unordered, b.fresh[0], &undo)
 	if err != nil {
 		return fail("IPv4 hosts", err)
 	}
-	oldH6, err := putUndoable(l.hosts6, b.k6, b.v6, !b.unordered, &undo)
+	oldH6, err := putUndoable(l.hosts6, b.k6, b.v6, !b.unordered, b.fresh[1], &undo)
 	if err != nil {
 		return fail("IPv6 hosts", err)
 	}
-	oldN4, err := putUndoable(l.nets4, b.n4, b.nv4, !b.unordered, &undo)
+	oldN4, err := putUndoable(l.nets4, b.n4, b.nv4, !b.unordered, b.fresh[2], &undo)
 	if err != nil {
 		return fail("IPv4 prefixes", err)
 	}
-	oldN6, err := putUndoable(l.nets6, b.n6, b.nv6, !b.unordered, &undo)
+	oldN6, err := putUndoable(l.nets6, b.n6, b.nv6, !b.unordered, b.fresh[3], &undo)
 	if err != nil {
 		return fail("IPv6 prefixes", err)
 	}
@@ -322,12 +361,13 @@ func hostLen6(k [16]byte) lenKey { return lenOf(netip.PrefixFrom(netip.AddrFrom1
 // restores what they held before and returns the indexes (ascending) of
 // the keys that were not new: those that existed, and the repeats of a
 // key given twice unless distinct says none is. Only a map that holds
-// entries is read first (a first load reads nothing).
-func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, distinct bool, undo *[]func()) ([]int, error) {
+// entries is read first (a first load reads nothing), and only the keys
+// not in fresh (the indexes of those the caller knows are new).
+func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, distinct bool, fresh bitset, undo *[]func()) ([]int, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	old, prev, err := existing[K, V](m, keys)
+	old, prev, err := existing[K, V](m, keys, fresh)
 	if err != nil {
 		return nil, err
 	}
@@ -353,15 +393,19 @@ func putUndoable[K comparable, V any](m *ebpf.Map, keys []K, vals []V, distinct 
 }
 
 // existing returns the indexes (ascending) of the keys m holds now, with
-// their values. An empty map (a first load) is not read key by key; a
-// large batch is read by two goroutines (its syscalls take the time).
-func existing[K comparable, V any](m *ebpf.Map, keys []K) ([]int, []V, error) {
+// their values, of those not in fresh (taken to be new). An empty map (a
+// first load) is not read key by key; a large batch is read by two
+// goroutines (its syscalls take the time).
+func existing[K comparable, V any](m *ebpf.Map, keys []K, fresh bitset) ([]int, []V, error) {
 	first := make([]byte, m.KeySize())
 	if err := m.NextKey(nil, &first); errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil, nil, nil
 	}
 	read := func(from, to int) (old []int, prev []V, err error) {
 		for i := from; i < to; i++ {
+			if fresh.has(i) {
+				continue
+			}
 			var v V
 			if err := m.Lookup(keys[i], &v); err == nil {
 				old, prev = append(old, i), append(prev, v)

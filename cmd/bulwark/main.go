@@ -313,8 +313,8 @@ func (reloadCmd) Help() string {
 	return "Waits for the agent's answer: exit 0 when the new config is in force, 1 when the agent rejects it\n" +
 		"(the running config stays), 3 when no agent answers. systemctl reload runs it.\n\n" +
 		"A reload writes only what changed in the allow and block lists; a reload of an unchanged config\n" +
-		"also reads the lists back from the kernel and repairs what another process wrote there (the log\n" +
-		"says so).\n\n" +
+		"(its list files included) also reads the lists back from the kernel and repairs what another\n" +
+		"process wrote there (the log says so).\n\n" +
 		"Example:\n  bulwark reload"
 }
 

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,14 +96,19 @@ func TestReloadFailedListWrite(t *testing.T) {
 // TestReloadVerifiesLists writes into the agent's pinned block hosts map
 // from this process, as another program would: a config entry the agent
 // did not write, and the delete of one it wrote. A reload of a changed
-// config writes only its change from the agent's image, so both stay; a
-// reload of the unchanged config reads the kernel's entries, repairs both
-// and says so in the log.
+// config writes only its change from the agent's image, so both stay, as
+// they do after a reload in which only a list file changed (the config
+// file as it was); a reload of the unchanged config reads the kernel's
+// entries, repairs both and says so in the log.
 func TestReloadVerifiesLists(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	block := []string{"198.18.7.1", "198.18.7.2", "198.18.7.3"}
-	e.WriteConfig("", agenttest.Config{Block: block})
+	listFile := filepath.Join(e.Dir, "block.txt")
+	if err := os.WriteFile(listFile, []byte("198.18.5.1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.WriteConfig("", agenttest.Config{Block: block, BlockFiles: []string{listFile}})
 	a := e.Start()
 	m, err := ebpf.LoadPinnedMap(filepath.Join(loader.PinDir(e.PinRoot, e.TB.ServerIf), maps.MapBlockHosts4), nil)
 	if err != nil {
@@ -132,17 +138,26 @@ func TestReloadVerifiesLists(t *testing.T) {
 	}
 	traffic("after the other process's writes", true)
 
-	e.WriteConfig("", agenttest.Config{Block: append(block, "198.18.7.9")})
-	if r := e.CLI("reload"); r.Code != 0 {
-		t.Fatalf("reload: %s", r)
+	// A changed reload writes its new host and repairs nothing.
+	changed := func(what, added string) {
+		t.Helper()
+		if r := e.CLI("reload"); r.Code != 0 {
+			t.Fatalf("reload of a changed %s: %s", what, r)
+		}
+		traffic("after a reload of a changed "+what, true)
+		if got := e.Send(agenttest.Addr(added), 10); got != 0 {
+			t.Errorf("%d of 10 frames from the newly blocked %s delivered, want 0", got, added)
+		}
+		if strings.Contains(a.LogText(), "another process wrote the maps") {
+			t.Errorf("a reload of a changed %s says it repaired the lists:\n%s", what, a.LogText())
+		}
 	}
-	traffic("after a reload of a changed config", true)
-	if got := e.Send(agenttest.Addr("198.18.7.9"), 10); got != 0 {
-		t.Errorf("%d of 10 frames from the newly blocked 198.18.7.9 delivered, want 0", got)
+	e.WriteConfig("", agenttest.Config{Block: append(block, "198.18.7.9"), BlockFiles: []string{listFile}})
+	changed("config", "198.18.7.9")
+	if err := os.WriteFile(listFile, []byte("198.18.5.1\n198.18.5.2\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(a.LogText(), "another process wrote the maps") {
-		t.Errorf("a reload of a changed config says it repaired the lists:\n%s", a.LogText())
-	}
+	changed("list file", "198.18.5.2")
 
 	if r := e.CLI("reload"); r.Code != 0 {
 		t.Fatalf("reload of the unchanged config: %s", r)

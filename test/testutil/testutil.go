@@ -133,3 +133,21 @@ func PinOldSources(t testing.TB, dir string, sizes loader.Sizes) uint32 {
 	m.Close()
 	return old.ValueSize
 }
+
+// PinnedLoader returns a function that loads the datapath (SmallSizes)
+// over one fresh pin directory, closed when the test ends: each call is
+// another process over the same pinned maps.
+func PinnedLoader(t testing.TB) func() *loader.Datapath {
+	t.Helper()
+	RequireRoot(t)
+	dir := PinRoot(t)
+	return func() *loader.Datapath {
+		t.Helper()
+		d, err := loader.Load(loader.Options{Sizes: SmallSizes(), PinDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+}

@@ -40,6 +40,7 @@ func TestDropEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			pinToOneCPU(t) // the 1-in-N count and the budget are per CPU
 			d := testutil.Load(t, testutil.Setup{
 				ReplayClock: true,
 				Policy: maps.Policy{SampleEvery: tt.every, SampleMaxPerSec: tt.max,

@@ -105,8 +105,8 @@ type Verdict struct {
 	expires uint64 // monotonic ns
 }
 
-// state is what the scorer keeps per tracked source: 152 bytes (16 of them
-// the scan components'), about 200 with the index map.
+// state is what the scorer keeps per tracked source: 176 bytes (16 of them
+// the scan components'), about 220 with the index map.
 type state struct {
 	key                                    [16]byte
 	packets, bytes, syns, drops, malformed uint64
@@ -311,11 +311,20 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 		}
 	}
 	secs := dt.Seconds()
+	// The state the next source most likely has: the one after the last
+	// source's. States are added in the order the map is read, and the
+	// kernel returns its sources in the same order cycle after cycle while
+	// it holds the same ones, so most sources need no index lookup and
+	// their states are read in memory order.
+	var next int32
 	err := read(func(batch []maps.Source) bool {
 		for i := range batch {
 			src := &batch[i]
 			key := maps.SourceKey(src.Source.Addr(), e.prefix)
-			idx, ok := e.index[key]
+			idx, ok := next, int(next) < e.states.n && e.states.at(next).key == key
+			if !ok {
+				idx, ok = e.index[key]
+			}
 			if !ok {
 				ns := state{key: key, firstSeen: uint32(src.FirstSeenNS)}
 				if first {
@@ -328,6 +337,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 				idx = e.states.add(ns)
 				e.index[key] = idx
 			}
+			next = idx + 1
 			st := e.states.at(idx)
 			st.lastCycle = e.cycle
 			if uint32(src.FirstSeenNS) != st.firstSeen {
@@ -372,7 +382,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			for w := range st.portsCur {
 				n += bits.OnesCount64(st.portsCur[w] | st.portsOld[w])
 			}
-			f[FeatureHorizon] = linearCount(128, n)
+			f[FeatureHorizon] = counts128[n]
 			e.scanFeatures(st, src, mono, &f)
 
 			ddrop := sub(src.DropsRatelimit, st.drops)
@@ -438,6 +448,16 @@ func ramp(x, lo, hi float64) float64 {
 	return (x - lo) / (hi - lo)
 }
 
+// logRamp is ramp on a log2 scale: ramp(log2(x), log2(lo), log2(hi)). An
+// x at or below lo needs no logarithm (log2 is monotonic): most sources of
+// a cycle are there.
+func logRamp(x, lo, hi float64) float64 {
+	if x <= lo {
+		return 0
+	}
+	return ramp(math.Log2(x), math.Log2(lo), math.Log2(hi))
+}
+
 // Thresholds of the behaviour components, relative to the baseline. Each is
 // explained in docs/reputation.md.
 const (
@@ -467,7 +487,7 @@ func (e *Engine) behaviour(st *state, f *[numFeatures]float64, dp, dsyn, ddrop u
 	b := e.baseline
 	ratio := math.Max(f[FeaturePPS]/b.Value(FeaturePPS), f[FeatureBPS]/b.Value(FeatureBPS))
 	st.pps = float32(f[FeaturePPS])
-	rate := ramp(math.Log2(ratio), math.Log2(rateStart), math.Log2(rateFull))
+	rate := logRamp(ratio, rateStart, rateFull)
 
 	synRatio := 0.0
 	if dp > 0 {
@@ -816,6 +836,19 @@ func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 func linearCount(m, set int) float64 {
 	zeros := max(m-set, 1)
 	return float64(m) * math.Log(float64(m)/float64(zeros))
+}
+
+// counts64 and counts128 are linearCount of a 64- and a 128-bit sketch at
+// every count of bits set, computed once: a cycle reads three sketches of
+// every source.
+var counts64, counts128 = countTable(64), countTable(128)
+
+func countTable(m int) []float64 {
+	t := make([]float64, m+1)
+	for set := range t {
+		t[set] = linearCount(m, set)
+	}
+	return t
 }
 
 // ActiveVerdicts counts the verdicts in force by action.

@@ -487,8 +487,9 @@ func TestReadOrder(t *testing.T) {
 		if a.states.n != len(s.src) || b.states.n != len(s.src) {
 			t.Fatalf("second %d: %d and %d states, want %d", sec, a.states.n, b.states.n, len(s.src))
 		}
-		for key, ia := range a.index {
-			ib, ok := b.index[key]
+		for ia := int32(0); int(ia) < a.states.n; ia++ {
+			key := a.states.at(ia).key
+			ib, ok := b.states.find(key)
 			if !ok || *a.states.at(ia) != *b.states.at(ib) {
 				t.Fatalf("second %d: source %s: state %+v read sorted, %+v (found %v) read in another order",
 					sec, netip.AddrFrom16(key).Unmap(), *a.states.at(ia), *b.states.at(ib), ok)
@@ -502,5 +503,50 @@ func TestReadOrder(t *testing.T) {
 	}
 	if sinkA.puts[attacker] != maps.VerdictBlock || !same {
 		t.Fatalf("verdicts %v read sorted, %v in another order; want a block on %s in both", sinkA.puts, sinkB.puts, attacker)
+	}
+}
+
+// TestTableIndex adds and removes states at random, through growth to
+// 40,000 and shrinking back to a few: after every step the table finds
+// every key it holds at the index that holds it, and none of those it
+// removed.
+func TestTableIndex(t *testing.T) {
+	var tab table
+	r := rand.New(rand.NewPCG(5, 5))
+	held := map[[16]byte]bool{}
+	keyOf := func(n int) [16]byte {
+		return netip.AddrFrom4([4]byte{198, 18, byte(n >> 8), byte(n)}).As16()
+	}
+	check := func(step string) {
+		t.Helper()
+		if tab.n != len(held) {
+			t.Fatalf("%s: %d states, want %d", step, tab.n, len(held))
+		}
+		for i := int32(0); int(i) < tab.n; i++ {
+			if j, ok := tab.find(tab.at(i).key); !ok || j != i {
+				t.Fatalf("%s: state %d (%v) found at %d, %v", step, i, tab.at(i).key, j, ok)
+			}
+		}
+	}
+	for round, size := range []int{40_000, 3000, 30_000, 5, 0} {
+		for tab.n != size {
+			k := keyOf(r.IntN(65536))
+			i, ok := tab.find(k)
+			if ok != held[k] {
+				t.Fatalf("round %d: find(%v) = %v, held %v", round, k, ok, held[k])
+			}
+			switch {
+			case !ok && tab.n < size:
+				tab.add(state{key: k})
+				held[k] = true
+			case ok && tab.n > size:
+				tab.removeSwap(i)
+				delete(held, k)
+			}
+		}
+		check(fmt.Sprintf("round %d (%d states, %d slots)", round, size, len(tab.slots)))
+		if size > 0 && 2*tab.n > len(tab.slots) || len(tab.slots) > max(minSlots, 8*tab.n) {
+			t.Errorf("round %d: %d states in %d slots, want at most half and at least an eighth full", round, tab.n, len(tab.slots))
+		}
 	}
 }

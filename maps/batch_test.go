@@ -1,6 +1,7 @@
 package maps_test
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"testing"
@@ -206,5 +207,82 @@ func TestDeleteMany(t *testing.T) {
 	}
 	if c := l.Count(0); c != (maps.ListCount{IPv4: n / 2, IPv6: 1}) {
 		t.Errorf("Count = %+v, want %d IPv4, 1 IPv6", c, n/2)
+	}
+}
+
+// TestIterateSources reads more sources than three batches hold, the next
+// batch read while the last is handed on: every source comes exactly once
+// with its own counters (decoded as written), and a reader that stops after
+// two batches gets no more and can read again.
+func TestIterateSources(t *testing.T) {
+	sizes := testutil.SmallSizes()
+	sizes.Sources = 1 << 15
+	d := testutil.Load(t, testutil.Setup{Sizes: sizes})
+	const n = 3*maps.SourceBatch + 5
+	src := make([]maps.Source, n)
+	for i := range src {
+		src[i] = maps.Source{Source: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32),
+			FirstSeenNS: uint64(i) + 7, Packets: uint64(i), Bytes: 100 * uint64(i), SYNs: uint64(i) / 2, UDP: 3 * uint64(i),
+			PortBits: [4]uint64{uint64(i), 0, 0, 1 << 63}}
+	}
+	if err := d.Maps.WriteSources(src); err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]int, n)
+	batches := 0
+	if err := d.Maps.IterateSources(func(b []maps.Source) bool {
+		batches++
+		for _, s := range b {
+			a := s.Source.Addr().As4()
+			i := int(a[2])<<8 | int(a[3])
+			w := src[i]
+			if s.Source != w.Source || s.FirstSeenNS != w.FirstSeenNS || s.Packets != w.Packets || s.Bytes != w.Bytes ||
+				s.SYNs != w.SYNs || s.UDP != w.UDP || s.PortBits != w.PortBits {
+				t.Fatalf("read %+v, wrote %+v", s, w)
+			}
+			// Bits set: those of i, and the top bit of the last word.
+			if want := popcount(uint64(i)) + 1; s.PortBitsSet != want {
+				t.Fatalf("%s: %d port bits set, want %d", s.Source, s.PortBitsSet, want)
+			}
+			seen[i]++
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range seen {
+		if c != 1 {
+			t.Fatalf("source %d read %d times, want once", i, c)
+		}
+	}
+	if batches < 4 {
+		t.Errorf("%d sources in %d batches, want at least 4 of at most %d", n, batches, maps.SourceBatch)
+	}
+	for range 2 {
+		calls := 0
+		if err := d.Maps.IterateSources(func([]maps.Source) bool { calls++; return calls < 2 }); err != nil || calls != 2 {
+			t.Fatalf("a reader that stops at its second batch: %d calls, %v; want 2, nil", calls, err)
+		}
+	}
+}
+
+func popcount(w uint64) int {
+	n := 0
+	for ; w != 0; w &= w - 1 {
+		n++
+	}
+	return n
+}
+
+// TestDistinctPorts: linear counting over the 256-bit port sketch is
+// 256*ln(256/zeros): 0 with no bit set, 256*ln 2 with half, 256*ln 256 when
+// saturated (one zero assumed); counts outside 0-256 are computed, not
+// looked up.
+func TestDistinctPorts(t *testing.T) {
+	for set, want := range map[int]float64{0: 0, 1: 256 * math.Log(256.0/255), 128: 256 * math.Ln2, 256: 256 * math.Log(256),
+		300: 256 * math.Log(256), -1: 256 * math.Log(256.0/257)} {
+		if got := maps.DistinctPorts(set); math.Abs(got-want) > 1e-9 {
+			t.Errorf("DistinctPorts(%d) = %v, want %v", set, got, want)
+		}
 	}
 }

@@ -172,8 +172,20 @@ const DefaultScanWindow = 10 * time.Minute
 // DistinctPorts estimates distinct destination ports from bits set out of
 // the 256-bit sketch (linear counting).
 func DistinctPorts(bitsSet int) float64 {
+	if bitsSet >= 0 && bitsSet < len(portCounts) {
+		return portCounts[bitsSet]
+	}
 	return linearCount(256, bitsSet)
 }
+
+// portCounts is DistinctPorts at every count of bits set, computed once: a
+// scoring cycle reads the sketch of every source.
+var portCounts = func() (t [257]float64) {
+	for set := range t {
+		t[set] = linearCount(256, set)
+	}
+	return t
+}()
 
 // PortWindowOf is the datapath's distinct-port window number at monotonic
 // time ns (windows of 2^30 ns, about 1.07 s).
@@ -198,30 +210,95 @@ func (s *Set) WriteSources(src []Source) error {
 // SourceBatch is how many sources one batch read returns at most.
 const SourceBatch = 4096
 
-// IterateSources calls fn with batches of tracked sources until fn returns
-// false or the map is exhausted. The map is read in batch syscalls.
+// IterateSources calls fn with batches of tracked sources, in the map's
+// order, until fn returns false or the map is exhausted. The map is read in
+// batch syscalls; while fn works on one batch, another goroutine reads and
+// decodes the next (two buffers in all, so memory stays bounded). The
+// slice fn is given is reused once fn returns.
 func (s *Set) IterateSources(fn func([]Source) bool) error {
-	prefix := s.IPv6Prefix()
-	keys := make([]bpf.BulwarkSrcKey, SourceBatch)
-	vals := make([]bpf.BulwarkSrcState, SourceBatch)
-	out := make([]Source, 0, SourceBatch)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := s.m.Sources.BatchLookup(&cursor, keys, vals, nil)
-		out = out[:0]
-		for i := 0; i < n; i++ {
-			out = append(out, sourceFrom(keys[i], &vals[i], prefix))
-		}
-		if len(out) > 0 && !fn(out) {
-			return nil
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read sources: %w", err)
-		}
+	r := sourceReader{m: s.m.Sources, prefix: s.IPv6Prefix()}
+	cur := r.newBuf()
+	r.read(cur)
+	if cur.end {
+		// All in one batch (a small map): no second goroutine.
+		return cur.finish(fn)
 	}
+	// full holds both buffers at most, so the reader never blocks on it;
+	// it stops at the map's end, or when stop closes.
+	full, free, stop := make(chan *sourceBuf, 2), make(chan *sourceBuf, 1), make(chan struct{})
+	free <- r.newBuf()
+	go func() {
+		defer close(full)
+		for {
+			select {
+			case b := <-free:
+				r.read(b)
+				full <- b
+				if b.end {
+					return
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for !cur.end {
+		if len(cur.out) > 0 && !fn(cur.out) {
+			close(stop)
+			for range full {
+				// Wait for the reader to end: it owns a buffer until then.
+			}
+			return nil
+		}
+		free <- cur
+		cur = <-full
+	}
+	return cur.finish(fn)
+}
+
+// sourceReader reads the sources map in batches, from its first bucket on.
+type sourceReader struct {
+	m      *ebpf.Map
+	prefix int
+	cursor ebpf.MapBatchCursor
+}
+
+// sourceBuf is one batch read: the kernel's keys and values, and the
+// sources decoded from them.
+type sourceBuf struct {
+	keys []bpf.BulwarkSrcKey
+	vals []bpf.BulwarkSrcState
+	out  []Source
+	end  bool  // the map is exhausted, or err
+	err  error // the read's error
+}
+
+func (r *sourceReader) newBuf() *sourceBuf {
+	return &sourceBuf{keys: make([]bpf.BulwarkSrcKey, SourceBatch), vals: make([]bpf.BulwarkSrcState, SourceBatch),
+		out: make([]Source, 0, SourceBatch)}
+}
+
+// read reads the next batch into b.
+func (r *sourceReader) read(b *sourceBuf) {
+	n, err := r.m.BatchLookup(&r.cursor, b.keys, b.vals, nil)
+	b.out = b.out[:n]
+	for i := range b.out {
+		b.out[i] = sourceFrom(b.keys[i], &b.vals[i], r.prefix)
+	}
+	switch {
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		b.end = true
+	case err != nil:
+		b.end, b.err = true, fmt.Errorf("read sources: %w", err)
+	}
+}
+
+// finish hands the last batch to fn and returns the read's error.
+func (b *sourceBuf) finish(fn func([]Source) bool) error {
+	if len(b.out) > 0 && !fn(b.out) {
+		return nil
+	}
+	return b.err
 }
 
 // LookupSource returns the observations of addr's source.

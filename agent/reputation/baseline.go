@@ -68,7 +68,7 @@ func NewBaseline(tau time.Duration) *Baseline {
 
 // Value is the baseline of feature f, never below its floor.
 func (b *Baseline) Value(f int) float64 {
-	return math.Max(b.value[f], floors[f])
+	return max(b.value[f], floors[f]) // math.Max's result, inlined
 }
 
 // beginCycle starts collecting a new cycle's sample.

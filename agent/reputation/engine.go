@@ -8,6 +8,7 @@ package reputation
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"math/bits"
 	"net/netip"
@@ -105,8 +106,8 @@ type Verdict struct {
 	expires uint64 // monotonic ns
 }
 
-// state is what the scorer keeps per tracked source: 152 bytes (16 of them
-// the scan components'), about 200 with the index map.
+// state is what the scorer keeps per tracked source: 176 bytes (16 of them
+// the scan components'), about 185 with the index and the chunks' slack.
 type state struct {
 	key                                    [16]byte
 	packets, bytes, syns, drops, malformed uint64
@@ -130,30 +131,95 @@ type state struct {
 // never by doubling, so its slack stays under one chunk.
 const chunk = 4096
 
-// table holds the states in fixed-size chunks, indexed by int32.
+// table holds the states in fixed-size chunks, indexed by int32, and finds
+// them by key with an index of its own: open addressing over int32 slots (a
+// state's index + 1; 0 is free), at most half full, the keys compared in
+// the states themselves: 4 to 8 bytes per source where a Go map of the keys
+// takes about 40. The hash has a random seed per table (maphash), so
+// sources cannot choose addresses that crowd one run of slots.
 type table struct {
 	chunks [][]state
 	n      int
+	slots  []int32
+	seed   maphash.Seed
 }
+
+// minSlots is the smallest index.
+const minSlots = 1024
 
 func (t *table) at(i int32) *state { return &t.chunks[i/chunk][i%chunk] }
 
+// home is the slot where the search for key starts.
+func (t *table) home(key *[16]byte) int {
+	return int(maphash.Bytes(t.seed, key[:]) & uint64(len(t.slots)-1))
+}
+
+// slotOf is the slot that holds state i.
+func (t *table) slotOf(i int32) int {
+	s := t.home(&t.at(i).key)
+	for t.slots[s] != i+1 {
+		s = (s + 1) & (len(t.slots) - 1)
+	}
+	return s
+}
+
+// find returns the index of key's state.
+func (t *table) find(key [16]byte) (int32, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	for s := t.home(&key); ; s = (s + 1) & (len(t.slots) - 1) {
+		// At most half the slots are taken: a free one ends every search.
+		switch v := t.slots[s]; {
+		case v == 0:
+			return 0, false
+		case t.at(v-1).key == key:
+			return v - 1, true
+		}
+	}
+}
+
+// place indexes state i, whose key the index does not hold.
+func (t *table) place(i int32) {
+	s := t.home(&t.at(i).key)
+	for t.slots[s] != 0 {
+		s = (s + 1) & (len(t.slots) - 1)
+	}
+	t.slots[s] = i + 1
+}
+
+// resize rebuilds the index with n slots (a power of two).
+func (t *table) resize(n int) {
+	if t.slots == nil {
+		t.seed = maphash.MakeSeed()
+	}
+	t.slots = make([]int32, n)
+	for i := int32(0); int(i) < t.n; i++ {
+		t.place(i)
+	}
+}
+
+// add adds a state for a key the table does not hold.
 func (t *table) add(s state) int32 {
+	if 2*(t.n+1) > len(t.slots) {
+		t.resize(max(minSlots, 2*len(t.slots)))
+	}
 	if t.n == len(t.chunks)*chunk {
 		t.chunks = append(t.chunks, make([]state, chunk))
 	}
 	i := int32(t.n)
 	*t.at(i) = s
 	t.n++
+	t.place(i)
 	return i
 }
 
-// removeSwap removes state i by moving the last one into its place; it
-// returns the moved state's key (and false if i was the last).
-func (t *table) removeSwap(i int32) ([16]byte, bool) {
+// removeSwap removes state i by moving the last one into its place.
+func (t *table) removeSwap(i int32) {
+	t.unplace(t.slotOf(i))
 	last := int32(t.n - 1)
-	moved := i != last
-	if moved {
+	if i != last {
+		t.slots[t.slotOf(last)] = i + 1
 		*t.at(i) = *t.at(last)
 	}
 	t.n--
@@ -161,10 +227,26 @@ func (t *table) removeSwap(i int32) ([16]byte, bool) {
 		t.chunks[len(t.chunks)-1] = nil
 		t.chunks = t.chunks[:len(t.chunks)-1]
 	}
-	if moved {
-		return t.at(i).key, true
+	if len(t.slots) > minSlots && 8*t.n < len(t.slots) {
+		t.resize(len(t.slots) / 4)
 	}
-	return [16]byte{}, false
+}
+
+// unplace frees slot s, moving back the states after it in its run that
+// may go there (deletion in linear probing: every state stays reachable
+// from its home slot).
+func (t *table) unplace(s int) {
+	mask := len(t.slots) - 1
+	for j := (s + 1) & mask; t.slots[j] != 0; j = (j + 1) & mask {
+		h := t.home(&t.at(t.slots[j] - 1).key)
+		// The state at j stays if its home is in (s, j], cyclically.
+		if s < j && s < h && h <= j || s > j && (h > s || h <= j) {
+			continue
+		}
+		t.slots[s] = t.slots[j]
+		s = j
+	}
+	t.slots[s] = 0
 }
 
 // active is a verdict in force.
@@ -183,7 +265,6 @@ type Engine struct {
 	baseline *Baseline
 
 	mu         sync.Mutex
-	index      map[[16]byte]int32
 	states     table
 	cycle      uint32
 	lastAt     time.Time
@@ -217,7 +298,6 @@ func New(cfg Config, ev Evidence, sink Sink, prefix int) *Engine {
 	return &Engine{
 		cfg: cfg, ev: ev, sink: sink, prefix: prefix,
 		baseline: NewBaseline(cfg.BaselineTau),
-		index:    map[[16]byte]int32{},
 		active:   map[[16]byte]active{},
 		history:  map[[16]byte][]Verdict{},
 		stats:    Stats{Verdicts: map[string]uint64{}, ShadowVerdicts: map[string]uint64{}},
@@ -244,7 +324,6 @@ func (e *Engine) SetPrefix(prefix int) {
 		return
 	}
 	e.prefix = prefix
-	e.index = map[[16]byte]int32{}
 	e.states = table{}
 	active := make(map[[16]byte]active, len(e.active))
 	for k, a := range e.active {
@@ -311,11 +390,20 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 		}
 	}
 	secs := dt.Seconds()
+	// The state the next source most likely has: the one after the last
+	// source's. States are added in the order the map is read, and the
+	// kernel returns its sources in the same order cycle after cycle while
+	// it holds the same ones, so most sources need no index lookup and
+	// their states are read in memory order.
+	var next int32
 	err := read(func(batch []maps.Source) bool {
 		for i := range batch {
 			src := &batch[i]
 			key := maps.SourceKey(src.Source.Addr(), e.prefix)
-			idx, ok := e.index[key]
+			idx, ok := next, int(next) < e.states.n && e.states.at(next).key == key
+			if !ok {
+				idx, ok = e.states.find(key)
+			}
 			if !ok {
 				ns := state{key: key, firstSeen: uint32(src.FirstSeenNS)}
 				if first {
@@ -326,8 +414,8 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 				// New since the last cycle: everything it sent is this
 				// interval's.
 				idx = e.states.add(ns)
-				e.index[key] = idx
 			}
+			next = idx + 1
 			st := e.states.at(idx)
 			st.lastCycle = e.cycle
 			if uint32(src.FirstSeenNS) != st.firstSeen {
@@ -372,7 +460,7 @@ func (e *Engine) Cycle(now time.Time, mono uint64, read Reader) error {
 			for w := range st.portsCur {
 				n += bits.OnesCount64(st.portsCur[w] | st.portsOld[w])
 			}
-			f[FeatureHorizon] = linearCount(128, n)
+			f[FeatureHorizon] = counts128[n]
 			e.scanFeatures(st, src, mono, &f)
 
 			ddrop := sub(src.DropsRatelimit, st.drops)
@@ -438,6 +526,16 @@ func ramp(x, lo, hi float64) float64 {
 	return (x - lo) / (hi - lo)
 }
 
+// logRamp is ramp on a log2 scale: ramp(log2(x), log2(lo), log2(hi)). An
+// x at or below lo needs no logarithm (log2 is monotonic): most sources of
+// a cycle are there.
+func logRamp(x, lo, hi float64) float64 {
+	if x <= lo {
+		return 0
+	}
+	return ramp(math.Log2(x), math.Log2(lo), math.Log2(hi))
+}
+
 // Thresholds of the behaviour components, relative to the baseline. Each is
 // explained in docs/reputation.md.
 const (
@@ -467,7 +565,7 @@ func (e *Engine) behaviour(st *state, f *[numFeatures]float64, dp, dsyn, ddrop u
 	b := e.baseline
 	ratio := math.Max(f[FeaturePPS]/b.Value(FeaturePPS), f[FeatureBPS]/b.Value(FeatureBPS))
 	st.pps = float32(f[FeaturePPS])
-	rate := ramp(math.Log2(ratio), math.Log2(rateStart), math.Log2(rateFull))
+	rate := logRamp(ratio, rateStart, rateFull)
 
 	synRatio := 0.0
 	if dp > 0 {
@@ -681,10 +779,7 @@ func (e *Engine) forget() {
 			i++
 			continue
 		}
-		delete(e.index, st.key)
-		if moved, ok := e.states.removeSwap(i); ok {
-			e.index[moved] = i
-		}
+		e.states.removeSwap(i)
 	}
 	if len(e.history) > 4*e.cfg.MaxVerdicts {
 		// Keep the most recent: drop sources whose last verdict is oldest.
@@ -754,7 +849,7 @@ func (e *Engine) Explain(addr netip.Addr, mono uint64) api.Explanation {
 	weights := map[string]float64{CompRateAnomaly: w.RateAnomaly, CompSYNRatio: w.SYNRatio, CompPortScan: w.PortScan,
 		CompRatelimitDrops: w.RatelimitDrops, CompMalformed: w.Malformed, CompRepeat: w.Repeat,
 		CompPortScanLong: w.PortScanLong, CompHorizontalScan: w.HorizontalScan, CompUniform: w.Uniform}
-	idx, ok := e.index[key]
+	idx, ok := e.states.find(key)
 	x.Tracked = ok
 	var comps, values map[string]float64
 	var details map[string]string
@@ -816,6 +911,19 @@ func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 func linearCount(m, set int) float64 {
 	zeros := max(m-set, 1)
 	return float64(m) * math.Log(float64(m)/float64(zeros))
+}
+
+// counts64 and counts128 are linearCount of a 64- and a 128-bit sketch at
+// every count of bits set, computed once: a cycle reads three sketches of
+// every source.
+var counts64, counts128 = countTable(64), countTable(128)
+
+func countTable(m int) []float64 {
+	t := make([]float64, m+1)
+	for set := range t {
+		t[set] = linearCount(m, set)
+	}
+	return t
 }
 
 // ActiveVerdicts counts the verdicts in force by action.
@@ -905,7 +1013,7 @@ func (e *Engine) Top(n int, by string, mono uint64) []api.Source {
 	}
 	for k := range e.active {
 		if a := e.active[k]; a.expires > mono {
-			idx, ok := e.index[k]
+			idx, ok := e.states.find(k)
 			var st *state
 			if ok {
 				st = e.states.at(idx)

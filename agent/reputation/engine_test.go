@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -409,5 +410,143 @@ func TestCounterRestartAndRace(t *testing.T) {
 	}
 	if got, want := pps(), 30/secs; got < want-0.01 || got > want+0.01 {
 		t.Errorf("after eviction: %.2f pps, want %.2f (the fresh counters are all new)", got, want)
+	}
+}
+
+// TestReadOrder: the scorer finds each source's state whatever order the
+// map is read in. One engine reads the sources sorted, the other in an
+// order that stays for some cycles (so the state after the last source's
+// is the next one's) and then changes (reversed, rotated, split in small
+// batches), while sources come, go and come back; both issue the same
+// verdicts and hold the same state for every source after every cycle.
+func TestReadOrder(t *testing.T) {
+	s := newSim()
+	sinkA, sinkB := &fakeSink{}, &fakeSink{}
+	a, b := New(testConfig(), Evidence{}, sinkA, 64), New(testConfig(), Evidence{}, sinkB, 64)
+	r := rand.New(rand.NewPCG(3, 3))
+	var order []netip.Addr // b's order: kept while it holds the same sources
+	for sec := 0; sec < 40; sec++ {
+		goodTraffic(s, r, sec)
+		for i := 0; i < 30; i++ {
+			// Sources that come and go: each is away one second in four.
+			if (sec+i)%4 != 0 {
+				s.send(netip.AddrFrom4([4]byte{198, 18, 30, byte(i)}), 5, 100, 0, []uint16{443})
+			} else {
+				delete(s.src, netip.AddrFrom4([4]byte{198, 18, 30, byte(i)}))
+			}
+		}
+		if sec >= 20 {
+			s.send(attacker, 4000, 60, 4000, []uint16{22, 23, 80, 443, 8080})
+		}
+		sorted := make([]netip.Addr, 0, len(s.src))
+		for ad := range s.src {
+			sorted = append(sorted, ad)
+		}
+		slices.SortFunc(sorted, func(x, y netip.Addr) int { return x.Compare(y) })
+		switch {
+		case sec%10 == 3:
+			order = slices.Clone(sorted)
+			slices.Reverse(order)
+		case sec%10 == 7:
+			order = append(slices.Clone(sorted[17:]), sorted[:17]...)
+		default:
+			// The same order, less the sources gone and with the new ones
+			// where they sort.
+			kept := order[:0]
+			for _, ad := range order {
+				if s.src[ad] != nil {
+					kept = append(kept, ad)
+				}
+			}
+			for _, ad := range sorted {
+				if !slices.Contains(kept, ad) {
+					at := min(len(kept), int(ad.As4()[3]))
+					kept = slices.Insert(kept, at, ad)
+				}
+			}
+			order = kept
+		}
+		readIn := func(addrs []netip.Addr, per int) Reader {
+			return func(fn func([]maps.Source) bool) error {
+				for i := 0; i < len(addrs); i += per {
+					batch := make([]maps.Source, 0, per)
+					for _, ad := range addrs[i:min(len(addrs), i+per)] {
+						batch = append(batch, *s.src[ad])
+					}
+					fn(batch)
+				}
+				return nil
+			}
+		}
+		if err := a.Cycle(s.now, s.mono, readIn(sorted, len(sorted))); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Cycle(s.now, s.mono, readIn(order, 1+sec%5)); err != nil {
+			t.Fatal(err)
+		}
+		if a.states.n != len(s.src) || b.states.n != len(s.src) {
+			t.Fatalf("second %d: %d and %d states, want %d", sec, a.states.n, b.states.n, len(s.src))
+		}
+		for ia := int32(0); int(ia) < a.states.n; ia++ {
+			key := a.states.at(ia).key
+			ib, ok := b.states.find(key)
+			if !ok || *a.states.at(ia) != *b.states.at(ib) {
+				t.Fatalf("second %d: source %s: state %+v read sorted, %+v (found %v) read in another order",
+					sec, netip.AddrFrom16(key).Unmap(), *a.states.at(ia), *b.states.at(ib), ok)
+			}
+		}
+		s.tick()
+	}
+	same := len(sinkA.puts) == len(sinkB.puts)
+	for ad, act := range sinkA.puts {
+		same = same && sinkB.puts[ad] == act
+	}
+	if sinkA.puts[attacker] != maps.VerdictBlock || !same {
+		t.Fatalf("verdicts %v read sorted, %v in another order; want a block on %s in both", sinkA.puts, sinkB.puts, attacker)
+	}
+}
+
+// TestTableIndex adds and removes states at random, through growth to
+// 40,000 and shrinking back to a few: after every step the table finds
+// every key it holds at the index that holds it, and none of those it
+// removed.
+func TestTableIndex(t *testing.T) {
+	var tab table
+	r := rand.New(rand.NewPCG(5, 5))
+	held := map[[16]byte]bool{}
+	keyOf := func(n int) [16]byte {
+		return netip.AddrFrom4([4]byte{198, 18, byte(n >> 8), byte(n)}).As16()
+	}
+	check := func(step string) {
+		t.Helper()
+		if tab.n != len(held) {
+			t.Fatalf("%s: %d states, want %d", step, tab.n, len(held))
+		}
+		for i := int32(0); int(i) < tab.n; i++ {
+			if j, ok := tab.find(tab.at(i).key); !ok || j != i {
+				t.Fatalf("%s: state %d (%v) found at %d, %v", step, i, tab.at(i).key, j, ok)
+			}
+		}
+	}
+	for round, size := range []int{40_000, 3000, 30_000, 5, 0} {
+		for tab.n != size {
+			k := keyOf(r.IntN(65536))
+			i, ok := tab.find(k)
+			if ok != held[k] {
+				t.Fatalf("round %d: find(%v) = %v, held %v", round, k, ok, held[k])
+			}
+			switch {
+			case !ok && tab.n < size:
+				tab.add(state{key: k})
+				held[k] = true
+			case ok && tab.n > size:
+				tab.removeSwap(i)
+				delete(held, k)
+			}
+		}
+		check(fmt.Sprintf("round %d (%d states, %d slots)", round, size, len(tab.slots)))
+		if size > 0 && 2*tab.n > len(tab.slots) || len(tab.slots) > max(minSlots, 8*tab.n) {
+			t.Errorf("round %d: %d states in %d slots, want at most half and at least an eighth full", round, tab.n, len(tab.slots))
+		}
 	}
 }

@@ -44,12 +44,6 @@ const (
 	scanAddrStartMin, scanAddrFullFactor = 16.0, 4.0
 )
 
-// Sizes of one generation of the kernel's scan sketches, in bits.
-const (
-	scanPortBits = 128
-	scanAddrBits = 64
-)
-
 // scanState is what the scorer keeps of a source's scans: 16 bytes.
 type scanState struct {
 	contrib      [2]float32 // port_scan_long, horizontal_scan
@@ -64,8 +58,8 @@ func (e *Engine) scanFeatures(st *state, src *maps.Source, mono uint64, f *[numF
 	shift := maps.ScanShift(e.cfg.ScanWindow)
 	epoch := uint32(mono >> shift)
 	ports, addrs := src.ScanBits(epoch)
-	f[FeatureScanPorts] = linearCount(scanPortBits, bits.OnesCount64(ports[0])+bits.OnesCount64(ports[1]))
-	f[FeatureScanAddrs] = linearCount(scanAddrBits, bits.OnesCount64(addrs))
+	f[FeatureScanPorts] = counts128[bits.OnesCount64(ports[0])+bits.OnesCount64(ports[1])]
+	f[FeatureScanAddrs] = counts64[bits.OnesCount64(addrs)]
 	from := max(src.FirstSeenNS, (mono>>shift-1)<<shift)
 	span := 1.0 // at least the packet's own second
 	if mono > from {

@@ -33,7 +33,7 @@ func uniformFlood(dp, dsame uint64, ppsRatio float64) (factor, share float64) {
 		return 0, 0
 	}
 	share = math.Min(1, float64(dsame)/float64(dp))
-	volume := ramp(math.Log2(ppsRatio), math.Log2(uniformRateStart), math.Log2(uniformRateFull))
+	volume := logRamp(ppsRatio, uniformRateStart, uniformRateFull)
 	return ramp(share, uniformStart, uniformFull) * volume, share
 }
 

@@ -75,3 +75,37 @@ func TestUniformFlood(t *testing.T) {
 		})
 	}
 }
+
+// TestCountTablesAndLogRamp: the tables the scorer reads sketches from hold
+// linear counting's estimate m*ln(m/zeros) (at 0, half and all bits set:
+// 0, m*ln 2, m*ln m), and logRamp is ramp on log2 at, just over and around
+// its start, where it skips the logarithm.
+func TestCountTablesAndLogRamp(t *testing.T) {
+	for _, tab := range [][]float64{counts64, counts128} {
+		m := len(tab) - 1
+		for set, want := range map[int]float64{0: 0, m / 2: float64(m) * math.Ln2, m: float64(m) * math.Log(float64(m))} {
+			if math.Abs(tab[set]-want) > 1e-9*want {
+				t.Errorf("%d-bit table at %d bits set: %v, want %v", m, set, tab[set], want)
+			}
+		}
+		for set := range tab {
+			if tab[set] != linearCount(m, set) {
+				t.Errorf("%d-bit table at %d bits set: %v, linearCount %v", m, set, tab[set], linearCount(m, set))
+			}
+		}
+	}
+	for _, x := range []float64{0, 1, 3.999, 4, math.Nextafter(4, 5), 5, 6.5, 8, math.Nextafter(8, 9), 100, math.Inf(1), math.NaN()} {
+		for _, lh := range [][2]float64{{4, 8}, {8, 128}} {
+			got, want := logRamp(x, lh[0], lh[1]), ramp(math.Log2(x), math.Log2(lh[0]), math.Log2(lh[1]))
+			if got != want && !(math.IsNaN(got) && math.IsNaN(want)) {
+				t.Errorf("logRamp(%v, %v, %v) = %v, want %v", x, lh[0], lh[1], got, want)
+			}
+		}
+	}
+	if got := logRamp(16, 4, 8); got != 1 {
+		t.Errorf("logRamp(16, 4, 8) = %v, want 1", got)
+	}
+	if got := logRamp(6, 4, 8); math.Abs(got-(math.Log2(6)-2)) > 1e-12 {
+		t.Errorf("logRamp(6, 4, 8) = %v, want log2(6)-2 = %v", got, math.Log2(6)-2)
+	}
+}

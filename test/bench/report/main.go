@@ -177,7 +177,7 @@ func writeGoBench(w *strings.Builder, gb map[string]map[string][]float64) {
 	mapB, _ := medianOf(gb, "ScoreCycle", "B/entry-map")
 	n, _ := medianOf(gb, "ScoreCycle", "sources")
 	fmt.Fprintf(w, "\nScoring cycle: the counters of all %.0f sources are rewritten before every timed cycle, so each cycle "+
-		"scores every source: %.3f s median. Memory per source: the scorer's Go heap %.0f B (runtime.MemStats after a GC, "+
+		"scores every source (reading the kernel's map in batches while it scores the batch before): %.3f s median. Memory per source: the scorer's Go heap %.0f B (runtime.MemStats after a GC, "+
 		"less before the first cycle), x %.0f sources = %.0f MB; the kernel's sources map %.0f B per entry (its memlock / "+
 		"its 2^20 entries), x 2^20 = %.0f MB; %.0f B per source in all.\n",
 		n, cyc, heap, n, heap*n/1e6, mapB, mapB*(1<<20)/1e6, heap+mapB)

@@ -68,10 +68,11 @@ type fleetPending struct {
 	dueOwner []int
 }
 
-// appliedVerdict is a fleet verdict put, for its audit record: written
-// on at least one interface, or err, the first write that failed.
+// appliedVerdict is a fleet verdict put, for its audit record: change,
+// its index in the Apply's changes (its Winner), written on at least one
+// interface, or err, the first write that failed.
 type appliedVerdict struct {
-	v       fleet.Verdict
+	change  int
 	left    time.Duration // its life left when applied
 	written bool
 	err     error
@@ -82,7 +83,7 @@ type appliedVerdict struct {
 // hold their memory afterwards); auditFlushAt is the bytes of audit lines
 // collected per write.
 const (
-	pendingKeep  = 4096
+	pendingKeep  = 1 << 16
 	auditFlushAt = 1 << 20
 )
 
@@ -114,20 +115,20 @@ func (f *fleetApplier) Apply(changes []fleet.Change) map[netip.Prefix]string {
 	}
 	f.pend.reset(len(st.ifaces))
 	wall, mono := time.Now(), monotonicNow()
-	for _, c := range changes {
+	for i, c := range changes {
 		if c.Remove {
-			f.flush(st, wall, mono)
+			f.flush(st, changes, wall, mono)
 			f.remove(st, c.Target)
 			f.findings.note(c, false)
 			continue
 		}
-		why := f.put(st, c.Winner, wall, mono)
+		why := f.put(st, i, &changes[i].Winner, wall, mono)
 		if why != "" {
 			refused[c.Target] = why
 		}
 		f.findings.note(c, why == "")
 	}
-	f.flush(st, wall, mono)
+	f.flush(st, changes, wall, mono)
 	f.pend.trim()
 	return refused
 }
@@ -192,12 +193,12 @@ func strength(a maps.VerdictAction) int {
 	return 1
 }
 
-// put takes one fleet verdict: a verdict on one source is queued for
+// put takes one fleet verdict, v, the Winner of changes[change]: a verdict on one source is queued for
 // every interface (flush writes it where it is not in force and no local
 // verdict wins), a block on a prefix is written at once. It returns a
 // fleet.Refused* reason, or "" when the verdict is (or will be, at flush)
 // in force, or a local one that wins is kept.
-func (f *fleetApplier) put(st *readState, v fleet.Verdict, wall time.Time, mono uint64) string {
+func (f *fleetApplier) put(st *readState, change int, v *fleet.Verdict, wall time.Time, mono uint64) string {
 	act, ok := verdictAction(v.Action)
 	if !ok || !v.Target.IsValid() || len(st.ifaces) == 0 {
 		return fleet.RefusedInvalid
@@ -217,7 +218,7 @@ func (f *fleetApplier) put(st *readState, v fleet.Verdict, wall time.Time, mono 
 	}
 	p := &f.pend
 	at := len(p.applied)
-	p.applied = append(p.applied, appliedVerdict{v: v, left: left})
+	p.applied = append(p.applied, appliedVerdict{change: change, left: left})
 	for i, it := range st.ifaces {
 		if single {
 			p.verdicts[i] = append(p.verdicts[i], maps.VerdictEntry{Source: v.Target, Action: act, ExpiresNS: expires,
@@ -245,7 +246,7 @@ func (f *fleetApplier) writeFailed(ifname string, target netip.Prefix, single bo
 // flush writes the queued verdicts of each interface (writeVerdicts),
 // then the audit records of what was written or failed, in writes of up
 // to auditFlushAt bytes; and empties the queue.
-func (f *fleetApplier) flush(st *readState, wall time.Time, mono uint64) {
+func (f *fleetApplier) flush(st *readState, changes []fleet.Change, wall time.Time, mono uint64) {
 	p := &f.pend
 	for i, it := range st.ifaces {
 		f.writeVerdicts(it, p.verdicts[i], p.owner[i], mono)
@@ -257,7 +258,7 @@ func (f *fleetApplier) flush(st *readState, wall time.Time, mono uint64) {
 			if !a.written && a.err == nil {
 				continue
 			}
-			p.buf = appendFleetAudit(p.buf, now, a)
+			p.buf = appendFleetAudit(p.buf, now, &changes[a.change].Winner, a)
 			if len(p.buf) >= auditFlushAt {
 				f.audit.recordLines(f.log, p.buf)
 				p.buf = p.buf[:0]

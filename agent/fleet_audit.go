@@ -5,14 +5,15 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/bulwark-filter/bulwark/agent/fleet"
 )
 
-// appendFleetAudit appends the audit line of a fleet verdict applied (or
+// appendFleetAudit appends the audit line of fleet verdict v applied (or
 // not written, a.err set) at now: the bytes json.Marshal makes of its
 // AuditRecord, and a newline. A verdict applied is encoded by hand,
 // without an allocation: a cold sync writes one per verdict.
-func appendFleetAudit(b []byte, now time.Time, a appliedVerdict) []byte {
-	v := a.v
+func appendFleetAudit(b []byte, now time.Time, v *fleet.Verdict, a appliedVerdict) []byte {
 	if a.err != nil {
 		line, _ := json.Marshal(AuditRecord{Time: now, Who: "fleet:" + v.Issuer, What: "fleet." + string(v.Action),
 			Target: []string{v.Target.String()}, Why: v.Reason, Result: "error", Detail: a.err.Error()})

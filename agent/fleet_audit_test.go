@@ -42,18 +42,18 @@ func TestAppendFleetAudit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendFleetAudit(nil, now, appliedVerdict{v: v, left: c.left}); string(got) != string(want)+"\n" {
+		if got := appendFleetAudit(nil, now, &v, appliedVerdict{left: c.left}); string(got) != string(want)+"\n" {
 			t.Errorf("%s:\n got %s\nwant %s", c.name, got, want)
 		}
 	}
 	fail := errors.New("map full")
 	want, _ := json.Marshal(AuditRecord{Time: now, Who: "fleet:edge-1", What: "fleet.block", Target: []string{"198.18.0.7/32"},
 		Why: base.Reason, Result: "error", Detail: "map full"})
-	if got := appendFleetAudit(nil, now, appliedVerdict{v: base, left: time.Hour, err: fail}); string(got) != string(want)+"\n" {
+	if got := appendFleetAudit(nil, now, &base, appliedVerdict{left: time.Hour, err: fail}); string(got) != string(want)+"\n" {
 		t.Errorf("error record:\n got %s\nwant %s", got, want)
 	}
 	buf := make([]byte, 0, 4096)
-	if n := testing.AllocsPerRun(100, func() { buf = appendFleetAudit(buf[:0], now, appliedVerdict{v: base, left: time.Hour}) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = appendFleetAudit(buf[:0], now, &base, appliedVerdict{left: time.Hour}) }); n != 0 {
 		t.Errorf("%v allocations per record applied, want 0", n)
 	}
 }

@@ -54,7 +54,7 @@ package: ## build $(PKG_DIR)/*.deb and *.rpm (nfpm, staged in dist/build): the b
 test: deps ## run every test, as root; a skip that test/skipcheck does not allow fails
 	set -o pipefail; $(GO) test -count=1 -json -timeout $(TEST_TIMEOUT) ./... 2>&1 | $(GO) run ./test/skipcheck
 
-bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation to 10 agents, fan-out simulation and cold sync, CrowdSec 100k startup apply and decisions vs crowdsec-firewall-bouncer, attack signatures (replayed floods, live SYN flood as fast as it goes and paced), nftables; bench/results.json, docs/benchmarks.md, README's figures table
+bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay, verifier, agent RSS, scrape vs block add, 1M-line list load vs nft -f, fleet propagation to 10 agents, fan-out simulation and cold sync (lightweight client and a real agent), CrowdSec 100k startup apply and decisions vs crowdsec-firewall-bouncer, attack signatures (replayed floods, live SYN flood as fast as it goes and paced), nftables; bench/results.json, docs/benchmarks.md, README's figures table
 	@mkdir -p bench docs
 	$(GO) run ./test/bench/cmd -rounds $(BENCH_COUNT) -json bench/results-datapath.json
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench 'ScoreCycle|Replay|Reconcile1M|FeedParse|MapMemory|Verifier' -benchtime 1x -timeout 30m ./test/bench/ | tee bench/gobench.txt
@@ -65,6 +65,8 @@ bench: deps ## benchmarks (as root): datapath vs XDP_DROP floor, scorer, replay,
 	BULWARK_LISTLOAD_OUT=$(CURDIR)/bench/list-load.json $(GO) test -count=1 -run '^TestListLoad1M$$' -v -timeout 60m ./test/bench/
 	BULWARK_FLEET_AGENTS_OUT=$(CURDIR)/bench/fleet-agents.json $(GO) test -count=1 -run '^TestFleetPropagationBench$$' -v -timeout 30m ./test/fleet/ \
 		-args -fleet.agents=$(FLEET_AGENTS) -fleet.rate=$(FLEET_RATE) -fleet.seconds=$(FLEET_SECONDS)
+	BULWARK_FLEET_COLD_AGENT_OUT=$(CURDIR)/bench/fleet-cold-agent.json $(GO) test -count=1 -run '^TestFleetColdSyncAgentBench$$' -v -timeout 40m ./test/fleet/ \
+		-args -fleet.coldsync=$(FLEET_COLDSYNC)
 	BULWARK_FLEET_OUT=$(CURDIR)/bench/fleet.json $(GO) test -count=1 -run '^TestFleetBench$$' -v -timeout 30m ./test/bench/ \
 		-args -fleet.clients=$(FLEET_CLIENTS) -fleet.rate=$(FLEET_RATE) -fleet.seconds=$(FLEET_SECONDS) -fleet.coldsync=$(FLEET_COLDSYNC)
 	BULWARK_CROWDSEC_OUT=$(CURDIR)/bench/crowdsec.json $(GO) test -count=1 -run '^TestCrowdSecBench$$' -v -timeout 120m ./test/bench/

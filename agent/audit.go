@@ -107,6 +107,23 @@ func (a *Audit) Record(log hclog.Logger, r AuditRecord) {
 	}
 }
 
+// enabled reports whether records are written anywhere.
+func (a *Audit) enabled() bool { return a != nil && a.f != nil }
+
+// recordLines appends lines, whole JSON lines of records, in one write,
+// and logs a failed write to log.
+func (a *Audit) recordLines(log hclog.Logger, lines []byte) {
+	if !a.enabled() || len(lines) == 0 {
+		return
+	}
+	a.mu.Lock()
+	_, err := a.f.Write(lines)
+	a.mu.Unlock()
+	if err != nil {
+		log.Error("audit log write failed", "error", err)
+	}
+}
+
 // Close flushes and closes the file.
 func (a *Audit) Close() error {
 	if a == nil || a.f == nil {

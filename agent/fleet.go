@@ -46,7 +46,46 @@ type fleetApplier struct {
 	guard atomic.Pointer[guard.Guard]
 	// findings are the fleet aggregator's verdicts in force, for explain.
 	findings fleetFindings
+	// pend is what one Apply has still to write (writers held).
+	pend fleetPending
 }
+
+// fleetPending is what an Apply decided and has still to write: the
+// verdicts on single sources, per interface, written in batches, and the
+// audit records of the verdicts applied, written together. A cold sync of
+// 1M verdicts is then a lookup per verdict and a few hundred writes to the
+// kernel and to the audit log, not 2M writes.
+type fleetPending struct {
+	// verdicts[i] are interface i's writes; owner[i][j] is the index in
+	// applied of verdicts[i][j]'s verdict.
+	verdicts [][]maps.VerdictEntry
+	owner    [][]int
+	applied  []appliedVerdict
+	buf      []byte // audit lines
+	// due and dueOwner are writeVerdicts' room: the verdicts to write
+	// and their index in applied.
+	due      []maps.VerdictEntry
+	dueOwner []int
+}
+
+// appliedVerdict is a fleet verdict put, for its audit record: change,
+// its index in the Apply's changes (its Winner), written on at least one
+// interface, or err, the first write that failed.
+type appliedVerdict struct {
+	change  int
+	left    time.Duration // its life left when applied
+	written bool
+	err     error
+}
+
+// Sizes of the applier's batches: pendingKeep bounds the room a
+// fleetPending keeps between Applies (a cold sync's large batches do not
+// hold their memory afterwards); auditFlushAt is the bytes of audit lines
+// collected per write.
+const (
+	pendingKeep  = 1 << 16
+	auditFlushAt = 1 << 20
+)
 
 // rebuildGuard recomputes the space fleet verdicts may not touch, after a
 // change of the allow list or of the config.
@@ -59,7 +98,8 @@ func (f *fleetApplier) rebuildGuard(cfg *config.Config, allow listReader) {
 }
 
 // Apply writes changes into the kernel and returns the targets it refused,
-// with the reason (fleet.Applier).
+// with the reason (fleet.Applier). Removes are written at once, after the
+// puts before them; puts on single sources in batches, in order.
 func (f *fleetApplier) Apply(changes []fleet.Change) map[netip.Prefix]string {
 	refused := map[netip.Prefix]string{}
 	f.writers.Lock()
@@ -73,20 +113,55 @@ func (f *fleetApplier) Apply(changes []fleet.Change) map[netip.Prefix]string {
 		}
 		return refused
 	}
+	f.pend.reset(len(st.ifaces))
 	wall, mono := time.Now(), monotonicNow()
-	for _, c := range changes {
+	for i, c := range changes {
 		if c.Remove {
+			f.flush(st, changes, wall, mono)
 			f.remove(st, c.Target)
 			f.findings.note(c, false)
 			continue
 		}
-		why := f.put(st, c.Winner, wall, mono)
+		why := f.put(st, i, &changes[i].Winner, wall, mono)
 		if why != "" {
 			refused[c.Target] = why
 		}
 		f.findings.note(c, why == "")
 	}
+	f.flush(st, changes, wall, mono)
+	f.pend.trim()
 	return refused
+}
+
+// reset empties p for an Apply on ifaces interfaces.
+func (p *fleetPending) reset(ifaces int) {
+	for len(p.verdicts) < ifaces {
+		p.verdicts, p.owner = append(p.verdicts, nil), append(p.owner, nil)
+	}
+	for i := range p.verdicts {
+		p.verdicts[i], p.owner[i] = p.verdicts[i][:0], p.owner[i][:0]
+	}
+	p.applied, p.buf = p.applied[:0], p.buf[:0]
+}
+
+// trim lets go of room over pendingKeep entries, and of the verdicts the
+// applied records held.
+func (p *fleetPending) trim() {
+	for i := range p.verdicts {
+		if cap(p.verdicts[i]) > pendingKeep {
+			p.verdicts[i], p.owner[i] = nil, nil
+		}
+	}
+	clear(p.applied[:cap(p.applied)])
+	if cap(p.applied) > pendingKeep {
+		p.applied = nil
+	}
+	if cap(p.due) > pendingKeep {
+		p.due, p.dueOwner = nil, nil
+	}
+	if cap(p.buf) > 2*auditFlushAt {
+		p.buf = nil
+	}
 }
 
 // oneSource reports whether target is one source of the datapath: an IPv4
@@ -118,9 +193,12 @@ func strength(a maps.VerdictAction) int {
 	return 1
 }
 
-// put writes one fleet verdict; it returns a fleet.Refused* reason, or ""
-// when the verdict is in force (or a local one that wins is kept).
-func (f *fleetApplier) put(st *readState, v fleet.Verdict, wall time.Time, mono uint64) string {
+// put takes one fleet verdict, v, the Winner of changes[change]: a verdict on one source is queued for
+// every interface (flush writes it where it is not in force and no local
+// verdict wins), a block on a prefix is written at once. It returns a
+// fleet.Refused* reason, or "" when the verdict is (or will be, at flush)
+// in force, or a local one that wins is kept.
+func (f *fleetApplier) put(st *readState, change int, v *fleet.Verdict, wall time.Time, mono uint64) string {
 	act, ok := verdictAction(v.Action)
 	if !ok || !v.Target.IsValid() || len(st.ifaces) == 0 {
 		return fleet.RefusedInvalid
@@ -138,39 +216,108 @@ func (f *fleetApplier) put(st *readState, v fleet.Verdict, wall time.Time, mono 
 	if !single && act != maps.VerdictBlock {
 		return fleet.RefusedInvalid // the datapath throttles sources, not prefixes
 	}
-	written := false
-	for _, it := range st.ifaces {
-		var (
-			w   bool
-			err error
-		)
+	p := &f.pend
+	at := len(p.applied)
+	p.applied = append(p.applied, appliedVerdict{change: change, left: left})
+	for i, it := range st.ifaces {
 		if single {
-			w, err = putFleetVerdict(it.dp.Maps, v, act, expires, mono)
-		} else {
-			w, err = putFleetBlock(it.dp.Maps.Block, v.Target, expires, mono)
+			p.verdicts[i] = append(p.verdicts[i], maps.VerdictEntry{Source: v.Target, Action: act, ExpiresNS: expires,
+				Origin: maps.OriginFleet, Score: v.Score})
+			p.owner[i] = append(p.owner[i], at)
+			continue
 		}
-		written = written || w
+		w, err := putFleetBlock(it.dp.Maps.Block, v.Target, expires, mono)
+		p.applied[at].written = p.applied[at].written || w
 		if err != nil {
-			f.mapErrs.WithLabelValues(fleetMap(single)).Inc()
-			f.log.Error("fleet verdict not written", "interface", it.name, "target", v.Target, "error", err)
-			f.audit.Record(f.log, AuditRecord{Who: "fleet:" + v.Issuer, What: "fleet." + string(v.Action),
-				Target: []string{v.Target.String()}, Why: v.Reason, Result: "error", Detail: err.Error()})
+			f.writeFailed(it.name, v.Target, false, err)
+			p.applied[at].err = err
 			return ""
 		}
-	}
-	if written {
-		f.audit.Record(f.log, AuditRecord{Who: "fleet:" + v.Issuer, What: "fleet." + string(v.Action),
-			Target: []string{v.Target.String()}, Why: v.Reason, TTL: left.Round(time.Second).String(), Result: "ok",
-			Score: float64(v.Score), Detail: "origin " + v.Origin})
 	}
 	return ""
 }
 
-// putFleetVerdict writes a fleet verdict on one source unless a local
-// verdict there wins: a stronger one, or one as strong that lasts as long;
-// written says whether it did.
-func putFleetVerdict(m *maps.Set, v fleet.Verdict, act maps.VerdictAction, expires, mono uint64) (written bool, err error) {
-	addr := v.Target.Addr()
+// writeFailed counts and logs a fleet verdict not written on an interface.
+func (f *fleetApplier) writeFailed(ifname string, target netip.Prefix, single bool, err error) {
+	f.mapErrs.WithLabelValues(fleetMap(single)).Inc()
+	f.log.Error("fleet verdict not written", "interface", ifname, "target", target, "error", err)
+}
+
+// flush writes the queued verdicts of each interface (writeVerdicts),
+// then the audit records of what was written or failed, in writes of up
+// to auditFlushAt bytes; and empties the queue.
+func (f *fleetApplier) flush(st *readState, changes []fleet.Change, wall time.Time, mono uint64) {
+	p := &f.pend
+	for i, it := range st.ifaces {
+		f.writeVerdicts(it, p.verdicts[i], p.owner[i], mono)
+		p.verdicts[i], p.owner[i] = p.verdicts[i][:0], p.owner[i][:0]
+	}
+	if f.audit.enabled() {
+		now := wall.UTC()
+		for _, a := range p.applied {
+			if !a.written && a.err == nil {
+				continue
+			}
+			p.buf = appendFleetAudit(p.buf, now, &changes[a.change].Winner, a)
+			if len(p.buf) >= auditFlushAt {
+				f.audit.recordLines(f.log, p.buf)
+				p.buf = p.buf[:0]
+			}
+		}
+		f.audit.recordLines(f.log, p.buf)
+		p.buf = p.buf[:0]
+	}
+	clear(p.applied)
+	p.applied = p.applied[:0]
+}
+
+// writeVerdicts writes an interface's queued verdicts vs (owner: their
+// index in f.pend.applied) and marks each written or failed: each is
+// looked up (fleetVerdictDue), and those due are written in one batch
+// write (maps.Set.PutVerdicts). A batch that fails is written again one
+// by one (the writes are idempotent), which finds each one that fails.
+func (f *fleetApplier) writeVerdicts(it *iface, vs []maps.VerdictEntry, owner []int, mono uint64) {
+	applied, p := f.pend.applied, &f.pend
+	due, dueOwner := p.due[:0], p.dueOwner[:0]
+	for j, e := range vs {
+		ok, err := fleetVerdictDue(it.dp.Maps, e.Source.Addr(), e.Action, e.ExpiresNS, mono)
+		if err != nil {
+			f.failed(it.name, &applied[owner[j]], e.Source, err)
+			continue
+		}
+		if ok {
+			due, dueOwner = append(due, e), append(dueOwner, owner[j])
+		}
+	}
+	if err := it.dp.Maps.PutVerdicts(due); err == nil {
+		for _, o := range dueOwner {
+			applied[o].written = true
+		}
+	} else {
+		for j, e := range due {
+			a := &applied[dueOwner[j]]
+			if err := it.dp.Maps.PutVerdict(e.Source.Addr(), e.Action, e.ExpiresNS, e.Origin, e.Score); err != nil {
+				f.failed(it.name, a, e.Source, err)
+				continue
+			}
+			a.written = true
+		}
+	}
+	p.due, p.dueOwner = due[:0], dueOwner[:0]
+}
+
+// failed notes a verdict on one source not written on an interface.
+func (f *fleetApplier) failed(ifname string, a *appliedVerdict, target netip.Prefix, err error) {
+	if a.err == nil {
+		f.writeFailed(ifname, target, true, err)
+		a.err = err
+	}
+}
+
+// fleetVerdictDue reports whether a fleet verdict on addr's source is to
+// be written: unless it is in force already, or a local verdict there
+// wins (a stronger one, or one as strong that lasts as long).
+func fleetVerdictDue(m *maps.Set, addr netip.Addr, act maps.VerdictAction, expires, mono uint64) (bool, error) {
 	cur, ok, err := m.Verdict(addr)
 	if err != nil {
 		return false, err
@@ -184,7 +331,7 @@ func putFleetVerdict(m *maps.Set, v fleet.Verdict, act maps.VerdictAction, expir
 			return false, nil
 		}
 	}
-	return true, m.PutVerdict(addr, act, expires, maps.OriginFleet, v.Score)
+	return true, nil
 }
 
 // putFleetBlock writes a fleet block on a prefix unless the block list

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bulwark-filter/bulwark/agent/api"
 	"github.com/bulwark-filter/bulwark/agent/config"
@@ -433,4 +434,81 @@ func TestFleetControl(t *testing.T) {
 			t.Errorf("fleet status with bucket digest %s: %d %s, want in_sync %v", c.bucket, rec.Code, rec.Body, c.sync)
 		}
 	}
+}
+
+// TestFleetApplierBatch applies more verdicts in one batch than the
+// verdict map holds: the batch write fails part-way, the verdicts are
+// written again one by one, and every one is accounted for: those in the
+// map audited ok, the others counted as map errors and audited as errors.
+// A remove after a put of the same target in one batch leaves it removed.
+func TestFleetApplierBatch(t *testing.T) {
+	sizes := testutil.SmallSizes()
+	sizes.Verdicts = 64
+	d := testutil.Load(t, testutil.Setup{Sizes: sizes})
+	f, auditPath := fleetTestAgent(t, &config.Config{}, d)
+	const n = 100
+	var vs []fleet.Verdict
+	for i := range n {
+		vs = append(vs, fleetVerdict(netip.AddrFrom4([4]byte{198, 18, 30, byte(i)}).String()+"/32", fleet.ActionBlock, time.Hour))
+	}
+	if refused := f.Apply(put(vs...)); len(refused) != 0 {
+		t.Fatalf("refused %v, want none", refused)
+	}
+	in := 0
+	for _, v := range vs {
+		if e, ok, err := d.Maps.Verdict(v.Target.Addr()); err != nil {
+			t.Fatal(err)
+		} else if ok && e.Origin == maps.OriginFleet && e.Action == maps.VerdictBlock {
+			in++
+		}
+	}
+	if in != int(sizes.Verdicts) {
+		t.Errorf("%d verdicts in the map, want it full: %d", in, sizes.Verdicts)
+	}
+	ok, failed := fleetAuditResults(t, auditPath)
+	if ok != in || failed != n-in {
+		t.Errorf("audit: %d ok, %d errors; want %d ok, %d errors", ok, failed, in, n-in)
+	}
+	var counted dto.Metric
+	if err := f.mapErrs.WithLabelValues("verdicts").Write(&counted); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted.GetCounter().GetValue(); got != float64(n-in) {
+		t.Errorf("verdict map errors counted: %v, want %d", got, n-in)
+	}
+
+	x := vs[0]
+	x.Expires = x.Expires.Add(time.Minute) // a longer one: written again
+	f.Apply([]fleet.Change{{Target: x.Target, Winner: x}, {Target: x.Target, Remove: true}})
+	if _, ok, err := d.Maps.Verdict(x.Target.Addr()); err != nil || ok {
+		t.Errorf("%s put then removed in one batch: in the map %v (%v), want removed", x.Target, ok, err)
+	}
+}
+
+// fleetAuditResults counts the audit log's records of fleet verdicts
+// applied (ok) and not written (error).
+func fleetAuditResults(t *testing.T, path string) (ok, failed int) {
+	t.Helper()
+	file, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	for sc.Scan() {
+		var r AuditRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		if r.What != "fleet.block" || !strings.HasPrefix(r.Who, "fleet:") {
+			continue
+		}
+		switch r.Result {
+		case "ok":
+			ok++
+		case "error":
+			failed++
+		}
+	}
+	return ok, failed
 }

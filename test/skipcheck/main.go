@@ -25,12 +25,13 @@ import (
 // allowedSkips are the tests that skip by design in `make test`, by package
 // and name, each with why. Any other skip fails the run.
 var allowedSkips = map[string]string{
-	"github.com/bulwark-filter/bulwark/test/bench.TestAgentRSS1M":            "the 1M-source agent RSS measurement (15 s, 250 MB) runs only in `make bench`, which sets BULWARK_AGENT_RSS_OUT",
-	"github.com/bulwark-filter/bulwark/test/bench.TestFleetBench":            "the fleet fan-out simulation (200 clients, 1,000 verdicts/s for 30 s) and the cold sync of 1M verdicts run only in `make bench`, which sets BULWARK_FLEET_OUT; TestFleetFanoutShort runs a small fan-out in `make test`",
-	"github.com/bulwark-filter/bulwark/test/fleet.TestFleetPropagationBench": "the fleet propagation to 10 real agents at 1,000 verdicts/s for 30 s runs only in `make bench`, which sets BULWARK_FLEET_AGENTS_OUT; TestFleetPropagation runs 3 agents at 100/s for 3 s in `make test`",
-	"github.com/bulwark-filter/bulwark/test/bench.TestListLoad1M":            "the agent's load and reload of a 1M-line list file beside nft -f (a few minutes, 1 GB) runs only in `make bench`, which sets BULWARK_LISTLOAD_OUT",
-	"github.com/bulwark-filter/bulwark/test/bench.TestScrape1M":              "the scrape and block-add measurement with 1M entries and 1M sources (30 s, 300 MB) runs only in `make bench`, which sets BULWARK_SCRAPE_OUT",
-	"github.com/bulwark-filter/bulwark/test/bench.TestCrowdSecBench":         "the side by side with crowdsec-firewall-bouncer (10k and 100k imported decisions, three runs each, and CPU per packet) runs only in `make bench`, which sets BULWARK_CROWDSEC_OUT; TestCrowdSecSideBySide1k runs 1,000 decisions in `make test`",
+	"github.com/bulwark-filter/bulwark/test/bench.TestAgentRSS1M":              "the 1M-source agent RSS measurement (15 s, 250 MB) runs only in `make bench`, which sets BULWARK_AGENT_RSS_OUT",
+	"github.com/bulwark-filter/bulwark/test/bench.TestFleetBench":              "the fleet fan-out simulation (200 clients, 1,000 verdicts/s for 30 s) and the cold sync of 1M verdicts run only in `make bench`, which sets BULWARK_FLEET_OUT; TestFleetFanoutShort runs a small fan-out in `make test`",
+	"github.com/bulwark-filter/bulwark/test/fleet.TestFleetColdSyncAgentBench": "a real agent's cold sync of 1M fleet verdicts runs only in `make bench`, which sets BULWARK_FLEET_COLD_AGENT_OUT; TestFleetColdSync runs a real agent's cold sync of 20,000 in `make test`",
+	"github.com/bulwark-filter/bulwark/test/fleet.TestFleetPropagationBench":   "the fleet propagation to 10 real agents at 1,000 verdicts/s for 30 s runs only in `make bench`, which sets BULWARK_FLEET_AGENTS_OUT; TestFleetPropagation runs 3 agents at 100/s for 3 s in `make test`",
+	"github.com/bulwark-filter/bulwark/test/bench.TestListLoad1M":              "the agent's load and reload of a 1M-line list file beside nft -f (a few minutes, 1 GB) runs only in `make bench`, which sets BULWARK_LISTLOAD_OUT",
+	"github.com/bulwark-filter/bulwark/test/bench.TestScrape1M":                "the scrape and block-add measurement with 1M entries and 1M sources (30 s, 300 MB) runs only in `make bench`, which sets BULWARK_SCRAPE_OUT",
+	"github.com/bulwark-filter/bulwark/test/bench.TestCrowdSecBench":           "the side by side with crowdsec-firewall-bouncer (10k and 100k imported decisions, three runs each, and CPU per packet) runs only in `make bench`, which sets BULWARK_CROWDSEC_OUT; TestCrowdSecSideBySide1k runs 1,000 decisions in `make test`",
 }
 
 // notRootSkip starts the message of a test skipped for want of root.

@@ -48,3 +48,29 @@ func TestFleetAgentTargets(t *testing.T) {
 		t.Errorf("fan-out CPU asked %v, want 2.6", got)
 	}
 }
+
+// TestFleetColdAgentTargets checks that the real agent's cold sync target
+// is judged on its time to every verdict in the kernel map and on one audit
+// record per verdict, beside the lightweight client's figure.
+func TestFleetColdAgentTargets(t *testing.T) {
+	fl := map[string]any{"coldsync_seconds": 8.5}
+	for _, c := range []struct {
+		seconds, audit float64
+		met            bool
+		why            string
+	}{
+		{10, 1e6, true, ""},
+		{12.5, 1e6, false, "12.50 us per verdict"},
+		{9, 999_999, false, "999999 audit records"},
+	} {
+		r := map[string]any{"verdicts": 1e6, "kernel_seconds": c.seconds, "audit_records": c.audit, "agent_cpu_seconds": 12.5}
+		tg := fleetColdAgentTargets(r, fl)
+		if len(tg) != 1 || tg[0].Met != c.met || !strings.Contains(tg[0].Why, c.why) || (c.met && tg[0].Why != "") ||
+			!strings.Contains(tg[0].Measured, "lightweight client 8.50 s") {
+			t.Errorf("%v s, %v audit records: %+v; want met %v, why with %q", c.seconds, c.audit, tg, c.met, c.why)
+		}
+	}
+	if tg := fleetColdAgentTargets(nil, fl); tg != nil {
+		t.Errorf("no figures: %+v, want no target", tg)
+	}
+}

@@ -1,7 +1,7 @@
 // Command report merges the outputs of make bench into bench/results.json
 // and writes docs/benchmarks.md with the machine it ran on:
 //
-//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet-agents F -fleet F -crowdsec F -sig-replay F -sig-live F -sig-live-paced F -out bench/results.json -md docs/benchmarks.md -readme README.md
+//	go run ./test/bench/report -datapath F -nft F -gobench F -agent-rss F -scrape F -list-load F -fleet-agents F -fleet F -fleet-cold-agent F -crowdsec F -sig-replay F -sig-live F -sig-live-paced F -out bench/results.json -md docs/benchmarks.md -readme README.md
 //
 // It also rewrites the README's figures table from the same results
 // (readme.go), so the README quotes only the committed report.
@@ -34,6 +34,7 @@ func main() {
 	listLoad := flag.String("list-load", "bench/list-load.json", "the agent's load and reload of a 1M-line list file beside nft -f (TestListLoad1M); missing is fine")
 	fleetAgents := flag.String("fleet-agents", "bench/fleet-agents.json", "fleet propagation to 10 real agents (test/fleet TestFleetPropagationBench); missing is fine")
 	fleetPath := flag.String("fleet", "bench/fleet.json", "fleet fan-out simulation and cold sync (TestFleetBench); missing is fine")
+	fleetCold := flag.String("fleet-cold-agent", "bench/fleet-cold-agent.json", "a real agent's cold sync of 1M fleet verdicts (test/fleet TestFleetColdSyncAgentBench); missing is fine")
 	crowdSec := flag.String("crowdsec", "bench/crowdsec.json", "Bulwark beside crowdsec-firewall-bouncer (TestCrowdSecBench); missing is fine")
 	sigReplay := flag.String("sig-replay", "bench/sig-replay.json", "signature floods replayed with benign captures (TestSignatureFloods); missing is fine")
 	sigLive := flag.String("sig-live", "bench/sig-live.json", "the live SYN flood against the agent (TestLiveSYNFlood); missing is fine")
@@ -57,7 +58,7 @@ func main() {
 		return
 	}
 	in := inputs{datapath: *datapath, nft: *nft, gobench: *gobench, agentRSS: *agentRSS, scrape: *scrape, listLoad: *listLoad,
-		fleetAgents: *fleetAgents, fleet: *fleetPath, crowdSec: *crowdSec, sigReplay: *sigReplay, sigLive: *sigLive,
+		fleetAgents: *fleetAgents, fleet: *fleetPath, fleetCold: *fleetCold, crowdSec: *crowdSec, sigReplay: *sigReplay, sigLive: *sigLive,
 		sigLivePaced: *sigLivePaced, latency: *latency}
 	if err := run(in, *out, *md, *readme, *started); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
@@ -198,7 +199,7 @@ func writeAgentRSS(w *strings.Builder, r map[string]any) {
 
 // inputs are the files make bench's steps wrote.
 type inputs struct {
-	datapath, nft, gobench, agentRSS, scrape, listLoad, fleetAgents, fleet, crowdSec, sigReplay, sigLive, sigLivePaced, latency string
+	datapath, nft, gobench, agentRSS, scrape, listLoad, fleetAgents, fleet, fleetCold, crowdSec, sigReplay, sigLive, sigLivePaced, latency string
 }
 
 func run(in inputs, out, md, readme string, started int64) error {
@@ -211,11 +212,11 @@ func run(in inputs, out, md, readme string, started int64) error {
 		return err
 	}
 	// The optional ones.
-	var nf, rss, scr, ll, fa, fl map[string]any
+	var nf, rss, scr, ll, fa, fl, fc map[string]any
 	for _, o := range []struct {
 		path string
 		to   *map[string]any
-	}{{in.nft, &nf}, {in.agentRSS, &rss}, {in.scrape, &scr}, {in.listLoad, &ll}, {in.fleetAgents, &fa}, {in.fleet, &fl}} {
+	}{{in.nft, &nf}, {in.agentRSS, &rss}, {in.scrape, &scr}, {in.listLoad, &ll}, {in.fleetAgents, &fa}, {in.fleet, &fl}, {in.fleetCold, &fc}} {
 		if *o.to, err = readJSON(o.path, true); err != nil {
 			return err
 		}
@@ -254,7 +255,7 @@ func run(in inputs, out, md, readme string, started int64) error {
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	tg := slices.Concat(targets(dp, nf, gb, blockLatency), scrapeTargets(scr), listLoadTargets(ll), fleetAgentTargets(fa), fleetTargets(fl))
+	tg := slices.Concat(targets(dp, nf, gb, blockLatency), scrapeTargets(scr), listLoadTargets(ll), fleetAgentTargets(fa), fleetTargets(fl), fleetColdAgentTargets(fc, fl))
 	tg = append(tg, crowdSecTargets(csf)...)
 	tg = append(tg, crowdSecApplyTargets(gb, csf)...)
 	tg = append(tg, sigTargets(sr, sl, slp)...)
@@ -281,6 +282,9 @@ func run(in inputs, out, md, readme string, started int64) error {
 	}
 	if fl != nil {
 		all["fleet"] = fl
+	}
+	if fc != nil {
+		all["fleet_cold_agent"] = fc
 	}
 	if cs != nil {
 		all["crowdsec"] = cs
@@ -348,6 +352,9 @@ func run(in inputs, out, md, readme string, started int64) error {
 	}
 	if fl != nil {
 		writeFleet(&w, fl)
+	}
+	if fc != nil {
+		writeFleetColdAgent(&w, fc, fl)
 	}
 	if fa != nil {
 		writeFleetEstimate(&w, fa)

@@ -21,6 +21,13 @@
 //
 //	stored K UNIX_NS
 //
+// With -raw it fills the bucket fast for the cold sync benchmark: one
+// client creates the bucket (as an agent would) and stops, then the
+// verdicts of -issuers issuers go straight into the bucket's stream, each
+// the value fleet.EncodeValue makes under fleet.Key, as asynchronous puts
+// (the client paces its own puts under the issuer rate cap; a fill of 1M
+// through it takes many minutes).
+//
 // Targets: 198.18.128.0 onwards (IPv4, at most 32,768), or with -v6
 // 2001:2:0:ff::<k>/128.
 package main
@@ -68,6 +75,7 @@ func main() {
 	ttl := flag.Duration("ttl", time.Hour, "the verdicts' life")
 	v6 := flag.Bool("v6", false, "IPv6 /128 targets (up to 2^32) instead of IPv4 (up to 32,768)")
 	limit := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	raw := flag.Bool("raw", false, "put the encoded values straight into the bucket (after a client created it), as fast as the servers take them")
 	rate := flag.Int("rate", 0, "publish this many verdicts per second as one issuer, printing each one's Publish time (0: in batches, as fast as the bucket takes them)")
 	flag.Parse()
 	if *count < 1 || (!*v6 && *count > 32768) || *issuers < 1 || *issuers > *count || *batch < 1 || *rate < 0 || (*rate > 0 && *issuers != 1) {
@@ -77,6 +85,14 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), *limit)
 	defer cancel()
 	start := time.Now()
+	if *raw {
+		if err := fill(ctx, strings.Split(*servers, ","), *node, *count, *issuers, *replicas, *ttl, *v6); err != nil {
+			fmt.Fprintln(os.Stderr, "publisher:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("put %d verdicts of %d issuers straight into the bucket in %s\n", *count, *issuers, time.Since(start).Round(time.Millisecond))
+		return
+	}
 	if *rate > 0 {
 		name := *node + "-1"
 		if err := paced(ctx, os.Stdout, strings.Split(*servers, ","), name, *count, *rate, *replicas, *ttl, *v6); err != nil {
@@ -172,6 +188,68 @@ func publish(ctx context.Context, servers []string, node string, ks []int, total
 	}
 	return nil
 }
+
+// fill creates the bucket with a client (node-1), stops it, then puts
+// count verdicts (target k issued by node-(k mod issuers + 1)) straight
+// into the bucket with asynchronous publishes, at most fillWindow
+// unacknowledged, and waits for every acknowledgement.
+func fill(ctx context.Context, servers []string, node string, count, issuers, replicas int, ttl time.Duration, v6 bool) error {
+	c, stop, err := start(ctx, servers, node+"-1", count, 1, 1, replicas)
+	if err != nil {
+		return err
+	}
+	err = waitBucket(ctx, c, node+"-1", 0)
+	stop()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(strings.Join(servers, ","))
+	if err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(fillWindow))
+	if err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	prefix := "$KV." + fleet.DefaultOptions().Bucket + "."
+	now := time.Now()
+	futures := make([]jetstream.PubAckFuture, 0, fillWindow)
+	wait := func() error {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("fill: put %s: %w", f.Msg().Subject, err)
+			case <-ctx.Done():
+				return fmt.Errorf("fill: gave up waiting for acknowledgements: %w", ctx.Err())
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
+	for k := range count {
+		name := fmt.Sprintf("%s-%d", node, k%issuers+1)
+		v := verdict(name, k, v6, now, ttl)
+		data, err := fleet.EncodeValue(v)
+		if err != nil {
+			return fmt.Errorf("fill: %w", err)
+		}
+		f, err := js.PublishAsync(prefix+fleet.Key(name, v.Target), data)
+		if err != nil {
+			return fmt.Errorf("fill: put %d: %w", k, err)
+		}
+		if futures = append(futures, f); len(futures) == fillWindow {
+			if err := wait(); err != nil {
+				return err
+			}
+		}
+	}
+	return wait()
+}
+
+// fillWindow is how many of fill's puts may await their acknowledgement.
+const fillWindow = 4096
 
 // paced runs one client as node, waits until it is connected, then
 // publishes targets 0..count-1 at rate per second (target k at k/rate

@@ -337,6 +337,18 @@ static __always_inline void cache_keep(struct list_cache_set *set, __u64 a, __u6
 	e->tag = tag | low;
 }
 
+/* The cache set of source (a, b) on this CPU, and its hash in *h. */
+static __always_inline __u32 cache_index(struct packet *p, __u64 *a, __u64 *b, __u64 *h)
+{
+	__u32 idx;
+
+	__builtin_memcpy(a, p->src.addr, 8);
+	__builtin_memcpy(b, &p->src.addr[8], 8);
+	*h = (*a ^ *b) * 0x9e3779b97f4a7c15ull;
+	idx = (__u32)(*h >> 40) & ((1u << list_cache_bits) - 1);
+	return idx | bpf_get_smp_processor_id() << list_cache_bits;
+}
+
 /* Looks p's source up in one list (its maps as LIST_MAPS gives them) and
  * returns whether a live entry holds it, with that entry's list id in *id:
  * the host, else the longest live prefix. bit is the list's
@@ -347,8 +359,14 @@ static __always_inline void cache_keep(struct list_cache_set *set, __u64 a, __u6
  * it holds one made under the list's current generation; else from the
  * maps, and is kept there. XDP runs with bottom halves off, so no other
  * run on this CPU writes the cache set while this one reads or writes it.
- * Nothing about the cache lookup stays live across list_probe but
- * scalars, so the verifier checks the probe once for all its outcomes. */
+ *
+ * list_probe has one call site, and nothing the verifier knows about the
+ * cache stays live across it but scalars it never branches on again, so
+ * it checks the probe once for all the ways in (cache off, cache missed,
+ * no set). A list whose cache is off (a small list, or replay) pays only
+ * the generation read before and after the probe: not the cache's hash
+ * and set index, which are worked out again after the probe, from the
+ * source, only where the answer is kept. */
 static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s,
 				       struct packet *p, void *hosts4, void *hosts6, void *nets4,
 				       void *nets6, void *slots4, void *slots6, void *mids6,
@@ -358,27 +376,24 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 	__u32 gi = bit == PRESENT_ALLOW_HOSTS4 ? 0 : 1;
 	__u32 idx;
 	struct list_cache_set *set;
-	__u64 a, b, h, *g, gen, tag, exp = 0;
+	__u64 a, b, h, *g, gen, on, tag, exp = 0;
 	int hit;
 
 	if (!(s->present & fam))
 		return 0;
 	g = bpf_map_lookup_elem(&list_gen, &gi);
-	gen = g ? *g : 0;
-	/* With the cache off (a small list, or replay) the probe alone: the
-	 * cache's hash, set index and second generation read cost every list
-	 * lookup about 4 ns side by side (pass path 50 -> 58 ns) for nothing.
-	 * The verifier checks the probe twice (95k instructions, budget 100k). */
-	if (replay_mode || !(gen & CACHE_ON))
-		return list_probe(ctx, s, p, hosts4, hosts6, nets4, nets6, slots4, slots6, mids6, shorts,
-				  bit, now, id, &exp);
-	__builtin_memcpy(&a, p->src.addr, 8);
-	__builtin_memcpy(&b, &p->src.addr[8], 8);
-	h = (a ^ b) * 0x9e3779b97f4a7c15ull;
-	idx = (__u32)(h >> 40) & ((1u << list_cache_bits) - 1);
-	idx |= bpf_get_smp_processor_id() << list_cache_bits;
-	tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
-	if (!replay_mode && (gen & CACHE_ON)) {
+	if (!g)
+		return 0; /* never: the array holds both keys */
+	gen = *g;
+	/* The branch is on a copy (gen >> 63), and a missing generation
+	 * returns above rather than reading as 0: what a branch tells the
+	 * verifier about gen, which the tag after the probe needs, would
+	 * split the probe's verification (a bpf_loop call compares the
+	 * scalars live across it by range). */
+	on = gen >> 63;
+	if (!replay_mode && on) {
+		idx = cache_index(p, &a, &b, &h);
+		tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
 		set = bpf_map_lookup_elem(cache, &idx);
 		if (set) {
 			hit = cache_find(ctx, set, a, b, tag, now, id);
@@ -388,13 +403,16 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 	}
 	hit = list_probe(ctx, s, p, hosts4, hosts6, nets4, nets6, slots4, slots6, mids6, shorts,
 			 bit, now, id, &exp);
-	/* The generation is looked up again, not tested in a register or
-	 * pointer the probe outlives: one branched on before and after would
-	 * split the probe's verification in two. The answer keeps the tag
-	 * read before the probe, so a write since leaves it stale. */
+	/* The generation is looked up again, not tested in gen: a value
+	 * branched on before and after would split the probe's verification
+	 * in two. The answer keeps the tag of the generation read before the
+	 * probe, so a write since (or the cache turned on since) leaves it
+	 * stale. */
 	g = bpf_map_lookup_elem(&list_gen, &gi);
 	if (replay_mode || !g || !(*g & CACHE_ON) || (hit && *id >= CACHE_ID))
 		return hit;
+	idx = cache_index(p, &a, &b, &h);
+	tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
 	set = bpf_map_lookup_elem(cache, &idx);
 	if (set)
 		cache_keep(set, a, b, tag, gen & CACHE_GEN, h, hit ? exp : 0, hit ? *id + 1 : 0);

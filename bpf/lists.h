@@ -21,7 +21,8 @@
  * skipped.
  *
  * In front of all that, a per-CPU cache of recent results (list_lookup):
- * two entries per set, keyed by the source, each tagged with the list's
+ * two entries per set (a line), a source in its own set or, when that is
+ * full, its buddy (the adjacent set), keyed by the source, each tagged with the list's
  * generation (list_gen), which userspace advances after every write to the
  * list, so a result made before a write is never used after it. A hit also
  * keeps its entry's expiry, checked on every use.
@@ -307,34 +308,66 @@ static __always_inline int cache_holds(struct list_cache_entry *e, __u64 a, __u6
 	return e->a == a && e->b == b && (e->tag & ~CACHE_ID) == tag;
 }
 
-/* The cached answer for the source in set: cache_answer's, or -1 when no
- * entry holds it. */
-static __always_inline int cache_find(struct xdp_md *ctx, struct list_cache_set *set, __u64 a,
-				      __u64 b, __u64 tag, __u64 *now, __u32 *id)
+/* The entry of set and its buddy set that holds the source (a, b) under
+ * tag, else 0. */
+static __always_inline struct list_cache_entry *cache_holder(struct list_cache_set *set,
+							     struct list_cache_set *buddy, __u64 a,
+							     __u64 b, __u64 tag)
 {
 	if (cache_holds(&set->e[0], a, b, tag))
-		return cache_answer(ctx, &set->e[0], now, id);
+		return &set->e[0];
 	if (cache_holds(&set->e[1], a, b, tag))
-		return cache_answer(ctx, &set->e[1], now, id);
-	return -1;
+		return &set->e[1];
+	if (cache_holds(&buddy->e[0], a, b, tag))
+		return &buddy->e[0];
+	if (cache_holds(&buddy->e[1], a, b, tag))
+		return &buddy->e[1];
+	return 0;
 }
 
-/* Keeps an answer in set: in the entry that held the source, else in one
- * made under another generation, else in the one a bit of the source's
- * hash picks. */
-static __always_inline void cache_keep(struct list_cache_set *set, __u64 a, __u64 b, __u64 tag,
-				       __u64 gen, __u64 h, __u64 when, __u64 low)
-{
-	struct list_cache_entry *e = &set->e[1];
+/* An answer to keep (list_cache_keep). */
+struct cache_keep_args {
+	__u64 a, b;   /* the source */
+	__u64 tag;    /* the generation and family it is kept under */
+	__u64 h;      /* the source's hash */
+	__u64 when;   /* a hit's expiry (0: never, or a miss) */
+	__u64 low;    /* a hit's list id + 1 (0: a miss) */
+};
 
-	if (cache_holds(&set->e[0], a, b, tag) ||
-	    (!cache_holds(e, a, b, tag) &&
-	     (set->e[0].tag >> 24 != gen || (e->tag >> 24 == gen && !(h & (1ull << 39))))))
+/* Keeps answer k in the source's set or its buddy (the other set of the
+ * same 128 bytes): in the entry that held the source, else in the first
+ * made under another generation (the set's, then the buddy's), else in
+ * the set's entry a bit of the source's hash picks. A global function:
+ * the verifier checks it once, not once for each way out of the probe. */
+__noinline int list_cache_keep(struct list_cache_set *set, struct list_cache_set *buddy,
+			       struct cache_keep_args *k)
+{
+	struct list_cache_entry *e;
+	__u64 gen;
+
+	if (!set || !buddy || !k)
+		return 0;
+	gen = k->tag >> 24;
+	e = cache_holder(set, buddy, k->a, k->b, k->tag);
+	if (e)
+		;
+	else if (set->e[0].tag >> 24 != gen)
 		e = &set->e[0];
-	e->a = a;
-	e->b = b;
-	e->when = when;
-	e->tag = tag | low;
+	else if (set->e[1].tag >> 24 != gen)
+		e = &set->e[1];
+	else if (buddy->e[0].tag >> 24 != gen)
+		e = &buddy->e[0];
+	else if (buddy->e[1].tag >> 24 != gen)
+		e = &buddy->e[1];
+	else if (k->h & (1ull << 39))
+		e = &set->e[1];
+	else
+		e = &set->e[0];
+	e->a = k->a;
+	e->b = k->b;
+	e->when = k->when;
+	e->tag = k->tag | k->low;
+	return 0;
 }
 
 /* The cache set of source (a, b) on this CPU, and its hash in *h. */
@@ -375,7 +408,8 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 	__u32 fam = p->family == 4 ? (bit | bit << 2) : (bit << 1 | bit << 3);
 	__u32 gi = bit == PRESENT_ALLOW_HOSTS4 ? 0 : 1;
 	__u32 idx;
-	struct list_cache_set *set;
+	struct list_cache_set *set, *buddy;
+	struct list_cache_entry *e;
 	__u64 a, b, h, *g, gen, on, tag, exp = 0;
 	int hit;
 
@@ -395,8 +429,11 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 		idx = cache_index(p, &a, &b, &h);
 		tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
 		set = bpf_map_lookup_elem(cache, &idx);
-		if (set) {
-			hit = cache_find(ctx, set, a, b, tag, now, id);
+		idx ^= 1;
+		buddy = bpf_map_lookup_elem(cache, &idx);
+		e = set && buddy ? cache_holder(set, buddy, a, b, tag) : 0;
+		if (e) {
+			hit = cache_answer(ctx, e, now, id);
 			if (hit >= 0)
 				return hit;
 		}
@@ -414,8 +451,14 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 	idx = cache_index(p, &a, &b, &h);
 	tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
 	set = bpf_map_lookup_elem(cache, &idx);
-	if (set)
-		cache_keep(set, a, b, tag, gen & CACHE_GEN, h, hit ? exp : 0, hit ? *id + 1 : 0);
+	idx ^= 1;
+	buddy = bpf_map_lookup_elem(cache, &idx);
+	if (set && buddy) {
+		struct cache_keep_args k = {.a = a, .b = b, .tag = tag, .h = h,
+					 .when = hit ? exp : 0, .low = hit ? *id + 1 : 0};
+
+		list_cache_keep(set, buddy, &k);
+	}
 	return hit;
 }
 

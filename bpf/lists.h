@@ -277,9 +277,11 @@ static __always_inline int list_probe(struct xdp_md *ctx, struct dp_settings *s,
  * cache maps to match). */
 volatile const __u32 list_cache_bits = 0;
 
-/* A cache tag's low bits: the IPv6 bit and the hit's list id + 1. */
+/* A cache tag's low bits: the IPv6 bit, the used bit (set on the entry's
+ * first use after it was kept) and the hit's list id + 1. */
 #define CACHE_V6 (1ull << 23)
-#define CACHE_ID 0x7fffffull
+#define CACHE_USED (1ull << 22)
+#define CACHE_ID 0x3fffffull
 /* A list_gen value: bit 63 turns the list's cache on (userspace sets it
  * for lists large enough to gain from it); the generation is the low 40
  * bits (a tag keeps them above its 24 low bits). */
@@ -288,24 +290,29 @@ volatile const __u32 list_cache_bits = 0;
 
 /* Whether cache entry e, which holds the source, still answers: 1 a live
  * hit (its list id in *id), 0 a miss, -1 neither (the hit's entry has
- * expired since: look again, for a shorter live prefix). The clock is read
- * into a local, not *now: a *now set on some paths out of the lookup and
- * not on others would split the verification of everything after it. */
+ * expired since: look again, for a shorter live prefix). An answer marks
+ * the entry used (one write, the first time). The clock is read into a
+ * local, not *now: a *now set on some paths out of the lookup and not on
+ * others would split the verification of everything after it. */
 static __always_inline int cache_answer(struct xdp_md *ctx, struct list_cache_entry *e,
 					__u64 *now, __u32 *id)
 {
-	if (!(e->tag & CACHE_ID))
-		return 0;
-	if (e->when && e->when <= (*now ? *now : now_ns(ctx)))
+	__u64 tag = e->tag;
+
+	if (tag & CACHE_ID && e->when && e->when <= (*now ? *now : now_ns(ctx)))
 		return -1;
-	*id = (e->tag & CACHE_ID) - 1;
+	if (!(tag & CACHE_USED))
+		e->tag = tag | CACHE_USED;
+	if (!(tag & CACHE_ID))
+		return 0;
+	*id = (tag & CACHE_ID) - 1;
 	return 1;
 }
 
 /* Whether e holds the source (a, b) under tag (generation and family). */
 static __always_inline int cache_holds(struct list_cache_entry *e, __u64 a, __u64 b, __u64 tag)
 {
-	return e->a == a && e->b == b && (e->tag & ~CACHE_ID) == tag;
+	return e->a == a && e->b == b && (e->tag & ~(CACHE_ID | CACHE_USED)) == tag;
 }
 
 /* The entry of set and its buddy set that holds the source (a, b) under
@@ -335,10 +342,13 @@ struct cache_keep_args {
 };
 
 /* Keeps answer k in the source's set or its buddy (the other set of the
- * same 128 bytes): in the entry that held the source, else in the first
- * made under another generation (the set's, then the buddy's), else in
- * the set's entry a bit of the source's hash picks. A global function:
- * the verifier checks it once, not once for each way out of the probe. */
+ * same 128 bytes), in the first of: the entry that held the source, one
+ * made under another generation, one not used since it was kept (the
+ * set's, then the buddy's), else the set's entry a bit of the source's
+ * hash picks, and the other three are marked unused (not recently used:
+ * a burst of sources seen once does not push out those that come back).
+ * A global function: the verifier checks it once, not once for each way
+ * out of the probe. */
 __noinline int list_cache_keep(struct list_cache_set *set, struct list_cache_set *buddy,
 			       struct cache_keep_args *k)
 {
@@ -359,14 +369,25 @@ __noinline int list_cache_keep(struct list_cache_set *set, struct list_cache_set
 		e = &buddy->e[0];
 	else if (buddy->e[1].tag >> 24 != gen)
 		e = &buddy->e[1];
-	else if (k->h & (1ull << 39))
-		e = &set->e[1];
-	else
+	else if (!(set->e[0].tag & CACHE_USED))
 		e = &set->e[0];
+	else if (!(set->e[1].tag & CACHE_USED))
+		e = &set->e[1];
+	else if (!(buddy->e[0].tag & CACHE_USED))
+		e = &buddy->e[0];
+	else if (!(buddy->e[1].tag & CACHE_USED))
+		e = &buddy->e[1];
+	else {
+		set->e[0].tag &= ~CACHE_USED;
+		set->e[1].tag &= ~CACHE_USED;
+		buddy->e[0].tag &= ~CACHE_USED;
+		buddy->e[1].tag &= ~CACHE_USED;
+		e = k->h & (1ull << 39) ? &set->e[1] : &set->e[0];
+	}
 	e->a = k->a;
 	e->b = k->b;
 	e->when = k->when;
-	e->tag = k->tag | k->low;
+	e->tag = k->tag | CACHE_USED | k->low;
 	return 0;
 }
 

@@ -382,7 +382,7 @@ __noinline int list_cache_keep(struct list_cache_set *set, struct list_cache_set
 		set->e[1].tag &= ~CACHE_USED;
 		buddy->e[0].tag &= ~CACHE_USED;
 		buddy->e[1].tag &= ~CACHE_USED;
-		e = k->h & (1ull << 39) ? &set->e[1] : &set->e[0];
+		e = k->h & (1ull << 47) ? &set->e[1] : &set->e[0];
 	}
 	e->a = k->a;
 	e->b = k->b;
@@ -398,8 +398,14 @@ static __always_inline __u32 cache_index(struct packet *p, __u64 *a, __u64 *b, _
 
 	__builtin_memcpy(a, p->src.addr, 8);
 	__builtin_memcpy(b, &p->src.addr[8], 8);
-	*h = (*a ^ *b) * 0x9e3779b97f4a7c15ull;
-	idx = (__u32)(*h >> 40) & ((1u << list_cache_bits) - 1);
+	/* The halves folded first, then the top bits of a Fibonacci
+	 * product: a product's bits depend only on the input's bits below
+	 * them, so without the fold, and with any bits but the top, sources
+	 * that differ only in their last bytes (an IPv4 /24, an IPv6 /120)
+	 * would all share one set. */
+	*h = *a ^ *b;
+	*h = (*h ^ *h >> 32) * 0x9e3779b97f4a7c15ull;
+	idx = *h >> (63 - list_cache_bits) >> 1;
 	return idx | bpf_get_smp_processor_id() << list_cache_bits;
 }
 

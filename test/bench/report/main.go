@@ -552,8 +552,9 @@ func targets(dp, nf map[string]any, gb map[string]map[string][]float64, blockLat
 		}
 		worst := max(xf[small], xf[mid], xf[big])
 		why := fmt.Sprintf("the per-CPU list cache answers a source it has seen since the list's last write (docs/datapath.md, "+
-			"\"List cache\"), and almost every hit here comes from it: a source whose set is full goes to its buddy set, so "+
-			"few of 8,192 sources miss; what is left is memory, not the list: each source's answer is one 64-byte line of "+
+			"\"List cache\"), and almost every hit here comes from it: a source whose set is full goes to its buddy set and "+
+			"answers not used since the last sweep are replaced first, so nearly all of 8,192 sources stay cached (checked "+
+			"by TestListCacheReturningSources); what is left is memory, not the list: each source's answer is one 64-byte line of "+
 			"the 2 MiB cache, so 8,192 sources read 8,192 scattered lines (512 KiB, over 512 pages) that the CPU's caches "+
 			"and TLB do not all hold; the same hits from 512 sources (%s) cost %.0f ns, %.1fx the floor, and from one "+
 			"source (%s) %.0f ns (%.0f ns at 1k)",

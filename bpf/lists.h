@@ -21,7 +21,8 @@
  * skipped.
  *
  * In front of all that, a per-CPU cache of recent results (list_lookup):
- * two entries per set, keyed by the source, each tagged with the list's
+ * two entries per set (a line), a source in its own set or, when that is
+ * full, its buddy (the adjacent set), keyed by the source, each tagged with the list's
  * generation (list_gen), which userspace advances after every write to the
  * list, so a result made before a write is never used after it. A hit also
  * keeps its entry's expiry, checked on every use.
@@ -276,9 +277,11 @@ static __always_inline int list_probe(struct xdp_md *ctx, struct dp_settings *s,
  * cache maps to match). */
 volatile const __u32 list_cache_bits = 0;
 
-/* A cache tag's low bits: the IPv6 bit and the hit's list id + 1. */
+/* A cache tag's low bits: the IPv6 bit, the used bit (set on the entry's
+ * first use after it was kept) and the hit's list id + 1. */
 #define CACHE_V6 (1ull << 23)
-#define CACHE_ID 0x7fffffull
+#define CACHE_USED (1ull << 22)
+#define CACHE_ID 0x3fffffull
 /* A list_gen value: bit 63 turns the list's cache on (userspace sets it
  * for lists large enough to gain from it); the generation is the low 40
  * bits (a tag keeps them above its 24 low bits). */
@@ -287,54 +290,123 @@ volatile const __u32 list_cache_bits = 0;
 
 /* Whether cache entry e, which holds the source, still answers: 1 a live
  * hit (its list id in *id), 0 a miss, -1 neither (the hit's entry has
- * expired since: look again, for a shorter live prefix). The clock is read
- * into a local, not *now: a *now set on some paths out of the lookup and
- * not on others would split the verification of everything after it. */
+ * expired since: look again, for a shorter live prefix). An answer marks
+ * the entry used (one write, the first time). The clock is read into a
+ * local, not *now: a *now set on some paths out of the lookup and not on
+ * others would split the verification of everything after it. */
 static __always_inline int cache_answer(struct xdp_md *ctx, struct list_cache_entry *e,
 					__u64 *now, __u32 *id)
 {
-	if (!(e->tag & CACHE_ID))
-		return 0;
-	if (e->when && e->when <= (*now ? *now : now_ns(ctx)))
+	__u64 tag = e->tag;
+
+	if (tag & CACHE_ID && e->when && e->when <= (*now ? *now : now_ns(ctx)))
 		return -1;
-	*id = (e->tag & CACHE_ID) - 1;
+	if (!(tag & CACHE_USED))
+		e->tag = tag | CACHE_USED;
+	if (!(tag & CACHE_ID))
+		return 0;
+	*id = (tag & CACHE_ID) - 1;
 	return 1;
 }
 
 /* Whether e holds the source (a, b) under tag (generation and family). */
 static __always_inline int cache_holds(struct list_cache_entry *e, __u64 a, __u64 b, __u64 tag)
 {
-	return e->a == a && e->b == b && (e->tag & ~CACHE_ID) == tag;
+	return e->a == a && e->b == b && (e->tag & ~(CACHE_ID | CACHE_USED)) == tag;
 }
 
-/* The cached answer for the source in set: cache_answer's, or -1 when no
- * entry holds it. */
-static __always_inline int cache_find(struct xdp_md *ctx, struct list_cache_set *set, __u64 a,
-				      __u64 b, __u64 tag, __u64 *now, __u32 *id)
+/* The entry of set and its buddy set that holds the source (a, b) under
+ * tag, else 0. */
+static __always_inline struct list_cache_entry *cache_holder(struct list_cache_set *set,
+							     struct list_cache_set *buddy, __u64 a,
+							     __u64 b, __u64 tag)
 {
 	if (cache_holds(&set->e[0], a, b, tag))
-		return cache_answer(ctx, &set->e[0], now, id);
+		return &set->e[0];
 	if (cache_holds(&set->e[1], a, b, tag))
-		return cache_answer(ctx, &set->e[1], now, id);
-	return -1;
+		return &set->e[1];
+	if (cache_holds(&buddy->e[0], a, b, tag))
+		return &buddy->e[0];
+	if (cache_holds(&buddy->e[1], a, b, tag))
+		return &buddy->e[1];
+	return 0;
 }
 
-/* Keeps an answer in set: in the entry that held the source, else in one
- * made under another generation, else in the one a bit of the source's
- * hash picks. */
-static __always_inline void cache_keep(struct list_cache_set *set, __u64 a, __u64 b, __u64 tag,
-				       __u64 gen, __u64 h, __u64 when, __u64 low)
-{
-	struct list_cache_entry *e = &set->e[1];
+/* An answer to keep (list_cache_keep). */
+struct cache_keep_args {
+	__u64 a, b;   /* the source */
+	__u64 tag;    /* the generation and family it is kept under */
+	__u64 h;      /* the source's hash */
+	__u64 when;   /* a hit's expiry (0: never, or a miss) */
+	__u64 low;    /* a hit's list id + 1 (0: a miss) */
+};
 
-	if (cache_holds(&set->e[0], a, b, tag) ||
-	    (!cache_holds(e, a, b, tag) &&
-	     (set->e[0].tag >> 24 != gen || (e->tag >> 24 == gen && !(h & (1ull << 39))))))
+/* Keeps answer k in the source's set or its buddy (the other set of the
+ * same 128 bytes), in the first of: the entry that held the source, one
+ * made under another generation, one not used since it was kept (the
+ * set's, then the buddy's), else the set's entry a bit of the source's
+ * hash picks, and the other three are marked unused (not recently used:
+ * a burst of sources seen once does not push out those that come back).
+ * A global function: the verifier checks it once, not once for each way
+ * out of the probe. */
+__noinline int list_cache_keep(struct list_cache_set *set, struct list_cache_set *buddy,
+			       struct cache_keep_args *k)
+{
+	struct list_cache_entry *e;
+	__u64 gen;
+
+	if (!set || !buddy || !k)
+		return 0;
+	gen = k->tag >> 24;
+	e = cache_holder(set, buddy, k->a, k->b, k->tag);
+	if (e)
+		;
+	else if (set->e[0].tag >> 24 != gen)
 		e = &set->e[0];
-	e->a = a;
-	e->b = b;
-	e->when = when;
-	e->tag = tag | low;
+	else if (set->e[1].tag >> 24 != gen)
+		e = &set->e[1];
+	else if (buddy->e[0].tag >> 24 != gen)
+		e = &buddy->e[0];
+	else if (buddy->e[1].tag >> 24 != gen)
+		e = &buddy->e[1];
+	else if (!(set->e[0].tag & CACHE_USED))
+		e = &set->e[0];
+	else if (!(set->e[1].tag & CACHE_USED))
+		e = &set->e[1];
+	else if (!(buddy->e[0].tag & CACHE_USED))
+		e = &buddy->e[0];
+	else if (!(buddy->e[1].tag & CACHE_USED))
+		e = &buddy->e[1];
+	else {
+		set->e[0].tag &= ~CACHE_USED;
+		set->e[1].tag &= ~CACHE_USED;
+		buddy->e[0].tag &= ~CACHE_USED;
+		buddy->e[1].tag &= ~CACHE_USED;
+		e = k->h & (1ull << 47) ? &set->e[1] : &set->e[0];
+	}
+	e->a = k->a;
+	e->b = k->b;
+	e->when = k->when;
+	e->tag = k->tag | CACHE_USED | k->low;
+	return 0;
+}
+
+/* The cache set of source (a, b) on this CPU, and its hash in *h. */
+static __always_inline __u32 cache_index(struct packet *p, __u64 *a, __u64 *b, __u64 *h)
+{
+	__u32 idx;
+
+	__builtin_memcpy(a, p->src.addr, 8);
+	__builtin_memcpy(b, &p->src.addr[8], 8);
+	/* The halves folded first, then the top bits of a Fibonacci
+	 * product: a product's bits depend only on the input's bits below
+	 * them, so without the fold, and with any bits but the top, sources
+	 * that differ only in their last bytes (an IPv4 /24, an IPv6 /120)
+	 * would all share one set. */
+	*h = *a ^ *b;
+	*h = (*h ^ *h >> 32) * 0x9e3779b97f4a7c15ull;
+	idx = *h >> (63 - list_cache_bits) >> 1;
+	return idx | bpf_get_smp_processor_id() << list_cache_bits;
 }
 
 /* Looks p's source up in one list (its maps as LIST_MAPS gives them) and
@@ -347,8 +419,14 @@ static __always_inline void cache_keep(struct list_cache_set *set, __u64 a, __u6
  * it holds one made under the list's current generation; else from the
  * maps, and is kept there. XDP runs with bottom halves off, so no other
  * run on this CPU writes the cache set while this one reads or writes it.
- * Nothing about the cache lookup stays live across list_probe but
- * scalars, so the verifier checks the probe once for all its outcomes. */
+ *
+ * list_probe has one call site, and nothing the verifier knows about the
+ * cache stays live across it but scalars it never branches on again, so
+ * it checks the probe once for all the ways in (cache off, cache missed,
+ * no set). A list whose cache is off (a small list, or replay) pays only
+ * the generation read before and after the probe: not the cache's hash
+ * and set index, which are worked out again after the probe, from the
+ * source, only where the answer is kept. */
 static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s,
 				       struct packet *p, void *hosts4, void *hosts6, void *nets4,
 				       void *nets6, void *slots4, void *slots6, void *mids6,
@@ -357,51 +435,57 @@ static __always_inline int list_lookup(struct xdp_md *ctx, struct dp_settings *s
 	__u32 fam = p->family == 4 ? (bit | bit << 2) : (bit << 1 | bit << 3);
 	__u32 gi = bit == PRESENT_ALLOW_HOSTS4 ? 0 : 1;
 	__u32 idx;
-	struct list_cache_set *set;
-	__u64 a, b, h, *g, gen, tag, exp = 0;
+	struct list_cache_set *set, *buddy;
+	struct list_cache_entry *e;
+	__u64 a, b, h, *g, gen, on, tag, exp = 0;
 	int hit;
 
 	if (!(s->present & fam))
 		return 0;
 	g = bpf_map_lookup_elem(&list_gen, &gi);
-	gen = g ? *g : 0;
-	/* With the cache off (a small list, or replay) the probe alone: the
-	 * cache's hash, set index and second generation read cost every list
-	 * lookup about 4 ns side by side (pass path 50 -> 58 ns) for nothing.
-	 * The verifier checks the probe twice (95k instructions, budget 100k). */
-	if (replay_mode || !(gen & CACHE_ON))
-		return list_probe(ctx, s, p, hosts4, hosts6, nets4, nets6, slots4, slots6, mids6, shorts,
-				  bit, now, id, &exp);
-	__builtin_memcpy(&a, p->src.addr, 8);
-	__builtin_memcpy(&b, &p->src.addr[8], 8);
-	/* The set is the product's top bits: bit k of a product depends only
-	 * on the factor's bits 0-k, and an IPv4 address's last two bytes are
-	 * bits 48-63 of b (with bits 40-54, the sources of one /16 shared 128
-	 * sets). */
-	h = (a ^ b) * 0x9e3779b97f4a7c15ull;
-	idx = (__u32)((h >> 1) >> (63 - list_cache_bits));
-	idx |= bpf_get_smp_processor_id() << list_cache_bits;
-	tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
-	if (!replay_mode && (gen & CACHE_ON)) {
+	if (!g)
+		return 0; /* never: the array holds both keys */
+	gen = *g;
+	/* The branch is on a copy (gen >> 63), and a missing generation
+	 * returns above rather than reading as 0: what a branch tells the
+	 * verifier about gen, which the tag after the probe needs, would
+	 * split the probe's verification (a bpf_loop call compares the
+	 * scalars live across it by range). */
+	on = gen >> 63;
+	if (!replay_mode && on) {
+		idx = cache_index(p, &a, &b, &h);
+		tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
 		set = bpf_map_lookup_elem(cache, &idx);
-		if (set) {
-			hit = cache_find(ctx, set, a, b, tag, now, id);
+		idx ^= 1;
+		buddy = bpf_map_lookup_elem(cache, &idx);
+		e = set && buddy ? cache_holder(set, buddy, a, b, tag) : 0;
+		if (e) {
+			hit = cache_answer(ctx, e, now, id);
 			if (hit >= 0)
 				return hit;
 		}
 	}
 	hit = list_probe(ctx, s, p, hosts4, hosts6, nets4, nets6, slots4, slots6, mids6, shorts,
 			 bit, now, id, &exp);
-	/* The generation is looked up again, not tested in a register or
-	 * pointer the probe outlives: one branched on before and after would
-	 * split the probe's verification in two. The answer keeps the tag
-	 * read before the probe, so a write since leaves it stale. */
+	/* The generation is looked up again, not tested in gen: a value
+	 * branched on before and after would split the probe's verification
+	 * in two. The answer keeps the tag of the generation read before the
+	 * probe, so a write since (or the cache turned on since) leaves it
+	 * stale. */
 	g = bpf_map_lookup_elem(&list_gen, &gi);
 	if (replay_mode || !g || !(*g & CACHE_ON) || (hit && *id >= CACHE_ID))
 		return hit;
+	idx = cache_index(p, &a, &b, &h);
+	tag = (gen & CACHE_GEN) << 24 | (p->family == 6 ? CACHE_V6 : 0);
 	set = bpf_map_lookup_elem(cache, &idx);
-	if (set)
-		cache_keep(set, a, b, tag, gen & CACHE_GEN, h, hit ? exp : 0, hit ? *id + 1 : 0);
+	idx ^= 1;
+	buddy = bpf_map_lookup_elem(cache, &idx);
+	if (set && buddy) {
+		struct cache_keep_args k = {.a = a, .b = b, .tag = tag, .h = h,
+					 .when = hit ? exp : 0, .low = hit ? *id + 1 : 0};
+
+		list_cache_keep(set, buddy, &k);
+	}
 	return hit;
 }
 

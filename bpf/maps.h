@@ -105,11 +105,17 @@ struct list_cache_set {
 };
 
 /* An array of CPUs x LIST_CACHE_SETS sets (the loader sizes it and sets
- * list_cache_bits); CPU c's sets start at c << list_cache_bits. */
+ * list_cache_bits); CPU c's sets start at c << list_cache_bits.
+ * BPF_F_MMAPABLE (nothing maps it) for its page-aligned values: a plain
+ * array's values start 312 bytes into its memory (after struct bpf_array
+ * on Linux 6.18), 56 bytes into a cache line, so every set would straddle
+ * two lines; aligned, a set is one line and a set and its buddy (lists.h)
+ * share 128 bytes. */
 #define LIST_CACHE(name)                                                       \
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                              \
 		__uint(max_entries, 1);                                        \
+		__uint(map_flags, BPF_F_MMAPABLE);                             \
 		__type(key, __u32);                                            \
 		__type(value, struct list_cache_set);                          \
 	} name SEC(".maps")

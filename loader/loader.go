@@ -162,9 +162,12 @@ func Load(opts Options) (*Datapath, error) {
 // checkPins compares every pinned map with the spec, so an incompatible pin
 // is reported by name with what differs, its cause (a map's layout changed
 // by an upgrade, or a maps size changed in the config) and the command that
-// removes the pins, before anything is loaded.
+// removes the pins, before anything is loaded. A list cache's pin of
+// another layout or size is removed instead, when nothing else differs, so
+// the load pins a new, empty cache: it holds only answers the datapath
+// makes again.
 func checkPins(spec *ebpf.CollectionSpec, dir string) error {
-	var bad []string
+	var bad, stale []string
 	layout := false // a difference besides the size
 	for name, ms := range spec.Maps {
 		if !pinned(name) {
@@ -197,11 +200,21 @@ func checkPins(spec *ebpf.CollectionSpec, dir string) error {
 			diffs = append(diffs, fmt.Sprintf("%d entries, want %d", m.MaxEntries(), ms.MaxEntries))
 		}
 		m.Close()
-		if len(diffs) > 0 {
+		switch {
+		case len(diffs) == 0:
+		case name == maps.MapAllowCache || name == maps.MapBlockCache:
+			// Answers the datapath makes again: replaced, not adopted.
+			stale = append(stale, filepath.Join(dir, name))
+		default:
 			bad = append(bad, fmt.Sprintf("%s (%s)", name, strings.Join(diffs, ", ")))
 		}
 	}
 	if len(bad) == 0 {
+		for _, p := range stale {
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("replace list cache pin: %w", err)
+			}
+		}
 		return nil
 	}
 	cause := "a size in the config's maps block differs from the pinned maps' (set it back, or remove them)"

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
@@ -157,6 +158,52 @@ func TestIncompatibleLayout(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("%d pins in %s, want the old sources map only", len(ents), dir)
+	}
+}
+
+// TestOldListCachePin: a list cache pinned by a build that laid it out
+// differently (here without BPF_F_MMAPABLE) is replaced by an empty one,
+// not refused: it holds only answers the datapath makes again. The other
+// pins are adopted as usual.
+func TestOldListCachePin(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := pinDir(t)
+	small := testutil.SmallSizes()
+	t.Cleanup(func() { loader.Detach(dir) })
+	spec, err := loader.SizedSpec(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := spec.Maps[maps.MapBlockCache].Copy()
+	if old.Flags&unix.BPF_F_MMAPABLE == 0 {
+		t.Fatalf("%s flags %#x: this build's cache is not mmapable, the test pins nothing older", maps.MapBlockCache, old.Flags)
+	}
+	old.Flags &^= unix.BPF_F_MMAPABLE
+	testutil.PinMap(t, dir, old)
+
+	d, err := loader.Load(loader.Options{Sizes: small, PinDir: dir})
+	if err != nil {
+		t.Fatalf("load over an old list cache pin: %v", err)
+	}
+	defer d.Close()
+	p, err := ebpf.LoadPinnedMap(filepath.Join(dir, maps.MapBlockCache), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Flags&unix.BPF_F_MMAPABLE == 0 {
+		t.Errorf("pinned %s flags %#x: still the old map", maps.MapBlockCache, info.Flags)
+	}
+	// The datapath answers from the maps it pinned.
+	if err := d.Maps.Block.Add([]maps.Entry{{Prefix: netip.MustParsePrefix("198.18.67.0/24"), ListID: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := d.Run(testutil.UDP4(t, "198.18.67.9", "198.18.1.1", 53, 20)); err != nil || v != 1 {
+		t.Errorf("listed source: XDP verdict %d (%v), want 1 (drop)", v, err)
 	}
 }
 

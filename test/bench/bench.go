@@ -17,6 +17,7 @@ import (
 	"math/rand"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -40,6 +41,16 @@ type Case struct {
 	Frame []byte
 	Want  uint32 // the XDP verdict the case must return
 	Floor string // the case whose median is this one's floor; "" is "floor"
+	// Runs is how many times the run's repeat one measurement of this
+	// case runs (0 is once): the -wide cases, whose cost is memory
+	// latency, need longer measurements to pass the stability check.
+	Runs int
+	// Warm is how many untimed runs go before each measurement: a
+	// rotated case's addresses, once through, so that it is measured
+	// from its steady state, not from the cache state the cases measured
+	// before it left (a -wide case evicts every other source from the
+	// list cache).
+	Warm int
 }
 
 // Result is a case's rounds and their median, beside its floor's.
@@ -257,32 +268,36 @@ func countEntries[K, V any](m *ebpf.Map) (int, error) {
 // fillSources puts n distinct sources into the datapath's sources map
 // (found through the program's map ids) and returns how many it holds.
 func fillSources(d *loader.Datapath, n int) (int, error) {
-	info, err := d.Program().Info()
+	m, err := programMap(d, maps.MapSources)
 	if err != nil {
-		return 0, fmt.Errorf("program info: %w", err)
-	}
-	ids, _ := info.MapIDs()
-	var m *ebpf.Map
-	for _, id := range ids {
-		mm, err := ebpf.NewMapFromID(id)
-		if err != nil {
-			return 0, fmt.Errorf("map %d: %w", id, err)
-		}
-		mi, err := mm.Info()
-		if err == nil && mi.Name == maps.MapSources {
-			m = mm
-			break
-		}
-		mm.Close()
-	}
-	if m == nil {
-		return 0, errors.New("sources map not found")
+		return 0, err
 	}
 	defer m.Close()
 	if err := writeSources(m, n, 1); err != nil {
 		return 0, err
 	}
 	return countSources(m)
+}
+
+// programMap opens the map called name of d's program (found through the
+// program's map ids); the caller closes it.
+func programMap(d *loader.Datapath, name string) (*ebpf.Map, error) {
+	info, err := d.Program().Info()
+	if err != nil {
+		return nil, fmt.Errorf("program info: %w", err)
+	}
+	ids, _ := info.MapIDs()
+	for _, id := range ids {
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			return nil, fmt.Errorf("map %d: %w", id, err)
+		}
+		if mi, err := m.Info(); err == nil && mi.Name == name {
+			return m, nil
+		}
+		m.Close()
+	}
+	return nil, fmt.Errorf("%s map not found", name)
 }
 
 // monotonicNow is CLOCK_MONOTONIC in ns, the datapath's clock.
@@ -373,8 +388,12 @@ func Setup(o Options) (*Bench, error) {
 			return nil, fmt.Errorf("%s: %w", f.name, err)
 		}
 		b.closers = append(b.closers, rot)
+		runs := 0
+		if f.slots == o.WideSlots {
+			runs = wideRuns
+		}
 		b.Cases = append(b.Cases, Case{Name: f.name, Note: fmt.Sprintf("%d source addresses in turn, then XDP_DROP", f.slots),
-			Prog: rot.Rotate, Frame: f.frame(addrs[0]), Want: xdpDrop})
+			Prog: rot.Rotate, Frame: f.frame(addrs[0]), Want: xdpDrop, Runs: runs, Warm: len(addrs)})
 	}
 
 	high := maps.Limit{PPS: 1_000_000_000, Burst: 1_000_000_000}
@@ -446,6 +465,20 @@ func Setup(o Options) (*Bench, error) {
 		if err := d.Maps.Block.Add(entries); err != nil {
 			return nil, fmt.Errorf("block list of %d entries: %w", n, err)
 		}
+		// The largest list again with its cache off, for the -wide
+		// cases' baseline: the maps' own lookup, in the same run.
+		var off *loader.Datapath
+		if n == largest && o.WideSlots > 0 {
+			if off, err = b.load(sizes(1<<20, 1<<17, 1<<16), maps.Policy{Default: high}); err != nil {
+				return nil, err
+			}
+			if err := off.Maps.Block.Add(entries); err != nil {
+				return nil, fmt.Errorf("block list of %d entries, cache off: %w", n, err)
+			}
+			if err := blockCacheOff(off); err != nil {
+				return nil, err
+			}
+		}
 		label := sizeLabel(n)
 		for _, c := range []struct {
 			name, what, floor string
@@ -462,10 +495,8 @@ func Setup(o Options) (*Bench, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s%s: %w", c.name, label, err)
 			}
-			for _, a := range addrs[:distinct] {
-				if v, err := d.Run(c.frame(a)); err != nil || v != xdpDrop {
-					return nil, fmt.Errorf("%s%s: %v is no hit (verdict %d, %v)", c.name, label, a, v, err)
-				}
+			if err := checkHits(d, c.frame, addrs[:distinct]); err != nil {
+				return nil, fmt.Errorf("%s%s: %w", c.name, label, err)
 			}
 			rot, err := loadRotator(addrs, d.Program())
 			if err != nil {
@@ -474,26 +505,57 @@ func Setup(o Options) (*Bench, error) {
 			b.closers = append(b.closers, rot)
 			b.Cases = append(b.Cases,
 				Case{Name: c.name + label, Note: fmt.Sprintf("%d entries (v4+v6), %s, %d distinct sources in random order", n, c.what, distinct),
-					Prog: rot.Rotate, Frame: c.frame(addrs[0]), Want: xdpDrop, Floor: c.floor},
+					Prog: rot.Rotate, Frame: c.frame(addrs[0]), Want: xdpDrop, Floor: c.floor, Warm: len(addrs)},
 				Case{Name: c.name + label + "-hot", Note: fmt.Sprintf("%d entries (v4+v6), %s, one source: cache-hot best case", n, c.what),
 					Prog: d.Program(), Frame: c.frame(c.hot), Want: xdpDrop})
-			if n != largest || o.WideSlots <= 0 {
+			if n != largest {
+				continue
+			}
+			// The same hits from few sources, whose cache lines stay
+			// in the CPU's own caches: what the many sources' memory
+			// adds.
+			few, _, err := distinctHits(entries, c.kind, FewSlots, rng)
+			if err != nil {
+				return nil, fmt.Errorf("%s%s-%d: %w", c.name, label, FewSlots, err)
+			}
+			if rot, err = loadRotator(few, d.Program()); err != nil {
+				return nil, fmt.Errorf("%s%s-%d: %w", c.name, label, FewSlots, err)
+			}
+			b.closers = append(b.closers, rot)
+			b.Cases = append(b.Cases, Case{Name: fmt.Sprintf("%s%s-%d", c.name, label, FewSlots),
+				Note: fmt.Sprintf("%d entries (v4+v6), %s, %d distinct sources in random order: their cache lines fit the CPU's caches", n, c.what, FewSlots),
+				Prog: rot.Rotate, Frame: c.frame(few[0]), Want: xdpDrop, Floor: c.floor, Warm: len(few)})
+			if off == nil {
 				continue
 			}
 			// The same hits from more sources than the per-CPU list
-			// cache holds: the cost where the cache mostly misses.
+			// cache holds: the cost where the cache mostly misses,
+			// beside the same rotation through the list with its
+			// cache off.
 			addrs, distinct, err = distinctHits(entries, c.kind, o.WideSlots, rng)
 			if err != nil {
 				return nil, fmt.Errorf("%s%s-wide: %w", c.name, label, err)
 			}
-			rot, err = loadRotator(addrs, d.Program())
-			if err != nil {
-				return nil, fmt.Errorf("%s%s-wide: %w", c.name, label, err)
+			if err := checkHits(off, c.frame, addrs[:min(distinct, 1024)]); err != nil {
+				return nil, fmt.Errorf("%s%s-wide-nocache: %w", c.name, label, err)
 			}
-			b.closers = append(b.closers, rot)
-			b.Cases = append(b.Cases, Case{Name: c.name + label + "-wide",
-				Note: fmt.Sprintf("%d entries (v4+v6), %s, %d distinct sources in random order: more than the list cache holds", n, c.what, distinct),
-				Prog: rot.Rotate, Frame: c.frame(addrs[0]), Want: xdpDrop, Floor: c.floor + "-wide"})
+			for _, w := range []struct {
+				suffix, note string
+				d            *loader.Datapath
+			}{
+				{"-wide", "more than the list cache holds", d},
+				{"-wide-nocache", "the same list with its cache off (the maps' own lookup)", off},
+			} {
+				rot, err = loadRotator(addrs, w.d.Program())
+				if err != nil {
+					return nil, fmt.Errorf("%s%s%s: %w", c.name, label, w.suffix, err)
+				}
+				b.closers = append(b.closers, rot)
+				b.Cases = append(b.Cases, Case{Name: c.name + label + w.suffix,
+					Note: fmt.Sprintf("%d entries (v4+v6), %s, %d distinct sources in random order: %s", n, c.what, distinct, w.note),
+					Prog: rot.Rotate, Frame: c.frame(addrs[0]), Want: xdpDrop, Floor: c.floor + "-wide", Runs: wideRuns,
+					Warm: len(addrs)})
+			}
 		}
 		logf("block list of %d entries loaded and checked in %v", n, time.Since(t0).Round(time.Millisecond))
 	}
@@ -560,7 +622,12 @@ func (b *Bench) measureRounds(idx []int, rounds, repeat int) (map[int][]float64,
 	for r := 0; r < rounds; r++ {
 		for _, i := range idx {
 			c := b.Cases[i]
-			ret, dur, err := c.Prog.Benchmark(c.Frame, repeat, nil)
+			if c.Warm > 0 {
+				if _, _, err := c.Prog.Benchmark(c.Frame, c.Warm, nil); err != nil {
+					return nil, fmt.Errorf("%s: warm-up: %w", c.Name, err)
+				}
+			}
+			ret, dur, err := c.Prog.Benchmark(c.Frame, repeat*max(1, c.Runs), nil)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.Name, err)
 			}
@@ -573,6 +640,36 @@ func (b *Bench) measureRounds(idx []int, rounds, repeat int) (map[int][]float64,
 	return per, nil
 }
 
+// pinCPU keeps the calling goroutine on one CPU (the highest it may run
+// on) until the returned function is called. BPF_PROG_TEST_RUN runs on the
+// caller's CPU, and the datapath's list cache is per CPU: a measurement
+// that ran on another CPU than the one before it, or than its warm-up,
+// would start from that CPU's cold cache.
+func pinCPU() (func(), error) {
+	runtime.LockOSThread()
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("CPU affinity: %w", err)
+	}
+	cpu := -1
+	for c := 0; c < len(old)*64; c++ {
+		if old.IsSet(c) {
+			cpu = c
+		}
+	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("pin to CPU %d: %w", cpu, err)
+	}
+	return func() {
+		_ = unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	}, nil
+}
+
 // Measure runs rounds rounds; in each, the floors and every case, each
 // repeat times in the kernel. A case whose rounds (or whose floor's) fail
 // the MaxSpread check is measured again with its floor, at most retries
@@ -580,6 +677,11 @@ func (b *Bench) measureRounds(idx []int, rounds, repeat int) (map[int][]float64,
 // marked unstable. A case's ratio is of its median to its floor's median in the
 // same attempt.
 func (b *Bench) Measure(rounds, repeat, retries int) ([]Result, error) {
+	unpin, err := pinCPU()
+	if err != nil {
+		return nil, err
+	}
+	defer unpin()
 	floorOf := make([]int, len(b.Cases))
 	byName := map[string]int{}
 	for i, c := range b.Cases {

@@ -8,12 +8,18 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/bulwark-filter/bulwark/bpf"
+	"github.com/bulwark-filter/bulwark/loader"
 	"github.com/bulwark-filter/bulwark/maps"
 )
 
 // DefaultSlots is how many source addresses a rotated case cycles through
 // (the nftables testbed's 8,192 distinct sources).
 const DefaultSlots = 8192
+
+// FewSlots is how many source addresses the largest list's -512 cases
+// cycle through: few enough that their list cache lines (64 bytes each)
+// stay in the CPU's own caches.
+const FewSlots = 512
 
 // DefaultWideSlots is how many source addresses a -wide case cycles
 // through: four times the 65,536 results per list and CPU the datapath's
@@ -134,4 +140,43 @@ func distinctHits(entries []maps.Entry, kind hitKind, slots int, rng *rand.Rand)
 		out = append(out, addr)
 	}
 	return out, slots, nil
+}
+
+// wideRuns is how many times the run's repeat a -wide case (and its floor)
+// runs per measurement: each run of one waits on memory, which other work
+// on the machine disturbs, so a longer measurement is needed to pass the
+// stability check.
+const wideRuns = 4
+
+// checkHits runs a frame from each of addrs through d and fails unless d
+// drops it (the addresses are block-list hits).
+func checkHits(d *loader.Datapath, frame func(netip.Addr) []byte, addrs []netip.Addr) error {
+	for _, a := range addrs {
+		if v, err := d.Run(frame(a)); err != nil || v != xdpDrop {
+			return fmt.Errorf("%v is no hit (verdict %d, %v)", a, v, err)
+		}
+	}
+	return nil
+}
+
+// blockCacheOff turns d's block list cache off (bpf/lists.h CACHE_ON in
+// list_gen[1]) and moves its generation on, as maps does for a list under
+// maps.CacheFrom entries: the list is then looked up in its maps alone.
+func blockCacheOff(d *loader.Datapath) error {
+	m, err := programMap(d, maps.MapListGen)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var g uint64
+	if err := m.Lookup(uint32(1), &g); err != nil {
+		return fmt.Errorf("read block list generation: %w", err)
+	}
+	if g&(1<<63) == 0 {
+		return fmt.Errorf("block list cache already off (generation %#x)", g)
+	}
+	if err := m.Update(uint32(1), (g&^(1<<63))+1, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("turn block list cache off: %w", err)
+	}
+	return nil
 }

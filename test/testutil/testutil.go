@@ -122,16 +122,24 @@ func PinOldSources(t testing.TB, dir string, sizes loader.Sizes) uint32 {
 	}
 	old := spec.Maps[maps.MapSources].Copy()
 	old.ValueSize -= 80
-	old.Pinning = ebpf.PinByName
+	PinMap(t, dir, old)
+	return old.ValueSize
+}
+
+// PinMap creates a map as spec says and pins it in dir under its name, as
+// an older build would have left it.
+func PinMap(t testing.TB, dir string, spec *ebpf.MapSpec) {
+	t.Helper()
+	spec = spec.Copy()
+	spec.Pinning = ebpf.PinByName
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	m, err := ebpf.NewMapWithOptions(old, ebpf.MapOptions{PinPath: dir})
+	m, err := ebpf.NewMapWithOptions(spec, ebpf.MapOptions{PinPath: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Close()
-	return old.ValueSize
 }
 
 // PinnedLoader returns a function that loads the datapath (SmallSizes)

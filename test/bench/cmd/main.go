@@ -19,7 +19,7 @@ func main() {
 	repeat := flag.Int("repeat", 1_000_000, "runs per measurement in the kernel")
 	retries := flag.Int("retries", 2, "times a case whose rounds fail the stability check (interquartile range over 10 % of the median + 1 ns) is measured again")
 	slots := flag.Int("slots", bench.DefaultSlots, "source addresses a rotated case cycles through (a power of two)")
-	wide := flag.Int("wide", bench.DefaultWideSlots, "source addresses the -wide cases (largest list only) cycle through (a power of two; -1: no -wide cases)")
+	wide := flag.Int("wide", bench.DefaultWideSlots, "source addresses the -wide cases (largest list only, with the cache on and, as -wide-nocache, off) cycle through (a power of two; -1: no -wide cases)")
 	sizeList := flag.String("sizes", "1000,100000,1000000", "block list fills, comma-separated")
 	sources := flag.Int("sources", 1_000_000, "sources tracked in the ratelimited case")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")

@@ -387,8 +387,12 @@ func writeDatapath(w *strings.Builder, dp map[string]any) {
 	fmt.Fprintf(w, "The list cases rotate through %.0f source addresses in random order (bpf/rotate.c overwrites the frame's "+
 		"source run by run, then tail-calls Bulwark); their floor, floor-rotate4 or floor-rotate6, is the same rotation "+
 		"then XDP_DROP, so the rotation is on both sides of the ratio. The -hot cases repeat one address: the cache-hot "+
-		"best case. The -wide cases rotate through %.0f addresses, more than the datapath's per-CPU list cache holds, "+
-		"beside the same rotation then XDP_DROP (floor-rotate4-wide, floor-rotate6-wide): the cost when the cache misses. "+
+		"best case. The -512 cases rotate through 512 addresses of the largest list, whose list cache lines stay in the "+
+		"CPU's own caches. The -wide cases rotate through %.0f addresses, more than the datapath's per-CPU list cache holds, "+
+		"beside the same rotation then XDP_DROP (floor-rotate4-wide, floor-rotate6-wide): the cost when the cache misses; "+
+		"the -wide-nocache cases rotate through the same addresses of the same list loaded again with its cache off (the "+
+		"maps' own lookup), so the two say what the cache costs when it misses. The -wide cases and their floors run four "+
+		"times as many runs per round. "+
 		"A case is stable when the interquartile range of its rounds, and of its floor's, is at most %.0f %% of "+
 		"the median + 1 ns; an unstable one is measured again, at most %.0f times, and flagged if it never passes.\n\n",
 		num(dp, "slots"), num(dp, "wide_slots"), 100*num(dp, "max_spread"), num(dp, "retries"))
@@ -555,15 +559,16 @@ func targets(dp, nf map[string]any, gb map[string]map[string][]float64, blockLat
 		}
 		worst := max(xf[small], xf[mid], xf[big])
 		why := fmt.Sprintf("the per-CPU list cache answers a source it has seen since the list's last write (docs/datapath.md, "+
-			"\"List cache\"); what is left is the read of the source's cache set (8,192 distinct sets, 512 KiB of lines spread "+
-			"over the 2 MiB cache: L2 and TLB misses the bare floor never has) and the sources the cache drops (two per set: "+
-			"three sources that share a set evict each other), which pay the maps' own lookup: a 1M-entry hash's buckets and "+
-			"entries are spread over tens of MB, so that lookup misses the CPU caches and the TLB and waits on memory; "+
-			"the same hit with one source repeated (%s) costs %.0f ns, %.1fx the floor (%.0f ns at 1k)",
-			big+"-hot", ns[big+"-hot"], xf[big+"-hot"], ns[small+"-hot"])
-		if w := big + "-wide"; ns[w] > 0 {
-			why += fmt.Sprintf(", and with more distinct sources than the cache holds (%s) %.0f ns, %.1fx its floor",
-				w, ns[w], xf[w])
+			"\"List cache\"), and almost every hit here comes from it: a source whose set is full goes to its buddy set and "+
+			"answers not used since the last sweep are replaced first, so nearly all of 8,192 sources stay cached (checked "+
+			"by TestListCacheReturningSources); what is left is memory, not the list: each source's answer is one 64-byte line of "+
+			"the 2 MiB cache, so 8,192 sources read 8,192 scattered lines (512 KiB, over 512 pages) that the CPU's caches "+
+			"and TLB do not all hold; the same hits from 512 sources (%s) cost %.0f ns, %.1fx the floor, and from one "+
+			"source (%s) %.0f ns (%.0f ns at 1k)",
+			big+"-512", ns[big+"-512"], xf[big+"-512"], big+"-hot", ns[big+"-hot"], ns[small+"-hot"])
+		if w, off := big+"-wide", big+"-wide-nocache"; ns[w] > 0 && ns[off] > 0 {
+			why += fmt.Sprintf("; with more distinct sources than the cache holds (%s) %.0f ns, %.1fx its floor, against "+
+				"%.0f ns with the cache off (%s): the cache costs %+.0f ns a packet when it misses", w, ns[w], xf[w], ns[off], off, ns[w]-ns[off])
 		}
 		if strings.Contains(kind, "prefix") {
 			why += "; a prefix hit the cache misses first reads its slot's length mask, misses the host hash (a list of 1M " +

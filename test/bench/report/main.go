@@ -612,10 +612,17 @@ func targets(dp, nf map[string]any, gb map[string]map[string][]float64, blockLat
 				t := target{"at least 5x nftables' best configuration (hash set + interval set) in packets dropped per CPU, 1M entries, median",
 					fmt.Sprintf("%.2fx (one interval set: %.2fx; floor ratio %.2fx)", best, one, floor), best >= 5, ""}
 				if !t.Met {
-					t.Why = fmt.Sprintf("Bulwark's per-CPU list cache answers the 8,192 sources without the 1M-entry hash, where nft's "+
-						"hash set looks each one up, so what is left is the ratio of the fixed costs around the lookup: even a bare "+
-						"XDP_DROP gets only %.1fx nft's best configuration here (the ceiling of any XDP program), and 5x would need "+
-						"the 1M hit within about %.1fx of the floor", ceiling, ceiling/5)
+					bw, _ := m["median_ns"].(float64)
+					xdp := nftMedian(summary, "xdp-drop", 1_000_000)
+					drop := nftMedian(summary, "nft-drop", 1_000_000)
+					split := nftMedian(summary, "nft-split", 1_000_000)
+					t.Why = fmt.Sprintf("Bulwark's 1M hit costs %.0f ns per packet here, the bare XDP_DROP %.0f: the %.0f ns between "+
+						"are the program, of which a profile of the live run (docs/datapath.md, \"On the live testbed\") puts most on "+
+						"the first read of the source's cache set, a memory miss: the 8,192 sources' sets are 512 KB of cache lines, "+
+						"which the stack's own work between packets pushes out of the CPU's caches; nft's hash set waits on the same "+
+						"kind of miss (nft-split %.0f ns against nft's drop-all %.0f). Even a bare XDP_DROP gets only %.1fx nft's best "+
+						"configuration here (the ceiling of any XDP program); 5x would need the hit within %.0f ns of the floor",
+						bw, xdp, bw-xdp, split, drop, ceiling, split/5-xdp)
 				}
 				out = append(out, t)
 			}
@@ -701,4 +708,17 @@ func writeNFT(w *strings.Builder, nf map[string]any) {
 		m, _ := l.(map[string]any)
 		fmt.Fprintf(w, "| %v | %.0f | %.3f | %v |\n", m["receiver"], m["entries"], m["load_s"], m["note"])
 	}
+}
+
+// nftMedian is the median ns per packet of receiver in the nftables
+// summary's group of entries (0 when the run has none).
+func nftMedian(summary []any, receiver string, group int) float64 {
+	for _, r := range summary {
+		m, _ := r.(map[string]any)
+		if m["receiver"] == receiver && m["group"] == float64(group) {
+			v, _ := m["median_ns"].(float64)
+			return v
+		}
+	}
+	return 0
 }

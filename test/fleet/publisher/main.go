@@ -34,9 +34,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"strings"
@@ -309,37 +311,73 @@ func stored(ctx context.Context, out io.Writer, servers []string, keys map[strin
 	if err != nil {
 		return fmt.Errorf("stored times: %w", err)
 	}
+	left := maps.Clone(keys)
+	// A read that fails (a server of the cluster busy or electing a
+	// leader: "no responders") starts again after a pause, from the
+	// stream's first message, for up to storedRetry; a key is written
+	// once.
+	until := time.Now().Add(storedRetry)
+	for {
+		err := storedRead(ctx, out, js, left)
+		if err == nil || errors.Is(err, errWrite) {
+			return err
+		}
+		if time.Now().After(until) {
+			return fmt.Errorf("stored times: %d verdicts not found in the stream (%v)", len(left), err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stored times: %d verdicts not found in the stream (%v)", len(left), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// storedRetry bounds the time stored spends reading again after a failed
+// read.
+const storedRetry = 30 * time.Second
+
+// errWrite marks a failed write of the stored lines: not retried.
+var errWrite = errors.New("write the stored lines")
+
+// storedRead reads the bucket's stream from its first message and writes
+// a stored line for each message under a key of left, deleting the key.
+func storedRead(ctx context.Context, out io.Writer, js jetstream.JetStream, left map[string]int) error {
 	bucket := fleet.DefaultOptions().Bucket
 	stream, err := js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
-		return fmt.Errorf("stored times: %w", err)
+		return err
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		return fmt.Errorf("stored times: %w", err)
+		return err
 	}
 	prefix := "$KV." + bucket + "."
-	for left := len(keys); left > 0; {
+	for len(left) > 0 {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return fmt.Errorf("stored times: %w", err)
+			return err
 		}
 		got := 0
 		for m := range batch.Messages() {
 			got++
 			md, err := m.Metadata()
 			if err != nil {
-				return fmt.Errorf("stored times: %w", err)
+				return err
 			}
-			if k, ok := keys[strings.TrimPrefix(m.Subject(), prefix)]; ok {
+			key := strings.TrimPrefix(m.Subject(), prefix)
+			if k, ok := left[key]; ok {
 				if _, err := fmt.Fprintf(out, "stored %d %d\n", k, md.Timestamp.UnixNano()); err != nil {
-					return fmt.Errorf("write the stored lines: %w", err)
+					return fmt.Errorf("%w: %v", errWrite, err)
 				}
-				left--
+				delete(left, key)
 			}
 		}
-		if err := batch.Error(); err != nil || got == 0 {
-			return fmt.Errorf("stored times: %d verdicts not found in the stream (%v)", left, err)
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if got == 0 {
+			return fmt.Errorf("%d verdicts not found in the stream", len(left))
 		}
 	}
 	return nil

@@ -63,7 +63,7 @@ func openAuditFile(path string) (*os.File, error) {
 // the two: a write waits for the swap. When the path cannot be opened, the
 // old file stays in use and the error is returned.
 func (a *Audit) Reopen() error {
-	if a == nil || a.f == nil {
+	if !a.enabled() {
 		return nil
 	}
 	f, err := openAuditFile(a.path)
@@ -83,7 +83,7 @@ func (a *Audit) Reopen() error {
 
 // Write appends one record; errors are returned for the caller to log.
 func (a *Audit) Write(r AuditRecord) error {
-	if a == nil || a.f == nil {
+	if !a.enabled() {
 		return nil
 	}
 	if r.Time.IsZero() {
@@ -93,9 +93,14 @@ func (a *Audit) Write(r AuditRecord) error {
 	if err != nil {
 		return err
 	}
+	return a.writeLines(append(b, '\n'))
+}
+
+// writeLines appends lines, whole JSON lines of records, in one write.
+func (a *Audit) writeLines(lines []byte) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err = a.f.Write(append(b, '\n'))
+	_, err := a.f.Write(lines)
 	return err
 }
 
@@ -116,17 +121,14 @@ func (a *Audit) recordLines(log hclog.Logger, lines []byte) {
 	if !a.enabled() || len(lines) == 0 {
 		return
 	}
-	a.mu.Lock()
-	_, err := a.f.Write(lines)
-	a.mu.Unlock()
-	if err != nil {
+	if err := a.writeLines(lines); err != nil {
 		log.Error("audit log write failed", "error", err)
 	}
 }
 
 // Close flushes and closes the file.
 func (a *Audit) Close() error {
-	if a == nil || a.f == nil {
+	if !a.enabled() {
 		return nil
 	}
 	a.mu.Lock()

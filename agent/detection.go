@@ -142,7 +142,7 @@ func (r *fleetFindings) note(c fleet.Change, applied bool) {
 		if r.m == nil {
 			r.m = map[netip.Prefix]fleet.Verdict{}
 		}
-		r.m[c.Target] = c.Winner
+		r.m[c.Target] = *c.Winner
 		return
 	}
 	delete(r.m, c.Target)

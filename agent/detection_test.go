@@ -14,7 +14,7 @@ func TestFleetFindings(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	agg := func(target string, expires time.Time) fleet.Change {
 		p := netip.MustParsePrefix(target)
-		return fleet.Change{Target: p, Winner: fleet.Verdict{Target: p, Action: fleet.ActionBlock, Issuer: "aggregate",
+		return fleet.Change{Target: p, Winner: &fleet.Verdict{Target: p, Action: fleet.ActionBlock, Issuer: "aggregate",
 			Origin: "aggregate", Reason: "fleet: seen on 4 hosts, 3 ports each (12 distinct) in 60 s", IssuedAt: now, Expires: expires}}
 	}
 	var r fleetFindings

@@ -122,7 +122,7 @@ func (f *fleetApplier) Apply(changes []fleet.Change) map[netip.Prefix]string {
 			f.findings.note(c, false)
 			continue
 		}
-		why := f.put(st, i, &changes[i].Winner, wall, mono)
+		why := f.put(st, i, changes[i].Winner, wall, mono)
 		if why != "" {
 			refused[c.Target] = why
 		}
@@ -258,7 +258,7 @@ func (f *fleetApplier) flush(st *readState, changes []fleet.Change, wall time.Ti
 			if !a.written && a.err == nil {
 				continue
 			}
-			p.buf = appendFleetAudit(p.buf, now, &changes[a.change].Winner, a)
+			p.buf = appendFleetAudit(p.buf, now, changes[a.change].Winner, a)
 			if len(p.buf) >= auditFlushAt {
 				f.audit.recordLines(f.log, p.buf)
 				p.buf = p.buf[:0]

@@ -28,7 +28,7 @@ func BenchmarkFleetApply1M(b *testing.B) {
 		k[13], k[14], k[15] = byte(i>>16), byte(i>>8), byte(i)
 		v := fleet.Verdict{Target: netip.PrefixFrom(netip.AddrFrom16(k), 128), Action: fleet.ActionBlock, Issuer: "filler-1",
 			Origin: "cli", Reason: "fleet test filler", IssuedAt: now, Expires: now.Add(time.Hour)}
-		changes[i] = fleet.Change{Target: v.Target, Winner: v}
+		changes[i] = fleet.Change{Target: v.Target, Winner: &v}
 	}
 	b.StopTimer()
 	for range b.N {

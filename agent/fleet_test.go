@@ -77,7 +77,7 @@ func fleetVerdict(target string, act fleet.Action, ttl time.Duration) fleet.Verd
 func put(vs ...fleet.Verdict) []fleet.Change {
 	cs := make([]fleet.Change, len(vs))
 	for i, v := range vs {
-		cs[i] = fleet.Change{Target: v.Target, Winner: v}
+		cs[i] = fleet.Change{Target: v.Target, Winner: &v}
 	}
 	return cs
 }
@@ -311,7 +311,7 @@ type fakeFleetClient struct {
 func (c *fakeFleetClient) Run(ctx context.Context) error { <-ctx.Done(); return nil }
 func (c *fakeFleetClient) PublishAndApply(v fleet.Verdict) (string, error) {
 	c.published = append(c.published, v)
-	ch := fleet.Change{Target: v.Target, Winner: v, Remove: v.Action == fleet.ActionRevoke}
+	ch := fleet.Change{Target: v.Target, Winner: &v, Remove: v.Action == fleet.ActionRevoke}
 	return c.apply.Apply([]fleet.Change{ch})[v.Target], nil
 }
 func (c *fakeFleetClient) Status() fleet.Status                         { return c.status }
@@ -479,7 +479,7 @@ func TestFleetApplierBatch(t *testing.T) {
 
 	x := vs[0]
 	x.Expires = x.Expires.Add(time.Minute) // a longer one: written again
-	f.Apply([]fleet.Change{{Target: x.Target, Winner: x}, {Target: x.Target, Remove: true}})
+	f.Apply([]fleet.Change{{Target: x.Target, Winner: &x}, {Target: x.Target, Remove: true}})
 	if _, ok, err := d.Maps.Verdict(x.Target.Addr()); err != nil || ok {
 		t.Errorf("%s put then removed in one batch: in the map %v (%v), want removed", x.Target, ok, err)
 	}

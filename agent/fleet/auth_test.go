@@ -51,14 +51,14 @@ func TestTLSAndPermissions(t *testing.T) {
 	e1 := start(t, opts("edge-1", "edge-1", "change-me-edge-1"))
 	e2 := start(t, opts("edge-2", "edge-2", "change-me-edge-2"))
 	bad := start(t, opts("edge-3", "edge-2", "wrong"))
-	mustPublish(t, bad, block(target(9), time.Hour))
-	mustPublish(t, e1, block(target(1), time.Hour))
-	mustPublish(t, e2, block(target(2), time.Hour))
+	mustPublish(t, bad, block(nthTarget(9), time.Hour))
+	mustPublish(t, e1, block(nthTarget(1), time.Hour))
+	mustPublish(t, e2, block(nthTarget(2), time.Hour))
 	converged(t, 2, e1, e2)
 	if st := bad.c.Status(); st.Connected || st.Buffered != 1 {
 		t.Errorf("bad credentials: connected %v, buffered %d; want false, 1", st.Connected, st.Buffered)
 	}
-	if _, ok := e2.rec.get(target(9)); ok {
+	if _, ok := e2.rec.get(nthTarget(9)); ok {
 		t.Error("the verdict of the client with bad credentials reached edge-2")
 	}
 	tlsOpts := []nats.Option{nats.RootCAs(ca), nats.ClientCert(cc, ck)}
@@ -72,12 +72,12 @@ func TestTLSAndPermissions(t *testing.T) {
 	}
 	// edge-2 writing under edge-1's name: the server refuses the publish.
 	kv := rawKV(t, url, append(tlsOpts, nats.UserInfo("edge-2", "change-me-edge-2"))...)
-	forged := block(target(5), time.Hour)
+	forged := block(nthTarget(5), time.Hour)
 	forged.Issuer = "edge-1"
 	data, _ := encode(forged)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := kv.Put(ctx, Key("edge-1", target(5)), data); err == nil {
+	if _, err := kv.Put(ctx, Key("edge-1", nthTarget(5)), data); err == nil {
 		t.Error("edge-2 wrote a verdict as edge-1")
 	}
 	converged(t, 2, e1, e2)

@@ -70,14 +70,7 @@ type Client struct {
 	resync bool
 	// watchStall is watchStall (tests shorten it).
 	watchStall time.Duration
-	// changes are for the apply loop, coalesced per target: changed[t]
-	// is t's index in changes, for the first indexed of them (the rest
-	// came from one process, a change per target, and are indexed only
-	// when another batch is added before the apply loop takes them).
-	changes []Change
-	changed map[netip.Prefix]int
-	indexed int
-	// digest is Digest of st.active when st.version was digestVersion
+	// digest is Digest of the active set when st.version was digestVersion
 	// (active holds nothing expired after prune, so the set alone
 	// decides it).
 	digest        string
@@ -113,7 +106,7 @@ func New(opts Options, apply Applier, log hclog.Logger, onRefusal func(Refusal))
 	lim := limits{node: opts.Node, maxTTL: opts.MaxTTL, issuerRate: opts.IssuerRate,
 		issuerBurst: opts.IssuerBurst, maxActive: opts.MaxActive}
 	c := &Client{opts: opts, lim: lim, apply: apply, log: log, onRefusal: onRefusal, st: newState(lim),
-		queued: map[netip.Prefix]*bufItem{}, changed: map[netip.Prefix]int{}, watchStall: watchStall,
+		queued: map[netip.Prefix]*bufItem{}, watchStall: watchStall,
 		applyKick: make(chan struct{}, 1), publishKick: make(chan struct{}, 1), reconnected: make(chan struct{}, 1)}
 	c.m = newMetrics(c)
 	return c, nil
@@ -451,30 +444,12 @@ func (c *Client) lag() uint64 {
 	return 0
 }
 
-// settle merges what changed, hands the changes to the apply loop and
-// reports refusals (c.mu held).
+// settle merges what changed, hands the changes to the apply loop (the
+// state's out, coalesced per target) and reports refusals (c.mu held).
 func (c *Client) settle() {
-	changes := c.st.process()
-	if len(c.changes) == 0 && len(changes) > 0 {
-		// Nothing to coalesce with: take process's slice as it is (no
-		// copy) and give it the apply loop's empty one (never the same).
-		c.changes, c.st.changes = changes, c.changes[:0]
-		c.indexed = 0
-	} else if len(changes) > 0 {
-		for i := c.indexed; i < len(c.changes); i++ {
-			c.changed[c.changes[i].Target] = i
-		}
-		for _, ch := range changes {
-			if i, ok := c.changed[ch.Target]; ok {
-				c.changes[i] = ch
-			} else {
-				c.changed[ch.Target] = len(c.changes)
-				c.changes = append(c.changes, ch)
-			}
-		}
-		c.indexed = len(c.changes)
-	}
-	if len(changes) > 0 {
+	v := c.st.version
+	c.st.process()
+	if c.st.version != v {
 		kick(c.applyKick)
 	}
 	for _, r := range c.st.takeRefusals() {
@@ -507,22 +482,23 @@ func (c *Client) applyLoop(ctx context.Context) {
 // it says so, else as RefusedLocal.
 func (c *Client) applyPending() map[netip.Prefix]string {
 	c.mu.Lock()
-	if len(c.changes) == 0 {
+	if len(c.st.out) == 0 {
 		c.mu.Unlock()
 		return nil
 	}
-	batch := c.changes
-	c.changes, c.changed, c.indexed = nil, reuse(c.changed), 0
+	batch := c.st.takeChanges()
 	c.mu.Unlock()
 	refused := c.apply.Apply(batch)
 	now := time.Now()
 	for _, ch := range batch {
-		if reason, no := refused[ch.Target]; no {
+		// A batch may hold a remove and then a put of one target (what
+		// was there went, and came again): a refusal is the put's.
+		if reason, no := refused[ch.Target]; no && !ch.Remove {
 			if reason != RefusedInvalid {
 				reason = RefusedLocal
 			}
 			c.m.refused.WithLabelValues(reason).Inc()
-			c.onRefusal(Refusal{Verdict: ch.Winner, Reason: reason})
+			c.onRefusal(Refusal{Verdict: *ch.Winner, Reason: reason})
 			continue
 		}
 		c.m.applied.Inc()
@@ -530,12 +506,9 @@ func (c *Client) applyPending() map[netip.Prefix]string {
 			c.m.propagation.Observe(now.Sub(ch.Winner.IssuedAt).Seconds())
 		}
 	}
-	clear(batch) // let go of the verdicts; keep the room if small
 	c.mu.Lock()
 	c.lastApply = now
-	if c.changes == nil && cap(batch) <= batchEntries {
-		c.changes = batch[:0]
-	}
+	c.st.giveBack(batch)
 	c.mu.Unlock()
 	return refused
 }
@@ -630,9 +603,11 @@ func (c *Client) PublishAndApply(v Verdict) (refused string, err error) {
 // held), or MaxTTL from now.
 func (c *Client) latestExpiry(target netip.Prefix) time.Time {
 	var latest time.Time
-	for _, e := range c.st.byTarget[target] {
-		if e.v.Expires.After(latest) {
-			latest = e.v.Expires
+	if t := c.st.targets[target]; t != nil {
+		for e := t.first; e != nil; e = e.next {
+			if e.v.Expires.After(latest) {
+				latest = e.v.Expires
+			}
 		}
 	}
 	if o := c.st.own[target]; o != nil && o.v.Expires.After(latest) {
@@ -790,7 +765,7 @@ func (c *Client) Status() Status {
 	c.st.prune(now)
 	c.settle()
 	s := Status{Node: c.opts.Node, Servers: c.opts.Servers, AppliedRevision: c.st.lastRev,
-		BucketRevision: max(c.bucketLast, c.st.lastRev), Lag: c.lag(), Buffered: len(c.queued), Active: len(c.st.active),
+		BucketRevision: max(c.bucketLast, c.st.lastRev), Lag: c.lag(), Buffered: len(c.queued), Active: c.st.active,
 		Digest: c.activeDigest(now), LastApplied: c.lastApply}
 	if c.conn != nil && c.conn.IsConnected() && c.kv != nil {
 		s.Connected, s.Server = true, c.server
@@ -802,7 +777,7 @@ func (c *Client) Status() Status {
 // computed again only when the set changed.
 func (c *Client) activeDigest(now time.Time) string {
 	if c.digest == "" || c.digestVersion != c.st.version {
-		c.digest, c.digestVersion = Digest(c.st.active, now), c.st.version
+		c.digest, c.digestVersion = Digest(c.st.activeSet(), now), c.st.version
 	}
 	return c.digest
 }
@@ -812,7 +787,7 @@ func (c *Client) activeDigest(now time.Time) string {
 func (c *Client) Issuer(target netip.Prefix) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if v := c.st.active[target.Masked()]; v != nil {
+	if v := c.st.activeOn(target.Masked()); v != nil {
 		return v.Issuer, true
 	}
 	return "", false
@@ -835,7 +810,7 @@ func (c *Client) BucketDigest(ctx context.Context) (string, error) {
 	now := time.Now().Truncate(time.Second)
 	st.prune(now)
 	st.process()
-	return Digest(st.active, now), nil
+	return Digest(st.activeSet(), now), nil
 }
 
 // readAll reads every key's current value into st.

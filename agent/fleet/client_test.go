@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ func (r *recorder) Apply(changes []Change) map[netip.Prefix]string {
 		case c.Remove:
 			delete(r.set, c.Target)
 		default:
-			r.set[c.Target] = c.Winner
+			r.set[c.Target] = *c.Winner
 		}
 	}
 	return refused
@@ -65,7 +66,7 @@ func (r *recorder) digest(now time.Time) string {
 	for t, v := range r.set {
 		set[t] = &v
 	}
-	return Digest(set, now)
+	return Digest(maps.All(set), now)
 }
 
 func (r *recorder) len() int {
@@ -207,7 +208,7 @@ func converged(t *testing.T, want int, nodes ...*node) string {
 	return digest
 }
 
-func target(i int) netip.Prefix {
+func nthTarget(i int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32)
 }
 
@@ -240,7 +241,7 @@ func TestPublishApplyRevoke(t *testing.T) {
 		n.rec.delay = 100 * time.Millisecond
 		n.rec.mu.Unlock()
 	}
-	x, y, z := target(1), target(2), target(3)
+	x, y, z := nthTarget(1), nthTarget(2), nthTarget(3)
 	mustPublish(t, a, Verdict{Target: x, Action: ActionThrottle, Expires: time.Now().Add(2 * time.Hour)})
 	mustPublish(t, b, block(x, time.Hour))
 	mustPublish(t, b, block(y, time.Hour))
@@ -323,7 +324,7 @@ func rawJS(t *testing.T, url string, opts ...nats.Option) (jetstream.JetStream, 
 func putRaw(t *testing.T, kv jetstream.KeyValue, issuer string, from, to int) {
 	t.Helper()
 	for i := from; i < to; i++ {
-		v := block(target(i), time.Hour)
+		v := block(nthTarget(i), time.Hour)
 		v.Issuer = issuer
 		data, err := encode(v)
 		if err != nil {
@@ -351,14 +352,14 @@ func TestIssuerRateCap(t *testing.T) {
 		nodes = append(nodes, start(t, o))
 	}
 	for i := range 5 {
-		mustPublish(t, nodes[0], block(target(100+i), time.Hour))
+		mustPublish(t, nodes[0], block(nthTarget(100+i), time.Hour))
 	}
 	converged(t, 5, nodes...)
 	putRaw(t, rawKV(t, c.URL(0)), "rogue", 0, 30)
 	d := converged(t, 15, nodes...)
 	for i, n := range nodes {
 		for j := range 30 {
-			_, ok := n.rec.get(target(j))
+			_, ok := n.rec.get(nthTarget(j))
 			if ok != (j < 10) {
 				t.Errorf("node %d: rogue's verdict %d in force %v, want %v", i, j, ok, j < 10)
 			}
@@ -380,16 +381,16 @@ func TestInvalidValueRefused(t *testing.T) {
 	c := natstest.Cluster(t, 1, natstest.Options{})
 	a := start(t, testOptions("a", c.URLs(), 1))
 	b := start(t, testOptions("b", c.URLs(), 1))
-	mustPublish(t, a, block(target(1), time.Hour))
+	mustPublish(t, a, block(nthTarget(1), time.Hour))
 	converged(t, 1, a, b)
 	kv := rawKV(t, c.URL(0))
-	forged := block(target(2), time.Hour)
+	forged := block(nthTarget(2), time.Hour)
 	forged.Issuer = "a"
 	data, _ := encode(forged)
 	for key, value := range map[string][]byte{
-		Key("rogue", target(3)): []byte("{garbage"),
-		Key("rogue", target(2)): data, // the value claims to be a's
-		Key("rogue", target(4)): []byte(strings.Repeat(" ", MaxValueSize+1)),
+		Key("rogue", nthTarget(3)): []byte("{garbage"),
+		Key("rogue", nthTarget(2)): data, // the value claims to be a's
+		Key("rogue", nthTarget(4)): []byte(strings.Repeat(" ", MaxValueSize+1)),
 	} {
 		if _, err := kv.Put(context.Background(), key, value); err != nil {
 			t.Fatal(err)
@@ -404,12 +405,12 @@ func TestInvalidValueRefused(t *testing.T) {
 	// b's applier refuses target 7 (allowed there): counted and reported
 	// on b only, applied on a.
 	b.rec.mu.Lock()
-	b.rec.refuse[target(7)] = true
+	b.rec.refuse[nthTarget(7)] = true
 	b.rec.mu.Unlock()
-	mustPublish(t, a, block(target(7), time.Hour))
+	mustPublish(t, a, block(nthTarget(7), time.Hour))
 	waitFor(t, "b refuses target 7 as locally allowed", func() bool { return b.refused(RefusedLocal) == 1 })
-	waitFor(t, "a applies target 7", func() bool { _, ok := a.rec.get(target(7)); return ok })
-	if _, ok := b.rec.get(target(7)); ok || a.refused(RefusedLocal) != 0 {
+	waitFor(t, "a applies target 7", func() bool { _, ok := a.rec.get(nthTarget(7)); return ok })
+	if _, ok := b.rec.get(nthTarget(7)); ok || a.refused(RefusedLocal) != 0 {
 		t.Errorf("b applied the refused target, or a refused it")
 	}
 }
@@ -448,7 +449,7 @@ func TestKillServerDuring5000(t *testing.T) {
 	pub := start(t, testOptions("pub", []string{c.URL(follower)}, 3))
 	waitFor(t, "the publisher is connected", func() bool { return pub.c.Status().Connected })
 	for i := range total {
-		mustPublish(t, pub, block(target(i), time.Hour))
+		mustPublish(t, pub, block(nthTarget(i), time.Hour))
 	}
 	waitFor(t, "the burst has begun", func() bool { return pub.c.Status().AppliedRevision >= total/50 })
 	c.Kill(leader)
@@ -555,19 +556,19 @@ func TestDisconnectedClientConverges(t *testing.T) {
 	pub := start(t, testOptions("pub", c.URLs()[:2], 3))
 	lone := start(t, testOptions("lone", c.URLs()[2:], 3))
 	for i := range 100 {
-		mustPublish(t, pub, block(target(i), time.Hour))
+		mustPublish(t, pub, block(nthTarget(i), time.Hour))
 	}
 	converged(t, 100, pub, lone)
 	c.Stop(2)
 	waitFor(t, "lone sees the bus down", func() bool { return !lone.c.Status().Connected })
 	for i := range 50 { // revoke 0..49
-		mustPublish(t, pub, Verdict{Target: target(i), Action: ActionRevoke})
+		mustPublish(t, pub, Verdict{Target: nthTarget(i), Action: ActionRevoke})
 	}
 	for i := 100; i < 300; i++ { // 200 adds
-		mustPublish(t, pub, block(target(i), time.Hour))
+		mustPublish(t, pub, block(nthTarget(i), time.Hour))
 	}
 	for i := 300; i < 320; i++ { // 20 that expire while lone is away
-		mustPublish(t, pub, block(target(i), 2*time.Second))
+		mustPublish(t, pub, block(nthTarget(i), 2*time.Second))
 	}
 	waitFor(t, "the publisher's buffer drains", func() bool { return pub.c.Status().Buffered == 0 })
 	if got := lone.rec.len(); got != 100 {
@@ -577,8 +578,8 @@ func TestDisconnectedClientConverges(t *testing.T) {
 	c.Restart(2)
 	converged(t, 250, pub, lone) // 100 - 50 + 200
 	for i := 300; i < 320; i++ {
-		if _, ok := lone.rec.get(target(i)); ok {
-			t.Fatalf("lone applied the expired %v", target(i))
+		if _, ok := lone.rec.get(nthTarget(i)); ok {
+			t.Fatalf("lone applied the expired %v", nthTarget(i))
 		}
 	}
 }
@@ -591,7 +592,7 @@ func TestAllServersDown(t *testing.T) {
 	a := start(t, testOptions("a", c.URLs(), 3))
 	b := start(t, testOptions("b", c.URLs(), 3))
 	for i := range 10 {
-		mustPublish(t, a, block(target(i), time.Hour))
+		mustPublish(t, a, block(nthTarget(i), time.Hour))
 	}
 	converged(t, 10, a, b)
 	for i := range 3 {
@@ -599,8 +600,8 @@ func TestAllServersDown(t *testing.T) {
 	}
 	waitFor(t, "a sees the bus down", func() bool { return !a.c.Status().Connected })
 	for i := 10; i < 60; i++ {
-		mustPublish(t, a, block(target(i), time.Hour))
-		mustPublish(t, a, block(target(i), 2*time.Hour)) // coalesced with the first
+		mustPublish(t, a, block(nthTarget(i), time.Hour))
+		mustPublish(t, a, block(nthTarget(i), 2*time.Hour)) // coalesced with the first
 	}
 	waitFor(t, "a applies its 60 with the bus down", func() bool { return a.rec.len() == 60 })
 	if st := a.c.Status(); st.Buffered != 50 || st.Active != 60 {
@@ -617,13 +618,13 @@ func TestAllServersDown(t *testing.T) {
 	defer cancel()
 	kv := rawKV(t, c.URL(0))
 	for i := 10; i < 60; i++ {
-		e, err := kv.Get(ctx, Key("a", target(i)))
+		e, err := kv.Get(ctx, Key("a", nthTarget(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		v, _, err := decode(e.Key(), e.Value(), DefaultOptions().MaxTTL)
 		if err != nil || v.Expires.Sub(v.IssuedAt) < 2*time.Hour-time.Second {
-			t.Fatalf("%v: %+v %v, want the 2 h verdict", target(i), v, err)
+			t.Fatalf("%v: %+v %v, want the 2 h verdict", nthTarget(i), v, err)
 		}
 	}
 	// 10 puts before, one per target after: the bucket's stream has had

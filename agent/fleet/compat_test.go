@@ -23,12 +23,12 @@ func TestServerVersions(t *testing.T) {
 			c := natstest.Cluster(t, 1, natstest.Options{Binary: tc.bin(t)})
 			a := start(t, testOptions("a", c.URLs(), 1))
 			b := start(t, testOptions("b", c.URLs(), 1))
-			mustPublish(t, a, block(target(1), time.Hour))
-			mustPublish(t, b, block(target(2), time.Hour))
+			mustPublish(t, a, block(nthTarget(1), time.Hour))
+			mustPublish(t, b, block(nthTarget(2), time.Hour))
 			// Long enough to be seen on both before it expires on a busy
 			// machine (2 s expired first once under CI load, and the
 			// convergence on 3 could not happen).
-			mustPublish(t, a, block(target(3), 15*time.Second))
+			mustPublish(t, a, block(nthTarget(3), 15*time.Second))
 			converged(t, 3, a, b)
 			a.c.mu.Lock()
 			perKeyTTL := a.c.perKeyTTL
@@ -43,11 +43,11 @@ func TestServerVersions(t *testing.T) {
 			if wantAge := map[bool]time.Duration{false: DefaultOptions().MaxTTL}[tc.perKeyTTL]; st.TTL() != wantAge {
 				t.Errorf("bucket MaxAge %s, want %s", st.TTL(), wantAge)
 			}
-			mustPublish(t, b, Verdict{Target: target(1), Action: ActionRevoke})
+			mustPublish(t, b, Verdict{Target: nthTarget(1), Action: ActionRevoke})
 			waitFor(t, "the revoke and the expiry reach both", func() bool {
 				for _, n := range []*node{a, b} {
-					_, one := n.rec.get(target(1))
-					_, three := n.rec.get(target(3))
+					_, one := n.rec.get(nthTarget(1))
+					_, three := n.rec.get(nthTarget(3))
 					if one || three {
 						return false
 					}

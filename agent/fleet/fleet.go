@@ -54,9 +54,9 @@ type Verdict struct {
 type Change struct {
 	Target netip.Prefix
 	Remove bool
-	// Winner is the verdict in force on Target after merging (zero when
-	// Remove).
-	Winner Verdict
+	// Winner is the verdict in force on Target after merging (nil when
+	// Remove); it is shared with the Client: read only.
+	Winner *Verdict
 }
 
 // Applier writes the merged fleet set into the kernel. Apply gets the

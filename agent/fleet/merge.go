@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"time"
@@ -28,6 +29,10 @@ type entry struct {
 	tokens   float64
 	reported bool   // a refusal of this entry was reported
 	gen      uint32 // the state's gen when put (see state.gen)
+	// t is the state's target of v.Target; next is the target's next
+	// bucket entry.
+	t    *target
+	next *entry
 }
 
 // strength orders the actions a winner can have.
@@ -146,8 +151,8 @@ func comparePrefix(a, b netip.Prefix) int {
 
 // Digest is the hex SHA-256 of the sorted lines "target action
 // expires_unix_ns" of a merged set, leaving out what expired at now.
-func Digest(set map[netip.Prefix]*Verdict, now time.Time) string {
-	lines := make([]string, 0, len(set))
+func Digest(set iter.Seq2[netip.Prefix, *Verdict], now time.Time) string {
+	var lines []string
 	for t, v := range set {
 		if v.Expires.After(now) {
 			lines = append(lines, fmt.Sprintf("%s %s %d\n", t, v.Action, v.Expires.UnixNano()))

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -240,11 +241,11 @@ func TestDigest(t *testing.T) {
 		"198.18.0.2/32 block 1767323047000000000\n" +
 		"2001:2::/48 block 1767323046000000000\n"
 	sum := sha256.Sum256([]byte(lines))
-	if got := Digest(set, t0); got != hex.EncodeToString(sum[:]) {
+	if got := Digest(maps.All(set), t0); got != hex.EncodeToString(sum[:]) {
 		t.Errorf("digest at t0: %s, want %s", got, hex.EncodeToString(sum[:]))
 	}
 	sum = sha256.Sum256([]byte("198.18.0.2/32 block 1767323047000000000\n"))
-	if got := Digest(set, t0.Add(time.Second)); got != hex.EncodeToString(sum[:]) {
+	if got := Digest(maps.All(set), t0.Add(time.Second)); got != hex.EncodeToString(sum[:]) {
 		t.Errorf("digest at t0+1s: %s, want %s", got, hex.EncodeToString(sum[:]))
 	}
 }
@@ -270,9 +271,10 @@ func TestStateMerge(t *testing.T) {
 	put(verdict("b", "198.18.0.1/32", ActionBlock, 0, time.Minute), 2)
 	put(verdict("a", "198.18.0.2/32", ActionBlock, 0, time.Hour), 3)
 	put(verdict("a", "198.18.0.3/32", ActionBlock, 0, time.Hour), 4) // over max_active 2
-	changes := s.process()
-	if len(changes) != 2 || len(s.active) != 2 || s.active[pfx("198.18.0.1/32")].Issuer != "b" {
-		t.Fatalf("changes %v, active %v", changes, s.active)
+	s.process()
+	changes := s.takeChanges()
+	if len(changes) != 2 || s.active != 2 || s.activeOn(pfx("198.18.0.1/32")).Issuer != "b" {
+		t.Fatalf("changes %v, active %v", changes, activePtrs(s))
 	}
 	if r := s.takeRefusals(); len(r) != 1 || r[0].Reason != RefusedActiveCap || r[0].Verdict.Target != pfx("198.18.0.3/32") {
 		t.Fatalf("refusals %v, want the active cap on 198.18.0.3", r)
@@ -280,19 +282,19 @@ func TestStateMerge(t *testing.T) {
 	// b's block expires: a's throttle takes over on .1.
 	s.prune(t0.Add(2 * time.Minute))
 	s.process()
-	if v := s.active[pfx("198.18.0.1/32")]; v.Action != ActionThrottle || v.Issuer != "a" {
+	if v := s.activeOn(pfx("198.18.0.1/32")); v.Action != ActionThrottle || v.Issuer != "a" {
 		t.Fatalf("after b's block expired: %+v", v)
 	}
 	// A revoke by c of .2 issued later: .2 goes, .3 comes in under the cap.
 	put(verdict("c", "198.18.0.2/32", ActionRevoke, time.Minute, time.Hour), 5)
 	s.process()
-	if _, ok := s.active[pfx("198.18.0.2/32")]; ok || s.active[pfx("198.18.0.3/32")].Issuer != "a" {
-		t.Fatalf("after the revoke: %v", s.active)
+	if s.activeOn(pfx("198.18.0.2/32")) != nil || s.activeOn(pfx("198.18.0.3/32")).Issuer != "a" {
+		t.Fatalf("after the revoke: %v", activePtrs(s))
 	}
 	// An invalid value on a's key of .3 removes the old one and is refused.
 	s.put(Key("a", pfx("198.18.0.3/32")), []byte("garbage"), 6, t0)
 	s.process()
-	if _, ok := s.active[pfx("198.18.0.3/32")]; ok {
+	if s.activeOn(pfx("198.18.0.3/32")) != nil {
 		t.Fatal("an invalid value left the old verdict in force")
 	}
 	if r := s.takeRefusals(); len(r) != 1 || r[0].Reason != RefusedInvalid {
@@ -325,11 +327,11 @@ func TestStateResync(t *testing.T) {
 	s.endResync()
 	s.process()
 	want := map[netip.Prefix]Action{pfx("198.18.0.1/32"): ActionThrottle, pfx("198.18.0.4/32"): ActionBlock}
-	if len(s.active) != len(want) || len(s.entries) != len(want) {
-		t.Fatalf("after the resync: active %v, %d entries; want %v", s.active, len(s.entries), want)
+	if s.active != len(want) || len(s.entries) != len(want) {
+		t.Fatalf("after the resync: active %v, %d entries; want %v", activePtrs(s), len(s.entries), want)
 	}
 	for p, a := range want {
-		if v := s.active[p]; v == nil || v.Action != a {
+		if v := s.activeOn(p); v == nil || v.Action != a {
 			t.Fatalf("after the resync: %v is %+v, want %s", p, v, a)
 		}
 	}
@@ -341,15 +343,16 @@ func TestStateResync(t *testing.T) {
 	put(verdict("c", "198.18.0.5/32", ActionBlock, 0, time.Hour), 13)
 	s.dropResync()
 	s.process()
-	if len(s.active) != 3 || s.slab != nil {
-		t.Fatalf("after a resync given up: active %v, slab %v", s.active, s.slab != nil)
+	if s.active != 3 || s.slab != nil {
+		t.Fatalf("after a resync given up: active %v, slab %v", activePtrs(s), s.slab != nil)
 	}
 }
 
 // TestStateIncremental drives the state with random puts, deletes, own
 // verdicts and expiry over few targets, with a small active cap, and after
 // each batch checks the merged set against one computed from scratch from
-// the live entries with winner and capActive.
+// the live entries with winner and capActive; the changes, taken after a
+// random number of batches (coalesced), leave an Applier holding it.
 func TestStateIncremental(t *testing.T) {
 	const maxActive = 5
 	s := newState(limits{node: "me", maxTTL: 24 * time.Hour, issuerRate: 1000, issuerBurst: 1000, maxActive: maxActive})
@@ -358,6 +361,7 @@ func TestStateIncremental(t *testing.T) {
 	actions := []Action{ActionThrottle, ActionBlock, ActionRevoke}
 	issuers := []string{"a", "b", "c", "me"}
 	now, rev := t0, uint64(0)
+	held := map[netip.Prefix]Verdict{}
 	for batch := range 400 {
 		for range 1 + r.IntN(8) {
 			tgt := fmt.Sprintf("198.18.0.%d/32", r.IntN(10))
@@ -378,12 +382,18 @@ func TestStateIncremental(t *testing.T) {
 			s.prune(now)
 		}
 		s.process()
+		if r.IntN(3) == 0 { // the apply loop takes what was merged, coalesced per target
+			applied(held, s.takeChanges())
+			if d := sameSet(held, activeSet(s)); d != "" {
+				t.Fatalf("batch %d: the Applier does not hold the merged set: %s", batch, d)
+			}
+		}
 		want := fromScratch(s, maxActive)
-		if len(want) != len(s.active) {
-			t.Fatalf("batch %d: %d active, want %d: %v vs %v", batch, len(s.active), len(want), s.active, want)
+		if got := activePtrs(s); len(want) != len(got) || s.active != len(got) {
+			t.Fatalf("batch %d: %d active (counted %d), want %d: %v vs %v", batch, len(got), s.active, len(want), got, want)
 		}
 		for p, w := range want {
-			if v := s.active[p]; v != w {
+			if v := s.activeOn(p); v != w {
 				t.Fatalf("batch %d: %v is %+v, want %+v", batch, p, v, w)
 			}
 		}
@@ -395,6 +405,9 @@ func TestStateIncremental(t *testing.T) {
 func fromScratch(s *state, maxActive int) map[netip.Prefix]*Verdict {
 	byTarget := map[netip.Prefix][]*entry{}
 	for _, e := range s.entries {
+		if e.t == nil || s.targets[e.v.Target] != e.t {
+			panic("an entry is not on its target")
+		}
 		byTarget[e.v.Target] = append(byTarget[e.v.Target], e)
 	}
 	for p, o := range s.own {
@@ -414,4 +427,9 @@ func fromScratch(s *state, maxActive int) map[netip.Prefix]*Verdict {
 		}
 	}
 	return set
+}
+
+// activePtrs is the state's active set as a map.
+func activePtrs(s *state) map[netip.Prefix]*Verdict {
+	return maps.Collect(s.activeSet())
 }

@@ -48,7 +48,7 @@ func newMetrics(c *Client) *metrics {
 		gauge("bulwark_fleet_buffered", "Own verdicts waiting to be published.",
 			locked(func() float64 { return float64(len(c.queued)) })),
 		gauge("bulwark_fleet_active", "Fleet verdicts in force (the merged set within max_active).",
-			locked(func() float64 { return float64(len(c.st.active)) })),
+			locked(func() float64 { return float64(c.st.active) })),
 	}
 	return m
 }

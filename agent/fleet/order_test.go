@@ -86,7 +86,7 @@ func applied(set map[netip.Prefix]Verdict, changes []Change) {
 		if c.Remove {
 			delete(set, c.Target)
 		} else {
-			set[c.Target] = c.Winner
+			set[c.Target] = *c.Winner
 		}
 	}
 }
@@ -108,8 +108,8 @@ func sameSet(got map[netip.Prefix]Verdict, want map[netip.Prefix]Verdict) string
 }
 
 func activeSet(s *state) map[netip.Prefix]Verdict {
-	out := make(map[netip.Prefix]Verdict, len(s.active))
-	for t, v := range s.active {
+	out := make(map[netip.Prefix]Verdict, s.active)
+	for t, v := range s.activeSet() {
 		out[t] = *v
 	}
 	return out
@@ -180,12 +180,12 @@ func TestMergeArrivalOrder(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					continue // merged with what comes next
 				}
-				applied(held, s.process())
+				applied(held, processed(s))
 				if d := sameSet(held, activeSet(s)); d != "" {
 					t.Fatalf("cap %d, trial %d: the Applier does not hold the merged set after %v: %s", maxActive, trial, trace, d)
 				}
 			}
-			applied(held, s.process())
+			applied(held, processed(s))
 			for _, set := range []map[netip.Prefix]Verdict{activeSet(s), held} {
 				if d := sameSet(set, l.want[maxActive]); d != "" {
 					t.Fatalf("cap %d, trial %d: after %v: %s", maxActive, trial, trace, d)
@@ -233,7 +233,7 @@ func TestMergeSnapshotOrder(t *testing.T) {
 			for _, i := range current {
 				e := l.entries[i]
 				s.put(e.key, data[i], uint64(i+1), e.v.IssuedAt)
-				applied(held, s.process())
+				applied(held, processed(s))
 			}
 			for _, set := range []map[netip.Prefix]Verdict{activeSet(s), held} {
 				if d := sameSet(set, l.want[maxActive]); d != "" {
@@ -242,4 +242,10 @@ func TestMergeSnapshotOrder(t *testing.T) {
 			}
 		}
 	}
+}
+
+// processed merges what changed in s and takes the changes.
+func processed(s *state) []Change {
+	s.process()
+	return s.takeChanges()
 }

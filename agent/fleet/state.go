@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"container/heap"
+	"iter"
 	"net/netip"
 	"slices"
 	"time"
@@ -17,45 +18,62 @@ type limits struct {
 }
 
 // state is the raw set of bucket entries a Client (or BucketDigest) has
-// read, kept merged incrementally: after process, active is the merged
-// set within the caps, a pure function of the unexpired entries.
+// read, kept merged incrementally: after process, the targets' active
+// verdicts are the merged set within the caps, a pure function of the
+// unexpired entries, and out holds the changes to it not yet taken.
 type state struct {
-	lim      limits
-	entries  map[string]*entry         // bucket entries by key
-	byTarget map[netip.Prefix][]*entry // bucket entries by target
-	issuers  map[string][]*entry       // bucket entries by issuer, in revision order
-	own      map[netip.Prefix]*entry   // the node's own verdicts not yet read back
-	won      map[netip.Prefix]dirtyWin // process's view of the dirty targets, reused
-	active   map[netip.Prefix]*Verdict // winners within the cap (their entries' verdicts, never changed)
-	capped   map[netip.Prefix]bool     // winners over the cap
-	dirty    map[netip.Prefix]bool     // targets to merge again
-	rescan   map[string]int            // issuers to rate-scan again, from index
-	exp      expiryHeap                // entries by expiry
-	lastRev  uint64                    // highest revision read
-	version  uint64                    // counts the changes of active
-	refusals []Refusal                 // to report
-	changes  []Change                  // process's result, reused
-	pruned   time.Time                 // expired entries are gone up to here
+	lim     limits
+	entries map[string]*entry        // bucket entries by key
+	targets map[netip.Prefix]*target // entries and merged verdict by target
+	issuers map[string][]*entry      // bucket entries by issuer, in revision order
+	own     map[netip.Prefix]*entry  // the node's own verdicts not yet read back
+	capped  map[netip.Prefix]bool    // winners over the cap
+	dirty   []*target                // targets to merge again (their dirty set)
+	wins    []dirtyWin               // process's view of dirty, reused
+	rescan  map[string]int           // issuers to rate-scan again, from index
+	exp     expiryHeap               // entries by expiry
+	active  int                      // targets with an active verdict
+	lastRev uint64                   // highest revision read
+	version uint64                   // counts the changes of the active set
+	// out are the changes of the active set not taken yet (takeChanges),
+	// one per target at most: a target's later change replaces the one
+	// at its outAt while its outGen is outGen (a take starts a new gen).
+	out      []Change
+	outGen   uint64
+	refusals []Refusal // to report
+	pruned   time.Time // expired entries are gone up to here
 	// gen counts the resyncs: put marks each entry with it, so that at
 	// the end of a resync the entries not read again are the ones of an
 	// older gen (no set of the keys read).
 	gen uint32
-	// slab is where put allocates entries during a resync (nil outside):
-	// a chunk of slabEntries at a time instead of one object per entry,
-	// which the GC scans as one.
-	slab []entry
+	// slab and tslab are where put allocates entries and targets during a
+	// resync (nil outside): a chunk of slabEntries at a time instead of
+	// one object each, which the GC scans as one.
+	slab  []entry
+	tslab []target
 }
 
-// slabEntries is the size of a resync's chunks of entries: about 230
-// KiB. A chunk lives as long as one of its entries does (never reused), so
-// after a resync the chunks' memory is at most the resync's own.
+// target is what the state holds on one target: its bucket entries, its
+// verdict in the active set, and its place in dirty and out.
+type target struct {
+	prefix netip.Prefix
+	first  *entry   // the bucket entries on it, linked by entry.next
+	active *Verdict // its verdict in the active set (an entry's, never changed), nil if none
+	dirty  bool     // in state.dirty
+	outGen uint64   // out[outAt] is its change while outGen is state.outGen
+	outAt  int
+}
+
+// slabEntries is the size of a resync's chunks of entries and targets
+// (about 230 and 70 KiB). A chunk lives as long as one of its objects
+// does (never reused), so after a resync the chunks' memory is at most
+// the resync's own.
 const slabEntries = 1024
 
 func newState(lim limits) *state {
-	return &state{lim: lim, entries: map[string]*entry{}, byTarget: map[netip.Prefix][]*entry{},
-		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, won: map[netip.Prefix]dirtyWin{},
-		active: map[netip.Prefix]*Verdict{}, capped: map[netip.Prefix]bool{},
-		dirty: map[netip.Prefix]bool{}, rescan: map[string]int{}}
+	return &state{lim: lim, entries: map[string]*entry{}, targets: map[netip.Prefix]*target{},
+		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, capped: map[netip.Prefix]bool{},
+		rescan: map[string]int{}, outGen: 1}
 }
 
 // refuse records a refusal to report.
@@ -78,10 +96,11 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 	if !v.Expires.After(s.pruned) {
 		return
 	}
+	t := s.targetOf(v.Target)
 	e := s.newEntry()
-	*e = entry{key: key, v: v, rev: rev, ts: ts, rateOK: true, gen: s.gen} // rateOK until rate-scanned
+	*e = entry{key: key, v: v, rev: rev, ts: ts, rateOK: true, gen: s.gen, t: t, next: t.first} // rateOK until rate-scanned
+	t.first = e
 	s.entries[key] = e
-	s.byTarget[v.Target] = append(s.byTarget[v.Target], e)
 	list := s.issuers[v.Issuer]
 	i := len(list)
 	if i > 0 && list[i-1].rev > rev { // out of order: only on a resync's snapshot
@@ -90,9 +109,44 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 	s.issuers[v.Issuer] = slices.Insert(list, i, e)
 	s.markIssuer(v.Issuer, i)
 	heap.Push(&s.exp, e)
-	s.dirty[v.Target] = true
-	if o := s.own[v.Target]; o != nil && o.key == key && o.rev != 0 && rev >= o.rev {
+	s.markDirty(t)
+	if o := s.ownOf(v.Target); o != nil && o.key == key && o.rev != 0 && rev >= o.rev {
 		delete(s.own, v.Target) // the published verdict came back
+	}
+}
+
+// targetOf is the state's target p, made if it has none.
+func (s *state) targetOf(p netip.Prefix) *target {
+	t := s.targets[p]
+	if t == nil {
+		if s.tslab == nil {
+			t = &target{}
+		} else {
+			if len(s.tslab) == cap(s.tslab) {
+				s.tslab = make([]target, 0, slabEntries)
+			}
+			s.tslab = s.tslab[:len(s.tslab)+1]
+			t = &s.tslab[len(s.tslab)-1]
+		}
+		t.prefix = p
+		s.targets[p] = t
+	}
+	return t
+}
+
+// ownOf is the node's own pending verdict on p, nil if none.
+func (s *state) ownOf(p netip.Prefix) *entry {
+	if len(s.own) == 0 {
+		return nil // most of the time: no hashing
+	}
+	return s.own[p]
+}
+
+// markDirty queues t to be merged again.
+func (s *state) markDirty(t *target) {
+	if !t.dirty {
+		t.dirty = true
+		s.dirty = append(s.dirty, t)
 	}
 }
 
@@ -114,6 +168,7 @@ func (s *state) newEntry() *entry {
 func (s *state) beginResync() {
 	s.gen++
 	s.slab = make([]entry, 0, slabEntries)
+	s.tslab = make([]target, 0, slabEntries)
 }
 
 // endResync ends a resync at the initial-values marker: every key the
@@ -125,11 +180,11 @@ func (s *state) endResync() {
 			s.remove(key)
 		}
 	}
-	s.slab = nil
+	s.slab, s.tslab = nil, nil
 }
 
 // dropResync gives a resync up: the entries of older gens stay.
-func (s *state) dropResync() { s.slab = nil }
+func (s *state) dropResync() { s.slab, s.tslab = nil, nil }
 
 func cmpU(a, b uint64) int {
 	switch {
@@ -154,11 +209,14 @@ func (s *state) remove(key string) {
 		return
 	}
 	delete(s.entries, key)
-	t := e.v.Target
-	s.byTarget[t] = slices.DeleteFunc(s.byTarget[t], func(x *entry) bool { return x == e })
-	if len(s.byTarget[t]) == 0 {
-		delete(s.byTarget, t)
+	t := e.t
+	for p := &t.first; *p != nil; p = &(*p).next {
+		if *p == e {
+			*p = e.next
+			break
+		}
 	}
+	e.next = nil
 	list := s.issuers[e.v.Issuer]
 	if i, found := slices.BinarySearchFunc(list, e.rev, func(x *entry, r uint64) int { return cmpU(x.rev, r) }); found {
 		s.issuers[e.v.Issuer] = slices.Delete(list, i, i+1)
@@ -167,7 +225,7 @@ func (s *state) remove(key string) {
 	if len(s.issuers[e.v.Issuer]) == 0 {
 		delete(s.issuers, e.v.Issuer)
 	}
-	s.dirty[t] = true
+	s.markDirty(t)
 }
 
 func (s *state) markIssuer(issuer string, from int) {
@@ -179,9 +237,10 @@ func (s *state) markIssuer(issuer string, from int) {
 // publish merges one of the node's own verdicts at once, before it is read
 // back from the bucket.
 func (s *state) publish(v Verdict) *entry {
-	e := &entry{key: Key(v.Issuer, v.Target), v: v, pending: true, rateOK: true}
+	t := s.targetOf(v.Target)
+	e := &entry{key: Key(v.Issuer, v.Target), v: v, pending: true, rateOK: true, t: t}
 	s.own[v.Target] = e
-	s.dirty[v.Target] = true
+	s.markDirty(t)
 	return e
 }
 
@@ -195,25 +254,22 @@ func (s *state) prune(now time.Time) {
 			s.remove(e.key)
 		}
 	}
-	for t, e := range s.own {
+	for p, e := range s.own {
 		if !e.v.Expires.After(now) {
-			delete(s.own, t)
-			s.dirty[t] = true
+			delete(s.own, p)
+			s.markDirty(e.t)
 		}
 	}
 }
 
-// process merges the dirty targets again and applies the caps; it returns
-// the changes to the active set since the last call, in a slice that is
-// the state's again at the next call (reused: a batch of changes is about
-// 200 bytes each, and growing it anew every batch was a seventh of a cold
-// sync's CPU).
-func (s *state) process() []Change {
+// process merges the dirty targets again and applies the caps; the
+// changes of the active set go to out, for takeChanges.
+func (s *state) process() {
 	for issuer, from := range s.rescan {
 		list := s.issuers[issuer]
 		if from < len(list) {
 			rateScan(list, from, s.lim.issuerRate, s.lim.issuerBurst, func(e *entry) {
-				s.dirty[e.v.Target] = true
+				s.markDirty(e.t)
 				if !e.rateOK && !e.reported {
 					e.reported = true
 					s.refuse(e.v, RefusedRate)
@@ -222,131 +278,186 @@ func (s *state) process() []Change {
 		}
 	}
 	clear(s.rescan)
-	clear(s.changes)
-	changes := s.changes[:0]
-	if cap(changes) > 4*batchEntries {
-		changes = nil // after a big change (a resync, an expiry wave), let it go
-	}
-	change := func(t netip.Prefix, old *Verdict, had bool, v *Verdict, in bool) {
-		switch {
-		case in && (!had || !sameVerdict(*old, *v)):
-			s.active[t] = v
-			changes = append(changes, Change{Target: t, Winner: *v})
-			s.version++
-		case !in && had:
-			delete(s.active, t)
-			changes = append(changes, Change{Target: t, Remove: true})
-			s.version++
-		}
-	}
-	set := func(t netip.Prefix, v *Verdict, in bool) {
-		old, had := s.active[t]
-		change(t, old, had, v, in)
-	}
 	// The targets in force after the last process are the active ones
 	// and the capped ones (capped is part of them, active the rest), so
 	// their number follows from the dirty targets' winners alone; every
 	// target's winner is needed only over the cap.
-	inForce := len(s.active) + len(s.capped)
-	for t := range s.dirty {
-		old, was := s.active[t]
+	inForce := s.active + len(s.capped)
+	wins := s.wins[:0]
+	for _, t := range s.dirty {
 		w, _, ok := s.winnerOf(t)
-		s.won[t] = dirtyWin{w, ok, old, was}
+		wins = append(wins, dirtyWin{w, ok})
+		capped := s.capped[t.prefix]
 		switch {
-		case ok && !was && !s.capped[t]:
+		case ok && t.active == nil && !capped:
 			inForce++
-		case !ok && (was || s.capped[t]):
+		case !ok && (t.active != nil || capped):
 			inForce--
 		}
 	}
 	if inForce <= s.lim.maxActive && len(s.capped) == 0 {
-		for t, d := range s.won {
-			change(t, d.old, d.had, d.v, d.ok)
+		for i, t := range s.dirty {
+			s.set(t, wins[i].v, wins[i].ok)
 		}
 	} else {
-		// Over the cap (or just back under it): settle every target.
-		all := s.allInForce()
-		over := capActive(all, s.lim.maxActive)
-		wasCapped := s.capped
-		s.capped = map[netip.Prefix]bool{}
-		for _, t := range over {
-			s.capped[t] = true
-			if !wasCapped[t] {
-				s.refuse(*all[t].v, RefusedActiveCap)
-			}
-		}
-		for t := range wasCapped {
-			if !s.capped[t] {
-				s.dirty[t] = true
-			}
-		}
-		for t := range s.dirty {
-			w, ok := all[t]
-			set(t, w.v, ok && !s.capped[t])
-		}
-		for t, w := range all {
-			set(t, w.v, !s.capped[t])
+		s.settleCap()
+	}
+	for _, t := range s.dirty {
+		t.dirty = false
+		if t.first == nil && t.active == nil && !s.capped[t.prefix] && s.ownOf(t.prefix) == nil {
+			delete(s.targets, t.prefix)
 		}
 	}
-	s.dirty = reuse(s.dirty)
-	s.won = reuse(s.won)
-	s.changes = changes
-	return changes
+	clear(wins)
+	s.wins = shrink(wins)
+	clear(s.dirty)
+	s.dirty = shrink(s.dirty)
+}
+
+// settleCap settles every target in force when they are over the active
+// cap (or just back under it).
+func (s *state) settleCap() {
+	all := s.allInForce()
+	over := capActive(all, s.lim.maxActive)
+	wasCapped := s.capped
+	s.capped = map[netip.Prefix]bool{}
+	for _, p := range over {
+		s.capped[p] = true
+		if !wasCapped[p] {
+			s.refuse(*all[p].v, RefusedActiveCap)
+		}
+	}
+	for p := range wasCapped {
+		if t := s.targets[p]; t != nil && !s.capped[p] {
+			s.markDirty(t)
+		}
+	}
+	for _, t := range s.dirty {
+		w, ok := all[t.prefix]
+		s.set(t, w.v, ok && !s.capped[t.prefix])
+	}
+	for p, w := range all {
+		s.set(s.targets[p], w.v, !s.capped[p])
+	}
+}
+
+// shrink empties a slice for reuse, or lets it go after a big change (a
+// resync, an expiry wave).
+func shrink[E any](s []E) []E {
+	if cap(s) > 4*batchEntries {
+		return nil
+	}
+	return s[:0]
+}
+
+// set makes v (in: in force) or nothing t's verdict in the active set, and
+// records the change, if any.
+func (s *state) set(t *target, v *Verdict, in bool) {
+	switch {
+	case in && (t.active == nil || !sameVerdict(*t.active, *v)):
+		if t.active == nil {
+			s.active++
+		}
+		t.active = v
+		s.emit(t, Change{Target: t.prefix, Winner: v})
+	case !in && t.active != nil:
+		t.active = nil
+		s.active--
+		s.emit(t, Change{Target: t.prefix, Remove: true})
+	}
+}
+
+// emit records a change of t's verdict in out, in place of t's change not
+// taken yet, if any.
+func (s *state) emit(t *target, ch Change) {
+	s.version++
+	if t.outGen == s.outGen {
+		s.out[t.outAt] = ch
+		return
+	}
+	t.outGen, t.outAt = s.outGen, len(s.out)
+	s.out = append(s.out, ch)
+}
+
+// takeChanges returns the changes of the active set since the last take,
+// in the order of their targets' first change, and starts a new batch.
+func (s *state) takeChanges() []Change {
+	out := s.out
+	s.out = nil
+	s.outGen++
+	return out
+}
+
+// outKeep is the room for changes (48 bytes each) that giveBack keeps
+// between batches: 3 MiB.
+const outKeep = 1 << 16
+
+// giveBack lets takeChanges' slice, applied, be the next batch's room,
+// unless it is larger than outKeep (the memory of a resync's batch is let
+// go) or a batch has started.
+func (s *state) giveBack(batch []Change) {
+	clear(batch)
+	if len(s.out) == 0 && cap(batch) <= outKeep {
+		s.out = batch[:0]
+	}
+}
+
+// activeSet is the merged set within the caps.
+func (s *state) activeSet() iter.Seq2[netip.Prefix, *Verdict] {
+	return func(yield func(netip.Prefix, *Verdict) bool) {
+		for p, t := range s.targets {
+			if t.active != nil && !yield(p, t.active) {
+				return
+			}
+		}
+	}
+}
+
+// activeOn is the verdict in force on p, nil if none.
+func (s *state) activeOn(p netip.Prefix) *Verdict {
+	if t := s.targets[p]; t != nil {
+		return t.active
+	}
+	return nil
 }
 
 // dirtyWin is what process learnt of a dirty target: its winner (ok
-// false when nothing is in force) and its verdict in the active set
-// before (had false when none).
+// false when nothing is in force).
 type dirtyWin struct {
-	v   *Verdict
-	ok  bool
-	old *Verdict
-	had bool
+	v  *Verdict
+	ok bool
 }
 
-// winnerOf is the winner on target t (see winner) among its bucket
-// entries and the node's own pending verdict, which replaces its bucket
-// entry.
-func (s *state) winnerOf(t netip.Prefix) (*Verdict, uint64, bool) {
-	es := s.byTarget[t]
-	if o := s.own[t]; o != nil {
-		es = append(slices.DeleteFunc(slices.Clone(es), func(e *entry) bool { return e.key == o.key }), o)
+// winnerOf is the winner on t (see winner) among its bucket entries and
+// the node's own pending verdict, which replaces its bucket entry.
+func (s *state) winnerOf(t *target) (*Verdict, uint64, bool) {
+	var room [8]*entry
+	es := room[:0]
+	o := s.ownOf(t.prefix)
+	for e := t.first; e != nil; e = e.next {
+		if o == nil || e.key != o.key {
+			es = append(es, e)
+		}
+	}
+	if o != nil {
+		es = append(es, o)
 	}
 	return winner(es)
 }
 
 // allInForce is every target's winner, for the active cap.
 func (s *state) allInForce() map[netip.Prefix]winning {
-	all := make(map[netip.Prefix]winning, len(s.byTarget)+len(s.own))
-	add := func(t netip.Prefix) {
+	all := make(map[netip.Prefix]winning, len(s.targets))
+	for p, t := range s.targets {
 		if w, first, ok := s.winnerOf(t); ok {
-			all[t] = winning{w, first}
+			all[p] = winning{w, first}
 		}
-	}
-	for t := range s.byTarget {
-		add(t)
-	}
-	for t := range s.own {
-		add(t)
 	}
 	return all
 }
 
-// smallMap is the size up to which reuse empties a map in place, and
-// from which grow sizes the state's maps.
+// smallMap is the size from which grow sizes the state's maps.
 const smallMap = 1 << 14
-
-// reuse empties m for the next batch: in place up to smallMap entries (a
-// batch of batchEntries then costs no new map and no growth), else a new
-// map (clear walks every slot of a big map: after expiring a million
-// verdicts it would stay that big).
-func reuse[K comparable, V any](m map[K]V) map[K]V {
-	if len(m) > smallMap {
-		return map[K]V{}
-	}
-	clear(m)
-	return m
-}
 
 // grow sizes the state's maps for n more entries before a resync reads
 // them, so that they do not grow by rehashing one entry at a time.
@@ -355,10 +466,9 @@ func (s *state) grow(n int) {
 		return
 	}
 	s.entries = make(map[string]*entry, n)
-	s.byTarget = make(map[netip.Prefix][]*entry, n)
 	s.exp = slices.Grow(s.exp, n)
-	if len(s.active) == 0 {
-		s.active = make(map[netip.Prefix]*Verdict, n)
+	if len(s.targets) == 0 {
+		s.targets = make(map[netip.Prefix]*target, n)
 	}
 }
 
@@ -377,7 +487,7 @@ func (s *state) acked(e *entry, rev uint64) {
 	}
 	if b := s.entries[e.key]; b != nil && b.rev >= rev || s.lastRev >= rev {
 		delete(s.own, e.v.Target)
-		s.dirty[e.v.Target] = true
+		s.markDirty(e.t)
 	}
 }
 

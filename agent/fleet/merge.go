@@ -18,7 +18,7 @@ import (
 // server's timestamp) or one of the Client's own verdicts not yet read
 // back from the bucket (pending).
 type entry struct {
-	key     string
+	key     string // a pending entry's bucket key ("" for the others: v says it)
 	v       Verdict
 	rev     uint64
 	ts      time.Time
@@ -30,9 +30,10 @@ type entry struct {
 	reported bool   // a refusal of this entry was reported
 	gen      uint32 // the state's gen when put (see state.gen)
 	// t is the state's target of v.Target; next is the target's next
-	// bucket entry.
+	// bucket entry; live: a bucket entry still on its target.
 	t    *target
 	next *entry
+	live bool
 }
 
 // strength orders the actions a winner can have.

@@ -327,8 +327,8 @@ func TestStateResync(t *testing.T) {
 	s.endResync()
 	s.process()
 	want := map[netip.Prefix]Action{pfx("198.18.0.1/32"): ActionThrottle, pfx("198.18.0.4/32"): ActionBlock}
-	if s.active != len(want) || len(s.entries) != len(want) {
-		t.Fatalf("after the resync: active %v, %d entries; want %v", activePtrs(s), len(s.entries), want)
+	if s.active != len(want) || s.entries != len(want) {
+		t.Fatalf("after the resync: active %v, %d entries; want %v", activePtrs(s), s.entries, want)
 	}
 	for p, a := range want {
 		if v := s.activeOn(p); v == nil || v.Action != a {
@@ -404,14 +404,21 @@ func TestStateIncremental(t *testing.T) {
 // verdicts, computed without the state's incremental bookkeeping.
 func fromScratch(s *state, maxActive int) map[netip.Prefix]*Verdict {
 	byTarget := map[netip.Prefix][]*entry{}
-	for _, e := range s.entries {
-		if e.t == nil || s.targets[e.v.Target] != e.t {
-			panic("an entry is not on its target")
+	n := 0
+	for _, list := range s.issuers {
+		for _, e := range list {
+			if !e.live || s.targets[e.v.Target] != e.t || e.t.entryOf(e.v.Issuer) != e {
+				panic(fmt.Sprintf("the entry of %s on %v is not on its target", e.v.Issuer, e.v.Target))
+			}
+			byTarget[e.v.Target] = append(byTarget[e.v.Target], e)
+			n++
 		}
-		byTarget[e.v.Target] = append(byTarget[e.v.Target], e)
+	}
+	if n != s.entries {
+		panic(fmt.Sprintf("%d entries by issuer, %d counted", n, s.entries))
 	}
 	for p, o := range s.own {
-		byTarget[p] = append(slices.DeleteFunc(byTarget[p], func(e *entry) bool { return e.key == o.key }), o)
+		byTarget[p] = append(slices.DeleteFunc(byTarget[p], func(e *entry) bool { return e.v.Issuer == o.v.Issuer }), o)
 	}
 	all := map[netip.Prefix]winning{}
 	for p, es := range byTarget {

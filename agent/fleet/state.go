@@ -23,8 +23,8 @@ type limits struct {
 // unexpired entries, and out holds the changes to it not yet taken.
 type state struct {
 	lim     limits
-	entries map[string]*entry        // bucket entries by key
-	targets map[netip.Prefix]*target // entries and merged verdict by target
+	targets map[netip.Prefix]*target // bucket entries and merged verdict by target
+	entries int                      // bucket entries
 	issuers map[string][]*entry      // bucket entries by issuer, in revision order
 	own     map[netip.Prefix]*entry  // the node's own verdicts not yet read back
 	capped  map[netip.Prefix]bool    // winners over the cap
@@ -44,8 +44,9 @@ type state struct {
 	pruned   time.Time // expired entries are gone up to here
 	// gen counts the resyncs: put marks each entry with it, so that at
 	// the end of a resync the entries not read again are the ones of an
-	// older gen (no set of the keys read).
-	gen uint32
+	// older gen (no set of the keys read); older counts those left.
+	gen   uint32
+	older int
 	// slab and tslab are where put allocates entries and targets during a
 	// resync (nil outside): a chunk of slabEntries at a time instead of
 	// one object each, which the GC scans as one.
@@ -71,7 +72,7 @@ type target struct {
 const slabEntries = 1024
 
 func newState(lim limits) *state {
-	return &state{lim: lim, entries: map[string]*entry{}, targets: map[netip.Prefix]*target{},
+	return &state{lim: lim, targets: map[netip.Prefix]*target{},
 		issuers: map[string][]*entry{}, own: map[netip.Prefix]*entry{}, capped: map[netip.Prefix]bool{},
 		rescan: map[string]int{}, outGen: 1}
 }
@@ -89,18 +90,25 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 	v, reason, err := decode(key, data, s.lim.maxTTL)
 	if err != nil {
 		s.refuse(v, reason)
-		s.remove(key)
+		s.del(key, rev)
 		return
 	}
-	s.remove(key)
+	t := s.targets[v.Target]
+	if t != nil {
+		if old := t.entryOf(v.Issuer); old != nil {
+			s.remove(old)
+		}
+	}
 	if !v.Expires.After(s.pruned) {
 		return
 	}
-	t := s.targetOf(v.Target)
+	if t == nil {
+		t = s.newTarget(v.Target)
+	}
 	e := s.newEntry()
-	*e = entry{key: key, v: v, rev: rev, ts: ts, rateOK: true, gen: s.gen, t: t, next: t.first} // rateOK until rate-scanned
+	*e = entry{v: v, rev: rev, ts: ts, rateOK: true, gen: s.gen, t: t, next: t.first, live: true} // rateOK until rate-scanned
 	t.first = e
-	s.entries[key] = e
+	s.entries++
 	list := s.issuers[v.Issuer]
 	i := len(list)
 	if i > 0 && list[i-1].rev > rev { // out of order: only on a resync's snapshot
@@ -110,27 +118,43 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 	s.markIssuer(v.Issuer, i)
 	heap.Push(&s.exp, e)
 	s.markDirty(t)
-	if o := s.ownOf(v.Target); o != nil && o.key == key && o.rev != 0 && rev >= o.rev {
+	if o := s.ownOf(v.Target); o != nil && o.v.Issuer == v.Issuer && o.rev != 0 && rev >= o.rev {
 		delete(s.own, v.Target) // the published verdict came back
 	}
 }
 
+// entryOf is issuer's bucket entry on t, nil if none.
+func (t *target) entryOf(issuer string) *entry {
+	for e := t.first; e != nil; e = e.next {
+		if e.v.Issuer == issuer {
+			return e
+		}
+	}
+	return nil
+}
+
 // targetOf is the state's target p, made if it has none.
 func (s *state) targetOf(p netip.Prefix) *target {
-	t := s.targets[p]
-	if t == nil {
-		if s.tslab == nil {
-			t = &target{}
-		} else {
-			if len(s.tslab) == cap(s.tslab) {
-				s.tslab = make([]target, 0, slabEntries)
-			}
-			s.tslab = s.tslab[:len(s.tslab)+1]
-			t = &s.tslab[len(s.tslab)-1]
-		}
-		t.prefix = p
-		s.targets[p] = t
+	if t := s.targets[p]; t != nil {
+		return t
 	}
+	return s.newTarget(p)
+}
+
+// newTarget makes the state's target p: from the slab during a resync.
+func (s *state) newTarget(p netip.Prefix) *target {
+	var t *target
+	if s.tslab == nil {
+		t = &target{}
+	} else {
+		if len(s.tslab) == cap(s.tslab) {
+			s.tslab = make([]target, 0, slabEntries)
+		}
+		s.tslab = s.tslab[:len(s.tslab)+1]
+		t = &s.tslab[len(s.tslab)-1]
+	}
+	t.prefix = p
+	s.targets[p] = t
 	return t
 }
 
@@ -167,6 +191,7 @@ func (s *state) newEntry() *entry {
 // here on are of a new gen.
 func (s *state) beginResync() {
 	s.gen++
+	s.older = s.entries
 	s.slab = make([]entry, 0, slabEntries)
 	s.tslab = make([]target, 0, slabEntries)
 }
@@ -175,9 +200,16 @@ func (s *state) beginResync() {
 // bucket holds has been read again since beginResync, so an entry of an
 // older gen is gone from the bucket.
 func (s *state) endResync() {
-	for key, e := range s.entries {
-		if e.gen != s.gen {
-			s.remove(key)
+	for _, t := range s.targets {
+		if s.older == 0 {
+			break // none left (always in a cold sync): no walk
+		}
+		for e := t.first; e != nil; {
+			next := e.next
+			if e.gen != s.gen {
+				s.remove(e)
+			}
+			e = next
 		}
 	}
 	s.slab, s.tslab = nil, nil
@@ -196,19 +228,23 @@ func cmpU(a, b uint64) int {
 	return 0
 }
 
-// del reads a delete or purge of key.
+// del reads a delete or purge of key (a key that ParseKey refuses has
+// no entry).
 func (s *state) del(key string, rev uint64) {
 	s.lastRev = max(s.lastRev, rev)
-	s.remove(key)
-}
-
-// remove drops key's entry, if any.
-func (s *state) remove(key string) {
-	e := s.entries[key]
-	if e == nil {
+	issuer, p, err := ParseKey(key)
+	if err != nil {
 		return
 	}
-	delete(s.entries, key)
+	if t := s.targets[p]; t != nil {
+		if e := t.entryOf(issuer); e != nil {
+			s.remove(e)
+		}
+	}
+}
+
+// remove drops a bucket entry.
+func (s *state) remove(e *entry) {
 	t := e.t
 	for p := &t.first; *p != nil; p = &(*p).next {
 		if *p == e {
@@ -216,7 +252,11 @@ func (s *state) remove(key string) {
 			break
 		}
 	}
-	e.next = nil
+	e.next, e.live = nil, false
+	s.entries--
+	if e.gen != s.gen {
+		s.older--
+	}
 	list := s.issuers[e.v.Issuer]
 	if i, found := slices.BinarySearchFunc(list, e.rev, func(x *entry, r uint64) int { return cmpU(x.rev, r) }); found {
 		s.issuers[e.v.Issuer] = slices.Delete(list, i, i+1)
@@ -249,9 +289,8 @@ func (s *state) publish(v Verdict) *entry {
 func (s *state) prune(now time.Time) {
 	s.pruned = now
 	for s.exp.Len() > 0 && !s.exp[0].v.Expires.After(now) {
-		e := heap.Pop(&s.exp).(*entry)
-		if s.entries[e.key] == e {
-			s.remove(e.key)
+		if e := heap.Pop(&s.exp).(*entry); e.live {
+			s.remove(e)
 		}
 	}
 	for p, e := range s.own {
@@ -435,7 +474,7 @@ func (s *state) winnerOf(t *target) (*Verdict, uint64, bool) {
 	es := room[:0]
 	o := s.ownOf(t.prefix)
 	for e := t.first; e != nil; e = e.next {
-		if o == nil || e.key != o.key {
+		if o == nil || e.v.Issuer != o.v.Issuer {
 			es = append(es, e)
 		}
 	}
@@ -462,14 +501,11 @@ const smallMap = 1 << 14
 // grow sizes the state's maps for n more entries before a resync reads
 // them, so that they do not grow by rehashing one entry at a time.
 func (s *state) grow(n int) {
-	if len(s.entries) > 0 || n <= smallMap {
+	if len(s.targets) > 0 || n <= smallMap {
 		return
 	}
-	s.entries = make(map[string]*entry, n)
+	s.targets = make(map[netip.Prefix]*target, n)
 	s.exp = slices.Grow(s.exp, n)
-	if len(s.targets) == 0 {
-		s.targets = make(map[netip.Prefix]*target, n)
-	}
 }
 
 // sameVerdict compares two verdicts field by field, times by the instant.
@@ -485,7 +521,7 @@ func (s *state) acked(e *entry, rev uint64) {
 	if s.own[e.v.Target] != e {
 		return
 	}
-	if b := s.entries[e.key]; b != nil && b.rev >= rev || s.lastRev >= rev {
+	if b := e.t.entryOf(e.v.Issuer); b != nil && b.rev >= rev || s.lastRev >= rev {
 		delete(s.own, e.v.Target)
 		s.markDirty(e.t)
 	}

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -86,13 +89,23 @@ func coldSyncAgent(t *testing.T, count int, raw bool, fillFor time.Duration) col
 	start := time.Now()
 	a.Start()
 	f.ReadySeconds = time.Since(start).Seconds()
-	// Counted in the kernel map, read through the pin in batches; fleet
-	// status reads the whole bucket for its digest, so it is asked once,
-	// after.
+	// Counted in the kernel map, read through the pin in batches, once
+	// the audit log (written after the kernel, in each batch) has a
+	// record for every verdict: a walk of the whole map every poll would
+	// take a good part of a CPU from the agent. Fleet status reads the
+	// whole bucket for its digest, so it is asked once, after.
 	vs := a.OpenVerdicts(128)
+	tail := &auditTail{path: a.Audit}
+	defer tail.close()
 	var got int
 	agenttest.WaitFor(t, 10*time.Minute, fmt.Sprintf("%d verdicts in the kernel map", count), func() bool {
-		var err error
+		n, err := tail.records()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < count {
+			return false
+		}
 		if got, err = vs.Count(); err != nil {
 			t.Fatal(err)
 		}
@@ -116,6 +129,55 @@ func coldSyncAgent(t *testing.T, count int, raw bool, fillFor time.Duration) col
 		t.Errorf("the audit log has %d records of fleet verdicts applied, want one per verdict: %d", f.AuditRecords, count)
 	}
 	return f
+}
+
+// auditTail counts the records of fleet verdicts in an audit log as it
+// grows: each call reads only what was appended since the last. It counts
+// the who of every fleet record (an error's too), a bound that the kernel
+// count after it confirms; fleetAuditRecords checks each record in full.
+type auditTail struct {
+	path string
+	f    *os.File
+	n    int
+	part []byte // the last line read, not ended yet
+	buf  []byte
+}
+
+// fleetWho starts the who of a record of a fleet verdict.
+var fleetWho = []byte(`"who":"fleet:`)
+
+// records is the count of fleet records that the log holds so far (0
+// while there is no log).
+func (a *auditTail) records() (int, error) {
+	if a.f == nil {
+		f, err := os.Open(a.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		a.f, a.buf = f, make([]byte, 1<<20)
+	}
+	for {
+		k, err := a.f.Read(a.buf)
+		data := append(a.part, a.buf[:k]...)
+		end := bytes.LastIndexByte(data, '\n') + 1
+		a.n += bytes.Count(data[:end], fleetWho)
+		a.part = append(a.part[:0], data[end:]...)
+		if errors.Is(err, io.EOF) || k == 0 {
+			return a.n, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("audit log: %w", err)
+		}
+	}
+}
+
+func (a *auditTail) close() {
+	if a.f != nil {
+		a.f.Close()
+	}
 }
 
 // fleetAuditRecords counts the audit log's records of fleet verdicts

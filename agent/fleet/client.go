@@ -734,9 +734,10 @@ func (c *Client) send(js jetstream.JetStream, e *entry, perKeyTTL bool) (jetstre
 	if err != nil {
 		return nil, err
 	}
-	msg := nats.NewMsg("$KV." + c.opts.Bucket + "." + e.key)
+	key := Key(e.v.Issuer, e.v.Target)
+	msg := nats.NewMsg("$KV." + c.opts.Bucket + "." + key)
 	msg.Data = data
-	id := fmt.Sprintf("%s-%s-%d-%d", e.key, e.v.Action, e.v.IssuedAt.UnixNano(), e.v.Expires.UnixNano())
+	id := fmt.Sprintf("%s-%s-%d-%d", key, e.v.Action, e.v.IssuedAt.UnixNano(), e.v.Expires.UnixNano())
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
 	if perKeyTTL {
 		ttl := max(time.Until(e.v.Expires)+ttlSlack, time.Second)

@@ -195,7 +195,7 @@ func TestRateScan(t *testing.T) {
 	want := []bool{true, true, true, false, false, true, true, false}
 	var list []*entry
 	for i, d := range offs {
-		list = append(list, &entry{rev: uint64(i + 1), ts: t0.Add(d)})
+		list = append(list, &entry{rev: uint64(i + 1), ts: t0.Add(d).UnixNano()})
 	}
 	changed := 0
 	rateScan(list, 0, 2, 3, func(*entry) { changed++ })

@@ -55,14 +55,15 @@ type state struct {
 }
 
 // target is what the state holds on one target: its bucket entries, its
-// verdict in the active set, and its place in dirty and out.
+// verdict in the active set, and its place in dirty and out (64 bytes:
+// a million of them are a cold sync's memory).
 type target struct {
 	prefix netip.Prefix
 	first  *entry   // the bucket entries on it, linked by entry.next
 	active *Verdict // its verdict in the active set (an entry's, never changed), nil if none
-	dirty  bool     // in state.dirty
 	outGen uint64   // out[outAt] is its change while outGen is state.outGen
-	outAt  int
+	outAt  uint32   // (a batch holds a change per target at most: fewer than 2^32)
+	dirty  bool     // in state.dirty
 }
 
 // slabEntries is the size of a resync's chunks of entries and targets
@@ -106,7 +107,10 @@ func (s *state) put(key string, data []byte, rev uint64, ts time.Time) {
 		t = s.newTarget(v.Target)
 	}
 	e := s.newEntry()
-	*e = entry{v: v, rev: rev, ts: ts, rateOK: true, gen: s.gen, t: t, next: t.first, live: true} // rateOK until rate-scanned
+	*e = entry{v: v, rev: rev, rateOK: true, gen: s.gen, t: t, next: t.first, live: true} // rateOK until rate-scanned
+	if !ts.IsZero() {
+		e.ts = ts.UnixNano()
+	}
 	t.first = e
 	s.entries++
 	list := s.issuers[v.Issuer]
@@ -278,7 +282,7 @@ func (s *state) markIssuer(issuer string, from int) {
 // back from the bucket.
 func (s *state) publish(v Verdict) *entry {
 	t := s.targetOf(v.Target)
-	e := &entry{key: Key(v.Issuer, v.Target), v: v, pending: true, rateOK: true, t: t}
+	e := &entry{v: v, pending: true, rateOK: true, t: t}
 	s.own[v.Target] = e
 	s.markDirty(t)
 	return e
@@ -414,7 +418,7 @@ func (s *state) emit(t *target, ch Change) {
 		s.out[t.outAt] = ch
 		return
 	}
-	t.outGen, t.outAt = s.outGen, len(s.out)
+	t.outGen, t.outAt = s.outGen, uint32(len(s.out))
 	s.out = append(s.out, ch)
 }
 

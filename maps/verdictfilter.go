@@ -39,11 +39,14 @@ type verdictFilter struct {
 // cap allows) makes it answer "may hold" for every source instead.
 const (
 	filterBitsPer  = 16
-	filterMaxBits  = 1 << 26
 	filterProbes   = 6
 	filterFullAt   = 0.75
 	filterMinWords = 64
 )
+
+// filterMaxBits caps the filter's size (a variable for the tests of a map
+// over the cap).
+var filterMaxBits uint64 = 1 << 26
 
 // hash is where key's bits are: bit i of filterProbes is h+i*step
 // (double hashing), modulo the filter's size.
@@ -98,10 +101,11 @@ func (f *verdictFilter) stale() bool {
 }
 
 // filterWords is the size of the filter of a map of maxEntries entries,
-// in words of 64 bits.
+// in words of 64 bits: filterBitsPer bits an entry, rounded up to a power
+// of two, at least filterMinWords words and at most filterMaxBits bits.
 func filterWords(maxEntries uint32) int {
-	n := min(max(uint64(maxEntries), 1)*filterBitsPer, filterMaxBits)
-	return max((1<<bits.Len64(n-1))/64, filterMinWords)
+	n := max(uint64(maxEntries), 1) * filterBitsPer
+	return int(min(max(uint64(1)<<bits.Len64(n-1), filterMinWords*64), filterMaxBits) / 64)
 }
 
 // buildVerdictFilterLocked fills the verdict filter anew from one batch

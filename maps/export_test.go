@@ -39,7 +39,7 @@ func nonZero[V uint32 | uint64](m *ebpf.Map) (map[uint32]V, error) {
 	return out, it.Err()
 }
 
-// CapVerdictFilter caps at bits bits (a power of two, 64 or more) the
+// CapVerdictFilter caps at bits bits (a power of two, 512 or more) the
 // verdict filters first built during t.
 func CapVerdictFilter(t *testing.T, bits uint64) {
 	old := filterMaxBits

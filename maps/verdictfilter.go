@@ -34,9 +34,10 @@ type verdictFilter struct {
 // The filter's shape: filterBitsPer bits per entry of the map (rounded up
 // to a power of two in all, at most filterMaxBits, 8 MiB), filterProbes
 // bits per source. A filter over a full map then answers "may hold" for a
-// source it does not hold once in a thousand ((1-e^(-6/16))^6); a walk
-// that leaves over filterFullAt of its bits set (a map larger than the
-// cap allows) makes it answer "may hold" for every source instead.
+// source it does not hold about once in a thousand ((1-e^(-6/16))^6 for an
+// unblocked filter, a little more in blocks); a walk that leaves over
+// filterFullAt of its bits set (a map larger than the cap allows) makes it
+// answer "may hold" for every source instead.
 const (
 	filterBitsPer  = 16
 	filterProbes   = 6
@@ -48,11 +49,23 @@ const (
 // over the cap).
 var filterMaxBits uint64 = 1 << 26
 
-// hash is where key's bits are: bit i of filterProbes is h+i*step
-// (double hashing), modulo the filter's size.
-func (f *verdictFilter) hash(key *[16]byte) (h, step uint64) {
-	h = maphash.Bytes(f.seed, key[:])
-	return h, h>>32 | 1
+// Where a source's bits are: the filter is blocked, every source's
+// filterProbes bits are in one block of blockWords words (a cache line),
+// so a test costs one cache miss, not one per bit.
+const (
+	blockWords = 8
+	blockBits  = 9 // bits of a bit's index in its block (512 bits)
+)
+
+// place is the index of key's block (its first word) and a word whose
+// top filterProbes*blockBits bits are the indexes of its bits there.
+func (f *verdictFilter) place(key *[16]byte) (block int, idx uint64) {
+	h := maphash.Bytes(f.seed, key[:])
+	block = int(h&uint64(len(f.words)/blockWords-1)) * blockWords
+	// The indexes from a remix of h (splitmix64's), not from the bits
+	// that chose the block.
+	idx = (h ^ h>>31) * 0xbf58476d1ce4e5b9
+	return block, idx ^ idx>>27
 }
 
 // add records that the map may hold an entry on key.
@@ -61,15 +74,14 @@ func (f *verdictFilter) add(key *[16]byte) {
 		return // the first walk will find it
 	}
 	f.added++
-	h, step := f.hash(key)
-	mask := uint64(len(f.words))*64 - 1
+	block, idx := f.place(key)
 	for range filterProbes {
-		b := h & mask
-		if w := &f.words[b>>6]; *w&(1<<(b&63)) == 0 {
-			*w |= 1 << (b & 63)
+		i := idx >> (64 - blockBits)
+		idx <<= blockBits
+		if w := &f.words[block+int(i>>6)]; *w&(1<<(i&63)) == 0 {
+			*w |= 1 << (i & 63)
 			f.set++
 		}
-		h += step
 	}
 }
 
@@ -78,14 +90,13 @@ func (f *verdictFilter) mayHold(key *[16]byte) bool {
 	if f.full {
 		return true
 	}
-	h, step := f.hash(key)
-	mask := uint64(len(f.words))*64 - 1
+	block, idx := f.place(key)
 	for range filterProbes {
-		b := h & mask
-		if f.words[b>>6]&(1<<(b&63)) == 0 {
+		i := idx >> (64 - blockBits)
+		idx <<= blockBits
+		if f.words[block+int(i>>6)]&(1<<(i&63)) == 0 {
 			return false
 		}
-		h += step
 	}
 	return true
 }

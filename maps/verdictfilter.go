@@ -150,8 +150,7 @@ func (s *Set) buildVerdictFilterLocked() error {
 
 // MayHoldVerdicts appends to may, for each of vs, whether the verdict map
 // may hold an entry (expired or not) on its Source: false is sure, the map
-// holds none (and no writer can have added one since, unless it did after
-// this call returned). A writer that merges a verdict with the one the
+// held none when the call returned (a writer may add one after). A writer that merges a verdict with the one the
 // map holds (Verdict) needs the lookup only where it is true. The first
 // call walks the map once (batch reads); an error of that walk is returned
 // with every answer true.

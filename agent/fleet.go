@@ -53,8 +53,9 @@ type fleetApplier struct {
 // fleetPending is what an Apply decided and has still to write: the
 // verdicts on single sources, per interface, written in batches, and the
 // audit records of the verdicts applied, written together. A cold sync of
-// 1M verdicts is then a lookup per verdict and a few hundred writes to the
-// kernel and to the audit log, not 2M writes.
+// 1M verdicts is then a few hundred writes to the kernel and to the audit
+// log, not 2M writes, and a lookup per verdict only on the sources the map
+// may hold an entry on (maps.Set.MayHoldVerdicts).
 type fleetPending struct {
 	// verdicts[i] are interface i's writes; owner[i][j] is the index in
 	// applied of verdicts[i][j]'s verdict.
@@ -66,6 +67,8 @@ type fleetPending struct {
 	// and their index in applied.
 	due      []maps.VerdictEntry
 	dueOwner []int
+	// may is writeVerdicts' answers of maps.Set.MayHoldVerdicts.
+	may []bool
 }
 
 // appliedVerdict is a fleet verdict put, for its audit record: change,
@@ -157,7 +160,7 @@ func (p *fleetPending) trim() {
 		p.applied = nil
 	}
 	if cap(p.due) > pendingKeep {
-		p.due, p.dueOwner = nil, nil
+		p.due, p.dueOwner, p.may = nil, nil, nil
 	}
 	if cap(p.buf) > 2*auditFlushAt {
 		p.buf = nil
@@ -272,15 +275,24 @@ func (f *fleetApplier) flush(st *readState, changes []fleet.Change, wall time.Ti
 }
 
 // writeVerdicts writes an interface's queued verdicts vs (owner: their
-// index in f.pend.applied) and marks each written or failed: each is
-// looked up (fleetVerdictDue), and those due are written in one batch
-// write (maps.Set.PutVerdicts). A batch that fails is written again one
-// by one (the writes are idempotent), which finds each one that fails.
+// index in f.pend.applied) and marks each written or failed: each whose
+// source the map may hold an entry on (maps.Set.MayHoldVerdicts; the
+// others have no verdict to keep nor one in force already) is looked up
+// (fleetVerdictDue), and those due are written in one batch write
+// (maps.Set.PutVerdicts). A batch that fails is written again one by one
+// (the writes are idempotent), which finds each one that fails.
 func (f *fleetApplier) writeVerdicts(it *iface, vs []maps.VerdictEntry, owner []int, mono uint64) {
 	applied, p := f.pend.applied, &f.pend
 	due, dueOwner := p.due[:0], p.dueOwner[:0]
+	may, err := it.dp.Maps.MayHoldVerdicts(vs, p.may[:0])
+	if err != nil {
+		f.log.Warn("fleet: every verdict looked up", "interface", it.name, "error", err)
+	}
 	for j, e := range vs {
-		ok, err := fleetVerdictDue(it.dp.Maps, e.Source.Addr(), e.Action, e.ExpiresNS, mono)
+		ok, err := true, error(nil)
+		if may[j] {
+			ok, err = fleetVerdictDue(it.dp.Maps, e.Source.Addr(), e.Action, e.ExpiresNS, mono)
+		}
 		if err != nil {
 			f.failed(it.name, &applied[owner[j]], e.Source, err)
 			continue
@@ -303,7 +315,7 @@ func (f *fleetApplier) writeVerdicts(it *iface, vs []maps.VerdictEntry, owner []
 			a.written = true
 		}
 	}
-	p.due, p.dueOwner = due[:0], dueOwner[:0]
+	p.due, p.dueOwner, p.may = due[:0], dueOwner[:0], may[:0]
 }
 
 // failed notes a verdict on one source not written on an interface.

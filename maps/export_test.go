@@ -1,6 +1,8 @@
 package maps
 
 import (
+	"testing"
+
 	"github.com/cilium/ebpf"
 
 	"github.com/bulwark-filter/bulwark/bpf"
@@ -35,4 +37,12 @@ func nonZero[V uint32 | uint64](m *ebpf.Map) (map[uint32]V, error) {
 		}
 	}
 	return out, it.Err()
+}
+
+// CapVerdictFilter caps at bits bits (a power of two, 512 or more) the
+// verdict filters first built during t.
+func CapVerdictFilter(t *testing.T, bits uint64) {
+	old := filterMaxBits
+	filterMaxBits = bits
+	t.Cleanup(func() { filterMaxBits = old })
 }

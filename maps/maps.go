@@ -71,6 +71,7 @@ type Set struct {
 	mu       sync.Mutex
 	m        *bpf.BulwarkMaps
 	settings bpf.BulwarkDpSettings
+	vf       verdictFilter // the sources the verdict map may hold (MayHoldVerdicts)
 
 	// Allow and Block are the two prefix lists.
 	Allow *List

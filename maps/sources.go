@@ -22,7 +22,8 @@ type VerdictEntry struct {
 	Score     uint16
 }
 
-// PutVerdict sets a verdict on the source that addr belongs to.
+// PutVerdict sets a verdict on the source that addr belongs to (and adds
+// the source to the filter of MayHoldVerdicts).
 func (s *Set) PutVerdict(addr netip.Addr, action VerdictAction, expiresNS uint64, origin Origin, score uint16) error {
 	if action != VerdictBlock && action != VerdictThrottle {
 		return fmt.Errorf("verdict action %d: want block or throttle", action)
@@ -34,6 +35,7 @@ func (s *Set) PutVerdict(addr netip.Addr, action VerdictAction, expiresNS uint64
 	if err := s.setPresentLocked(presentVerdicts); err != nil {
 		return err
 	}
+	s.vf.add(&key.Addr)
 	if err := s.m.Verdicts.Put(key, v); err != nil {
 		return fmt.Errorf("write verdict for %s: %w (map holds at most %d)", addr, err, s.m.Verdicts.MaxEntries())
 	}
@@ -42,7 +44,8 @@ func (s *Set) PutVerdict(addr netip.Addr, action VerdictAction, expiresNS uint64
 
 // PutVerdicts sets many verdicts with batch writes (a syscall per 65,536):
 // each entry's Source is the address its verdict goes on. A full map is a
-// *FullError; what was written before it stays.
+// *FullError; what was written before it stays. Every source is added to
+// the filter of MayHoldVerdicts before the write.
 func (s *Set) PutVerdicts(vs []VerdictEntry) error {
 	if len(vs) == 0 {
 		return nil
@@ -61,6 +64,9 @@ func (s *Set) PutVerdicts(vs []VerdictEntry) error {
 	defer s.mu.Unlock()
 	if err := s.setPresentLocked(presentVerdicts); err != nil {
 		return err
+	}
+	for i := range keys {
+		s.vf.add(&keys[i].Addr)
 	}
 	if err := batchPut(s.m.Verdicts, keys, vals); err != nil {
 		return fmt.Errorf("write %d verdicts: %w", len(vs), err)

@@ -805,6 +805,7 @@ func (c *Client) BucketDigest(ctx context.Context) (string, error) {
 		return "", errors.New("fleet: not connected to the bucket")
 	}
 	st := newState(c.lim)
+	st.noOut = true
 	if err := readAll(ctx, kv, st); err != nil {
 		return "", err
 	}

@@ -40,6 +40,7 @@ type state struct {
 	// at its outAt while its outGen is outGen (a take starts a new gen).
 	out      []Change
 	outGen   uint64
+	noOut    bool      // out is not kept: nothing takes it (BucketDigest's state)
 	refusals []Refusal // to report
 	pruned   time.Time // expired entries are gone up to here
 	// gen counts the resyncs: put marks each entry with it, so that at
@@ -414,6 +415,9 @@ func (s *state) set(t *target, v *Verdict, in bool) {
 // taken yet, if any.
 func (s *state) emit(t *target, ch Change) {
 	s.version++
+	if s.noOut {
+		return
+	}
 	if t.outGen == s.outGen {
 		s.out[t.outAt] = ch
 		return

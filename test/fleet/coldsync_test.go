@@ -48,9 +48,10 @@ type coldFigures struct {
 	AuditRecords int `json:"audit_records"`
 }
 
-// syncedUpTo is the largest cold sync that coldSyncAgent checks in sync
-// with the bucket's digest: fleet status reads the whole bucket for it
-// within 10 s, which 1M verdicts take longer than (docs/fleet.md, limits).
+// syncedUpTo is the largest cold sync that coldSyncAgent waits to see in
+// sync with the bucket's digest: fleet status reads the whole bucket for
+// it within a time limit, which 1M verdicts may not fit (docs/fleet.md,
+// limits); above it, a digest it does read must match.
 const syncedUpTo = 100_000
 
 // coldSyncAgent fills a bucket of a 3-server cluster with count active
@@ -121,8 +122,22 @@ func coldSyncAgent(t *testing.T, count int, raw bool, fillFor time.Duration) col
 		count, f.KernelSeconds, f.ReadySeconds, f.AgentCPUSeconds)
 	if count <= syncedUpTo {
 		converge(t, b, time.Now(), 10*time.Minute, count)
-	} else if s := a.FleetStatus(); s.Active != count || s.Lag != 0 {
-		t.Errorf("fleet status after the cold sync: %d active, lag %d; want %d, 0", s.Active, s.Lag, count)
+	} else {
+		asked := time.Now()
+		s := a.FleetStatus()
+		if s.Active != count || s.Lag != 0 {
+			t.Errorf("fleet status after the cold sync: %d active, lag %d; want %d, 0", s.Active, s.Lag, count)
+		}
+		// Its read of the whole bucket may not fit its time limit here
+		// (docs/fleet.md, limits); when it does, the digests must match.
+		switch {
+		case s.BucketError != "":
+			t.Logf("fleet status (%.2f s) could not read the bucket's digest: %s", time.Since(asked).Seconds(), s.BucketError)
+		case !s.InSync:
+			t.Errorf("fleet status after the cold sync: digest %s, the bucket's %s: not in sync", s.Digest, s.BucketDigest)
+		default:
+			t.Logf("fleet status (%.2f s): in sync with the bucket", time.Since(asked).Seconds())
+		}
 	}
 	f.AuditRecords = fleetAuditRecords(t, a.Audit)
 	if f.AuditRecords != count {
